@@ -1,0 +1,108 @@
+"""The one exception tree of strongroom.
+
+Every error the library raises on purpose derives from :class:`StrongroomError`, with one
+subclass per layer.  The CLI maps these to one-line messages and exit codes; the library never
+exits the process.
+"""
+
+from __future__ import annotations
+
+
+class StrongroomError(Exception):
+    """Base of every error strongroom raises on purpose."""
+
+
+# --- storage layer -------------------------------------------------------------------------
+
+
+class StorageError(StrongroomError):
+    """A backend operation failed."""
+
+    def __init__(self, message: str, *, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class ObjectNotFound(StorageError):
+    """The named object does not exist."""
+
+
+class PermanentStorageError(StorageError):
+    """Retrying will not help: permission denied, bad configuration, disk full, invalid name."""
+
+
+class TransientStorageError(StorageError):
+    """A passing fault (timeout, connection reset, throttling): the operation may be retried."""
+
+
+class BackendConfigError(StorageError):
+    """The vault location cannot be turned into a backend (bad URL, missing credentials)."""
+
+
+# --- chunking layer ------------------------------------------------------------------------
+
+
+class ChunkingError(StrongroomError):
+    """Invalid chunker parameters or input."""
+
+
+# --- vault layer ---------------------------------------------------------------------------
+
+
+class VaultError(StrongroomError):
+    """A vault-level failure."""
+
+
+class NotAVault(VaultError):
+    """The location holds no strongroom vault."""
+
+
+class VaultExists(VaultError):
+    """`init` on a location that already holds a vault."""
+
+
+class UnsupportedVersion(VaultError):
+    """The vault was written by a format version this strongroom cannot read."""
+
+
+class WrongPassphrase(VaultError):
+    """No key slot opens with the given passphrase."""
+
+
+class KeySlotError(VaultError):
+    """A key slot operation is not possible (last slot, unknown slot)."""
+
+
+class IntegrityError(VaultError):
+    """A stored object is corrupted, truncated, tampered with or missing; names the object."""
+
+    def __init__(self, message: str, *, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class PointNotFound(VaultError):
+    """No recovery point matches the given id, prefix or selector."""
+
+
+class AmbiguousPoint(VaultError):
+    """A prefix matches more than one recovery point."""
+
+
+class LockConflict(VaultError):
+    """Another process holds a conflicting lock on the vault."""
+
+
+# --- engines -------------------------------------------------------------------------------
+
+
+class FilesError(StrongroomError):
+    """File-level backup or restore failed."""
+
+
+class ImageError(StrongroomError):
+    """Image-level backup or restore failed."""
+
+
+class NBDError(ImageError):
+    """An NBD protocol or transport error."""

@@ -1,0 +1,289 @@
+"""A backend that keeps each object as a file under a root folder.
+
+Writes are durable and atomic: the bytes go to a temporary file in the object's own folder, which
+is fsynced, renamed to the final name and then the folder itself is fsynced.  A crash therefore
+leaves either the old state or the complete new object, plus at worst a stray ``.tmp-*`` file that
+:meth:`LocalBackend.list` ignores and :meth:`LocalBackend.cleanup_temp` removes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat as stat_mod
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from strongroom.errors import (
+    ObjectNotFound,
+    PermanentStorageError,
+    StorageError,
+    TransientStorageError,
+)
+from strongroom.storage.backend import ObjectInfo
+from strongroom.storage.names import (
+    TEMP_PREFIX,
+    check_name,
+    check_prefix,
+    check_range,
+    split_prefix,
+)
+
+# Errors that a later attempt may not see again (I/O hiccups, NFS, signals, busy resources).
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.EIO, errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE,
+     errno.ECONNRESET, errno.ENOLCK, errno.ENOMEM}
+)
+# Errors that mean "no object by that name" when reading: a file, folder or path component is
+# missing, or the name is a folder (objects are only regular files).
+_MISSING_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR})
+
+_OPEN_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_OPEN_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+
+
+def os_error_to_storage(
+    err: OSError, action: str, name: str, where: str, *, reading: bool
+) -> StorageError:
+    """Classify an OSError as not-found, transient or permanent, with a one-line message.
+
+    ``action`` is a verb phrase such as ``"writing"``; ``reading`` says whether a missing path
+    means the object is absent (for writes it means a folder vanished, which is permanent).
+    Errors not known to pass by themselves (disk full, quota, permissions, read-only file
+    system, name too long, ...) are permanent.
+    """
+    code = err.errno
+    reason = (os.strerror(code) if code is not None else str(err)).lower()
+    message = f"{reason} while {action} {name} in {where}"
+    if reading and code in _MISSING_ERRNOS:
+        return ObjectNotFound(f"object {name} not found in {where}", name=name)
+    if code in _TRANSIENT_ERRNOS:
+        return TransientStorageError(message, name=name)
+    return PermanentStorageError(message, name=name)
+
+
+class LocalBackend:
+    """Objects as files under ``root``; see the module docstring for the durability argument."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root)
+        self._root_str = os.fspath(self._root)
+        # Folders (relative, '' is the root) already known to exist durably, so a put into a
+        # known folder costs no extra stat or fsync.  Only ever grows; set ops are GIL-atomic.
+        self._known_dirs: set[str] = set()
+
+    @property
+    def root(self) -> Path:
+        """The folder holding the objects."""
+        return self._root
+
+    def describe(self) -> str:
+        return self._root_str
+
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes its own descriptors."""
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({self._root_str!r})"
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self._root_str, check_name(name))
+
+    def _error(self, err: OSError, action: str, name: str, *, reading: bool) -> StorageError:
+        return os_error_to_storage(err, action, name, self._root_str, reading=reading)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def get(self, name: str) -> bytes:
+        path = self._path(name)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                return f.readall()
+        except OSError as e:
+            raise self._error(e, "reading", name, reading=True) from e
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``offset``; empty when ``offset`` is at or past the end."""
+        path = self._path(name)
+        check_range(name, offset, length)
+        try:
+            fd = os.open(path, _OPEN_READ_FLAGS)
+            try:
+                return _pread_all(fd, offset, length)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise self._error(e, "reading", name, reading=True) from e
+
+    def stat(self, name: str) -> ObjectInfo:
+        path = self._path(name)
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise self._error(e, "reading", name, reading=True) from e
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise ObjectNotFound(f"object {name} not found in {self._root_str}", name=name)
+        return ObjectInfo(name, st.st_size)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Walk only the folder the prefix points into, so ``data/ab`` never reads ``index/``."""
+        check_prefix(prefix)
+        folder, partial = split_prefix(prefix)
+        return self._walk(folder, partial)
+
+    def _walk(self, folder: str, partial: str) -> Iterator[ObjectInfo]:
+        base = os.path.join(self._root_str, folder) if folder else self._root_str
+        try:
+            entries = os.scandir(base)
+        except OSError as e:
+            if e.errno in _MISSING_ERRNOS:  # nothing stored there (yet), or removed meanwhile
+                return
+            raise self._error(e, "listing", folder or "/", reading=False) from e
+        with entries:
+            for entry in entries:
+                if entry.name.startswith(TEMP_PREFIX) or not entry.name.startswith(partial):
+                    continue
+                rel = f"{folder}/{entry.name}" if folder else entry.name
+                try:
+                    if entry.is_dir():
+                        yield from self._walk(rel, "")
+                    elif entry.is_file():
+                        yield ObjectInfo(rel, entry.stat().st_size)
+                except FileNotFoundError:
+                    continue  # deleted while we walked: it is simply not listed
+                except OSError as e:
+                    raise self._error(e, "listing", rel, reading=False) from e
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
+        check_name(name)
+        folder = name.rpartition("/")[0]
+        try:
+            self._ensure_folder(folder)
+            try:
+                self._write_atomically(folder, name, data)
+            except FileNotFoundError:
+                # The folder was removed behind our back since we cached it: make it again.
+                self._known_dirs.discard(folder)
+                self._ensure_folder(folder)
+                self._write_atomically(folder, name, data)
+        except OSError as e:
+            raise self._error(e, "writing", name, reading=False) from e
+
+    def _write_atomically(
+        self, folder: str, name: str, data: bytes | bytearray | memoryview
+    ) -> None:
+        folder_path = os.path.join(self._root_str, folder) if folder else self._root_str
+        tmp = os.path.join(folder_path, TEMP_PREFIX + secrets.token_hex(8))
+        fd = os.open(tmp, _OPEN_WRITE_FLAGS, 0o644)
+        try:
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, os.path.join(self._root_str, name))
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        _fsync_dir(folder_path)
+
+    def _ensure_folder(self, folder: str) -> None:
+        """``mkdir -p`` the folder, fsyncing the parent of every folder it creates."""
+        if folder in self._known_dirs:
+            return
+        path = os.path.join(self._root_str, folder) if folder else self._root_str
+        missing: list[str] = []
+        while not os.path.isdir(path):
+            missing.append(path)
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+        for new in reversed(missing):
+            try:
+                os.mkdir(new)
+            except FileExistsError:
+                if not os.path.isdir(new):
+                    raise
+                continue  # another thread made it; that thread fsyncs its parent
+            _fsync_dir(os.path.dirname(new))
+        self._known_dirs.add(folder)
+
+    def delete(self, name: str) -> None:
+        path = self._path(name)
+        try:
+            os.unlink(path)
+            _fsync_dir(os.path.dirname(path))
+        except OSError as e:
+            raise self._error(e, "deleting", name, reading=True) from e
+
+    # --- maintenance -----------------------------------------------------------------------
+
+    def cleanup_temp(self, older_than_seconds: float = 3600.0) -> int:
+        """Remove temporary files older than the given age left by crashed writers.
+
+        Keep the age well above the longest single ``put``: a younger temporary file may belong
+        to a writer that is still running.  Returns how many files were removed.
+        """
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in self._temp_files(self._root_str):
+            try:
+                if os.stat(path).st_mtime <= cutoff:
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:
+                continue  # renamed by its writer or removed by another cleanup
+            except OSError as e:
+                raise self._error(e, "removing temporary file", path, reading=False) from e
+        return removed
+
+    def _temp_files(self, base: str) -> Iterator[str]:
+        try:
+            with os.scandir(base) as entries:
+                found = list(entries)
+        except FileNotFoundError:
+            return
+        for entry in found:
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._temp_files(entry.path)
+            elif entry.name.startswith(TEMP_PREFIX):
+                yield entry.path
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _pread_all(fd: int, offset: int, length: int) -> bytes:
+    parts: list[bytes] = []
+    while length > 0:
+        part = os.pread(fd, length, offset)
+        if not part:
+            break  # end of file: the range is cut short, as the protocol allows
+        parts.append(part)
+        offset += len(part)
+        length -= len(part)
+    return b"".join(parts)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # the original error is the one worth reporting

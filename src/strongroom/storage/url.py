@@ -1,0 +1,72 @@
+"""Turn a vault location (a path or a URL) into a ready-to-use backend."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from strongroom.errors import BackendConfigError
+from strongroom.storage.backend import Backend
+from strongroom.storage.cache import CachingBackend
+from strongroom.storage.local import LocalBackend
+from strongroom.storage.retry import RetryingBackend
+
+REMOTE_SCHEMES = ("azure", "s3")
+
+
+def default_cache_root() -> Path:
+    """``$XDG_CACHE_HOME/strongroom``, or ``~/.cache/strongroom``."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "strongroom"
+
+
+def cache_dir_for(location: str, cache_root: Path | None = None) -> Path:
+    """A cache folder of its own for each remote location."""
+    digest = hashlib.sha256(location.rstrip("/").encode()).hexdigest()[:32]
+    return (cache_root or default_cache_root()) / digest
+
+
+def _local_path(location: str) -> Path:
+    if not location.startswith("file:"):
+        return Path(location).expanduser()
+    parts = urlsplit(location)
+    if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        raise BackendConfigError(
+            f"invalid file location {location!r}: use file:///absolute/path"
+        )
+    return Path(unquote(parts.path))
+
+
+def open_remote(location: str) -> Backend:
+    """The bare remote backend for an ``azure://`` or ``s3://`` location (no retry, no cache)."""
+    scheme = location.partition("://")[0].lower()
+    if scheme == "azure":
+        from strongroom.storage.azure import open_azure
+
+        return open_azure(location)
+    if scheme == "s3":
+        from strongroom.storage.s3 import open_s3
+
+        return open_s3(location)
+    raise BackendConfigError(
+        f"unsupported vault location {location!r}: use a path, file://, azure:// or s3://"
+    )
+
+
+def open_backend(location: str, *, cache_dir: Path | None = None) -> Backend:
+    """A backend for ``location``: a path or ``file://`` URL, ``azure://C/P`` or ``s3://B/P``.
+
+    Remote backends are wrapped in retries and a local cache of index and recovery point
+    objects, kept in ``cache_dir`` (default: a folder per location under
+    :func:`default_cache_root`).
+    """
+    if not location:
+        raise BackendConfigError("empty vault location")
+    if "://" not in location and not location.startswith("file:"):
+        return LocalBackend(_local_path(location))
+    if location.lower().startswith("file:"):
+        return LocalBackend(_local_path(location))
+    remote = open_remote(location)
+    return CachingBackend(RetryingBackend(remote), cache_dir or cache_dir_for(location))

@@ -1,0 +1,97 @@
+"""The vault's ``config`` object: format version, vault id and settings.
+
+It is plain JSON so that any strongroom can tell a vault and its version before it has a key;
+its settings carry a MAC under a key derived from the master secret, so nobody without the key
+can change them (checked right after a key slot opens).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from strongroom.errors import IntegrityError, NotAVault, UnsupportedVersion
+from strongroom.vault.crypto import VaultKeys
+
+CONFIG_NAME = "config"
+FORMAT_NAME = "strongroom-vault"
+FORMAT_VERSION = 1
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    """Tunables recorded in the vault so every client writes alike."""
+
+    pack_size: int = 16 * MiB
+    compression_level: int = 3
+    soft_delete_days: int = 14
+    immutable_days: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    vault_id: bytes
+    created: str
+    settings: VaultSettings
+
+    @classmethod
+    def new(cls, vault_id: bytes, settings: VaultSettings) -> VaultConfig:
+        return cls(vault_id, datetime.now(UTC).isoformat(timespec="seconds"), settings)
+
+    def with_settings(self, settings: VaultSettings) -> VaultConfig:
+        return replace(self, settings=settings)
+
+    def _body(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "id": self.vault_id.hex(),
+            "created": self.created,
+            "settings": asdict(self.settings),
+        }
+
+    def serialize(self, keys: VaultKeys) -> bytes:
+        body = self._body()
+        body["mac"] = keys.mac(_canonical(body)).hex()
+        return json.dumps(body, indent=1, sort_keys=True).encode("utf-8")
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def parse_config(stored: bytes, where: str) -> tuple[VaultConfig, dict[str, Any]]:
+    """Parse without a key; raises NotAVault / UnsupportedVersion before anything else."""
+    try:
+        doc = json.loads(stored)
+    except ValueError:
+        raise NotAVault(f"{where} is not a strongroom vault (config is not JSON)") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        raise NotAVault(f"{where} is not a strongroom vault")
+    version = doc.get("version")
+    if version != FORMAT_VERSION:
+        raise UnsupportedVersion(
+            f"{where} uses vault format version {version}; this strongroom reads version "
+            f"{FORMAT_VERSION} (upgrade strongroom)"
+        )
+    try:
+        known = {
+            k: v for k, v in doc["settings"].items() if k in VaultSettings.__dataclass_fields__
+        }
+        config = VaultConfig(bytes.fromhex(doc["id"]), doc["created"], VaultSettings(**known))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise IntegrityError(f"config: malformed ({exc})", name=CONFIG_NAME) from None
+    return config, doc
+
+
+def verify_config_mac(doc: dict[str, Any], keys: VaultKeys) -> None:
+    body = {k: v for k, v in doc.items() if k != "mac"}
+    want = keys.mac(_canonical(body)).hex()
+    if not hmac.compare_digest(want, str(doc.get("mac", ""))):
+        raise IntegrityError("config: MAC mismatch (changed without the key)", name=CONFIG_NAME)

@@ -1,0 +1,73 @@
+"""Sealed vault objects: index objects, recovery points and locks.
+
+Layout (all integers little-endian)::
+
+    magic      4 bytes   b"SRIX" index, b"SRPT" recovery point, b"SRLK" lock
+    version    u8        1
+    flags      u8        bit 0: payload is zstd-compressed
+    reserved   u16       0
+    nonce      12 bytes
+    ciphertext n bytes   AES-256-GCM of the (compressed) payload
+    tag        16 bytes
+
+The associated data is the 8-byte prefix followed by the vault id, so an object cannot be moved
+between object kinds or between vaults.  Index objects and recovery points are named by the
+SHA-256 of these stored bytes, so a renamed or replayed copy fails the name check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import zstandard
+
+from strongroom.errors import IntegrityError, UnsupportedVersion
+from strongroom.vault.crypto import seal as _seal
+from strongroom.vault.crypto import unseal
+
+MAGIC_INDEX = b"SRIX"
+MAGIC_POINT = b"SRPT"
+MAGIC_LOCK = b"SRLK"
+_PREFIX = struct.Struct("<4sBBH")
+_VERSION = 1
+_FLAG_ZSTD = 1
+_ZSTD_LEVEL = 3
+
+
+def object_name_hash(stored: bytes | memoryview) -> str:
+    return hashlib.sha256(stored).hexdigest()
+
+
+def seal_object(magic: bytes, key: bytes, vault_id: bytes, payload: bytes) -> bytes:
+    packed = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(payload)
+    flags = _FLAG_ZSTD if len(packed) < len(payload) else 0
+    body = packed if flags else payload
+    prefix = _PREFIX.pack(magic, _VERSION, flags, 0)
+    return prefix + _seal(key, body, prefix + vault_id)
+
+
+def open_object(magic: bytes, key: bytes, vault_id: bytes, stored: bytes, *, name: str) -> bytes:
+    """Check and decrypt a sealed object; raise an error naming ``name`` on any problem."""
+    if len(stored) < _PREFIX.size:
+        raise IntegrityError(f"{name}: truncated ({len(stored)} bytes)", name=name)
+    got_magic, version, flags, _ = _PREFIX.unpack_from(stored)
+    if got_magic != magic:
+        raise IntegrityError(f"{name}: not a {magic.decode()} object", name=name)
+    if version != _VERSION:
+        raise UnsupportedVersion(f"{name}: object version {version} is not supported")
+    prefix = stored[: _PREFIX.size]
+    body = unseal(key, memoryview(stored)[_PREFIX.size :], prefix + vault_id, name=name)
+    if not flags & _FLAG_ZSTD:
+        return body
+    try:
+        return zstandard.ZstdDecompressor().decompress(body)
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(f"{name}: cannot decompress: {exc}", name=name) from None
+
+
+def check_content_name(name: str, stored: bytes) -> None:
+    """Content-addressed objects must hash to the last component of their name."""
+    want = name.rsplit("/", 1)[-1]
+    if object_name_hash(stored) != want:
+        raise IntegrityError(f"{name}: content does not match its name (corrupted)", name=name)

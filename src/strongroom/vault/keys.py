@@ -1,0 +1,133 @@
+"""Key slots: the random master secret wrapped by Argon2id(passphrase).
+
+Every slot wraps the same master secret, so adding, removing or changing a passphrase never
+re-encrypts data.  Slot objects live at ``keys/<slot id>`` as JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from strongroom.errors import IntegrityError, UnsupportedVersion
+from strongroom.vault.crypto import MASTER_SECRET_SIZE, NONCE_SIZE
+
+KEYS_PREFIX = "keys/"
+_AAD = b"strongroom 2026-11 key slot v1"
+
+
+@dataclass(frozen=True)
+class KDFParams:
+    """Argon2id cost; the defaults follow RFC 9106's second recommended option."""
+
+    time_cost: int = 3
+    memory_kib: int = 64 * 1024
+    parallelism: int = 2
+
+    def derive(self, passphrase: str, salt: bytes) -> bytes:
+        return hash_secret_raw(
+            passphrase.encode("utf-8"),
+            salt,
+            time_cost=self.time_cost,
+            memory_cost=self.memory_kib,
+            parallelism=self.parallelism,
+            hash_len=32,
+            type=Type.ID,
+        )
+
+
+@dataclass(frozen=True)
+class KeySlot:
+    """One stored slot, as listed by ``strongroom key list``."""
+
+    slot_id: str
+    created: str
+    host: str
+    user: str
+    label: str
+    kdf: KDFParams
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _aad(vault_id: bytes, slot_id: str) -> bytes:
+    return _AAD + vault_id + slot_id.encode("ascii")
+
+
+def new_slot(
+    master: bytes, passphrase: str, vault_id: bytes, kdf: KDFParams, label: str = ""
+) -> tuple[KeySlot, bytes]:
+    """A new slot for ``master`` and its stored bytes."""
+    slot_id = os.urandom(8).hex()
+    salt, nonce = os.urandom(16), os.urandom(NONCE_SIZE)
+    kek = kdf.derive(passphrase, salt)
+    wrapped = AESGCM(kek).encrypt(nonce, master, _aad(vault_id, slot_id))
+    slot = KeySlot(
+        slot_id=slot_id,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        host=socket.gethostname(),
+        user=getpass.getuser(),
+        label=label,
+        kdf=kdf,
+    )
+    doc = {
+        "version": 1,
+        "kdf": {"name": "argon2id", **asdict(kdf), "salt": _b64(salt)},
+        "nonce": _b64(nonce),
+        "wrapped": _b64(wrapped),
+        "created": slot.created,
+        "host": slot.host,
+        "user": slot.user,
+        "label": label,
+    }
+    return slot, json.dumps(doc, indent=1).encode("utf-8")
+
+
+def parse_slot(slot_id: str, stored: bytes) -> tuple[KeySlot, dict[str, object]]:
+    name = KEYS_PREFIX + slot_id
+    try:
+        doc = json.loads(stored)
+        kdf_doc = doc["kdf"]
+        if doc["version"] != 1 or kdf_doc["name"] != "argon2id":
+            raise UnsupportedVersion(f"{name}: unsupported key slot version or KDF")
+        kdf = KDFParams(
+            time_cost=int(kdf_doc["time_cost"]),
+            memory_kib=int(kdf_doc["memory_kib"]),
+            parallelism=int(kdf_doc["parallelism"]),
+        )
+        slot = KeySlot(slot_id, doc["created"], doc["host"], doc["user"], doc["label"], kdf)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"{name}: unreadable key slot ({exc})", name=name) from None
+    return slot, doc
+
+
+def unwrap(slot_id: str, stored: bytes, passphrase: str, vault_id: bytes) -> bytes | None:
+    """The master secret if ``passphrase`` opens this slot, else None."""
+    slot, doc = parse_slot(slot_id, stored)
+    try:
+        kdf_doc = doc["kdf"]
+        assert isinstance(kdf_doc, dict)
+        salt = base64.b64decode(kdf_doc["salt"])
+        nonce = base64.b64decode(str(doc["nonce"]))
+        wrapped = base64.b64decode(str(doc["wrapped"]))
+    except (ValueError, KeyError, AssertionError) as exc:
+        raise IntegrityError(f"keys/{slot_id}: unreadable key slot ({exc})") from None
+    kek = slot.kdf.derive(passphrase, salt)
+    try:
+        master = AESGCM(kek).decrypt(nonce, wrapped, _aad(vault_id, slot_id))
+    except InvalidTag:
+        return None
+    if len(master) != MASTER_SECRET_SIZE:
+        raise IntegrityError(f"keys/{slot_id}: wrapped secret has the wrong size")
+    return master

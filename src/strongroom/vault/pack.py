@@ -1,0 +1,225 @@
+"""Pack files: many encrypted blobs plus an encrypted header that lists them.
+
+Layout (integers little-endian)::
+
+    "SRPK" | version u8 (1) | 3 reserved bytes | salt (32)           40 bytes
+    blob*   nonce (12) | AES-256-GCM(payload) | tag (16)
+    header  nonce (12) | AES-256-GCM(entries) | tag (16)
+    trailer header length u32 | "SRPE"                                8 bytes
+
+The pack key is keyed-BLAKE3(pack subkey, salt).  A blob's associated data is
+``"SRB1" | id | type | flags | raw length u32``, so a blob cannot be read under another id or
+type.  Header entries are :data:`ENTRY_DTYPE` records, the same layout as in index objects.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from strongroom.errors import IntegrityError, UnsupportedVersion
+from strongroom.vault.crypto import ID_SIZE, NONCE_SIZE, TAG_SIZE, VaultKeys
+
+PACK_MAGIC = b"SRPK"
+PACK_END = b"SRPE"
+_PACK_HEAD = struct.Struct("<4sB3x32s")
+_TRAILER = struct.Struct("<I4s")
+_BLOB_AAD = struct.Struct("<4s32sBBI")
+HEAD_SIZE = _PACK_HEAD.size
+BLOB_OVERHEAD = NONCE_SIZE + TAG_SIZE
+FLAG_ZSTD = 1
+
+ENTRY_DTYPE = np.dtype(
+    [
+        ("id", "V32"),
+        ("type", "u1"),
+        ("flags", "u1"),
+        ("reserved", "<u2"),
+        ("offset", "<u4"),
+        ("length", "<u4"),
+        ("raw", "<u4"),
+    ]
+)
+assert ENTRY_DTYPE.itemsize == 48
+
+
+def pack_name(pack_id: bytes) -> str:
+    hexid = pack_id.hex()
+    return f"data/{hexid[:2]}/{hexid}"
+
+
+def blob_aad(chunk_id: bytes, ctype: int, flags: int, raw: int) -> bytes:
+    return _BLOB_AAD.pack(b"SRB1", chunk_id, ctype, flags, raw)
+
+
+def header_aad(salt: bytes) -> bytes:
+    return b"SRPH" + salt
+
+
+class PackBuilder:
+    """Assembles one pack at a time in a reusable buffer (no fresh large allocations)."""
+
+    def __init__(self, keys: VaultKeys, capacity: int) -> None:
+        self._keys = keys
+        self._buf = bytearray(capacity)
+        self._entries: list[tuple[bytes, int, int, int, int, int, int]] = []
+        self._pos = 0
+        self.salt = b""
+        self._cipher: AESGCM | None = None
+
+    def start(self) -> None:
+        """Begin a new pack; any view returned by ``finish`` must be released by now."""
+        self.salt = os.urandom(32)
+        self._cipher = self._keys.pack_cipher(self.salt)
+        self._entries.clear()
+        _PACK_HEAD.pack_into(self._buf, 0, PACK_MAGIC, 1, self.salt)
+        self._pos = HEAD_SIZE
+
+    @property
+    def size(self) -> int:
+        return self._pos
+
+    @property
+    def count(self) -> int:
+        return len(self._entries)
+
+    def _reserve(self, n: int) -> None:
+        if self._pos + n > len(self._buf):
+            self._buf.extend(bytes(max(n, len(self._buf) // 2)))
+
+    def add(
+        self,
+        chunk_id: bytes,
+        ctype: int,
+        payload: bytes | bytearray | memoryview,
+        flags: int,
+        raw: int,
+    ) -> None:
+        """Encrypt ``payload`` (already compressed when ``flags`` says so) into the pack."""
+        assert self._cipher is not None
+        n = len(payload) + BLOB_OVERHEAD
+        self._reserve(n)
+        nonce = os.urandom(NONCE_SIZE)
+        start = self._pos
+        self._buf[start : start + NONCE_SIZE] = nonce
+        with memoryview(self._buf) as view:
+            self._cipher.encrypt_into(
+                nonce,
+                payload,
+                blob_aad(chunk_id, ctype, flags, raw),
+                view[start + NONCE_SIZE : start + n],
+            )
+        self._entries.append((chunk_id, ctype, flags, 0, start, n, raw))
+        self._pos += n
+
+    def finish(self) -> tuple[memoryview, np.ndarray]:
+        """Seal the header; return (pack bytes, entries).
+
+        The bytes are a view of this builder's buffer, valid until its next ``start``: the
+        writer keeps a small pool of builders so a pack can upload while the next one fills.
+        """
+        assert self._cipher is not None
+        entries = np.array(self._entries, dtype=ENTRY_DTYPE)
+        nonce = os.urandom(NONCE_SIZE)
+        sealed = nonce + self._cipher.encrypt(nonce, entries.tobytes(), header_aad(self.salt))
+        self._reserve(len(sealed) + _TRAILER.size)
+        end = self._pos + len(sealed)
+        self._buf[self._pos : end] = sealed
+        _TRAILER.pack_into(self._buf, end, len(sealed), PACK_END)
+        data = memoryview(self._buf)[: end + _TRAILER.size]
+        self._pos = 0
+        self._cipher = None
+        return data, entries
+
+
+@dataclass(frozen=True)
+class PackContents:
+    salt: bytes
+    entries: np.ndarray
+
+
+def read_pack_header(keys: VaultKeys, data: bytes, name: str) -> PackContents:
+    """Parse and authenticate a whole pack's header (used by check and repair)."""
+    if len(data) < HEAD_SIZE + _TRAILER.size:
+        raise IntegrityError(f"{name}: truncated pack ({len(data)} bytes)", name=name)
+    magic, version, salt = _PACK_HEAD.unpack_from(data)
+    if magic != PACK_MAGIC:
+        raise IntegrityError(f"{name}: not a pack (bad magic)", name=name)
+    if version != 1:
+        raise UnsupportedVersion(f"{name}: pack version {version} is not supported")
+    hlen, end = _TRAILER.unpack_from(data, len(data) - _TRAILER.size)
+    hstart = len(data) - _TRAILER.size - hlen
+    if end != PACK_END or hstart < HEAD_SIZE or hlen < BLOB_OVERHEAD:
+        raise IntegrityError(f"{name}: truncated or damaged pack trailer", name=name)
+    sealed = memoryview(data)[hstart : hstart + hlen]
+    try:
+        plain = keys.pack_cipher(salt).decrypt(
+            sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], header_aad(salt)
+        )
+    except InvalidTag:
+        raise IntegrityError(f"{name}: pack header fails authentication", name=name) from None
+    if len(plain) % ENTRY_DTYPE.itemsize:
+        raise IntegrityError(f"{name}: pack header has a partial entry", name=name)
+    entries = np.frombuffer(plain, dtype=ENTRY_DTYPE)
+    if (
+        len(entries)
+        and int((entries["offset"].astype(np.int64) + entries["length"]).max()) > hstart
+    ):
+        raise IntegrityError(f"{name}: pack header points past the blobs", name=name)
+    return PackContents(salt, entries)
+
+
+class BlobDecoder:
+    """Decrypts, decompresses and verifies blobs; one per thread (reuses its decompressor)."""
+
+    def __init__(self, keys: VaultKeys) -> None:
+        self._keys = keys
+        self._dctx = zstandard.ZstdDecompressor()
+
+    def decode(
+        self,
+        cipher: AESGCM,
+        stored: bytes | memoryview,
+        chunk_id: bytes,
+        ctype: int,
+        flags: int,
+        raw: int,
+        where: str,
+    ) -> bytes:
+        view = memoryview(stored)
+        if len(view) < BLOB_OVERHEAD:
+            raise IntegrityError(f"{where}: chunk {chunk_id.hex()[:16]} truncated", name=where)
+        try:
+            plain = cipher.decrypt(
+                view[:NONCE_SIZE], view[NONCE_SIZE:], blob_aad(chunk_id, ctype, flags, raw)
+            )
+        except InvalidTag:
+            raise IntegrityError(
+                f"{where}: chunk {chunk_id.hex()[:16]} fails authentication (corrupted)", name=where
+            ) from None
+        if flags & FLAG_ZSTD:
+            try:
+                plain = self._dctx.decompress(plain, max_output_size=raw)
+            except zstandard.ZstdError as exc:
+                raise IntegrityError(
+                    f"{where}: chunk {chunk_id.hex()[:16]}: {exc}", name=where
+                ) from None
+        if len(plain) != raw or self._keys.chunk_id(plain) != chunk_id:
+            raise IntegrityError(
+                f"{where}: chunk {chunk_id.hex()[:16]} has wrong content", name=where
+            )
+        return plain
+
+
+def id_bytes(value: object) -> bytes:
+    """A numpy V32 scalar or bytes as a plain 32-byte ``bytes``."""
+    data: bytes = bytes(value)  # type: ignore[call-overload]
+    if len(data) != ID_SIZE:
+        raise ValueError("chunk id must be 32 bytes")
+    return data

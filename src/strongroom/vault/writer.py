@@ -1,0 +1,227 @@
+"""The chunk writer: dedup, compress, encrypt, pack, upload, index.
+
+``put`` is thread-safe: callers hash and compress in their own threads (blake3 and zstd release
+the GIL) and only the append into the current pack is serialized.  Finished packs upload on a
+small pool while the next pack fills; a pack's entries reach the index only after its upload
+succeeded, so a failed upload never leaves a dedup entry that a later backup would trust.
+Index objects are written after the packs they list (commit order: packs, index, point).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard
+
+from strongroom.errors import StorageError, VaultError
+from strongroom.storage.backend import Backend
+from strongroom.vault.crypto import VaultKeys
+from strongroom.vault.envelope import MAGIC_INDEX, object_name_hash, seal_object
+from strongroom.vault.index import ChunkIndex, PackRecord, encode_index
+from strongroom.vault.pack import FLAG_ZSTD, PackBuilder, pack_name
+
+CHUNK_DATA = 0
+CHUNK_TREE = 1
+INDEX_PREFIX = "index/"
+_INDEX_EVERY_PACKS = 64
+_MAX_INCOMPRESSIBLE = 0.97
+
+
+@dataclass
+class WriterStats:
+    chunks_new: int = 0
+    chunks_dedup: int = 0
+    raw_new: int = 0
+    stored_new: int = 0
+    packs: int = 0
+    index_objects: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    chunk_id: bytes
+    new: bool
+
+
+def write_index_object(backend: Backend, keys: VaultKeys, vault_id: bytes, plain: bytes) -> str:
+    stored = seal_object(MAGIC_INDEX, keys.index_key, vault_id, plain)
+    name = INDEX_PREFIX + object_name_hash(stored)
+    backend.put(name, stored)
+    return name
+
+
+class ChunkWriter:
+    def __init__(
+        self,
+        backend: Backend,
+        keys: VaultKeys,
+        vault_id: bytes,
+        index: ChunkIndex,
+        *,
+        pack_size: int,
+        compression_level: int = 3,
+        upload_workers: int = 2,
+    ) -> None:
+        self._backend, self._keys, self._vault_id, self._index = backend, keys, vault_id, index
+        self._pack_size = pack_size
+        self._level = compression_level
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._pack_lock = threading.Lock()
+        self._index_lock = threading.Lock()
+        self._pending: set[bytes] = set()
+        self._builders: queue.Queue[PackBuilder] = queue.Queue()
+        for _ in range(upload_workers + 1):
+            self._builders.put(PackBuilder(keys, pack_size + pack_size // 4))
+        self._current: PackBuilder | None = None
+        self._uploads = ThreadPoolExecutor(upload_workers, thread_name_prefix="pack-upload")
+        self._futures: list[Future[None]] = []
+        self._unindexed: list[PackRecord] = []
+        self._error: BaseException | None = None
+        self.stats = WriterStats()
+        self.index_names: list[str] = []
+
+    # --- hot path --------------------------------------------------------------------------
+
+    def chunk_id(self, data: bytes | bytearray | memoryview) -> bytes:
+        return self._keys.chunk_id(data)
+
+    def has(self, chunk_id: bytes) -> bool:
+        with self._lock:
+            return chunk_id in self._pending or chunk_id in self._index
+
+    def put(
+        self,
+        data: bytes | bytearray | memoryview,
+        ctype: int = CHUNK_DATA,
+        chunk_id: bytes | None = None,
+    ) -> PutResult:
+        """Store ``data`` unless the vault already has it; returns its id."""
+        self._raise_if_failed()
+        cid = chunk_id if chunk_id is not None else self._keys.chunk_id(data)
+        with self._lock:
+            if cid in self._pending or cid in self._index:
+                self.stats.chunks_dedup += 1
+                return PutResult(cid, False)
+            self._pending.add(cid)
+        try:
+            payload, flags = self._compress(data)
+            self._append(cid, ctype, payload, flags, len(data))
+        except BaseException:
+            with self._lock:
+                self._pending.discard(cid)
+            raise
+        return PutResult(cid, True)
+
+    def _compress(
+        self, data: bytes | bytearray | memoryview
+    ) -> tuple[bytes | bytearray | memoryview, int]:
+        cctx = getattr(self._local, "cctx", None)
+        if cctx is None:
+            cctx = self._local.cctx = zstandard.ZstdCompressor(level=self._level)
+        packed = cctx.compress(data)
+        if len(packed) < len(data) * _MAX_INCOMPRESSIBLE:
+            return packed, FLAG_ZSTD
+        return data, 0
+
+    def _append(
+        self, cid: bytes, ctype: int, payload: bytes | bytearray | memoryview, flags: int, raw: int
+    ) -> None:
+        with self._pack_lock:
+            if self._current is None:
+                self._current = self._builders.get()
+                self._current.start()
+            builder = self._current
+            before = builder.size
+            builder.add(cid, ctype, payload, flags, raw)
+            with self._lock:
+                self.stats.chunks_new += 1
+                self.stats.raw_new += raw
+                self.stats.stored_new += builder.size - before
+            if builder.size >= self._pack_size:
+                self._seal_current()
+
+    def _seal_current(self) -> None:
+        builder = self._current
+        self._current = None
+        if builder is None:
+            return
+        if builder.count == 0:
+            self._builders.put(builder)
+            return
+        data, entries = builder.finish()
+        fut = self._uploads.submit(self._upload, builder, data, entries, builder.salt)
+        with self._lock:
+            self._futures = [f for f in self._futures if not f.done()] + [fut]
+
+    # --- upload side -----------------------------------------------------------------------
+
+    def _upload(
+        self, builder: PackBuilder, data: memoryview, entries: np.ndarray, salt: bytes
+    ) -> None:
+        ids = [bytes(e) for e in entries["id"]]
+        try:
+            pack_id = hashlib.sha256(data).digest()
+            self._backend.put(pack_name(pack_id), data)
+            self._index.add_pack(pack_id, salt, entries)
+            with self._lock:
+                self.stats.packs += 1
+                self._unindexed.append(PackRecord(pack_id, salt, entries.copy()))
+                flush_index = len(self._unindexed) >= _INDEX_EVERY_PACKS
+            if flush_index:
+                self._write_index()
+        except BaseException as exc:
+            with self._lock:
+                self._error = self._error or exc
+            raise
+        finally:
+            with self._lock:
+                self._pending.difference_update(ids)
+            data.release()
+            self._builders.put(builder)
+
+    def _write_index(self) -> None:
+        with self._index_lock:
+            with self._lock:
+                records, self._unindexed = self._unindexed, []
+            if not records:
+                return
+            name = write_index_object(
+                self._backend, self._keys, self._vault_id, encode_index(records)
+            )
+            with self._lock:
+                self.index_names.append(name)
+                self.stats.index_objects += 1
+
+    def _raise_if_failed(self) -> None:
+        err = self._error
+        if err is None:
+            return
+        if isinstance(err, StorageError):
+            raise err
+        raise VaultError(f"an earlier pack upload failed: {err}") from err
+
+    # --- completion ------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Upload everything buffered and index it; after this every put chunk is durable."""
+        self._raise_if_failed()
+        with self._pack_lock:
+            self._seal_current()
+        with self._lock:
+            futures = list(self._futures)
+        for fut in futures:
+            with contextlib.suppress(BaseException):
+                fut.result()
+        self._raise_if_failed()
+        self._write_index()
+
+    def close(self) -> None:
+        """Stop the upload threads (call :meth:`flush` first to keep what was put)."""
+        self._uploads.shutdown(wait=True)
