@@ -20,10 +20,6 @@ def small_chunker(buffer_size: int = 2 * SMALL.max_size) -> ContentChunker:
     return ContentChunker(SMALL, buffer_size=buffer_size)
 
 
-def boundaries(chunker: ContentChunker, data: bytes) -> list[tuple[int, int]]:
-    return chunker.chunk_bytes(data)
-
-
 def lengths(chunks: list[tuple[int, int]]) -> list[int]:
     return [length for _, length in chunks]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -85,16 +86,16 @@ def test_chunk_file_copies_are_independent(data: bytes) -> None:
 
 
 def test_uses_compiled_fastcdc(data: bytes) -> None:
-    assert cdc._fastcdc_compiled.__module__ == "fastcdc.fastcdc_cy"
-    assert type(cdc._fastcdc_compiled).__name__ == "cython_function_or_method"
+    implementation = vars(cdc)["_fastcdc_compiled"]
+    assert implementation.__module__ == "fastcdc.fastcdc_cy"
+    assert type(implementation).__name__ == "cython_function_or_method"
     chunker = ContentChunker()
     best = min(_timed(lambda: chunker.chunk_bytes(data)) for _ in range(3))
     # The compiled path does ~2.5 GB/s, the pure-Python one ~15 MB/s.
     assert len(data) / best > 150e6
 
 
-def _timed(work: object) -> float:
-    assert callable(work)
+def _timed(work: Callable[[], object]) -> float:
     start = time.perf_counter()
     work()
     return time.perf_counter() - start

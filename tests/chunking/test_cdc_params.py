@@ -55,7 +55,7 @@ def test_buffer_must_hold_two_max_chunks() -> None:
 def test_bad_sources() -> None:
     chunker = ContentChunker()
     with pytest.raises(ChunkingError):
-        list(chunker.chunk_file(b"bytes are not a file"))  # type: ignore[arg-type]
+        list(chunker.chunk_file(b"bytes are not a file"))  # type: ignore[call-overload]
     with pytest.raises(ChunkingError):
         list(chunker.chunk_file(True))
 

@@ -15,8 +15,8 @@ BytesLike: TypeAlias = bytes | bytearray | memoryview
 def byte_view(data: BytesLike) -> memoryview:
     """A flat unsigned-byte memoryview of ``data``, without copying."""
     view = memoryview(data)
+    if not view.c_contiguous:
+        raise ChunkingError("chunking needs a contiguous buffer")
     if view.format != "B" or view.ndim != 1:
-        if not view.c_contiguous:
-            raise ChunkingError("chunking needs a contiguous buffer")
         view = view.cast("B")
     return view

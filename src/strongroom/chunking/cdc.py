@@ -71,6 +71,7 @@ ALGORITHM: Final = "fastcdc2016-ronomon-nc1"
 KIB: Final = 1024
 MIB: Final = 1024 * KIB
 DEFAULT_BUFFER_SIZE: Final = 16 * MIB
+_MAX_SPARE_BUFFERS: Final = 2
 
 # fastcdc's own limits (it asserts on them).
 _MIN_LIMITS: Final = (64, 64 * MIB)
@@ -147,16 +148,20 @@ def _fill(reader: Readable, view: memoryview, filled: int) -> tuple[int, bool]:
 class ContentChunker:
     """Splits byte streams at content-defined boundaries (see the module docstring)."""
 
-    __slots__ = ("buffer_size", "params")
+    __slots__ = ("_spare_buffers", "buffer_size", "params")
 
-    def __init__(self, params: CDCParams | None = None, *, buffer_size: int | None = None):
+    def __init__(self, params: CDCParams | None = None, *, buffer_size: int | None = None) -> None:
         self.params = params if params is not None else CDCParams()
         floor = 2 * self.params.max_size
         if buffer_size is None:
             buffer_size = max(DEFAULT_BUFFER_SIZE, 4 * self.params.max_size)
-        if buffer_size < floor:
-            raise ChunkingError(f"buffer_size must be at least 2 * max_size = {floor}")
+        if not isinstance(buffer_size, int) or buffer_size < floor:
+            raise ChunkingError(f"buffer_size must be an int of at least 2 * max_size = {floor}")
         self.buffer_size = buffer_size
+        # Read buffers kept between calls, so chunking many small files does not allocate
+        # (and zero) a new buffer per file.  list.pop/append are atomic, so concurrent
+        # chunk_file calls (threads or interleaved iterators) each get their own buffer.
+        self._spare_buffers: list[bytearray] = []
 
     def _cuts(self, view: memoryview) -> Iterator[tuple[int, int]]:
         """Yield (offset, length) of each chunk of ``view``, the last one ending at its end."""
@@ -173,6 +178,11 @@ class ContentChunker:
 
     @overload
     def chunk_file(self, source: ChunkSource, *, copy: Literal[False]) -> Iterator[memoryview]: ...
+
+    @overload
+    def chunk_file(
+        self, source: ChunkSource, *, copy: bool
+    ) -> Iterator[bytes] | Iterator[memoryview]: ...
 
     def chunk_file(
         self, source: ChunkSource, *, copy: bool = True
@@ -191,14 +201,28 @@ class ContentChunker:
         return views
 
     def _stream(self, reader: Readable) -> Iterator[memoryview]:
-        view = memoryview(bytearray(self.buffer_size))
-        filled, at_eof = 0, False
-        while not at_eof:
-            filled, at_eof = _fill(reader, view, filled)
-            consumed = yield from self._emit_final(view[:filled], at_eof)
-            tail = filled - consumed
-            view[:tail] = view[consumed:filled]  # memoryview assignment handles overlap
-            filled = tail
+        buffer = self._take_buffer()
+        try:
+            view = memoryview(buffer)
+            filled, at_eof = 0, False
+            while not at_eof:
+                filled, at_eof = _fill(reader, view, filled)
+                consumed = yield from self._emit_final(view[:filled], at_eof)
+                tail = filled - consumed
+                view[:tail] = view[consumed:filled]  # memoryview assignment handles overlap
+                filled = tail
+        finally:
+            self._give_back(buffer)
+
+    def _take_buffer(self) -> bytearray:
+        try:
+            return self._spare_buffers.pop()
+        except IndexError:
+            return bytearray(self.buffer_size)
+
+    def _give_back(self, buffer: bytearray) -> None:
+        if len(self._spare_buffers) < _MAX_SPARE_BUFFERS:
+            self._spare_buffers.append(buffer)
 
     def _emit_final(self, data: memoryview, at_eof: bool) -> Generator[memoryview, None, int]:
         """Yield the chunks of ``data`` whose cut is final; return the bytes consumed."""

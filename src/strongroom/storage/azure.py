@@ -21,9 +21,7 @@ from strongroom.errors import BackendConfigError
 from strongroom.storage.objectstore import (
     ObjectStoreBackend,
     build_backend,
-    client_options,
     parse_bucket_url,
-    retry_config,
 )
 
 if TYPE_CHECKING:
@@ -113,10 +111,8 @@ def open_azure(url: str, env: Mapping[str, str] | None = None) -> ObjectStoreBac
     return build_backend(
         url,
         prefix,
-        lambda: AzureStore(
-            container,
-            config=config,
-            client_options=client_options(config.get("endpoint")),
-            retry_config=retry_config(),
+        config.get("endpoint"),
+        lambda options, retry: AzureStore(
+            container, config=config, client_options=options, retry_config=retry
         ),
     )

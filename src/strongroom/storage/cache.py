@@ -125,10 +125,10 @@ class CachingBackend:
         """List the remote; once a listing is read to its end, drop cached objects it lacks."""
         return self._list(self.inner.list(prefix), self._scopes(prefix))
 
-    def _list(self, listing: Iterator[ObjectInfo], scopes: list[str]) -> Iterator[ObjectInfo]:
+    def _list(self, listing: Iterator[ObjectInfo], scopes: tuple[str, ...]) -> Iterator[ObjectInfo]:
         seen: set[str] = set()  # only names under the scopes: a listing of data/ may be huge
         for info in listing:
-            if scopes and info.name.startswith(tuple(scopes)):
+            if scopes and info.name.startswith(scopes):
                 seen.add(info.name)
             yield info
         # Reached only when the caller consumed everything: a partial listing proves nothing.
@@ -137,15 +137,13 @@ class CachingBackend:
         for scope in scopes:
             self._prune(scope, seen)
 
-    def _scopes(self, prefix: str) -> list[str]:
+    def _scopes(self, prefix: str) -> tuple[str, ...]:
         """The parts of the cached prefixes that a listing of ``prefix`` covers completely."""
-        scopes = []
-        for cached in self.cached_prefixes:
-            if prefix.startswith(cached):
-                scopes.append(prefix)
-            elif cached.startswith(prefix):
-                scopes.append(cached)
-        return scopes
+        return tuple(
+            prefix if prefix.startswith(cached) else cached
+            for cached in self.cached_prefixes
+            if prefix.startswith(cached) or cached.startswith(prefix)
+        )
 
     def _prune(self, scope: str, seen: set[str]) -> None:
         try:

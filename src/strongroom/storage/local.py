@@ -8,6 +8,7 @@ leaves either the old state or the complete new object, plus at worst a stray ``
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -33,8 +34,17 @@ from strongroom.storage.names import (
 
 # Errors that a later attempt may not see again (I/O hiccups, NFS, signals, busy resources).
 _TRANSIENT_ERRNOS = frozenset(
-    {errno.EIO, errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE,
-     errno.ECONNRESET, errno.ENOLCK, errno.ENOMEM}
+    {
+        errno.EIO,
+        errno.EAGAIN,
+        errno.EINTR,
+        errno.EBUSY,
+        errno.ETIMEDOUT,
+        errno.ESTALE,
+        errno.ECONNRESET,
+        errno.ENOLCK,
+        errno.ENOMEM,
+    }
 )
 # Errors that mean "no object by that name" when reading: a file, folder or path component is
 # missing, or the name is a folder (objects are only regular files).
@@ -283,7 +293,5 @@ def _fsync_dir(path: str) -> None:
 
 
 def _unlink_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):  # the original error is the one worth reporting
         os.unlink(path)
-    except OSError:
-        pass  # the original error is the one worth reporting

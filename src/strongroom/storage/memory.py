@@ -54,7 +54,9 @@ class MemoryBackend:
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_prefix(prefix)
         with self._lock:
-            found = [ObjectInfo(n, len(d)) for n, d in self._objects.items() if n.startswith(prefix)]
+            found = [
+                ObjectInfo(n, len(d)) for n, d in self._objects.items() if n.startswith(prefix)
+            ]
         return iter(found)
 
     def stat(self, name: str) -> ObjectInfo:

@@ -71,7 +71,10 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
 def client_options(endpoint: str | None) -> ClientConfig:
     """HTTP options for a remote store: generous whole-request timeout for large packs."""
-    options: ClientConfig = {"connect_timeout": timedelta(seconds=10), "timeout": "300s"}
+    options: ClientConfig = {
+        "connect_timeout": timedelta(seconds=10),
+        "timeout": timedelta(seconds=300),
+    }
     if endpoint is not None and endpoint.startswith("http://"):
         options["allow_http"] = True  # emulators (Azurite, moto) and plain-HTTP gateways
     return options
@@ -81,7 +84,10 @@ def retry_config() -> RetryConfig:
     """obstore's own retries stay short: :class:`RetryingBackend` is the outer, visible loop."""
     return {
         "max_retries": 2,
-        "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(1)},
+        "backoff": {
+            "init_backoff": timedelta(milliseconds=100),
+            "max_backoff": timedelta(seconds=1),
+        },
         "retry_timeout": timedelta(seconds=60),
     }
 
@@ -109,11 +115,17 @@ def parse_bucket_url(url: str, scheme: str, kind: str) -> tuple[str, str]:
 
 
 def build_backend(
-    url: str, prefix: str, make_store: Callable[[], ObjectStore]
+    url: str,
+    prefix: str,
+    endpoint: str | None,
+    make_store: Callable[[ClientConfig, RetryConfig], ObjectStore],
 ) -> ObjectStoreBackend:
-    """Wrap a freshly built store; any failure to build it is a configuration error."""
+    """Build a store with the shared HTTP and retry settings and wrap it.
+
+    Any failure to build the store is a configuration error.
+    """
     try:
-        store = make_store()
+        store = make_store(client_options(endpoint), retry_config())
     except Exception as e:  # obstore reports bad configuration as assorted exception types
         raise BackendConfigError(f"cannot configure storage for {url}: {e}") from e
     return ObjectStoreBackend(store, prefix, url.rstrip("/"))
@@ -125,7 +137,9 @@ def classify(err: BaseException, message: str, name: str) -> StorageError:
     first = text.strip().splitlines()[0][:300] if text.strip() else type(err).__name__
     full = f"{message}: {first}"
     if _NO_CONTAINER.search(text):
-        return PermanentStorageError(f"{message}: the bucket or container does not exist", name=name)
+        return PermanentStorageError(
+            f"{message}: the bucket or container does not exist", name=name
+        )
     if isinstance(err, FileNotFoundError | NotFoundError):
         return ObjectNotFound(full, name=name)
     if isinstance(err, _PERMANENT_TYPES):

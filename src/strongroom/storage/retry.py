@@ -48,7 +48,7 @@ class RetryingBackend:
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (0 for the first retry)."""
-        ceiling = min(self.max_delay, self.base_delay * (2**retry))
+        ceiling = min(self.max_delay, self.base_delay * 2.0**retry)
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
     def _call(self, op: str, name: str, fn: Callable[[], T]) -> T:
@@ -78,6 +78,8 @@ class RetryingBackend:
         self._call("put", name, lambda: self.inner.put(name, data))
 
     def delete(self, name: str) -> None:
+        # Kept strict: if an attempt deleted the object but its reply was lost, the retry
+        # reports ObjectNotFound.  Callers that delete idempotently (prune) treat that as done.
         self._call("delete", name, lambda: self.inner.delete(name))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:

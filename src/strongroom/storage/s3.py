@@ -19,9 +19,7 @@ from strongroom.errors import BackendConfigError
 from strongroom.storage.objectstore import (
     ObjectStoreBackend,
     build_backend,
-    client_options,
     parse_bucket_url,
-    retry_config,
 )
 
 if TYPE_CHECKING:
@@ -56,10 +54,8 @@ def open_s3(url: str, env: Mapping[str, str] | None = None) -> ObjectStoreBacken
     return build_backend(
         url,
         prefix,
-        lambda: S3Store(
-            bucket,
-            config=config,
-            client_options=client_options(config.get("endpoint")),
-            retry_config=retry_config(),
+        config.get("endpoint"),
+        lambda options, retry: S3Store(
+            bucket, config=config, client_options=options, retry_config=retry
         ),
     )

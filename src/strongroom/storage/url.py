@@ -8,10 +8,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from strongroom.errors import BackendConfigError
+from strongroom.storage.azure import open_azure
 from strongroom.storage.backend import Backend
 from strongroom.storage.cache import CachingBackend
 from strongroom.storage.local import LocalBackend
 from strongroom.storage.retry import RetryingBackend
+from strongroom.storage.s3 import open_s3
 
 REMOTE_SCHEMES = ("azure", "s3")
 
@@ -29,13 +31,11 @@ def cache_dir_for(location: str, cache_root: Path | None = None) -> Path:
 
 
 def _local_path(location: str) -> Path:
-    if not location.startswith("file:"):
+    if not location.lower().startswith("file:"):
         return Path(location).expanduser()
     parts = urlsplit(location)
     if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-        raise BackendConfigError(
-            f"invalid file location {location!r}: use file:///absolute/path"
-        )
+        raise BackendConfigError(f"invalid file location {location!r}: use file:///absolute/path")
     return Path(unquote(parts.path))
 
 
@@ -43,12 +43,8 @@ def open_remote(location: str) -> Backend:
     """The bare remote backend for an ``azure://`` or ``s3://`` location (no retry, no cache)."""
     scheme = location.partition("://")[0].lower()
     if scheme == "azure":
-        from strongroom.storage.azure import open_azure
-
         return open_azure(location)
     if scheme == "s3":
-        from strongroom.storage.s3 import open_s3
-
         return open_s3(location)
     raise BackendConfigError(
         f"unsupported vault location {location!r}: use a path, file://, azure:// or s3://"
@@ -58,15 +54,17 @@ def open_remote(location: str) -> Backend:
 def open_backend(location: str, *, cache_dir: Path | None = None) -> Backend:
     """A backend for ``location``: a path or ``file://`` URL, ``azure://C/P`` or ``s3://B/P``.
 
-    Remote backends are wrapped in retries and a local cache of index and recovery point
-    objects, kept in ``cache_dir`` (default: a folder per location under
-    :func:`default_cache_root`).
+    Remote backends are wrapped in retries and then in a local cache of index and recovery
+    point objects, kept in a folder per location under ``cache_dir`` (default:
+    :func:`default_cache_root`), so one cache root can serve many vaults.
     """
     if not location:
         raise BackendConfigError("empty vault location")
-    if "://" not in location and not location.startswith("file:"):
-        return LocalBackend(_local_path(location))
-    if location.lower().startswith("file:"):
+    scheme = location.partition(":")[0].lower()
+    if scheme in REMOTE_SCHEMES and "://" not in location:
+        # 's3:/bucket' is a typo, not a local folder named 's3:'.
+        raise BackendConfigError(f"invalid vault location {location!r}: use {scheme}://...")
+    if "://" not in location or scheme == "file":
         return LocalBackend(_local_path(location))
     remote = open_remote(location)
-    return CachingBackend(RetryingBackend(remote), cache_dir or cache_dir_for(location))
+    return CachingBackend(RetryingBackend(remote), cache_dir_for(location, cache_dir))

@@ -59,7 +59,11 @@ class VaultConfig:
     def serialize(self, keys: VaultKeys) -> bytes:
         body = self._body()
         body["mac"] = keys.mac(_canonical(body)).hex()
-        return json.dumps(body, indent=1, sort_keys=True).encode("utf-8")
+        return _stored_form(body)
+
+
+def _stored_form(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, indent=1, sort_keys=True).encode("utf-8")
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
@@ -90,8 +94,9 @@ def parse_config(stored: bytes, where: str) -> tuple[VaultConfig, dict[str, Any]
     return config, doc
 
 
-def verify_config_mac(doc: dict[str, Any], keys: VaultKeys) -> None:
+def verify_config_mac(doc: dict[str, Any], stored: bytes, keys: VaultKeys) -> None:
+    """The MAC covers the settings; the stored form must be exactly what strongroom writes."""
     body = {k: v for k, v in doc.items() if k != "mac"}
     want = keys.mac(_canonical(body)).hex()
-    if not hmac.compare_digest(want, str(doc.get("mac", ""))):
+    if not hmac.compare_digest(want, str(doc.get("mac", ""))) or _stored_form(doc) != stored:
         raise IntegrityError("config: MAC mismatch (changed without the key)", name=CONFIG_NAME)

@@ -1,9 +1,11 @@
 """The chunk index: chunk id -> (pack, offset, length, raw length, type, flags).
 
-In memory it is a set of parallel numpy arrays sorted by the first 8 bytes of the id (49 bytes
-per chunk) plus a small dict of recent additions that is merged in batches, so a vault of
-millions of chunks fits the 64-bytes-per-chunk budget.  Index objects persist it (see
-``docs/format.md``).
+In memory, rows live in parallel numpy arrays in arrival order (49 bytes per chunk), and a
+sorted array of 64-bit keys finds them: the top 32 bits of a key are the first 32 bits of the
+chunk id, the low 32 bits the row number.  Sorting those keys in place costs no extra memory,
+so the index holds 57 bytes per chunk at rest and barely more while loading, within the
+64-bytes-per-chunk budget.  Recent additions wait in a small dict that is merged in batches.
+Index objects persist it (see ``docs/format.md``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ from strongroom.vault.pack import ENTRY_DTYPE
 _MERGE_AT = 1 << 16
 _U32 = struct.Struct("<I")
 _COUNTS = struct.Struct("<II")
+_ROW_BITS = np.uint64(32)
+_COLUMNS = (
+    ("ids", "V32"),
+    ("pack", np.uint32),
+    ("offset", np.uint32),
+    ("length", np.uint32),
+    ("raw", np.uint32),
+    ("tf", np.uint8),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +44,8 @@ class IndexEntry:
     flags: int
 
 
-def _prefix(chunk_id: bytes) -> np.uint64:
-    return np.uint64(int.from_bytes(chunk_id[:8], "little"))
+def _top32(chunk_id: bytes) -> int:
+    return int.from_bytes(chunk_id[:4], "big")
 
 
 class ChunkIndex:
@@ -45,31 +56,19 @@ class ChunkIndex:
         self.pack_ids: list[bytes] = []
         self.pack_salts: list[bytes] = []
         self._pack_pos: dict[bytes, int] = {}
-        self._prefix = np.empty(0, dtype=np.uint64)
-        self._rest = np.empty(0, dtype="V24")
-        self._pack = np.empty(0, dtype=np.uint32)
-        self._offset = np.empty(0, dtype=np.uint32)
-        self._length = np.empty(0, dtype=np.uint32)
-        self._raw = np.empty(0, dtype=np.uint32)
-        self._tf = np.empty(0, dtype=np.uint8)
+        self._n = 0
+        self._cols: dict[str, np.ndarray] = {name: np.empty(0, dtype=dt) for name, dt in _COLUMNS}
+        self._keys = np.empty(0, dtype=np.uint64)
         self._recent: dict[bytes, tuple[int, int, int, int, int]] = {}
-        self._pending: list[tuple[int, np.ndarray]] = []
+        self._unsorted = False
 
     def __len__(self) -> int:
-        return len(self._prefix) + len(self._recent) + sum(len(e) for _, e in self._pending)
+        return self._n + len(self._recent)
 
     def nbytes(self) -> int:
-        """Bytes held by the per-chunk arrays (the budget the spec promises)."""
-        arrays = (
-            self._prefix,
-            self._rest,
-            self._pack,
-            self._offset,
-            self._length,
-            self._raw,
-            self._tf,
-        )
-        return sum(a.nbytes for a in arrays)
+        """Bytes held per chunk by the arrays (the budget the spec promises)."""
+        rows = sum(col.dtype.itemsize for col in self._cols.values()) * self._n
+        return rows + self._keys.dtype.itemsize * self._n
 
     def _pack_index(self, pack_id: bytes, salt: bytes) -> int:
         pos = self._pack_pos.get(pack_id)
@@ -83,96 +82,110 @@ class ChunkIndex:
     def add_pack(
         self, pack_id: bytes, salt: bytes, entries: np.ndarray, *, bulk: bool = False
     ) -> None:
-        """Index every entry of one pack.  ``bulk`` defers sorting to :meth:`finish_bulk`."""
+        """Index every entry of one pack.  ``bulk`` appends now and sorts in :meth:`finish_bulk`."""
         with self._lock:
             pos = self._pack_index(pack_id, salt)
             if bulk:
-                self._pending.append((pos, entries))
-                return
-            for e in entries:
-                cid = bytes(e["id"])
-                tf = int(e["type"]) | (int(e["flags"]) << 4)
-                self._recent[cid] = (pos, int(e["offset"]), int(e["length"]), int(e["raw"]), tf)
-            if len(self._recent) >= _MERGE_AT:
-                self._merge_recent()
-
-    def finish_bulk(self) -> None:
-        with self._lock:
-            parts = self._pending
-            self._pending = []
-            for pos, entries in parts:
-                ids = np.frombuffer(entries["id"].tobytes(), dtype=np.uint8).reshape(-1, 32)
                 tf = entries["type"] | (entries["flags"] << 4)
-                cols = (
+                self._append(
+                    entries["id"],
                     np.full(len(entries), pos),
                     entries["offset"],
                     entries["length"],
                     entries["raw"],
                     tf,
                 )
-                self._append(ids, *cols)
-            if parts:
-                self._sort()
+                self._unsorted = True
+                return
+            for e in entries:
+                tf = int(e["type"]) | (int(e["flags"]) << 4)
+                self._recent[bytes(e["id"])] = (
+                    pos,
+                    int(e["offset"]),
+                    int(e["length"]),
+                    int(e["raw"]),
+                    tf,
+                )
+            if len(self._recent) >= _MERGE_AT:
+                self._merge_recent()
+
+    def finish_bulk(self) -> None:
+        with self._lock:
+            self._sort()
 
     def _append(self, ids: np.ndarray, *cols: np.ndarray) -> None:
-        prefix = ids[:, :8].copy().view("<u8").reshape(-1).astype(np.uint64)
-        rest = ids[:, 8:].copy().view("V24").reshape(-1)
-        self._prefix = np.concatenate([self._prefix, prefix])
-        self._rest = np.concatenate([self._rest, rest])
-        pack, offset, length, raw, tf = cols
-        self._pack = np.concatenate([self._pack, pack.astype(np.uint32)])
-        self._offset = np.concatenate([self._offset, offset.astype(np.uint32)])
-        self._length = np.concatenate([self._length, length.astype(np.uint32)])
-        self._raw = np.concatenate([self._raw, raw.astype(np.uint32)])
-        self._tf = np.concatenate([self._tf, tf.astype(np.uint8)])
+        """Grow the row arrays in place (realloc, not copy-and-double) and add ``ids``' keys."""
+        start, count = self._n, len(ids)
+        need = start + count
+        if need > len(self._cols["ids"]):
+            capacity = max(need, len(self._cols["ids"]) * 5 // 4 + 1024)
+            for col in self._cols.values():
+                col.resize(capacity, refcheck=False)
+            self._keys.resize(capacity, refcheck=False)
+        self._cols["ids"][start:need] = ids
+        for (name, _), values in zip(_COLUMNS[1:], cols, strict=True):
+            self._cols[name][start:need] = values
+        top = np.frombuffer(np.ascontiguousarray(ids).tobytes(), dtype=">u4")[::8].astype(np.uint64)
+        self._keys[start:need] = (top << _ROW_BITS) | np.arange(start, need, dtype=np.uint64)
+        self._n = need
 
     def _sort(self) -> None:
-        order = np.argsort(self._prefix, kind="stable")
-        self._prefix = self._prefix[order]
-        self._rest = self._rest[order]
-        self._pack = self._pack[order]
-        self._offset = self._offset[order]
-        self._length = self._length[order]
-        self._raw = self._raw[order]
-        self._tf = self._tf[order]
+        if self._unsorted:
+            self._keys[: self._n].sort()
+            self._unsorted = False
 
     def _merge_recent(self) -> None:
-        recent = self._recent
-        self._recent = {}
-        ids = np.frombuffer(b"".join(recent), dtype=np.uint8).reshape(-1, 32)
+        recent, self._recent = self._recent, {}
+        ids = np.frombuffer(b"".join(recent), dtype="V32")
         vals = np.array(list(recent.values()), dtype=np.uint64).reshape(-1, 5)
         self._append(ids, *(vals[:, k] for k in range(5)))
+        self._unsorted = True
         self._sort()
 
     def _find(self, chunk_id: bytes) -> int:
-        key = _prefix(chunk_id)
-        i = int(np.searchsorted(self._prefix, key))
-        rest = chunk_id[8:]
-        n = len(self._prefix)
-        while i < n and self._prefix[i] == key:
-            if bytes(self._rest[i]) == rest:
-                return i
+        top = np.uint64(_top32(chunk_id)) << _ROW_BITS
+        keys = self._keys[: self._n]
+        i = int(np.searchsorted(keys, top))
+        limit = top | np.uint64(0xFFFFFFFF)
+        ids = self._cols["ids"]
+        while i < self._n and keys[i] <= limit:
+            row = int(keys[i] & np.uint64(0xFFFFFFFF))
+            if bytes(ids[row]) == chunk_id:
+                return row
             i += 1
         return -1
+
+    def _entry(self, row: int) -> IndexEntry:
+        c = self._cols
+        tf = int(c["tf"][row])
+        pack = self.pack_ids[int(c["pack"][row])]
+        return IndexEntry(
+            pack,
+            int(c["offset"][row]),
+            int(c["length"][row]),
+            int(c["raw"][row]),
+            tf & 0xF,
+            tf >> 4,
+        )
 
     def lookup(self, chunk_id: bytes) -> IndexEntry | None:
         with self._lock:
             hit = self._recent.get(chunk_id)
             if hit is not None:
                 pos, off, length, raw, tf = hit
-            else:
-                i = self._find(chunk_id)
-                if i < 0:
-                    return None
-                pos, off, length = int(self._pack[i]), int(self._offset[i]), int(self._length[i])
-                raw, tf = int(self._raw[i]), int(self._tf[i])
-            return IndexEntry(self.pack_ids[pos], off, length, raw, tf & 0xF, tf >> 4)
+                return IndexEntry(self.pack_ids[pos], off, length, raw, tf & 0xF, tf >> 4)
+            self._sort()
+            row = self._find(chunk_id)
+            return None if row < 0 else self._entry(row)
 
     def __contains__(self, chunk_id: object) -> bool:
         if not isinstance(chunk_id, bytes):
             return False
         with self._lock:
-            return chunk_id in self._recent or self._find(chunk_id) >= 0
+            if chunk_id in self._recent:
+                return True
+            self._sort()
+            return self._find(chunk_id) >= 0
 
     def salt_of(self, pack_id: bytes) -> bytes:
         with self._lock:
@@ -182,30 +195,24 @@ class ChunkIndex:
         with self._lock:
             return pack_id in self._pack_pos
 
-    def iter_entries(self) -> Iterator[tuple[bytes, IndexEntry]]:
-        """Every (chunk id, entry); order unspecified.  Call with no writer active."""
+    def _settle(self) -> None:
         with self._lock:
             if self._recent:
                 self._merge_recent()
-        for i in range(len(self._prefix)):
-            cid = int(self._prefix[i]).to_bytes(8, "little") + bytes(self._rest[i])
-            tf = int(self._tf[i])
-            entry = IndexEntry(
-                self.pack_ids[int(self._pack[i])],
-                int(self._offset[i]),
-                int(self._length[i]),
-                int(self._raw[i]),
-                tf & 0xF,
-                tf >> 4,
-            )
-            yield cid, entry
+            self._sort()
+
+    def iter_entries(self) -> Iterator[tuple[bytes, IndexEntry]]:
+        """Every (chunk id, entry), duplicates included; call with no writer active."""
+        self._settle()
+        ids = self._cols["ids"]
+        for row in range(self._n):
+            yield bytes(ids[row]), self._entry(row)
 
     def totals(self) -> tuple[int, int, int]:
-        """(chunks, stored bytes, raw bytes) over unique chunk ids."""
-        with self._lock:
-            if self._recent:
-                self._merge_recent()
-            return len(self._prefix), int(self._length.sum()), int(self._raw.sum())
+        """(chunks, stored bytes, raw bytes) over every indexed copy."""
+        self._settle()
+        n = self._n
+        return n, int(self._cols["length"][:n].sum()), int(self._cols["raw"][:n].sum())
 
 
 # --- index objects ---------------------------------------------------------------------------
@@ -232,6 +239,8 @@ def decode_index(plain: bytes, name: str) -> tuple[list[PackRecord], list[bytes]
     try:
         n_sup, n_packs = _COUNTS.unpack_from(plain)
         pos = _COUNTS.size
+        if pos + 32 * n_sup + 68 * n_packs > len(plain):
+            raise ValueError("counts run past the end")
         sup = [plain[pos + 32 * i : pos + 32 * (i + 1)] for i in range(n_sup)]
         pos += 32 * n_sup
         packs = []

@@ -61,8 +61,14 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _aad(vault_id: bytes, slot_id: str) -> bytes:
-    return _AAD + vault_id + slot_id.encode("ascii")
+def _canonical(doc: dict[str, object]) -> bytes:
+    return json.dumps(doc, indent=1, sort_keys=True).encode("utf-8")
+
+
+def _aad(vault_id: bytes, slot_id: str, doc: dict[str, object]) -> bytes:
+    """Binds the slot's id and every field but the wrapped key itself: none can be altered."""
+    meta = {k: v for k, v in doc.items() if k != "wrapped"}
+    return _AAD + vault_id + slot_id.encode("ascii") + _canonical(meta)
 
 
 def new_slot(
@@ -71,8 +77,6 @@ def new_slot(
     """A new slot for ``master`` and its stored bytes."""
     slot_id = os.urandom(8).hex()
     salt, nonce = os.urandom(16), os.urandom(NONCE_SIZE)
-    kek = kdf.derive(passphrase, salt)
-    wrapped = AESGCM(kek).encrypt(nonce, master, _aad(vault_id, slot_id))
     slot = KeySlot(
         slot_id=slot_id,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -81,17 +85,18 @@ def new_slot(
         label=label,
         kdf=kdf,
     )
-    doc = {
+    doc: dict[str, object] = {
         "version": 1,
         "kdf": {"name": "argon2id", **asdict(kdf), "salt": _b64(salt)},
         "nonce": _b64(nonce),
-        "wrapped": _b64(wrapped),
         "created": slot.created,
         "host": slot.host,
         "user": slot.user,
         "label": label,
     }
-    return slot, json.dumps(doc, indent=1).encode("utf-8")
+    kek = kdf.derive(passphrase, salt)
+    doc["wrapped"] = _b64(AESGCM(kek).encrypt(nonce, master, _aad(vault_id, slot_id, doc)))
+    return slot, _canonical(doc)
 
 
 def parse_slot(slot_id: str, stored: bytes) -> tuple[KeySlot, dict[str, object]]:
@@ -109,6 +114,8 @@ def parse_slot(slot_id: str, stored: bytes) -> tuple[KeySlot, dict[str, object]]
         slot = KeySlot(slot_id, doc["created"], doc["host"], doc["user"], doc["label"], kdf)
     except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError(f"{name}: unreadable key slot ({exc})", name=name) from None
+    if _canonical(doc) != stored:
+        raise IntegrityError(f"{name}: key slot was modified outside strongroom", name=name)
     return slot, doc
 
 
@@ -125,7 +132,7 @@ def unwrap(slot_id: str, stored: bytes, passphrase: str, vault_id: bytes) -> byt
         raise IntegrityError(f"keys/{slot_id}: unreadable key slot ({exc})") from None
     kek = slot.kdf.derive(passphrase, salt)
     try:
-        master = AESGCM(kek).decrypt(nonce, wrapped, _aad(vault_id, slot_id))
+        master = AESGCM(kek).decrypt(nonce, wrapped, _aad(vault_id, slot_id, doc))
     except InvalidTag:
         return None
     if len(master) != MASTER_SECRET_SIZE:

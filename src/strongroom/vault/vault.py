@@ -124,7 +124,7 @@ class Vault:
         config, doc = parse_config(stored, backend.describe())
         master, slot_id = cls._unlock(backend, passphrase, config.vault_id)
         keys = VaultKeys.from_master(master)
-        verify_config_mac(doc, keys)
+        verify_config_mac(doc, stored, keys)
         vault = cls(backend, config, keys, slot_id)
         vault._load_index(strict)
         return vault
@@ -139,7 +139,9 @@ class Vault:
             master = keyslots.unwrap(slot_id, backend.get(name), passphrase, vault_id)
             if master is not None:
                 return master, slot_id
-        raise WrongPassphrase("wrong passphrase: no key slot of this vault opens with it")
+        raise WrongPassphrase(
+            f"wrong passphrase: none of the vault's {len(slots)} key slot(s) opens with it"
+        )
 
     def _load_index(self, strict: bool) -> None:
         names = [info.name for info in self.backend.list(INDEX_PREFIX)]

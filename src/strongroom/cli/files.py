@@ -1,0 +1,281 @@
+"""Commands for file-level backup, browse (ls, find, diff) and restore."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from strongroom.cli.options import CLIError, JsonOpt, PasswordFileOpt, VaultOpt, open_vault
+from strongroom.cli.output import console, human_bytes, is_tty, print_json, warn
+from strongroom.files import (
+    CONFLICT_POLICIES,
+    BackupOptions,
+    RestoreOptions,
+    backup_files,
+    diff_live,
+    diff_points,
+    find_in_points,
+    list_point,
+    long_line,
+    node_doc,
+    read_pattern_file,
+    restore_files,
+)
+from strongroom.vault import RecoveryPoint, Vault
+
+EXIT_PARTIAL = 3
+SourceOpt = Annotated[
+    str | None, typer.Option("--source", help="Source name (default: this host's name).")
+]
+_DIFF_MARKS = {"added": "+", "removed": "-", "modified": "M", "metadata": "U", "type": "T"}
+
+
+def register(app: typer.Typer, backup: typer.Typer, restore: typer.Typer) -> None:
+    """Add this group's commands to the top-level, ``backup`` and ``restore`` apps."""
+    backup.command("files")(backup_files_cmd)
+    restore.command("files")(restore_files_cmd)
+    app.command("ls")(ls_cmd)
+    app.command("find")(find_cmd)
+    app.command("diff")(diff_cmd)
+
+
+@contextmanager
+def _progress(enabled: bool, verb: str) -> Iterator[Callable[[int, int, str], None] | None]:
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn(f"{verb} [bold]{{task.fields[files]}}[/] files"),
+        TextColumn("{task.fields[size]}"),
+        TextColumn("{task.fields[rate]}"),
+        BarColumn(bar_width=20),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}"),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(verb, total=None, files=0, size="", rate="", current="")
+        started = bar.get_time()
+
+        def update(files: int, nbytes: int, current: str) -> None:
+            elapsed = max(bar.get_time() - started, 1e-3)
+            bar.update(
+                task,
+                files=files,
+                size=human_bytes(nbytes),
+                rate=f"{human_bytes(nbytes / elapsed)}/s",
+                current=escape(current[-60:]),
+            )
+
+        yield update
+
+
+def _resolve(v: Vault, spec: str, source: str | None) -> RecoveryPoint:
+    if spec == "latest" and source is None:
+        import socket
+
+        source = socket.gethostname()
+    return v.resolve_point(spec, source=source, kind="files")
+
+
+def backup_files_cmd(
+    paths: Annotated[list[str], typer.Argument(help="Files and folders to back up.")],
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", "-e", help="Glob pattern to leave out.")
+    ] = None,
+    exclude_file: Annotated[
+        Path | None, typer.Option("--exclude-file", help="File of patterns, one a line.")
+    ] = None,
+    one_file_system: Annotated[
+        bool, typer.Option("--one-file-system", "-x", help="Do not cross file systems.")
+    ] = False,
+    source: SourceOpt = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag for the point.")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Read every file (ignore the files cache).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Back up files and folders; prints the new recovery point's id."""
+    patterns = list(exclude or [])
+    if exclude_file is not None:
+        try:
+            patterns += read_pattern_file(exclude_file)
+        except OSError as exc:
+            raise CLIError(f"cannot read {exclude_file}: {exc.strerror}") from None
+    opts = BackupOptions(
+        paths=paths,
+        source=source,
+        tags=list(tag or []),
+        excludes=patterns,
+        one_file_system=one_file_system,
+        use_cache=not no_cache,
+    )
+    v = open_vault(vault, password_file)
+    with _progress(is_tty() and not as_json, "backed up") as progress:
+        summary = backup_files(v, opts, progress)
+    if as_json:
+        print_json(summary.to_dict())
+    else:
+        for path, reason in summary.errors:
+            warn(f"{path}: {reason}")
+        for path in summary.inconsistent:
+            warn(f"{path}: changed while it was read (recorded as inconsistent)")
+        for path, reason in summary.skipped:
+            console.print(f"note: {escape(path)}: {reason}", soft_wrap=True)
+        s = summary
+        console.print(
+            f"files: {s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged;"
+            f" read {human_bytes(s.bytes_read)}, added {human_bytes(s.bytes_added)}"
+            f" in {s.duration:.1f}s"
+        )
+        typer.echo(summary.point_id)
+    if summary.errors:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def restore_files_cmd(
+    point: Annotated[str, typer.Argument(help="Point id, unique prefix or 'latest'.")],
+    target: Annotated[Path, typer.Option("--target", "-t", help="Folder to restore into.")],
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Paths or globs in the point (default: all).")
+    ] = None,
+    on_conflict: Annotated[
+        str, typer.Option("--on-conflict", help="overwrite, skip or keep-both.")
+    ] = "overwrite",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be done.")
+    ] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Re-read and check each file.")] = False,
+    source: SourceOpt = None,
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore a files point, or some of it, into a folder."""
+    if on_conflict not in CONFLICT_POLICIES:
+        raise typer.BadParameter(f"--on-conflict must be one of {', '.join(CONFLICT_POLICIES)}")
+    v = open_vault(vault, password_file)
+    p = _resolve(v, point, source)
+    opts = RestoreOptions(target, list(paths or []), on_conflict, dry_run, verify)
+    with _progress(is_tty() and not as_json and not dry_run, "restored") as progress:
+        summary = restore_files(v, p, opts, progress)
+    if as_json:
+        print_json(summary.to_dict())
+    else:
+        for action, path in summary.actions:
+            console.print(f"{action:>10} {escape(path)}", soft_wrap=True)
+        for path, reason in summary.errors:
+            warn(f"{path}: {reason}")
+        verb = "would restore" if dry_run else "restored"
+        n = len(summary.actions) if dry_run else summary.files + summary.links
+        console.print(
+            f"{verb} {n} {'entries' if dry_run else 'files'} from {p.short_id} to {summary.target}"
+            + (f", {len(summary.skipped)} skipped" if summary.skipped else "")
+        )
+    if summary.errors:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def ls_cmd(
+    point: Annotated[str, typer.Argument(help="Point id, unique prefix or 'latest'.")],
+    path: Annotated[str, typer.Argument(help="Path inside the point.")] = "/",
+    long: Annotated[bool, typer.Option("--long", "-l", help="Mode, owner, size, time.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-R", help="Everything below.")] = False,
+    source: SourceOpt = None,
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List what a files point holds at PATH."""
+    v = open_vault(vault, password_file)
+    p = _resolve(v, point, source)
+    with v.lock():
+        found = list(list_point(v, p, path, recursive))
+    if as_json:
+        print_json([node_doc(path_, node) for path_, node in found])
+        return
+    if not long:
+        for path_, _ in found:
+            typer.echo(os.fsdecode(path_))
+        return
+    table = Table(box=None, show_header=False)
+    for path_, node in found:
+        table.add_row(*(escape(c) for c in long_line(path_, node)))
+    console.print(table)
+
+
+def find_cmd(
+    pattern: Annotated[str, typer.Argument(help="Glob pattern, e.g. '*.conf' or '/etc/hosts'.")],
+    source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find which files points hold paths matching PATTERN."""
+    v = open_vault(vault, password_file)
+    with v.lock():
+        points = [p for p in v.points() if source is None or p.manifest.source == source]
+        hits = list(find_in_points(v, points, pattern))
+    if as_json:
+        print_json(
+            [
+                {"point": p.point_id, "time": p.manifest.time, **node_doc(path, node)}
+                for p, path, node in hits
+            ]
+        )
+        return
+    for p, path, node in hits:
+        when = p.manifest.time[:19].replace("T", " ")
+        console.print(
+            f"{p.short_id}  {when}  {node.size:>12}  {escape(os.fsdecode(path))}", soft_wrap=True
+        )
+    if not hits:
+        console.print("no match")
+
+
+def diff_cmd(
+    point: Annotated[str, typer.Argument(help="Point id, unique prefix or 'latest'.")],
+    point2: Annotated[
+        str | None, typer.Argument(help="Second point (default: POINT's parent).")
+    ] = None,
+    live: Annotated[
+        str | None, typer.Option("--live", help="Compare POINT's copy of PATH with PATH now.")
+    ] = None,
+    source: SourceOpt = None,
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What changed: between two points, or between a point and the live files."""
+    if live is not None and point2 is not None:
+        raise typer.BadParameter("give either a second point or --live, not both")
+    v = open_vault(vault, password_file)
+    p = _resolve(v, point, source)
+    with v.lock():
+        if live is not None:
+            changes = diff_live(v, p, live)
+        else:
+            if point2 is not None:
+                old, new = p, _resolve(v, point2, source)
+            elif p.manifest.parent:
+                old, new = v.resolve_point(p.manifest.parent), p
+            else:
+                raise CLIError(f"point {p.short_id} has no parent: give a second point or --live")
+            changes = diff_points(v, old, new)
+    if as_json:
+        print_json([c.to_dict() for c in changes])
+        return
+    for c in changes:
+        extra = f"  ({', '.join(c.fields)})" if c.fields else ""
+        console.print(f"{_DIFF_MARKS[c.change]} {escape(c.path)}{extra}", soft_wrap=True)
+    console.print(f"{len(changes)} change(s)")

@@ -1,0 +1,78 @@
+"""The ``strongroom`` command: wires the command groups and maps errors to exit codes.
+
+Exit codes: 0 success; 1 error; 2 bad usage; 3 partial success (the backup finished but some
+files could not be read); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from strongroom import __version__
+from strongroom.cli import files as files_cmds
+from strongroom.cli import image as image_cmds
+from strongroom.cli import keys as keys_cmds
+from strongroom.cli import vault_cmds
+from strongroom.cli.output import error
+from strongroom.errors import StrongroomError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="strongroom",
+    help="Backup for virtual machines and files: deduplicated, compressed, encrypted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+backup_app = typer.Typer(no_args_is_help=True, help="Back up files, a disk image or VMs.")
+restore_app = typer.Typer(no_args_is_help=True, help="Restore files, a disk or VMs.")
+vault_cmds.register(app)
+files_cmds.register(app, backup_app, restore_app)
+image_cmds.register(app, backup_app, restore_app)
+app.add_typer(backup_app, name="backup")
+app.add_typer(restore_app, name="restore")
+app.add_typer(
+    keys_cmds.app, name="key", help="Manage the passphrases (key slots) that open the vault."
+)
+
+
+@app.command()
+def version() -> None:
+    """Print strongroom's version."""
+    typer.echo(f"strongroom {__version__}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (never exits the process itself)."""
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        error("aborted")
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except StrongroomError as exc:
+        error(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        error("interrupted")
+        return EXIT_INTERRUPTED
+    return rv if isinstance(rv, int) else EXIT_OK
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,77 @@
+"""Options every vault command takes, and opening the vault they name."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from strongroom.errors import StrongroomError
+from strongroom.storage import open_backend
+from strongroom.vault import Vault
+
+
+class CLIError(StrongroomError):
+    """A problem with how the command was called (missing vault, no passphrase)."""
+
+
+VaultOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--vault", "-r", envvar="STRONGROOM_VAULT", help="Vault: a path, azure://C/P or s3://B/P."
+    ),
+]
+PasswordFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file",
+        envvar="STRONGROOM_PASSWORD_FILE",
+        help="Read the passphrase from a file.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def vault_location(vault: str | None) -> str:
+    if not vault:
+        raise CLIError("no vault given: use --vault PATH|URL or set STRONGROOM_VAULT")
+    return vault
+
+
+def read_passphrase(
+    password_file: Path | None, *, confirm: bool = False, prompt: str = "passphrase"
+) -> str:
+    """From STRONGROOM_PASSWORD, the password file, or a prompt on a terminal."""
+    env = os.environ.get("STRONGROOM_PASSWORD")
+    if env is not None:
+        return env
+    if password_file is not None:
+        try:
+            return password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise CLIError(f"cannot read password file {password_file}: {exc.strerror}") from None
+    if not sys.stdin.isatty():
+        raise CLIError(
+            "no passphrase: set STRONGROOM_PASSWORD or STRONGROOM_PASSWORD_FILE, "
+            "or use --password-file"
+        )
+    first = getpass.getpass(f"{prompt}: ")
+    if confirm and getpass.getpass(f"repeat {prompt}: ") != first:
+        raise CLIError("the passphrases do not match")
+    if not first:
+        raise CLIError("empty passphrase")
+    return first
+
+
+def open_vault(vault: str | None, password_file: Path | None, *, strict: bool = True) -> Vault:
+    location = vault_location(vault)
+    backend = open_backend(location)
+    try:
+        return Vault.open(backend, read_passphrase(password_file), strict=strict)
+    except BaseException:
+        backend.close()
+        raise

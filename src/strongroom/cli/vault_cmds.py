@@ -1,0 +1,242 @@
+"""Vault-wide commands: init, points, stats, check."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from strongroom.cli.options import (
+    JsonOpt,
+    PasswordFileOpt,
+    VaultOpt,
+    open_vault,
+    read_passphrase,
+    vault_location,
+)
+from strongroom.cli.output import console, human_bytes, is_tty, print_json, warn
+from strongroom.storage import open_backend
+from strongroom.vault import (
+    CheckReport,
+    KDFParams,
+    RecoveryPoint,
+    Vault,
+    VaultSettings,
+    check_vault,
+    vault_stats,
+)
+
+MiB = 1024 * 1024
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(points)
+    app.command()(stats)
+    app.command()(check)
+
+
+def init(
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    pack_size_mib: Annotated[
+        int, typer.Option("--pack-size", help="Target pack size in MiB.", min=1)
+    ] = 16,
+    kdf_memory_mib: Annotated[
+        int, typer.Option("--kdf-memory", help="Argon2id memory in MiB.", min=1)
+    ] = 64,
+    kdf_time: Annotated[int, typer.Option("--kdf-time", help="Argon2id passes.", min=1)] = 3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a new vault."""
+    location = vault_location(vault)
+    passphrase = read_passphrase(password_file, confirm=True, prompt="new vault passphrase")
+    backend = open_backend(location)
+    try:
+        kdf = KDFParams(time_cost=kdf_time, memory_kib=kdf_memory_mib * 1024, parallelism=2)
+        created = Vault.init(
+            backend, passphrase, settings=VaultSettings(pack_size=pack_size_mib * MiB), kdf=kdf
+        )
+    finally:
+        backend.close()
+    if as_json:
+        print_json({"vault": location, "id": created.vault_id.hex(), "key": created.slot_id})
+    else:
+        console.print(f"created vault {created.vault_id.hex()[:12]} at {location}")
+        console.print("keep the passphrase safe: without it the data cannot be read")
+
+
+def _point_doc(p: RecoveryPoint) -> dict[str, object]:
+    m = p.manifest
+    return {
+        "id": p.point_id,
+        "kind": m.kind,
+        "source": m.source,
+        "time": m.time,
+        "parent": m.parent,
+        "consistency": m.consistency,
+        "tags": m.tags,
+        "host": m.host,
+        "summary": m.summary,
+    }
+
+
+def points(
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind: vm, disk or files.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recovery points."""
+    v = open_vault(vault, password_file)
+    with v.lock():
+        found = [
+            p
+            for p in v.points()
+            if (source is None or p.manifest.source == source)
+            and (kind is None or p.manifest.kind == kind)
+        ]
+    if as_json:
+        print_json([_point_doc(p) for p in found])
+        return
+    table = Table("id", "time", "kind", "source", "consistency", "size", "tags", box=None)
+    for p in found:
+        m = p.manifest
+        size = m.summary.get("logical_bytes")
+        table.add_row(
+            p.short_id,
+            m.time[:19].replace("T", " "),
+            m.kind,
+            m.source,
+            m.consistency,
+            human_bytes(size) if isinstance(size, int) else "",
+            ",".join(m.tags),
+        )
+    console.print(table)
+    console.print(f"{len(found)} recovery point(s)")
+
+
+def stats(
+    vault: VaultOpt = None, password_file: PasswordFileOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Sizes, counts, dedup and compression ratios."""
+    v = open_vault(vault, password_file)
+    with v.lock():
+        s = vault_stats(v)
+    doc = {
+        "points": s.points,
+        "points_by_kind": s.points_by_kind,
+        "packs": s.packs,
+        "stored_bytes": s.pack_bytes,
+        "index_objects": s.index_objects,
+        "chunks": s.chunks,
+        "unique_raw_bytes": s.chunk_raw_bytes,
+        "unique_stored_bytes": s.chunk_stored_bytes,
+        "original_bytes": s.logical_bytes,
+        "dedup_ratio": round(s.dedup_ratio, 3),
+        "compression_ratio": round(s.compression_ratio, 3),
+    }
+    if as_json:
+        print_json(doc)
+        return
+    table = Table(box=None, show_header=False)
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(s.points_by_kind.items()))
+    table.add_row("recovery points", f"{s.points}" + (f" ({kinds})" if kinds else ""))
+    table.add_row("original size", human_bytes(s.logical_bytes))
+    table.add_row("unique data", f"{human_bytes(s.chunk_raw_bytes)} in {s.chunks} chunks")
+    table.add_row("stored size", f"{human_bytes(s.pack_bytes)} in {s.packs} packs")
+    table.add_row("dedup ratio", f"{s.dedup_ratio:.2f}x")
+    table.add_row("compression ratio", f"{s.compression_ratio:.2f}x")
+    console.print(table)
+
+
+def check(
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    read_data: Annotated[
+        bool, typer.Option("--read-data", help="Decrypt and verify every chunk.")
+    ] = False,
+    subset: Annotated[
+        str | None,
+        typer.Option("--read-data-subset", help="Read only this share of packs, e.g. 10%."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the vault's structure, and with --read-data its data."""
+    share = _parse_percent(subset) if subset else None
+    v = open_vault(vault, password_file, strict=False)
+    with v.lock():
+        report = _run_check(v, read_data, share, show_progress=is_tty() and not as_json)
+    if as_json:
+        print_json(_report_doc(report))
+    else:
+        _print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _parse_percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a percentage such as 10%") from None
+    if not 0 < value <= 100:
+        raise typer.BadParameter("the subset must be between 0% and 100%")
+    return value / 100
+
+
+def _run_check(
+    v: Vault, read_data: bool, share: float | None, *, show_progress: bool
+) -> CheckReport:
+    if not show_progress:
+        return check_vault(v, read_data=read_data, subset=share)
+    columns = (
+        TextColumn("reading packs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("read", total=None)
+
+        def progress(_: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return check_vault(v, read_data=read_data, subset=share, progress=progress)
+
+
+def _report_doc(r: CheckReport) -> dict[str, object]:
+    return {
+        "ok": r.ok,
+        "problems": [
+            {"severity": p.severity, "object": p.name, "message": p.message} for p in r.problems
+        ],
+        "packs_read": r.packs_checked,
+        "chunks_read": r.chunks_checked,
+        "bytes_read": r.bytes_read,
+        "points_checked": r.points_checked,
+        "damaged_chunks": sorted(c.hex() for c in r.damaged_chunks),
+        "affected_points": r.affected_points,
+    }
+
+
+def _print_report(r: CheckReport) -> None:
+    for p in r.problems:
+        if p.severity == "warning":
+            warn(f"{p.name}: {p.message}")
+        else:
+            text = p.message if p.message.startswith(p.name) else f"{p.name}: {p.message}"
+            console.print(f"[red]error[/]: {text}", soft_wrap=True)
+    if r.packs_checked:
+        console.print(
+            f"read {r.packs_checked} packs, {r.chunks_checked} chunks, {human_bytes(r.bytes_read)}"
+        )
+    for point_id, chunks in r.affected_points.items():
+        console.print(
+            f"[red]recovery point {point_id[:12]} is damaged[/]: {len(chunks)} chunk(s) unreadable"
+        )
+    status = "no errors were found" if r.ok else f"{len(r.errors)} error(s) found"
+    console.print(f"checked {r.points_checked} recovery points: {status}")

@@ -1,0 +1,420 @@
+"""File-level backup: walk, read in worker threads, one tree chunk per directory, commit.
+
+The walker (the calling thread) lists directories depth first, stats every entry, reads
+xattrs and symlink targets, and answers unchanged files from the files cache.  Files to read go
+to a thread pool in batches (many small files per task, big files alone); workers read, chunk
+and ``put`` (hashing, compression and encryption release the GIL).  Results come back to the
+walker thread, which owns all state: a directory's tree chunk is written as soon as the
+directory is listed and all of its files and subdirectories are done, so trees are written
+post-order and memory holds only the directories in flight.  Then the writer is flushed (packs,
+then index) and the recovery point saved: the commit.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import stat
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from strongroom.chunking import ALGORITHM, CDCParams, ContentChunker
+from strongroom.errors import FilesError
+from strongroom.files.cache import FilesCache, cache_path
+from strongroom.files.content import ContentReader
+from strongroom.files.metadata import Names, node_from_stat, read_xattrs
+from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node, encode_dir
+from strongroom.files.patterns import PatternSet
+from strongroom.files.reading import CacheRow, FileItem, FileOutcome, FileReader
+from strongroom.files.selection import Selection, auto_excluded, build_selection
+from strongroom.vault import CHUNK_TREE, ChunkWriter, PointManifest, Vault, encode_tree
+
+_BATCH_FILES = 128
+_BATCH_BYTES = 4 << 20
+_MAX_LISTED = 1000  # errors and inconsistent paths kept in the point's meta
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class BackupOptions:
+    paths: Sequence[str]
+    source: str | None = None
+    tags: Sequence[str] = ()
+    excludes: Sequence[str] = ()
+    one_file_system: bool = False
+    workers: int = 3
+    use_cache: bool = True
+    cache_root: Path | None = None
+    cdc: CDCParams = field(default_factory=CDCParams)
+
+
+@dataclass
+class BackupSummary:
+    point_id: str = ""
+    source: str = ""
+    files: int = 0
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    dirs: int = 0
+    others: int = 0
+    logical_bytes: int = 0
+    bytes_read: int = 0
+    bytes_added: int = 0
+    data_added: int = 0
+    chunks_new: int = 0
+    tree_bytes_added: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    inconsistent: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    duration: float = 0.0
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "files_new": self.files_new,
+            "files_changed": self.files_changed,
+            "files_unchanged": self.files_unchanged,
+            "dirs": self.dirs,
+            "others": self.others,
+            "logical_bytes": self.logical_bytes,
+            "bytes_read": self.bytes_read,
+            "bytes_added": self.bytes_added,
+            "data_added": self.data_added,
+            "chunks_new": self.chunks_new,
+            "content_added": self.data_added - self.tree_bytes_added,
+            "errors": len(self.errors),
+            "inconsistent": len(self.inconsistent),
+            "skipped": len(self.skipped),
+            "duration": round(self.duration, 3),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {"point": self.point_id, "source": self.source, **self.counts()}
+        doc["error_list"] = [{"path": p, "reason": r} for p, r in self.errors]
+        doc["inconsistent_list"] = self.inconsistent
+        doc["skipped_list"] = [{"path": p, "reason": r} for p, r in self.skipped]
+        return doc
+
+
+class _Dir:
+    """A directory being backed up: its nodes, and how many children are still in flight."""
+
+    __slots__ = ("listed", "node", "nodes", "parent", "path", "pending", "rows")
+
+    def __init__(self, path: bytes, node: Node | None, parent: _Dir | None) -> None:
+        self.path, self.node, self.parent = path, node, parent
+        self.nodes: list[Node] = []
+        self.pending = 0
+        self.listed = False
+        self.rows: list[CacheRow] = []
+
+
+def _show(path: bytes) -> str:
+    return os.fsdecode(path)
+
+
+class _Engine:
+    def __init__(self, vault: Vault, writer: ChunkWriter, opts: BackupOptions) -> None:
+        self.vault, self.writer, self.opts = vault, writer, opts
+        self.summary = BackupSummary()
+        self.names = Names()
+        self.excludes = PatternSet(opts.excludes)
+        self.skip_dirs = auto_excluded(vault, opts.cache_root)
+        content = ContentReader(ContentChunker(opts.cdc), lambda d: writer.put(d).chunk_id)
+        self.reader = FileReader(content, self.names)
+        self.small = opts.cdc.min_size
+        self.pool = ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="files-read")
+        self.results: queue.SimpleQueue[list[FileOutcome] | BaseException] = queue.SimpleQueue()
+        self.inflight = 0
+        self.max_inflight = 4 * max(1, opts.workers)
+        self.batch: list[FileItem] = []
+        self.batch_bytes = 0
+        self.cache: FilesCache | None = None
+        self.root_id: bytes | None = None
+        self.progress: Progress | None = None
+        self.done_files = 0
+        self.done_bytes = 0
+
+    # --- walking ---------------------------------------------------------------------------
+
+    def run(self, selection: Selection) -> bytes:
+        root = _Dir(b"/", None, None)
+        stack: list[tuple[_Dir, Selection | None, int]] = [(root, selection, -1)]
+        while stack:
+            d, sel, dev = stack.pop()
+            children = self._list(d, sel, dev)
+            d.listed = True
+            stack.extend(reversed(children))
+            self._maybe_finalize(d)
+            self._drain(block=False)
+        self._submit_batch()
+        while self.inflight:
+            self._drain(block=True)
+        if self.root_id is None:
+            raise FilesError("internal error: the root tree was never written")
+        return self.root_id
+
+    def _list(
+        self, d: _Dir, sel: Selection | None, dev: int
+    ) -> list[tuple[_Dir, Selection | None, int]]:
+        entries = self._named_entries(d, sel) if sel is not None and not sel.full else self._scan(d)
+        cached = self.cache.lookup_dir(d.path) if self.cache is not None else {}
+        children: list[tuple[_Dir, Selection | None, int]] = []
+        for name, st in entries:
+            child_sel = sel.children.get(name) if sel is not None and not sel.full else None
+            restricted = child_sel is not None and not child_sel.full
+            path = os.path.join(d.path, name)
+            if not restricted and (sel is None or sel.full) and self._excluded(path, st):
+                continue
+            node = self._node(path, name, st)
+            if node is None:
+                continue
+            if node.kind == DIR:
+                sub = _Dir(path, node, d)
+                d.pending += 1
+                self.summary.dirs += 1
+                if child_sel is not None and child_sel.full:
+                    children.append((sub, child_sel, st.st_dev))
+                elif restricted:
+                    children.append((sub, child_sel, -1))
+                elif self.opts.one_file_system and dev >= 0 and st.st_dev != dev:
+                    sub.listed = True  # a mount point: recorded, not entered
+                    self._maybe_finalize(sub)
+                else:
+                    children.append((sub, None, dev))
+            elif node.kind == FILE:
+                self._file(d, node, st, cached.get(name))
+            else:
+                self.summary.others += 1
+            d.nodes.append(node)
+        return children
+
+    def _named_entries(self, d: _Dir, sel: Selection) -> list[tuple[bytes, os.stat_result]]:
+        found = []
+        for name in sorted(sel.children):
+            path = os.path.join(d.path, name)
+            try:
+                found.append((name, os.lstat(path)))
+            except OSError as exc:
+                raise FilesError(f"{_show(path)}: {exc.strerror}") from None
+        return found
+
+    def _scan(self, d: _Dir) -> list[tuple[bytes, os.stat_result]]:
+        found = []
+        try:
+            with os.scandir(d.path) as it:
+                entries = sorted((e.name, e) for e in it if not e.name.startswith(TEMP_PREFIX))
+        except OSError as exc:
+            reason = f"cannot list directory: {exc.strerror}"
+            self._error(d.path, reason)
+            if d.node is not None:
+                d.node.error = reason
+            return []
+        for name, entry in entries:
+            try:
+                found.append((name, entry.stat(follow_symlinks=False)))
+            except OSError as exc:
+                self._error(entry.path, exc.strerror or str(exc))
+        return found
+
+    def _excluded(self, path: bytes, st: os.stat_result) -> bool:
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if self.excludes and self.excludes.matches(path, is_dir):
+            return True
+        if is_dir and (st.st_dev, st.st_ino) in self.skip_dirs:
+            self.summary.skipped.append((_show(path), "strongroom's own vault or cache"))
+            return True
+        return False
+
+    def _node(self, path: bytes, name: bytes, st: os.stat_result) -> Node | None:
+        node = node_from_stat(name, st, self.names)
+        if node is None:
+            self.summary.skipped.append((_show(path), "socket (not backed up)"))
+            return None
+        try:
+            node.xattrs = read_xattrs(path)
+            if node.kind == SYMLINK:
+                node.target = os.readlink(path)
+        except OSError as exc:
+            self._error(path, f"cannot read metadata: {exc.strerror}")
+        return node
+
+    def _error(self, path: bytes | str, reason: str) -> None:
+        shown = path if isinstance(path, str) else _show(path)
+        self.summary.errors.append((shown, reason))
+
+    # --- files -----------------------------------------------------------------------------
+
+    def _file(self, d: _Dir, node: Node, st: os.stat_result, hit: Any) -> None:
+        self.summary.files += 1
+        if hit is not None and hit.matches(st) and all(c in self.vault.index for c in hit.chunks):
+            node.chunks, node.extents = hit.chunks, hit.extents
+            self.summary.files_unchanged += 1
+            d.rows.append(
+                (d.path, node.name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                 hit.chunks, hit.extents)
+            )  # fmt: skip
+            self.done_files += 1
+            return
+        d.pending += 1
+        item = FileItem(d, d.path, node, hit)
+        if st.st_size >= self.small or st.st_blocks * 512 < st.st_size:
+            self._submit([item])
+            return
+        self.batch.append(item)
+        self.batch_bytes += st.st_size
+        if len(self.batch) >= _BATCH_FILES or self.batch_bytes >= _BATCH_BYTES:
+            self._submit_batch()
+
+    def _submit_batch(self) -> None:
+        if self.batch:
+            items, self.batch, self.batch_bytes = self.batch, [], 0
+            self._submit(items)
+
+    def _submit(self, items: list[FileItem]) -> None:
+        while self.inflight >= self.max_inflight:
+            self._drain(block=True)
+        self.inflight += 1
+        self.pool.submit(self._work, items)
+
+    def _work(self, items: list[FileItem]) -> None:
+        try:
+            self.results.put(self.reader.batch(items))
+        except BaseException as exc:
+            self.results.put(exc)
+
+    def _drain(self, block: bool) -> None:
+        while self.inflight:
+            try:
+                got = self.results.get(block=block)
+            except queue.Empty:
+                return
+            self.inflight -= 1
+            if isinstance(got, BaseException):
+                raise got
+            for outcome in got:
+                self._settle(outcome)
+            if self.progress is not None and got:
+                self.progress(self.done_files, self.done_bytes, _show(got[-1].item.directory))
+            block = False
+
+    def _settle(self, out: FileOutcome) -> None:
+        d: _Dir = out.item.owner
+        node = out.item.node
+        s = self.summary
+        self.done_files += 1
+        self.done_bytes += out.nread
+        s.bytes_read += out.nread
+        if out.status == "error":
+            self._error(os.path.join(d.path, node.name), out.error)
+            d.nodes.remove(node)
+            s.files -= 1
+        else:
+            if out.status == "new":
+                s.files_new += 1
+            elif out.status == "changed":
+                s.files_changed += 1
+            else:
+                s.files_unchanged += 1
+            if node.inconsistent:
+                s.inconsistent.append(_show(os.path.join(d.path, node.name)))
+            if out.cache_row is not None:
+                d.rows.append(out.cache_row)
+        d.pending -= 1
+        self._maybe_finalize(d)
+
+    # --- trees -----------------------------------------------------------------------------
+
+    def _maybe_finalize(self, d: _Dir | None) -> None:
+        while d is not None and d.listed and d.pending == 0:
+            self.summary.logical_bytes += sum(n.size for n in d.nodes if n.kind == FILE)
+            refs, body = encode_dir(d.nodes)
+            put = self.writer.put(encode_tree(refs, body), CHUNK_TREE)
+            tree_id = put.chunk_id
+            if put.new:
+                self.summary.tree_bytes_added += len(body) + 4 + 32 * len(refs)
+            if self.cache is not None and d.rows:
+                self.cache.store(d.rows)
+            d.nodes, d.rows = [], []
+            d.pending = -1  # finalized
+            if d.parent is None:
+                self.root_id = tree_id
+                return
+            assert d.node is not None
+            d.node.subtree = tree_id
+            d.parent.pending -= 1
+            d = d.parent
+
+
+def _manifest(
+    vault: Vault, opts: BackupOptions, source: str, root: bytes, s: BackupSummary, roots: list[str]
+) -> PointManifest:
+    earlier = [
+        pt for pt in vault.points() if pt.manifest.kind == "files" and pt.manifest.source == source
+    ]
+    p = opts.cdc
+    meta: dict[str, Any] = {
+        "paths": roots,
+        "excludes": list(opts.excludes),
+        "one_file_system": opts.one_file_system,
+        "tree_format": "files-tree/1",
+        "chunker": {
+            "algorithm": ALGORITHM,
+            "min": p.min_size,
+            "avg": p.avg_size,
+            "max": p.max_size,
+        },
+        "errors": [{"path": a, "reason": b} for a, b in s.errors[:_MAX_LISTED]],
+        "inconsistent": s.inconsistent[:_MAX_LISTED],
+    }
+    return PointManifest(
+        kind="files",
+        source=source,
+        roots=[root.hex()],
+        parent=earlier[-1].point_id if earlier else None,
+        consistency="per-file" if not s.inconsistent else "per-file-inconsistent",
+        tags=list(opts.tags),
+        summary=s.counts(),
+        meta=meta,
+    )
+
+
+def backup_files(
+    vault: Vault, opts: BackupOptions, progress: Progress | None = None
+) -> BackupSummary:
+    """Back up ``opts.paths`` into a new recovery point; see the module docstring."""
+    started = time.monotonic()
+    selection, roots = build_selection(opts.paths)
+    source = opts.source or socket.gethostname()
+    with vault.lock():
+        writer = vault.writer()
+        engine = _Engine(vault, writer, opts)
+        engine.progress = progress
+        engine.summary.source = source
+        try:
+            if opts.use_cache:
+                engine.cache = FilesCache(cache_path(vault.vault_id, source, opts.cache_root))
+            root = engine.run(selection)
+            writer.flush()
+            s = engine.summary
+            s.bytes_added, s.data_added = writer.stats.stored_new, writer.stats.raw_new
+            s.chunks_new = writer.stats.chunks_new
+            s.duration = time.monotonic() - started
+            point = vault.save_point(_manifest(vault, opts, source, root, s, roots))
+            s.point_id = point.point_id
+            if engine.cache is not None:
+                engine.cache.commit()
+        finally:
+            engine.pool.shutdown(wait=True, cancel_futures=True)
+            writer.close()
+            if engine.cache is not None:
+                engine.cache.close()
+    engine.summary.duration = time.monotonic() - started
+    return engine.summary

@@ -1,0 +1,187 @@
+"""What changed between two files recovery points, or between a point and the live tree.
+
+Changes, per path: ``added``, ``removed``, ``type`` (the entry became something else),
+``modified`` (content: a file's data or holes, a symlink's target, a device number) and
+``metadata`` (mode, owner, mtime, xattrs/ACLs; the changed fields are named).  atime is not
+compared (reading changes it).  Entries under an added or removed directory are listed one by
+one.  Between two points, identical subtrees (same tree chunk id) are skipped without being
+read.  Against the live tree every file whose size matches is read and its chunk ids computed
+with the vault's key and the point's chunker parameters, so content changed behind an
+unchanged size and mtime (as ransomware may leave it) is still found.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from strongroom.chunking import CDCParams, ContentChunker
+from strongroom.errors import FilesError
+from strongroom.files.content import ContentReader, open_for_reading
+from strongroom.files.metadata import Names, node_from_stat, read_xattrs
+from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node
+from strongroom.files.selection import absolute
+from strongroom.files.tree import TreeReader, root_node
+from strongroom.vault import RecoveryPoint, Vault
+
+ADDED = "added"
+REMOVED = "removed"
+TYPE = "type"
+MODIFIED = "modified"
+METADATA = "metadata"
+_META_FIELDS = ("mode", "uid", "gid", "mtime_ns", "xattrs")
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    change: str
+    fields: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "change": self.change, "fields": list(self.fields)}
+
+
+Children = Callable[[bytes, Node], list[Node]]
+Content = Callable[[bytes, Node, Node], bool]
+
+
+def _content_differs(a: Node, b: Node) -> bool:
+    if a.kind == FILE:
+        return (a.size, a.chunks, a.extents) != (b.size, b.chunks, b.extents)
+    if a.kind == SYMLINK:
+        return a.target != b.target
+    return a.rdev != b.rdev
+
+
+def _meta_differs(a: Node, b: Node) -> tuple[str, ...]:
+    return tuple(f for f in _META_FIELDS if getattr(a, f) != getattr(b, f))
+
+
+class _Differ:
+    def __init__(self, kids_a: Children, kids_b: Children, content: Content) -> None:
+        self.kids_a, self.kids_b, self.content = kids_a, kids_b, content
+
+    def entry(self, path: bytes, a: Node, b: Node) -> Iterator[Change]:
+        shown = os.fsdecode(path)
+        if a.kind != b.kind:
+            yield Change(shown, TYPE, (a.kind, b.kind))
+            return
+        if a.kind != DIR and self.content(path, a, b):
+            yield Change(shown, MODIFIED)
+        else:
+            fields = _meta_differs(a, b)
+            if fields:
+                yield Change(shown, METADATA, fields)
+
+    def tree(self, path: bytes, a: Node, b: Node) -> Iterator[Change]:
+        if a.subtree is not None and a.subtree == b.subtree:
+            return
+        left = {n.name: n for n in self.kids_a(path, a)}
+        right = {n.name: n for n in self.kids_b(path, b)}
+        for name in sorted(left.keys() | right.keys()):
+            sub = os.path.join(path, name)
+            na, nb = left.get(name), right.get(name)
+            if nb is None:
+                assert na is not None
+                yield from self.all(sub, na, self.kids_a, REMOVED)
+            elif na is None:
+                yield from self.all(sub, nb, self.kids_b, ADDED)
+            else:
+                yield from self.entry(sub, na, nb)
+                if na.kind == DIR and nb.kind == DIR:
+                    yield from self.tree(sub, na, nb)
+                elif na.kind == DIR:
+                    yield from self.all_below(sub, na, self.kids_a, REMOVED)
+                elif nb.kind == DIR:
+                    yield from self.all_below(sub, nb, self.kids_b, ADDED)
+
+    def all(self, path: bytes, node: Node, kids: Children, change: str) -> Iterator[Change]:
+        yield Change(os.fsdecode(path), change)
+        yield from self.all_below(path, node, kids, change)
+
+    def all_below(self, path: bytes, node: Node, kids: Children, change: str) -> Iterator[Change]:
+        if node.kind == DIR:
+            for kid in kids(path, node):
+                yield from self.all(os.path.join(path, kid.name), kid, kids, change)
+
+
+def diff_points(vault: Vault, old: RecoveryPoint, new: RecoveryPoint) -> list[Change]:
+    """Changes from ``old`` to ``new``, in path order."""
+    trees = TreeReader(vault)
+
+    def kids(_: bytes, node: Node) -> list[Node]:
+        return trees.children(node)
+
+    differ = _Differ(kids, kids, lambda _, a, b: _content_differs(a, b))
+    return list(differ.tree(b"/", root_node(old), root_node(new)))
+
+
+class _Live:
+    """Nodes of the live file system, built the way a backup builds them."""
+
+    def __init__(self, vault: Vault, params: CDCParams) -> None:
+        self.names = Names()
+        self.reader = ContentReader(ContentChunker(params), vault.keys.chunk_id)
+
+    def node(self, path: bytes) -> Node | None:
+        node = node_from_stat(os.path.basename(path), os.lstat(path), self.names)
+        if node is not None:
+            node.xattrs = read_xattrs(path)
+            if node.kind == SYMLINK:
+                node.target = os.readlink(path)
+        return node
+
+    def children(self, path: bytes, _: Node) -> list[Node]:
+        found = []
+        with os.scandir(path) as it:
+            names = sorted(e.name for e in it if not e.name.startswith(TEMP_PREFIX))
+        for name in names:
+            with_path = os.path.join(path, name)
+            try:
+                node = self.node(with_path)
+            except FileNotFoundError:
+                continue
+            if node is not None:
+                found.append(node)
+        return found
+
+    def content_differs(self, path: bytes, old: Node, live: Node) -> bool:
+        if old.kind != FILE or old.size != live.size:
+            return _content_differs(old, live)
+        fd = open_for_reading(path)
+        try:
+            got = self.reader.read(fd, os.fstat(fd))
+        finally:
+            os.close(fd)
+        return (got.chunks, got.extents) != (old.chunks, old.extents)
+
+
+def _params(point: RecoveryPoint) -> CDCParams:
+    c = point.manifest.meta.get("chunker") or {}
+    try:
+        return CDCParams(int(c["min"]), int(c["avg"]), int(c["max"]))
+    except (KeyError, TypeError, ValueError):
+        return CDCParams()
+
+
+def diff_live(vault: Vault, point: RecoveryPoint, path: str) -> list[Change]:
+    """Changes from ``point``'s copy of ``path`` to what is at ``path`` now."""
+    where = absolute(path)
+    trees = TreeReader(vault)
+    old = trees.lookup(root_node(point), where)
+    if old is None:
+        raise FilesError(f"{path}: not in recovery point {point.short_id}")
+    live = _Live(vault, _params(point))
+    try:
+        now = live.node(where)
+    except OSError as exc:
+        raise FilesError(f"{path}: {exc.strerror}") from None
+    if now is None:
+        raise FilesError(f"{path}: a socket cannot be compared")
+    differ = _Differ(lambda _, n: trees.children(n), live.children, live.content_differs)
+    changes = list(differ.entry(where, old, now))
+    if old.kind == DIR and now.kind == DIR:
+        changes.extend(differ.tree(where, old, now))
+    return changes

@@ -1,0 +1,221 @@
+"""Capturing metadata from the file system and applying it back, in the right order.
+
+Apply order (for each entry): xattrs and POSIX ACLs, then ownership (root only, which clears
+setuid/setgid and ``security.capability``, so that xattr is set again), then the mode, then the
+times.  Directories are done after their children (the restore calls this post-order).
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import os
+import pwd
+import stat
+from collections.abc import Callable
+
+from strongroom.files.nodes import (
+    BLOCKDEV,
+    CHARDEV,
+    DIR,
+    FIFO,
+    FILE,
+    SYMLINK,
+    Node,
+    Xattrs,
+)
+
+_KIND_BY_IFMT = {
+    stat.S_IFREG: FILE,
+    stat.S_IFDIR: DIR,
+    stat.S_IFLNK: SYMLINK,
+    stat.S_IFIFO: FIFO,
+    stat.S_IFCHR: CHARDEV,
+    stat.S_IFBLK: BLOCKDEV,
+}
+_IFMT_BY_KIND = {v: k for k, v in _KIND_BY_IFMT.items()}
+_NO_XATTRS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA})
+_CAPABILITY = "security.capability"
+# Never removed from a restored entry even when the point does not list them: the system sets
+# them (SELinux labels) and removing them usually fails or does harm.
+_KEEP_UNLISTED = ("security.selinux",)
+PERMS = 0o7777
+
+Issue = Callable[[str], None]
+
+
+def kind_of(mode: int) -> str | None:
+    """Node type of an ``st_mode``; None for sockets and anything unknown."""
+    return _KIND_BY_IFMT.get(stat.S_IFMT(mode))
+
+
+def ifmt_of(kind: str) -> int:
+    return _IFMT_BY_KIND[kind]
+
+
+class Names:
+    """uid/gid to name lookups, cached (the name databases are slow to ask per file)."""
+
+    def __init__(self) -> None:
+        self._users: dict[int, str] = {}
+        self._groups: dict[int, str] = {}
+
+    def user(self, uid: int) -> str:
+        name = self._users.get(uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = ""
+            self._users[uid] = name
+        return name
+
+    def group(self, gid: int) -> str:
+        name = self._groups.get(gid)
+        if name is None:
+            try:
+                name = grp.getgrgid(gid).gr_name
+            except KeyError:
+                name = ""
+            self._groups[gid] = name
+        return name
+
+
+def node_from_stat(name: bytes, st: os.stat_result, names: Names) -> Node | None:
+    """A node with the stat fields filled in (no xattrs, content or subtree); None if skipped."""
+    kind = kind_of(st.st_mode)
+    if kind is None:
+        return None
+    node = Node(
+        name=name,
+        kind=kind,
+        mode=st.st_mode & PERMS,
+        uid=st.st_uid,
+        gid=st.st_gid,
+        user=names.user(st.st_uid),
+        group=names.group(st.st_gid),
+        mtime_ns=st.st_mtime_ns,
+        atime_ns=st.st_atime_ns,
+    )
+    if kind == FILE:
+        node.size = st.st_size
+        if st.st_nlink > 1:
+            node.link = f"{st.st_dev}:{st.st_ino}"
+    elif kind in (CHARDEV, BLOCKDEV):
+        node.rdev = st.st_rdev
+    return node
+
+
+def read_xattrs(path: bytes | int) -> Xattrs:
+    """Every xattr the caller may read, sorted by name; raises OSError on a real failure."""
+    follow = isinstance(path, int)
+    try:
+        names = os.listxattr(path, follow_symlinks=follow)
+    except OSError as exc:
+        if exc.errno in _NO_XATTRS:
+            return []
+        raise
+    if not names:
+        return []
+    found: Xattrs = []
+    for key in sorted(names):
+        try:
+            found.append((key, os.getxattr(path, key, follow_symlinks=follow)))
+        except OSError as exc:
+            if exc.errno == errno.ENODATA:  # removed between list and get
+                continue
+            raise
+    return found
+
+
+def data_extents(fd: int, size: int) -> list[tuple[int, int]] | None:
+    """The data extents of a file with holes (SEEK_DATA/SEEK_HOLE); None if it has none."""
+    extents: list[tuple[int, int]] = []
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                break
+            if exc.errno in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+                return None
+            raise
+        if start >= size:
+            break
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        extents.append((start, end - start))
+        offset = end
+    if extents == [(0, size)]:
+        return None
+    return extents
+
+
+def _describe(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _set_xattrs(target: bytes | int, node: Node, issue: Issue) -> None:
+    follow = isinstance(target, int)
+    wanted = dict(node.xattrs)
+    try:
+        present = os.listxattr(target, follow_symlinks=follow)
+    except OSError:
+        present = []
+    for key in present:
+        if key not in wanted and key not in _KEEP_UNLISTED:
+            try:
+                os.removexattr(target, key, follow_symlinks=follow)
+            except OSError as exc:
+                if exc.errno not in _NO_XATTRS:
+                    issue(f"cannot remove xattr {key}: {_describe(exc)}")
+    for key, value in node.xattrs:
+        try:
+            os.setxattr(target, key, value, follow_symlinks=follow)
+        except OSError as exc:
+            issue(f"cannot set xattr {key}: {_describe(exc)}")
+
+
+def _set_owner(target: bytes | int, node: Node, issue: Issue) -> None:
+    try:
+        if isinstance(target, int):
+            os.fchown(target, node.uid, node.gid)
+        else:
+            os.chown(target, node.uid, node.gid, follow_symlinks=False)
+    except OSError as exc:
+        issue(f"cannot set owner {node.uid}:{node.gid}: {_describe(exc)}")
+        return
+    for key, value in node.xattrs:
+        if key == _CAPABILITY:  # chown clears file capabilities
+            try:
+                os.setxattr(target, key, value, follow_symlinks=isinstance(target, int))
+            except OSError as exc:
+                issue(f"cannot set xattr {key}: {_describe(exc)}")
+
+
+def apply_metadata(target: bytes | int, node: Node, *, as_root: bool, issue: Issue) -> None:
+    """Apply ``node``'s metadata to a path (not followed) or an open descriptor."""
+    if node.xattrs or node.kind != SYMLINK:
+        _set_xattrs(target, node, issue)
+    if as_root:
+        _set_owner(target, node, issue)
+    if node.kind != SYMLINK:
+        try:
+            if isinstance(target, int):
+                os.fchmod(target, node.mode)
+            else:
+                os.chmod(target, node.mode)
+        except OSError as exc:
+            issue(f"cannot set mode {node.mode:o}: {_describe(exc)}")
+    try:
+        if isinstance(target, int):
+            os.utime(target, ns=(node.atime_ns, node.mtime_ns))
+        else:
+            os.utime(target, ns=(node.atime_ns, node.mtime_ns), follow_symlinks=False)
+    except OSError as exc:
+        issue(f"cannot set times: {_describe(exc)}")
+
+
+def mode_string(node: Node) -> str:
+    """``ls -l`` style type and permission string."""
+    return stat.filemode(ifmt_of(node.kind) | node.mode)

@@ -1,0 +1,184 @@
+"""Nodes and the encoding of one directory as a tree chunk (format ``files-tree`` v1).
+
+One tree chunk per directory.  Its envelope's reference table lists, once each, every content
+chunk of its files and every subdirectory's tree chunk; the body is compact JSON::
+
+    {"v": 1, "nodes": [node, ...]}          nodes sorted by the bytes of their names
+
+and a node refers to chunks by their position in the reference table (``c``: content chunks in
+order, ``st``: the subtree), so no id is stored twice.  File names, symlink targets and xattr
+names are the file system's bytes decoded with ``surrogateescape``; JSON escapes the lone
+surrogates of non-UTF-8 bytes (``\\udcff``), so the encoding is lossless.  Keys (omitted when
+empty or zero): ``n`` name, ``t`` type (f d l p c b), ``m`` permission bits with setuid,
+setgid and sticky, ``u``/``g`` numeric owner, ``un``/``gn`` owner names, ``mt``/``at`` mtime
+and atime in ns, ``s`` size, ``c`` content chunk refs, ``x`` data extents of a sparse file
+(flat ``[offset, length, ...]``; without it the content covers ``[0, size)``), ``st`` subtree
+ref, ``lt`` symlink target, ``r`` device number, ``h`` hard link group (``"dev:ino"``), ``xa``
+xattrs as ``[[name, base64 value], ...]`` (POSIX ACLs are the ``system.posix_acl_*`` ones),
+``i`` 1 when the file changed while it was read, ``e`` why a directory's listing is incomplete.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from strongroom.errors import IntegrityError
+
+FORMAT_VERSION = 1
+# Restores write under this prefix before renaming; backups and live diffs never take them.
+TEMP_PREFIX = b".strongroom-tmp-"
+
+FILE = "f"
+DIR = "d"
+SYMLINK = "l"
+FIFO = "p"
+CHARDEV = "c"
+BLOCKDEV = "b"
+KINDS = (FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV)
+KIND_NAMES = {
+    FILE: "file",
+    DIR: "dir",
+    SYMLINK: "symlink",
+    FIFO: "fifo",
+    CHARDEV: "chardev",
+    BLOCKDEV: "blockdev",
+}
+
+Xattrs = list[tuple[str, bytes]]
+
+
+@dataclass(slots=True, eq=True)
+class Node:
+    """One directory entry with everything needed to restore it."""
+
+    name: bytes
+    kind: str
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    user: str = ""
+    group: str = ""
+    mtime_ns: int = 0
+    atime_ns: int = 0
+    size: int = 0
+    chunks: list[bytes] = field(default_factory=list)
+    extents: list[tuple[int, int]] | None = None
+    subtree: bytes | None = None
+    target: bytes | None = None
+    rdev: int = 0
+    link: str | None = None
+    xattrs: Xattrs = field(default_factory=list)
+    inconsistent: bool = False
+    error: str | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == DIR
+
+    def data_extents(self) -> list[tuple[int, int]]:
+        """Where the content chunks go: the sparse extents, or the whole file."""
+        if self.extents is not None:
+            return self.extents
+        return [(0, self.size)] if self.size else []
+
+
+def _s(raw: bytes) -> str:
+    return os.fsdecode(raw)
+
+
+def _b(text: str) -> bytes:
+    return os.fsencode(text)
+
+
+def _encode_node(node: Node, ref: dict[bytes, int], refs: list[bytes]) -> dict[str, Any]:
+    def pos(cid: bytes) -> int:
+        i = ref.get(cid)
+        if i is None:
+            i = ref[cid] = len(refs)
+            refs.append(cid)
+        return i
+
+    d: dict[str, Any] = {"n": _s(node.name), "t": node.kind, "m": node.mode}
+    optional: dict[str, Any] = {
+        "u": node.uid,
+        "g": node.gid,
+        "un": node.user,
+        "gn": node.group,
+        "mt": node.mtime_ns,
+        "at": node.atime_ns,
+        "s": node.size,
+        "r": node.rdev,
+        "h": node.link,
+        "i": 1 if node.inconsistent else 0,
+        "e": node.error,
+    }
+    d.update((k, v) for k, v in optional.items() if v)
+    if node.chunks:
+        d["c"] = [pos(c) for c in node.chunks]
+    if node.extents is not None:
+        d["x"] = [v for ext in node.extents for v in ext]
+    if node.subtree is not None:
+        d["st"] = pos(node.subtree)
+    if node.target is not None:
+        d["lt"] = _s(node.target)
+    if node.xattrs:
+        d["xa"] = [[k, base64.b64encode(v).decode("ascii")] for k, v in node.xattrs]
+    return d
+
+
+def encode_dir(nodes: list[Node]) -> tuple[list[bytes], bytes]:
+    """(reference table, body) of one directory's tree chunk."""
+    refs: list[bytes] = []
+    ref: dict[bytes, int] = {}
+    ordered = sorted(nodes, key=lambda n: n.name)
+    items = [_encode_node(n, ref, refs) for n in ordered]
+    body = json.dumps(
+        {"v": FORMAT_VERSION, "nodes": items}, separators=(",", ":"), ensure_ascii=True
+    )
+    return refs, body.encode("ascii")
+
+
+def _decode_node(d: dict[str, Any], refs: list[bytes]) -> Node:
+    x = d.get("x")
+    st = d.get("st")
+    lt = d.get("lt")
+    node = Node(
+        name=_b(d["n"]),
+        kind=d["t"],
+        mode=int(d["m"]),
+        uid=int(d.get("u", 0)),
+        gid=int(d.get("g", 0)),
+        user=d.get("un", ""),
+        group=d.get("gn", ""),
+        mtime_ns=int(d.get("mt", 0)),
+        atime_ns=int(d.get("at", 0)),
+        size=int(d.get("s", 0)),
+        chunks=[refs[i] for i in d.get("c", ())],
+        extents=[(x[i], x[i + 1]) for i in range(0, len(x), 2)] if x is not None else None,
+        subtree=refs[st] if st is not None else None,
+        target=_b(lt) if lt is not None else None,
+        rdev=int(d.get("r", 0)),
+        link=d.get("h"),
+        xattrs=[(k, base64.b64decode(v)) for k, v in d.get("xa", ())],
+        inconsistent=bool(d.get("i", 0)),
+        error=d.get("e"),
+    )
+    if node.kind not in KINDS:
+        raise ValueError(f"unknown node type {node.kind!r}")
+    return node
+
+
+def decode_dir(refs: list[bytes], body: bytes, tree_id: bytes = b"") -> list[Node]:
+    """The nodes of one directory's tree chunk, sorted by name."""
+    try:
+        doc = json.loads(body)
+        if doc.get("v") != FORMAT_VERSION:
+            raise ValueError(f"unsupported files tree version {doc.get('v')!r}")
+        return [_decode_node(d, refs) for d in doc["nodes"]]
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        name = tree_id.hex()[:16]
+        raise IntegrityError(f"tree {name}: malformed files tree ({exc})") from None

@@ -1,0 +1,125 @@
+"""The backup's worker side: read one file (or a batch of small ones) into chunks.
+
+Runs in worker threads.  Each file is opened without following symlinks, fstat-ed, read and
+fstat-ed again; a file whose size, mtime or ctime moved while it was read is read once more and,
+if it moves again, recorded as inconsistent (its content is whatever the second read saw).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from strongroom.files.cache import CacheEntry
+from strongroom.files.content import Content, ContentReader, open_for_reading
+from strongroom.files.metadata import PERMS, Names
+from strongroom.files.nodes import Node
+
+# A file changed within this window before we stat it may change again within the same
+# timestamp tick after we read it; it is not put in the files cache (git's "racily clean").
+RACY_NS = 100_000_000
+
+CacheRow = tuple[bytes, bytes, int, int, int, int, list[bytes], object]
+
+
+@dataclass(slots=True)
+class FileItem:
+    """A file the walker wants read; ``owner`` is the walker's directory record."""
+
+    owner: Any
+    directory: bytes
+    node: Node
+    cached: CacheEntry | None
+
+
+@dataclass(slots=True)
+class FileOutcome:
+    item: FileItem
+    status: str  # "new", "changed", "unchanged" or "error"
+    nread: int = 0
+    error: str = ""
+    cache_row: CacheRow | None = None
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (
+        a.st_size == b.st_size
+        and a.st_mtime_ns == b.st_mtime_ns
+        and a.st_ctime_ns == b.st_ctime_ns
+        and a.st_ino == b.st_ino
+    )
+
+
+def _fill_node(node: Node, st: os.stat_result, content: Content, names: Names) -> None:
+    node.mode = st.st_mode & PERMS
+    node.uid, node.gid = st.st_uid, st.st_gid
+    node.user, node.group = names.user(st.st_uid), names.group(st.st_gid)
+    node.mtime_ns, node.atime_ns = st.st_mtime_ns, st.st_atime_ns
+    node.chunks = content.chunks
+    node.extents = content.extents
+    node.size = st.st_size if content.extents is not None else content.nread
+    if st.st_nlink > 1:
+        node.link = f"{st.st_dev}:{st.st_ino}"
+
+
+class FileReader:
+    """Reads :class:`FileItem` batches for the backup; thread-safe."""
+
+    def __init__(self, content: ContentReader, names: Names) -> None:
+        self.content = content
+        self.names = names
+
+    def batch(self, items: list[FileItem]) -> list[FileOutcome]:
+        return [self.one(item) for item in items]
+
+    def one(self, item: FileItem) -> FileOutcome:
+        path = os.path.join(item.directory, item.node.name)
+        try:
+            fd = open_for_reading(path)
+        except OSError as exc:
+            return FileOutcome(item, "error", error=exc.strerror or str(exc))
+        try:
+            return self._read(item, fd)
+        except OSError as exc:
+            return FileOutcome(item, "error", error=exc.strerror or str(exc))
+        finally:
+            os.close(fd)
+
+    def _read(self, item: FileItem, fd: int) -> FileOutcome:
+        nread = 0
+        consistent = False
+        for _ in range(2):
+            started = time.time_ns()
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                return FileOutcome(item, "error", error="no longer a regular file")
+            content = self.content.read(fd, before)
+            nread += content.nread
+            if _same(before, os.fstat(fd)):
+                consistent = True
+                break
+        node = item.node
+        _fill_node(node, before, content, self.names)
+        node.inconsistent = not consistent
+        cached = item.cached
+        if cached is None:
+            status = "new"
+        else:
+            same = cached.chunks == content.chunks and cached.extents == content.extents
+            status = "unchanged" if same else "changed"
+        row: CacheRow | None = None
+        if consistent and max(before.st_mtime_ns, before.st_ctime_ns) < started - RACY_NS:
+            row = (
+                item.directory,
+                node.name,
+                before.st_ino,
+                before.st_size,
+                before.st_mtime_ns,
+                before.st_ctime_ns,
+                content.chunks,
+                content.extents,
+            )
+        return FileOutcome(item, status, nread, cache_row=row)

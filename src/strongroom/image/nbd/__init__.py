@@ -1,0 +1,44 @@
+"""strongroom's own NBD (Network Block Device) client and server, plus a qemu-nbd runner.
+
+The client reads and writes disk images served by qemu-nbd (any format qemu knows) with
+pipelined requests and block status (allocation, dirty bitmaps); the server exposes
+strongroom data (later: recovery points, for instant recovery) to NBD clients such as
+qemu-img, qemu-io and the libnbd tools (nbdinfo, nbdcopy), which the tests run against it.
+"""
+
+from strongroom.image.nbd.client import NBDClient
+from strongroom.image.nbd.exports import Export, FileExport, Hole, MemoryExport, ReadPiece
+from strongroom.image.nbd.negotiate import Address, ExportInfo, list_exports_at
+from strongroom.image.nbd.protocol import (
+    BASE_ALLOCATION,
+    STATE_DIRTY,
+    STATE_HOLE,
+    STATE_ZERO,
+    BlockSize,
+    Extent,
+    NBDCommandError,
+)
+from strongroom.image.nbd.qemu import QemuNBD, qemu_nbd_path
+from strongroom.image.nbd.server import NBDServer
+
+__all__ = [
+    "BASE_ALLOCATION",
+    "STATE_DIRTY",
+    "STATE_HOLE",
+    "STATE_ZERO",
+    "Address",
+    "BlockSize",
+    "Export",
+    "ExportInfo",
+    "Extent",
+    "FileExport",
+    "Hole",
+    "MemoryExport",
+    "NBDClient",
+    "NBDCommandError",
+    "NBDServer",
+    "QemuNBD",
+    "ReadPiece",
+    "list_exports_at",
+    "qemu_nbd_path",
+]

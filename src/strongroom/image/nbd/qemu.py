@@ -1,0 +1,175 @@
+"""Run ``qemu-nbd`` on a private unix socket, so strongroom can read and write any image
+format qemu understands (qcow2, vmdk, vhdx, raw ...) through its own NBD client.
+
+The socket lives in a fresh ``mkdtemp`` folder (mode 0700): other local users cannot connect
+to the export.  qemu-nbd runs in the foreground with ``--persistent`` and ``--shared`` so
+several connections (a pipelined reader plus a block-status walker) can be open at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from strongroom.errors import ImageError, NBDError
+from strongroom.image.nbd.client import NBDClient
+from strongroom.image.nbd.negotiate import list_exports_at
+
+__all__ = ["QemuNBD", "qemu_nbd_path"]
+
+_INSTALL_HINT: Final = "qemu-nbd not found: install it with `apt-get install qemu-utils`"
+
+
+def qemu_nbd_path() -> str:
+    """Absolute path of qemu-nbd; ImageError with an install hint when it is missing."""
+    path = shutil.which("qemu-nbd")
+    if path is None:
+        raise ImageError(_INSTALL_HINT)
+    return path
+
+
+class QemuNBD:
+    """A qemu-nbd process serving one image; a context manager.
+
+    Read-only by default.  ``writable=True`` is meant for restores: ``--discard=unmap`` and
+    ``--detect-zeroes=unmap`` let trims and zero writes punch holes so the target stays
+    sparse, and ``cache`` defaults to ``writeback`` (the client's final flush makes it
+    durable) because ``none`` (O_DIRECT) fails on filesystems like tmpfs.
+    ``bitmap`` exposes a persistent qcow2 dirty bitmap as ``qemu:dirty-bitmap:NAME``.
+    """
+
+    def __init__(
+        self,
+        image: str | Path,
+        *,
+        fmt: str = "raw",
+        writable: bool = False,
+        bitmap: str | None = None,
+        cache: str = "writeback",
+        shared: int = 8,
+        start_timeout: float = 10.0,
+    ) -> None:
+        self.image = Path(image)
+        self.fmt = fmt
+        self.writable = writable
+        self.bitmap = bitmap
+        self.cache = cache
+        self.shared = shared
+        self.start_timeout = start_timeout
+        self._dir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        if self._dir is None:
+            raise ImageError("qemu-nbd is not running")
+        return self._dir / "disk.sock"
+
+    @property
+    def meta_contexts(self) -> list[str]:
+        """Contexts worth asking for: allocation, plus the dirty bitmap if one is served."""
+        contexts = ["base:allocation"]
+        if self.bitmap is not None:
+            contexts.append(f"qemu:dirty-bitmap:{self.bitmap}")
+        return contexts
+
+    def command(self, socket_path: Path) -> list[str]:
+        args = [
+            qemu_nbd_path(),
+            "--persistent",
+            f"--shared={self.shared}",
+            f"--socket={socket_path}",
+            f"--format={self.fmt}",
+            f"--cache={self.cache}",
+        ]
+        if self.writable:
+            args += ["--discard=unmap", "--detect-zeroes=unmap"]
+        else:
+            args.append("--read-only")
+        if self.bitmap is not None:
+            args.append(f"--bitmap={self.bitmap}")
+        return [*args, str(self.image)]
+
+    def start(self) -> QemuNBD:
+        """Start qemu-nbd and wait until its socket accepts connections."""
+        qemu_nbd_path()  # fail before creating the private folder
+        if not self.image.exists():
+            raise ImageError(f"image not found: {self.image}")
+        self._dir = Path(tempfile.mkdtemp(prefix="strongroom-nbd-"))  # mkdtemp: mode 0700
+        command = self.command(self.socket_path)
+        log = (self._dir / "qemu-nbd.log").open("wb")
+        with log:
+            self._proc = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self._proc.poll() is not None:
+                raise ImageError(
+                    f"qemu-nbd exited with status {self._proc.returncode} serving "
+                    f"{self.image}: {self._log_text()}"
+                )
+            if self.socket_path.exists():
+                with contextlib.suppress(NBDError):
+                    list_exports_at(self.socket_path, timeout=1.0)  # a clean handshake probe
+                    return
+            if time.monotonic() > deadline:
+                raise ImageError(f"qemu-nbd did not start within {self.start_timeout} s")
+            time.sleep(0.02)
+
+    def _log_text(self) -> str:
+        if self._dir is None:
+            return ""
+        try:
+            text = (self._dir / "qemu-nbd.log").read_text(errors="replace").strip()
+        except OSError:
+            return ""
+        return text[-2000:] or "(no output)"
+
+    def connect(
+        self, meta_contexts: Iterable[str] | None = None, *, max_in_flight: int = 16
+    ) -> NBDClient:
+        """An NBDClient on this export (default contexts: :attr:`meta_contexts`)."""
+        contexts = self.meta_contexts if meta_contexts is None else list(meta_contexts)
+        return NBDClient(self.socket_path, meta_contexts=contexts, max_in_flight=max_in_flight)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate qemu-nbd (SIGTERM, then SIGKILL after ``timeout``); remove the folder."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> QemuNBD:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,36 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from strongroom.storage import Backend, LocalBackend
+from strongroom.vault import KDFParams, Vault, VaultSettings
+
+# Argon2id at its cheapest: the tests open vaults hundreds of times.
+FAST_KDF = KDFParams(time_cost=1, memory_kib=1024, parallelism=1)
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture
+def fast_kdf() -> KDFParams:
+    return FAST_KDF
+
+
+@pytest.fixture
+def make_vault() -> Callable[..., Vault]:
+    def make(backend: Backend, pack_size: int = 4 << 20) -> Vault:
+        return Vault.init(
+            backend, PASSPHRASE, kdf=FAST_KDF, settings=VaultSettings(pack_size=pack_size)
+        )
+
+    return make
+
+
+@pytest.fixture
+def local_vault(tmp_path: Path, make_vault: Callable[..., Vault]) -> Vault:
+    vault: Vault = make_vault(LocalBackend(tmp_path / "vault"))
+    return vault

@@ -1,0 +1,217 @@
+"""Helpers for the files tests: a tree with every file type and metadata kind, and a walker
+that records every field of a tree without disturbing it (so atimes can be compared)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+T_OLD = 1_500_000_000_123_456_789
+T_DIR = 1_400_000_000_987_654_321
+
+
+def _extents(fd: int, size: int) -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = []
+    off = 0
+    while off < size:
+        try:
+            start = os.lseek(fd, off, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                break
+            raise
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        found.append((start, end - start))
+        off = end
+    return found
+
+
+def _xattrs(path: bytes) -> dict[str, bytes]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    return {n: os.getxattr(path, n, follow_symlinks=False) for n in sorted(names)}
+
+
+def _content(path: bytes, st: os.stat_result) -> tuple[str, list[tuple[int, int]]]:
+    fd = os.open(path, os.O_RDONLY | os.O_NOATIME | os.O_NOFOLLOW)
+    try:
+        h = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        return h.hexdigest(), _extents(fd, st.st_size)
+    finally:
+        os.close(fd)
+
+
+def _record(path: bytes, st: os.stat_result, atime: bool) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "mode": st.st_mode,
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "mtime": st.st_mtime_ns,
+        "xattrs": _xattrs(path),
+    }
+    if atime:
+        rec["atime"] = st.st_atime_ns
+    if stat.S_ISREG(st.st_mode):
+        rec["size"] = st.st_size
+        rec["sha256"], rec["extents"] = _content(path, st)
+        rec["blocks"] = st.st_blocks
+    elif stat.S_ISLNK(st.st_mode):
+        rec["target"] = os.readlink(path)  # moves the link's atime: put it back
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        rec["rdev"] = st.st_rdev
+    return rec
+
+
+def snapshot(root: Path, atime: bool = True) -> dict[bytes, dict[str, Any]]:
+    """Every entry below ``root`` (relative bytes path -> fields), hard links as groups.
+
+    Directory atimes are put back after listing, files are read with O_NOATIME, so taking a
+    snapshot changes nothing it records.
+    """
+    base = os.fsencode(root)
+    out: dict[bytes, dict[str, Any]] = {}
+    inodes: dict[tuple[int, int], list[bytes]] = {}
+    stack = [base]
+    while stack:
+        d = stack.pop()
+        dst = os.lstat(d)
+        names = sorted(os.listdir(d))
+        for name in names:
+            p = os.path.join(d, name)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, base)
+            if stat.S_ISSOCK(st.st_mode):
+                continue
+            out[rel] = _record(p, st, atime)
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(p)
+            elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
+        os.utime(d, ns=(dst.st_atime_ns, dst.st_mtime_ns))
+    for group in inodes.values():
+        for rel in group:
+            out[rel]["links"] = sorted(group)
+    return out
+
+
+def assert_same(a: dict[bytes, dict[str, Any]], b: dict[bytes, dict[str, Any]]) -> None:
+    assert sorted(a) == sorted(b), set(a) ^ set(b)
+    for rel in a:
+        assert a[rel] == b[rel], (rel, a[rel], b[rel])
+
+
+@dataclass
+class Everything:
+    root: Path
+    socket: Path
+
+
+def _sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def build_every_kind(root: Path) -> Everything:
+    """A tree with every file type and metadata kind the engine handles (needs root)."""
+    root.mkdir()
+    d = root / "dir"
+    d.mkdir()
+    (root / "empty").write_bytes(b"")
+    (root / "small.txt").write_text("hello world\n")
+    (root / "medium.bin").write_bytes(os.urandom(300_000))
+    (root / "big.bin").write_bytes(os.urandom(5_000_000) + b"\0" * 1_000_000)
+    (root / "ünïcode name.txt").write_text("u")
+    (root / "new\nline").write_text("n")
+    (root / os.fsdecode(b"latin1-\xe9\xff")).write_text("not utf-8")
+    setuid = root / "setuid"
+    setuid.write_bytes(b"#!/bin/sh\n")
+    setuid.chmod(0o4755)
+    setgid = d / "setgid"
+    setgid.write_bytes(b"g")
+    setgid.chmod(0o2750)
+    (root / "sticky").mkdir()
+    (root / "sticky").chmod(0o1777)
+    noperm = root / "noperm"
+    noperm.write_bytes(b"secret")
+    noperm.chmod(0o000)
+    owned = d / "owned"
+    owned.write_bytes(b"o")
+    os.chown(owned, 1234, 5678)
+    (root / "nobody").write_bytes(b"nb")
+    os.chown(root / "nobody", 65534, 65534)
+    # xattrs and ACLs
+    x = root / "xattrs"
+    x.write_bytes(b"x")
+    os.setxattr(x, "user.text", b"value")
+    os.setxattr(x, "user.binary", bytes(range(256)))
+    os.setxattr(x, "trusted.secret", b"t")
+    _sh("setfacl", "-m", "u:nobody:r,g:nogroup:rw", str(root / "xattrs"))
+    acl = root / "acl-dir"
+    acl.mkdir()
+    _sh("setfacl", "-m", "u:nobody:rx", str(acl))
+    _sh("setfacl", "-d", "-m", "u:nobody:rwx,g::r-x", str(acl))
+    (acl / "inherits").write_bytes(b"i")
+    cap = root / "capable"
+    cap.write_bytes(b"c")
+    cap.chmod(0o755)
+    _sh("setcap", "cap_net_raw+ep", str(cap))
+    os.chown(cap, 1000, 1000)
+    _sh("setcap", "cap_net_raw+ep", str(cap))
+    # links
+    os.symlink("small.txt", root / "rel-link")
+    os.symlink("/etc/hostname", root / "abs-link")
+    os.symlink("does/not/exist", d / "dangling")
+    os.lchown(d / "dangling", 4321, 8765)
+    os.link(root / "small.txt", d / "hard1")
+    os.link(root / "small.txt", root / "sticky" / "hard2")
+    # special files
+    os.mkfifo(root / "fifo", 0o640)
+    os.mknod(root / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(root / "loop", 0o660 | stat.S_IFBLK, os.makedev(7, 200))
+    sock_path = root / "sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(os.fspath(sock_path))
+    sock.close()
+    # sparse files
+    with open(root / "sparse", "wb") as f:
+        f.seek(1 << 20)
+        f.write(os.urandom(10_000))
+        f.seek(8 << 20)
+        f.write(b"tail")
+        f.truncate(12 << 20)
+    with open(root / "all-hole", "wb") as f:
+        f.truncate(5 << 20)
+    # a read-only directory with content
+    ro = root / "readonly"
+    ro.mkdir()
+    (ro / "inside").write_bytes(b"r")
+    ro.chmod(0o555)
+    # times, children before parents
+    set_times(root)
+    os.utime(root / "rel-link", ns=(T_OLD + 5, T_OLD + 7), follow_symlinks=False)
+    return Everything(root, sock_path)
+
+
+def set_times(root: Path) -> None:
+    """Old, distinct atimes and mtimes for everything (post-order, symlinks untouched)."""
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for i, name in enumerate(filenames):
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                os.utime(p, ns=(T_OLD + i * 1000 + 1, T_OLD + i * 1000))
+        for name in dirnames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                os.utime(p, ns=(T_DIR + 11, T_DIR + len(name)))
+    os.utime(root, ns=(T_DIR + 3, T_DIR + 2))

@@ -1,0 +1,144 @@
+"""Incremental backups: the files cache, its validity checks, files changing while read."""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
+from strongroom.files.cache import cache_path
+from strongroom.files.content import Content, ContentReader
+from strongroom.vault import Vault
+from tests.files._support import assert_same, snapshot
+
+N_FILES = 20_000
+
+
+def _many_files(root: Path, n: int, rng: random.Random) -> list[Path]:
+    files = []
+    for d in range(n // 200):
+        sub = root / f"d{d:03}"
+        sub.mkdir(parents=True)
+        for i in range(200):
+            p = sub / f"f{i:03}.bin"
+            p.write_bytes(rng.randbytes(rng.randint(1024, 4096)))
+            files.append(p)
+    return files
+
+
+def test_unchanged_rebackup_reads_nothing_and_one_percent_adds_one_percent(
+    tmp_path: Path, vault: Vault
+) -> None:
+    rng = random.Random(7)
+    src = tmp_path / "src"
+    files = _many_files(src, N_FILES, rng)
+    time.sleep(0.2)  # leave the racy window (files changed right before they are read)
+    opts = BackupOptions([str(src)], source="inc")
+    first = backup_files(vault, opts)
+    assert first.files_new == N_FILES and first.errors == []
+
+    again = backup_files(vault, opts)
+    assert again.bytes_read == 0
+    assert again.files_unchanged == N_FILES
+    assert again.files_new == again.files_changed == 0
+    assert again.data_added == again.tree_bytes_added  # only trees (directory atimes moved)
+
+    changed = rng.sample(files, N_FILES // 100)
+    for p in changed:
+        p.write_bytes(rng.randbytes(rng.randint(1024, 4096)))
+    time.sleep(0.2)
+    third = backup_files(vault, opts)
+    assert third.files_changed == len(changed)
+    assert third.files_unchanged == N_FILES - len(changed)
+    assert third.bytes_read == sum(p.stat().st_size for p in changed)
+    content_first = first.data_added - first.tree_bytes_added
+    content_third = third.data_added - third.tree_bytes_added
+    assert 0.008 < content_third / content_first < 0.013
+    assert third.bytes_added < 0.05 * first.bytes_added
+
+
+def test_cached_ids_missing_from_vault_are_never_trusted(tmp_path: Path, vault: Vault) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"A" * 1000)
+    (src / "b").write_bytes(b"B" * 1000)
+    time.sleep(0.2)
+    backup_files(vault, BackupOptions([str(src)], source="s"))
+    db = sqlite3.connect(cache_path(vault.vault_id, "s"))
+    db.execute("UPDATE files SET chunks = ? WHERE name = ?", (os.urandom(32), b"a"))
+    db.commit()
+    db.close()
+    second = backup_files(vault, BackupOptions([str(src)], source="s"))
+    assert second.bytes_read == 1000
+    assert second.files_unchanged + second.files_changed == 2  # "a" was read again
+    out = tmp_path / "out"
+    restore_files(vault, vault.resolve_point(second.point_id), RestoreOptions(out))
+    assert (out / os.path.relpath(src, "/") / "a").read_bytes() == b"A" * 1000
+
+
+def test_no_cache_reads_everything(tmp_path: Path, vault: Vault) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"x" * 5000)
+    time.sleep(0.2)
+    backup_files(vault, BackupOptions([str(src)], source="s"))
+    again = backup_files(vault, BackupOptions([str(src)], source="s", use_cache=False))
+    assert again.bytes_read == 5000 and again.data_added == again.tree_bytes_added
+
+
+@pytest.mark.parametrize("changes", [1, 2])
+def test_file_changing_while_read(
+    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch, changes: int
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    victim = src / "busy.log"
+    victim.write_bytes(b"first\n")
+    (src / "calm").write_bytes(b"calm")
+    original = ContentReader.read
+    calls = {"n": 0}
+
+    def read(self: ContentReader, fd: int, st: os.stat_result) -> Content:
+        got = original(self, fd, st)
+        if os.fstat(fd).st_ino == victim.stat().st_ino and calls["n"] < changes:
+            calls["n"] += 1
+            with victim.open("ab") as f:
+                f.write(b"more\n")
+        return got
+
+    monkeypatch.setattr(ContentReader, "read", read)
+    summary = backup_files(vault, BackupOptions([str(src)], source="busy"))
+    if changes == 1:
+        assert summary.inconsistent == []  # the retry saw a stable file
+    else:
+        assert summary.inconsistent == [str(victim)]
+        point = vault.resolve_point(summary.point_id)
+        assert point.manifest.meta["inconsistent"] == [str(victim)]
+        assert point.manifest.summary["inconsistent"] == 1
+    assert summary.errors == []
+    out = tmp_path / "out"
+    restore_files(vault, vault.resolve_point(summary.point_id), RestoreOptions(out))
+    assert (out / os.path.relpath(src, "/") / "busy.log").read_bytes().startswith(b"first\n")
+
+
+def test_touched_file_is_reread_and_metadata_updated(tmp_path: Path, vault: Vault) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    f = src / "f"
+    f.write_bytes(b"same")
+    time.sleep(0.2)
+    backup_files(vault, BackupOptions([str(src)], source="s"))
+    os.utime(f, ns=(10**18, 10**18))
+    f.chmod(0o600)
+    time.sleep(0.2)
+    second = backup_files(vault, BackupOptions([str(src)], source="s"))
+    assert second.bytes_read == 4 and second.files_unchanged == 1
+    before = snapshot(src)
+    out = tmp_path / "out"
+    restore_files(vault, vault.resolve_point(second.point_id), RestoreOptions(out))
+    assert_same(before, snapshot(out / os.path.relpath(src, "/")))

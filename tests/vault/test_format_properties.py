@@ -1,0 +1,136 @@
+"""Hypothesis properties of the on-disk format and the in-memory index."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from strongroom.errors import IntegrityError
+from strongroom.vault.crypto import VaultKeys
+from strongroom.vault.envelope import MAGIC_INDEX, MAGIC_POINT, open_object, seal_object
+from strongroom.vault.index import ChunkIndex, PackRecord, decode_index, encode_index
+from strongroom.vault.pack import ENTRY_DTYPE, FLAG_ZSTD, BlobDecoder, PackBuilder, read_pack_header
+from strongroom.vault.trees import decode_tree, encode_tree
+
+KEYS = VaultKeys.from_master(bytes(range(32)))
+VAULT_ID = b"v" * 16
+ids = st.binary(min_size=32, max_size=32)
+blobs = st.lists(st.binary(max_size=3000), max_size=12)
+
+
+@given(blobs)
+@settings(max_examples=60, deadline=None)
+def test_pack_roundtrip(datas: list[bytes]) -> None:
+    builder = PackBuilder(KEYS, 1024)
+    builder.start()
+    for d in datas:
+        builder.add(KEYS.chunk_id(d), 0, d, 0, len(d))
+    view, entries = builder.finish()
+    data = bytes(view)
+    view.release()
+    contents = read_pack_header(KEYS, data, "p")
+    assert contents.entries.tobytes() == entries.tobytes()
+    cipher = KEYS.pack_cipher(contents.salt)
+    dec = BlobDecoder(KEYS)
+    for d, e in zip(datas, contents.entries, strict=True):
+        blob = data[int(e["offset"]) : int(e["offset"]) + int(e["length"])]
+        assert dec.decode(cipher, blob, bytes(e["id"]), 0, 0, len(d), "p") == d
+
+
+@given(st.binary(min_size=1, max_size=2000), st.integers(0, 255), st.integers(1, 255))
+@settings(max_examples=60, deadline=None)
+def test_blob_cannot_be_read_as_another_type_or_id(data: bytes, pos: int, xor: int) -> None:
+    builder = PackBuilder(KEYS, 64)
+    builder.start()
+    cid = KEYS.chunk_id(data)
+    builder.add(cid, 0, data, 0, len(data))
+    view, entries = builder.finish()
+    stored = bytearray(
+        view[int(entries[0]["offset"]) : int(entries[0]["offset"]) + int(entries[0]["length"])]
+    )
+    view.release()
+    cipher = KEYS.pack_cipher(builder.salt)
+    dec = BlobDecoder(KEYS)
+    with pytest.raises(IntegrityError):
+        dec.decode(cipher, stored, cid, 1, 0, len(data), "p")
+    with pytest.raises(IntegrityError):
+        dec.decode(cipher, stored, bytes(32), 0, 0, len(data), "p")
+    with pytest.raises(IntegrityError):
+        dec.decode(cipher, stored, cid, 0, FLAG_ZSTD, len(data), "p")
+    stored[pos % len(stored)] ^= xor
+    with pytest.raises(IntegrityError):
+        dec.decode(cipher, stored, cid, 0, 0, len(data), "p")
+
+
+def _entries(rows: list[tuple[bytes, int, int, int]]) -> np.ndarray:
+    arr = np.zeros(len(rows), dtype=ENTRY_DTYPE)
+    for i, (cid, off, length, raw) in enumerate(rows):
+        arr[i]["id"] = np.void(cid)
+        arr[i]["offset"], arr[i]["length"], arr[i]["raw"] = off, length, raw
+    return arr
+
+
+row = st.tuples(
+    ids, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)
+)
+
+
+@given(
+    st.lists(st.tuples(ids, ids, st.lists(row, max_size=8)), max_size=5), st.lists(ids, max_size=3)
+)
+@settings(max_examples=60, deadline=None)
+def test_index_object_roundtrip(
+    packs: list[tuple[bytes, bytes, list[tuple[bytes, int, int, int]]]], sup: list[bytes]
+) -> None:
+    records = [PackRecord(p, s, _entries(rows)) for p, s, rows in packs]
+    plain = encode_index(records, sup)
+    sealed = seal_object(MAGIC_INDEX, KEYS.index_key, VAULT_ID, plain)
+    back, back_sup = decode_index(
+        open_object(MAGIC_INDEX, KEYS.index_key, VAULT_ID, sealed, name="i"), "i"
+    )
+    assert back_sup == sup
+    assert [(r.pack_id, r.salt, r.entries.tobytes()) for r in back] == [
+        (r.pack_id, r.salt, r.entries.tobytes()) for r in records
+    ]
+    with pytest.raises(IntegrityError):
+        open_object(MAGIC_POINT, KEYS.index_key, VAULT_ID, sealed, name="i")
+
+
+@given(st.binary(max_size=400))
+@settings(max_examples=100, deadline=None)
+def test_truncated_index_plaintext_is_rejected_cleanly(plain: bytes) -> None:
+    with contextlib.suppress(IntegrityError):
+        decode_index(plain, "i")
+
+
+@given(st.lists(ids, max_size=20), st.binary(max_size=200))
+def test_tree_roundtrip(refs: list[bytes], body: bytes) -> None:
+    assert decode_tree(encode_tree(refs, body)) == (refs, body)
+
+
+@given(st.lists(st.tuples(ids, st.booleans()), max_size=300, unique_by=lambda t: t[0]))
+@settings(max_examples=40, deadline=None)
+def test_chunk_index_matches_a_dict(items: list[tuple[bytes, bool]]) -> None:
+    index = ChunkIndex()
+    model: dict[bytes, int] = {}
+    for n, (cid, bulk) in enumerate(items):
+        pack = n.to_bytes(32, "little")
+        index.add_pack(pack, bytes(32), _entries([(cid, n, n + 1, n + 2)]), bulk=bulk)
+        model[cid] = n
+    index.finish_bulk()
+    assert len(index) == len(model)
+    for cid, n in model.items():
+        e = index.lookup(cid)
+        assert e is not None and (e.pack, e.offset, e.length, e.raw) == (
+            n.to_bytes(32, "little"),
+            n,
+            n + 1,
+            n + 2,
+        )
+    assert index.lookup(os.urandom(32)) is None
+    assert {cid for cid, _ in index.iter_entries()} == set(model)

@@ -1,0 +1,59 @@
+"""The in-memory index stays within 64 bytes per chunk for a million chunks."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+
+import numpy as np
+
+from strongroom.vault.index import ChunkIndex
+from strongroom.vault.pack import ENTRY_DTYPE
+
+CHUNKS = 1_000_000
+PER_PACK = 5_000
+
+
+def synthetic_packs() -> list[tuple[bytes, np.ndarray]]:
+    packs = []
+    ids = np.frombuffer(os.urandom(32 * CHUNKS), dtype="V32")
+    for start in range(0, CHUNKS, PER_PACK):
+        entries = np.zeros(PER_PACK, dtype=ENTRY_DTYPE)
+        entries["id"] = ids[start : start + PER_PACK]
+        entries["offset"] = np.arange(PER_PACK) * 1000
+        entries["length"] = 1000
+        entries["raw"] = 4000
+        packs.append((os.urandom(32), entries))
+    return packs
+
+
+def test_million_chunks_fit_the_budget() -> None:
+    packs = synthetic_packs()
+    tracemalloc.start()
+    index = ChunkIndex()
+    for pack_id, entries in packs:
+        index.add_pack(pack_id, bytes(32), entries, bulk=True)
+    index.finish_bulk()
+    steady, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    per_chunk = steady / CHUNKS
+    arrays = index.nbytes() / CHUNKS
+    print(f"index: {arrays:.1f} B/chunk in arrays, {per_chunk:.1f} B/chunk traced,")
+    print(f"       peak while loading {peak / CHUNKS:.1f} B/chunk")
+    assert len(index) == CHUNKS
+    assert per_chunk <= 64, per_chunk
+    some = bytes(packs[123][1][17]["id"])
+    entry = index.lookup(some)
+    assert entry is not None and entry.pack == packs[123][0] and entry.offset == 17000
+    assert index.lookup(os.urandom(32)) is None
+
+
+def test_recent_additions_merge_within_budget() -> None:
+    packs = synthetic_packs()[:60]
+    index = ChunkIndex()
+    for pack_id, entries in packs:
+        index.add_pack(pack_id, bytes(32), entries)
+    count = 60 * PER_PACK
+    assert len(index) == count
+    assert index.nbytes() / count <= 64
+    assert all(bytes(e["id"]) in index for e in packs[59][1][:100])
