@@ -108,8 +108,8 @@ def snapshot(root: Path, atime: bool = True) -> dict[bytes, dict[str, Any]]:
 
 def assert_same(a: dict[bytes, dict[str, Any]], b: dict[bytes, dict[str, Any]]) -> None:
     assert sorted(a) == sorted(b), set(a) ^ set(b)
-    for rel in a:
-        assert a[rel] == b[rel], (rel, a[rel], b[rel])
+    for rel, rec in a.items():
+        assert rec == b[rel], (rel, rec, b[rel])
 
 
 @dataclass

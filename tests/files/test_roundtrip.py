@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -67,7 +68,7 @@ def test_subset_and_paths_map_under_target(tmp_path: Path, vault: Vault) -> None
 
 
 names = st.text(
-    alphabet=st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)),
+    alphabet=st.characters(codec="utf-8", exclude_characters="/\0"),
     min_size=1,
     max_size=12,
 ).filter(lambda s: s not in (".", "..") and not s.startswith(".strongroom-tmp-"))
@@ -77,8 +78,8 @@ raw_names = st.binary(min_size=1, max_size=8).filter(
 
 
 @st.composite
-def trees(draw: st.DrawFn, depth: int = 0) -> dict[bytes, object]:
-    entries: dict[bytes, object] = {}
+def trees(draw: st.DrawFn, depth: int = 0) -> dict[bytes, Any]:
+    entries: dict[bytes, Any] = {}
     for _ in range(draw(st.integers(0, 5))):
         name = draw(st.one_of(names.map(os.fsencode), raw_names))
         kind = draw(st.sampled_from(["file", "file", "dir", "link"] if depth < 3 else ["file"]))
@@ -94,16 +95,16 @@ def trees(draw: st.DrawFn, depth: int = 0) -> dict[bytes, object]:
     return entries
 
 
-def _make(root: bytes, spec: dict[bytes, object]) -> None:
+def _make(root: bytes, spec: dict[bytes, Any]) -> None:
     os.mkdir(root)
     for name, item in spec.items():
         path = os.path.join(root, name)
         if isinstance(item, dict):
             _make(path, item)
-        elif item[0] == "link":  # type: ignore[index]
-            os.symlink(item[1], path)  # type: ignore[index]
+        elif item[0] == "link":
+            os.symlink(item[1], path)
         else:
-            _, data, mode, xattr = item  # type: ignore[misc]
+            _, data, mode, xattr = item
             with open(path, "wb") as f:
                 f.write(data)
             if xattr is not None:
@@ -117,7 +118,7 @@ def _make(root: bytes, spec: dict[bytes, object]) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(spec=trees())
-def test_generated_trees_round_trip(vault: Vault, spec: dict[bytes, object]) -> None:
+def test_generated_trees_round_trip(vault: Vault, spec: dict[bytes, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
         _make(os.fsencode(src), spec)

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from strongroom.cli.options import CLIError, JsonOpt, PasswordFileOpt, VaultOpt, open_vault
 from strongroom.cli.output import console, human_bytes, is_tty, print_json, warn
@@ -163,7 +162,7 @@ def restore_files_cmd(
 ) -> None:
     """Restore a files point, or some of it, into a folder."""
     if on_conflict not in CONFLICT_POLICIES:
-        raise typer.BadParameter(f"--on-conflict must be one of {', '.join(CONFLICT_POLICIES)}")
+        raise CLIError(f"--on-conflict must be one of {', '.join(CONFLICT_POLICIES)}")
     v = open_vault(vault, password_file)
     p = _resolve(v, point, source)
     opts = RestoreOptions(target, list(paths or []), on_conflict, dry_run, verify)
@@ -208,10 +207,11 @@ def ls_cmd(
         for path_, _ in found:
             typer.echo(os.fsdecode(path_))
         return
-    table = Table(box=None, show_header=False)
-    for path_, node in found:
-        table.add_row(*(escape(c) for c in long_line(path_, node)))
-    console.print(table)
+    rows = [long_line(path_, node) for path_, node in found]
+    owner_w = max((len(r[1]) for r in rows), default=0)
+    size_w = max((len(r[2]) for r in rows), default=0)
+    for mode, owner, size, when, shown in rows:
+        typer.echo(f"{mode} {owner:<{owner_w}} {size:>{size_w}} {when} {shown}")
 
 
 def find_cmd(
@@ -258,7 +258,7 @@ def diff_cmd(
 ) -> None:
     """What changed: between two points, or between a point and the live files."""
     if live is not None and point2 is not None:
-        raise typer.BadParameter("give either a second point or --live, not both")
+        raise CLIError("give either a second point or --live, not both")
     v = open_vault(vault, password_file)
     p = _resolve(v, point, source)
     with v.lock():

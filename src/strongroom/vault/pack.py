@@ -185,7 +185,7 @@ class BlobDecoder:
     def decode(
         self,
         cipher: AESGCM,
-        stored: bytes | memoryview,
+        stored: bytes | bytearray | memoryview,
         chunk_id: bytes,
         ctype: int,
         flags: int,

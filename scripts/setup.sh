@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install everything strongroom's demo and test suite need on a fresh Debian machine (as root):
+# system packages, a virtualenv in .venv with strongroom and its test tools, and Azurite.
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(qemu-utils libnbd-bin acl attr e2fsprogs dosfstools mtools fdisk gdisk)
+
+missing=()
+need() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed" || missing+=("$1"); }
+for pkg in "${APT_PACKAGES[@]}"; do need "$pkg"; done
+# Node and a venv-capable Python may come from elsewhere (nodesource, pyenv): accept them.
+command -v node >/dev/null && command -v npm >/dev/null || { need nodejs; need npm; }
+python3 -c 'import ensurepip, venv' 2>/dev/null || need python3-venv
+if ((${#missing[@]})); then
+  echo "setup: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.strongroom-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]'
+  touch "$stamp"
+fi
+
+if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
+  echo "setup: npm install azurite"
+  npm install --silent --no-audit --no-fund --prefix .tools azurite >/dev/null
+fi
+echo "setup: ready"

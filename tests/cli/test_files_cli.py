@@ -1,0 +1,166 @@
+"""The files commands end to end: exit codes 0, 1 and 3, --json output, progress-free runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from strongroom.cli.main import main
+from strongroom.files import content, reading
+
+PW = "cli passphrase"
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    vault = tmp_path / "vault"
+    monkeypatch.setenv("STRONGROOM_VAULT", str(vault))
+    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["init", "--kdf-memory", "1", "--kdf-time", "1"]) == 0
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha")
+    (src / "b.log").write_text("beta")
+    (src / "sub" / "c.txt").write_bytes(os.urandom(100_000))
+    return src
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str], code: int = 0) -> object:
+    capsys.readouterr()
+    assert main(argv) == code
+    return json.loads(capsys.readouterr().out)
+
+
+def test_backup_ls_find_diff_restore(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = env
+    doc = _json(capsys, ["backup", "files", str(src), "--source", "s", "--tag", "t1", "--json"])
+    assert isinstance(doc, dict)
+    assert doc["files_new"] == 3 and doc["errors"] == 0 and doc["bytes_read"] > 100_000
+    first = doc["point"]
+
+    capsys.readouterr()
+    assert main(["backup", "files", str(src), "--source", "s", "-e", "*.log"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    second = out[-1]
+    assert len(second) == 64
+
+    listed = _json(capsys, ["ls", second[:10], str(src), "--json"])
+    assert isinstance(listed, list)
+    assert sorted(e["path"] for e in listed) == [str(src / "a.txt"), str(src / "sub")]
+    capsys.readouterr()
+    assert main(["ls", "latest", str(src), "--source", "s", "--long", "-R"]) == 0
+    assert "c.txt" in capsys.readouterr().out
+
+    found = _json(capsys, ["find", "*.log", "--json"])
+    assert isinstance(found, list)
+    assert [(f["point"], f["path"]) for f in found] == [(first, str(src / "b.log"))]
+
+    changes = _json(capsys, ["diff", second, "--json"])
+    assert {"path": str(src / "b.log"), "change": "removed", "fields": []} in changes  # type: ignore[operator]
+    (src / "a.txt").write_text("ALPHA")
+    live = _json(capsys, ["diff", first, "--live", str(src), "--json"])
+    assert isinstance(live, list)
+    assert {(c["path"], c["change"]) for c in live} >= {(str(src / "a.txt"), "modified")}
+
+    target = tmp_path / "out"
+    res = _json(capsys, ["restore", "files", first, "--target", str(target), "--verify", "--json"])
+    assert isinstance(res, dict) and res["errors"] == [] and res["verified"] == 3
+    restored = target / os.path.relpath(src, "/")
+    assert (restored / "a.txt").read_text() == "alpha"
+
+    dry = _json(
+        capsys,
+        ["restore", "files", first, "--target", str(target), "--dry-run",
+         "--on-conflict", "keep-both", "--json"],
+    )  # fmt: skip
+    assert isinstance(dry, dict)
+    assert {
+        "action": "keep-both",
+        "path": str(restored / "a.txt") + ".restored-" + first[:8],
+    } in dry["actions"]
+    skipped = _json(
+        capsys,
+        ["restore", "files", first, "--target", str(target), "--on-conflict", "skip", "--json"],
+    )
+    assert isinstance(skipped, dict) and str(restored / "a.txt") in skipped["skipped"]
+
+
+def test_errors_exit_1(env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backup", "files", str(tmp_path / "missing")]) == 1
+    assert "No such file or directory" in capsys.readouterr().err
+    assert main(["backup", "files", str(env), "--source", "s"]) == 0
+    assert main(["restore", "files", "ffff", "--target", str(tmp_path / "o")]) == 1
+    assert main(["restore", "files", "latest", "--source", "s", "/not/there", "-t", "o"]) == 1
+    assert "not in this recovery point" in capsys.readouterr().err
+    assert main(["restore", "files", "latest", "-t", "o", "--on-conflict", "bogus"]) == 1
+
+
+def test_unreadable_file_exits_3(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = content.open_for_reading
+
+    def deny(path: bytes) -> int:
+        if path.endswith(b"b.log"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(reading, "open_for_reading", deny)
+    doc = _json(capsys, ["backup", "files", str(env), "--source", "s", "--json"], code=3)
+    assert isinstance(doc, dict)
+    assert doc["errors"] == 1
+    assert doc["error_list"] == [{"path": str(env / "b.log"), "reason": "Permission denied"}]
+    assert doc["files"] == 2
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="strongroom-nobody-"))
+    d.chmod(0o777)
+    yield d
+    shutil.rmtree(d)
+
+
+def test_really_unreadable_as_unprivileged_user(
+    world_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child process drops to nobody and backs up a tree it cannot fully read."""
+    src = world_dir / "src"
+    src.mkdir()
+    (src / "open").write_text("o")
+    (src / "closed").write_text("c")
+    (src / "closed").chmod(0o000)
+    (src / "locked").mkdir()
+    (src / "locked").chmod(0o000)
+    monkeypatch.setenv("STRONGROOM_VAULT", str(world_dir / "vault"))
+    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(world_dir / "cache"))
+    monkeypatch.setenv("HOME", str(world_dir))
+    out = world_dir / "out.json"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 99
+        try:
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            if main(["init", "--kdf-memory", "1", "--kdf-time", "1"]) == 0:
+                with open(out, "w") as fh, contextlib.redirect_stdout(fh):
+                    code = main(["backup", "files", str(src), "--json"])
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 3
+    doc = json.loads(out.read_text())
+    assert {e["path"] for e in doc["error_list"]} == {str(src / "closed"), str(src / "locked")}
+    assert doc["files"] == 1
