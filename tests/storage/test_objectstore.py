@@ -14,8 +14,8 @@ from strongroom.errors import (
 from strongroom.storage.azure import AZURITE_KEY, azure_config, open_azure
 from strongroom.storage.objectstore import classify, parse_bucket_url
 from strongroom.storage.s3 import open_s3, s3_config
-
-from .conftest import Emulator, free_port, unique_prefix
+from tests.emulators import Emulator, free_port
+from tests.storage.conftest import unique_prefix
 
 # --- classification --------------------------------------------------------------------------
 

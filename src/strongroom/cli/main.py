@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from strongroom import __version__
@@ -54,12 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (never exits the process itself)."""
     try:
         rv = app(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         error("aborted")
         return EXIT_INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors: typer's (vendored) click exceptions
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        code = getattr(exc, "exit_code", EXIT_USAGE)
+        return code if isinstance(code, int) else EXIT_USAGE
     except StrongroomError as exc:
         error(str(exc))
         return EXIT_ERROR

@@ -46,7 +46,7 @@ class RestoreOptions:
     on_conflict: str = "overwrite"
     dry_run: bool = False
     verify: bool = False
-    workers: int = 4
+    workers: int = 3
     durable: bool = True
 
 
