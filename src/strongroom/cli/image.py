@@ -1,9 +1,285 @@
-"""Commands for image-level backup and restore of disks and VMs."""
+"""Commands for image-level backup and restore of disks and VMs.
+
+``backup vm --xml DOMAIN.xml...``, ``backup disk IMAGE``, ``restore vm POINT --in-place |
+--as-new NAME`` and ``restore disk POINT [DISK] --to PATH [--attach VM.xml]``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from strongroom.cli.options import JsonOpt, PasswordFileOpt, VaultOpt, open_vault
+from strongroom.cli.output import console, human_bytes, is_tty, print_json
+from strongroom.errors import PointNotFound
+from strongroom.image import (
+    BackupOptions,
+    BackupSummary,
+    RestoreOptions,
+    RestoreSummary,
+    backup_disk,
+    backup_vm,
+    restore_disk,
+    restore_vm_as_new,
+    restore_vm_in_place,
+)
+from strongroom.vault import RecoveryPoint, Vault
+
+ProgressFn = Callable[[str, int, int], None]
+
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Tag for the point.")]
+ChunkOpt = Annotated[
+    str, typer.Option("--chunk-size", help="Chunk size: a power of two, 64K to 16M.")
+]
+ViaNBDOpt = Annotated[
+    bool, typer.Option("--via-nbd", help="Read raw images through qemu-nbd too.", hidden=True)
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Replace existing targets; write disks in use.")
+]
+VerifyOpt = Annotated[
+    bool, typer.Option("--verify", help="Re-read what was written and compare hashes.")
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", "-f", help="Image format: raw, qcow2, vmdk, vhdx, vpc or vdi."),
+]
+SourceOpt = Annotated[
+    str | None, typer.Option("--source", help="With 'latest': the VM name or disk source.")
+]
 
 
 def register(app: typer.Typer, backup: typer.Typer, restore: typer.Typer) -> None:
     """Add this group's commands to the top-level, ``backup`` and ``restore`` apps."""
+    backup.command("vm")(backup_vm_cmd)
+    backup.command("disk")(backup_disk_cmd)
+    restore.command("vm")(restore_vm_cmd)
+    restore.command("disk")(restore_disk_cmd)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("[bold]{task.description}[/]"),
+        BarColumn(bar_width=24),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = int(bar.add_task(escape(label), total=total or None))
+            bar.update(tasks[label], completed=done, total=total or None)  # type: ignore[arg-type]
+
+        yield update
+
+
+def _chunk_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    try:
+        if t and t[-1] in units:
+            return int(t[:-1]) * units[t[-1]]
+        return int(t)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a size such as 1M or 512K") from None
+
+
+def _print_backup(s: BackupSummary) -> None:
+    for d in s.disks:
+        st = d["stats"]
+        name = d["target"] or Path(d["source"]).name
+        console.print(
+            f"{escape(name)}: {d['format']}, {human_bytes(d['virtual_size'])} virtual, "
+            f"read {human_bytes(st['bytes_read'])}, new {human_bytes(st['bytes_new'])} "
+            f"({d['read_mode']})",
+            soft_wrap=True,
+        )
+    for sk in s.skipped:
+        console.print(f"skipped {escape(sk['target'])}: {escape(sk['reason'])}", soft_wrap=True)
+    rate = s.bytes_read / s.duration if s.duration else 0
+    console.print(
+        f"{s.kind} {escape(s.source)}: read {human_bytes(s.bytes_read)}, "
+        f"added {human_bytes(s.bytes_new)} ({human_bytes(s.bytes_stored)} stored) "
+        f"in {s.duration:.1f}s, {human_bytes(rate)}/s",
+        soft_wrap=True,
+    )
+    typer.echo(s.point_id)
+
+
+def backup_vm_cmd(
+    xml: Annotated[
+        list[Path], typer.Option("--xml", help="libvirt domain XML of a shut-off VM (repeatable).")
+    ],
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    tag: TagOpt = None,
+    chunk_size: ChunkOpt = "1M",
+    via_nbd: ViaNBDOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Back up VMs from their domain XML: every disk image it names, plus the XML."""
+    opts = BackupOptions(_chunk_size(chunk_size), list(tag or []), direct_raw=not via_nbd)
+    v = open_vault(vault, password_file)
+    summaries = []
+    for path in xml:
+        with _progress(is_tty() and not as_json) as progress:
+            summary = backup_vm(v, path, opts, progress)
+        summaries.append(summary)
+        if not as_json:
+            _print_backup(summary)
+    if as_json:
+        docs = [s.to_dict() for s in summaries]
+        print_json(docs[0] if len(docs) == 1 else docs)
+
+
+def backup_disk_cmd(
+    image: Annotated[Path, typer.Argument(help="Disk image file or block device.")],
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Source name (default: the image's path).")
+    ] = None,
+    fmt: FormatOpt = None,
+    tag: TagOpt = None,
+    chunk_size: ChunkOpt = "1M",
+    via_nbd: ViaNBDOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Back up a single disk image (format detected by qemu-img unless --format)."""
+    opts = BackupOptions(_chunk_size(chunk_size), list(tag or []), direct_raw=not via_nbd)
+    v = open_vault(vault, password_file)
+    with _progress(is_tty() and not as_json) as progress:
+        summary = backup_disk(v, image, opts, fmt=fmt, source=source, progress=progress)
+    if as_json:
+        print_json(summary.to_dict())
+    else:
+        _print_backup(summary)
+
+
+def _resolve(v: Vault, spec: str, source: str | None, kinds: tuple[str, ...]) -> RecoveryPoint:
+    if spec != "latest":
+        return v.resolve_point(spec, source=source)
+    found = [
+        p
+        for p in v.points()
+        if p.manifest.kind in kinds and (source is None or p.manifest.source == source)
+    ]
+    if not found:
+        what = " or ".join(kinds)
+        raise PointNotFound(f"no {what} recovery point" + (f" for {source!r}" if source else ""))
+    return found[-1]
+
+
+def _print_restore(s: RestoreSummary) -> None:
+    for d in s.disks:
+        name = d.target or "disk"
+        parts = [f"wrote {human_bytes(d.bytes_written)}"]
+        if d.mode == "in-place":
+            parts.append(f"{d.chunks_written + d.chunks_zeroed} chunk(s) changed")
+            parts.append(f"{d.chunks_unchanged} unchanged")
+        if d.verified:
+            parts.append("verified")
+        console.print(
+            f"{escape(name)} -> {escape(d.path)} ({d.format}, {d.mode}): {', '.join(parts)}",
+            soft_wrap=True,
+        )
+    if s.xml_path:
+        console.print(f"domain XML: {escape(s.xml_path)}", soft_wrap=True)
+    if s.attached_to:
+        console.print(f"attached as {s.attached_target} to {escape(s.attached_to)}", soft_wrap=True)
+    console.print(
+        f"restored {len(s.disks)} disk(s) from {s.point_id[:12]}: "
+        f"{human_bytes(s.bytes_written)} written in {s.duration:.1f}s",
+        soft_wrap=True,
+    )
+
+
+def restore_vm_cmd(
+    point: Annotated[str, typer.Argument(help="Point id, unique prefix or 'latest'.")],
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="Write the disks and XML back where they were.")
+    ] = False,
+    as_new: Annotated[
+        str | None, typer.Option("--as-new", help="Restore as a new VM with this name.")
+    ] = None,
+    disk_dir: Annotated[
+        Path | None,
+        typer.Option("--disk-dir", help="Folder for the new VM's disks and XML."),
+    ] = None,
+    fmt: FormatOpt = None,
+    force: ForceOpt = False,
+    verify: VerifyOpt = False,
+    source: SourceOpt = None,
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore a VM: in place (only changed chunks written) or as a new VM."""
+    if in_place == (as_new is not None):
+        raise typer.BadParameter("give exactly one of --in-place or --as-new NAME")
+    if in_place and (disk_dir is not None or fmt is not None):
+        raise typer.BadParameter("--disk-dir and --format go with --as-new")
+    v = open_vault(vault, password_file)
+    p = _resolve(v, point, source, ("vm",))
+    with _progress(is_tty() and not as_json) as progress:
+        opts = RestoreOptions(force=force, verify=verify, progress=progress)
+        if as_new is not None:
+            summary = restore_vm_as_new(v, p, as_new, opts, disk_dir=disk_dir, fmt=fmt)
+        else:
+            summary = restore_vm_in_place(v, p, opts)
+    if as_json:
+        print_json(summary.to_dict())
+    else:
+        _print_restore(summary)
+
+
+def restore_disk_cmd(
+    point: Annotated[str, typer.Argument(help="Point id, unique prefix or 'latest'.")],
+    disk: Annotated[
+        str | None, typer.Argument(help="Which disk of a VM point: target (vda) or path.")
+    ] = None,
+    to: Annotated[Path | None, typer.Option("--to", help="Image file or block device.")] = None,
+    fmt: FormatOpt = None,
+    attach: Annotated[
+        Path | None,
+        typer.Option("--attach", help="Add the disk to this VM's XML at the next free target."),
+    ] = None,
+    force: ForceOpt = False,
+    verify: VerifyOpt = False,
+    source: SourceOpt = None,
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore one disk to a path, in any format; optionally attach it to another VM."""
+    if to is None:
+        raise typer.BadParameter("--to PATH is required")
+    v = open_vault(vault, password_file)
+    p = _resolve(v, point, source, ("vm", "disk"))
+    with _progress(is_tty() and not as_json) as progress:
+        opts = RestoreOptions(force=force, verify=verify, progress=progress)
+        summary = restore_disk(v, p, disk, to, opts, fmt=fmt, attach=attach)
+    if as_json:
+        print_json(summary.to_dict())
+    else:
+        _print_restore(summary)

@@ -109,7 +109,9 @@ def _run_qemu_img(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0].removeprefix("qemu-img: ") if lines else "(no output)"
+    if not lines:
+        return "(no output)"
+    return lines[0].removeprefix("qemu-img: ").removeprefix("qemu-io: ")
 
 
 def image_info(path: Path, fmt: str | None = None, *, force_share: bool = True) -> ImageInfo:
@@ -132,13 +134,25 @@ def image_info(path: Path, fmt: str | None = None, *, force_share: bool = True) 
     )
 
 
-def image_lock_error(path: Path, fmt: str) -> str | None:
+def image_lock_error(path: Path, fmt: str, *, for_write: bool = False) -> str | None:
     """Why the image is in use (a qemu process holds its lock), or None when it is free.
 
-    qemu guards images with OFD locks; opening without ``-U`` (force-share) fails while a
-    running VM or a writable qemu-nbd holds the image.
+    qemu guards images with OFD locks.  Opening without ``-U`` (force-share) fails while a
+    running VM or a writable qemu-nbd holds the image; ``for_write`` probes a read-write
+    open (``qemu-io -c quit``), which also fails while any reader holds a qcow2 image.
     """
-    proc = _run_qemu_img(["info", "--output=json", "-f", fmt, str(path)])
+    qemu_io = shutil.which("qemu-io") if for_write else None
+    if qemu_io is not None:
+        proc = subprocess.run(
+            [qemu_io, "-f", fmt, "-c", "quit", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    else:
+        proc = _run_qemu_img(["info", "--output=json", "-f", fmt, str(path)])
     if proc.returncode == 0:
         return None
     text = proc.stderr.strip()

@@ -278,6 +278,17 @@ class NBDClient:
             for off, n in p.spans(offset, len(view), self.max_request)
         )
 
+    def submit_write(self, offset: int, data: Any) -> Future[int]:
+        """Start one WRITE of ``data`` (at most :attr:`max_request` bytes); don't wait.
+
+        ``data`` must stay alive and unchanged until the future is done.
+        """
+        self._require_writable()
+        view = p.byte_view(data, writable=False)
+        if len(view) > self.max_request:
+            raise NBDError(f"write of {len(view)} bytes exceeds the maximum {self.max_request}")
+        return self._submit(p.CMD_WRITE, 0, offset, len(view), view, None)
+
     def write_zeroes(
         self,
         offset: int,

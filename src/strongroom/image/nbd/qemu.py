@@ -43,6 +43,8 @@ class QemuNBD:
     sparse, and ``cache`` defaults to ``writeback`` (the client's final flush makes it
     durable) because ``none`` (O_DIRECT) fails on filesystems like tmpfs.
     ``bitmap`` exposes a persistent qcow2 dirty bitmap as ``qemu:dirty-bitmap:NAME``.
+    ``locking=False`` opens the image without taking qemu's image locks (a forced write to
+    an image another qemu process holds).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class QemuNBD:
         cache: str = "writeback",
         shared: int = 8,
         start_timeout: float = 10.0,
+        locking: bool = True,
     ) -> None:
         self.image = Path(image)
         self.fmt = fmt
@@ -63,6 +66,7 @@ class QemuNBD:
         self.cache = cache
         self.shared = shared
         self.start_timeout = start_timeout
+        self.locking = locking
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -86,7 +90,6 @@ class QemuNBD:
             "--persistent",
             f"--shared={self.shared}",
             f"--socket={socket_path}",
-            f"--format={self.fmt}",
             f"--cache={self.cache}",
         ]
         if self.writable:
@@ -95,7 +98,14 @@ class QemuNBD:
             args.append("--read-only")
         if self.bitmap is not None:
             args.append(f"--bitmap={self.bitmap}")
-        return [*args, str(self.image)]
+        if self.locking:
+            return [*args, f"--format={self.fmt}", str(self.image)]
+        filename = str(self.image).replace(",", ",,")
+        return [
+            *args,
+            "--image-opts",
+            f"driver={self.fmt},file.driver=file,file.filename={filename},file.locking=off",
+        ]
 
     def start(self) -> QemuNBD:
         """Start qemu-nbd and wait until its socket accepts connections."""
@@ -106,8 +116,15 @@ class QemuNBD:
         command = self.command(self.socket_path)
         log = (self._dir / "qemu-nbd.log").open("wb")
         with log:
+            # restore_signals=False keeps SIGXFSZ ignored, as Python has it: a write past a
+            # file size limit then fails with EFBIG (reported as ENOSPC) instead of killing
+            # qemu-nbd.
             self._proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                restore_signals=False,
             )
         try:
             self._wait_ready()
