@@ -11,8 +11,8 @@ from strongroom.errors import BackendConfigError
 from strongroom.storage import CachingBackend, LocalBackend, RetryingBackend, open_backend
 from strongroom.storage.objectstore import ObjectStoreBackend
 from strongroom.storage.url import cache_dir_for, default_cache_root
-
-from .conftest import Emulator, unique_prefix
+from tests.emulators import Emulator
+from tests.storage.conftest import unique_prefix
 
 
 def test_plain_path_and_file_url(tmp_path: Path) -> None:
