@@ -93,6 +93,22 @@ class LockConflict(VaultError):
     """Another process holds a conflicting lock on the vault."""
 
 
+class ImmutablePoint(VaultError):
+    """The recovery point is younger than the vault's immutability period: it cannot go."""
+
+
+class SettingsError(VaultError):
+    """A vault setting cannot be changed that way (lowering immutable-days, a bad value)."""
+
+
+class PrunedDuringBackup(VaultError):
+    """A prune removed data this backup relies on while it ran: the point was not committed."""
+
+
+class RepairNeeded(VaultError):
+    """The vault is damaged in a way prune must not build on: run ``check --repair`` first."""
+
+
 # --- engines -------------------------------------------------------------------------------
 
 

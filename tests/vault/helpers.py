@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from strongroom.vault import PointManifest, RecoveryPoint, Vault
 
@@ -28,7 +28,11 @@ def random_chunks(seed: int, count: int, size: int = 64 * 1024) -> list[bytes]:
 
 
 def write_point(
-    vault: Vault, datas: list[bytes], source: str = "test", kind: str = "files"
+    vault: Vault,
+    datas: list[bytes],
+    source: str = "test",
+    kind: str = "files",
+    time: str | None = None,
 ) -> Written:
     writer = vault.writer()
     ids = [writer.put(d).chunk_id for d in datas]
@@ -41,5 +45,7 @@ def write_point(
         roots=[root.hex()],
         summary={"logical_bytes": sum(map(len, datas))},
     )
+    if time is not None:
+        manifest = replace(manifest, time=time)
     point = vault.save_point(manifest)
     return Written(point, dict(zip(ids, datas, strict=True)))

@@ -14,6 +14,7 @@ from strongroom import __version__
 from strongroom.cli import files as files_cmds
 from strongroom.cli import image as image_cmds
 from strongroom.cli import keys as keys_cmds
+from strongroom.cli import maintenance as maintenance_cmds
 from strongroom.cli import vault_cmds
 from strongroom.cli.output import error
 from strongroom.errors import StrongroomError
@@ -34,6 +35,7 @@ app = typer.Typer(
 backup_app = typer.Typer(no_args_is_help=True, help="Back up files, a disk image or VMs.")
 restore_app = typer.Typer(no_args_is_help=True, help="Restore files, a disk or VMs.")
 vault_cmds.register(app)
+maintenance_cmds.register(app)
 files_cmds.register(app, backup_app, restore_app)
 image_cmds.register(app, backup_app, restore_app)
 app.add_typer(backup_app, name="backup")

@@ -1,7 +1,8 @@
-"""Vault-wide commands: init, points, stats, check."""
+"""Vault-wide commands: init, points, stats, check (and check --repair)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -27,6 +28,8 @@ from strongroom.vault import (
     check_vault,
     vault_stats,
 )
+from strongroom.vault.repair import RepairReport, repair
+from strongroom.vault.tombstones import Tombstone
 
 MiB = 1024 * 1024
 
@@ -68,9 +71,9 @@ def init(
         console.print("keep the passphrase safe: without it the data cannot be read")
 
 
-def _point_doc(p: RecoveryPoint) -> dict[str, object]:
+def _point_doc(p: RecoveryPoint, stone: Tombstone | None = None) -> dict[str, object]:
     m = p.manifest
-    return {
+    doc: dict[str, object] = {
         "id": p.point_id,
         "kind": m.kind,
         "source": m.source,
@@ -81,6 +84,14 @@ def _point_doc(p: RecoveryPoint) -> dict[str, object]:
         "host": m.host,
         "summary": m.summary,
     }
+    if stone is not None:
+        doc["deleted"] = {
+            "at": stone.deleted_at,
+            "purge_after": stone.purge_after,
+            "by": f"{stone.user}@{stone.host}",
+            "reason": stone.reason,
+        }
+    return doc
 
 
 def points(
@@ -88,20 +99,31 @@ def points(
     password_file: PasswordFileOpt = None,
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
     kind: Annotated[str | None, typer.Option(help="Only this kind: vm, disk or files.")] = None,
+    deleted: Annotated[
+        bool, typer.Option("--deleted", help="List soft-deleted points (recoverable) instead.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List recovery points."""
+    """List recovery points (with --deleted: the forgotten ones prune has not removed yet)."""
     v = open_vault(vault, password_file)
     with v.lock():
+        stones = v.tombstones() if deleted else {}
         found = [
             p
-            for p in v.points()
+            for p in v.points(include_deleted=deleted)
             if (source is None or p.manifest.source == source)
             and (kind is None or p.manifest.kind == kind)
+            and (not deleted or p.point_id in stones)
         ]
     if as_json:
-        print_json([_point_doc(p) for p in found])
+        print_json([_point_doc(p, stones.get(p.point_id)) for p in found])
         return
+    table = _deleted_table(found, stones) if deleted else _points_table(found)
+    console.print(table)
+    console.print(f"{len(found)} {'soft-deleted ' if deleted else ''}recovery point(s)")
+
+
+def _points_table(found: list[RecoveryPoint]) -> Table:
     table = Table("id", "time", "kind", "source", "consistency", "size", "tags", box=None)
     for p in found:
         m = p.manifest
@@ -115,8 +137,27 @@ def points(
             human_bytes(size) if isinstance(size, int) else "",
             ",".join(m.tags),
         )
-    console.print(table)
-    console.print(f"{len(found)} recovery point(s)")
+    return table
+
+
+def _deleted_table(found: list[RecoveryPoint], stones: dict[str, Tombstone]) -> Table:
+    table = Table("id", "time", "kind", "source", "deleted", "purged after", "reason", box=None)
+    for p in found:
+        m, stone = p.manifest, stones[p.point_id]
+        table.add_row(
+            p.short_id,
+            _short_time(m.time),
+            m.kind,
+            m.source,
+            _short_time(stone.deleted_at),
+            _short_time(stone.purge_after),
+            stone.reason,
+        )
+    return table
+
+
+def _short_time(iso: str) -> str:
+    return iso[:16].replace("T", " ")
 
 
 def stats(
@@ -163,19 +204,47 @@ def check(
         str | None,
         typer.Option("--read-data-subset", help="Read only this share of packs, e.g. 10%."),
     ] = None,
+    do_repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="First rebuild the index from the packs and drop what cannot be repaired.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify the vault's structure, and with --read-data its data."""
     share = _parse_percent(subset) if subset else None
     v = open_vault(vault, password_file, strict=False)
+    fixed = repair(v) if do_repair else None
+    if fixed is not None and not as_json:
+        _print_repair(fixed)
     with v.lock():
         report = _run_check(v, read_data, share, show_progress=is_tty() and not as_json)
     if as_json:
-        print_json(_report_doc(report))
+        doc = _report_doc(report)
+        if fixed is not None:
+            doc["repair"] = asdict(fixed)
+        print_json(doc)
     else:
         _print_report(report)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _print_repair(r: RepairReport) -> None:
+    for action in r.actions:
+        console.print(f"repair: {action}", soft_wrap=True)
+    console.print(
+        f"repair: read {r.packs_read} packs; new index lists {r.packs_indexed} packs "
+        f"({len(r.packs_newly_indexed)} newly indexed), replaced {r.index_objects_replaced} "
+        f"index object(s); salvaged {r.chunks_salvaged} chunk(s), {r.chunks_lost} lost"
+    )
+    for point_id, lost in r.damaged_points.items():
+        console.print(
+            f"[red]recovery point {point_id[:12]} lost {lost} chunk(s)[/]: restore what remains, "
+            "or forget it"
+        )
 
 
 def _parse_percent(text: str) -> float:

@@ -8,16 +8,23 @@ permanent or transient, so the retry wrapper and the vault can act on the class 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
-    """What ``stat`` and ``list`` report for an object."""
+    """What ``stat`` and ``list`` report for an object.
+
+    ``mtime`` is when the object was last written, in seconds since the epoch by the storage's
+    clock, or None when the backend cannot tell.  Prune's grace period relies on it (an object
+    of unknown age is treated as young, so it is never collected).  It does not take part in
+    comparisons: two infos are equal when name and size are.
+    """
 
     name: str
     size: int
+    mtime: float | None = field(default=None, compare=False)
 
 
 @runtime_checkable

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from strongroom import failpoints
 from strongroom.errors import (
     ObjectNotFound,
     PermanentStorageError,
@@ -135,7 +136,7 @@ class LocalBackend:
             raise self._error(e, "reading", name, reading=True) from e
         if not stat_mod.S_ISREG(st.st_mode):
             raise ObjectNotFound(f"object {name} not found in {self._root_str}", name=name)
-        return ObjectInfo(name, st.st_size)
+        return ObjectInfo(name, st.st_size, st.st_mtime)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Walk only the folder the prefix points into, so ``data/ab`` never reads ``index/``."""
@@ -160,7 +161,8 @@ class LocalBackend:
                     if entry.is_dir():
                         yield from self._walk(rel, "")
                     elif entry.is_file():
-                        yield ObjectInfo(rel, entry.stat().st_size)
+                        st = entry.stat()
+                        yield ObjectInfo(rel, st.st_size, st.st_mtime)
                 except FileNotFoundError:
                     continue  # deleted while we walked: it is simply not listed
                 except OSError as e:
@@ -191,6 +193,8 @@ class LocalBackend:
         fd = os.open(tmp, _OPEN_WRITE_FLAGS, 0o644)
         try:
             try:
+                if name.startswith("data/"):
+                    _write_half_then_failpoint(fd, data)
                 _write_all(fd, data)
                 os.fsync(fd)
             finally:
@@ -263,6 +267,16 @@ class LocalBackend:
                 yield from self._temp_files(entry.path)
             elif entry.name.startswith(TEMP_PREFIX):
                 yield entry.path
+
+
+def _write_half_then_failpoint(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Crash tests: with the ``pack-write`` failpoint set, die with half a pack on disk."""
+    if os.environ.get(failpoints.ENV, "").startswith("pack-write"):
+        view = memoryview(data).cast("B")
+        _write_all(fd, view[: len(view) // 2])
+        os.fsync(fd)
+        failpoints.hit("pack-write")
+        os.lseek(fd, 0, os.SEEK_SET)
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:

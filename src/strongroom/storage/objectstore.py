@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 import obstore
@@ -233,7 +233,7 @@ class ObjectStoreBackend:
     def stat(self, name: str) -> ObjectInfo:
         key = self._key(name)
         meta = self._run("stat", name, lambda: obstore.head(self._store, key))
-        return ObjectInfo(name, meta["size"])
+        return ObjectInfo(name, meta["size"], _timestamp(meta.get("last_modified")))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """obstore lists whole path segments, so list the prefix's folder and filter the rest."""
@@ -249,6 +249,13 @@ class ObjectStoreBackend:
                 for meta in batch:
                     path = meta["path"]
                     if path.startswith(full):
-                        yield ObjectInfo(path[strip:], meta["size"])
+                        yield ObjectInfo(
+                            path[strip:], meta["size"], _timestamp(meta.get("last_modified"))
+                        )
         except (BaseError, OSError) as e:
             raise classify(e, f"list {prefix or '/'} on {self._description}", prefix) from e
+
+
+def _timestamp(when: object) -> float | None:
+    """The store's last-modified time as epoch seconds (None when it reports none)."""
+    return when.timestamp() if isinstance(when, datetime) else None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from strongroom.errors import IntegrityError, ObjectNotFound, StorageError
 from strongroom.vault.index import IndexEntry
 from strongroom.vault.keys import KEYS_PREFIX, parse_slot
-from strongroom.vault.pack import BlobDecoder, pack_name, read_pack_header
+from strongroom.vault.pack import BlobDecoder, pack_name, pack_tail_size, read_pack_header
 from strongroom.vault.points import RecoveryPoint
 from strongroom.vault.trees import walk
 from strongroom.vault.vault import Vault
@@ -75,11 +75,13 @@ def check_vault(
     for exc in vault.problems.index:
         report.error(exc.name or "index/", str(exc))
     _check_keys(vault, report)
+    _check_index_objects(vault, report)
     by_pack = _entries_by_pack(vault)
     present = _check_packs(vault, by_pack, report)
-    points = vault.points(strict=False)
+    points = vault.points(strict=False, include_deleted=True)
     for exc in vault.problems.points:
         report.error(exc.name or "points/", str(exc))
+    _check_tombstones(vault, points, report)
     if read_data or subset is not None:
         chosen = _choose_packs(sorted(p for p in by_pack if p in present), subset)
         _read_packs(vault, chosen, by_pack, report, progress)
@@ -93,6 +95,29 @@ def _check_keys(vault: Vault, report: CheckReport) -> None:
             parse_slot(info.name.rsplit("/", 1)[-1], vault.backend.get(info.name))
         except (IntegrityError, StorageError) as exc:
             report.error(info.name, str(exc))
+
+
+def _check_index_objects(vault: Vault, report: CheckReport) -> None:
+    for name in sorted(vault.superseded & vault.index_names):
+        report.warn(
+            name,
+            "superseded by a newer index object (left by an interrupted prune or repair: "
+            "the next prune removes it)",
+        )
+    for pack_id in vault.index.conflicts:
+        report.error(
+            pack_name(pack_id),
+            "index objects disagree about this pack's contents (check --repair rebuilds them)",
+        )
+
+
+def _check_tombstones(vault: Vault, points: list[RecoveryPoint], report: CheckReport) -> None:
+    for exc in vault.problems.tombstones:
+        report.error(exc.name or "deleted/", f"{exc} (ignored: the point stays visible)")
+    known = {p.point_id for p in points}
+    for point_id, stone in vault.tombstones().items():
+        if point_id not in known:
+            report.warn(stone.name, "tombstone of a point that no longer exists (prune removes it)")
 
 
 def _entries_by_pack(vault: Vault) -> dict[bytes, list[tuple[bytes, IndexEntry]]]:
@@ -118,10 +143,17 @@ def _check_packs(
         name = pack_name(pack_id)
         size = present.get(pack_id)
         end = max(e.offset + e.length for _, e in entries)
+        expected = end + pack_tail_size(len(entries))
         if size is None:
             report.error(name, f"pack missing: the index says it holds {len(entries)} chunks")
         elif size < end:
             report.error(name, f"pack truncated: {size} bytes, the index needs at least {end}")
+        elif size != expected:
+            report.error(
+                name,
+                f"pack is {size} bytes, but a pack of the {len(entries)} chunks the index lists "
+                f"is {expected} (truncated or damaged header, or a wrong index entry)",
+            )
         else:
             continue
         report.damaged_chunks.update(cid for cid, _ in entries)
@@ -170,6 +202,8 @@ def _read_pack(
     all_ids = {cid for cid, _ in entries}
     try:
         data = vault.backend.get(name)
+        if hashlib.sha256(data).digest() != pack_id:
+            data = vault.backend.get(name)  # a flipped bit in transit: read it once more
     except (ObjectNotFound, StorageError) as exc:
         return [(name, f"cannot read pack: {exc}")], all_ids, 0, 0
     errors: list[tuple[str, str]] = []
@@ -211,22 +245,26 @@ def _check_points(vault: Vault, points: list[RecoveryPoint], report: CheckReport
             trees[cid] = vault.read_chunk(cid)
         return trees[cid]
 
+    deleted = vault.tombstones()
     for point in points:
         report.points_checked += 1
         hit: list[str] = []
         roots = [bytes.fromhex(r) for r in point.manifest.roots]
+        # Damage to a forgotten (soft-deleted) point is worth knowing, not an error.
+        note = report.warn if point.point_id in deleted else report.error
+        what = "soft-deleted point" if point.point_id in deleted else "point"
         try:
             for cid, _ in walk(roots, is_tree, read, set()):
                 if cid in report.damaged_chunks:
                     hit.append(cid.hex())
                 elif cid not in vault.index:
-                    report.error(
+                    note(
                         f"points/{point.point_id}",
-                        f"references chunk {cid.hex()[:16]}, not in the index",
+                        f"{what} references chunk {cid.hex()[:16]}, not in the index",
                     )
                     hit.append(cid.hex())
         except IntegrityError as exc:
-            report.error(exc.name or f"points/{point.point_id}", f"point {point.short_id}: {exc}")
+            note(exc.name or f"points/{point.point_id}", f"{what} {point.short_id}: {exc}")
             hit.append("(tree unreadable)")
         if hit:
             report.affected_points[point.point_id] = hit

@@ -2,7 +2,8 @@
 
 Layout (all integers little-endian)::
 
-    magic      4 bytes   b"SRIX" index, b"SRPT" recovery point, b"SRLK" lock
+    magic      4 bytes   b"SRIX" index, b"SRPT" recovery point, b"SRLK" lock,
+                         b"SRDL" soft-delete tombstone
     version    u8        1
     flags      u8        bit 0: payload is zstd-compressed
     reserved   u16       0
@@ -19,20 +20,25 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
+from typing import TypeVar
 
 import zstandard
 
 from strongroom.errors import IntegrityError, UnsupportedVersion
+from strongroom.storage.backend import Backend
 from strongroom.vault.crypto import seal as _seal
 from strongroom.vault.crypto import unseal
 
 MAGIC_INDEX = b"SRIX"
 MAGIC_POINT = b"SRPT"
 MAGIC_LOCK = b"SRLK"
+MAGIC_DELETED = b"SRDL"
 _PREFIX = struct.Struct("<4sBBH")
 _VERSION = 1
 _FLAG_ZSTD = 1
 _ZSTD_LEVEL = 3
+T = TypeVar("T")
 
 
 def object_name_hash(stored: bytes | memoryview) -> str:
@@ -71,3 +77,15 @@ def check_content_name(name: str, stored: bytes) -> None:
     want = name.rsplit("/", 1)[-1]
     if object_name_hash(stored) != want:
         raise IntegrityError(f"{name}: content does not match its name (corrupted)", name=name)
+
+
+def read_checked(backend: Backend, name: str, parse: Callable[[bytes], T]) -> T:
+    """``parse(backend.get(name))``, fetched a second time if the first copy fails to verify.
+
+    A flipped bit or a short read in transit is not worth failing over; a second failure is
+    reported as it is (naming the object).
+    """
+    try:
+        return parse(backend.get(name))
+    except IntegrityError:
+        return parse(backend.get(name))

@@ -10,6 +10,7 @@ Index objects persist it (see ``docs/format.md``).
 
 from __future__ import annotations
 
+import mmap
 import struct
 import threading
 from collections.abc import Iterable, Iterator
@@ -34,6 +35,53 @@ _COLUMNS = (
 )
 
 
+def _anonymous_map(nbytes: int) -> mmap.mmap:
+    """Private anonymous memory (a shared one could not grow: mremap does not extend it)."""
+    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    return mmap.mmap(-1, nbytes, flags=flags) if flags else mmap.mmap(-1, nbytes)
+
+
+class _Mapped:
+    """A numpy array over an anonymous memory map, grown in place.
+
+    On Linux ``mmap.resize`` is ``mremap``: growing moves page mappings, never copies, and a
+    shrink returns the pages at once, so the process never holds an old and a new copy of a
+    column (the C heap's ``realloc`` copies arrays below glibc's mmap threshold and may keep
+    the old copy resident).  Elsewhere it falls back to a copy.  Resizing while a view of the
+    array is alive raises ``BufferError`` instead of leaving the view dangling.
+    """
+
+    def __init__(self, dtype: np.dtype | type | str) -> None:
+        self.dtype = np.dtype(dtype)
+        self._map: mmap.mmap | None = None
+        self.array: np.ndarray = np.empty(0, self.dtype)
+
+    def resize(self, capacity: int) -> np.ndarray:
+        nbytes = capacity * self.dtype.itemsize
+        old = self.array
+        self.array = np.empty(0, self.dtype)
+        if nbytes == 0:
+            del old
+            if self._map is not None:
+                self._map.close()
+            self._map = None
+            return self.array
+        if self._map is None:
+            self._map = _anonymous_map(nbytes)
+        else:
+            del old
+            try:
+                self._map.resize(nbytes)
+            except (SystemError, OSError):  # no mremap on this platform: copy once
+                grown = _anonymous_map(nbytes)
+                keep = min(nbytes, len(self._map))
+                grown[:keep] = self._map[:keep]
+                self._map.close()
+                self._map = grown
+        self.array = np.frombuffer(self._map, dtype=self.dtype, count=capacity)
+        return self.array
+
+
 @dataclass(frozen=True, slots=True)
 class IndexEntry:
     pack: bytes
@@ -56,11 +104,18 @@ class ChunkIndex:
         self.pack_ids: list[bytes] = []
         self.pack_salts: list[bytes] = []
         self._pack_pos: dict[bytes, int] = {}
+        self._pack_rows: list[int] = []
+        self.conflicts: list[bytes] = []
+        """Packs that two index objects list with different entry counts (for check)."""
         self._n = 0
-        self._cols: dict[str, np.ndarray] = {name: np.empty(0, dtype=dt) for name, dt in _COLUMNS}
-        self._keys = np.empty(0, dtype=np.uint64)
+        self._maps = {name: _Mapped(dt) for name, dt in (*_COLUMNS, ("keys", np.uint64))}
+        self._cols: dict[str, np.ndarray] = {name: m.array for name, m in self._maps.items()}
+        self._keys = self._cols.pop("keys")
+        self._peak_capacity = 0
         self._recent: dict[bytes, tuple[int, int, int, int, int]] = {}
         self._unsorted = False
+        self.bulk_only = True
+        """No entries were added outside a bulk load (so each pack's rows are one run)."""
 
     def __len__(self) -> int:
         return self._n + len(self._recent)
@@ -76,15 +131,25 @@ class ChunkIndex:
             pos = len(self.pack_ids)
             self.pack_ids.append(pack_id)
             self.pack_salts.append(salt)
+            self._pack_rows.append(0)
             self._pack_pos[pack_id] = pos
         return pos
 
     def add_pack(
         self, pack_id: bytes, salt: bytes, entries: np.ndarray, *, bulk: bool = False
     ) -> None:
-        """Index every entry of one pack.  ``bulk`` appends now and sorts in :meth:`finish_bulk`."""
+        """Index every entry of one pack.  ``bulk`` appends now and sorts in :meth:`finish_bulk`.
+
+        A pack record always lists the pack's whole header, so when loading (``bulk``) a pack
+        already indexed is skipped: no duplicate rows, and each pack's rows stay one run.
+        """
         with self._lock:
+            if bulk and pack_id in self._pack_pos:
+                if self._pack_rows[self._pack_pos[pack_id]] != len(entries):
+                    self.conflicts.append(pack_id)
+                return
             pos = self._pack_index(pack_id, salt)
+            self._pack_rows[pos] += len(entries)
             if bulk:
                 tf = entries["type"] | (entries["flags"] << 4)
                 self._append(
@@ -97,6 +162,7 @@ class ChunkIndex:
                 )
                 self._unsorted = True
                 return
+            self.bulk_only = False
             for e in entries:
                 tf = int(e["type"]) | (int(e["flags"]) << 4)
                 self._recent[bytes(e["id"])] = (
@@ -112,16 +178,38 @@ class ChunkIndex:
     def finish_bulk(self) -> None:
         with self._lock:
             self._sort()
+            self._trim()
+
+    def _trim(self) -> None:
+        """Give back the growth slack: at rest the arrays hold exactly the rows."""
+        if len(self._keys) > self._n:
+            self._resize(self._n)
+
+    def mapped_bytes(self) -> tuple[int, int]:
+        """(bytes the arrays hold now, the most they ever held): capacity, slack included."""
+        per_row = sum(m.dtype.itemsize for m in self._maps.values())
+        return len(self._keys) * per_row, self._peak_capacity * per_row
+
+    def _resize(self, capacity: int) -> None:
+        self._peak_capacity = max(self._peak_capacity, capacity)
+        self._keys = np.empty(0, np.uint64)  # let go of the views so the maps can move
+        self._cols = {
+            name: np.empty(0, m.dtype) for name, m in self._maps.items() if name != "keys"
+        }
+        for name, mapped in self._maps.items():
+            if name == "keys":
+                self._keys = mapped.resize(capacity)
+            else:
+                self._cols[name] = mapped.resize(capacity)
 
     def _append(self, ids: np.ndarray, *cols: np.ndarray) -> None:
-        """Grow the row arrays in place (realloc, not copy-and-double) and add ``ids``' keys."""
+        """Grow the row arrays in place (remapped, not copied) and add ``ids``' keys."""
         start, count = self._n, len(ids)
         need = start + count
         if need > len(self._cols["ids"]):
-            capacity = max(need, len(self._cols["ids"]) * 5 // 4 + 1024)
-            for col in self._cols.values():
-                col.resize(capacity, refcheck=False)
-            self._keys.resize(capacity, refcheck=False)
+            # Grow by 1/16: growing remaps pages (no copy), so small steps cost little, and
+            # the slack stays within the 64 B/chunk budget (it is trimmed after loading).
+            self._resize(max(need, len(self._cols["ids"]) * 17 // 16 + 1024))
         self._cols["ids"][start:need] = ids
         for (name, _), values in zip(_COLUMNS[1:], cols, strict=True):
             self._cols[name][start:need] = values
@@ -191,6 +279,11 @@ class ChunkIndex:
         with self._lock:
             return self.pack_salts[self._pack_pos[pack_id]]
 
+    def position_of(self, pack_id: bytes) -> int | None:
+        """The pack's position in :attr:`pack_ids`, or None if it is not indexed."""
+        with self._lock:
+            return self._pack_pos.get(pack_id)
+
     def has_pack(self, pack_id: bytes) -> bool:
         with self._lock:
             return pack_id in self._pack_pos
@@ -207,6 +300,58 @@ class ChunkIndex:
         ids = self._cols["ids"]
         for row in range(self._n):
             yield bytes(ids[row]), self._entry(row)
+
+    # --- bulk access for prune and repair (call with no writer active) ----------------------
+
+    @property
+    def rows(self) -> int:
+        """Rows in the arrays (every indexed copy) after merging recent additions."""
+        self._settle()
+        return self._n
+
+    def column(self, name: str) -> np.ndarray:
+        """A read-only view of one row column: ids, pack, offset, length, raw or tf.
+
+        Valid only while nothing is added (growing the arrays moves them): for prune and
+        repair, which read a freshly loaded index that no writer touches.
+        """
+        self._settle()
+        view = self._cols[name][: self._n].view()
+        view.flags.writeable = False
+        return view
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Row numbers (int64) of ``ids`` (a V32 array), -1 for ids not indexed; vectorized."""
+        self._settle()
+        ids = np.ascontiguousarray(ids, dtype="V32")
+        with self._lock:
+            n = self._n
+            if n == 0 or len(ids) == 0:
+                return np.full(len(ids), -1, dtype=np.int64)
+            keys = self._keys[:n]
+            top = np.frombuffer(ids.tobytes(), dtype=">u4")[::8].astype(np.uint64) << _ROW_BITS
+            pos = np.minimum(np.searchsorted(keys, top), n - 1)
+            found = keys[pos]
+            rows = (found & np.uint64(0xFFFFFFFF)).astype(np.int64)
+            same = (found >> _ROW_BITS) == (top >> _ROW_BITS)
+            same[same] = self._cols["ids"][rows[same]] == ids[same]
+            rows[~same] = -1
+            for i in np.flatnonzero(~same):  # missing, or a later key with the same top bits
+                rows[i] = self._find(ids[i].tobytes())
+            return rows
+
+    def entries_at(self, rows: np.ndarray) -> np.ndarray:
+        """Pack-header entries (:data:`ENTRY_DTYPE`) rebuilt from the given rows."""
+        c = self._cols
+        out = np.zeros(len(rows), dtype=ENTRY_DTYPE)
+        out["id"] = c["ids"][rows]
+        tf = c["tf"][rows]
+        out["type"] = tf & 0xF
+        out["flags"] = tf >> 4
+        out["offset"] = c["offset"][rows]
+        out["length"] = c["length"][rows]
+        out["raw"] = c["raw"][rows]
+        return out
 
     def totals(self) -> tuple[int, int, int]:
         """(chunks, stored bytes, raw bytes) over every indexed copy."""

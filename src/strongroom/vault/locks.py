@@ -5,6 +5,14 @@ last refresh.  A holder refreshes it every ``REFRESH_EVERY`` seconds; a lock is 
 refresh is older than ``STALE_AFTER`` or its holder's process is gone on this same host.
 Acquiring writes the lock first and then looks for conflicts, so two racing clients both see
 each other and both back off (never both proceed).
+
+A holder also notices when its lock may have been broken: the refresh finds the object gone
+(an exclusive locker removed it as stale) or finds its own last refresh too old (the process
+was suspended, the network partitioned).  Such a lock is *lost*; the vault then verifies its
+data before it commits a recovery point (see ``Vault.save_point``).
+
+``STRONGROOM_LOCK_WAIT`` (seconds) is how long :meth:`Vault.lock` waits for a conflicting lock
+to go away when the caller does not say.
 """
 
 from __future__ import annotations
@@ -26,6 +34,17 @@ from strongroom.vault.envelope import MAGIC_LOCK, open_object, seal_object
 LOCKS_PREFIX = "locks/"
 REFRESH_EVERY = 120.0
 STALE_AFTER = 1800.0
+WAIT_ENV = "STRONGROOM_LOCK_WAIT"
+_POLL_FIRST, _POLL_MAX = 0.2, 5.0
+
+
+def default_wait() -> float:
+    """Seconds to wait for a lock when the caller gives none: ``STRONGROOM_LOCK_WAIT`` or 0."""
+    text = os.environ.get(WAIT_ENV, "").strip()
+    try:
+        return max(0.0, float(text)) if text else 0.0
+    except ValueError:
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -84,17 +103,30 @@ def list_locks(backend: Backend, codec: LockCodec) -> list[LockInfo]:
 class VaultLock:
     """A held lock; a daemon thread refreshes it until :meth:`release`."""
 
-    def __init__(self, backend: Backend, codec: LockCodec, exclusive: bool) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        codec: LockCodec,
+        exclusive: bool,
+        on_release: Callable[[VaultLock], None] | None = None,
+    ) -> None:
         self._backend, self._codec, self.exclusive = backend, codec, exclusive
         self.name = LOCKS_PREFIX + os.urandom(16).hex()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._on_release = on_release
         self.refresh_error: StorageError | None = None
+        self.refreshed = 0.0
+        """Wall-clock time of the last successful write of the lock (others judge by it)."""
+        self.lost = False
+        """The lock was found removed, or went unrefreshed long enough to count as stale."""
 
     def acquire(self, wait: float = 0.0, on_wait: Callable[[str], None] | None = None) -> None:
         deadline = time.monotonic() + wait
+        pause = _POLL_FIRST
         while True:
             self._backend.put(self.name, self._codec.encode(self.exclusive))
+            self.refreshed = time.time()
             conflict = self._conflict()
             if conflict is None:
                 break
@@ -103,7 +135,8 @@ class VaultLock:
                 raise LockConflict(f"vault is locked: {conflict.describe()}")
             if on_wait:
                 on_wait(conflict.describe())
-            time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+            time.sleep(max(0.05, min(pause, deadline - time.monotonic())))
+            pause = min(_POLL_MAX, pause * 2)
         self._thread = threading.Thread(target=self._refresh_loop, daemon=True, name="vault-lock")
         self._thread.start()
 
@@ -118,10 +151,56 @@ class VaultLock:
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(REFRESH_EVERY):
-            try:
-                self._backend.put(self.name, self._codec.encode(self.exclusive))
-            except StorageError as exc:
-                self.refresh_error = exc
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Rewrite the lock; first notice whether it was lost meanwhile."""
+        try:
+            self._backend.stat(self.name)
+        except ObjectNotFound:
+            self.lost = True  # removed as stale by someone else: a prune may have run
+        except StorageError as exc:
+            self.refresh_error = exc
+            return
+        if time.time() - self.refreshed > STALE_AFTER:
+            self.lost = True  # others may have judged it stale while we were away
+        try:
+            self._backend.put(self.name, self._codec.encode(self.exclusive))
+            self.refreshed = time.time()
+        except StorageError as exc:
+            self.refresh_error = exc
+
+    def reassert(self, wait: float = 0.0) -> None:
+        """Make a lost lock good again: rewrite it, then wait out any exclusive lock.
+
+        The same write-then-list as :meth:`acquire`: once this returns, no conflicting
+        holder runs (one that started earlier is seen here, one that starts later sees us).
+        """
+        self._backend.put(self.name, self._codec.encode(self.exclusive))
+        self.refreshed = time.time()
+        self.lost = False
+        deadline = time.monotonic() + wait
+        pause = _POLL_FIRST
+        while (conflict := self._conflict()) is not None:
+            if time.monotonic() >= deadline:
+                raise LockConflict(f"vault is locked: {conflict.describe()}")
+            time.sleep(max(0.05, min(pause, deadline - time.monotonic())))
+            pause = min(_POLL_MAX, pause * 2)
+
+    def expired_locally(self) -> bool:
+        """Cheap check (no storage call): lost, or unrefreshed long enough to look stale."""
+        return self.lost or time.time() - self.refreshed > STALE_AFTER
+
+    def still_held(self) -> bool:
+        """Whether nobody can have taken this lock from us: not lost, fresh, still stored."""
+        if self.expired_locally():
+            return False
+        try:
+            self._backend.stat(self.name)
+        except ObjectNotFound:
+            self.lost = True
+            return False
+        return True
 
     def release(self) -> None:
         self._stop.set()
@@ -129,6 +208,8 @@ class VaultLock:
             self._thread.join()
         with contextlib.suppress(ObjectNotFound):
             self._backend.delete(self.name)
+        if self._on_release is not None:
+            self._on_release(self)
 
     def __enter__(self) -> VaultLock:
         return self

@@ -49,6 +49,11 @@ ENTRY_DTYPE = np.dtype(
 assert ENTRY_DTYPE.itemsize == 48
 
 
+def pack_tail_size(entries: int) -> int:
+    """Bytes after the last blob: the sealed header of ``entries`` entries and the trailer."""
+    return BLOB_OVERHEAD + entries * ENTRY_DTYPE.itemsize + _TRAILER.size
+
+
 def pack_name(pack_id: bytes) -> str:
     hexid = pack_id.hex()
     return f"data/{hexid[:2]}/{hexid}"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+import numpy as np
+
 from strongroom.errors import IntegrityError
 
 _COUNT = struct.Struct("<I")
@@ -29,6 +31,16 @@ def decode_tree(plain: bytes) -> tuple[list[bytes], bytes]:
         raise IntegrityError("tree chunk's reference table runs past its end")
     refs = [plain[_COUNT.size + 32 * i : _COUNT.size + 32 * (i + 1)] for i in range(count)]
     return refs, plain[end:]
+
+
+def tree_ref_array(plain: bytes) -> np.ndarray:
+    """A tree chunk's reference table as a V32 array (no per-reference Python objects)."""
+    if len(plain) < _COUNT.size:
+        raise IntegrityError("tree chunk is truncated")
+    (count,) = _COUNT.unpack_from(plain)
+    if _COUNT.size + 32 * count > len(plain):
+        raise IntegrityError("tree chunk's reference table runs past its end")
+    return np.frombuffer(plain, dtype="V32", count=count, offset=_COUNT.size)
 
 
 def walk(

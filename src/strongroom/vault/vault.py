@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TypeVar
+from collections.abc import Sequence
 
+from strongroom import failpoints
 from strongroom.errors import (
     AmbiguousPoint,
     IntegrityError,
@@ -21,6 +19,7 @@ from strongroom.errors import (
 )
 from strongroom.storage.backend import Backend
 from strongroom.vault import keys as keyslots
+from strongroom.vault.catalog import LoadProblems, PointCatalog, parallel_map
 from strongroom.vault.config import (
     CONFIG_NAME,
     VaultConfig,
@@ -35,32 +34,16 @@ from strongroom.vault.envelope import (
     check_content_name,
     object_name_hash,
     open_object,
+    read_checked,
     seal_object,
 )
 from strongroom.vault.index import ChunkIndex, decode_index
-from strongroom.vault.locks import LockCodec, VaultLock
-from strongroom.vault.points import POINTS_PREFIX, PointManifest, RecoveryPoint, decode_manifest
+from strongroom.vault.locks import LockCodec, LockInfo, VaultLock, default_wait, remove_stale_locks
+from strongroom.vault.points import POINTS_PREFIX, PointManifest, RecoveryPoint
 from strongroom.vault.reader import ChunkReader
+from strongroom.vault.tombstones import Tombstone
 from strongroom.vault.trees import decode_tree, encode_tree
-from strongroom.vault.writer import CHUNK_TREE, INDEX_PREFIX, ChunkWriter
-
-T = TypeVar("T")
-_LOAD_WORKERS = 8
-
-
-@dataclass
-class LoadProblems:
-    """Objects that failed to load when opening leniently (for ``check``)."""
-
-    index: list[IntegrityError] = field(default_factory=list)
-    points: list[IntegrityError] = field(default_factory=list)
-
-
-def _parallel(fn: Callable[[str], T], names: Sequence[str]) -> list[T]:
-    if len(names) < 2:
-        return [fn(n) for n in names]
-    with ThreadPoolExecutor(_LOAD_WORKERS) as pool:
-        return list(pool.map(fn, names))
+from strongroom.vault.writer import CHUNK_TREE, INDEX_PREFIX, ChunkWriter, UnindexedPacks
 
 
 class Vault:
@@ -75,9 +58,15 @@ class Vault:
         self.slot_id = slot_id
         self.index = ChunkIndex()
         self.problems = LoadProblems()
-        self._points: dict[str, RecoveryPoint] | None = None
+        self.catalog = PointCatalog(backend, keys, config.vault_id, self.problems)
         self.reader = ChunkReader(backend, keys, self.index)
         self._lock_codec = LockCodec(keys.lock_key, config.vault_id)
+        self.index_names: set[str] = set()
+        """Index objects this handle relies on: loaded at open or written since."""
+        self.superseded: set[str] = set()
+        """Index objects that a loaded one says it replaces (an interrupted prune's leftovers)."""
+        self._unindexed = UnindexedPacks()
+        self._held: set[VaultLock] = set()
 
     @property
     def vault_id(self) -> bytes:
@@ -111,7 +100,7 @@ class Vault:
         backend.put(keyslots.KEYS_PREFIX + slot.slot_id, stored)
         backend.put(CONFIG_NAME, config.serialize(keys))
         vault = cls(backend, config, keys, slot.slot_id)
-        vault._points = {}
+        vault.catalog.start_empty()
         return vault
 
     @classmethod
@@ -126,7 +115,7 @@ class Vault:
         keys = VaultKeys.from_master(master)
         verify_config_mac(doc, stored, keys)
         vault = cls(backend, config, keys, slot_id)
-        vault._load_index(strict)
+        vault.index_names = vault._load_index(vault.index, strict)
         return vault
 
     @staticmethod
@@ -143,31 +132,63 @@ class Vault:
             f"wrong passphrase: none of the vault's {len(slots)} key slot(s) opens with it"
         )
 
-    def _load_index(self, strict: bool) -> None:
+    def open_index_object(self, name: str) -> bytes:
+        """An index object's verified plaintext (fetched twice if the first copy is bad)."""
+
+        def parse(stored: bytes) -> bytes:
+            check_content_name(name, stored)
+            return open_object(MAGIC_INDEX, self.keys.index_key, self.vault_id, stored, name=name)
+
+        return read_checked(self.backend, name, parse)
+
+    def _load_index(self, index: ChunkIndex, strict: bool) -> set[str]:
+        """Load every index object into ``index``; the names of those that loaded."""
         names = [info.name for info in self.backend.list(INDEX_PREFIX)]
 
         def load(name: str) -> IntegrityError | None:
             try:
-                stored = self.backend.get(name)
-                check_content_name(name, stored)
-                plain = open_object(
-                    MAGIC_INDEX, self.keys.index_key, self.vault_id, stored, name=name
-                )
-                packs, _ = decode_index(plain, name)
+                packs, sup = decode_index(self.open_index_object(name), name)
             except ObjectNotFound:
                 return IntegrityError(f"{name}: vanished while loading", name=name)
             except IntegrityError as exc:
                 return exc
             for rec in packs:
-                self.index.add_pack(rec.pack_id, rec.salt, rec.entries, bulk=True)
+                index.add_pack(rec.pack_id, rec.salt, rec.entries, bulk=True)
+            self.superseded.update(INDEX_PREFIX + old.hex() for old in sup)
             return None
 
-        for problem in _parallel(load, names):
-            if problem is not None:
-                if strict:
-                    raise problem
+        loaded = set()
+        for name, problem in zip(names, parallel_map(load, names), strict=True):
+            if problem is None:
+                loaded.add(name)
+            elif strict:
+                raise problem
+            else:
                 self.problems.index.append(problem)
-        self.index.finish_bulk()
+        index.finish_bulk()
+        return loaded
+
+    def reload_index(self) -> None:
+        """Load the index afresh (after a prune or repair changed it); readers follow.
+
+        The old index is dropped first, so memory never holds two of them.  A writer made
+        before keeps adding to the old one: make new writers afterwards.
+        """
+        self.index = ChunkIndex()
+        self.reader = ChunkReader(self.backend, self.keys, self.index)
+        self.problems.index.clear()
+        self.superseded.clear()
+        self.index_names = self._load_index(self.index, strict=False)
+
+    def refresh_config(self) -> VaultConfig:
+        """Read ``config`` again (another client may have changed the settings)."""
+        stored = self.backend.get(CONFIG_NAME)
+        config, doc = parse_config(stored, self.backend.describe())
+        if config.vault_id != self.vault_id:
+            raise IntegrityError("config: the vault id changed", name=CONFIG_NAME)
+        verify_config_mac(doc, stored, self.keys)
+        self.config = config
+        return config
 
     def close(self) -> None:
         self.backend.close()
@@ -224,6 +245,8 @@ class Vault:
             pack_size=s.pack_size,
             compression_level=s.compression_level,
             upload_workers=upload_workers,
+            unindexed=self._unindexed,
+            on_index_written=self.index_names.add,
         )
 
     def read_chunk(self, chunk_id: bytes) -> bytes:
@@ -236,60 +259,71 @@ class Vault:
     def read_tree(self, chunk_id: bytes) -> tuple[list[bytes], bytes]:
         return decode_tree(self.read_chunk(chunk_id))
 
-    def lock(self, exclusive: bool = False, wait: float = 0.0) -> VaultLock:
-        lock = VaultLock(self.backend, self._lock_codec, exclusive)
-        lock.acquire(wait)
+    def lock(self, exclusive: bool = False, wait: float | None = None) -> VaultLock:
+        """Shared (backup, restore) or exclusive (prune, repair) lock; use as a context.
+
+        ``wait`` is how many seconds to wait for a conflicting lock to go away; by default the
+        ``STRONGROOM_LOCK_WAIT`` environment variable, else 0 (fail at once).
+        """
+        lock = VaultLock(self.backend, self._lock_codec, exclusive, on_release=self._held.discard)
+        lock.acquire(default_wait() if wait is None else wait)
+        self._held.add(lock)
         return lock
+
+    def held_locks(self) -> list[VaultLock]:
+        return list(self._held)
+
+    def remove_stale_locks(self) -> list[LockInfo]:
+        """Delete locks whose holders are gone or silent (leaves evidence for them to find)."""
+        return remove_stale_locks(self.backend, self._lock_codec)
 
     # --- recovery points -------------------------------------------------------------------
 
     def save_point(self, manifest: PointManifest) -> RecoveryPoint:
-        """The commit: written only after the chunks it names are durable and indexed."""
+        """The commit: written only after the chunks it names are durable and indexed.
+
+        If a prune may have run since this handle loaded its index (an index object it
+        relies on is gone, or its lock was lost), every chunk the point reaches is verified
+        against the index as it is now; a point with missing chunks is never written.
+        """
+        from strongroom.vault.commit import verify_before_commit
+
+        failpoints.hit("after-index")
+        self._unindexed.write(self.backend, self.keys, self.vault_id, self.index_names.add)
         for root in manifest.roots:
             if bytes.fromhex(root) not in self.index:
                 raise VaultError(f"refusing to commit a point whose root {root[:16]} is not stored")
+        verify_before_commit(self, manifest)
         stored = seal_object(MAGIC_POINT, self.keys.point_key, self.vault_id, manifest.encode())
         point = RecoveryPoint(object_name_hash(stored), manifest)
         self.backend.put(POINTS_PREFIX + point.point_id, stored)
-        if self._points is not None:
-            self._points[point.point_id] = point
+        self.catalog.add_point(point)
         return point
 
-    def _load_point(self, name: str) -> RecoveryPoint:
-        stored = self.backend.get(name)
-        check_content_name(name, stored)
-        plain = open_object(MAGIC_POINT, self.keys.point_key, self.vault_id, stored, name=name)
-        return RecoveryPoint(name.rsplit("/", 1)[-1], decode_manifest(plain, name))
+    def points(self, strict: bool = True, include_deleted: bool = False) -> list[RecoveryPoint]:
+        """Recovery points, oldest first; soft-deleted ones only with ``include_deleted``."""
+        found = list(self.catalog.points(strict).values())
+        if not include_deleted:
+            hidden = self.catalog.tombstones()
+            found = [p for p in found if p.point_id not in hidden]
+        return sorted(found, key=lambda p: (p.manifest.time, p.point_id))
 
-    def points(self, strict: bool = True) -> list[RecoveryPoint]:
-        """Every recovery point, oldest first."""
-        if self._points is None:
-            names = [info.name for info in self.backend.list(POINTS_PREFIX)]
-
-            def load(name: str) -> RecoveryPoint | IntegrityError:
-                try:
-                    return self._load_point(name)
-                except IntegrityError as exc:
-                    return exc
-
-            loaded: dict[str, RecoveryPoint] = {}
-            for item in _parallel(load, names):
-                if isinstance(item, IntegrityError):
-                    if strict:
-                        raise item
-                    self.problems.points.append(item)
-                else:
-                    loaded[item.point_id] = item
-            self._points = loaded
-        return sorted(self._points.values(), key=lambda p: (p.manifest.time, p.point_id))
+    def tombstones(self) -> dict[str, Tombstone]:
+        """Soft-deleted points' tombstones by point id (only those that verify)."""
+        return self.catalog.tombstones()
 
     def resolve_point(
-        self, spec: str, *, source: str | None = None, kind: str | None = None
+        self,
+        spec: str,
+        *,
+        source: str | None = None,
+        kind: str | None = None,
+        include_deleted: bool = False,
     ) -> RecoveryPoint:
         """A full id, a unique id prefix, or ``latest`` (newest, filtered by source and kind)."""
         candidates = [
             p
-            for p in self.points()
+            for p in self.points(include_deleted=include_deleted)
             if (source is None or p.manifest.source == source)
             and (kind is None or p.manifest.kind == kind)
         ]
@@ -300,7 +334,15 @@ class Vault:
         spec = spec.lower()
         matches = [p for p in candidates if p.point_id.startswith(spec)]
         if not matches:
-            raise PointNotFound(f"no recovery point matches {spec!r}{_filter_text(source, kind)}")
+            hidden = [pid for pid in self.tombstones() if pid.startswith(spec) and spec]
+            hint = (
+                f" (soft-deleted point {hidden[0][:12]}: `strongroom undelete` brings it back)"
+                if len(hidden) == 1 and not include_deleted
+                else ""
+            )
+            raise PointNotFound(
+                f"no recovery point matches {spec!r}{_filter_text(source, kind)}{hint}"
+            )
         if len(matches) > 1:
             ids = ", ".join(p.short_id for p in matches[:5])
             raise AmbiguousPoint(

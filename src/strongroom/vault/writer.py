@@ -5,6 +5,12 @@ the GIL) and only the append into the current pack is serialized.  Finished pack
 small pool while the next pack fills; a pack's entries reach the index only after its upload
 succeeded, so a failed upload never leaves a dedup entry that a later backup would trust.
 Index objects are written after the packs they list (commit order: packs, index, point).
+
+Packs that are uploaded but not yet listed in an index object wait in an
+:class:`UnindexedPacks` list that all writers of one vault share: if writing an index object
+fails, its packs go back on the list and the next flush (of any writer of that vault, or the
+next ``save_point``) lists them, so a chunk that a later backup deduplicates against is always
+in an index object before a point that needs it is committed.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ import contextlib
 import hashlib
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import zstandard
 
+from strongroom import failpoints
 from strongroom.errors import StorageError, VaultError
 from strongroom.storage.backend import Backend
 from strongroom.vault.crypto import VaultKeys
@@ -30,6 +38,7 @@ CHUNK_DATA = 0
 CHUNK_TREE = 1
 INDEX_PREFIX = "index/"
 _INDEX_EVERY_PACKS = 64
+_INDEX_EVERY_ENTRIES = 1 << 15  # bounds an index object's size (and the memory to load it)
 _MAX_INCOMPRESSIBLE = 0.97
 
 
@@ -56,6 +65,56 @@ def write_index_object(backend: Backend, keys: VaultKeys, vault_id: bytes, plain
     return name
 
 
+class UnindexedPacks:
+    """Uploaded packs not yet in any index object; shared by every writer of one vault."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[PackRecord] = []
+        self._entries = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def add(self, record: PackRecord) -> bool:
+        """Queue ``record``; whether enough waits to be worth an index object now."""
+        with self._lock:
+            self._records.append(record)
+            self._entries += len(record.entries)
+            return len(self._records) >= _INDEX_EVERY_PACKS or self._entries >= _INDEX_EVERY_ENTRIES
+
+    def take(self) -> list[PackRecord]:
+        with self._lock:
+            records, self._records, self._entries = self._records, [], 0
+            return records
+
+    def give_back(self, records: list[PackRecord]) -> None:
+        with self._lock:
+            self._records[:0] = records
+            self._entries += sum(len(r.entries) for r in records)
+
+    def write(
+        self,
+        backend: Backend,
+        keys: VaultKeys,
+        vault_id: bytes,
+        on_written: Callable[[str], None] | None = None,
+    ) -> str | None:
+        """Write one index object listing every waiting pack; on failure they wait again."""
+        records = self.take()
+        if not records:
+            return None
+        try:
+            name = write_index_object(backend, keys, vault_id, encode_index(records))
+        except BaseException:
+            self.give_back(records)
+            raise
+        if on_written is not None:
+            on_written(name)
+        return name
+
+
 class ChunkWriter:
     def __init__(
         self,
@@ -67,8 +126,12 @@ class ChunkWriter:
         pack_size: int,
         compression_level: int = 3,
         upload_workers: int = 2,
+        unindexed: UnindexedPacks | None = None,
+        on_index_written: Callable[[str], None] | None = None,
     ) -> None:
         self._backend, self._keys, self._vault_id, self._index = backend, keys, vault_id, index
+        self._unindexed = unindexed if unindexed is not None else UnindexedPacks()
+        self._on_index_written = on_index_written
         self._pack_size = pack_size
         self._level = compression_level
         self._local = threading.local()
@@ -82,7 +145,6 @@ class ChunkWriter:
         self._current: PackBuilder | None = None
         self._uploads = ThreadPoolExecutor(upload_workers, thread_name_prefix="pack-upload")
         self._futures: list[Future[None]] = []
-        self._unindexed: list[PackRecord] = []
         self._error: BaseException | None = None
         self.stats = WriterStats()
         self.index_names: list[str] = []
@@ -172,9 +234,7 @@ class ChunkWriter:
             self._index.add_pack(pack_id, salt, entries)
             with self._lock:
                 self.stats.packs += 1
-                self._unindexed.append(PackRecord(pack_id, salt, entries.copy()))
-                flush_index = len(self._unindexed) >= _INDEX_EVERY_PACKS
-            if flush_index:
+            if self._unindexed.add(PackRecord(pack_id, salt, entries.copy())):
                 self._write_index()
         except BaseException as exc:
             with self._lock:
@@ -188,13 +248,11 @@ class ChunkWriter:
 
     def _write_index(self) -> None:
         with self._index_lock:
-            with self._lock:
-                records, self._unindexed = self._unindexed, []
-            if not records:
-                return
-            name = write_index_object(
-                self._backend, self._keys, self._vault_id, encode_index(records)
+            name = self._unindexed.write(
+                self._backend, self._keys, self._vault_id, self._on_index_written
             )
+            if name is None:
+                return
             with self._lock:
                 self.index_names.append(name)
                 self.stats.index_objects += 1
@@ -220,6 +278,7 @@ class ChunkWriter:
             with contextlib.suppress(BaseException):
                 fut.result()
         self._raise_if_failed()
+        failpoints.hit("after-packs")
         self._write_index()
 
     def close(self) -> None:

@@ -1,0 +1,47 @@
+"""Named crash points for the crash tests: ``kill -9`` at a chosen moment, from inside.
+
+The environment variable ``STRONGROOM_FAILPOINT`` names one point, optionally with the hit
+count at which to fire (``pack-write`` fires at the first hit, ``pack-write@3`` at the third).
+When execution reaches :func:`hit` with that name the process sends itself SIGKILL: no
+``finally`` blocks, no flushing, exactly like a power cut for everything above the kernel.
+Unset (the normal case), a hit costs one dictionary lookup.
+
+Points (where they sit, and what a crash there must leave intact):
+
+========================  ==================================================================
+``pack-write``            local backend, half of a pack written to its temporary file
+``after-packs``           writer flush: every pack uploaded, no index object yet
+``after-index``           ``save_point``: packs and index durable, the point not yet written
+``prune-after-points``    prune: expired points deleted, no data touched yet
+``prune-after-repack``    prune: repacked chunks stored and indexed, old index still there
+``repack-before-delete``  prune: the new index written, nothing old deleted yet
+``prune-mid-delete``      prune: some of the old index objects and packs deleted
+``repair-after-index``    check --repair: the rebuilt index written, old index still there
+========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+
+ENV = "STRONGROOM_FAILPOINT"
+_hits: Counter[str] = Counter()
+_lock = threading.Lock()
+
+
+def hit(name: str) -> None:
+    """SIGKILL this process if ``STRONGROOM_FAILPOINT`` selects this hit of ``name``."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    want, _, nth = spec.partition("@")
+    if want != name:
+        return
+    with _lock:
+        _hits[name] += 1
+        count = _hits[name]
+    if count == (int(nth) if nth else 1):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,52 @@
+"""Changing a vault's maintenance settings: soft-delete window and immutability period.
+
+``config`` is rewritten with a new MAC (only key holders can change settings).  Rules:
+
+- ``immutable_days`` can be raised but never lowered, like a locked immutable vault.
+- ``soft_delete_days`` may change either way (0 turns soft delete off); a point already
+  forgotten keeps the purge date its tombstone records, so lowering it never shortens the
+  window of a soft-deleted point.
+
+These rules bind strongroom clients; against a hostile client with the key (or an attacker who
+replays an old ``config``), the storage's own retention lock is what protects the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from strongroom.errors import SettingsError
+from strongroom.vault.config import CONFIG_NAME, VaultSettings
+from strongroom.vault.vault import Vault
+
+MAX_DAYS = 36_500
+
+
+def _check_days(name: str, value: int) -> None:
+    if not 0 <= value <= MAX_DAYS:
+        raise SettingsError(f"{name} must be between 0 and {MAX_DAYS} days, not {value}")
+
+
+def change_settings(
+    vault: Vault, *, soft_delete_days: int | None = None, immutable_days: int | None = None
+) -> VaultSettings:
+    """Apply the changes to the current ``config`` (read again first) and write it."""
+    current = vault.refresh_config().settings
+    new = current
+    if soft_delete_days is not None:
+        _check_days("soft-delete-days", soft_delete_days)
+        new = replace(new, soft_delete_days=soft_delete_days)
+    if immutable_days is not None:
+        _check_days("immutable-days", immutable_days)
+        if immutable_days < current.immutable_days:
+            raise SettingsError(
+                f"immutable-days can be raised but never lowered: it is "
+                f"{current.immutable_days} days, so {immutable_days} is refused"
+            )
+        new = replace(new, immutable_days=immutable_days)
+    if new == current:
+        return current
+    config = vault.config.with_settings(new)
+    vault.backend.put(CONFIG_NAME, config.serialize(vault.keys))
+    vault.config = config
+    return new
