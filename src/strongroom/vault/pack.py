@@ -72,7 +72,10 @@ class PackBuilder:
 
     def __init__(self, keys: VaultKeys, capacity: int) -> None:
         self._keys = keys
-        self._buf = bytearray(capacity)
+        # Grown on demand up to about ``capacity``: an idle builder costs no memory, and a
+        # builder keeps its size once grown, so the hot path does not allocate.
+        self._capacity = capacity
+        self._buf = bytearray(HEAD_SIZE)
         self._entries: list[tuple[bytes, int, int, int, int, int, int]] = []
         self._pos = 0
         self.salt = b""
@@ -95,8 +98,10 @@ class PackBuilder:
         return len(self._entries)
 
     def _reserve(self, n: int) -> None:
-        if self._pos + n > len(self._buf):
-            self._buf.extend(bytes(max(n, len(self._buf) // 2)))
+        need = self._pos + n
+        if need > len(self._buf):
+            size = max(need, min(self._capacity, 2 * len(self._buf)), 1 << 20)
+            self._buf.extend(bytes(size - len(self._buf)))
 
     def add(
         self,

@@ -18,6 +18,7 @@ from strongroom.errors import (
     WrongPassphrase,
 )
 from strongroom.storage.backend import Backend
+from strongroom.storage.local import LocalBackend
 from strongroom.vault import keys as keyslots
 from strongroom.vault.catalog import LoadProblems, PointCatalog, parallel_map
 from strongroom.vault.config import (
@@ -235,7 +236,11 @@ class Vault:
 
     # --- chunks ----------------------------------------------------------------------------
 
-    def writer(self, upload_workers: int = 2) -> ChunkWriter:
+    def writer(self, upload_workers: int | None = None) -> ChunkWriter:
+        """A chunk writer; by default one upload thread for a local vault (a local write is
+        fast, and each uploader holds a pack buffer), four for object storage."""
+        if upload_workers is None:
+            upload_workers = 1 if isinstance(self.backend, LocalBackend) else 4
         s = self.config.settings
         return ChunkWriter(
             self.backend,
