@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(qemu-utils libnbd-bin acl attr libcap2-bin e2fsprogs dosfstools mtools fdisk gdisk)
+# libvirt provider and its tests: libvirtd + qemu (TCG guests), and what building
+# libvirt-python from PyPI needs (the test guest's kernel, busybox and qemu-ga are fetched
+# with `apt-get download` by tests/libvirt/guest.py and cached, not installed).
+APT_PACKAGES+=(qemu-system-x86 libvirt-daemon-system libvirt-dev pkg-config gcc)
 
 missing=()
 need() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed" || missing+=("$1"); }
@@ -13,6 +17,9 @@ for pkg in "${APT_PACKAGES[@]}"; do need "$pkg"; done
 # Node and a venv-capable Python may come from elsewhere (nodesource, pyenv): accept them.
 command -v node >/dev/null && command -v npm >/dev/null || { need nodejs; need npm; }
 python3 -c 'import ensurepip, venv' 2>/dev/null || need python3-venv
+# building libvirt-python needs the headers of the Python the venv uses
+python3 -c 'import os, sysconfig; exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+  2>/dev/null || need python3-dev
 if ((${#missing[@]})); then
   echo "setup: apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -26,7 +33,7 @@ fi
 stamp=.venv/.strongroom-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e '.[test,libvirt]'
   touch "$stamp"
 fi
 

@@ -1,7 +1,9 @@
 """Commands for image-level backup and restore of disks and VMs.
 
-``backup vm --xml DOMAIN.xml...``, ``backup disk IMAGE``, ``restore vm POINT --in-place |
---as-new NAME`` and ``restore disk POINT [DISK] --to PATH [--attach VM.xml]``.
+``backup vm --xml DOMAIN.xml...`` (offline) or ``backup vm NAME... [--connect URI]``
+(libvirt), ``backup disk IMAGE``, ``restore vm POINT --in-place | --as-new NAME`` and
+``restore disk POINT [DISK] --to PATH [--attach VM.xml] | --attach-to DOMAIN``.  Which
+restores go to libvirt: see :mod:`strongroom.cli.vm`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from strongroom.cli import vm as vm_cmds
 from strongroom.cli.options import JsonOpt, PasswordFileOpt, VaultOpt, open_vault
 from strongroom.cli.output import console, human_bytes, is_tty, print_json
 from strongroom.errors import PointNotFound
@@ -108,10 +111,11 @@ def _print_backup(s: BackupSummary) -> None:
     for d in s.disks:
         st = d["stats"]
         name = d["target"] or Path(d["source"]).name
+        why = d.get("tracking", {}).get("reason")
         console.print(
             f"{escape(name)}: {d['format']}, {human_bytes(d['virtual_size'])} virtual, "
             f"read {human_bytes(st['bytes_read'])}, new {human_bytes(st['bytes_new'])} "
-            f"({d['read_mode']})",
+            f"({d['read_mode']}{', ' + why if why else ''})",
             soft_wrap=True,
         )
     for sk in s.skipped:
@@ -120,16 +124,33 @@ def _print_backup(s: BackupSummary) -> None:
     console.print(
         f"{s.kind} {escape(s.source)}: read {human_bytes(s.bytes_read)}, "
         f"added {human_bytes(s.bytes_new)} ({human_bytes(s.bytes_stored)} stored) "
-        f"in {s.duration:.1f}s, {human_bytes(rate)}/s",
+        f"in {s.duration:.1f}s, {human_bytes(rate)}/s, {s.consistency}",
         soft_wrap=True,
     )
     typer.echo(s.point_id)
 
 
+ConsistencyOpt = Annotated[
+    str,
+    typer.Option(
+        "--consistency", help="libvirt: app (freeze via the guest agent), crash, or auto."
+    ),
+]
+
+
 def backup_vm_cmd(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="libvirt domains to back up (running or shut off).")
+    ] = None,
     xml: Annotated[
-        list[Path], typer.Option("--xml", help="libvirt domain XML of a shut-off VM (repeatable).")
-    ],
+        list[Path] | None,
+        typer.Option("--xml", help="libvirt domain XML of a shut-off VM (repeatable)."),
+    ] = None,
+    connect: vm_cmds.ConnectOpt = None,
+    consistency: ConsistencyOpt = "auto",
+    full: Annotated[
+        bool, typer.Option("--full", help="libvirt: read every disk in full, start a new chain.")
+    ] = False,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
     tag: TagOpt = None,
@@ -137,16 +158,32 @@ def backup_vm_cmd(
     via_nbd: ViaNBDOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Back up VMs from their domain XML: every disk image it names, plus the XML."""
+    """Back up VMs: libvirt domains by NAME, or shut-off VMs from their domain XML."""
+    if bool(names) == bool(xml):
+        raise typer.BadParameter("give domain NAMEs (libvirt) or --xml FILEs, not both")
+    if xml and (connect is not None or full or consistency != "auto"):
+        raise typer.BadParameter("--connect, --full and --consistency go with domain NAMEs")
+    if consistency not in ("auto", "app", "crash"):
+        raise typer.BadParameter("--consistency must be auto, app or crash")
     opts = BackupOptions(_chunk_size(chunk_size), list(tag or []), direct_raw=not via_nbd)
     v = open_vault(vault, password_file)
     summaries = []
-    for path in xml:
-        with _progress(is_tty() and not as_json) as progress:
-            summary = backup_vm(v, path, opts, progress)
-        summaries.append(summary)
-        if not as_json:
-            _print_backup(summary)
+    provider = vm_cmds.LibvirtProvider(connect) if names else None
+    try:
+        for item in names or xml or []:
+            with _progress(is_tty() and not as_json) as progress:
+                if provider is not None:
+                    summary = provider.backup(
+                        v, str(item), opts, consistency=consistency, full=full, progress=progress
+                    )
+                else:
+                    summary = backup_vm(v, Path(item), opts, progress)
+            summaries.append(summary)
+            if not as_json:
+                _print_backup(summary)
+    finally:
+        if provider is not None:
+            provider.close()
     if as_json:
         docs = [s.to_dict() for s in summaries]
         print_json(docs[0] if len(docs) == 1 else docs)
@@ -229,28 +266,58 @@ def restore_vm_cmd(
     fmt: FormatOpt = None,
     force: ForceOpt = False,
     verify: VerifyOpt = False,
+    connect: vm_cmds.ConnectOpt = None,
+    start: Annotated[
+        bool, typer.Option("--start", help="libvirt: start the restored domain.")
+    ] = False,
     source: SourceOpt = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Restore a VM: in place (only changed chunks written) or as a new VM."""
+    """Restore a VM: in place (only changed chunks written) or as a new VM.
+
+    A point taken through libvirt goes back into libvirt (``--connect`` picks the host); a
+    point from XML files goes to files unless ``--connect`` is given."""
     if in_place == (as_new is not None):
         raise typer.BadParameter("give exactly one of --in-place or --as-new NAME")
     if in_place and (disk_dir is not None or fmt is not None):
         raise typer.BadParameter("--disk-dir and --format go with --as-new")
     v = open_vault(vault, password_file)
     p = _resolve(v, point, source, ("vm",))
-    with _progress(is_tty() and not as_json) as progress:
-        opts = RestoreOptions(force=force, verify=verify, progress=progress)
-        if as_new is not None:
-            summary = restore_vm_as_new(v, p, as_new, opts, disk_dir=disk_dir, fmt=fmt)
-        else:
-            summary = restore_vm_in_place(v, p, opts)
+    provider = vm_cmds.provider_for(p, connect)
+    if provider is None and start:
+        raise typer.BadParameter("--start restores into libvirt: add --connect URI")
+    try:
+        with _progress(is_tty() and not as_json) as progress:
+            opts = RestoreOptions(force=force, verify=verify, progress=progress)
+            summary = _restore_vm(v, p, provider, opts, as_new, disk_dir, fmt, start)
+    finally:
+        if provider is not None:
+            provider.close()
     if as_json:
         print_json(summary.to_dict())
     else:
         _print_restore(summary)
+
+
+def _restore_vm(
+    v: Vault,
+    p: RecoveryPoint,
+    provider: vm_cmds.LibvirtProvider | None,
+    opts: RestoreOptions,
+    as_new: str | None,
+    disk_dir: Path | None,
+    fmt: str | None,
+    start: bool,
+) -> RestoreSummary:
+    if provider is not None and as_new is not None:
+        return provider.define_as_new(v, p, as_new, opts, disk_dir=disk_dir, fmt=fmt, start=start)
+    if provider is not None:
+        return provider.restore_in_place(v, p, opts, start=start)
+    if as_new is not None:
+        return restore_vm_as_new(v, p, as_new, opts, disk_dir=disk_dir, fmt=fmt)
+    return restore_vm_in_place(v, p, opts)
 
 
 def restore_disk_cmd(
@@ -264,6 +331,11 @@ def restore_disk_cmd(
         Path | None,
         typer.Option("--attach", help="Add the disk to this VM's XML at the next free target."),
     ] = None,
+    attach_to: Annotated[
+        str | None,
+        typer.Option("--attach-to", help="libvirt: attach the disk to this domain (and live)."),
+    ] = None,
+    connect: vm_cmds.ConnectOpt = None,
     force: ForceOpt = False,
     verify: VerifyOpt = False,
     source: SourceOpt = None,
@@ -272,13 +344,22 @@ def restore_disk_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Restore one disk to a path, in any format; optionally attach it to another VM."""
-    if to is None:
-        raise typer.BadParameter("--to PATH is required")
+    if attach is not None and attach_to is not None:
+        raise typer.BadParameter(
+            "--attach (an XML file) and --attach-to (libvirt) exclude each other"
+        )
+    if to is None and attach_to is None:
+        raise typer.BadParameter("--to PATH is required (or --attach-to DOMAIN)")
     v = open_vault(vault, password_file)
     p = _resolve(v, point, source, ("vm", "disk"))
     with _progress(is_tty() and not as_json) as progress:
         opts = RestoreOptions(force=force, verify=verify, progress=progress)
-        summary = restore_disk(v, p, disk, to, opts, fmt=fmt, attach=attach)
+        if attach_to is not None:
+            with vm_cmds.LibvirtProvider(connect or vm_cmds.recorded_uri(p)) as provider:
+                summary = provider.attach(v, p, disk, attach_to, opts, to=to, fmt=fmt)
+        else:
+            assert to is not None
+            summary = restore_disk(v, p, disk, to, opts, fmt=fmt, attach=attach)
     if as_json:
         print_json(summary.to_dict())
     else:

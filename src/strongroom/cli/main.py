@@ -16,6 +16,7 @@ from strongroom.cli import image as image_cmds
 from strongroom.cli import keys as keys_cmds
 from strongroom.cli import maintenance as maintenance_cmds
 from strongroom.cli import vault_cmds
+from strongroom.cli import vm as vm_cmds
 from strongroom.cli.output import error
 from strongroom.errors import StrongroomError
 
@@ -38,6 +39,7 @@ vault_cmds.register(app)
 maintenance_cmds.register(app)
 files_cmds.register(app, backup_app, restore_app)
 image_cmds.register(app, backup_app, restore_app)
+vm_cmds.register(app)
 app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
 app.add_typer(

@@ -21,14 +21,26 @@ from typing import Any, Final
 from strongroom.chunking import is_zero
 from strongroom.errors import ImageError
 from strongroom.image.chunkmap import ChunkMap, store_map
-from strongroom.image.disks import open_disk
+from strongroom.image.disks import Disk, open_disk
 from strongroom.image.domain import DomainInfo, parse_domain
 from strongroom.image.formats import check_read_format, image_info, image_lock_error
 from strongroom.image.records import DiskRecord, VMRecord, store_disk, store_vm
-from strongroom.image.scan import DEFAULT_WORKERS, chunk_indexes, read_bytes, scan
+from strongroom.image.scan import DEFAULT_WORKERS, chunk_indexes, scan
 from strongroom.vault import ChunkWriter, PointManifest, Vault
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "BackupOptions", "BackupSummary", "backup_disk", "backup_vm"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "BackupOptions",
+    "BackupSummary",
+    "ReadPlan",
+    "backup_disk",
+    "backup_vm",
+    "commit_point",
+    "ensure_readable",
+    "latest_point",
+    "read_disk",
+    "summarize",
+]
 
 DEFAULT_CHUNK_SIZE: Final = 1 << 20
 # (label, bytes done, bytes to read in total)
@@ -61,6 +73,7 @@ class BackupSummary:
     bytes_stored: int = 0
     chunks_new: int = 0
     duration: float = 0.0
+    consistency: str = "offline"
     disks: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
 
@@ -73,18 +86,19 @@ class BackupSummary:
 
 
 class _DiskRun:
-    """One disk's scan: fills the chunk map and counts what happened."""
+    """One disk's scan: fills the chunk map (a copy of the base map, if any) and counts."""
 
-    def __init__(self, writer: ChunkWriter, count: int) -> None:
+    def __init__(self, writer: ChunkWriter, count: int, base: ChunkMap | None) -> None:
         self.writer = writer
-        self.cmap = ChunkMap(count)
+        self.cmap = base.copy() if base is not None else ChunkMap(count)
         self.lock = threading.Lock()
-        self.stats = {"chunks_read": 0, "zero_chunks_read": 0, "data_chunks": 0}
-        self.stats |= {"chunks_new": 0, "bytes_read": 0, "bytes_new": 0, "data_bytes": 0}
+        self.stats = {"chunks_read": 0, "zero_chunks_read": 0, "chunks_new": 0}
+        self.stats |= {"bytes_read": 0, "bytes_new": 0}
 
     def handle(self, index: int, view: memoryview) -> None:
         n = len(view)
         if is_zero(view):
+            self.cmap.set(index, None)
             with self.lock:
                 self.stats["chunks_read"] += 1
                 self.stats["zero_chunks_read"] += 1
@@ -95,12 +109,54 @@ class _DiskRun:
         with self.lock:
             s = self.stats
             s["chunks_read"] += 1
-            s["data_chunks"] += 1
             s["bytes_read"] += n
-            s["data_bytes"] += n
             if result.new:
                 s["chunks_new"] += 1
                 s["bytes_new"] += n
+
+
+@dataclass
+class ReadPlan:
+    """Which chunks of a disk to read; every other chunk keeps the base map's id (a chunk
+    outside ``indexes`` with no base is zero: a hole the disk reported)."""
+
+    indexes: list[int]
+    base: ChunkMap | None = None
+
+
+def read_disk(
+    writer: ChunkWriter,
+    disk: Disk,
+    plan: ReadPlan,
+    chunk_size: int,
+    label: str,
+    opts: BackupOptions,
+    progress: Progress | None = None,
+) -> tuple[ChunkMap, dict[str, Any]]:
+    """Read the plan's chunks of ``disk`` into the vault; the disk's new map and statistics."""
+    started = time.monotonic()
+    count = -(-disk.size // chunk_size)
+    if plan.base is not None and plan.base.count != count:
+        raise ImageError(f"{label}: the base chunk map has {plan.base.count} chunks, not {count}")
+    run = _DiskRun(writer, count, plan.base)
+    total = sum(min(chunk_size, disk.size - i * chunk_size) for i in plan.indexes)
+    done = [0]
+
+    def step(n: int) -> None:
+        with run.lock:
+            done[0] += n
+            value = done[0]
+        if progress is not None:
+            progress(label, value, total)
+
+    scan(disk, chunk_size, plan.indexes, run.handle, workers=opts.workers, progress=step)
+    data = [i for i, _ in run.cmap.data()]
+    stats: dict[str, Any] = dict(run.stats)
+    stats["chunks_reused"] = len(data) - (stats["chunks_read"] - stats["zero_chunks_read"])
+    stats["data_chunks"] = len(data)
+    stats["data_bytes"] = sum(min(chunk_size, disk.size - i * chunk_size) for i in data)
+    stats["duration"] = round(time.monotonic() - started, 3)
+    return run.cmap, stats
 
 
 def _check_path(path: Path, where: str) -> None:
@@ -110,7 +166,7 @@ def _check_path(path: Path, where: str) -> None:
         raise ImageError(f"{where}{path} is a folder, not a disk image")
 
 
-def _ensure_readable(path: Path, fmt: str, where: str) -> None:
+def ensure_readable(path: Path, fmt: str, where: str) -> None:
     check_read_format(fmt)
     _check_path(path, where)
     held = image_lock_error(path, fmt)
@@ -129,24 +185,11 @@ def _backup_one(
     opts: BackupOptions,
     progress: Progress | None,
 ) -> DiskRecord:
-    started = time.monotonic()
     cs = opts.chunk_size
     disk = open_disk(path, fmt, direct_raw=opts.direct_raw)
     try:
-        extents = list(disk.data_extents())
-        total = read_bytes(extents, cs, disk.size)
-        run = _DiskRun(writer, -(-disk.size // cs))
-        done = [0]
-        label = target[0] or path.name
-
-        def step(n: int) -> None:
-            with run.lock:
-                done[0] += n
-                value = done[0]
-            if progress is not None:
-                progress(label, value, total)
-
-        scan(disk, cs, chunk_indexes(extents, cs), run.handle, workers=opts.workers, progress=step)
+        plan = ReadPlan(list(chunk_indexes(disk.data_extents(), cs)))
+        cmap, stats = read_disk(writer, disk, plan, cs, target[0] or path.name, opts, progress)
         size, read_mode = disk.size, disk.read_mode
     finally:
         disk.close()
@@ -157,21 +200,21 @@ def _backup_one(
         format=fmt,
         virtual_size=size,
         chunk_size=cs,
-        chunks=run.cmap.count,
+        chunks=cmap.count,
         read_mode=read_mode,
-        stats=run.stats | {"duration": round(time.monotonic() - started, 3)},
+        stats=stats,
     )
-    record.pieces = store_map(vault, writer, run.cmap)
+    record.pieces = store_map(vault, writer, cmap)
     store_disk(vault, writer, record)
     return record
 
 
-def _parent(vault: Vault, kind: str, source: str) -> str | None:
+def latest_point(vault: Vault, kind: str, source: str) -> str | None:
     earlier = [p for p in vault.points() if p.manifest.kind == kind and p.manifest.source == source]
     return earlier[-1].point_id if earlier else None
 
 
-def _summarize(summary: BackupSummary, records: Sequence[DiskRecord], writer: ChunkWriter) -> None:
+def summarize(summary: BackupSummary, records: Sequence[DiskRecord], writer: ChunkWriter) -> None:
     for r in records:
         summary.logical_bytes += r.virtual_size
         summary.data_bytes += r.stats["data_bytes"]
@@ -182,7 +225,7 @@ def _summarize(summary: BackupSummary, records: Sequence[DiskRecord], writer: Ch
     summary.chunks_new = writer.stats.chunks_new
 
 
-def _commit(
+def commit_point(
     vault: Vault,
     writer: ChunkWriter,
     summary: BackupSummary,
@@ -198,7 +241,7 @@ def _commit(
         source=summary.source,
         roots=[root.hex()],
         parent=summary.parent,
-        consistency="offline",
+        consistency=summary.consistency,
         tags=list(opts.tags),
         summary=summary.counts(),
         meta=meta,
@@ -221,7 +264,7 @@ def read_domain(xml_path: Path) -> tuple[bytes, DomainInfo]:
             + (f" ({skipped})" if skipped else "")
         )
     for d in info.disks:
-        _ensure_readable(d.source, d.format, f"{xml_path}: disk {d.target}: ")
+        ensure_readable(d.source, d.format, f"{xml_path}: disk {d.target}: ")
     return xml, info
 
 
@@ -234,7 +277,7 @@ def backup_vm(
     skipped = [asdict(s) for s in info.skipped]
     summary = BackupSummary(kind="vm", source=info.name, skipped=skipped)
     with vault.lock():
-        summary.parent = _parent(vault, "vm", info.name)
+        summary.parent = latest_point(vault, "vm", info.name)
         writer = vault.writer()
         try:
             records = [
@@ -243,7 +286,7 @@ def backup_vm(
             ]
             vm = VMRecord(info.name, info.uuid, str(xml_path.absolute()), xml, records, skipped)
             root = store_vm(vault, writer, vm)
-            _summarize(summary, records, writer)
+            summarize(summary, records, writer)
             meta = {
                 "domain": info.name,
                 "uuid": info.uuid,
@@ -251,7 +294,7 @@ def backup_vm(
                 "disks": [r.summary() for r in records],
                 "skipped": skipped,
             }
-            _commit(vault, writer, summary, root, meta, opts, started)
+            commit_point(vault, writer, summary, root, meta, opts, started)
         finally:
             writer.close()
     return summary
@@ -271,16 +314,16 @@ def backup_disk(
     image = image.absolute()
     _check_path(image, "")
     fmt = fmt or image_info(image).format
-    _ensure_readable(image, fmt, "")
+    ensure_readable(image, fmt, "")
     summary = BackupSummary(kind="disk", source=source or str(image))
     with vault.lock():
-        summary.parent = _parent(vault, "disk", summary.source)
+        summary.parent = latest_point(vault, "disk", summary.source)
         writer = vault.writer()
         try:
             record = _backup_one(vault, writer, image, fmt, ("", ""), opts, progress)
-            _summarize(summary, [record], writer)
+            summarize(summary, [record], writer)
             meta = {"disks": [record.summary()]}
-            _commit(vault, writer, summary, record.tree_id, meta, opts, started)
+            commit_point(vault, writer, summary, record.tree_id, meta, opts, started)
         finally:
             writer.close()
     return summary

@@ -47,6 +47,11 @@ class ChunkMap:
     def __len__(self) -> int:
         return self.count
 
+    def copy(self) -> ChunkMap:
+        other = ChunkMap(0)
+        other.count, other._ids = self.count, bytearray(self._ids)
+        return other
+
     def set(self, index: int, chunk_id: bytes | None) -> None:
         pos = index * ID_SIZE
         self._ids[pos : pos + ID_SIZE] = chunk_id or ZERO

@@ -21,15 +21,17 @@ from pathlib import Path
 from typing import Final, ParamSpec, Protocol, TypeVar
 
 from strongroom.errors import ImageError, NBDError
-from strongroom.image.nbd import BASE_ALLOCATION, STATE_ZERO, NBDClient, QemuNBD
+from strongroom.image.nbd import BASE_ALLOCATION, STATE_DIRTY, STATE_ZERO, NBDClient, QemuNBD
+from strongroom.image.nbd.negotiate import Address
 from strongroom.image.nbd.protocol import ENOSPC, NBDCommandError
 
-__all__ = ["Disk", "NBDDisk", "RawDisk", "in_use_message", "open_disk"]
+__all__ = ["Disk", "ExportDisk", "NBDDisk", "RawDisk", "in_use_message", "open_disk"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 READ_MODE_RAW: Final = "raw-seek-data"
 READ_MODE_NBD: Final = "nbd-block-status"
+READ_MODE_EXPORT: Final = "nbd-export"
 _FULL_ERRNOS: Final = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _PUNCH_HOLE: Final = 0x02
 _KEEP_SIZE: Final = 0x01
@@ -175,16 +177,18 @@ class NBDDisk:
         writable: bool = False,
         locking: bool = True,
         display: Path | None = None,
+        bitmap: str | None = None,
     ):
         self.path, self.fmt = path, fmt
         self.display = display or path
-        self._server = QemuNBD(path, fmt=fmt, writable=writable, locking=locking)
+        self.bitmap = bitmap
+        self._server = QemuNBD(path, fmt=fmt, writable=writable, locking=locking, bitmap=bitmap)
         try:
             self._server.start()
         except ImageError as exc:
             raise _start_error(path, fmt, str(exc)) from None
         try:
-            self._client: NBDClient = self._server.connect([BASE_ALLOCATION], max_in_flight=16)
+            self._client: NBDClient = self._server.connect(max_in_flight=16)
         except BaseException:
             self._server.stop()
             raise
@@ -192,18 +196,12 @@ class NBDDisk:
         self._writes: deque[tuple[Future[int], bytes | memoryview]] = deque()
 
     def data_extents(self) -> Iterator[tuple[int, int]]:
-        start = end = -1
-        for ext in self._client.extents(BASE_ALLOCATION):
-            if ext.flags & STATE_ZERO:
-                continue
-            if ext.offset == end:
-                end = ext.end
-                continue
-            if end > start:
-                yield start, end - start
-            start, end = ext.offset, ext.end
-        if end > start:
-            yield start, end - start
+        return merged_extents(self._client, BASE_ALLOCATION, lambda flags: not flags & STATE_ZERO)
+
+    def dirty_extents(self) -> Iterator[tuple[int, int]]:
+        """The extents the persistent bitmap (``bitmap=``) marks dirty."""
+        context = f"qemu:dirty-bitmap:{self.bitmap}"
+        return merged_extents(self._client, context, lambda flags: bool(flags & STATE_DIRTY))
 
     def read_into(self, offset: int, view: memoryview) -> None:
         try:
@@ -254,6 +252,72 @@ class NBDDisk:
             self._client.close()
         finally:
             self._server.stop()
+
+
+def merged_extents(
+    client: NBDClient, context: str, keep: Callable[[int], bool]
+) -> Iterator[tuple[int, int]]:
+    """(offset, length) of the runs of extents whose flags ``keep`` accepts, merged."""
+    start = end = -1
+    for ext in client.extents(context):
+        if not keep(ext.flags):
+            continue
+        if ext.offset == end:
+            end = ext.end
+            continue
+        if end > start:
+            yield start, end - start
+        start, end = ext.offset, ext.end
+    if end > start:
+        yield start, end - start
+
+
+class ExportDisk:
+    """A read-only export someone else serves (libvirt's pull-mode backup): the export
+    ``name`` at ``address``, with ``base:allocation`` and optionally a dirty bitmap."""
+
+    fmt = "raw"
+    read_mode = READ_MODE_EXPORT
+    parallel_writes = False
+
+    def __init__(self, address: Address, name: str, *, bitmap: str | None = None) -> None:
+        self.path = Path(f"nbd:{name}")
+        self.bitmap = bitmap
+        contexts = [BASE_ALLOCATION] + ([f"qemu:dirty-bitmap:{bitmap}"] if bitmap else [])
+        try:
+            self._client = NBDClient(address, name, meta_contexts=contexts, max_in_flight=16)
+        except NBDError as exc:
+            raise ImageError(f"cannot open NBD export {name!r}: {exc}") from None
+        self.size = self._client.size
+
+    def data_extents(self) -> Iterator[tuple[int, int]]:
+        if BASE_ALLOCATION not in self._client.meta_contexts:
+            return iter([(0, self.size)])
+        return merged_extents(self._client, BASE_ALLOCATION, lambda flags: not flags & STATE_ZERO)
+
+    def dirty_extents(self) -> Iterator[tuple[int, int]]:
+        context = f"qemu:dirty-bitmap:{self.bitmap}"
+        if context not in self._client.meta_contexts:
+            raise ImageError(f"the NBD export {self.path.name!r} offers no {context}")
+        return merged_extents(self._client, context, lambda flags: bool(flags & STATE_DIRTY))
+
+    def read_into(self, offset: int, view: memoryview) -> None:
+        try:
+            self._client.read_into(offset, view)
+        except NBDError as exc:
+            raise ImageError(f"cannot read NBD export {self.path.name!r}: {exc}") from None
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        raise ImageError("NBD backup exports are read-only")
+
+    def zero(self, offset: int, length: int) -> None:
+        raise ImageError("NBD backup exports are read-only")
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._client.close()
 
 
 def _start_error(path: Path, fmt: str, message: str) -> ImageError:

@@ -21,6 +21,7 @@ __all__ = [
     "DomainInfo",
     "SkippedDisk",
     "attach_disk",
+    "free_target",
     "new_mac",
     "parse_domain",
     "rewrite_as_new",
@@ -214,6 +215,20 @@ def _next_free_target(root: ET.Element, prefix: str) -> str:
         t.get("dev", "")
         for t in root.iterfind("./devices/disk/target")
         if t.get("dev", "").startswith(prefix)
+    }
+    n = 0
+    while f"{prefix}{_letters(n)}" in used:
+        n += 1
+    return f"{prefix}{_letters(n)}"
+
+
+def free_target(xmls: list[bytes], bus: str) -> str:
+    """The first target of ``bus``'s prefix no disk of any of these domain XMLs uses."""
+    prefix = target_prefix(bus)
+    used = {
+        t.get("dev", "")
+        for xml in xmls
+        for t in _parse(xml, "domain XML").iterfind("./devices/disk/target")
     }
     n = 0
     while f"{prefix}{_letters(n)}" in used:

@@ -38,16 +38,21 @@ class DiskRecord:
     read_mode: str
     change_mode: str = "full-read-hash"
     stats: dict[str, Any] = field(default_factory=dict)
+    # Change tracking (libvirt provider): checkpoint, chain state, fall-back reason.
+    tracking: dict[str, Any] = field(default_factory=dict)
     pieces: list[bytes] = field(default_factory=list)
     tree_id: bytes = b""
 
     def body(self) -> bytes:
         doc = {k: v for k, v in asdict(self).items() if k not in ("pieces", "tree_id")}
+        if not self.tracking:
+            del doc["tracking"]  # offline records keep their v1 shape
         return json.dumps({"v": 1, "type": DISK_TYPE, **doc}, sort_keys=True).encode()
 
     def summary(self) -> dict[str, Any]:
         keep = ("target", "source", "format", "virtual_size", "chunk_size", "read_mode")
-        return {k: getattr(self, k) for k in keep} | {"change_mode": self.change_mode}
+        doc = {k: getattr(self, k) for k in keep} | {"change_mode": self.change_mode}
+        return doc | ({"tracking": self.tracking} if self.tracking else {})
 
     def chunk_map(self, vault: Vault) -> ChunkMap:
         return load_map(vault, self.pieces, self.chunks, f"disk {self.target or self.source}")
@@ -61,6 +66,8 @@ class VMRecord:
     xml: bytes
     disks: list[DiskRecord]
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # Where the VM was read from when not an XML file: {"name": "libvirt", "uri": ...}.
+    provider: dict[str, Any] = field(default_factory=dict)
 
     def disk(self, which: str | None) -> DiskRecord:
         """A disk by target (``vda``), source path or file name; the only one if None."""
@@ -94,6 +101,8 @@ def store_vm(vault: Vault, writer: ChunkWriter, vm: VMRecord) -> bytes:
         "disks": [{"target": d.target, "tree": i + 1} for i, d in enumerate(vm.disks)],
         "skipped": vm.skipped,
     }
+    if vm.provider:
+        body["provider"] = vm.provider
     return vault.put_tree(writer, refs, json.dumps(body, sort_keys=True).encode())
 
 
@@ -129,6 +138,7 @@ def _load_vm(vault: Vault, tree_id: bytes) -> VMRecord:
         xml=vault.read_chunk(refs[doc["xml"]]),
         disks=disks,
         skipped=doc.get("skipped", []),
+        provider=doc.get("provider", {}),
     )
 
 

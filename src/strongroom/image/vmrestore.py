@@ -39,7 +39,14 @@ from strongroom.image.restore import (
 )
 from strongroom.vault import RecoveryPoint, Vault
 
-__all__ = ["RestoreSummary", "restore_disk", "restore_vm_as_new", "restore_vm_in_place"]
+__all__ = [
+    "RestoreSummary",
+    "restore_disk",
+    "restore_vm_as_new",
+    "restore_vm_in_place",
+    "write_disks_as_new",
+    "write_disks_in_place",
+]
 
 
 @dataclass
@@ -117,26 +124,35 @@ def _in_place_mode(record: DiskRecord, opts: RestoreOptions) -> str:
     return "in-place"
 
 
+def write_disks_in_place(
+    vault: Vault, point: RecoveryPoint, opts: RestoreOptions
+) -> tuple[VMRecord, RestoreSummary]:
+    """Write every disk of a ``vm`` point back to its recorded path and format (vault locked
+    by the caller); nothing is written unless every disk and chunk checks out."""
+    vm = _load_vm(vault, point)
+    plans = [_plan(vault, d) for d in vm.disks]
+    modes = [_in_place_mode(d, opts) for d in vm.disks]
+    check_chunks(vault, [p.cmap for p in plans])
+    summary = RestoreSummary(point.point_id, "vm-in-place", vm.name, xml_path=vm.xml_path or None)
+    force_new = RestoreOptions(True, opts.verify, opts.workers, opts.progress)
+    for record, plan, mode in zip(vm.disks, plans, modes, strict=True):
+        path = Path(record.source)
+        result = DiskResult(record.target, str(path), record.format, record.virtual_size, mode)
+        if mode == "in-place":
+            write_in_place(vault, plan, path, record.format, result, opts)
+        else:
+            write_new(vault, plan, path, record.format, result, force_new)
+        summary.disks.append(result)
+    return vm, summary
+
+
 def restore_vm_in_place(vault: Vault, point: RecoveryPoint, opts: RestoreOptions) -> RestoreSummary:
     """Write every disk back to its original path and format, then the domain XML."""
     started = time.monotonic()
     with vault.lock():
-        vm = _load_vm(vault, point)
-        plans = [_plan(vault, d) for d in vm.disks]
-        modes = [_in_place_mode(d, opts) for d in vm.disks]
-        check_chunks(vault, [p.cmap for p in plans])
-        summary = RestoreSummary(point.point_id, "vm-in-place", vm.name, xml_path=vm.xml_path)
-        force_new = RestoreOptions(True, opts.verify, opts.workers, opts.progress)
-        for record, plan, mode in zip(vm.disks, plans, modes, strict=True):
-            path = Path(record.source)
-            result = DiskResult(record.target, str(path), record.format, record.virtual_size, mode)
-            if mode == "in-place":
-                write_in_place(vault, plan, path, record.format, result, opts)
-            else:
-                write_new(vault, plan, path, record.format, result, force_new)
-            summary.disks.append(result)
+        vm, summary = write_disks_in_place(vault, point, opts)
         xml_path = Path(vm.xml_path)
-        if xml_path.parent.is_dir():
+        if vm.xml_path and xml_path.parent.is_dir():
             write_file_atomic(xml_path, vm.xml)
         else:
             summary.xml_path = None
@@ -148,6 +164,40 @@ def _out_format(record: DiskRecord, fmt: str | None) -> str:
     if fmt is not None:
         return check_write_format(fmt)
     return record.format if record.format in WRITE_FORMATS else "qcow2"
+
+
+def write_disks_as_new(
+    vault: Vault,
+    point: RecoveryPoint,
+    name: str,
+    folder: Path | None,
+    fmt: str | None,
+    opts: RestoreOptions,
+) -> tuple[VMRecord, RestoreSummary, dict[str, tuple[Path, str]]]:
+    """The point's disks as ``FOLDER/NAME-<target>.<ext>`` (vault locked by the caller);
+    FOLDER defaults to the folder the original XML was read from."""
+    if not name or "/" in name or name.startswith("."):
+        raise ImageError(f"invalid VM name {name!r}")
+    vm = _load_vm(vault, point)
+    folder = folder if folder is not None else Path(vm.xml_path or vm.disks[0].source).parent
+    if not folder.is_dir():
+        raise ImageError(f"disk folder {folder} does not exist (give --disk-dir)")
+    folder = folder.absolute()
+    outputs: dict[str, tuple[Path, str]] = {}
+    for d in vm.disks:
+        out_fmt = _out_format(d, fmt)
+        outputs[d.target] = (folder / f"{name}-{d.target}{extension_for(out_fmt)}", out_fmt)
+    xml_out = folder / f"{name}.xml"
+    for path in [*(p for p, _ in outputs.values()), xml_out]:
+        check_new_target(path, opts.force)
+    plans = [_plan(vault, d) for d in vm.disks]
+    check_chunks(vault, [p.cmap for p in plans])
+    summary = RestoreSummary(point.point_id, "vm-as-new", name, xml_path=str(xml_out))
+    for record, plan in zip(vm.disks, plans, strict=True):
+        path, out_fmt = outputs[record.target]
+        result = DiskResult(record.target, str(path), out_fmt, record.virtual_size)
+        summary.disks.append(write_new(vault, plan, path, out_fmt, result, opts))
+    return vm, summary, outputs
 
 
 def restore_vm_as_new(
@@ -162,29 +212,10 @@ def restore_vm_as_new(
     """The VM as ``name``: new UUID and MACs; disks ``DIR/NAME-<target>.<ext>``, XML
     ``DIR/NAME.xml`` (DIR defaults to the folder the original XML was read from)."""
     started = time.monotonic()
-    if not name or "/" in name or name.startswith("."):
-        raise ImageError(f"invalid VM name {name!r}")
     with vault.lock():
-        vm = _load_vm(vault, point)
-        folder = disk_dir if disk_dir is not None else Path(vm.xml_path).parent
-        if not folder.is_dir():
-            raise ImageError(f"disk folder {folder} does not exist (give --disk-dir)")
-        folder = folder.absolute()
-        outputs: dict[str, tuple[Path, str]] = {}
-        for d in vm.disks:
-            out_fmt = _out_format(d, fmt)
-            outputs[d.target] = (folder / f"{name}-{d.target}{extension_for(out_fmt)}", out_fmt)
-        xml_out = folder / f"{name}.xml"
-        for path in [*(p for p, _ in outputs.values()), xml_out]:
-            check_new_target(path, opts.force)
-        plans = [_plan(vault, d) for d in vm.disks]
-        check_chunks(vault, [p.cmap for p in plans])
-        summary = RestoreSummary(point.point_id, "vm-as-new", name, xml_path=str(xml_out))
-        for record, plan in zip(vm.disks, plans, strict=True):
-            path, out_fmt = outputs[record.target]
-            result = DiskResult(record.target, str(path), out_fmt, record.virtual_size)
-            summary.disks.append(write_new(vault, plan, path, out_fmt, result, opts))
-        write_file_atomic(xml_out, rewrite_as_new(vm.xml, name, outputs))
+        vm, summary, outputs = write_disks_as_new(vault, point, name, disk_dir, fmt, opts)
+        assert summary.xml_path is not None
+        write_file_atomic(Path(summary.xml_path), rewrite_as_new(vm.xml, name, outputs))
     summary.duration = round(time.monotonic() - started, 3)
     return summary
 
