@@ -1,0 +1,236 @@
+"""Running one command and measuring it: wall time, CPU time and peak RSS of the child.
+
+Wall time is ``time.perf_counter`` around start and reap; CPU time (user + system) and peak
+RSS come from the child's own ``rusage`` as returned by ``os.wait4``.  Before each timed run
+the caller syncs (no writeback of earlier steps inside the timing) and warms the page cache
+with :func:`warm`, since this machine drops the cache when idle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+MiB = 1 << 20
+_WARM_BUFFER = 8 * MiB
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PF_KTHREAD = 0x00200000
+
+
+class CommandFailed(RuntimeError):
+    """A measured command exited with a non-zero status (the log holds its output)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured run of one command."""
+
+    wall: float  # seconds
+    cpu: float  # seconds, user + system of the child
+    max_rss: int  # bytes
+    foreign_cpu: float = 0.0  # CPU seconds other user-space processes used meanwhile
+    sys_cpu: float = 0.0  # the system (kernel) part of ``cpu``
+
+
+def run_measured(
+    argv: Sequence[str],
+    env: dict[str, str],
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    stdout: Path | None = None,
+    timeout: float = 3600.0,
+) -> Sample:
+    """Run ``argv`` to completion with its output appended to ``log``; raise if it fails.
+
+    With ``stdout`` the standard output goes to that file instead (for JSON summaries).
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out, (stdout or Path(os.devnull)).open("wb") as json_out:
+        out.write(f"\n$ {' '.join(argv)}\n".encode())
+        out.flush()
+        others = other_processes()
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            list(argv),
+            env=env,
+            cwd=cwd,
+            stdout=json_out if stdout else out,
+            stderr=out,
+            start_new_session=True,
+        )
+        timer = threading.Timer(timeout, _kill_group, (proc.pid,))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - started
+        foreign = foreign_seconds(others, other_processes())
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise CommandFailed(f"{argv[0]} exited with {proc.returncode} (see {log})")
+    cpu = usage.ru_utime + usage.ru_stime
+    rss = usage.ru_maxrss * 1024
+    return Sample(wall, cpu, rss, foreign_cpu=foreign, sys_cpu=usage.ru_stime)
+
+
+def run_quiet(
+    argv: Sequence[str], env: dict[str, str] | None, log: Path, cwd: Path | None = None
+) -> None:
+    """An untimed helper command (init, cmp, diff); raise if it fails."""
+    with log.open("ab") as out:
+        out.write(f"\n$ {' '.join(argv)}\n".encode())
+        out.flush()
+        result = subprocess.run(list(argv), env=env, cwd=cwd, stdout=out, stderr=out, check=False)
+    if result.returncode != 0:
+        raise CommandFailed(f"{' '.join(argv[:3])} exited with {result.returncode} (see {log})")
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def median_sample(samples: Sequence[Sample]) -> Sample:
+    """Median of each measure separately."""
+    return Sample(
+        wall=statistics.median(s.wall for s in samples),
+        cpu=statistics.median(s.cpu for s in samples),
+        max_rss=int(statistics.median(s.max_rss for s in samples)),
+        foreign_cpu=statistics.median(s.foreign_cpu for s in samples),
+        sys_cpu=statistics.median(s.sys_cpu for s in samples),
+    )
+
+
+# (ticks since boot, {pid: (start time in ticks since boot, CPU ticks incl. reaped children)})
+ProcessTimes = tuple[int, dict[int, tuple[int, int]]]
+
+
+def other_processes() -> ProcessTimes:
+    """CPU ticks of every user-space process but this one, from ``/proc/PID/stat``.
+
+    A process's reaped children are counted in it (cutime, cstime), so short-lived commands
+    of a long-running job are seen; kernel threads (writeback of what the measured tool wrote,
+    for instance) are not counted.
+    """
+    me = os.getpid()
+    with open("/proc/uptime") as f:
+        now = int(float(f.read().split()[0]) * _CLOCK_TICKS)
+    times: dict[int, tuple[int, int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(b")") + 2 :].split()  # fields[0] is stat field 3 (state)
+        if int(fields[6]) & _PF_KTHREAD:
+            continue
+        times[int(entry.name)] = (int(fields[19]), sum(int(x) for x in fields[11:15]))
+    return now, times
+
+
+def foreign_seconds(before: ProcessTimes, after: ProcessTimes) -> float:
+    """CPU seconds other processes used between two snapshots (new processes from zero).
+
+    A process that started before the first snapshot but is missing from it (unreadable
+    then) is left out rather than counted with its whole lifetime.
+    """
+    since, earlier = before
+    ticks = 0
+    for pid, (start, used) in after[1].items():
+        prev = earlier.get(pid)
+        if prev is not None and prev[0] == start:
+            ticks += used - prev[1]
+        elif start >= since:
+            ticks += used
+    return ticks / _CLOCK_TICKS
+
+
+def wait_for_quiet(max_wait: float, busy_cores: float = 0.2, window: float = 0.5) -> float:
+    """Wait until the machine is idle (below ``busy_cores`` for two windows in a row).
+
+    The development machine is shared: other jobs' CPU use inside a timing distorts it.
+    Gives up after ``max_wait`` seconds; returns the seconds waited.
+    """
+    started = time.perf_counter()
+    quiet = 0
+    while quiet < 2 and time.perf_counter() - started < max_wait:
+        before = other_processes()
+        time.sleep(window)
+        busy = foreign_seconds(before, other_processes())
+        quiet = quiet + 1 if busy < busy_cores * window else 0
+    return time.perf_counter() - started
+
+
+def sync_filesystem(path: Path) -> None:
+    """``syncfs`` on the file system holding ``path`` (``sync -f``)."""
+    subprocess.run(["sync", "-f", str(path)], check=True)
+
+
+def warm(paths: Iterable[Path]) -> int:
+    """Read every regular file under ``paths`` into the page cache; returns bytes read.
+
+    Sparse files are read extent by extent (SEEK_DATA/SEEK_HOLE), so a 64 GiB image with
+    1 GiB of data costs 1 GiB of reading.
+    """
+    buffer = bytearray(_WARM_BUFFER)
+    total = 0
+    for path in paths:
+        if path.is_dir():
+            for root, _dirs, files in os.walk(path):
+                for name in files:
+                    total += _warm_file(Path(root, name), buffer)
+        elif path.is_file():
+            total += _warm_file(path, buffer)
+    return total
+
+
+def _warm_file(path: Path, buffer: bytearray) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return 0
+    try:
+        return sum(_read_range(fd, start, end, buffer) for start, end in data_extents(fd))
+    finally:
+        os.close(fd)
+
+
+def data_extents(fd: int) -> list[tuple[int, int]]:
+    """The file's data extents as ``(start, end)`` pairs, holes left out."""
+    size = os.fstat(fd).st_size
+    extents: list[tuple[int, int]] = []
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole remains
+            break
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        extents.append((start, end))
+        offset = end
+    return extents
+
+
+def _read_range(fd: int, start: int, end: int, buffer: bytearray) -> int:
+    view = memoryview(buffer)
+    done = 0
+    while start + done < end:
+        want = min(len(buffer), end - start - done)
+        got = os.preadv(fd, [view[:want]], start + done)
+        if got <= 0:
+            break
+        done += got
+    return done
