@@ -163,6 +163,17 @@ class _Executor:
     def _issue(self, e: Entry) -> Callable[[str], None]:
         return lambda reason: self._fail(e, reason)
 
+    def _rename_into_place(self, tmp: bytes, e: Entry) -> bool:
+        """The last step of every entry: a failed rename leaves no temp file behind."""
+        try:
+            os.rename(tmp, e.dest)
+        except OSError as exc:
+            self._fail(e, f"cannot rename into place: {exc.strerror}")
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return False
+        return True
+
     def run(self, plan: Plan) -> None:
         files: list[Entry] = []
         links: list[Entry] = []
@@ -220,14 +231,8 @@ class _Executor:
             self._fail(e, f"cannot create {node.kind}: {exc.strerror}")
             return
         apply_metadata(tmp, node, as_root=self.as_root, issue=self._issue(e))
-        try:
-            os.rename(tmp, e.dest)
-        except OSError as exc:
-            self._fail(e, f"cannot rename into place: {exc.strerror}")
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            return
-        self.summary.others += 1
+        if self._rename_into_place(tmp, e):
+            self.summary.others += 1
 
     def _link(self, e: Entry) -> None:
         assert e.link_to is not None
@@ -372,12 +377,7 @@ class _Executor:
                 os.close(fd)
         pending, self.pending, self.pending_bytes = self.pending, [], 0
         for tmp, e in pending:
-            try:
-                os.rename(tmp, e.dest)
-            except OSError as exc:
-                self._fail(e, f"cannot rename into place: {exc.strerror}")
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+            if not self._rename_into_place(tmp, e):
                 continue
             self.done.add(e.dest)
             self.summary.files += 1
