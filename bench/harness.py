@@ -15,7 +15,8 @@ uses the CPU.  A sample during which other processes used more than 0.15 of a co
 marked noisy; medians are over the clean samples, and extra runs are made (up to
 ``--max-runs``) while some operation has fewer clean samples than ``--runs``.  Restore times
 include a ``syncfs`` of the target (so a tool that fsyncs pays the same as one that leaves it
-to the kernel); restored output is kept until the next run (see ``Bench.settle_deletes``).
+to the kernel); a restored tree is kept until the next run (see ``Bench.settle_deletes``).
+After a data set, its repositories are removed and its data evicted from the page cache.
 
 The table of medians is printed and saved with every sample as JSON under
 ``WORKDIR/results/``.  This is not part of the test suite.
@@ -39,6 +40,7 @@ from pathlib import Path
 from datasets import FULL, QUICK, Dataset, ImageDataset, MiB, Sizes, make_datasets
 from measure import (
     CommandFailed,
+    evict,
     run_measured,
     run_quiet,
     sync_filesystem,
@@ -175,6 +177,9 @@ class Bench:
         extra["verified"] = self.verify(tool, ds, out)
         if target.is_image and out.exists():
             extra["allocated"] = out.stat().st_blocks * 512
+            # one big file: deleting it costs the next restore nothing, and keeping it would
+            # fill the page cache (the next tool's writes then pay for reclaim)
+            shutil.rmtree(ws.restore, ignore_errors=True)
         total = dataclasses.replace(sample, wall=sample.wall + synced)
         self.record(Measurement(f"{ds.name}: restore", tool.name, run, total, None, extra))
 
@@ -192,10 +197,14 @@ class Bench:
             print(f"  (waiting {wait:.0f} s after deleting files)", flush=True)
             time.sleep(wait)
 
-    def remove_restores(self, ds: Dataset) -> None:
+    def finish(self, ds: Dataset) -> None:
+        """After a data set's runs: free its disk space and page cache for the next one."""
         for tool in self.tools:
-            shutil.rmtree(self.workspace(tool, ds).restore, ignore_errors=True)
+            ws = self.workspace(tool, ds)
+            for path in (ws.restore, ws.repo, ws.cache):
+                shutil.rmtree(path, ignore_errors=True)
         self.deleted_at = time.monotonic()
+        evict([ds.path])
 
     def verify(self, tool: Tool, ds: Dataset, out: Path) -> bool:
         if ds.path.is_dir():
@@ -305,7 +314,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--quiet-wait",
         type=float,
-        default=120.0,
+        default=300.0,
         help="before each timed command, wait up to this long for the machine to be idle (0: off)",
     )
     p.add_argument(
@@ -362,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         while run < runs or (run < max_runs and bench.clean_runs_missing(ds, runs)):
             bench.run_dataset(ds, run)
             run += 1
-        bench.remove_restores(ds)
+        bench.finish(ds)
     names = [t.name for t in tools]
     descriptions = {ds.name: ds.describe() for ds in chosen}
     fact = facts(all_sets, sizes)
