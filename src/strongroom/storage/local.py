@@ -24,6 +24,7 @@ from strongroom.errors import (
     StorageError,
     TransientStorageError,
 )
+from strongroom.storage import directio
 from strongroom.storage.backend import ObjectInfo
 from strongroom.storage.names import (
     TEMP_PREFIX,
@@ -195,7 +196,7 @@ class LocalBackend:
             try:
                 if name.startswith("data/"):
                     _write_half_then_failpoint(fd, data)
-                _write_all(fd, data)
+                directio.write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)

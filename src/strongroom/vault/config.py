@@ -28,7 +28,7 @@ class VaultSettings:
     """Tunables recorded in the vault so every client writes alike."""
 
     pack_size: int = 16 * MiB
-    compression_level: int = 3
+    compression_level: int = 1
     soft_delete_days: int = 14
     immutable_days: int = 0
     extra: dict[str, Any] = field(default_factory=dict)

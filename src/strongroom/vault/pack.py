@@ -14,6 +14,7 @@ type.  Header entries are :data:`ENTRY_DTYPE` records, the same layout as in ind
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -72,10 +73,9 @@ class PackBuilder:
 
     def __init__(self, keys: VaultKeys, capacity: int) -> None:
         self._keys = keys
-        # Grown on demand up to about ``capacity``: an idle builder costs no memory, and a
-        # builder keeps its size once grown, so the hot path does not allocate.
-        self._capacity = capacity
-        self._buf = bytearray(HEAD_SIZE)
+        # An anonymous mapping: page-aligned, so the local backend can write it with direct
+        # I/O, and pages cost memory only once touched, so an idle builder costs none.
+        self._buf = _anonymous_map(max(capacity, HEAD_SIZE))
         self._entries: list[tuple[bytes, int, int, int, int, int, int]] = []
         self._pos = 0
         self.salt = b""
@@ -99,9 +99,11 @@ class PackBuilder:
 
     def _reserve(self, n: int) -> None:
         need = self._pos + n
-        if need > len(self._buf):
-            size = max(need, min(self._capacity, 2 * len(self._buf)), 1 << 20)
-            self._buf.extend(bytes(size - len(self._buf)))
+        if need > len(self._buf):  # a blob larger than the pack size: grow, rarely
+            bigger = _anonymous_map(max(need, 2 * len(self._buf)))
+            bigger[: self._pos] = self._buf[: self._pos]
+            self._buf.close()
+            self._buf = bigger
 
     def add(
         self,
@@ -146,6 +148,11 @@ class PackBuilder:
         self._pos = 0
         self._cipher = None
         return data, entries
+
+
+def _anonymous_map(size: int) -> mmap.mmap:
+    pages = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
+    return mmap.mmap(-1, pages, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ class ChunkWriter:
         index: ChunkIndex,
         *,
         pack_size: int,
-        compression_level: int = 3,
+        compression_level: int = 1,
         upload_workers: int = 2,
         unindexed: UnindexedPacks | None = None,
         on_index_written: Callable[[str], None] | None = None,
