@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
 from strongroom.errors import ObjectNotFound
 from strongroom.storage import CachingBackend, FaultRule, FaultyBackend, LocalBackend
+from strongroom.storage.names import content_digest
 
 
 def content_name(prefix: str, data: bytes) -> str:
-    return f"{prefix}{hashlib.sha256(data).hexdigest()}"
+    return f"{prefix}{content_digest(data).hex()}"
 
 
 @pytest.fixture

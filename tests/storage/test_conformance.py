@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import random
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +10,7 @@ import pytest
 
 from strongroom.errors import ObjectNotFound, PermanentStorageError
 from strongroom.storage import Backend, ObjectInfo
+from strongroom.storage.names import content_digest
 
 MIB = 1024 * 1024
 ALL_BYTES = bytes(range(256))
@@ -32,7 +32,7 @@ def test_is_a_backend(backend: Backend) -> None:
 @pytest.mark.parametrize("size", [0, 1, 5 * MIB + 17])
 def test_round_trip(backend: Backend, size: int) -> None:
     data = payload(size, seed=size)
-    content_name = f"index/{hashlib.sha256(data).hexdigest()}"
+    content_name = f"index/{content_digest(data).hex()}"
     backend.put(f"data/rt/{size}", data)
     backend.put(content_name, data)
     assert backend.get(f"data/rt/{size}") == data

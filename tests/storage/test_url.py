@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
 from strongroom.errors import BackendConfigError
 from strongroom.storage import CachingBackend, LocalBackend, RetryingBackend, open_backend
+from strongroom.storage.names import content_digest
 from strongroom.storage.objectstore import ObjectStoreBackend
 from strongroom.storage.url import cache_dir_for, default_cache_root
 from tests.emulators import Emulator
@@ -58,7 +58,7 @@ def check_remote_stack(location: str, cache_root: Path) -> None:
     assert isinstance(backend.inner, RetryingBackend)
     assert isinstance(backend.inner.inner, ObjectStoreBackend)
     data = b"an index object"
-    name = f"index/{hashlib.sha256(data).hexdigest()}"
+    name = f"index/{content_digest(data).hex()}"
     backend.put(name, data)
     assert backend.get(name) == data
     assert (cache_dir_for(location, cache_root) / name).read_bytes() == data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import signal
@@ -13,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from strongroom.storage import LocalBackend
+from strongroom.storage.names import content_digest
 from strongroom.vault import Vault, check_vault
 from tests.conftest import PASSPHRASE
 
@@ -48,7 +48,7 @@ def test_kill_during_writes(tmp_path: Path, make_vault: Callable[..., Vault]) ->
         if path.name.startswith(".tmp-"):
             assert str(rel) not in listed, f"temp file {rel} is listed as an object"
         elif path.is_file() and rel.parts[0] in ("data", "index", "points"):
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest = content_digest(path.read_bytes()).hex()
             assert digest == path.name, f"{rel} is partial or corrupt"
     vault = Vault.open(LocalBackend(vault_dir), PASSPHRASE)
     report = check_vault(vault, read_data=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 
@@ -10,6 +9,7 @@ import pytest
 
 from strongroom.errors import IntegrityError
 from strongroom.storage import MemoryBackend
+from strongroom.storage.names import content_digest
 from strongroom.vault import PointManifest, Vault, check_vault
 from strongroom.vault.envelope import MAGIC_DELETED, MAGIC_INDEX, MAGIC_POINT, seal_object
 from strongroom.vault.forget import soft_delete
@@ -31,7 +31,7 @@ def written(vault: Vault) -> Written:
 
 
 def put_named(vault: Vault, prefix: str, stored: bytes) -> str:
-    name = prefix + hashlib.sha256(stored).hexdigest()
+    name = prefix + content_digest(stored).hex()
     vault.backend.put(name, stored)
     return name
 

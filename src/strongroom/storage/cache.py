@@ -1,7 +1,7 @@
 """A local read cache in front of a remote backend, for content-addressed objects.
 
 Objects under the cached prefixes (index and recovery points by default) are named by the
-SHA-256 of their stored bytes, so a cached copy is trusted only while its hash still equals the
+BLAKE3 of their stored bytes, so a cached copy is trusted only while its hash still equals the
 last component of its name: a corrupted or truncated cache file is simply fetched again.  Bytes
 from the remote that do not match are returned uncached, so the vault reports the integrity error
 with the object's name.  The remote stays the truth for ``list``, ``stat`` and existence.
@@ -9,7 +9,6 @@ with the object's name.  The remote stays the truth for ``list``, ``stat`` and e
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Iterator
@@ -18,22 +17,22 @@ from pathlib import Path
 from strongroom.errors import ObjectNotFound, StorageError
 from strongroom.storage.backend import Backend, ObjectInfo
 from strongroom.storage.local import LocalBackend
-from strongroom.storage.names import check_name, check_range
+from strongroom.storage.names import check_name, check_range, content_digest
 
 log = logging.getLogger(__name__)
 
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def content_matches(name: str, data: bytes | bytearray | memoryview) -> bool:
-    """Whether ``data`` hashes to the SHA-256 hex digest that ends ``name``."""
-    return hashlib.sha256(data).hexdigest() == name.rpartition("/")[2]
+    """Whether ``data`` hashes to the BLAKE3 hex digest that ends ``name``."""
+    return content_digest(data).hex() == name.rpartition("/")[2]
 
 
 class CachingBackend:
     """Caches objects under ``cached_prefixes`` in ``cache_dir``; everything else passes through.
 
-    Only names whose last component is a SHA-256 hex digest are cached.  Failing to write or
+    Only names whose last component is a BLAKE3 hex digest are cached.  Failing to write or
     clean the cache never fails an operation: the cache is an optimisation, not a copy.
     """
 
@@ -57,7 +56,7 @@ class CachingBackend:
     def _cacheable(self, name: str) -> bool:
         check_name(name)
         return name.startswith(self.cached_prefixes) and bool(
-            _SHA256_HEX.match(name.rpartition("/")[2])
+            _DIGEST_HEX.match(name.rpartition("/")[2])
         )
 
     def _cached(self, name: str) -> bytes | None:

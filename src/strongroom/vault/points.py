@@ -1,4 +1,4 @@
-"""Recovery points: sealed JSON manifests at ``points/<sha256 of stored bytes>``."""
+"""Recovery points: sealed JSON manifests at ``points/<BLAKE3 of stored bytes>``."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class PointManifest:
 
 @dataclass(frozen=True)
 class RecoveryPoint:
-    """A stored manifest with its id (the SHA-256 of its stored bytes, hex)."""
+    """A stored manifest with its id (the BLAKE3 of its stored bytes, hex)."""
 
     point_id: str
     manifest: PointManifest

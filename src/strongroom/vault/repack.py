@@ -1,6 +1,6 @@
 """Prune's writing side: copy live chunks out of wasteful packs, then write the new index.
 
-Repacking reads each chosen pack whole (verifying its SHA-256 name), decrypts and verifies
+Repacking reads each chosen pack whole (verifying its BLAKE3 name), decrypts and verifies
 every live chunk, and stores it again through a :class:`ChunkWriter` whose index only records
 (so nothing is deduplicated away) into new packs with their own index objects.  A live chunk
 that fails verification stops prune before anything is deleted.
@@ -12,12 +12,12 @@ object it replaces (``supersedes``), which are deleted only after it is durable.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 
 from strongroom.errors import IntegrityError, RepairNeeded
+from strongroom.storage.names import content_digest
 from strongroom.vault.envelope import read_checked
 from strongroom.vault.gcmark import Progress
 from strongroom.vault.index import ChunkIndex, PackRecord, encode_index
@@ -43,7 +43,7 @@ def _whole_pack(vault: Vault, pack_id: bytes) -> bytes:
     name = pack_name(pack_id)
 
     def verified(data: bytes) -> bytes:
-        if hashlib.sha256(data).digest() != pack_id:
+        if content_digest(data) != pack_id:
             raise IntegrityError(f"{name}: content does not match its name (corrupted)", name=name)
         return data
 

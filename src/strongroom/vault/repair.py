@@ -19,7 +19,6 @@ Under the exclusive lock:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -28,6 +27,7 @@ import numpy as np
 from strongroom import failpoints
 from strongroom.errors import IntegrityError, ObjectNotFound
 from strongroom.storage.backend import ObjectInfo
+from strongroom.storage.names import content_digest
 from strongroom.vault.check import check_vault
 from strongroom.vault.gcmark import Progress, pack_runs
 from strongroom.vault.index import PackRecord, encode_index
@@ -139,7 +139,7 @@ class _Rebuild:
         old = self._old_entries(pack_id)
         if not data:
             why = "zero-length"
-        elif hashlib.sha256(data).digest() != pack_id:
+        elif content_digest(data) != pack_id:
             why = "damaged (content does not match its name)"
         else:
             try:
@@ -153,7 +153,7 @@ class _Rebuild:
 
     def _read(self, name: str, pack_id: bytes) -> bytes:
         data = self.vault.backend.get(name)
-        if hashlib.sha256(data).digest() != pack_id:
+        if content_digest(data) != pack_id:
             data = self.vault.backend.get(name)  # a flipped bit in transit: once more
         return data
 

@@ -16,7 +16,6 @@ in an index object before a point that needs it is committed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import queue
 import threading
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import zstandard
 from strongroom import failpoints
 from strongroom.errors import StorageError, VaultError
 from strongroom.storage.backend import Backend
+from strongroom.storage.names import content_digest
 from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.envelope import MAGIC_INDEX, object_name_hash, seal_object
 from strongroom.vault.index import ChunkIndex, PackRecord, encode_index
@@ -229,7 +229,7 @@ class ChunkWriter:
     ) -> None:
         ids = [bytes(e) for e in entries["id"]]
         try:
-            pack_id = hashlib.sha256(data).digest()
+            pack_id = content_digest(data)
             self._backend.put(pack_name(pack_id), data)
             self._index.add_pack(pack_id, salt, entries)
             with self._lock:
