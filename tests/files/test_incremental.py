@@ -81,6 +81,40 @@ def test_cached_ids_missing_from_vault_are_never_trusted(tmp_path: Path, vault: 
     assert (out / os.path.relpath(src, "/") / "a").read_bytes() == b"A" * 1000
 
 
+def test_unchanged_rows_are_not_rewritten_and_vanished_names_are_dropped(
+    tmp_path: Path, vault: Vault
+) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for name in ("a", "b", "sub/c"):
+        (src / name).write_bytes(name.encode() * 3000)
+    time.sleep(0.2)
+    opts = BackupOptions([str(src)], source="s")
+    backup_files(vault, opts)
+    db_path = cache_path(vault.vault_id, "s")
+
+    def rows() -> dict[bytes, tuple[bytes, int]]:
+        with sqlite3.connect(db_path) as db:
+            found = db.execute("SELECT name, chunks, seen FROM files").fetchall()
+        return {bytes(n): (bytes(c), s) for n, c, s in found}
+
+    before = rows()
+    assert set(before) == {b"a", b"b", b"c"}
+    with sqlite3.connect(db_path) as db:  # rows seen a day and a half ago get touched
+        db.execute("UPDATE files SET seen = seen - 129600 WHERE name = ?", (b"c",))
+    (src / "b").unlink()
+    (src / "a").write_bytes(b"changed" * 1000)
+    time.sleep(0.2)
+    again = backup_files(vault, opts)
+    assert again.files_changed == 1 and again.files_unchanged == 1
+    after = rows()
+    assert set(after) == {b"a", b"c"}, "the vanished file's row must go"
+    assert after[b"a"][0] != before[b"a"][0]
+    assert after[b"c"][1] >= before[b"c"][1], "a directory's old rows are kept alive"
+    third = backup_files(vault, opts)
+    assert third.bytes_read == 0 and third.files_unchanged == 2
+
+
 def test_no_cache_reads_everything(tmp_path: Path, vault: Vault) -> None:
     src = tmp_path / "src"
     src.mkdir()

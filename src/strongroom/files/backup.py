@@ -106,14 +106,16 @@ class BackupSummary:
 class _Dir:
     """A directory being backed up: its nodes, and how many children are still in flight."""
 
-    __slots__ = ("listed", "node", "nodes", "parent", "path", "pending", "rows")
+    __slots__ = ("cached", "gone", "listed", "node", "nodes", "parent", "path", "pending", "rows")
 
     def __init__(self, path: bytes, node: Node | None, parent: _Dir | None) -> None:
         self.path, self.node, self.parent = path, node, parent
         self.nodes: list[Node] = []
         self.pending = 0
         self.listed = False
-        self.rows: list[CacheRow] = []
+        self.rows: list[CacheRow] = []  # new or changed rows for the files cache
+        self.cached = False  # whether the files cache had rows for this directory
+        self.gone: list[bytes] = []  # cached names that are no longer files here
 
 
 def _show(path: bytes) -> str:
@@ -166,6 +168,8 @@ class _Engine:
     ) -> list[tuple[_Dir, Selection | None, int]]:
         entries = self._named_entries(d, sel) if sel is not None and not sel.full else self._scan(d)
         cached = self.cache.lookup_dir(d.path) if self.cache is not None else {}
+        d.cached = bool(cached)
+        files: set[bytes] = set()
         children: list[tuple[_Dir, Selection | None, int]] = []
         for name, st in entries:
             child_sel = sel.children.get(name) if sel is not None and not sel.full else None
@@ -190,10 +194,12 @@ class _Engine:
                 else:
                     children.append((sub, None, dev))
             elif node.kind == FILE:
+                files.add(name)
                 self._file(d, node, st, cached.get(name))
             else:
                 self.summary.others += 1
             d.nodes.append(node)
+        d.gone = [name for name in cached if name not in files]
         return children
 
     def _named_entries(self, d: _Dir, sel: Selection) -> list[tuple[bytes, os.stat_result]]:
@@ -257,10 +263,6 @@ class _Engine:
         if hit is not None and hit.matches(st) and all(c in self.vault.index for c in hit.chunks):
             node.chunks, node.extents = hit.chunks, hit.extents
             self.summary.files_unchanged += 1
-            d.rows.append(
-                (d.path, node.name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                 hit.chunks, hit.extents)
-            )  # fmt: skip
             self.done_files += 1
             return
         d.pending += 1
@@ -340,8 +342,11 @@ class _Engine:
             tree_id = put.chunk_id
             if put.new:
                 self.summary.tree_bytes_added += len(body) + 4 + 32 * len(refs)
-            if self.cache is not None and d.rows:
-                self.cache.store(d.rows)
+            if self.cache is not None:
+                if d.rows:
+                    self.cache.store(d.rows)
+                if d.cached:
+                    self.cache.touch_dir(d.path, d.gone)
             d.nodes, d.rows = [], []
             d.pending = -1  # finalized
             if d.parent is None:

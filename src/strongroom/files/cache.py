@@ -7,7 +7,9 @@ ids (and sparse extents) of its content.  A file whose inode, size, mtime and ct
 is recorded from the row without being read, but only if every one of its chunk ids is still in
 the vault's index; a cache that is lost, stale or from another machine only costs a re-read,
 never a wrong backup.  Rows are written in one transaction committed after the recovery point;
-rows not seen for :data:`FORGET_AFTER_S` are dropped.
+rows not seen for :data:`FORGET_AFTER_S` are dropped.  A row that still matches is not rewritten:
+its directory's rows get a new ``seen`` at most once a day, so a backup of unchanged files
+writes almost nothing to the cache.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 FORGET_AFTER_S = 30 * 24 * 3600
+_TOUCH_AFTER_S = 24 * 3600
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     dir BLOB NOT NULL,
@@ -105,6 +108,17 @@ class FilesCache:
                 for d, n, ino, size, mt, ct, ch, ext in rows
             ],
         )
+
+    def touch_dir(self, directory: bytes, gone: list[bytes]) -> None:
+        """Keep a backed-up directory's rows alive; drop the rows of names no longer there."""
+        self._db.execute(
+            "UPDATE files SET seen = ? WHERE dir = ? AND seen < ?",
+            (self._now, directory, self._now - _TOUCH_AFTER_S),
+        )
+        if gone:
+            self._db.executemany(
+                "DELETE FROM files WHERE dir = ? AND name = ?", [(directory, n) for n in gone]
+            )
 
     def commit(self) -> None:
         self._db.execute("DELETE FROM files WHERE seen < ?", (self._now - FORGET_AFTER_S,))

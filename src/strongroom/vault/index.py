@@ -231,14 +231,21 @@ class ChunkIndex:
         self._sort()
 
     def _find(self, chunk_id: bytes) -> int:
-        top = np.uint64(_top32(chunk_id)) << _ROW_BITS
-        keys = self._keys[: self._n]
-        i = int(np.searchsorted(keys, top))
-        limit = top | np.uint64(0xFFFFFFFF)
+        # Python ints and array methods: numpy scalar arithmetic costs microseconds per
+        # lookup, and a backup of unchanged files looks up every chunk of every file.
+        n = self._n
+        if n == 0:
+            return -1
+        top = _top32(chunk_id)
+        keys = self._keys
+        i = int(keys[:n].searchsorted(np.uint64(top << 32)))
         ids = self._cols["ids"]
-        while i < self._n and keys[i] <= limit:
-            row = int(keys[i] & np.uint64(0xFFFFFFFF))
-            if bytes(ids[row]) == chunk_id:
+        while i < n:
+            key = int(keys[i])
+            if key >> 32 != top:
+                break
+            row = key & 0xFFFFFFFF
+            if ids[row].tobytes() == chunk_id:
                 return row
             i += 1
         return -1
