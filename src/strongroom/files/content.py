@@ -91,13 +91,13 @@ class ContentReader:
         size = st.st_size
         extents = data_extents(fd, size) if st.st_blocks * 512 < size else None
         if extents is None and size < self.small:
-            return self._read_small(fd)
+            return self._read_small(fd, size)
         if extents is not None:
             return self._read_stream(ExtentReader(fd, extents), extents)
         os.lseek(fd, 0, os.SEEK_SET)
         return self._read_stream(fd, None)
 
-    def _read_small(self, fd: int) -> Content:
+    def _read_small(self, fd: int, size: int) -> Content:
         view = self._buffer()
         filled = 0
         while filled < len(view):
@@ -105,6 +105,8 @@ class ContentReader:
             if n == 0:
                 break
             filled += n
+            if filled == size:
+                break  # all that fstat promised; a file growing now fails the re-stat
         if filled == 0:
             return Content([], None, 0)
         if filled == len(view):  # grew past the small size while we read it

@@ -163,17 +163,24 @@ class ChunkIndex:
                 self._unsorted = True
                 return
             self.bulk_only = False
-            for e in entries:
-                tf = int(e["type"]) | (int(e["flags"]) << 4)
-                self._recent[bytes(e["id"])] = (
-                    pos,
-                    int(e["offset"]),
-                    int(e["length"]),
-                    int(e["raw"]),
-                    tf,
-                )
+            self._remember(pos, entries)
             if len(self._recent) >= _MERGE_AT:
                 self._merge_recent()
+
+    def _remember(self, pos: int, entries: np.ndarray) -> None:
+        # tolist() turns whole columns into Python ints at once (per-row numpy scalars cost
+        # microseconds each, and every pack a backup writes comes through here)
+        ids = entries["id"].tobytes()
+        tf = (entries["type"] | (entries["flags"] << 4)).tolist()
+        rows = zip(
+            entries["offset"].tolist(),
+            entries["length"].tolist(),
+            entries["raw"].tolist(),
+            tf,
+            strict=True,
+        )
+        for i, (offset, length, raw, kind) in enumerate(rows):
+            self._recent[ids[32 * i : 32 * i + 32]] = (pos, offset, length, raw, kind)
 
     def finish_bulk(self) -> None:
         with self._lock:

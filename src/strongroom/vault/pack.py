@@ -78,6 +78,7 @@ class PackBuilder:
         self._buf = _anonymous_map(max(capacity, HEAD_SIZE))
         self._entries: list[tuple[bytes, int, int, int, int, int, int]] = []
         self._pos = 0
+        self._nonces = 0
         self.salt = b""
         self._cipher: AESGCM | None = None
 
@@ -86,6 +87,7 @@ class PackBuilder:
         self.salt = os.urandom(32)
         self._cipher = self._keys.pack_cipher(self.salt)
         self._entries.clear()
+        self._nonces = 0
         _PACK_HEAD.pack_into(self._buf, 0, PACK_MAGIC, 1, self.salt)
         self._pos = HEAD_SIZE
 
@@ -117,7 +119,7 @@ class PackBuilder:
         assert self._cipher is not None
         n = len(payload) + BLOB_OVERHEAD
         self._reserve(n)
-        nonce = os.urandom(NONCE_SIZE)
+        nonce = self._next_nonce()
         start = self._pos
         self._buf[start : start + NONCE_SIZE] = nonce
         with memoryview(self._buf) as view:
@@ -130,6 +132,13 @@ class PackBuilder:
         self._entries.append((chunk_id, ctype, flags, 0, start, n, raw))
         self._pos += n
 
+    def _next_nonce(self) -> bytes:
+        # The key is this pack's alone (random salt), so numbering its blobs makes every
+        # nonce unique without a getrandom call per blob.
+        n = self._nonces
+        self._nonces = n + 1
+        return n.to_bytes(NONCE_SIZE, "little")
+
     def finish(self) -> tuple[memoryview, np.ndarray]:
         """Seal the header; return (pack bytes, entries).
 
@@ -138,7 +147,7 @@ class PackBuilder:
         """
         assert self._cipher is not None
         entries = np.array(self._entries, dtype=ENTRY_DTYPE)
-        nonce = os.urandom(NONCE_SIZE)
+        nonce = self._next_nonce()
         sealed = nonce + self._cipher.encrypt(nonce, entries.tobytes(), header_aad(self.salt))
         self._reserve(len(sealed) + _TRAILER.size)
         end = self._pos + len(sealed)
