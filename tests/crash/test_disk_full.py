@@ -40,9 +40,10 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.mark.slow
-def test_backup_into_a_full_disk(small_fs: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pack_mib", [1, 4], ids=["packs-put-whole", "packs-streamed"])
+def test_backup_into_a_full_disk(small_fs: Path, tmp_path: Path, pack_mib: int) -> None:
     vault = small_fs / "vault"
-    settings = VaultSettings(pack_size=1 << 20, soft_delete_days=0)
+    settings = VaultSettings(pack_size=pack_mib << 20, soft_delete_days=0)
     Vault.init(LocalBackend(vault), PASSPHRASE, kdf=FAST_KDF, settings=settings)
     ballast = small_fs / "ballast"
     ballast.write_bytes(b"\0" * (1 << 20))

@@ -26,6 +26,7 @@ from strongroom.errors import (
 )
 from strongroom.storage import directio
 from strongroom.storage.backend import ObjectInfo
+from strongroom.storage.localstream import LocalStream
 from strongroom.storage.names import (
     TEMP_PREFIX,
     check_name,
@@ -205,6 +206,27 @@ class LocalBackend:
             _unlink_quietly(tmp)
             raise
         _fsync_dir(folder_path)
+
+    def open_stream(self, folder: str) -> LocalStream:
+        """A large object written piece by piece, its temporary file in ``folder``; it gets
+        its name (any folder) on commit.  See :mod:`strongroom.storage.localstream`."""
+        check_name(folder)
+        try:
+            self._ensure_folder(folder)
+        except OSError as e:
+            raise self._error(e, "writing", folder, reading=False) from e
+
+        def translate(err: OSError, action: str) -> Exception:
+            return self._error(err, action, folder, reading=False)
+
+        return LocalStream(os.path.join(self._root_str, folder), self._publish, translate)
+
+    def _publish(self, tmp: str, name: str) -> None:
+        check_name(name)
+        folder = name.rpartition("/")[0]
+        self._ensure_folder(folder)
+        os.rename(tmp, os.path.join(self._root_str, name))
+        _fsync_dir(os.path.join(self._root_str, folder) if folder else self._root_str)
 
     def _ensure_folder(self, folder: str) -> None:
         """``mkdir -p`` the folder, fsyncing the parent of every folder it creates."""

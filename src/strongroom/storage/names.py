@@ -24,6 +24,11 @@ def content_digest(data: bytes | bytearray | memoryview) -> bytes:
     return blake3.blake3(data).digest()
 
 
+def content_hasher() -> blake3.blake3:
+    """An incremental :func:`content_digest`: ``update`` piece by piece, then ``digest``."""
+    return blake3.blake3()
+
+
 def check_name(name: str) -> str:
     """Return ``name`` unchanged if it is a valid object name, else raise."""
     if not name:

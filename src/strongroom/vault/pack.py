@@ -25,7 +25,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom.errors import IntegrityError, UnsupportedVersion
+from strongroom.storage.directio import ALIGN
 from strongroom.vault.crypto import ID_SIZE, NONCE_SIZE, TAG_SIZE, VaultKeys
+from strongroom.vault.packstream import PackStream
 
 PACK_MAGIC = b"SRPK"
 PACK_END = b"SRPE"
@@ -68,16 +70,31 @@ def header_aad(salt: bytes) -> bytes:
     return b"SRPH" + salt
 
 
-class PackBuilder:
-    """Assembles one pack at a time in a reusable buffer (no fresh large allocations)."""
+STREAM_WINDOW = 2 << 20
+"""A streaming builder hands its bytes to the stream whenever it holds this much."""
 
-    def __init__(self, keys: VaultKeys, capacity: int) -> None:
+
+class PackBuilder:
+    """Assembles one pack at a time in a reusable buffer (no fresh large allocations).
+
+    With a :class:`PackStream` the pack streams: once the buffer holds
+    :data:`STREAM_WINDOW` bytes, their aligned prefix goes to the stream and blobs continue
+    in a second buffer, so memory stays two windows whatever the pack size.  A pack that
+    never fills a window is returned whole by :meth:`finish` and written with one ``put``.
+    """
+
+    def __init__(self, keys: VaultKeys, capacity: int, stream: PackStream | None = None) -> None:
         self._keys = keys
-        # An anonymous mapping: page-aligned, so the local backend can write it with direct
+        self.stream = stream
+        if stream is not None:
+            capacity = 2 * STREAM_WINDOW
+        # Anonymous mappings: page-aligned, so the local backend can write them with direct
         # I/O, and pages cost memory only once touched, so an idle builder costs none.
         self._buf = _anonymous_map(max(capacity, HEAD_SIZE))
+        self._spare = _anonymous_map(capacity) if stream is not None else None
         self._entries: list[tuple[bytes, int, int, int, int, int, int]] = []
         self._pos = 0
+        self._base = 0  # bytes already streamed out before the buffer's start
         self._nonces = 0
         self.salt = b""
         self._cipher: AESGCM | None = None
@@ -88,12 +105,30 @@ class PackBuilder:
         self._cipher = self._keys.pack_cipher(self.salt)
         self._entries.clear()
         self._nonces = 0
+        self._base = 0
+        if self.stream is not None:
+            self.stream.reset()
         _PACK_HEAD.pack_into(self._buf, 0, PACK_MAGIC, 1, self.salt)
         self._pos = HEAD_SIZE
 
+    def abandon(self) -> list[bytes]:
+        """Drop the pack being built (its streamed part too); returns the ids it held."""
+        ids = [e[0] for e in self._entries]
+        if self.stream is not None:
+            self.stream.abort()
+        self._entries.clear()
+        self._cipher = None
+        self._pos = self._base = 0
+        return ids
+
     @property
     def size(self) -> int:
-        return self._pos
+        return self._base + self._pos
+
+    @property
+    def streamed(self) -> bool:
+        """Whether part of the current pack went to the stream (``finish`` gives the tail)."""
+        return self._base > 0
 
     @property
     def count(self) -> int:
@@ -129,8 +164,22 @@ class PackBuilder:
                 blob_aad(chunk_id, ctype, flags, raw),
                 view[start + NONCE_SIZE : start + n],
             )
-        self._entries.append((chunk_id, ctype, flags, 0, start, n, raw))
+        self._entries.append((chunk_id, ctype, flags, 0, self._base + start, n, raw))
         self._pos += n
+        if self.stream is not None and self._pos >= STREAM_WINDOW:
+            self._stream_out(self.stream)
+
+    def _stream_out(self, stream: PackStream) -> None:
+        """Queue the buffer's aligned prefix and go on in the spare buffer with the rest."""
+        assert self._spare is not None
+        stream.wait()  # the spare's previous segment is on disk: it is free again
+        n = self._pos // ALIGN * ALIGN
+        rest = self._pos - n
+        self._spare[:rest] = self._buf[n : self._pos]
+        stream.write_segment(memoryview(self._buf)[:n])
+        self._buf, self._spare = self._spare, self._buf
+        self._base += n
+        self._pos = rest
 
     def _next_nonce(self) -> bytes:
         # The key is this pack's alone (random salt), so numbering its blobs makes every
@@ -144,6 +193,8 @@ class PackBuilder:
 
         The bytes are a view of this builder's buffer, valid until its next ``start``: the
         writer keeps a small pool of builders so a pack can upload while the next one fills.
+        When the pack streamed (:attr:`streamed`) they are only its tail, for
+        :meth:`PackStream.finish`.
         """
         assert self._cipher is not None
         entries = np.array(self._entries, dtype=ENTRY_DTYPE)

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import zstandard
@@ -33,6 +34,7 @@ from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.envelope import MAGIC_INDEX, object_name_hash, seal_object
 from strongroom.vault.index import ChunkIndex, PackRecord, encode_index
 from strongroom.vault.pack import FLAG_ZSTD, PackBuilder, pack_name
+from strongroom.vault.packstream import PackSink, PackStream
 
 CHUNK_DATA = 0
 CHUNK_TREE = 1
@@ -40,6 +42,14 @@ INDEX_PREFIX = "index/"
 _INDEX_EVERY_PACKS = 64
 _INDEX_EVERY_ENTRIES = 1 << 15  # bounds an index object's size (and the memory to load it)
 _MAX_INCOMPRESSIBLE = 0.97
+_STREAM_FOLDER = "data"
+
+
+@runtime_checkable
+class _Streams(Protocol):
+    """A backend that can write an object piece by piece (the local one)."""
+
+    def open_stream(self, folder: str) -> PackSink: ...
 
 
 @dataclass
@@ -140,14 +150,21 @@ class ChunkWriter:
         self._index_lock = threading.Lock()
         self._pending: set[bytes] = set()
         self._builders: queue.Queue[PackBuilder] = queue.Queue()
-        for _ in range(upload_workers + 1):
-            self._builders.put(PackBuilder(keys, pack_size + pack_size // 4))
         self._current: PackBuilder | None = None
         self._uploads = ThreadPoolExecutor(upload_workers, thread_name_prefix="pack-upload")
+        for _ in range(upload_workers + 1):
+            self._builders.put(PackBuilder(keys, pack_size + pack_size // 4, self._stream()))
         self._futures: list[Future[None]] = []
         self._error: BaseException | None = None
         self.stats = WriterStats()
         self.index_names: list[str] = []
+
+    def _stream(self) -> PackStream | None:
+        """Stream packs where the backend can (memory: a few MiB per builder, not a pack)."""
+        backend = self._backend
+        if not isinstance(backend, _Streams):
+            return None
+        return PackStream(lambda: backend.open_stream(_STREAM_FOLDER), self._uploads.submit)
 
     # --- hot path --------------------------------------------------------------------------
 
@@ -201,13 +218,28 @@ class ChunkWriter:
                 self._current.start()
             builder = self._current
             before = builder.size
-            builder.add(cid, ctype, payload, flags, raw)
+            try:
+                builder.add(cid, ctype, payload, flags, raw)
+            except BaseException as exc:
+                self._abandon_current(exc)
+                raise
             with self._lock:
                 self.stats.chunks_new += 1
                 self.stats.raw_new += raw
                 self.stats.stored_new += builder.size - before
             if builder.size >= self._pack_size:
                 self._seal_current()
+
+    def _abandon_current(self, exc: BaseException) -> None:
+        """A streamed write failed: the pack is lost, and so is every put into it."""
+        builder, self._current = self._current, None
+        if builder is None:
+            return
+        ids = builder.abandon()
+        with self._lock:
+            self._error = self._error or exc
+            self._pending.difference_update(ids)
+        self._builders.put(builder)
 
     def _seal_current(self) -> None:
         builder = self._current
@@ -228,15 +260,21 @@ class ChunkWriter:
         self, builder: PackBuilder, data: memoryview, entries: np.ndarray, salt: bytes
     ) -> None:
         ids = [bytes(e) for e in entries["id"]]
+        stream = builder.stream if builder.streamed else None
         try:
-            pack_id = content_digest(data)
-            self._backend.put(pack_name(pack_id), data)
+            if stream is None:
+                pack_id = content_digest(data)
+                self._backend.put(pack_name(pack_id), data)
+            else:
+                pack_id = stream.finish(data, pack_name)
             self._index.add_pack(pack_id, salt, entries)
             with self._lock:
                 self.stats.packs += 1
             if self._unindexed.add(PackRecord(pack_id, salt, entries.copy())):
                 self._write_index()
         except BaseException as exc:
+            if stream is not None:
+                stream.abort()
             with self._lock:
                 self._error = self._error or exc
             raise
