@@ -1,4 +1,9 @@
-"""Commands for file-level backup, browse (ls, find, diff) and restore."""
+"""Commands for file-level backup, browse (ls, find, diff) and restore.
+
+The files engine (and through it numpy) and rich's progress bar are imported inside the
+commands, after the vault is open: loading the CLI stays cheap and the key derivation runs
+while little is in memory.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +11,18 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from strongroom.cli.options import CLIError, JsonOpt, PasswordFileOpt, VaultOpt, open_vault
-from strongroom.cli.output import console, human_bytes, is_tty, print_json, warn
-from strongroom.files import (
-    CONFLICT_POLICIES,
-    BackupOptions,
-    RestoreOptions,
-    backup_files,
-    diff_live,
-    diff_points,
-    find_in_points,
-    list_point,
-    long_line,
-    node_doc,
-    read_pattern_file,
-    restore_files,
-)
-from strongroom.vault import RecoveryPoint, Vault
+from strongroom.cli.output import console, escape, human_bytes, is_tty, print_json, warn
+
+if TYPE_CHECKING:
+    from strongroom.vault import RecoveryPoint, Vault
 
 EXIT_PARTIAL = 3
+CONFLICT_POLICIES = ("overwrite", "skip", "keep-both")  # = strongroom.files.CONFLICT_POLICIES
 SourceOpt = Annotated[
     str | None, typer.Option("--source", help="Source name (default: this host's name).")
 ]
@@ -51,6 +43,8 @@ def _progress(enabled: bool, verb: str) -> Iterator[Callable[[int, int, str], No
     if not enabled:
         yield None
         return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (
         TextColumn(f"{verb} [bold]{{task.fields[files]}}[/] files"),
         TextColumn("{task.fields[size]}"),
@@ -59,7 +53,7 @@ def _progress(enabled: bool, verb: str) -> Iterator[Callable[[int, int, str], No
         TimeElapsedColumn(),
         TextColumn("{task.fields[current]}"),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console(), transient=True) as bar:
         task = bar.add_task(verb, total=None, files=0, size="", rate="", current="")
         started = bar.get_time()
 
@@ -105,6 +99,9 @@ def backup_files_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Back up files and folders; prints the new recovery point's id."""
+    v = open_vault(vault, password_file)
+    from strongroom.files import BackupOptions, backup_files, read_pattern_file
+
     patterns = list(exclude or [])
     if exclude_file is not None:
         try:
@@ -119,7 +116,6 @@ def backup_files_cmd(
         one_file_system=one_file_system,
         use_cache=not no_cache,
     )
-    v = open_vault(vault, password_file)
     with _progress(is_tty() and not as_json, "backed up") as progress:
         summary = backup_files(v, opts, progress)
     if as_json:
@@ -130,9 +126,9 @@ def backup_files_cmd(
         for path in summary.inconsistent:
             warn(f"{path}: changed while it was read (recorded as inconsistent)")
         for path, reason in summary.skipped:
-            console.print(f"note: {escape(path)}: {reason}", soft_wrap=True)
+            console().print(f"note: {escape(path)}: {reason}", soft_wrap=True)
         s = summary
-        console.print(
+        console().print(
             f"files: {s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged;"
             f" read {human_bytes(s.bytes_read)}, added {human_bytes(s.bytes_added)}"
             f" in {s.duration:.1f}s"
@@ -164,6 +160,8 @@ def restore_files_cmd(
     if on_conflict not in CONFLICT_POLICIES:
         raise CLIError(f"--on-conflict must be one of {', '.join(CONFLICT_POLICIES)}")
     v = open_vault(vault, password_file)
+    from strongroom.files import RestoreOptions, restore_files
+
     p = _resolve(v, point, source)
     opts = RestoreOptions(target, list(paths or []), on_conflict, dry_run, verify)
     with _progress(is_tty() and not as_json and not dry_run, "restored") as progress:
@@ -172,12 +170,12 @@ def restore_files_cmd(
         print_json(summary.to_dict())
     else:
         for action, path in summary.actions:
-            console.print(f"{action:>10} {escape(path)}", soft_wrap=True)
+            console().print(f"{action:>10} {escape(path)}", soft_wrap=True)
         for path, reason in summary.errors:
             warn(f"{path}: {reason}")
         verb = "would restore" if dry_run else "restored"
         n = len(summary.actions) if dry_run else summary.files + summary.links
-        console.print(
+        console().print(
             f"{verb} {n} {'entries' if dry_run else 'files'} from {p.short_id} to {summary.target}"
             + (f", {len(summary.skipped)} skipped" if summary.skipped else "")
         )
@@ -197,6 +195,8 @@ def ls_cmd(
 ) -> None:
     """List what a files point holds at PATH."""
     v = open_vault(vault, password_file)
+    from strongroom.files import list_point, long_line, node_doc
+
     p = _resolve(v, point, source)
     with v.lock():
         found = list(list_point(v, p, path, recursive))
@@ -223,6 +223,8 @@ def find_cmd(
 ) -> None:
     """Find which files points hold paths matching PATTERN."""
     v = open_vault(vault, password_file)
+    from strongroom.files import find_in_points, node_doc
+
     with v.lock():
         points = [p for p in v.points() if source is None or p.manifest.source == source]
         hits = list(find_in_points(v, points, pattern))
@@ -236,11 +238,11 @@ def find_cmd(
         return
     for p, path, node in hits:
         when = p.manifest.time[:19].replace("T", " ")
-        console.print(
+        console().print(
             f"{p.short_id}  {when}  {node.size:>12}  {escape(os.fsdecode(path))}", soft_wrap=True
         )
     if not hits:
-        console.print("no match")
+        console().print("no match")
 
 
 def diff_cmd(
@@ -260,6 +262,8 @@ def diff_cmd(
     if live is not None and point2 is not None:
         raise CLIError("give either a second point or --live, not both")
     v = open_vault(vault, password_file)
+    from strongroom.files import diff_live, diff_points
+
     p = _resolve(v, point, source)
     with v.lock():
         if live is not None:
@@ -277,5 +281,5 @@ def diff_cmd(
         return
     for c in changes:
         extra = f"  ({', '.join(c.fields)})" if c.fields else ""
-        console.print(f"{_DIFF_MARKS[c.change]} {escape(c.path)}{extra}", soft_wrap=True)
-    console.print(f"{len(changes)} change(s)")
+        console().print(f"{_DIFF_MARKS[c.change]} {escape(c.path)}{extra}", soft_wrap=True)
+    console().print(f"{len(changes)} change(s)")

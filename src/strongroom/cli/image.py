@@ -4,6 +4,10 @@
 (libvirt), ``backup disk IMAGE``, ``restore vm POINT --in-place | --as-new NAME`` and
 ``restore disk POINT [DISK] --to PATH [--attach VM.xml] | --attach-to DOMAIN``.  Which
 restores go to libvirt: see :mod:`strongroom.cli.vm`.
+
+The image engine (and through it numpy) and rich's progress bar are imported inside the
+commands, after the vault is open: loading the CLI stays cheap and the key derivation runs
+while little is in memory.
 """
 
 from __future__ import annotations
@@ -11,35 +15,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from strongroom.cli import vm as vm_cmds
 from strongroom.cli.options import JsonOpt, PasswordFileOpt, VaultOpt, open_vault
-from strongroom.cli.output import console, human_bytes, is_tty, print_json
+from strongroom.cli.output import console, escape, human_bytes, is_tty, print_json
 from strongroom.errors import PointNotFound
-from strongroom.image import (
-    BackupOptions,
-    BackupSummary,
-    RestoreOptions,
-    RestoreSummary,
-    backup_disk,
-    backup_vm,
-    restore_disk,
-    restore_vm_as_new,
-    restore_vm_in_place,
-)
-from strongroom.vault import RecoveryPoint, Vault
+
+if TYPE_CHECKING:
+    from strongroom.image import BackupSummary, RestoreOptions, RestoreSummary
+    from strongroom.image.libvirt import LibvirtProvider
+    from strongroom.vault import RecoveryPoint, Vault
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -78,6 +66,15 @@ def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
     if not enabled:
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     columns = (
         TextColumn("[bold]{task.description}[/]"),
         BarColumn(bar_width=24),
@@ -85,7 +82,7 @@ def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console(), transient=True) as bar:
         tasks: dict[str, int] = {}
 
         def update(label: str, done: int, total: int) -> None:
@@ -112,16 +109,16 @@ def _print_backup(s: BackupSummary) -> None:
         st = d["stats"]
         name = d["target"] or Path(d["source"]).name
         why = d.get("tracking", {}).get("reason")
-        console.print(
+        console().print(
             f"{escape(name)}: {d['format']}, {human_bytes(d['virtual_size'])} virtual, "
             f"read {human_bytes(st['bytes_read'])}, new {human_bytes(st['bytes_new'])} "
             f"({d['read_mode']}{', ' + why if why else ''})",
             soft_wrap=True,
         )
     for sk in s.skipped:
-        console.print(f"skipped {escape(sk['target'])}: {escape(sk['reason'])}", soft_wrap=True)
+        console().print(f"skipped {escape(sk['target'])}: {escape(sk['reason'])}", soft_wrap=True)
     rate = s.bytes_read / s.duration if s.duration else 0
-    console.print(
+    console().print(
         f"{s.kind} {escape(s.source)}: read {human_bytes(s.bytes_read)}, "
         f"added {human_bytes(s.bytes_new)} ({human_bytes(s.bytes_stored)} stored) "
         f"in {s.duration:.1f}s, {human_bytes(rate)}/s, {s.consistency}",
@@ -165,10 +162,13 @@ def backup_vm_cmd(
         raise typer.BadParameter("--connect, --full and --consistency go with domain NAMEs")
     if consistency not in ("auto", "app", "crash"):
         raise typer.BadParameter("--consistency must be auto, app or crash")
-    opts = BackupOptions(_chunk_size(chunk_size), list(tag or []), direct_raw=not via_nbd)
+    size = _chunk_size(chunk_size)
     v = open_vault(vault, password_file)
+    from strongroom.image import BackupOptions, backup_vm
+
+    opts = BackupOptions(size, list(tag or []), direct_raw=not via_nbd)
     summaries = []
-    provider = vm_cmds.LibvirtProvider(connect) if names else None
+    provider = vm_cmds.libvirt_provider(connect) if names else None
     try:
         for item in names or xml or []:
             with _progress(is_tty() and not as_json) as progress:
@@ -203,8 +203,11 @@ def backup_disk_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Back up a single disk image (format detected by qemu-img unless --format)."""
-    opts = BackupOptions(_chunk_size(chunk_size), list(tag or []), direct_raw=not via_nbd)
+    size = _chunk_size(chunk_size)
     v = open_vault(vault, password_file)
+    from strongroom.image import BackupOptions, backup_disk
+
+    opts = BackupOptions(size, list(tag or []), direct_raw=not via_nbd)
     with _progress(is_tty() and not as_json) as progress:
         summary = backup_disk(v, image, opts, fmt=fmt, source=source, progress=progress)
     if as_json:
@@ -236,15 +239,17 @@ def _print_restore(s: RestoreSummary) -> None:
             parts.append(f"{d.chunks_unchanged} unchanged")
         if d.verified:
             parts.append("verified")
-        console.print(
+        console().print(
             f"{escape(name)} -> {escape(d.path)} ({d.format}, {d.mode}): {', '.join(parts)}",
             soft_wrap=True,
         )
     if s.xml_path:
-        console.print(f"domain XML: {escape(s.xml_path)}", soft_wrap=True)
+        console().print(f"domain XML: {escape(s.xml_path)}", soft_wrap=True)
     if s.attached_to:
-        console.print(f"attached as {s.attached_target} to {escape(s.attached_to)}", soft_wrap=True)
-    console.print(
+        console().print(
+            f"attached as {s.attached_target} to {escape(s.attached_to)}", soft_wrap=True
+        )
+    console().print(
         f"restored {len(s.disks)} disk(s) from {s.point_id[:12]}: "
         f"{human_bytes(s.bytes_written)} written in {s.duration:.1f}s",
         soft_wrap=True,
@@ -284,6 +289,8 @@ def restore_vm_cmd(
     if in_place and (disk_dir is not None or fmt is not None):
         raise typer.BadParameter("--disk-dir and --format go with --as-new")
     v = open_vault(vault, password_file)
+    from strongroom.image import RestoreOptions
+
     p = _resolve(v, point, source, ("vm",))
     provider = vm_cmds.provider_for(p, connect)
     if provider is None and start:
@@ -304,13 +311,15 @@ def restore_vm_cmd(
 def _restore_vm(
     v: Vault,
     p: RecoveryPoint,
-    provider: vm_cmds.LibvirtProvider | None,
+    provider: LibvirtProvider | None,
     opts: RestoreOptions,
     as_new: str | None,
     disk_dir: Path | None,
     fmt: str | None,
     start: bool,
 ) -> RestoreSummary:
+    from strongroom.image import restore_vm_as_new, restore_vm_in_place
+
     if provider is not None and as_new is not None:
         return provider.define_as_new(v, p, as_new, opts, disk_dir=disk_dir, fmt=fmt, start=start)
     if provider is not None:
@@ -351,11 +360,13 @@ def restore_disk_cmd(
     if to is None and attach_to is None:
         raise typer.BadParameter("--to PATH is required (or --attach-to DOMAIN)")
     v = open_vault(vault, password_file)
+    from strongroom.image import RestoreOptions, restore_disk
+
     p = _resolve(v, point, source, ("vm", "disk"))
     with _progress(is_tty() and not as_json) as progress:
         opts = RestoreOptions(force=force, verify=verify, progress=progress)
         if attach_to is not None:
-            with vm_cmds.LibvirtProvider(connect or vm_cmds.recorded_uri(p)) as provider:
+            with vm_cmds.libvirt_provider(connect or vm_cmds.recorded_uri(p)) as provider:
                 summary = provider.attach(v, p, disk, attach_to, opts, to=to, fmt=fmt)
         else:
             assert to is not None

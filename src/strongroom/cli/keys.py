@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from strongroom.cli.options import CLIError, JsonOpt, PasswordFileOpt, VaultOpt, open_vault
 from strongroom.cli.output import console, print_json
@@ -60,6 +59,8 @@ def list_keys(
             ]
         )
         return
+    from rich.table import Table  # only for human output (see strongroom.cli.output)
+
     table = Table(" ", "id", "created", "user@host", "label", box=None)
     for s in slots:
         table.add_row(
@@ -69,7 +70,7 @@ def list_keys(
             f"{s.user}@{s.host}",
             s.label,
         )
-    console.print(table)
+    console().print(table)
 
 
 @app.command("add")
@@ -82,7 +83,7 @@ def add_key(
     """Add a passphrase that also opens the vault."""
     v = open_vault(vault, password_file)
     slot_id = v.add_key(_new_passphrase(new_password_file), label=label)
-    console.print(f"added key slot {slot_id}")
+    console().print(f"added key slot {slot_id}")
 
 
 @app.command("remove")
@@ -90,7 +91,7 @@ def remove_key(slot_id: str, vault: VaultOpt = None, password_file: PasswordFile
     """Remove a key slot (not the last one, nor the one in use)."""
     v = open_vault(vault, password_file)
     v.remove_key(slot_id)
-    console.print(f"removed key slot {slot_id}")
+    console().print(f"removed key slot {slot_id}")
 
 
 @app.command("passwd")
@@ -102,4 +103,4 @@ def passwd(
     """Change the passphrase of the key slot in use."""
     v = open_vault(vault, password_file)
     slot_id = v.change_passphrase(_new_passphrase(new_password_file))
-    console.print(f"passphrase changed (new key slot {slot_id})")
+    console().print(f"passphrase changed (new key slot {slot_id})")

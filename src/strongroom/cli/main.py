@@ -2,6 +2,12 @@
 
 Exit codes: 0 success; 1 error; 2 bad usage; 3 partial success (the backup finished but some
 files could not be read); 130 interrupted.
+
+Start-up cost is paid on every command, so loading the CLI loads little: the command modules
+import the engines, numpy and rich inside the commands that use them (after the vault is
+open, so the key derivation's memory adds to a small base), and parameters are converted
+without pydantic (:mod:`strongroom.cli.coercion`).  ``tests/cli/test_startup.py`` holds
+this.
 """
 
 from __future__ import annotations
@@ -11,11 +17,11 @@ import sys
 import typer
 
 from strongroom import __version__
+from strongroom.cli import coercion, vault_cmds
 from strongroom.cli import files as files_cmds
 from strongroom.cli import image as image_cmds
 from strongroom.cli import keys as keys_cmds
 from strongroom.cli import maintenance as maintenance_cmds
-from strongroom.cli import vault_cmds
 from strongroom.cli import vm as vm_cmds
 from strongroom.cli.output import error
 from strongroom.errors import StrongroomError
@@ -55,8 +61,10 @@ def version() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (never exits the process itself)."""
+    command = typer.main.get_command(app)
+    coercion.install(command)
     try:
-        rv = app(args=argv, standalone_mode=False)
+        rv = command.main(args=argv, standalone_mode=False)
     except typer.Abort:
         error("aborted")
         return EXIT_INTERRUPTED

@@ -1,27 +1,24 @@
-"""Vault maintenance: forget (retention), undelete, prune, settings."""
+"""Vault maintenance: forget (retention), undelete, prune, settings.
+
+The vault's maintenance modules and rich's tables are imported inside the commands, where
+they are used (see ``strongroom.cli.main``).
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from strongroom.cli.options import CLIError, JsonOpt, PasswordFileOpt, VaultOpt, open_vault
 from strongroom.cli.output import console, human_bytes, print_json
-from strongroom.vault import Vault
-from strongroom.vault.forget import (
-    GroupPlan,
-    apply_forget,
-    plan_forget,
-    plan_forget_points,
-    undelete,
-)
-from strongroom.vault.prune import PruneOptions, PruneReport, prune
-from strongroom.vault.retention import KeepPolicy, parse_duration
-from strongroom.vault.settings import change_settings
+
+if TYPE_CHECKING:
+    from strongroom.vault import Vault
+    from strongroom.vault.forget import GroupPlan
+    from strongroom.vault.prune import PruneReport
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -80,6 +77,9 @@ def forget(
     as_json: JsonOpt = False,
 ) -> None:
     """Forget recovery points by retention policy (or by id): soft delete, explained."""
+    from strongroom.vault.forget import apply_forget, plan_forget, plan_forget_points
+    from strongroom.vault.retention import KeepPolicy, parse_duration
+
     try:
         within = parse_duration(keep_within) if keep_within else None
     except ValueError as exc:
@@ -119,25 +119,27 @@ def _show_forget(v: Vault, plans: list[GroupPlan], dry_run: bool, done: int, as_
             }
         )
         return
+    from rich.table import Table
+
     for plan in plans:
-        console.print(f"[bold]{plan.kind} {plan.source}[/]")
+        console().print(f"[bold]{plan.kind} {plan.source}[/]")
         table = Table("", "id", "time", "why", box=None)
         for d in plan.decisions:
             action = "keep" if d.keep else ("[red]forget[/]")
             why = ", ".join(d.reasons) if d.reasons else "no rule keeps it"
             when = d.point.manifest.time[:19].replace("T", " ")
             table.add_row(action, d.point.short_id, when, why)
-        console.print(table)
+        console().print(table)
     total = sum(len(p.to_forget) for p in plans)
     if dry_run:
-        console.print(f"would forget {total} recovery point(s)")
+        console().print(f"would forget {total} recovery point(s)")
     elif days:
-        console.print(
+        console().print(
             f"forgot {done} recovery point(s); they stay recoverable for {days} day(s) "
             "(`strongroom undelete POINT`), then prune removes them"
         )
     else:
-        console.print(f"forgot {done} recovery point(s); soft delete is off: prune removes them")
+        console().print(f"forgot {done} recovery point(s); soft delete is off: prune removes them")
 
 
 def _group_doc(plan: GroupPlan) -> dict[str, object]:
@@ -167,12 +169,14 @@ def undelete_cmd(
 ) -> None:
     """Bring back a forgotten (soft-deleted) recovery point before prune removes it."""
     v = open_vault(vault, password_file)
+    from strongroom.vault.forget import undelete
+
     with v.lock():
         restored = undelete(v, point)
     if as_json:
         print_json({"undeleted": restored.point_id})
     else:
-        console.print(f"recovery point {restored.short_id} is back")
+        console().print(f"recovery point {restored.short_id} is back")
 
 
 # --- prune -----------------------------------------------------------------------------------
@@ -205,14 +209,18 @@ def prune_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove expired soft-deleted points and the data nothing needs any more."""
+    threshold = parse_percent(repack_threshold)
+    max_bytes = parse_size(max_repack_size) if max_repack_size else None
+    v = open_vault(vault, password_file)
+    from strongroom.vault.prune import PruneOptions, prune
+
     opts = PruneOptions(
         dry_run=dry_run,
         grace_seconds=grace_hours * 3600,
-        repack_threshold=parse_percent(repack_threshold),
-        max_repack_bytes=parse_size(max_repack_size) if max_repack_size else None,
+        repack_threshold=threshold,
+        max_repack_bytes=max_bytes,
         lock_wait=lock_wait,
     )
-    v = open_vault(vault, password_file)
     report = prune(v, opts)
     if as_json:
         print_json({**asdict(report), "bytes_freed": report.bytes_freed})
@@ -222,23 +230,25 @@ def prune_cmd(
 
 def _print_prune(r: PruneReport) -> None:
     verb = "would free" if r.dry_run else "freed"
-    console.print(
+    console().print(
         f"points: {r.points_live} live, {r.points_soft_deleted} soft-deleted (kept), "
         f"{len(r.points_removed)} removed after their soft-delete window"
     )
-    console.print(
+    console().print(
         f"chunks: {r.chunks_live} of {r.chunks} live ({r.trees_read} trees read); "
         f"packs: {r.packs} holding {human_bytes(r.pack_bytes)}"
     )
+    from rich.table import Table
+
     table = Table("packs", "count", "size", box=None)
     table.add_row("deleted: no live chunk", str(r.packs_deleted), human_bytes(r.bytes_deleted))
     table.add_row("repacked: live share low", str(r.packs_repacked), human_bytes(r.bytes_repacked))
     table.add_row("orphans: in no index", str(r.orphan_packs), human_bytes(r.orphan_bytes))
     table.add_row("kept: younger than grace", str(r.packs_young + r.orphans_young), "")
-    console.print(table)
+    console().print(table)
     if r.index_entries_dropped:
-        console.print(f"index entries of missing packs dropped: {r.index_entries_dropped}")
-    console.print(f"{verb} {human_bytes(max(r.bytes_freed, 0))} in {r.duration:.1f}s")
+        console().print(f"index entries of missing packs dropped: {r.index_entries_dropped}")
+    console().print(f"{verb} {human_bytes(max(r.bytes_freed, 0))} in {r.duration:.1f}s")
 
 
 # --- settings --------------------------------------------------------------------------------
@@ -266,6 +276,8 @@ def settings(
     if soft_delete_days is None and immutable_days is None:
         s = v.refresh_config().settings
     else:
+        from strongroom.vault.settings import change_settings
+
         s = change_settings(v, soft_delete_days=soft_delete_days, immutable_days=immutable_days)
     doc = {
         "soft_delete_days": s.soft_delete_days,
@@ -276,7 +288,9 @@ def settings(
     if as_json:
         print_json(doc)
         return
+    from rich.table import Table
+
     table = Table(box=None, show_header=False)
     for key, value in doc.items():
         table.add_row(key.replace("_", "-"), str(value))
-    console.print(table)
+    console().print(table)

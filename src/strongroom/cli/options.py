@@ -1,4 +1,8 @@
-"""Options every vault command takes, and opening the vault they name."""
+"""Options every vault command takes, and opening the vault they name.
+
+The storage and vault modules are imported when a vault is opened, not when the CLI loads,
+so ``--help`` and usage errors stay cheap (see ``strongroom.cli.main``).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,14 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from strongroom.errors import StrongroomError
-from strongroom.storage import open_backend
-from strongroom.vault import Vault
+
+if TYPE_CHECKING:
+    from strongroom.vault import Vault
 
 
 class CLIError(StrongroomError):
@@ -68,10 +73,20 @@ def read_passphrase(
 
 
 def open_vault(vault: str | None, password_file: Path | None, *, strict: bool = True) -> Vault:
+    """Open the vault the options name.  The passphrase's key is derived first, while only
+    typer, the storage layer and Argon2 are loaded: its memory (32 MiB by default) then adds
+    to a small base instead of to cryptography, numpy and the engines (issue 7)."""
+    from strongroom.storage import open_backend
+    from strongroom.vault.keys import SlotOpener
+
     location = vault_location(vault)
     backend = open_backend(location)
     try:
-        return Vault.open(backend, read_passphrase(password_file), strict=strict)
+        opener = SlotOpener(backend, read_passphrase(password_file))
+        opener.prepare()
+        from strongroom.vault import Vault
+
+        return Vault.open(backend, opener, strict=strict)
     except BaseException:
         backend.close()
         raise

@@ -1,13 +1,15 @@
-"""Vault-wide commands: init, points, stats, check (and check --repair)."""
+"""Vault-wide commands: init, points, stats, check (and check --repair).
+
+The vault's modules and rich's tables are imported inside the commands, where they are used
+(see ``strongroom.cli.main``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from strongroom.cli.options import (
     JsonOpt,
@@ -18,20 +20,19 @@ from strongroom.cli.options import (
     vault_location,
 )
 from strongroom.cli.output import console, human_bytes, is_tty, print_json, warn
-from strongroom.storage import open_backend
-from strongroom.vault import (
-    CheckReport,
-    KDFParams,
-    RecoveryPoint,
-    Vault,
-    VaultSettings,
-    check_vault,
-    vault_stats,
-)
-from strongroom.vault.repair import RepairReport, repair
-from strongroom.vault.tombstones import Tombstone
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from strongroom.vault import CheckReport, RecoveryPoint, Vault
+    from strongroom.vault.repair import RepairReport
+    from strongroom.vault.tombstones import Tombstone
 
 MiB = 1024 * 1024
+# init's KDF defaults: the same as strongroom.vault.keys.KDFParams() (a test checks), written
+# out so that loading the CLI does not load the crypto libraries.
+KDF_MEMORY_MIB = 32
+KDF_TIME_COST = 4
 
 
 def register(app: typer.Typer) -> None:
@@ -49,16 +50,21 @@ def init(
     ] = 16,
     kdf_memory_mib: Annotated[
         int, typer.Option("--kdf-memory", help="Argon2id memory in MiB.", min=1)
-    ] = 64,
-    kdf_time: Annotated[int, typer.Option("--kdf-time", help="Argon2id passes.", min=1)] = 3,
+    ] = KDF_MEMORY_MIB,
+    kdf_time: Annotated[
+        int, typer.Option("--kdf-time", help="Argon2id passes.", min=1)
+    ] = KDF_TIME_COST,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a new vault."""
+    from strongroom.storage import open_backend
+    from strongroom.vault import KDFParams, Vault, VaultSettings
+
     location = vault_location(vault)
     passphrase = read_passphrase(password_file, confirm=True, prompt="new vault passphrase")
     backend = open_backend(location)
     try:
-        kdf = KDFParams(time_cost=kdf_time, memory_kib=kdf_memory_mib * 1024, parallelism=2)
+        kdf = KDFParams(time_cost=kdf_time, memory_kib=kdf_memory_mib * 1024)
         created = Vault.init(
             backend, passphrase, settings=VaultSettings(pack_size=pack_size_mib * MiB), kdf=kdf
         )
@@ -67,8 +73,8 @@ def init(
     if as_json:
         print_json({"vault": location, "id": created.vault_id.hex(), "key": created.slot_id})
     else:
-        console.print(f"created vault {created.vault_id.hex()[:12]} at {location}")
-        console.print("keep the passphrase safe: without it the data cannot be read")
+        console().print(f"created vault {created.vault_id.hex()[:12]} at {location}")
+        console().print("keep the passphrase safe: without it the data cannot be read")
 
 
 def _point_doc(p: RecoveryPoint, stone: Tombstone | None = None) -> dict[str, object]:
@@ -119,11 +125,13 @@ def points(
         print_json([_point_doc(p, stones.get(p.point_id)) for p in found])
         return
     table = _deleted_table(found, stones) if deleted else _points_table(found)
-    console.print(table)
-    console.print(f"{len(found)} {'soft-deleted ' if deleted else ''}recovery point(s)")
+    console().print(table)
+    console().print(f"{len(found)} {'soft-deleted ' if deleted else ''}recovery point(s)")
 
 
 def _points_table(found: list[RecoveryPoint]) -> Table:
+    from rich.table import Table
+
     table = Table("id", "time", "kind", "source", "consistency", "size", "tags", box=None)
     for p in found:
         m = p.manifest
@@ -141,6 +149,8 @@ def _points_table(found: list[RecoveryPoint]) -> Table:
 
 
 def _deleted_table(found: list[RecoveryPoint], stones: dict[str, Tombstone]) -> Table:
+    from rich.table import Table
+
     table = Table("id", "time", "kind", "source", "deleted", "purged after", "reason", box=None)
     for p in found:
         m, stone = p.manifest, stones[p.point_id]
@@ -165,6 +175,8 @@ def stats(
 ) -> None:
     """Sizes, counts, dedup and compression ratios."""
     v = open_vault(vault, password_file)
+    from strongroom.vault import vault_stats
+
     with v.lock():
         s = vault_stats(v)
     doc = {
@@ -183,6 +195,8 @@ def stats(
     if as_json:
         print_json(doc)
         return
+    from rich.table import Table
+
     table = Table(box=None, show_header=False)
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(s.points_by_kind.items()))
     table.add_row("recovery points", f"{s.points}" + (f" ({kinds})" if kinds else ""))
@@ -191,7 +205,7 @@ def stats(
     table.add_row("stored size", f"{human_bytes(s.pack_bytes)} in {s.packs} packs")
     table.add_row("dedup ratio", f"{s.dedup_ratio:.2f}x")
     table.add_row("compression ratio", f"{s.compression_ratio:.2f}x")
-    console.print(table)
+    console().print(table)
 
 
 def check(
@@ -216,6 +230,8 @@ def check(
     """Verify the vault's structure, and with --read-data its data."""
     share = _parse_percent(subset) if subset else None
     v = open_vault(vault, password_file, strict=False)
+    from strongroom.vault.repair import repair
+
     fixed = repair(v) if do_repair else None
     if fixed is not None and not as_json:
         _print_repair(fixed)
@@ -234,14 +250,14 @@ def check(
 
 def _print_repair(r: RepairReport) -> None:
     for action in r.actions:
-        console.print(f"repair: {action}", soft_wrap=True)
-    console.print(
+        console().print(f"repair: {action}", soft_wrap=True)
+    console().print(
         f"repair: read {r.packs_read} packs; new index lists {r.packs_indexed} packs "
         f"({len(r.packs_newly_indexed)} newly indexed), replaced {r.index_objects_replaced} "
         f"index object(s); salvaged {r.chunks_salvaged} chunk(s), {r.chunks_lost} lost"
     )
     for point_id, lost in r.damaged_points.items():
-        console.print(
+        console().print(
             f"[red]recovery point {point_id[:12]} lost {lost} chunk(s)[/]: restore what remains, "
             "or forget it"
         )
@@ -260,15 +276,25 @@ def _parse_percent(text: str) -> float:
 def _run_check(
     v: Vault, read_data: bool, share: float | None, *, show_progress: bool
 ) -> CheckReport:
+    from strongroom.vault import check_vault
+
     if not show_progress:
         return check_vault(v, read_data=read_data, subset=share)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("reading packs"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console(), transient=True) as bar:
         task = bar.add_task("read", total=None)
 
         def progress(_: str, done: int, total: int) -> None:
@@ -298,14 +324,14 @@ def _print_report(r: CheckReport) -> None:
             warn(f"{p.name}: {p.message}")
         else:
             text = p.message if p.message.startswith(p.name) else f"{p.name}: {p.message}"
-            console.print(f"[red]error[/]: {text}", soft_wrap=True)
+            console().print(f"[red]error[/]: {text}", soft_wrap=True)
     if r.packs_checked:
-        console.print(
+        console().print(
             f"read {r.packs_checked} packs, {r.chunks_checked} chunks, {human_bytes(r.bytes_read)}"
         )
     for point_id, chunks in r.affected_points.items():
-        console.print(
+        console().print(
             f"[red]recovery point {point_id[:12]} is damaged[/]: {len(chunks)} chunk(s) unreadable"
         )
     status = "no errors were found" if r.ok else f"{len(r.errors)} error(s) found"
-    console.print(f"checked {r.points_checked} recovery points: {status}")
+    console().print(f"checked {r.points_checked} recovery points: {status}")

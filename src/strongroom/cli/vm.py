@@ -3,21 +3,25 @@
 Rule: a point taken through libvirt restores into libvirt (on ``--connect URI``, default the
 URI it was taken from); a point taken from XML files restores to files, unless ``--connect``
 is given, which restores it into libvirt.
+
+The libvirt provider (the image engine, numpy, libvirt-python) is imported only when a
+command connects, after the vault is open: every other command skips it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from strongroom.cli.options import JsonOpt, PasswordFileOpt, VaultOpt, open_vault
-from strongroom.cli.output import console, human_bytes, print_json
-from strongroom.image.libvirt import LibvirtProvider
-from strongroom.vault import RecoveryPoint, Vault
+from strongroom.cli.output import console, escape, human_bytes, print_json
 
-__all__ = ["ConnectOpt", "LibvirtProvider", "provider_for", "recorded_uri", "register"]
+if TYPE_CHECKING:
+    from strongroom.image.libvirt import LibvirtProvider
+    from strongroom.vault import RecoveryPoint, Vault
+
+__all__ = ["ConnectOpt", "libvirt_provider", "provider_for", "recorded_uri", "register"]
 
 ConnectOpt = Annotated[
     str | None,
@@ -42,12 +46,19 @@ def recorded_uri(point: RecoveryPoint) -> str | None:
     return str(uri) if uri else None
 
 
+def libvirt_provider(uri: str | None) -> LibvirtProvider:
+    """A connection to the libvirt host at ``uri`` (None: the default URI)."""
+    from strongroom.image.libvirt import LibvirtProvider
+
+    return LibvirtProvider(uri)
+
+
 def provider_for(point: RecoveryPoint, connect: str | None) -> LibvirtProvider | None:
     """The libvirt provider a restore of ``point`` goes to (see the module rule), or None."""
     uri = connect or recorded_uri(point)
     if connect is None and uri is None:
         return None
-    return LibvirtProvider(uri)
+    return libvirt_provider(uri)
 
 
 def _open_optional_vault(vault: str | None, password_file: Any) -> Vault | None:
@@ -56,7 +67,7 @@ def _open_optional_vault(vault: str | None, password_file: Any) -> Vault | None:
 
 def _print_rows(rows: list[Any]) -> None:
     if not rows:
-        console.print("no domains")
+        console().print("no domains")
     for row in rows:
         disks = ", ".join(
             f"{d['target']} {d['format']}" + (f" {human_bytes(d['size'])}" if d["size"] else "")
@@ -65,7 +76,7 @@ def _print_rows(rows: list[Any]) -> None:
         last = row.last_point
         point = f"{last['id'][:12]} {last['time'][:19]} {last['consistency']}" if last else "-"
         cp = f"{row.checkpoint} ({row.checkpoint_state})" if row.checkpoint else "none"
-        console.print(
+        console().print(
             f"[bold]{escape(row.name)}[/] {row.state}: {escape(disks) or 'no disks'}; "
             f"last point {point}; checkpoint {escape(cp)}",
             soft_wrap=True,
@@ -82,7 +93,7 @@ def vm_list_cmd(
 ) -> None:
     """List domains: state, disks, last recovery point (with a vault) and checkpoint state."""
     v = _open_optional_vault(vault, password_file)
-    with LibvirtProvider(connect) as provider:
+    with libvirt_provider(connect) as provider:
         rows = provider.list(v, names or None)
     if as_json:
         print_json([r.to_dict() for r in rows])

@@ -2,22 +2,65 @@
 
 The public surface is :class:`Vault` and the types it hands out; the modules behind it are
 private to this package.
+
+Names are imported on first use (PEP 562): ``from strongroom.vault import Vault`` loads only
+what opening a vault needs, so the passphrase's key derivation (a large transient allocation)
+runs before numpy and the engines are loaded, which keeps every command's peak memory low.
 """
 
-from strongroom.vault.check import CheckReport, Problem, check_vault
-from strongroom.vault.config import VaultSettings
-from strongroom.vault.forget import soft_delete, undelete
-from strongroom.vault.keys import KDFParams, KeySlot
-from strongroom.vault.points import PointManifest, RecoveryPoint
-from strongroom.vault.prune import PruneOptions, PruneReport, prune
-from strongroom.vault.repair import RepairReport, repair
-from strongroom.vault.retention import KeepPolicy
-from strongroom.vault.settings import change_settings
-from strongroom.vault.stats import VaultStats, vault_stats
-from strongroom.vault.tombstones import Tombstone
-from strongroom.vault.trees import decode_tree, encode_tree
-from strongroom.vault.vault import Vault
-from strongroom.vault.writer import CHUNK_DATA, CHUNK_TREE, ChunkWriter, PutResult, WriterStats
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from strongroom.vault.check import CheckReport, Problem, check_vault
+    from strongroom.vault.config import VaultSettings
+    from strongroom.vault.forget import soft_delete, undelete
+    from strongroom.vault.keys import KDFParams, KeySlot
+    from strongroom.vault.points import PointManifest, RecoveryPoint
+    from strongroom.vault.prune import PruneOptions, PruneReport, prune
+    from strongroom.vault.repair import RepairReport, repair
+    from strongroom.vault.retention import KeepPolicy
+    from strongroom.vault.settings import change_settings
+    from strongroom.vault.stats import VaultStats, vault_stats
+    from strongroom.vault.tombstones import Tombstone
+    from strongroom.vault.trees import decode_tree, encode_tree
+    from strongroom.vault.vault import Vault
+    from strongroom.vault.writer import CHUNK_DATA, CHUNK_TREE, ChunkWriter, PutResult, WriterStats
+
+_HOME = {
+    "CHUNK_DATA": "writer",
+    "CHUNK_TREE": "writer",
+    "CheckReport": "check",
+    "ChunkWriter": "writer",
+    "KDFParams": "keys",
+    "KeepPolicy": "retention",
+    "KeySlot": "keys",
+    "PointManifest": "points",
+    "Problem": "check",
+    "PruneOptions": "prune",
+    "PruneReport": "prune",
+    "PutResult": "writer",
+    "RecoveryPoint": "points",
+    "RepairReport": "repair",
+    "Tombstone": "tombstones",
+    "Vault": "vault",
+    "VaultSettings": "config",
+    "VaultStats": "stats",
+    "WriterStats": "writer",
+    "change_settings": "settings",
+    "check_vault": "check",
+    "decode_tree": "trees",
+    "encode_tree": "trees",
+    "prune": "prune",
+    "repair": "repair",
+    "soft_delete": "forget",
+    "undelete": "forget",
+    "vault_stats": "stats",
+}
 
 __all__ = [
     "CHUNK_DATA",
@@ -49,3 +92,29 @@ __all__ = [
     "undelete",
     "vault_stats",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``prune`` and ``repair`` the functions even after their same-named submodules
+    load (the import system binds a loaded submodule as an attribute of its package)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, types.ModuleType) and _HOME.get(name) == name:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,9 +1,15 @@
-"""The Vault: one opened vault, its keys, index, chunks and recovery points."""
+"""The Vault: one opened vault, its keys, index, chunks and recovery points.
+
+The index, reader, writer and tree modules (numpy, the pack codec) are imported where they
+are first used, after :meth:`Vault.open` has unwrapped the key: the passphrase's Argon2id
+allocation then happens while little is loaded, which keeps each command's peak memory low.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from strongroom import failpoints
 from strongroom.errors import (
@@ -15,7 +21,6 @@ from strongroom.errors import (
     PointNotFound,
     VaultError,
     VaultExists,
-    WrongPassphrase,
 )
 from strongroom.storage.backend import Backend
 from strongroom.storage.local import LocalBackend
@@ -38,13 +43,13 @@ from strongroom.vault.envelope import (
     read_checked,
     seal_object,
 )
-from strongroom.vault.index import ChunkIndex, decode_index
 from strongroom.vault.locks import LockCodec, LockInfo, VaultLock, default_wait, remove_stale_locks
 from strongroom.vault.points import POINTS_PREFIX, PointManifest, RecoveryPoint
-from strongroom.vault.reader import ChunkReader
 from strongroom.vault.tombstones import Tombstone
-from strongroom.vault.trees import decode_tree, encode_tree
-from strongroom.vault.writer import CHUNK_TREE, INDEX_PREFIX, ChunkWriter, UnindexedPacks
+
+if TYPE_CHECKING:
+    from strongroom.vault.index import ChunkIndex
+    from strongroom.vault.writer import ChunkWriter
 
 
 class Vault:
@@ -53,6 +58,10 @@ class Vault:
     def __init__(
         self, backend: Backend, config: VaultConfig, keys: VaultKeys, slot_id: str
     ) -> None:
+        from strongroom.vault.index import ChunkIndex
+        from strongroom.vault.reader import ChunkReader
+        from strongroom.vault.writer import UnindexedPacks
+
         self.backend = backend
         self.config = config
         self.keys = keys
@@ -105,33 +114,27 @@ class Vault:
         return vault
 
     @classmethod
-    def open(cls, backend: Backend, passphrase: str, *, strict: bool = True) -> Vault:
-        """Open with ``passphrase``; ``strict=False`` records unreadable index objects instead."""
+    def open(
+        cls, backend: Backend, passphrase: str | keyslots.SlotOpener, *, strict: bool = True
+    ) -> Vault:
+        """Open with ``passphrase`` (or a :class:`~strongroom.vault.keys.SlotOpener` holding
+        it); ``strict=False`` records unreadable index objects instead of failing."""
         try:
             stored = backend.get(CONFIG_NAME)
         except ObjectNotFound:
             raise NotAVault(f"{backend.describe()} is not a strongroom vault (no config)") from None
         config, doc = parse_config(stored, backend.describe())
-        master, slot_id = cls._unlock(backend, passphrase, config.vault_id)
+        opener = (
+            passphrase
+            if isinstance(passphrase, keyslots.SlotOpener)
+            else keyslots.SlotOpener(backend, passphrase)
+        )
+        master, slot_id = opener.unlock(config.vault_id)
         keys = VaultKeys.from_master(master)
         verify_config_mac(doc, stored, keys)
         vault = cls(backend, config, keys, slot_id)
         vault.index_names = vault._load_index(vault.index, strict)
         return vault
-
-    @staticmethod
-    def _unlock(backend: Backend, passphrase: str, vault_id: bytes) -> tuple[bytes, str]:
-        slots = [info.name for info in backend.list(keyslots.KEYS_PREFIX)]
-        if not slots:
-            raise IntegrityError("vault has no key slots (keys/ is empty)", name="keys/")
-        for name in sorted(slots):
-            slot_id = name.rsplit("/", 1)[-1]
-            master = keyslots.unwrap(slot_id, backend.get(name), passphrase, vault_id)
-            if master is not None:
-                return master, slot_id
-        raise WrongPassphrase(
-            f"wrong passphrase: none of the vault's {len(slots)} key slot(s) opens with it"
-        )
 
     def open_index_object(self, name: str) -> bytes:
         """An index object's verified plaintext (fetched twice if the first copy is bad)."""
@@ -144,6 +147,9 @@ class Vault:
 
     def _load_index(self, index: ChunkIndex, strict: bool) -> set[str]:
         """Load every index object into ``index``; the names of those that loaded."""
+        from strongroom.vault.index import decode_index
+        from strongroom.vault.writer import INDEX_PREFIX
+
         names = [info.name for info in self.backend.list(INDEX_PREFIX)]
 
         def load(name: str) -> IntegrityError | None:
@@ -175,6 +181,9 @@ class Vault:
         The old index is dropped first, so memory never holds two of them.  A writer made
         before keeps adding to the old one: make new writers afterwards.
         """
+        from strongroom.vault.index import ChunkIndex
+        from strongroom.vault.reader import ChunkReader
+
         self.index = ChunkIndex()
         self.reader = ChunkReader(self.backend, self.keys, self.index)
         self.problems.index.clear()
@@ -239,6 +248,8 @@ class Vault:
     def writer(self, upload_workers: int | None = None) -> ChunkWriter:
         """A chunk writer; by default one upload thread for a local vault (a local write is
         fast, and each uploader holds a pack buffer), four for object storage."""
+        from strongroom.vault.writer import ChunkWriter
+
         if upload_workers is None:
             upload_workers = 1 if isinstance(self.backend, LocalBackend) else 4
         s = self.config.settings
@@ -259,9 +270,14 @@ class Vault:
 
     @staticmethod
     def put_tree(writer: ChunkWriter, refs: Sequence[bytes], body: bytes) -> bytes:
+        from strongroom.vault.trees import encode_tree
+        from strongroom.vault.writer import CHUNK_TREE
+
         return writer.put(encode_tree(refs, body), CHUNK_TREE).chunk_id
 
     def read_tree(self, chunk_id: bytes) -> tuple[list[bytes], bytes]:
+        from strongroom.vault.trees import decode_tree
+
         return decode_tree(self.read_chunk(chunk_id))
 
     def lock(self, exclusive: bool = False, wait: float | None = None) -> VaultLock:

@@ -1,0 +1,190 @@
+"""What a command loads: little for --help and usage errors, no rich or pydantic for --json,
+the key derived before numpy; and the pydantic-free parameter conversion matches typer's."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import typer.main
+from typer._coercion import build_runtime_param
+
+import strongroom.files
+from strongroom.cli import coercion, vault_cmds
+from strongroom.cli.files import CONFLICT_POLICIES
+from strongroom.cli.main import app, main
+from strongroom.storage import LocalBackend
+from strongroom.vault import KDFParams, Vault
+from tests.conftest import FAST_KDF, PASSPHRASE
+
+WATCHED = (
+    "numpy",
+    "cryptography",
+    "pydantic",
+    "rich",
+    "libvirt",
+    "strongroom.storage",
+    "strongroom.vault.vault",
+    "strongroom.files",
+    "strongroom.image",
+)
+VAULT = {"numpy", "cryptography", "strongroom.storage", "strongroom.vault.vault"}
+
+
+def loaded_by(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, set[str], set[str]]:
+    """Run the CLI in a fresh interpreter: its exit code, the watched modules loaded by the
+    end, and those loaded when the key derivation started."""
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import argon2.low_level
+        watched = {WATCHED!r}
+        at_kdf = []
+        derive = argon2.low_level.hash_secret_raw
+
+        def spy(*args, **kwargs):
+            at_kdf.extend(m for m in watched if m in sys.modules)
+            return derive(*args, **kwargs)
+
+        argon2.low_level.hash_secret_raw = spy
+        from strongroom.cli.main import main
+        code = main({argv!r})
+        done = [m for m in watched if m in sys.modules]
+        sys.stderr.write("\\n" + json.dumps([code, done, at_kdf]) + "\\n")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    code, done, at_kdf = json.loads(proc.stderr.strip().splitlines()[-1])
+    return code, set(done), set(at_kdf)
+
+
+@pytest.fixture
+def vault_env(tmp_path: Path) -> dict[str, str]:
+    Vault.init(LocalBackend(tmp_path / "vault"), PASSPHRASE, kdf=FAST_KDF)
+    return {
+        "STRONGROOM_VAULT": str(tmp_path / "vault"),
+        "STRONGROOM_PASSWORD": PASSPHRASE,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }
+
+
+def test_help_version_and_usage_errors_load_no_engine() -> None:
+    code, done, _ = loaded_by(["--help"])
+    assert code == 0 and done <= {"rich"}  # typer draws help with rich
+    code, done, _ = loaded_by(["version"])
+    assert code == 0 and not done
+    code, done, _ = loaded_by(["points", "--no-such-option"])
+    assert code == 2 and done <= {"rich"}
+
+
+def test_json_commands_load_neither_rich_nor_pydantic(
+    vault_env: dict[str, str], tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("alpha")
+    code, done, at_kdf = loaded_by(["backup", "files", str(src), "--json"], vault_env)
+    assert code == 0
+    assert at_kdf == {"strongroom.storage"}  # the key is derived before the rest loads
+    assert done == VAULT | {"strongroom.files"}
+    code, done, at_kdf = loaded_by(["points", "--json"], vault_env)
+    assert code == 0
+    assert at_kdf == {"strongroom.storage"}
+    assert done == VAULT
+
+
+def test_openblas_gets_one_thread_unless_told_otherwise() -> None:
+    def threads(env: dict[str, str]) -> str:
+        code = "import os, strongroom.cli; print(os.environ['OPENBLAS_NUM_THREADS'])"
+        run = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+        return run.stdout.strip()
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    assert threads(env) == "1"
+    assert threads({**env, "OPENBLAS_NUM_THREADS": "3"}) == "3"
+
+
+def test_cli_constants_match_the_library() -> None:
+    kdf = KDFParams()
+    assert kdf.memory_kib == vault_cmds.KDF_MEMORY_MIB * 1024
+    assert kdf.time_cost == vault_cmds.KDF_TIME_COST
+    assert CONFLICT_POLICIES == strongroom.files.CONFLICT_POLICIES
+
+
+def test_init_uses_the_default_kdf(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRONGROOM_PASSWORD", PASSPHRASE)
+    assert main(["init", "--vault", str(tmp_path / "v"), "--json"]) == 0
+    capsys.readouterr()
+    (slot,) = Vault.open(LocalBackend(tmp_path / "v"), PASSPHRASE).list_keys()
+    assert slot.kdf == KDFParams()
+
+
+# --- parameter conversion --------------------------------------------------------------------
+
+
+def _samples(annotation: Any, tmp_path: Path) -> list[Any]:
+    readable = tmp_path / "readable"
+    readable.write_text("x")
+    unreadable = tmp_path / "unreadable"
+    unreadable.write_text("x")
+    unreadable.chmod(0)
+    numbers = ["5", "0", "-1", "-0", "+3", " 7 ", "1_0", "00", "5.0", "1.5", "1e3", "0x10"]
+    numbers += ["abc", "", "nan", "inf", "-inf", "infinity", ".5", "1.", "\u0663", "2**3"]
+    scalars: dict[Any, list[Any]] = {
+        str: ["x", "", " a b ", "\u00e9", "-"],
+        Path: [str(readable), str(unreadable), str(tmp_path), str(tmp_path / "no"), "", "-"],
+        int: numbers,
+        float: numbers,
+        bool: [True, False],
+    }
+    if annotation in scalars:
+        return scalars[annotation]
+    (item,) = annotation.__args__
+    return [tuple(scalars[item][:3]), (), [scalars[item][0]]]
+
+
+def _outcome(runtime: Any, value: Any, param: Any) -> Any:
+    try:
+        result = runtime.coerce(value, param=param, ctx=None)
+    except typer.BadParameter as exc:
+        return ("error", exc.format_message())
+    if isinstance(result, float) and math.isnan(result):
+        return ("nan",)
+    return (type(result), result)
+
+
+def test_conversion_matches_typer_for_every_parameter(tmp_path: Path) -> None:
+    command = typer.main.get_command(app)
+    assert coercion.install(command) > 100
+    checked = 0
+    stack: list[Any] = [command]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            converter = param._runtime_param
+            assert isinstance(converter, coercion._Converter), param.name
+            reference = build_runtime_param(param.type_descriptor)
+            for value in [None, *_samples(param.type_descriptor.annotation, tmp_path)]:
+                ours = _outcome(converter, value, param)
+                assert ours == _outcome(reference, value, param), (param.name, value)
+                checked += 1
+    assert checked > 1000
