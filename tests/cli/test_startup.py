@@ -31,6 +31,7 @@ WATCHED = (
     "pydantic",
     "rich",
     "libvirt",
+    "obstore",
     "strongroom.storage",
     "strongroom.vault.vault",
     "strongroom.files",

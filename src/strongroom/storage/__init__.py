@@ -1,4 +1,9 @@
-"""Storage layer: where a vault's objects live (local folder, Azure Blob, S3) and wrappers."""
+"""Storage layer: where a vault's objects live (local folder, Azure Blob, S3) and wrappers.
+
+:class:`ObjectStoreBackend` (obstore) loads on first use: local vaults never need it.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from strongroom.storage.backend import Backend, ObjectInfo
 from strongroom.storage.cache import CachingBackend
@@ -6,9 +11,11 @@ from strongroom.storage.faults import FaultKind, FaultOp, FaultRule, FaultyBacke
 from strongroom.storage.local import LocalBackend
 from strongroom.storage.memory import MemoryBackend
 from strongroom.storage.names import check_name
-from strongroom.storage.objectstore import ObjectStoreBackend
 from strongroom.storage.retry import RetryingBackend
 from strongroom.storage.url import default_cache_root, open_backend
+
+if TYPE_CHECKING:
+    from strongroom.storage.objectstore import ObjectStoreBackend
 
 __all__ = [
     "Backend",
@@ -27,3 +34,11 @@ __all__ = [
     "default_cache_root",
     "open_backend",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ObjectStoreBackend":
+        from strongroom.storage.objectstore import ObjectStoreBackend
+
+        return ObjectStoreBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,12 +8,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from strongroom.errors import BackendConfigError
-from strongroom.storage.azure import open_azure
 from strongroom.storage.backend import Backend
 from strongroom.storage.cache import CachingBackend
 from strongroom.storage.local import LocalBackend
 from strongroom.storage.retry import RetryingBackend
-from strongroom.storage.s3 import open_s3
 
 REMOTE_SCHEMES = ("azure", "s3")
 
@@ -41,10 +39,15 @@ def _local_path(location: str) -> Path:
 
 def open_remote(location: str) -> Backend:
     """The bare remote backend for an ``azure://`` or ``s3://`` location (no retry, no cache)."""
+    # obstore loads only here: it is about 6 MiB of memory that a local vault never needs
     scheme = location.partition("://")[0].lower()
     if scheme == "azure":
+        from strongroom.storage.azure import open_azure
+
         return open_azure(location)
     if scheme == "s3":
+        from strongroom.storage.s3 import open_s3
+
         return open_s3(location)
     raise BackendConfigError(
         f"unsupported vault location {location!r}: use a path, file://, azure:// or s3://"
