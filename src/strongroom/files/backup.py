@@ -177,7 +177,8 @@ class _Engine:
             path = os.path.join(d.path, name)
             if not restricted and (sel is None or sel.full) and self._excluded(path, st):
                 continue
-            node = self._node(path, name, st)
+            # a file that is read gets its xattrs in the worker (from the open descriptor)
+            node = self._node(path, name, st, xattrs=not stat.S_ISREG(st.st_mode))
             if node is None:
                 continue
             if node.kind == DIR:
@@ -239,13 +240,14 @@ class _Engine:
             return True
         return False
 
-    def _node(self, path: bytes, name: bytes, st: os.stat_result) -> Node | None:
+    def _node(self, path: bytes, name: bytes, st: os.stat_result, xattrs: bool) -> Node | None:
         node = node_from_stat(name, st, self.names)
         if node is None:
             self.summary.skipped.append((_show(path), "socket (not backed up)"))
             return None
         try:
-            node.xattrs = read_xattrs(path)
+            if xattrs:
+                node.xattrs = read_xattrs(path)
             if node.kind == SYMLINK:
                 node.target = os.readlink(path)
         except OSError as exc:
@@ -262,6 +264,11 @@ class _Engine:
         self.summary.files += 1
         if hit is not None and hit.matches(st) and all(c in self.vault.index for c in hit.chunks):
             node.chunks, node.extents = hit.chunks, hit.extents
+            path = os.path.join(d.path, node.name)
+            try:
+                node.xattrs = read_xattrs(path)
+            except OSError as exc:
+                self._error(path, f"cannot read metadata: {exc.strerror}")
             self.summary.files_unchanged += 1
             self.done_files += 1
             return
@@ -327,6 +334,8 @@ class _Engine:
                 s.files_unchanged += 1
             if node.inconsistent:
                 s.inconsistent.append(_show(os.path.join(d.path, node.name)))
+            if out.meta_error:
+                self._error(os.path.join(d.path, node.name), out.meta_error)
             if out.cache_row is not None:
                 d.rows.append(out.cache_row)
         d.pending -= 1

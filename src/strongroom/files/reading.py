@@ -15,7 +15,7 @@ from typing import Any
 
 from strongroom.files.cache import CacheEntry
 from strongroom.files.content import Content, ContentReader, open_for_reading
-from strongroom.files.metadata import PERMS, Names
+from strongroom.files.metadata import PERMS, Names, read_xattrs
 from strongroom.files.nodes import Node
 
 # A file changed within this window before we stat it may change again within the same
@@ -42,6 +42,7 @@ class FileOutcome:
     nread: int = 0
     error: str = ""
     cache_row: CacheRow | None = None
+    meta_error: str = ""  # the content is stored, but its xattrs could not be read
 
 
 def _same(a: os.stat_result, b: os.stat_result) -> bool:
@@ -104,6 +105,11 @@ class FileReader:
         node = item.node
         _fill_node(node, before, content, self.names)
         node.inconsistent = not consistent
+        meta_error = ""
+        try:
+            node.xattrs = read_xattrs(fd)
+        except OSError as exc:
+            meta_error = f"cannot read metadata: {exc.strerror}"
         cached = item.cached
         if cached is None:
             status = "new"
@@ -122,4 +128,4 @@ class FileReader:
                 content.chunks,
                 content.extents,
             )
-        return FileOutcome(item, status, nread, cache_row=row)
+        return FileOutcome(item, status, nread, cache_row=row, meta_error=meta_error)
