@@ -3,8 +3,8 @@
 Every tool runs with its defaults except what the issue fixes: restic with its default
 compression (repository v2, ``auto``), borg with ``zstd,3`` or ``lz4`` and ``repokey``
 encryption, strongroom as ``strongroom init`` creates it.  Key derivation runs with each tool's
-default parameters on every command (Argon2id 64 MiB x 3 for strongroom, scrypt for restic,
-PBKDF2 for borg): a fixed per-command cost, included in the timings.
+default parameters on every command (Argon2id 32 MiB x 4 for strongroom, scrypt N=2^15 r=8
+p=10 for restic, PBKDF2 for borg): a fixed per-command cost, included in the timings.
 """
 
 from __future__ import annotations
