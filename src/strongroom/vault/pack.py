@@ -70,7 +70,7 @@ def header_aad(salt: bytes) -> bytes:
     return b"SRPH" + salt
 
 
-STREAM_WINDOW = 2 << 20
+STREAM_WINDOW = 1 << 20
 """A streaming builder hands its bytes to the stream whenever it holds this much."""
 
 
