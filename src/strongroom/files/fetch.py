@@ -1,89 +1,352 @@
-"""Ordered parallel chunk fetching for restores, and writing a chunk stream into a file.
+"""The worker side of writing a restore's files: jobs, chunk reads, positional writes.
 
-Chunks are fetched (read, decrypted, decompressed, verified) by a thread pool in groups of
-consecutive chunks, at most ``window`` groups ahead, and handed back in order.  A chunk that
-cannot be read comes back as its exception, so one damaged chunk fails one file, not the whole
-restore.
+Files (in the order of the packs that hold them) are cut into jobs: a run of whole files, or
+one slice of a big file, each bounded in files, chunks and bytes.  A worker runs a job from
+start to end with no hand-off: it reads the job's chunks (blobs adjacent in a pack in one
+ranged read, across file boundaries), creates each file under its temporary name, writes every
+chunk at its place with ``pwrite`` (holes stay holes) and finishes each file whose last piece
+it wrote: size, optional verification, metadata, close.  The slices of a big file may run on
+several workers at once; they share its descriptor, and whichever writes the last one
+finishes the file.  Nothing here renames a file into place: the caller does that once the data
+is durable.
+
+A chunk that cannot be read, or a write that fails, fails its file only (recorded in
+:attr:`FileTask.failure`, the temporary file removed).  Out of space raises
+:class:`FilesError` at once; the caller then stops every job and calls
+:meth:`ContentWriter.discard_all`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
-from strongroom.errors import StrongroomError
+from strongroom.errors import FilesError, StrongroomError
+from strongroom.files.content import ExtentReader
+from strongroom.files.metadata import apply_metadata
+from strongroom.files.plan import Entry
+from strongroom.vault.crypto import VaultKeys
+from strongroom.vault.index import IndexEntry
+from strongroom.vault.reader import ChunkReader, Located
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 Fetched = bytes | StrongroomError
 
-_GROUP_CHUNKS = 32
-_GROUP_BYTES = 8 << 20
+
+@dataclass(frozen=True, slots=True)
+class JobLimits:
+    """How much one job takes: small enough to spread a restore over the workers and keep
+    one file's failure cheap, large enough that the hand-off per job does not count."""
+
+    files: int = 64
+    chunks: int = 64
+    bytes: int = 4 << 20
 
 
-def _read_group(read: Callable[[bytes], bytes], ids: list[bytes]) -> list[Fetched]:
-    out: list[Fetched] = []
-    for cid in ids:
-        try:
-            out.append(read(cid))
-        except StrongroomError as exc:
-            out.append(exc)
-    return out
+@dataclass(eq=False, slots=True)
+class FileTask:
+    """A regular file on its way: where its chunks are and what became of it."""
+
+    entry: Entry
+    tmp: bytes
+    chunks: Sequence[Located]
+    extents: list[tuple[int, int]]
+    starts: Sequence[int] = ()  # each chunk's offset in the content
+    raw: int = 0  # the content's size (the chunks' raw sizes the index gives)
+    pieces: int = 1  # jobs that write a part of it (fixed once planned)
+    left: int = 1  # of those, how many have not finished yet (under ContentWriter's lock)
+    fd: int = -1
+    end: int = 0  # the file's size so far: the highest offset written
+    written: int = 0  # content bytes written
+    failure: str | None = None
+    issues: list[str] | None = None  # metadata that could not be applied
+    verified: bool = False
+
+    def __post_init__(self) -> None:
+        starts = []
+        pos = 0
+        for _, entry in self.chunks:
+            starts.append(pos)
+            pos += entry.raw if entry is not None else 0  # unknown: the read fails the file
+        self.starts, self.raw = starts, pos
+
+    @property
+    def show(self) -> str:
+        return os.fsdecode(self.entry.dest)
 
 
-def _groups(ids: Iterable[tuple[bytes, int]]) -> Iterator[list[bytes]]:
-    group: list[bytes] = []
-    size = 0
-    for cid, raw in ids:
-        group.append(cid)
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """The chunks [lo, hi) of a big file: one job."""
+
+    task: FileTask
+    lo: int
+    hi: int
+
+
+# A file with the index entry of its first chunk (looked up to sort the files anyway).
+Placed = tuple[Entry, IndexEntry | None]
+# A job: whole files (their tasks are made by the worker), or a slice of a big file.
+Job = list[Placed] | Slice
+
+
+def plan_jobs(
+    files: Iterable[Placed], big: Callable[[Entry], FileTask], limits: JobLimits = JobLimits()
+) -> Iterator[Job]:
+    """Consecutive files grouped into jobs; a file too big for one job gets jobs of its own.
+
+    Sized from the nodes alone (chunk count, file size): the caller's thread does as little
+    per file as it can, the workers do the rest.  ``big`` makes a big file's task, which its
+    slices share.
+    """
+    job: list[Placed] = []
+    chunks = size = 0
+    for placed in files:
+        node = placed[0].node
+        n = len(node.chunks)
+        if n > limits.chunks or node.size > limits.bytes:
+            if job:
+                yield job
+                job, chunks, size = [], 0, 0
+            yield from _slices(big(placed[0]), limits)
+            continue
+        if job and (
+            len(job) >= limits.files
+            or chunks + n > limits.chunks
+            or size + node.size > limits.bytes
+        ):
+            yield job
+            job, chunks, size = [], 0, 0
+        job.append(placed)
+        chunks += n
+        size += node.size
+    if job:
+        yield job
+
+
+def _slices(task: FileTask, limits: JobLimits) -> Iterator[Slice]:
+    """A big file's chunks cut into bounded runs; ``pieces`` is set before any is handed out."""
+    cuts: list[tuple[int, int]] = []
+    lo = size = 0
+    for k, (_, entry) in enumerate(task.chunks):
+        raw = entry.raw if entry is not None else 0
+        if k > lo and (k - lo >= limits.chunks or size + raw > limits.bytes):
+            cuts.append((lo, k))
+            lo, size = k, 0
         size += raw
-        if len(group) >= _GROUP_CHUNKS or size >= _GROUP_BYTES:
-            yield group
-            group, size = [], 0
-    if group:
-        yield group
+    cuts.append((lo, len(task.chunks)))
+    task.pieces = task.left = len(cuts)
+    for lo, hi in cuts:
+        yield Slice(task, lo, hi)
 
 
-def fetch_ordered(
-    read: Callable[[bytes], bytes],
-    ids: Iterable[tuple[bytes, int]],
-    workers: int = 4,
-    window: int = 8,
-) -> Generator[Fetched, None, None]:
-    """Each chunk of ``ids`` ((id, raw size) pairs) in order, as bytes or its read error."""
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="files-fetch") as pool:
-        ahead: deque[Future[list[Fetched]]] = deque()
-        try:
-            for group in _groups(ids):
-                ahead.append(pool.submit(_read_group, read, group))
-                if len(ahead) >= window:
-                    yield from ahead.popleft().result()
-            while ahead:
-                yield from ahead.popleft().result()
-        finally:
-            for fut in ahead:
-                fut.cancel()
+def write_at(fd: int, extents: list[tuple[int, int]], pos: int, data: bytes) -> int:
+    """Write ``data``, found at ``pos`` of the file's content, into its data extents.
+
+    The content is the extents back to back; what lies beyond the last extent is dropped (the
+    point said the file is that big).  Returns the file offset just past the last byte written
+    (0 if none was).
+    """
+    view = memoryview(data)
+    end = 0
+    base = 0  # where the current extent starts in the content
+    for offset, length in extents:
+        if not view:
+            break
+        if pos >= base + length:
+            base += length
+            continue
+        into = pos - base
+        n = min(length - into, len(view))
+        _pwrite_all(fd, view[:n], offset + into)
+        end = offset + into + n
+        view = view[n:]
+        pos += n
+        base += length
+    return end
 
 
-class ExtentWriter:
-    """Writes a chunk stream into a file's data extents (holes are left unwritten)."""
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
 
-    def __init__(self, fd: int, extents: list[tuple[int, int]]) -> None:
-        self._fd = fd
-        self._extents = extents
-        self._i = 0
-        self._done = 0
 
-    def write(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            if self._i >= len(self._extents):
-                return  # more content than extents: the point said so, keep what fits
-            offset, length = self._extents[self._i]
-            room = length - self._done
-            if room <= 0:
-                self._i, self._done = self._i + 1, 0
+class ContentWriter:
+    """Runs jobs (thread-safe): see the module docstring.
+
+    ``live`` holds every task whose temporary file exists and is neither removed nor handed
+    on by the caller: after a failure the caller removes them with :meth:`discard_all`.
+    """
+
+    def __init__(
+        self,
+        reader: ChunkReader,
+        keys: VaultKeys,
+        tmp_name: Callable[[bytes], bytes],
+        *,
+        verify: bool,
+        as_root: bool,
+    ) -> None:
+        self._reader, self._keys, self._tmp_name = reader, keys, tmp_name
+        self._verify, self._as_root = verify, as_root
+        self._lock = threading.Lock()  # a big file's shared state: fd, left, end, written
+        self.live: set[FileTask] = set()
+
+    def task(self, e: Entry, chunks: list[Located] | None = None) -> FileTask:
+        """A file's task: its temporary name and where its chunks are."""
+        if chunks is None:
+            chunks = self._reader.locate(e.node.chunks)
+        return FileTask(e, self._tmp_name(e.dest), chunks, e.node.data_extents())
+
+    def run(self, job: Job) -> list[FileTask]:
+        """Write the job's files (or slice); return the files it finished, failed ones too."""
+        pieces: list[tuple[FileTask, int, int]] = []
+        if isinstance(job, Slice):
+            pieces.append((job.task, job.lo, job.hi))
+            chunks = job.task.chunks[job.lo : job.hi]
+        else:
+            chunks = []
+            for e, first in job:
+                ids = e.node.chunks
+                at = len(chunks)
+                if ids:
+                    chunks.append((ids[0], first))
+                    if len(ids) > 1:
+                        chunks += self._reader.locate(ids[1:])
+                pieces.append((self.task(e, chunks[at:]), 0, len(ids)))
+        stream = self._reader.read_run(chunks)
+        finished: list[FileTask] = []
+        for task, lo, hi in pieces:
+            self._write(task, lo, hi, stream)
+            if self._last_piece(task):
+                finished.append(self._finish(task))
+        return finished
+
+    def discard_all(self) -> None:
+        """Close and remove every live temporary file; only once no job runs any more."""
+        for task in self.live:
+            if task.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(task.fd)
+                task.fd = -1
+            with contextlib.suppress(OSError):
+                os.unlink(task.tmp)
+        self.live.clear()
+
+    # --- one piece ---------------------------------------------------------------------------
+
+    def _write(self, task: FileTask, lo: int, hi: int, stream: Iterator[Fetched]) -> None:
+        if not self._open(task):
+            for _ in range(lo, hi):
+                next(stream)  # another file of the job may need the chunks after these
+            return
+        end = written = 0
+        for k in range(lo, hi):
+            piece = next(stream)
+            if task.failure is not None:
                 continue
-            n = os.pwrite(self._fd, view[:room], offset + self._done)
-            self._done += n
-            view = view[n:]
+            if isinstance(piece, StrongroomError):
+                task.failure = f"cannot read its data: {piece}"
+                continue
+            try:
+                end = max(end, write_at(task.fd, task.extents, task.starts[k], piece))
+            except OSError as exc:
+                task.failure = self._os_reason(task, exc, "cannot write")
+                continue
+            written += len(piece)
+        if task.pieces == 1:
+            task.end, task.written = end, written
+        else:
+            with self._lock:
+                task.end = max(task.end, end)
+                task.written += written
+
+    def _open(self, task: FileTask) -> bool:
+        """Create the temporary file (once for a big file's slices); False if it failed."""
+        if task.pieces == 1:
+            self._create(task)
+        else:
+            with self._lock:
+                if task.fd < 0 and task.failure is None:
+                    self._create(task)
+        return task.fd >= 0 and task.failure is None
+
+    def _create(self, task: FileTask) -> None:
+        try:
+            task.fd = os.open(task.tmp, _CREATE_FLAGS, 0o600)
+        except OSError as exc:
+            task.failure = self._os_reason(task, exc, "cannot create file")
+            return
+        self.live.add(task)
+
+    def _last_piece(self, task: FileTask) -> bool:
+        if task.pieces == 1:
+            return True
+        with self._lock:
+            task.left -= 1
+            return task.left == 0
+
+    # --- the whole file ----------------------------------------------------------------------
+
+    def _finish(self, task: FileTask) -> FileTask:
+        """Size, verification and metadata, then close; a failed file's temp file goes."""
+        if task.fd >= 0 and task.failure is None:
+            self._settle(task)
+        if task.fd >= 0:
+            os.close(task.fd)
+            task.fd = -1
+        if task.failure is not None and task in self.live:
+            with contextlib.suppress(OSError):
+                os.unlink(task.tmp)
+            self.live.discard(task)
+        # Done with them: the task waits for its rename, and the fewer objects that wait, the
+        # less the garbage collector has to look at.
+        task.chunks = task.starts = ()
+        return task
+
+    def _settle(self, task: FileTask) -> None:
+        node = task.entry.node
+        try:
+            if task.end != node.size:  # trailing holes, or content shorter than the size
+                os.ftruncate(task.fd, node.size)
+        except OSError as exc:
+            task.failure = self._os_reason(task, exc, "cannot set size")
+            return
+        if self._verify:
+            if not self._check(task):
+                task.failure = "verification failed: the written data differs from the point"
+                return
+            task.verified = True
+        issues: list[str] = []
+        apply_metadata(task.fd, node, as_root=self._as_root, issue=issues.append)
+        task.issues = issues or None
+
+    def _check(self, task: FileTask) -> bool:
+        """Read the file back and compare every chunk's keyed hash with its id."""
+        lengths = [entry.raw if entry is not None else 0 for _, entry in task.chunks]
+        reader = ExtentReader(task.fd, task.extents)
+        view = memoryview(bytearray(max(lengths, default=0)))
+        for (cid, _), length in zip(task.chunks, lengths, strict=True):
+            got = 0
+            while got < length:
+                n = reader.readinto(view[got:length])
+                if n == 0:
+                    return False
+                got += n
+            if self._keys.chunk_id(view[:length]) != cid:
+                return False
+        return True
+
+    @staticmethod
+    def _os_reason(task: FileTask, exc: OSError, what: str) -> str:
+        if exc.errno in _NO_SPACE:
+            raise FilesError(f"no space left on device while restoring {task.show}") from None
+        return f"{what}: {exc.strerror}"

@@ -3,30 +3,33 @@
 Every file is written under a temporary name (``.strongroom-tmp-*``) in its destination
 folder, gets its xattrs, ACLs, owner, mode and times on the open descriptor, and is renamed into
 place only after its data is durable (``syncfs`` on the target, once per batch of files rather
-than one ``fsync`` per file): nothing half-written ever carries a final name.  Chunks are
-fetched and decrypted in parallel in the order of the packs that hold them; sparse files get
-their holes back.  Hard links are made after the files they point to; directory metadata is
-applied last, children before parents.
+than one ``fsync`` per file): nothing half-written ever carries a final name.  Files are written
+in the order of the packs that hold them by a pool of workers, each running a whole job (a run
+of files, or a slice of a big file: read, decrypt, write, metadata; see
+:mod:`strongroom.files.fetch`) while one more thread makes the finished batches durable and
+renames them; sparse files get their holes back.  Hard links are made after the files they
+point to; directory metadata is applied last, children before parents.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
+import itertools
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from strongroom.errors import FilesError, StrongroomError
-from strongroom.files.content import ExtentReader
-from strongroom.files.fetch import ExtentWriter, Fetched, fetch_ordered
+from strongroom.errors import FilesError
+from strongroom.files.fetch import ContentWriter, FileTask, Placed, plan_jobs
 from strongroom.files.metadata import apply_metadata, ifmt_of
-from strongroom.files.nodes import DIR, FIFO, FILE, SYMLINK, TEMP_PREFIX, Node
+from strongroom.files.nodes import DIR, FIFO, FILE, SYMLINK, TEMP_PREFIX
 from strongroom.files.plan import CREATE, KEEP_BOTH, REPLACE, SKIP_META, Entry, Plan, Planner
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.storage import LocalBackend
@@ -34,7 +37,6 @@ from strongroom.vault import RecoveryPoint, Vault
 
 _COMMIT_FILES = 2000
 _COMMIT_BYTES = 512 << 20
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 Progress = Callable[[int, int, str], None]
 
@@ -46,7 +48,7 @@ class RestoreOptions:
     on_conflict: str = "overwrite"
     dry_run: bool = False
     verify: bool = False
-    workers: int = 3
+    workers: int | None = None  # default: 2 for a local vault, 4 for object storage
     durable: bool = True
 
 
@@ -143,19 +145,20 @@ class _Executor:
     ) -> None:
         self.vault, self.opts, self.target, self.summary = vault, opts, target, summary
         self.token = secrets.token_hex(4).encode()
-        self.counter = 0
+        self.counter = itertools.count(1)  # next() is atomic: workers name files too
         self.as_root = os.geteuid() == 0
-        self.pending: list[tuple[bytes, Entry]] = []
+        self.pending: list[FileTask] = []
         self.pending_bytes = 0
+        self.committing: Future[list[tuple[FileTask, str | None]]] | None = None
         self.done: set[bytes] = set()
         self.dirs: list[Entry] = []
         self.progress: Progress | None = None
         self.written = 0
 
     def _tmp(self, dest: bytes) -> bytes:
-        self.counter += 1
-        name = TEMP_PREFIX + self.token + b"-" + str(self.counter).encode()
-        return os.path.join(os.path.dirname(dest), name)
+        """A fresh temporary name in ``dest``'s folder (``dest`` is absolute)."""
+        folder = dest[: dest.rindex(b"/") + 1]
+        return folder + TEMP_PREFIX + self.token + b"-" + str(next(self.counter)).encode()
 
     def _fail(self, e: Entry, reason: str) -> None:
         self.summary.errors.append((_show(e.dest), reason))
@@ -163,36 +166,18 @@ class _Executor:
     def _issue(self, e: Entry) -> Callable[[str], None]:
         return lambda reason: self._fail(e, reason)
 
-    def _rename_into_place(self, tmp: bytes, e: Entry) -> bool:
-        """The last step of every entry: a failed rename leaves no temp file behind."""
-        try:
-            os.rename(tmp, e.dest)
-        except OSError as exc:
-            self._fail(e, f"cannot rename into place: {exc.strerror}")
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            return False
-        return True
-
     def run(self, plan: Plan) -> None:
         files: list[Entry] = []
         links: list[Entry] = []
-        try:
-            for e in plan.entries:
-                kind = e.node.kind
-                if kind == DIR:
-                    self._dir(e)
-                elif kind == FILE:
-                    (links if e.link_to is not None else files).append(e)
-                else:
-                    self._special(e)
-            self._contents(files)
-            self._commit()
-        except BaseException:
-            for tmp, _ in self.pending:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-            raise
+        for e in plan.entries:
+            kind = e.node.kind
+            if kind == DIR:
+                self._dir(e)
+            elif kind == FILE:
+                (links if e.link_to is not None else files).append(e)
+            else:
+                self._special(e)
+        self._contents(files)
         for e in links:
             self._link(e)
         for e in reversed(self.dirs):
@@ -231,7 +216,10 @@ class _Executor:
             self._fail(e, f"cannot create {node.kind}: {exc.strerror}")
             return
         apply_metadata(tmp, node, as_root=self.as_root, issue=self._issue(e))
-        if self._rename_into_place(tmp, e):
+        failure = _rename_into_place(tmp, e.dest)
+        if failure is not None:
+            self._fail(e, failure)
+        else:
             self.summary.others += 1
 
     def _link(self, e: Entry) -> None:
@@ -252,137 +240,135 @@ class _Executor:
 
     # --- file contents ---------------------------------------------------------------------
 
-    def _location(self, pack_pos: dict[bytes, int], e: Entry) -> tuple[int, int]:
-        if not e.node.chunks:
-            return (-1, 0)
-        entry = self.vault.index.lookup(e.node.chunks[0])
-        if entry is None:
-            return (1 << 62, 0)
-        return (pack_pos.get(entry.pack, 0), entry.offset)
+    def _placed(self, files: list[Entry]) -> list[Placed]:
+        """The files in the order of the packs that hold their first chunk (files without
+        chunks first, unknown chunks last), each with that chunk's index entry."""
+        lookup = self.vault.index.lookup
+        placed = [(e, lookup(e.node.chunks[0]) if e.node.chunks else None) for e in files]
+        pack_pos = {pid: i for i, pid in enumerate(self.vault.index.pack_ids)}
+
+        def key(item: Placed) -> tuple[int, int]:
+            e, first = item
+            if first is None:
+                return (1 << 62, 0) if e.node.chunks else (-1, 0)
+            return (pack_pos.get(first.pack, 0), first.offset)
+
+        placed.sort(key=key)
+        return placed
 
     def _contents(self, files: list[Entry]) -> None:
-        pack_pos = {pid: i for i, pid in enumerate(self.vault.index.pack_ids)}
-        files.sort(key=lambda e: self._location(pack_pos, e))
-        index = self.vault.index
-
-        def sized(cid: bytes) -> tuple[bytes, int]:
-            entry = index.lookup(cid)
-            return cid, entry.raw if entry is not None else 0
-
-        ids = (sized(c) for e in files for c in e.node.chunks)
-        stream = fetch_ordered(self.vault.read_chunk, ids, self.opts.workers)
+        """Jobs in pack order on a pool (a few per worker queued ahead, so memory stays
+        bounded); meanwhile one more thread commits (makes durable, renames) the finished
+        files in batches."""
+        placed = self._placed(files)
+        writer = ContentWriter(
+            self.vault.reader,
+            self.vault.keys,
+            self._tmp,
+            verify=self.opts.verify,
+            as_root=self.as_root,
+        )
+        workers = max(1, self.opts.workers or self._default_workers())
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="files-restore")
+        committer = ThreadPoolExecutor(1, thread_name_prefix="files-commit")
+        ahead: deque[Future[list[FileTask]]] = deque()
         try:
-            for e in files:
-                self._file(e, stream)
-        finally:
-            stream.close()
-
-    def _file(self, e: Entry, stream: Iterator[Fetched]) -> None:
-        node = e.node
-        pieces = (next(stream) for _ in node.chunks)
-        tmp = self._tmp(e.dest)
-        try:
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            for _ in pieces:
-                pass
-            self._os_failure(e, exc, "cannot create file")
-            return
-        try:
-            ok = self._write(fd, e, pieces)
+            for job in plan_jobs(placed, writer.task):
+                ahead.append(pool.submit(writer.run, job))
+                if len(ahead) > 2 * workers:
+                    self._finished(ahead.popleft().result(), writer, committer)
+            while ahead:
+                self._finished(ahead.popleft().result(), writer, committer)
+            self._commit(writer, committer)
+            self._join_commit()
         except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            # Stop every job and the commit before removing what they left: a descriptor is
+            # closed only once no thread can write to it any more.
+            pool.shutdown(wait=True, cancel_futures=True)
+            committer.shutdown(wait=True)
+            writer.discard_all()
             raise
-        os.close(fd)
-        if not ok:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            return
-        self.pending.append((tmp, e))
-        self.pending_bytes += node.size
-        if len(self.pending) >= _COMMIT_FILES or self.pending_bytes >= _COMMIT_BYTES:
-            self._commit()
-        self.written += 1
-        if self.progress is not None:
-            self.progress(self.written, self.summary.bytes_written, _show(e.dest))
+        finally:
+            pool.shutdown()
+            committer.shutdown()
 
-    def _write(self, fd: int, e: Entry, pieces: Iterator[Fetched]) -> bool:
-        """Content, verification and metadata; False (error recorded) if the file failed."""
-        node = e.node
-        writer = ExtentWriter(fd, node.data_extents())
-        lengths: list[int] = []
-        failure: str | None = None
-        for piece in pieces:
-            if isinstance(piece, StrongroomError):
-                failure = failure or f"cannot read its data: {piece}"
+    def _default_workers(self) -> int:
+        """Two workers keep two cores busy on a local vault: each more only adds contention
+        for the interpreter lock.  Reads from object storage wait on the network instead."""
+        return 2 if isinstance(self.vault.backend, LocalBackend) else 4
+
+    def _finished(
+        self, tasks: list[FileTask], writer: ContentWriter, committer: ThreadPoolExecutor
+    ) -> None:
+        """Record the files a job finished; queue the good ones for the next commit."""
+        for task in tasks:
+            e = task.entry
+            for reason in task.issues or ():
+                self._fail(e, reason)
+            if task.failure is not None:
+                self._fail(e, task.failure)
                 continue
-            if failure is None:
-                try:
-                    writer.write(piece)
-                except OSError as exc:
-                    failure = self._os_failure(e, exc, "cannot write")
-                lengths.append(len(piece))
-        if failure is not None:
-            for _ in pieces:
-                pass
-            if not failure.startswith("cannot write"):
-                self._fail(e, failure)
-            return False
-        try:
-            if os.fstat(fd).st_size != node.size:
-                os.ftruncate(fd, node.size)
-        except OSError as exc:
-            self._os_failure(e, exc, "cannot set size")
-            return False
-        if self.opts.verify and not self._verify(fd, node, lengths):
-            self._fail(e, "verification failed: the written data differs from the point")
-            return False
-        apply_metadata(fd, node, as_root=self.as_root, issue=self._issue(e))
-        self.summary.bytes_written += sum(lengths)
-        return True
+            self.summary.bytes_written += task.written
+            self.summary.verified += task.verified
+            self.pending.append(task)
+            self.pending_bytes += e.node.size
+            if len(self.pending) >= _COMMIT_FILES or self.pending_bytes >= _COMMIT_BYTES:
+                self._commit(writer, committer)
+            self.written += 1
+            if self.progress is not None:
+                self.progress(self.written, self.summary.bytes_written, _show(e.dest))
 
-    def _os_failure(self, e: Entry, exc: OSError, what: str) -> str:
-        if exc.errno in _NO_SPACE:
-            raise FilesError(f"no space left on device while restoring {_show(e.dest)}") from None
-        reason = f"{what}: {exc.strerror}"
-        self._fail(e, reason)
-        return reason
-
-    def _verify(self, fd: int, node: Node, lengths: list[int]) -> bool:
-        reader = ExtentReader(fd, node.data_extents())
-        buf = bytearray(max(lengths, default=0))
-        view = memoryview(buf)
-        for cid, length in zip(node.chunks, lengths, strict=True):
-            got = 0
-            while got < length:
-                n = reader.readinto(view[got:length])
-                if n == 0:
-                    return False
-                got += n
-            if self.vault.keys.chunk_id(view[:length]) != cid:
-                return False
-        self.summary.verified += 1
-        return True
-
-    def _commit(self) -> None:
+    def _commit(self, writer: ContentWriter, committer: ThreadPoolExecutor) -> None:
+        """Hand the pending files to the committer once the previous batch is in place (so
+        at most two batches of temporary files wait at any time)."""
         if not self.pending:
             return
+        batch, self.pending, self.pending_bytes = self.pending, [], 0
+        self._join_commit()
+        self.committing = committer.submit(self._commit_batch, batch, writer)
+
+    def _commit_batch(
+        self, batch: list[FileTask], writer: ContentWriter
+    ) -> list[tuple[FileTask, str | None]]:
+        """On the committer thread: make the batch durable, then rename it into place."""
         if self.opts.durable:
             fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 _syncfs(fd)
             finally:
                 os.close(fd)
-        pending, self.pending, self.pending_bytes = self.pending, [], 0
-        for tmp, e in pending:
-            if not self._rename_into_place(tmp, e):
+        renamed: list[tuple[FileTask, str | None]] = []
+        for task in batch:
+            renamed.append((task, _rename_into_place(task.tmp, task.entry.dest)))
+            writer.live.discard(task)
+        return renamed
+
+    def _join_commit(self) -> None:
+        """Wait for the batch being committed and record how it went."""
+        if self.committing is None:
+            return
+        committing, self.committing = self.committing, None
+        for task, failure in committing.result():
+            e = task.entry
+            if failure is not None:
+                self._fail(e, failure)
                 continue
             self.done.add(e.dest)
             self.summary.files += 1
             if e.action == KEEP_BOTH:
                 self.summary.kept_both.append(_show(e.dest))
+
+
+def _rename_into_place(tmp: bytes, dest: bytes) -> str | None:
+    """The last step of every entry; a failed rename leaves no temp file behind (the reason
+    is returned)."""
+    try:
+        os.rename(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return f"cannot rename into place: {exc.strerror}"
+    return None
 
 
 def restore_files(
