@@ -27,16 +27,29 @@ from pathlib import Path
 from typing import Any
 
 from strongroom.errors import FilesError
-from strongroom.files.fetch import ContentWriter, FileTask, Placed, plan_jobs
+from strongroom.files.fetch import (
+    NO_CHUNKS,
+    NOT_INDEXED,
+    ContentWriter,
+    FileTask,
+    Place,
+    Placed,
+    place_of,
+    plan_jobs,
+)
 from strongroom.files.metadata import apply_metadata, ifmt_of
 from strongroom.files.nodes import DIR, FIFO, FILE, SYMLINK, TEMP_PREFIX
 from strongroom.files.plan import CREATE, KEEP_BOTH, REPLACE, SKIP_META, Entry, Plan, Planner
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.storage import LocalBackend
 from strongroom.vault import RecoveryPoint, Vault
+from strongroom.vault.reader import SPAN_BYTES
 
 _COMMIT_FILES = 2000
 _COMMIT_BYTES = 512 << 20
+# Coalesced pack reads on a local vault: a read costs no round trip there, and each worker
+# holds one span while it decodes it, so smaller spans than object storage's keep less memory.
+_LOCAL_SPAN = 256 << 10
 
 Progress = Callable[[int, int, str], None]
 
@@ -242,33 +255,38 @@ class _Executor:
 
     def _placed(self, files: list[Entry]) -> list[Placed]:
         """The files in the order of the packs that hold their first chunk (files without
-        chunks first, unknown chunks last), each with that chunk's index entry."""
+        chunks first, unknown chunks last), each with where that chunk is."""
         lookup = self.vault.index.lookup
-        placed = [(e, lookup(e.node.chunks[0]) if e.node.chunks else None) for e in files]
         pack_pos = {pid: i for i, pid in enumerate(self.vault.index.pack_ids)}
 
-        def key(item: Placed) -> tuple[int, int]:
-            e, first = item
-            if first is None:
-                return (1 << 62, 0) if e.node.chunks else (-1, 0)
-            return (pack_pos.get(first.pack, 0), first.offset)
+        def place(e: Entry) -> Place:
+            if not e.node.chunks:
+                return NO_CHUNKS
+            entry = lookup(e.node.chunks[0])
+            return place_of(entry, pack_pos[entry.pack]) if entry is not None else NOT_INDEXED
 
-        placed.sort(key=key)
-        return placed
+        places = [place(e) for e in files]
+        order = sorted(range(len(files)), key=places.__getitem__)
+        return [(files[i], places[i]) for i in order]
 
     def _contents(self, files: list[Entry]) -> None:
         """Jobs in pack order on a pool (a few per worker queued ahead, so memory stays
         bounded); meanwhile one more thread commits (makes durable, renames) the finished
         files in batches."""
         placed = self._placed(files)
+        local = isinstance(self.vault.backend, LocalBackend)
         writer = ContentWriter(
             self.vault.reader,
             self.vault.keys,
+            self.vault.index.pack_ids,
             self._tmp,
             verify=self.opts.verify,
             as_root=self.as_root,
+            span=_LOCAL_SPAN if local else SPAN_BYTES,
         )
-        workers = max(1, self.opts.workers or self._default_workers())
+        # Two workers keep two cores busy on a local vault: each more only adds contention for
+        # the interpreter lock.  Reads from object storage wait on the network instead.
+        workers = max(1, self.opts.workers or (2 if local else 4))
         pool = ThreadPoolExecutor(workers, thread_name_prefix="files-restore")
         committer = ThreadPoolExecutor(1, thread_name_prefix="files-commit")
         ahead: deque[Future[list[FileTask]]] = deque()
@@ -291,11 +309,6 @@ class _Executor:
         finally:
             pool.shutdown()
             committer.shutdown()
-
-    def _default_workers(self) -> int:
-        """Two workers keep two cores busy on a local vault: each more only adds contention
-        for the interpreter lock.  Reads from object storage wait on the network instead."""
-        return 2 if isinstance(self.vault.backend, LocalBackend) else 4
 
     def _finished(
         self, tasks: list[FileTask], writer: ContentWriter, committer: ThreadPoolExecutor

@@ -25,8 +25,9 @@ from strongroom.vault.pack import BlobDecoder, pack_name
 # A chunk id with its index entry (None: the index does not know it).
 Located = tuple[bytes, IndexEntry | None]
 
-# The most bytes one coalesced read fetches: each reading thread holds one such span while it
-# decodes the span's chunks, so this bounds the memory coalescing adds.
+# The most bytes one coalesced read fetches by default: each reading thread holds one such span
+# while it decodes the span's chunks, so this bounds the memory coalescing adds.  On object
+# storage every read is a round trip, so spans are worth making this large.
 SPAN_BYTES = 1 << 20
 # Blobs this close together are read in one go, the gap with them (a few KiB cost less than
 # another request).
@@ -97,19 +98,22 @@ class ChunkReader:
             self._cipher(entry.pack), stored, chunk_id, entry.ctype, entry.flags, entry.raw, name
         )
 
-    def read_run(self, chunks: Sequence[Located]) -> Iterator[bytes | StrongroomError]:
+    def read_run(
+        self, chunks: Sequence[Located], span: int = SPAN_BYTES
+    ) -> Iterator[bytes | StrongroomError]:
         """Each chunk of ``chunks`` in order, or the error reading it raised.
 
-        Blobs adjacent in one pack (see :data:`SPAN_BYTES`, :data:`SPAN_GAP`) are fetched with
-        one ranged read: on a local vault that saves an open, a read and a close per chunk, on
-        object storage a request.  A chunk whose span cannot be fetched is read alone, with
-        :meth:`read`'s retry; one that fails verification in its span is read alone once more,
-        so every chunk gets the same two chances and the same messages as with :meth:`read`.
-        Errors come back as values so that one damaged chunk fails one file, not the run.
+        Blobs adjacent in one pack (up to ``span`` bytes, gaps up to :data:`SPAN_GAP`) are
+        fetched with one ranged read: on a local vault that saves an open, a read and a close
+        per chunk, on object storage a request.  A chunk whose span cannot be fetched is read
+        alone, with :meth:`read`'s retry; one that fails verification in its span is read alone
+        once more, so every chunk gets the same two chances and the same messages as with
+        :meth:`read`.  Errors come back as values so that one damaged chunk fails one file, not
+        the run.
         """
         start = 0
         while start < len(chunks):
-            stop = _span_end(chunks, start)
+            stop = _span_end(chunks, start, span)
             if stop - start == 1:
                 yield self._read_one(*chunks[start])
             else:
@@ -169,7 +173,7 @@ def _not_indexed(chunk_id: bytes) -> IntegrityError:
     return IntegrityError(f"chunk {chunk_id.hex()[:16]} is not in the vault's index")
 
 
-def _span_end(chunks: Sequence[Located], start: int) -> int:
+def _span_end(chunks: Sequence[Located], start: int, span: int) -> int:
     """End of the run from ``start`` that one ranged read can fetch (at least one chunk)."""
     head = chunks[start][1]
     if head is None:
@@ -183,7 +187,7 @@ def _span_end(chunks: Sequence[Located], start: int) -> int:
             entry is None
             or entry.pack != pack
             or not end <= entry.offset <= end + SPAN_GAP
-            or entry.offset + entry.length - base > SPAN_BYTES
+            or entry.offset + entry.length - base > span
         ):
             break
         end = entry.offset + entry.length
