@@ -108,8 +108,17 @@ def test_not_a_vault_and_exists(tmp_path: Path, make_vault: Callable[..., Vault]
 def test_unknown_format_version(tmp_path: Path, make_vault: Callable[..., Vault]) -> None:
     make_vault(LocalBackend(tmp_path / "v"))
     cfg = tmp_path / "v" / "config"
-    cfg.write_text(cfg.read_text().replace('"version": 1', '"version": 7'))
-    with pytest.raises(UnsupportedVersion, match="version 7"):
+    cfg.write_text(cfg.read_text().replace('"version": 2', '"version": 7'))
+    with pytest.raises(UnsupportedVersion, match=r"version 7.*upgrade strongroom"):
+        reopen(tmp_path / "v")
+
+
+def test_format_version_1_is_refused(tmp_path: Path, make_vault: Callable[..., Vault]) -> None:
+    """Version 1 (pre-release) named objects by SHA-256: refused up front, not misread."""
+    make_vault(LocalBackend(tmp_path / "v"))
+    cfg = tmp_path / "v" / "config"
+    cfg.write_text(cfg.read_text().replace('"version": 2', '"version": 1'))
+    with pytest.raises(UnsupportedVersion, match=r"version 1.*older strongroom"):
         reopen(tmp_path / "v")
 
 

@@ -18,7 +18,8 @@ from strongroom.vault.crypto import VaultKeys
 
 CONFIG_NAME = "config"
 FORMAT_NAME = "strongroom-vault"
-FORMAT_VERSION = 1
+# 2: objects named by BLAKE3 (1, never released, named them by SHA-256)
+FORMAT_VERSION = 2
 
 MiB = 1024 * 1024
 
@@ -80,9 +81,11 @@ def parse_config(stored: bytes, where: str) -> tuple[VaultConfig, dict[str, Any]
         raise NotAVault(f"{where} is not a strongroom vault")
     version = doc.get("version")
     if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        hint = "upgrade strongroom" if newer else "it was written by an older strongroom"
         raise UnsupportedVersion(
             f"{where} uses vault format version {version}; this strongroom reads version "
-            f"{FORMAT_VERSION} (upgrade strongroom)"
+            f"{FORMAT_VERSION} ({hint})"
         )
     try:
         known = {
