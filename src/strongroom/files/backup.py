@@ -196,7 +196,7 @@ class _Engine:
                     children.append((sub, None, dev))
             elif node.kind == FILE:
                 files.add(name)
-                self._file(d, node, st, cached.get(name))
+                self._file(d, path, node, st, cached.get(name))
             else:
                 self.summary.others += 1
             d.nodes.append(node)
@@ -260,11 +260,10 @@ class _Engine:
 
     # --- files -----------------------------------------------------------------------------
 
-    def _file(self, d: _Dir, node: Node, st: os.stat_result, hit: Any) -> None:
+    def _file(self, d: _Dir, path: bytes, node: Node, st: os.stat_result, hit: Any) -> None:
         self.summary.files += 1
         if hit is not None and hit.matches(st) and all(c in self.vault.index for c in hit.chunks):
             node.chunks, node.extents = hit.chunks, hit.extents
-            path = os.path.join(d.path, node.name)
             try:
                 node.xattrs = read_xattrs(path)
             except OSError as exc:

@@ -296,17 +296,10 @@ def _write_half_then_failpoint(fd: int, data: bytes | bytearray | memoryview) ->
     """Crash tests: with the ``pack-write`` failpoint set, die with half a pack on disk."""
     if os.environ.get(failpoints.ENV, "").startswith("pack-write"):
         view = memoryview(data).cast("B")
-        _write_all(fd, view[: len(view) // 2])
+        directio.write_all(fd, view[: len(view) // 2])
         os.fsync(fd)
         failpoints.hit("pack-write")
         os.lseek(fd, 0, os.SEEK_SET)
-
-
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data).cast("B")
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _pread_all(fd: int, offset: int, length: int) -> bytes:

@@ -136,7 +136,7 @@ class PackBuilder:
 
     def _reserve(self, n: int) -> None:
         need = self._pos + n
-        if need > len(self._buf):  # a blob larger than the pack size: grow, rarely
+        if need > len(self._buf):  # a blob larger than the buffer (pack or window): rarely
             bigger = _anonymous_map(max(need, 2 * len(self._buf)))
             bigger[: self._pos] = self._buf[: self._pos]
             self._buf.close()
