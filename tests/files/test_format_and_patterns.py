@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import time
 from pathlib import Path
@@ -11,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
-from strongroom.files.nodes import DIR, FILE, Node, decode_dir, encode_dir
+from strongroom.files.nodes import DIR, FILE, KINDS, Node, decode_dir, encode_dir
 from strongroom.files.patterns import PatternSet
 from strongroom.vault import Vault
 
@@ -32,6 +34,68 @@ def test_encoding_round_trips_any_name(names: list[bytes], chunks: list[bytes], 
     refs, body = encode_dir(nodes)
     assert set(refs) == (set(chunks) if len(names) > 1 else set()) | {sub}
     assert len(refs) == len(set(refs))
+    assert decode_dir(refs, body) == sorted(nodes, key=lambda n: n.name)
+
+
+def _reference_body(nodes: list[Node]) -> bytes:
+    """The tree body as the module docstring of strongroom.files.nodes specifies it, written
+    the plain way: the fast encoder must produce exactly these bytes (trees dedup by them)."""
+    refs: list[bytes] = []
+
+    def pos(cid: bytes) -> int:
+        if cid not in refs:
+            refs.append(cid)
+        return refs.index(cid)
+
+    items = []
+    for n in sorted(nodes, key=lambda n: n.name):
+        d: dict[str, object] = {"n": os.fsdecode(n.name), "t": n.kind, "m": n.mode}
+        optional = {
+            "u": n.uid, "g": n.gid, "un": n.user, "gn": n.group, "mt": n.mtime_ns,
+            "at": n.atime_ns, "s": n.size, "r": n.rdev, "h": n.link,
+            "i": 1 if n.inconsistent else 0, "e": n.error,
+        }  # fmt: skip
+        d.update((k, v) for k, v in optional.items() if v)
+        if n.chunks:
+            d["c"] = [pos(c) for c in n.chunks]
+        if n.extents is not None:
+            d["x"] = [v for ext in n.extents for v in ext]
+        if n.subtree is not None:
+            d["st"] = pos(n.subtree)
+        if n.target is not None:
+            d["lt"] = os.fsdecode(n.target)
+        if n.xattrs:
+            d["xa"] = [[k, base64.b64encode(v).decode("ascii")] for k, v in n.xattrs]
+        items.append(d)
+    doc = {"v": 1, "nodes": items}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+small = st.integers(min_value=0, max_value=2**40)
+text = st.text(max_size=8)
+nodes_st = st.builds(
+    Node,
+    name=st.binary(min_size=1, max_size=12),
+    kind=st.sampled_from(KINDS),
+    mode=st.integers(0, 0o7777),
+    uid=small, gid=small, user=text, group=text, mtime_ns=small, atime_ns=small, size=small,
+    chunks=st.lists(ids, max_size=3),
+    extents=st.none() | st.lists(st.tuples(small, small), max_size=3),
+    subtree=st.none() | ids,
+    target=st.none() | st.binary(max_size=12),
+    rdev=small,
+    link=st.none() | st.text(min_size=1, max_size=8),  # empty means absent
+
+    xattrs=st.lists(st.tuples(text, st.binary(max_size=8)), max_size=2),
+    inconsistent=st.booleans(),
+    error=st.none() | st.text(min_size=1, max_size=8),
+)  # fmt: skip
+
+
+@given(nodes=st.lists(nodes_st, max_size=6, unique_by=lambda n: n.name))
+def test_encoding_is_the_specified_bytes(nodes: list[Node]) -> None:
+    refs, body = encode_dir(nodes)
+    assert body == _reference_body(nodes)
     assert decode_dir(refs, body) == sorted(nodes, key=lambda n: n.name)
 
 

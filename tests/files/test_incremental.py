@@ -6,11 +6,12 @@ import os
 import random
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
+from strongroom.files import BackupOptions, RestoreOptions, backup_files, reading, restore_files
 from strongroom.files.cache import cache_path
 from strongroom.files.content import Content, ContentReader
 from strongroom.vault import Vault
@@ -176,3 +177,54 @@ def test_touched_file_is_reread_and_metadata_updated(tmp_path: Path, vault: Vaul
     out = tmp_path / "out"
     restore_files(vault, vault.resolve_point(second.point_id), RestoreOptions(out))
     assert_same(before, snapshot(out / os.path.relpath(src, "/")))
+
+
+def _before_open(monkeypatch: pytest.MonkeyPatch, victim: Path, act: Callable[[], None]) -> None:
+    """Run ``act`` once, between the walker's lstat of ``victim`` and the reader's open."""
+    original = reading.open_for_reading
+    done: list[bool] = []
+
+    def open_for_reading(path: bytes) -> int:
+        if path == os.fsencode(victim) and not done:
+            done.append(True)
+            act()
+        return original(path)
+
+    monkeypatch.setattr(reading, "open_for_reading", open_for_reading)
+
+
+def test_file_changed_after_the_walker_saw_it(
+    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader's fstat, not the walker's lstat, decides what is recorded."""
+    src = tmp_path / "src"
+    src.mkdir()
+    victim = src / "grows"
+    victim.write_bytes(b"old")
+    _before_open(monkeypatch, victim, lambda: victim.write_bytes(b"new and longer"))
+    summary = backup_files(vault, BackupOptions([str(src)], source="grow"))
+    assert summary.errors == [] and summary.inconsistent == []
+    out = tmp_path / "out"
+    restore_files(vault, vault.resolve_point(summary.point_id), RestoreOptions(out))
+    restored = out / os.path.relpath(victim, "/")
+    assert restored.read_bytes() == b"new and longer"
+    assert restored.stat().st_mtime_ns == victim.stat().st_mtime_ns
+
+
+def test_file_replaced_by_a_fifo_after_the_walker_saw_it(
+    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    victim = src / "swapped"
+    victim.write_bytes(b"data")
+    (src / "other").write_bytes(b"other")
+
+    def swap() -> None:
+        victim.unlink()
+        os.mkfifo(victim)
+
+    _before_open(monkeypatch, victim, swap)
+    summary = backup_files(vault, BackupOptions([str(src)], source="swap"))
+    assert summary.errors == [(str(victim), "no longer a regular file")]
+    assert summary.files == 1  # "other"; the backup went on

@@ -48,7 +48,10 @@ class BackupOptions:
     tags: Sequence[str] = ()
     excludes: Sequence[str] = ()
     one_file_system: bool = False
-    workers: int = 3
+    # Readers: compression, hashing and encryption release the GIL, but every system call of
+    # a small file hands it over too; two readers keep two cores busy with about half the
+    # context switches of three (restic also reads two files at a time by default).
+    workers: int = 2
     use_cache: bool = True
     cache_root: Path | None = None
     cdc: CDCParams = field(default_factory=CDCParams)
@@ -272,7 +275,7 @@ class _Engine:
             self.done_files += 1
             return
         d.pending += 1
-        item = FileItem(d, d.path, node, hit)
+        item = FileItem(d, d.path, node, hit, st)
         if st.st_size >= self.small or st.st_blocks * 512 < st.st_size:
             self._submit([item])
             return

@@ -41,6 +41,11 @@ CREATE TABLE IF NOT EXISTS files (
 """
 
 
+_INSERT = "INSERT OR REPLACE INTO files VALUES "
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROWS_PER_INSERT = 999 // 9  # SQLite before 3.32 takes at most 999 parameters
+
+
 @dataclass(frozen=True, slots=True)
 class CacheEntry:
     ino: int
@@ -101,13 +106,15 @@ class FilesCache:
         self, rows: list[tuple[bytes, bytes, int, int, int, int, list[bytes], object]]
     ) -> None:
         """Rows of (dir, name, ino, size, mtime_ns, ctime_ns, chunk ids, extents or None)."""
-        self._db.executemany(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (d, n, ino, size, mt, ct, b"".join(ch), json.dumps(ext) if ext else None, self._now)
-                for d, n, ino, size, mt, ct, ch, ext in rows
-            ],
-        )
+        # Many rows per statement: SQLite releases the GIL for every step, and a backup's
+        # readers hold it in between, so one step per row costs a thread switch per file.
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            part = rows[start : start + _ROWS_PER_INSERT]
+            values: list[object] = []
+            for d, n, ino, size, mt, ct, ch, ext in part:
+                extents = json.dumps(ext) if ext else None
+                values += (d, n, ino, size, mt, ct, b"".join(ch), extents, self._now)
+            self._db.execute(_INSERT + ",".join([_ROW] * len(part)), values)
 
     def touch_dir(self, directory: bytes, gone: list[bytes]) -> None:
         """Keep a backed-up directory's rows alive; drop the rows of names no longer there."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,8 +87,12 @@ class Node:
         return [(0, self.size)] if self.size else []
 
 
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
 def _s(raw: bytes) -> str:
-    return os.fsdecode(raw)
+    return raw.decode(_FS_ENCODING, _FS_ERRORS)  # os.fsdecode, minus its checks
 
 
 def _b(text: str) -> bytes:
@@ -95,39 +100,51 @@ def _b(text: str) -> bytes:
 
 
 def _encode_node(node: Node, ref: dict[bytes, int], refs: list[bytes]) -> dict[str, Any]:
-    def pos(cid: bytes) -> int:
-        i = ref.get(cid)
-        if i is None:
-            i = ref[cid] = len(refs)
-            refs.append(cid)
-        return i
-
+    """One node as the dict JSON encodes; keys in this order, falsy optional ones left out
+    (a first backup encodes every file once: this is written for speed)."""
     d: dict[str, Any] = {"n": _s(node.name), "t": node.kind, "m": node.mode}
-    optional: dict[str, Any] = {
-        "u": node.uid,
-        "g": node.gid,
-        "un": node.user,
-        "gn": node.group,
-        "mt": node.mtime_ns,
-        "at": node.atime_ns,
-        "s": node.size,
-        "r": node.rdev,
-        "h": node.link,
-        "i": 1 if node.inconsistent else 0,
-        "e": node.error,
-    }
-    d.update((k, v) for k, v in optional.items() if v)
+    if node.uid:
+        d["u"] = node.uid
+    if node.gid:
+        d["g"] = node.gid
+    if node.user:
+        d["un"] = node.user
+    if node.group:
+        d["gn"] = node.group
+    if node.mtime_ns:
+        d["mt"] = node.mtime_ns
+    if node.atime_ns:
+        d["at"] = node.atime_ns
+    if node.size:
+        d["s"] = node.size
+    if node.rdev:
+        d["r"] = node.rdev
+    if node.link:
+        d["h"] = node.link
+    if node.inconsistent:
+        d["i"] = 1
+    if node.error:
+        d["e"] = node.error
     if node.chunks:
-        d["c"] = [pos(c) for c in node.chunks]
+        d["c"] = [_ref(c, ref, refs) for c in node.chunks]
     if node.extents is not None:
         d["x"] = [v for ext in node.extents for v in ext]
     if node.subtree is not None:
-        d["st"] = pos(node.subtree)
+        d["st"] = _ref(node.subtree, ref, refs)
     if node.target is not None:
         d["lt"] = _s(node.target)
     if node.xattrs:
         d["xa"] = [[k, base64.b64encode(v).decode("ascii")] for k, v in node.xattrs]
     return d
+
+
+def _ref(cid: bytes, ref: dict[bytes, int], refs: list[bytes]) -> int:
+    """``cid``'s position in the reference table (added at the end the first time)."""
+    i = ref.get(cid)
+    if i is None:
+        i = ref[cid] = len(refs)
+        refs.append(cid)
+    return i
 
 
 def encode_dir(nodes: list[Node]) -> tuple[list[bytes], bytes]:

@@ -1,8 +1,10 @@
 """The backup's worker side: read one file (or a batch of small ones) into chunks.
 
-Runs in worker threads.  Each file is opened without following symlinks, fstat-ed, read and
-fstat-ed again; a file whose size, mtime or ctime moved while it was read is read once more and,
-if it moves again, recorded as inconsistent (its content is whatever the second read saw).
+Runs in worker threads.  Each file is opened without following symlinks, read and fstat-ed;
+the fstat must match the walker's lstat (inode, size, mtime, ctime), which proves the descriptor
+is the file the walker saw and that it did not move while it was read.  Otherwise it is read
+once more against that fstat and, if it moves again, recorded as inconsistent (its content is
+whatever the second read saw).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class FileItem:
     directory: bytes
     node: Node
     cached: CacheEntry | None
+    # The walker's lstat of the path: it stands in for the fstat before the first read (the
+    # fstat after the read still proves the descriptor is that file, unchanged), one system
+    # call less per file.
+    st: os.stat_result | None = None
 
 
 @dataclass(slots=True)
@@ -92,16 +98,27 @@ class FileReader:
     def _read(self, item: FileItem, fd: int) -> FileOutcome:
         nread = 0
         consistent = False
+        before = item.st
         for _ in range(2):
             started = time.time_ns()
-            before = os.fstat(fd)
+            if before is None:
+                before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
                 return FileOutcome(item, "error", error="no longer a regular file")
-            content = self.content.read(fd, before)
+            try:
+                content = self.content.read(fd, before)
+            except OSError:
+                if before is not item.st:
+                    raise
+                before = None  # replaced since the walker saw it (say, by a FIFO): look again
+                continue
             nread += content.nread
-            if _same(before, os.fstat(fd)):
+            after = os.fstat(fd)
+            if _same(before, after):
                 consistent = True
                 break
+            before = after
+        assert before is not None  # set by every pass that gets this far
         node = item.node
         _fill_node(node, before, content, self.names)
         node.inconsistent = not consistent
