@@ -1,9 +1,10 @@
 """Running one command and measuring it: wall time, CPU time and peak RSS of the child.
 
-Wall time is ``time.perf_counter`` around start and reap; CPU time (user + system) and peak
-RSS come from the child's own ``rusage`` as returned by ``os.wait4``.  Before each timed run
-the caller syncs (no writeback of earlier steps inside the timing) and warms the page cache
-with :func:`warm`, since this machine drops the cache when idle.
+Each command runs under :mod:`spawn` (a small Python parent, so the child's peak RSS is its
+own and not the harness's, see there), which times it with ``time.perf_counter`` from spawn to
+reap and reports its ``rusage`` from ``os.wait4``: CPU time (user + system) and peak RSS.
+Before each timed run the caller syncs (no writeback of earlier steps inside the timing) and
+warms the page cache with :func:`warm`, since this machine drops the cache when idle.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MiB = 1 << 20
+_SPAWN = Path(__file__).with_name("spawn.py")
 _WARM_BUFFER = 8 * MiB
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PF_KTHREAD = 0x00200000
@@ -58,29 +61,34 @@ def run_measured(
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
         others = other_processes()
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            list(argv),
-            env=env,
-            cwd=cwd,
-            stdout=json_out if stdout else out,
-            stderr=out,
-            start_new_session=True,
-        )
-        timer = threading.Timer(timeout, _kill_group, (proc.pid,))
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - started
+        report_r, report_w = os.pipe()
+        with os.fdopen(report_r, "rb") as report_in:
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-S", str(_SPAWN), str(report_w), *argv],
+                    env=env,
+                    cwd=cwd,
+                    stdout=json_out if stdout else out,
+                    stderr=out,
+                    start_new_session=True,
+                    pass_fds=(report_w,),
+                )
+            finally:
+                os.close(report_w)
+            timer = threading.Timer(timeout, _kill_group, (proc.pid,))
+            timer.start()
+            try:
+                proc.wait()
+            finally:
+                timer.cancel()
+            report = report_in.read().split()
         foreign = foreign_seconds(others, other_processes())
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    if proc.returncode != 0 or len(report) != 4:
         raise CommandFailed(f"{argv[0]} exited with {proc.returncode} (see {log})")
-    cpu = usage.ru_utime + usage.ru_stime
-    rss = usage.ru_maxrss * 1024
-    return Sample(wall, cpu, rss, foreign_cpu=foreign, sys_cpu=usage.ru_stime)
+    wall, user, system = (float(x) for x in report[:3])
+    cpu = user + system
+    rss = int(report[3]) * 1024
+    return Sample(wall, cpu, rss, foreign_cpu=foreign, sys_cpu=system)
 
 
 def run_quiet(

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from strongroom.files import BackupOptions, RestoreOptions, backup_files, reading, restore_files
+from strongroom.files import (
+    BackupOptions,
+    RestoreOptions,
+    backup_files,
+    content,
+    reading,
+    restore_files,
+)
 from strongroom.files.cache import cache_path
 from strongroom.files.content import Content, ContentReader
 from strongroom.vault import Vault
@@ -179,9 +186,9 @@ def test_touched_file_is_reread_and_metadata_updated(tmp_path: Path, vault: Vaul
     assert_same(before, snapshot(out / os.path.relpath(src, "/")))
 
 
-def _before_open(monkeypatch: pytest.MonkeyPatch, victim: Path, act: Callable[[], None]) -> None:
+def _before_open(monkeypatch: pytest.MonkeyPatch, victim: Path, act: Callable[[], object]) -> None:
     """Run ``act`` once, between the walker's lstat of ``victim`` and the reader's open."""
-    original = reading.open_for_reading
+    original = content.open_for_reading
     done: list[bool] = []
 
     def open_for_reading(path: bytes) -> int:
