@@ -60,3 +60,49 @@ def test_recent_additions_merge_within_budget() -> None:
     assert len(index) == count
     assert index.nbytes() / count <= 64
     assert all(bytes(e["id"]) in index for e in packs[59][1][:100])
+
+
+def test_recent_entries_read_back_exactly_before_and_after_the_merge() -> None:
+    """Entries wait in a dict of packed ints until merged: every field must survive both."""
+    rng = np.random.default_rng(7)
+    index = ChunkIndex()
+    packs = []
+    for _ in range(3):
+        entries = np.zeros(50, dtype=ENTRY_DTYPE)
+        entries["id"] = np.frombuffer(os.urandom(32 * 50), dtype="V32")
+        entries["offset"] = rng.integers(0, 2**32, 50, dtype=np.uint64)
+        entries["length"] = rng.integers(0, 2**32, 50, dtype=np.uint64)
+        entries["raw"] = rng.integers(0, 2**32, 50, dtype=np.uint64)
+        entries["type"] = rng.integers(0, 16, 50)
+        entries["flags"] = rng.integers(0, 16, 50)
+        entries[0]["offset"], entries[0]["length"], entries[0]["raw"] = 2**32 - 1, 0, 2**32 - 1
+        pack_id = os.urandom(32)
+        index.add_pack(pack_id, bytes(32), entries)
+        packs.append((pack_id, entries))
+
+    def expected() -> list[tuple[bytes, int, int, int, int, int]]:
+        return [
+            (
+                pid,
+                int(e["offset"]),
+                int(e["length"]),
+                int(e["raw"]),
+                int(e["type"]),
+                int(e["flags"]),
+            )
+            for pid, entries in packs
+            for e in entries
+        ]
+
+    def found() -> list[tuple[bytes, int, int, int, int, int]]:
+        rows = []
+        for _, entries in packs:
+            for e in entries:
+                got = index.lookup(bytes(e["id"]))
+                assert got is not None
+                rows.append((got.pack, got.offset, got.length, got.raw, got.ctype, got.flags))
+        return rows
+
+    assert found() == expected()  # from the dict of recent entries
+    index._settle()  # merged into the arrays
+    assert found() == expected()
