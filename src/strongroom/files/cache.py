@@ -87,6 +87,9 @@ class FilesCache:
         self._db = sqlite3.connect(path, timeout=60, isolation_level="DEFERRED")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # SQLite's page cache (2 MiB by default) filled with the backup's new rows and stayed:
+        # the rows are written once and read once per directory, so 512 KiB does as well
+        self._db.execute("PRAGMA cache_size=-512")
         self._db.execute(_SCHEMA)
         self._db.commit()
         self._now = int(time.time())
