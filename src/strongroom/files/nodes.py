@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import operator
 import os
 import sys
 from dataclasses import dataclass, field
@@ -99,28 +100,19 @@ def _b(text: str) -> bytes:
     return os.fsencode(text)
 
 
+_OPTIONAL_KEYS = ("u", "g", "un", "gn", "mt", "at", "s", "r", "h")
+_optional_values = operator.attrgetter(
+    "uid", "gid", "user", "group", "mtime_ns", "atime_ns", "size", "rdev", "link"
+)
+
+
 def _encode_node(node: Node, ref: dict[bytes, int], refs: list[bytes]) -> dict[str, Any]:
     """One node as the dict JSON encodes; keys in this order, falsy optional ones left out
-    (a first backup encodes every file once: this is written for speed)."""
+    (a first backup encodes every file once, so this avoids building throwaway dicts)."""
     d: dict[str, Any] = {"n": _s(node.name), "t": node.kind, "m": node.mode}
-    if node.uid:
-        d["u"] = node.uid
-    if node.gid:
-        d["g"] = node.gid
-    if node.user:
-        d["un"] = node.user
-    if node.group:
-        d["gn"] = node.group
-    if node.mtime_ns:
-        d["mt"] = node.mtime_ns
-    if node.atime_ns:
-        d["at"] = node.atime_ns
-    if node.size:
-        d["s"] = node.size
-    if node.rdev:
-        d["r"] = node.rdev
-    if node.link:
-        d["h"] = node.link
+    for key, value in zip(_OPTIONAL_KEYS, _optional_values(node), strict=True):
+        if value:
+            d[key] = value
     if node.inconsistent:
         d["i"] = 1
     if node.error:
