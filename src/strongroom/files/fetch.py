@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from strongroom.errors import FilesError, StrongroomError
-from strongroom.files.content import ExtentReader
-from strongroom.files.metadata import apply_metadata
+from strongroom.files.metadata import ExtentReader, apply_metadata
 from strongroom.files.plan import Entry
 from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.index import IndexEntry
