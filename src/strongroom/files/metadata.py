@@ -113,11 +113,11 @@ def read_xattrs(path: bytes | int) -> Xattrs:
         names = os.listxattr(path, follow_symlinks=follow)
     except OSError as exc:
         if exc.errno in _NO_XATTRS:
-            return []
+            return ()
         raise
     if not names:
-        return []
-    found: Xattrs = []
+        return ()
+    found: list[tuple[str, bytes]] = []
     for key in sorted(names):
         try:
             found.append((key, os.getxattr(path, key, follow_symlinks=follow)))
@@ -125,7 +125,7 @@ def read_xattrs(path: bytes | int) -> Xattrs:
             if exc.errno == errno.ENODATA:  # removed between list and get
                 continue
             raise
-    return found
+    return tuple(found)
 
 
 def data_extents(fd: int, size: int) -> list[tuple[int, int]] | None:
