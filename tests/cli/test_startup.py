@@ -36,6 +36,8 @@ WATCHED = (
     "strongroom.vault.vault",
     "strongroom.files",
     "strongroom.image",
+    "fastcdc",
+    "sqlite3",
 )
 VAULT = {"numpy", "cryptography", "strongroom.storage", "strongroom.vault.vault"}
 
@@ -101,6 +103,14 @@ def test_json_commands_load_neither_rich_nor_pydantic(
     code, done, at_kdf = loaded_by(["backup", "files", str(src), "--json"], vault_env)
     assert code == 0
     assert at_kdf == {"strongroom.storage"}  # the key is derived before the rest loads
+    assert done == VAULT | {"strongroom.files", "fastcdc", "sqlite3"}
+    # a restore loads none of the backup side (chunking, the files cache)
+    target = str(tmp_path / "restored")
+    code, done, at_kdf = loaded_by(
+        ["restore", "files", "latest", "-t", target, "--json"], vault_env
+    )
+    assert code == 0
+    assert at_kdf == {"strongroom.storage"}
     assert done == VAULT | {"strongroom.files"}
     code, done, at_kdf = loaded_by(["points", "--json"], vault_env)
     assert code == 0

@@ -27,7 +27,7 @@ ids = st.binary(min_size=32, max_size=32)
 )
 def test_encoding_round_trips_any_name(names: list[bytes], chunks: list[bytes], sub: bytes) -> None:
     nodes = [
-        Node(name=n, kind=FILE, mode=0o644, size=9, chunks=chunks, xattrs=[("user.\udcff", n)])
+        Node(name=n, kind=FILE, mode=0o644, size=9, chunks=chunks, xattrs=(("user.\udcff", n),))
         for n in names[1:]
     ]
     nodes.append(Node(name=names[0], kind=DIR, mode=0o755, subtree=sub, target=None))

@@ -292,7 +292,7 @@ def test_jobs_keep_small_files_whole_and_slice_big_ones(vault: Vault) -> None:
     def entry(name: str, chunks: int, size: int) -> Entry:
         node = Node(name=name.encode(), kind=FILE, size=size)
         node.chunks = [os.urandom(32) for _ in range(chunks)]
-        return Entry(b"/" + name.encode(), b"/t/" + name.encode(), node, CREATE)
+        return Entry(b"/t", name.encode(), node, CREATE, place=NOT_INDEXED if chunks else NO_CHUNKS)
 
     names = iter(range(1_000_000))
     writer = ContentWriter(
@@ -305,10 +305,9 @@ def test_jobs_keep_small_files_whole_and_slice_big_ones(vault: Vault) -> None:
     )
     files = [entry(f"s{i}", 1, 100) for i in range(5)] + [entry("big", 9, 9 << 20)]
     files += [entry(f"t{i}", 1, 100) for i in range(3)] + [entry("empty", 0, 0)]
-    placed = [(e, NOT_INDEXED if e.node.chunks else NO_CHUNKS) for e in files]
-    jobs = list(plan_jobs(placed, writer.task, JobLimits(files=4, chunks=4)))
+    jobs = list(plan_jobs(files, writer.task, JobLimits(files=4, chunks=4)))
     shapes = [
-        [e.node.name for e, _ in job] if isinstance(job, list) else (job.lo, job.hi) for job in jobs
+        [e.node.name for e in job] if isinstance(job, list) else (job.lo, job.hi) for job in jobs
     ]
     # the index knows none of these chunks (size 0 each): the big file is cut by chunk count
     assert shapes == [

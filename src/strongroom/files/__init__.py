@@ -3,15 +3,47 @@
 Back up chosen paths with full metadata into a ``files`` recovery point (one tree chunk per
 directory), incrementally through a local files cache; browse, compare and restore any subset
 to any folder.  See ``docs/files.md``.
+
+Names are imported on first use (PEP 562), as in :mod:`strongroom.vault`: a restore does not
+load the backup side (chunking and its ``fastcdc``/``click``, the SQLite files cache), which
+keeps its memory lower.
 """
 
-from strongroom.files.backup import BackupOptions, BackupSummary, backup_files
-from strongroom.files.browse import find_in_points, list_point, long_line, node_doc
-from strongroom.files.diff import Change, diff_live, diff_points
-from strongroom.files.nodes import Node, decode_dir, encode_dir
-from strongroom.files.patterns import PatternSet, read_pattern_file
-from strongroom.files.plan import CONFLICT_POLICIES
-from strongroom.files.restore import RestoreOptions, RestoreSummary, restore_files
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from strongroom.files.backup import BackupOptions, BackupSummary, backup_files
+    from strongroom.files.browse import find_in_points, list_point, long_line, node_doc
+    from strongroom.files.diff import Change, diff_live, diff_points
+    from strongroom.files.nodes import Node, decode_dir, encode_dir
+    from strongroom.files.patterns import PatternSet, read_pattern_file
+    from strongroom.files.plan import CONFLICT_POLICIES
+    from strongroom.files.restore import RestoreOptions, RestoreSummary, restore_files
+
+_HOME = {
+    "CONFLICT_POLICIES": "plan",
+    "BackupOptions": "backup",
+    "BackupSummary": "backup",
+    "Change": "diff",
+    "Node": "nodes",
+    "PatternSet": "patterns",
+    "RestoreOptions": "restore",
+    "RestoreSummary": "restore",
+    "backup_files": "backup",
+    "decode_dir": "nodes",
+    "diff_live": "diff",
+    "diff_points": "diff",
+    "encode_dir": "nodes",
+    "find_in_points": "browse",
+    "list_point": "browse",
+    "long_line": "browse",
+    "node_doc": "browse",
+    "read_pattern_file": "patterns",
+    "restore_files": "restore",
+}
 
 __all__ = [
     "CONFLICT_POLICIES",
@@ -34,3 +66,16 @@ __all__ = [
     "read_pattern_file",
     "restore_files",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

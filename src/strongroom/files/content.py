@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from strongroom.chunking import BytesLike, ContentChunker
-from strongroom.files.metadata import data_extents
+from strongroom.files.metadata import ExtentReader, data_extents
 
 Put = Callable[[BytesLike], bytes]
 
@@ -44,31 +44,6 @@ def open_for_reading(path: bytes) -> int:
             if exc.errno != errno.EPERM:
                 raise
     return os.open(path, OPEN_FLAGS)
-
-
-class ExtentReader:
-    """``readinto`` over a file's data extents, back to back."""
-
-    def __init__(self, fd: int, extents: list[tuple[int, int]]) -> None:
-        self._fd = fd
-        self._extents = extents
-        self._i = 0
-        self._done = 0  # bytes already read from extent i
-
-    def readinto(self, buffer: memoryview, /) -> int:
-        while self._i < len(self._extents):
-            offset, length = self._extents[self._i]
-            left = length - self._done
-            if left <= 0:
-                self._i, self._done = self._i + 1, 0
-                continue
-            n = os.preadv(self._fd, [buffer[:left]], offset + self._done)
-            if n == 0:  # the file shrank under us: the re-stat reports it
-                self._i, self._done = self._i + 1, 0
-                continue
-            self._done += n
-            return n
-        return 0
 
 
 class ContentReader:

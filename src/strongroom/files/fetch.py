@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from strongroom.errors import FilesError, StrongroomError
-from strongroom.files.content import ExtentReader
-from strongroom.files.metadata import apply_metadata
+from strongroom.files.metadata import ExtentReader, apply_metadata
 from strongroom.files.plan import Entry
 from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.index import IndexEntry
@@ -128,14 +127,13 @@ def entry_at(place: Place, pack_ids: Sequence[bytes]) -> IndexEntry | None:
     )
 
 
-# A file and the place of its first chunk (looked up to sort the files anyway).
-Placed = tuple[Entry, Place]
-# A job: whole files (their tasks are made by the worker), or a slice of a big file.
-Job = list[Placed] | Slice
+# A job: whole files (their tasks are made by the worker; each entry's ``place`` is where its
+# first chunk is), or a slice of a big file.
+Job = list[Entry] | Slice
 
 
 def plan_jobs(
-    files: Iterable[Placed], big: Callable[[Entry], FileTask], limits: JobLimits = JobLimits()
+    files: Iterable[Entry], big: Callable[[Entry], FileTask], limits: JobLimits = JobLimits()
 ) -> Iterator[Job]:
     """Consecutive files grouped into jobs; a file too big for one job gets jobs of its own.
 
@@ -143,16 +141,16 @@ def plan_jobs(
     per file as it can, the workers do the rest.  ``big`` makes a big file's task, which its
     slices share.
     """
-    job: list[Placed] = []
+    job: list[Entry] = []
     chunks = size = 0
-    for placed in files:
-        node = placed[0].node
+    for e in files:
+        node = e.node
         n = len(node.chunks)
         if n > limits.chunks or node.size > limits.bytes:
             if job:
                 yield job
                 job, chunks, size = [], 0, 0
-            yield from _slices(big(placed[0]), limits)
+            yield from _slices(big(e), limits)
             continue
         if job and (
             len(job) >= limits.files
@@ -161,7 +159,7 @@ def plan_jobs(
         ):
             yield job
             job, chunks, size = [], 0, 0
-        job.append(placed)
+        job.append(e)
         chunks += n
         size += node.size
     if job:
@@ -218,7 +216,8 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
 
 
 class ContentWriter:
-    """Runs jobs (thread-safe): see the module docstring.
+    """Runs jobs (thread-safe): see the module docstring.  ``tmp_name`` gives a fresh
+    temporary name in the folder it is passed.
 
     ``live`` holds every task whose temporary file exists and is neither removed nor handed
     on by the caller: after a failure the caller removes them with :meth:`discard_all`.
@@ -245,7 +244,7 @@ class ContentWriter:
         """A file's task: its temporary name and where its chunks are."""
         if chunks is None:
             chunks = self._reader.locate(e.node.chunks)
-        return FileTask(e, self._tmp_name(e.dest), chunks, e.node.data_extents())
+        return FileTask(e, self._tmp_name(e.folder), chunks, e.node.data_extents())
 
     def run(self, job: Job) -> list[FileTask]:
         """Write the job's files (or slice); return the files it finished, failed ones too."""
@@ -255,11 +254,11 @@ class ContentWriter:
             chunks = job.task.chunks[job.lo : job.hi]
         else:
             chunks = []
-            for e, place in job:
+            for e in job:
                 ids = e.node.chunks
                 at = len(chunks)
                 if ids:
-                    chunks.append((ids[0], entry_at(place, self._pack_ids)))
+                    chunks.append((ids[0], entry_at(e.place, self._pack_ids)))
                     if len(ids) > 1:
                         chunks += self._reader.locate(ids[1:])
                 pieces.append((self.task(e, chunks[at:]), 0, len(ids)))

@@ -113,11 +113,11 @@ def read_xattrs(path: bytes | int) -> Xattrs:
         names = os.listxattr(path, follow_symlinks=follow)
     except OSError as exc:
         if exc.errno in _NO_XATTRS:
-            return []
+            return ()
         raise
     if not names:
-        return []
-    found: Xattrs = []
+        return ()
+    found: list[tuple[str, bytes]] = []
     for key in sorted(names):
         try:
             found.append((key, os.getxattr(path, key, follow_symlinks=follow)))
@@ -125,7 +125,7 @@ def read_xattrs(path: bytes | int) -> Xattrs:
             if exc.errno == errno.ENODATA:  # removed between list and get
                 continue
             raise
-    return found
+    return tuple(found)
 
 
 def data_extents(fd: int, size: int) -> list[tuple[int, int]] | None:
@@ -149,6 +149,31 @@ def data_extents(fd: int, size: int) -> list[tuple[int, int]] | None:
     if extents == [(0, size)]:
         return None
     return extents
+
+
+class ExtentReader:
+    """``readinto`` over a file's data extents, back to back."""
+
+    def __init__(self, fd: int, extents: list[tuple[int, int]]) -> None:
+        self._fd = fd
+        self._extents = extents
+        self._i = 0
+        self._done = 0  # bytes already read from extent i
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        while self._i < len(self._extents):
+            offset, length = self._extents[self._i]
+            left = length - self._done
+            if left <= 0:
+                self._i, self._done = self._i + 1, 0
+                continue
+            n = os.preadv(self._fd, [buffer[:left]], offset + self._done)
+            if n == 0:  # the file shrank under us: the re-stat reports it
+                self._i, self._done = self._i + 1, 0
+                continue
+            self._done += n
+            return n
+        return 0
 
 
 def _describe(exc: OSError) -> str:

@@ -50,7 +50,8 @@ KIND_NAMES = {
     BLOCKDEV: "blockdev",
 }
 
-Xattrs = list[tuple[str, bytes]]
+# A tuple, so that the many nodes without xattrs share one empty value.
+Xattrs = tuple[tuple[str, bytes], ...]
 
 
 @dataclass(slots=True, eq=True)
@@ -73,7 +74,7 @@ class Node:
     target: bytes | None = None
     rdev: int = 0
     link: str | None = None
-    xattrs: Xattrs = field(default_factory=list)
+    xattrs: Xattrs = ()
     inconsistent: bool = False
     error: str | None = None
 
@@ -151,18 +152,25 @@ def encode_dir(nodes: list[Node]) -> tuple[list[bytes], bytes]:
     return refs, body.encode("ascii")
 
 
-def _decode_node(d: dict[str, Any], refs: list[bytes]) -> Node:
+def _shared(same: dict[object, Any], value: Any) -> Any:
+    """One object per value of a field that repeats from node to node (mode, owner): a
+    restore keeps every node it plans, and an int or a str apiece adds up."""
+    return same.setdefault(value, value)
+
+
+def _decode_node(d: dict[str, Any], refs: list[bytes], same: dict[object, Any]) -> Node:
     x = d.get("x")
     st = d.get("st")
     lt = d.get("lt")
+    xa = d.get("xa")
     node = Node(
         name=_b(d["n"]),
         kind=d["t"],
-        mode=int(d["m"]),
-        uid=int(d.get("u", 0)),
-        gid=int(d.get("g", 0)),
-        user=d.get("un", ""),
-        group=d.get("gn", ""),
+        mode=_shared(same, int(d["m"])),
+        uid=_shared(same, int(d.get("u", 0))),
+        gid=_shared(same, int(d.get("g", 0))),
+        user=_shared(same, d.get("un", "")),
+        group=_shared(same, d.get("gn", "")),
         mtime_ns=int(d.get("mt", 0)),
         atime_ns=int(d.get("at", 0)),
         size=int(d.get("s", 0)),
@@ -172,7 +180,7 @@ def _decode_node(d: dict[str, Any], refs: list[bytes]) -> Node:
         target=_b(lt) if lt is not None else None,
         rdev=int(d.get("r", 0)),
         link=d.get("h"),
-        xattrs=[(k, base64.b64decode(v)) for k, v in d.get("xa", ())],
+        xattrs=tuple((k, base64.b64decode(v)) for k, v in xa) if xa else (),
         inconsistent=bool(d.get("i", 0)),
         error=d.get("e"),
     )
@@ -187,7 +195,8 @@ def decode_dir(refs: list[bytes], body: bytes, tree_id: bytes = b"") -> list[Nod
         doc = json.loads(body)
         if doc.get("v") != FORMAT_VERSION:
             raise ValueError(f"unsupported files tree version {doc.get('v')!r}")
-        return [_decode_node(d, refs) for d in doc["nodes"]]
+        same: dict[object, Any] = {}
+        return [_decode_node(d, refs, same) for d in doc["nodes"]]
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         name = tree_id.hex()[:16]
         raise IntegrityError(f"tree {name}: malformed files tree ({exc})") from None

@@ -37,11 +37,19 @@ SKIP_META = "exists"
 
 @dataclass(slots=True)
 class Entry:
-    src: bytes
-    dest: bytes
+    """A node to restore and where it goes: ``name`` in ``folder`` (the destination's parent;
+    the entries of one directory share it, a restore holds one entry for each file)."""
+
+    folder: bytes
+    name: bytes
     node: Node
     action: str
     link_to: bytes | None = None  # a hard link to this (already restored) destination
+    place: int = -1  # where a file's first chunk is (a fetch.Place): set when files are sorted
+
+    @property
+    def dest(self) -> bytes:
+        return os.path.join(self.folder, self.name)
 
 
 @dataclass
@@ -135,23 +143,25 @@ class Planner:
             if node.kind == DIR:
                 self.dirs[src] = None
             return
-        parent_dest, parent_fresh = parent
-        dest = os.path.join(parent_dest, node.name)
-        action = CREATE if parent_fresh else self._conflict(dest, node)
-        if action == KEEP_BOTH:
-            dest = self._free_name(dest)
-        entry = Entry(src, dest, node, action)
+        folder, fresh = parent
+        name, action = node.name, CREATE
+        if not fresh:
+            dest = os.path.join(folder, name)
+            action = self._conflict(dest, node)
+            if action == KEEP_BOTH:
+                name = os.path.basename(self._free_name(dest))
+        entry = Entry(folder, name, node, action)
         if action == SKIP:
             self.plan.skipped.append(entry)
             if node.kind == DIR:
                 self.dirs[src] = None
             return
         if node.kind == DIR:
-            self.dirs[src] = (dest, action in (CREATE, KEEP_BOTH))
+            self.dirs[src] = (entry.dest, action in (CREATE, KEEP_BOTH))
         elif node.kind == FILE and node.link is not None:
             first = self.links.get(node.link)
             if first is None:
-                self.links[node.link] = dest
+                self.links[node.link] = entry.dest
             else:
                 entry.link_to = first
         self.plan.entries.append(entry)

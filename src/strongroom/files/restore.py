@@ -20,9 +20,10 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,6 @@ from strongroom.files.fetch import (
     ContentWriter,
     FileTask,
     Place,
-    Placed,
     place_of,
     plan_jobs,
 )
@@ -163,15 +163,18 @@ class _Executor:
         self.pending: list[FileTask] = []
         self.pending_bytes = 0
         self.committing: Future[list[tuple[FileTask, str | None]]] | None = None
+        # The files hard links point to, and those of them in place (only those: a set of
+        # every file restored would cost memory for each).
+        self.link_targets: set[bytes] = set()
         self.done: set[bytes] = set()
         self.dirs: list[Entry] = []
         self.progress: Progress | None = None
         self.written = 0
 
-    def _tmp(self, dest: bytes) -> bytes:
-        """A fresh temporary name in ``dest``'s folder (``dest`` is absolute)."""
-        folder = dest[: dest.rindex(b"/") + 1]
-        return folder + TEMP_PREFIX + self.token + b"-" + str(next(self.counter)).encode()
+    def _tmp(self, folder: bytes) -> bytes:
+        """A fresh temporary name in ``folder`` (absolute)."""
+        name = TEMP_PREFIX + self.token + b"-" + str(next(self.counter)).encode()
+        return os.path.join(folder, name)
 
     def _fail(self, e: Entry, reason: str) -> None:
         self.summary.errors.append((_show(e.dest), reason))
@@ -180,9 +183,12 @@ class _Executor:
         return lambda reason: self._fail(e, reason)
 
     def run(self, plan: Plan) -> None:
+        """Carry out the plan, taking its entries: each file's entry (and node) is let go
+        once the file is in place, so the memory the plan holds shrinks as files are done."""
         files: list[Entry] = []
         links: list[Entry] = []
-        for e in plan.entries:
+        entries, plan.entries = plan.entries, []
+        for e in entries:
             kind = e.node.kind
             if kind == DIR:
                 self._dir(e)
@@ -190,6 +196,8 @@ class _Executor:
                 (links if e.link_to is not None else files).append(e)
             else:
                 self._special(e)
+        del entries
+        self.link_targets = {e.link_to for e in links if e.link_to is not None}
         self._contents(files)
         for e in links:
             self._link(e)
@@ -217,7 +225,7 @@ class _Executor:
 
     def _special(self, e: Entry) -> None:
         node = e.node
-        tmp = self._tmp(e.dest)
+        tmp = self._tmp(e.folder)
         try:
             if node.kind == SYMLINK:
                 os.symlink(node.target or b"", tmp)
@@ -240,7 +248,7 @@ class _Executor:
         if e.link_to not in self.done:
             self._fail(e, f"hard link target {_show(e.link_to)} was not restored")
             return
-        tmp = self._tmp(e.dest)
+        tmp = self._tmp(e.folder)
         try:
             os.link(e.link_to, tmp)
             os.rename(tmp, e.dest)
@@ -253,9 +261,9 @@ class _Executor:
 
     # --- file contents ---------------------------------------------------------------------
 
-    def _placed(self, files: list[Entry]) -> list[Placed]:
-        """The files in the order of the packs that hold their first chunk (files without
-        chunks first, unknown chunks last), each with where that chunk is."""
+    def _sort(self, files: list[Entry]) -> None:
+        """Put the files in the order of the packs that hold their first chunk (files without
+        chunks first, unknown chunks last); each entry's ``place`` says where that chunk is."""
         lookup = self.vault.index.lookup
         pack_pos = {pid: i for i, pid in enumerate(self.vault.index.pack_ids)}
 
@@ -265,15 +273,15 @@ class _Executor:
             entry = lookup(e.node.chunks[0])
             return place_of(entry, pack_pos[entry.pack]) if entry is not None else NOT_INDEXED
 
-        places = [place(e) for e in files]
-        order = sorted(range(len(files)), key=places.__getitem__)
-        return [(files[i], places[i]) for i in order]
+        for e in files:
+            e.place = place(e)
+        files.sort(key=attrgetter("place"))
 
     def _contents(self, files: list[Entry]) -> None:
         """Jobs in pack order on a pool (a few per worker queued ahead, so memory stays
         bounded); meanwhile one more thread commits (makes durable, renames) the finished
-        files in batches."""
-        placed = self._placed(files)
+        files in batches.  ``files`` is emptied as jobs are made."""
+        self._sort(files)
         local = isinstance(self.vault.backend, LocalBackend)
         writer = ContentWriter(
             self.vault.reader,
@@ -291,7 +299,7 @@ class _Executor:
         committer = ThreadPoolExecutor(1, thread_name_prefix="files-commit")
         ahead: deque[Future[list[FileTask]]] = deque()
         try:
-            for job in plan_jobs(placed, writer.task):
+            for job in plan_jobs(_drain(files), writer.task):
                 ahead.append(pool.submit(writer.run, job))
                 if len(ahead) > 2 * workers:
                     self._finished(ahead.popleft().result(), writer, committer)
@@ -366,10 +374,18 @@ class _Executor:
             if failure is not None:
                 self._fail(e, failure)
                 continue
-            self.done.add(e.dest)
+            if self.link_targets and e.dest in self.link_targets:
+                self.done.add(e.dest)
             self.summary.files += 1
             if e.action == KEEP_BOTH:
                 self.summary.kept_both.append(_show(e.dest))
+
+
+def _drain(files: list[Entry]) -> Iterator[Entry]:
+    """The files in order, each dropped from the list as it is handed out."""
+    files.reverse()
+    while files:
+        yield files.pop()
 
 
 def _rename_into_place(tmp: bytes, dest: bytes) -> str | None:
@@ -394,9 +410,11 @@ def restore_files(
     summary = RestoreSummary(point_id=point.point_id, target=_show(target))
     suffix = b".restored-" + point.short_id[:8].encode()
     with vault.lock():
-        trees = TreeReader(vault)
         probe = had_entries or opts.dry_run
-        plan = Planner(trees, target, opts.on_conflict, suffix, probe).build(root, opts.selectors)
+        # No reference to the trees outlives the planning: their cache goes with the planner.
+        planner = Planner(TreeReader(vault), target, opts.on_conflict, suffix, probe)
+        plan = planner.build(root, opts.selectors)
+        del planner
         summary.errors.extend(plan.errors)
         summary.skipped.extend(_show(e.dest) for e in plan.skipped)
         if opts.dry_run:
