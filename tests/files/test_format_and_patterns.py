@@ -86,7 +86,7 @@ nodes_st = st.builds(
     rdev=small,
     link=st.none() | st.text(min_size=1, max_size=8),  # empty means absent
 
-    xattrs=st.lists(st.tuples(text, st.binary(max_size=8)), max_size=2),
+    xattrs=st.lists(st.tuples(text, st.binary(max_size=8)), max_size=2).map(tuple),
     inconsistent=st.booleans(),
     error=st.none() | st.text(min_size=1, max_size=8),
 )  # fmt: skip
