@@ -10,10 +10,11 @@ runs before numpy and the engines are loaded, which keeps every command's peak m
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from strongroom.lazyexports import lazy_exports
 
 if TYPE_CHECKING:
     from strongroom.vault.check import CheckReport, Problem, check_vault
@@ -94,17 +95,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, __all__)
 
 
 class _Package(types.ModuleType):
