@@ -39,11 +39,29 @@ _COLUMNS = (
 # position, offset, length, raw size (u32 each) and type/flags (u8) packed into about 44
 # bytes, where a tuple of five ints took about 160 (a first backup of 20,000 files: -2.4 MiB).
 _U32_MAX = 0xFFFFFFFF
-_RECENT_FIELDS = ((104, _U32_MAX), (72, _U32_MAX), (40, _U32_MAX), (8, _U32_MAX), (0, 0xFF))
+_POS, _OFFSET, _LENGTH, _RAW = 104, 72, 40, 8  # bit offsets; type/flags in the low 8 bits
+_RECENT_FIELDS = (
+    (_POS, _U32_MAX),
+    (_OFFSET, _U32_MAX),
+    (_LENGTH, _U32_MAX),
+    (_RAW, _U32_MAX),
+    (0, 0xFF),
+)
 
 
 def _pack_recent(pos: int, offset: int, length: int, raw: int, tf: int) -> int:
-    return pos << 104 | offset << 72 | length << 40 | raw << 8 | tf
+    return pos << _POS | offset << _OFFSET | length << _LENGTH | raw << _RAW | tf
+
+
+def _unpack_recent(v: int) -> tuple[int, int, int, int, int]:
+    """(pos, offset, length, raw, tf) of a :func:`_pack_recent` value."""
+    return (
+        v >> _POS,
+        v >> _OFFSET & _U32_MAX,
+        v >> _LENGTH & _U32_MAX,
+        v >> _RAW & _U32_MAX,
+        v & 0xFF,
+    )
 
 
 def _anonymous_map(nbytes: int) -> mmap.mmap:
@@ -293,7 +311,7 @@ class ChunkIndex:
         with self._lock:
             hit = self._recent.get(chunk_id)
             if hit is not None:
-                pos, off, length, raw, tf = (hit >> shift & mask for shift, mask in _RECENT_FIELDS)
+                pos, off, length, raw, tf = _unpack_recent(hit)
                 return IndexEntry(self.pack_ids[pos], off, length, raw, tf & 0xF, tf >> 4)
             self._sort()
             row = self._find(chunk_id)
