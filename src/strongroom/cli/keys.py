@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from strongroom.cli.options import CLIError, JsonOpt, PasswordFileOpt, VaultOpt, open_vault
+from strongroom.cli.options import (
+    CLIError,
+    JsonOpt,
+    PasswordFileOpt,
+    VaultOpt,
+    open_vault,
+    passphrase_from_file,
+)
 from strongroom.cli.output import console, print_json
 
 app = typer.Typer(no_args_is_help=True)
@@ -24,11 +32,7 @@ def _new_passphrase(path: str | None) -> str:
     import sys
 
     if path is not None:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                return fh.read().rstrip("\r\n")
-        except OSError as exc:
-            raise CLIError(f"cannot read {path}: {exc.strerror}") from None
+        return passphrase_from_file(Path(path))
     if not sys.stdin.isatty():
         raise CLIError("no new passphrase: use --new-password-file")
     first = getpass.getpass("new passphrase: ")

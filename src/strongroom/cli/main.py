@@ -24,6 +24,7 @@ from strongroom.cli import image as image_cmds
 from strongroom.cli import keys as keys_cmds
 from strongroom.cli import maintenance as maintenance_cmds
 from strongroom.cli import vm as vm_cmds
+from strongroom.cli.options import JsonOpt
 from strongroom.cli.output import error
 from strongroom.errors import StrongroomError
 
@@ -55,9 +56,18 @@ app.add_typer(
 
 
 @app.command()
-def version() -> None:
+def version(
+    as_json: JsonOpt = False,
+) -> None:
     """Print strongroom's version."""
-    typer.echo(f"strongroom {__version__}")
+    if as_json:
+        import json
+        import platform
+
+        doc = {"version": __version__, "python": platform.python_version()}
+        typer.echo(json.dumps(doc))
+    else:
+        typer.echo(f"strongroom {__version__}")
 
 
 def _app_for(argv: list[str]) -> typer.Typer:

@@ -47,28 +47,41 @@ def vault_location(vault: str | None) -> str:
     return vault
 
 
+def passphrase_from_file(path: Path) -> str:
+    """The passphrase a file holds (one trailing line break dropped); an empty, unreadable or
+    non-UTF-8 file is an error, so a file not yet written never becomes an empty passphrase."""
+    try:
+        text = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise CLIError(f"cannot read password file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CLIError(f"password file {path} is not UTF-8 text") from None
+    if not text:
+        raise CLIError(f"password file {path} is empty")
+    return text
+
+
 def read_passphrase(
     password_file: Path | None, *, confirm: bool = False, prompt: str = "passphrase"
 ) -> str:
-    """From STRONGROOM_PASSWORD, the password file, or a prompt on a terminal."""
+    """From STRONGROOM_PASSWORD, the password file, or a prompt on a terminal; never empty."""
     env = os.environ.get("STRONGROOM_PASSWORD")
     if env is not None:
+        if not env:
+            raise CLIError("STRONGROOM_PASSWORD is set but empty")
         return env
     if password_file is not None:
-        try:
-            return password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise CLIError(f"cannot read password file {password_file}: {exc.strerror}") from None
+        return passphrase_from_file(password_file)
     if not sys.stdin.isatty():
         raise CLIError(
             "no passphrase: set STRONGROOM_PASSWORD or STRONGROOM_PASSWORD_FILE, "
             "or use --password-file"
         )
     first = getpass.getpass(f"{prompt}: ")
-    if confirm and getpass.getpass(f"repeat {prompt}: ") != first:
-        raise CLIError("the passphrases do not match")
     if not first:
         raise CLIError("empty passphrase")
+    if confirm and getpass.getpass(f"repeat {prompt}: ") != first:
+        raise CLIError("the passphrases do not match")
     return first
 
 

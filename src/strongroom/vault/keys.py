@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from argon2.low_level import Type, hash_secret_raw
 
-from strongroom.errors import IntegrityError, UnsupportedVersion, WrongPassphrase
+from strongroom.errors import IntegrityError, KeySlotError, UnsupportedVersion, WrongPassphrase
 
 if TYPE_CHECKING:
     from strongroom.storage.backend import Backend
@@ -81,6 +81,8 @@ def new_slot(
     master: bytes, passphrase: str, vault_id: bytes, kdf: KDFParams, label: str = ""
 ) -> tuple[KeySlot, bytes]:
     """A new slot for ``master`` and its stored bytes."""
+    if not passphrase:
+        raise KeySlotError("a key slot needs a non-empty passphrase")
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from strongroom.vault.crypto import NONCE_SIZE
