@@ -205,3 +205,12 @@ def test_missing_root_is_an_empty_vault(tmp_path: Path) -> None:
         backend.get("config")
     backend.put("config", b"c")  # creates the root and its parents
     assert backend.get("config") == b"c"
+
+
+def test_relative_root_is_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    backend = LocalBackend(Path("vault"))
+    backend.put("keys/one", b"1")
+    monkeypatch.chdir("/")
+    assert backend.get("keys/one") == b"1"
+    assert (tmp_path / "vault" / "keys" / "one").read_bytes() == b"1"

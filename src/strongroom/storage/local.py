@@ -81,7 +81,8 @@ class LocalBackend:
     """Objects as files under ``root``; see the module docstring for the durability argument."""
 
     def __init__(self, root: Path) -> None:
-        self._root = Path(root)
+        # absolute, so creating a relative root ("vault") has a parent to make it in
+        self._root = Path(os.path.abspath(root))
         self._root_str = os.fspath(self._root)
         # Folders (relative, '' is the root) already known to exist durably, so a put into a
         # known folder costs no extra stat or fsync.  Only ever grows; set ops are GIL-atomic.
