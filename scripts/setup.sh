@@ -33,7 +33,7 @@ fi
 stamp=.venv/.strongroom-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test,libvirt]'
+  .venv/bin/python -m pip install -q -e '.[test,libvirt,server]'
   touch "$stamp"
 fi
 

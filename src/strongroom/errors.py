@@ -39,6 +39,20 @@ class BackendConfigError(StorageError):
     """The vault location cannot be turned into a backend (bad URL, missing credentials)."""
 
 
+class AccessDenied(PermanentStorageError):
+    """A vault server refused the request: no, a bad, expired or revoked token, or a role
+    that may not do this (HTTP 401/403)."""
+
+
+class ObjectConflict(PermanentStorageError):
+    """A vault server refused to replace an object that already exists (HTTP 409)."""
+
+
+class RequestRefused(PermanentStorageError):
+    """A vault server refused the request as invalid: a bad name, bytes that do not match
+    their name, an upload too large or too slow, an unknown vault (HTTP 400/404/408/413)."""
+
+
 # --- chunking layer ------------------------------------------------------------------------
 
 
@@ -107,6 +121,13 @@ class PrunedDuringBackup(VaultError):
 
 class RepairNeeded(VaultError):
     """The vault is damaged in a way prune must not build on: run ``check --repair`` first."""
+
+
+# --- vault server --------------------------------------------------------------------------
+
+
+class ServerError(StrongroomError):
+    """The vault server cannot start or its catalog cannot be used (bad address, no catalog)."""
 
 
 # --- engines -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import sys
 import typer
 
 from strongroom import __version__
-from strongroom.cli import coercion, vault_cmds
+from strongroom.cli import coercion, server_cmds, vault_cmds
 from strongroom.cli import files as files_cmds
 from strongroom.cli import image as image_cmds
 from strongroom.cli import keys as keys_cmds
@@ -48,6 +48,7 @@ maintenance_cmds.register(app)
 files_cmds.register(app, backup_app, restore_app)
 image_cmds.register(app, backup_app, restore_app)
 vm_cmds.register(app)
+server_cmds.register(app)
 app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
 app.add_typer(

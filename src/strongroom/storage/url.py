@@ -55,7 +55,8 @@ def open_remote(location: str) -> Backend:
 
 
 def open_backend(location: str, *, cache_dir: Path | None = None) -> Backend:
-    """A backend for ``location``: a path or ``file://`` URL, ``azure://C/P`` or ``s3://B/P``.
+    """A backend for ``location``: a path or ``file://`` URL, ``azure://C/P``, ``s3://B/P``
+    or ``https://SERVER/VAULT`` (a vault served by ``strongroom server``).
 
     Remote backends are wrapped in retries and then in a local cache of index and recovery
     point objects, kept in a folder per location under ``cache_dir`` (default:
@@ -69,5 +70,10 @@ def open_backend(location: str, *, cache_dir: Path | None = None) -> Backend:
         raise BackendConfigError(f"invalid vault location {location!r}: use {scheme}://...")
     if "://" not in location or scheme == "file":
         return LocalBackend(_local_path(location))
+    if scheme in ("http", "https"):  # a vault served by `strongroom server`
+        from strongroom.storage.http import open_http
+
+        served = RetryingBackend(open_http(location))
+        return CachingBackend(served, cache_dir_for(location, cache_dir))
     remote = open_remote(location)
     return CachingBackend(RetryingBackend(remote), cache_dir_for(location, cache_dir))

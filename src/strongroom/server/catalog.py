@@ -1,0 +1,254 @@
+"""The server's catalog: vaults, tokens, lock owners and the audit log, in one SQLite file.
+
+WAL mode so that readers (token checks on every request) never wait for the audit log's
+writers; ``synchronous=NORMAL`` because an audit row lost to a power cut is an acceptable
+price for not syncing the disk on every request.  One connection behind a lock: every
+statement is short, and the server runs its request handlers on a thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from strongroom.errors import ServerError
+
+CATALOG_FILE = "catalog.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vaults (
+    name TEXT PRIMARY KEY, location TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY, role TEXT NOT NULL, secret_sha256 BLOB NOT NULL,
+    sources TEXT NOT NULL, label TEXT NOT NULL, created REAL NOT NULL,
+    created_by TEXT, expires REAL, revoked REAL);
+CREATE TABLE IF NOT EXISTS lock_owners (
+    vault TEXT NOT NULL, name TEXT NOT NULL, token TEXT NOT NULL,
+    PRIMARY KEY (vault, name));
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, token TEXT, role TEXT, client TEXT,
+    method TEXT NOT NULL, vault TEXT, action TEXT NOT NULL, object TEXT,
+    status INTEGER NOT NULL, detail TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    id: str
+    role: str
+    secret_sha256: bytes
+    sources: list[str]
+    label: str
+    created: float
+    created_by: str | None
+    expires: float | None
+    revoked: float | None
+
+    def public(self) -> dict[str, object]:
+        """Everything but the secret's hash, for listings."""
+        return {
+            "id": self.id,
+            "role": self.role,
+            "sources": self.sources,
+            "label": self.label,
+            "created": self.created,
+            "created_by": self.created_by,
+            "expires": self.expires,
+            "revoked": self.revoked,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    time: float
+    token: str | None
+    role: str | None
+    client: str | None
+    method: str
+    vault: str | None
+    action: str
+    target: str | None
+    """The object, token or prefix the request named."""
+    status: int
+    detail: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+
+class Catalog:
+    """The catalog in ``data_dir``; :meth:`create` makes a new one, the constructor opens."""
+
+    def __init__(self, data_dir: Path, *, create: bool = False) -> None:
+        self.path = data_dir / CATALOG_FILE
+        if not create and not self.path.is_file():
+            raise ServerError(
+                f"no server catalog in {data_dir}: run `strongroom server init --data {data_dir}`"
+            )
+        if create and self.path.exists():
+            raise ServerError(f"{data_dir} already holds a server catalog")
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            if create:
+                self._db.executescript(_SCHEMA)
+                self.set_meta("schema", str(SCHEMA_VERSION))
+                self.set_meta("storage_root", str(data_dir / "vaults"))
+            elif self.meta("schema") != str(SCHEMA_VERSION):
+                raise ServerError(f"{self.path}: unsupported catalog schema")
+        except (OSError, sqlite3.Error) as exc:
+            raise ServerError(f"cannot open the server catalog {self.path}: {exc}") from None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- meta and vaults -------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def vault_location(self, name: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT location FROM vaults WHERE name = ?", (name,)).fetchone()
+        return str(row[0]) if row else None
+
+    def add_vault(self, name: str, location: str) -> bool:
+        """Register ``name``; False if it exists already."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO vaults VALUES (?, ?, ?)", (name, location, time.time())
+            )
+            return cur.rowcount == 1
+
+    def vaults(self) -> list[tuple[str, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, location FROM vaults ORDER BY name").fetchall()
+        return [(str(n), str(loc)) for n, loc in rows]
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    def add_token(self, row: TokenRow) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.id,
+                    row.role,
+                    row.secret_sha256,
+                    json.dumps(row.sources),
+                    row.label,
+                    row.created,
+                    row.created_by,
+                    row.expires,
+                    row.revoked,
+                ),
+            )
+
+    def token(self, token_id: str) -> TokenRow | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        return _token_row(row) if row else None
+
+    def tokens(self) -> list[TokenRow]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM tokens ORDER BY created").fetchall()
+        return [_token_row(r) for r in rows]
+
+    def revoke_token(self, token_id: str) -> bool:
+        """Revoke; False if there is no such token (revoking twice is fine)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE tokens SET revoked = coalesce(revoked, ?) WHERE id = ?",
+                (time.time(), token_id),
+            )
+            return cur.rowcount == 1
+
+    # --- lock owners -----------------------------------------------------------------------
+
+    def lock_owner(self, vault: str, name: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT token FROM lock_owners WHERE vault = ? AND name = ?", (vault, name)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def set_lock_owner(self, vault: str, name: str, token: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO lock_owners VALUES (?, ?, ?)", (vault, name, token))
+
+    def drop_lock_owner(self, vault: str, name: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM lock_owners WHERE vault = ? AND name = ?", (vault, name))
+
+    # --- audit -----------------------------------------------------------------------------
+
+    def audit(self, entry: AuditEntry) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO audit (time, token, role, client, method, vault, action, object,"
+                " status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.time,
+                    entry.token,
+                    entry.role,
+                    entry.client,
+                    entry.method,
+                    entry.vault,
+                    entry.action,
+                    entry.target,
+                    entry.status,
+                    entry.detail,
+                ),
+            )
+
+    def audit_log(self, limit: int = 1000) -> list[AuditEntry]:
+        """The newest ``limit`` entries, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT time, token, role, client, method, vault, action, object, status, detail"
+                " FROM audit ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [AuditEntry(*r) for r in reversed(rows)]
+
+
+def _token_row(r: tuple[object, ...]) -> TokenRow:
+    sources = json.loads(str(r[3]))
+    return TokenRow(
+        id=str(r[0]),
+        role=str(r[1]),
+        secret_sha256=bytes(r[2]),  # type: ignore[call-overload]
+        sources=[str(s) for s in sources],
+        label=str(r[4]),
+        created=float(r[5]),  # type: ignore[arg-type]
+        created_by=None if r[6] is None else str(r[6]),
+        expires=None if r[7] is None else float(r[7]),  # type: ignore[arg-type]
+        revoked=None if r[8] is None else float(r[8]),  # type: ignore[arg-type]
+    )

@@ -1,0 +1,115 @@
+"""Creating a server's catalog and running the server (uvicorn), as the CLI calls them."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from strongroom.errors import ServerError
+from strongroom.server.auth import new_token
+from strongroom.server.catalog import Catalog
+from strongroom.server.vaults import check_vault_name
+
+
+def init_catalog(data_dir: Path) -> str:
+    """Create the catalog in ``data_dir`` and the first admin token; returns the token."""
+    catalog = Catalog(data_dir, create=True)
+    try:
+        made = new_token("admin", label="first admin (server init)")
+        catalog.add_token(made.row)
+    finally:
+        catalog.close()
+    return made.secret
+
+
+def add_vault(data_dir: Path, name: str, location: str | None) -> str:
+    """Register a vault (default location: under the storage root); returns its location."""
+    from strongroom.server.auth import ApiError
+    from strongroom.server.vaults import VaultRegistry
+
+    catalog = Catalog(data_dir)
+    try:
+        check_vault_name(name)
+        if location is None:
+            return VaultRegistry(catalog).create(name)
+        if not catalog.add_vault(name, location):
+            raise ServerError(f"vault {name!r} exists already")
+        return location
+    except ApiError as exc:
+        raise ServerError(exc.reason) from None
+    finally:
+        catalog.close()
+
+
+def list_vaults(data_dir: Path) -> list[tuple[str, str]]:
+    catalog = Catalog(data_dir)
+    try:
+        return catalog.vaults()
+    finally:
+        catalog.close()
+
+
+def parse_listen(text: str, *, tls: bool) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT``); plain HTTP is allowed on loopback addresses only, so a
+    token never crosses a network in clear text (put a TLS reverse proxy in front instead)."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ServerError(f"invalid --listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:8443")
+    if not tls and not _loopback(host):
+        raise ServerError(
+            f"refusing plain HTTP on {host}: give --tls-cert and --tls-key, or listen on a "
+            "loopback address (127.0.0.1, ::1) behind a TLS reverse proxy"
+        )
+    return host, int(port_text)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    data_dir: Path,
+    listen: str,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    max_upload: int | None = None,
+    body_idle_timeout: float | None = None,
+) -> None:
+    """Run the server until interrupted."""
+    if (tls_cert is None) != (tls_key is None):
+        raise ServerError("give both --tls-cert and --tls-key, or neither")
+    host, port = parse_listen(listen, tls=tls_cert is not None)
+    for f in (tls_cert, tls_key):
+        if f is not None and not f.is_file():
+            raise ServerError(f"no such file: {f}")
+    import uvicorn
+
+    from strongroom.server.app import Limits, Server, create_app
+
+    limits = Limits()
+    if max_upload is not None:
+        limits.max_upload = max_upload
+    if body_idle_timeout is not None:
+        limits.body_idle_timeout = body_idle_timeout
+    server = Server(data_dir, limits)
+    try:
+        uvicorn.run(
+            create_app(server),
+            host=host,
+            port=port,
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
+            log_level="warning",
+            timeout_keep_alive=30,
+            server_header=False,
+        )
+    finally:
+        server.vaults.close()
+        server.catalog.close()

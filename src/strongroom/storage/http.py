@@ -1,0 +1,315 @@
+"""A vault served by ``strongroom server``: the Backend protocol over HTTP(S).
+
+``http(s)://HOST[:PORT][/PREFIX]/VAULT`` names vault ``VAULT`` on the server at
+``http(s)://HOST[:PORT][/PREFIX]``.  The client holds a token (``STRONGROOM_TOKEN``, or the
+file ``STRONGROOM_TOKEN_FILE`` names), never the storage's credentials; encryption stays here.
+
+Only the standard library is used (``http.client`` with a pool of keep-alive connections), so
+opening a served vault costs no import of a server framework or an HTTP library.  The server's
+refusals become storage errors: 404 not-found, 401/403/409/400/413/408 permanent (with the
+server's one-line reason), 5xx and connection failures transient (retried by the caller).
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import os
+import queue
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlencode, urlsplit
+
+from strongroom.errors import (
+    AccessDenied,
+    BackendConfigError,
+    ObjectConflict,
+    ObjectNotFound,
+    PermanentStorageError,
+    RequestRefused,
+    StorageError,
+    TransientStorageError,
+)
+from strongroom.storage.backend import ObjectInfo
+from strongroom.storage.names import check_name, check_prefix, check_range
+
+API = "/v1"
+TOKEN_ENV = "STRONGROOM_TOKEN"
+TOKEN_FILE_ENV = "STRONGROOM_TOKEN_FILE"
+CA_FILE_ENV = "STRONGROOM_CA_FILE"
+ALLOW_HTTP_ENV = "STRONGROOM_ALLOW_HTTP"
+ERROR_KIND_HEADER = "X-Strongroom-Error-Kind"
+_POOL_SIZE = 16
+_TIMEOUT_S = 120.0
+
+
+def token_from_env(token_file: Path | None = None) -> str:
+    """The token: ``STRONGROOM_TOKEN``, else the file ``token_file`` or
+    ``STRONGROOM_TOKEN_FILE`` names (one trailing line break dropped)."""
+    env = os.environ.get(TOKEN_ENV)
+    if env:
+        return env.strip()
+    where = token_file or (Path(p) if (p := os.environ.get(TOKEN_FILE_ENV)) else None)
+    if where is None:
+        raise BackendConfigError(
+            f"no server token: set {TOKEN_ENV} or {TOKEN_FILE_ENV} (a file holding the token)"
+        )
+    try:
+        text = where.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BackendConfigError(f"cannot read token file {where}: {exc}") from None
+    if not text:
+        raise BackendConfigError(f"token file {where} is empty")
+    return text
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAddress:
+    """Where a server listens: scheme, host, port and the path prefix of its API."""
+
+    scheme: str
+    host: str
+    port: int
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> ServerAddress:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise BackendConfigError(f"invalid server address {url!r}: use https://HOST[:PORT]")
+        if parts.query or parts.fragment or parts.username:
+            raise BackendConfigError(f"invalid server address {url!r}: no query or user part")
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            raise BackendConfigError(f"invalid port in server address {url!r}") from None
+        if (
+            scheme == "http"
+            and not _is_loopback(parts.hostname)
+            and os.environ.get(ALLOW_HTTP_ENV) != "1"
+        ):
+            raise BackendConfigError(
+                f"refusing to send a token over plain HTTP to {parts.hostname}: use https:// "
+                f"(or set {ALLOW_HTTP_ENV}=1 on a trusted network)"
+            )
+        return cls(scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.prefix}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> object:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            raise TransientStorageError(f"server sent invalid JSON (HTTP {self.status})") from None
+
+
+class HttpClient:
+    """A thread-safe pool of keep-alive connections to one server, with a bearer token."""
+
+    def __init__(self, address: ServerAddress, token: str, *, timeout: float = _TIMEOUT_S) -> None:
+        self.address = address
+        self._token = token
+        self._timeout = timeout
+        self._idle: queue.LifoQueue[http.client.HTTPConnection] = queue.LifoQueue()
+        self._ssl: ssl.SSLContext | None = None
+        if address.scheme == "https":
+            self._ssl = ssl.create_default_context(cafile=os.environ.get(CA_FILE_ENV) or None)
+
+    def _connect(self) -> http.client.HTTPConnection:
+        a = self.address
+        if self._ssl is not None:
+            return http.client.HTTPSConnection(
+                a.host, a.port, timeout=self._timeout, context=self._ssl
+            )
+        return http.client.HTTPConnection(a.host, a.port, timeout=self._timeout)
+
+    def request(
+        self, method: str, path: str, body: bytes | bytearray | memoryview | None = None
+    ) -> Reply:
+        """One request; an idle pooled connection the server closed meanwhile is replaced
+        once (every request of the API may be repeated: puts are idempotent)."""
+        headers = {"Authorization": f"Bearer {self._token}"}
+        if body is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        for attempt in range(2):
+            try:
+                conn, reused = self._idle.get_nowait(), True
+            except queue.Empty:
+                conn, reused = self._connect(), False
+            try:
+                conn.request(method, self.address.prefix + path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                conn.close()
+                if reused and attempt == 0:
+                    continue
+                raise TransientStorageError(f"{self.address.url()}: connection lost: {e}") from e
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                raise TransientStorageError(f"{self.address.url()}: {e}") from e
+            reply = Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+            if resp.will_close or self._idle.qsize() >= _POOL_SIZE:
+                conn.close()
+            else:
+                self._idle.put(conn)
+            return reply
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def reason_of(reply: Reply) -> str:
+    """The server's one-line reason for a refusal (its JSON ``error``), else the status."""
+    try:
+        doc = json.loads(reply.body)
+        text = str(doc["error"]) if isinstance(doc, dict) and "error" in doc else ""
+    except ValueError:
+        text = ""
+    text = " ".join(text.split())[:300]
+    return f"{text} (HTTP {reply.status})" if text else f"HTTP {reply.status}"
+
+
+def raise_for(reply: Reply, what: str, name: str | None = None) -> None:
+    """Turn a refusal into the storage error class the vault and the CLI act on."""
+    status = reply.status
+    if status < 300:
+        return
+    kind = reply.headers.get(ERROR_KIND_HEADER.lower(), "")
+    message = f"{what}: {reason_of(reply)}"
+    error: type[StorageError]
+    if status == 404 and kind == "not-found":
+        error = ObjectNotFound
+    elif status in (401, 403):
+        error = AccessDenied
+    elif status == 409:
+        error = ObjectConflict
+    elif status in (400, 404, 405, 408, 411, 413, 414, 422):
+        error = RequestRefused
+    elif kind == "permanent":
+        error = PermanentStorageError
+    elif status >= 500 or status == 429:
+        error = TransientStorageError
+    else:
+        error = PermanentStorageError
+    raise error(message, name=name)
+
+
+class HttpBackend:
+    """The objects of one vault on a ``strongroom server``."""
+
+    def __init__(self, address: ServerAddress, vault: str, token: str) -> None:
+        self.address, self.vault = address, vault
+        self._client = HttpClient(address, token)
+        self._base = f"{API}/vaults/{quote(vault, safe='')}"
+
+    def describe(self) -> str:
+        return f"{self.address.url()}/{self.vault}"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _object(self, name: str, query: dict[str, int] | None = None) -> str:
+        path = f"{self._base}/objects/{quote(check_name(name), safe='/')}"
+        return f"{path}?{urlencode(query)}" if query else path
+
+    def _call(
+        self, method: str, path: str, name: str, body: bytes | bytearray | memoryview | None = None
+    ) -> Reply:
+        reply = self._client.request(method, path, body)
+        raise_for(reply, f"{self.describe()}: {method.lower()} {name}", name)
+        return reply
+
+    def get(self, name: str) -> bytes:
+        return self._call("GET", self._object(name), name).body
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        check_range(name, offset, length)
+        if length == 0:
+            self.stat(name)
+            return b""
+        path = self._object(name, {"offset": offset, "length": length})
+        return self._call("GET", path, name).body
+
+    def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
+        self._call("PUT", self._object(name), name, data)
+
+    def delete(self, name: str) -> None:
+        self._call("DELETE", self._object(name), name)
+
+    def stat(self, name: str) -> ObjectInfo:
+        path = f"{self._base}/stat/{quote(check_name(name), safe='/')}"
+        doc = self._call("GET", path, name).json()
+        return _info(doc)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        check_prefix(prefix)
+        path = f"{self._base}/objects?{urlencode({'prefix': prefix})}"
+        doc = self._call("GET", path, prefix or "/").json()
+        items = doc.get("objects") if isinstance(doc, dict) else None
+        if not isinstance(items, list):
+            raise TransientStorageError(f"{self.describe()}: invalid listing from the server")
+        return iter([_info(item) for item in items])
+
+
+def _info(doc: object) -> ObjectInfo:
+    if not isinstance(doc, dict):
+        raise TransientStorageError("invalid object description from the server")
+    name, size, mtime = doc.get("name"), doc.get("size"), doc.get("mtime")
+    if not isinstance(name, str) or not isinstance(size, int):
+        raise TransientStorageError("invalid object description from the server")
+    return ObjectInfo(name, size, float(mtime) if isinstance(mtime, int | float) else None)
+
+
+def split_vault_url(location: str) -> tuple[ServerAddress, str]:
+    """``https://host:port/prefix/VAULT`` -> (the server's address, ``VAULT``)."""
+    head, _, vault = location.rstrip("/").rpartition("/")
+    if not vault or head.endswith(":/") or head.endswith(":"):
+        raise BackendConfigError(
+            f"invalid vault location {location!r}: use https://HOST[:PORT]/VAULT"
+        )
+    return ServerAddress.parse(head), vault
+
+
+def open_http(location: str) -> HttpBackend:
+    """The backend for a served vault; the token comes from the environment."""
+    address, vault = split_vault_url(location)
+    return HttpBackend(address, vault, token_from_env())
+
+
+__all__ = [
+    "HttpBackend",
+    "HttpClient",
+    "ServerAddress",
+    "open_http",
+    "raise_for",
+    "split_vault_url",
+    "token_from_env",
+]
