@@ -58,6 +58,13 @@ def raw_request(url: str, method: str, path: str, token: str, body: bytes = b"")
     return resp.status, text
 
 
+_BIG = os.urandom((MAX_UPLOAD_MIB << 20) + 1)
+
+
+def _big_name() -> str:
+    return content_digest(_BIG).hex()
+
+
 ATTACKS: dict[str, tuple[type[StorageError], Callable[[HttpBackend], None]]] = {
     "delete config": (AccessDenied, lambda b: b.delete("config")),
     "delete key": (AccessDenied, lambda b: b.delete(names(b, "keys/")[0])),
@@ -85,11 +92,6 @@ ATTACKS: dict[str, tuple[type[StorageError], Callable[[HttpBackend], None]]] = {
         lambda b: b.put("data/" + _big_name()[:2] + "/" + _big_name(), _BIG),
     ),
 }
-_BIG = os.urandom((MAX_UPLOAD_MIB << 20) + 1)
-
-
-def _big_name() -> str:
-    return content_digest(_BIG).hex()
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))

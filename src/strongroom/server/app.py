@@ -8,10 +8,9 @@ body happens on the event loop, under a size limit and an idle timeout.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +49,9 @@ class Call:
     vault: str | None = None
     obj: str | None = None
     token: TokenRow | None = None
+    claimed: str | None = None
+    """The id a refused token claimed to have."""
     detail: str = ""
-    extra_headers: dict[str, str] = field(default_factory=dict)
 
 
 class Server:
@@ -59,7 +59,6 @@ class Server:
         self.catalog = Catalog(data_dir)
         self.vaults = VaultRegistry(self.catalog)
         self.limits = limits or Limits()
-        self._lock = threading.Lock()
 
     # --- the frame every route runs in -----------------------------------------------------
 
@@ -68,7 +67,7 @@ class Server:
             response = await work()
         except ApiError as exc:
             response = _error(exc.status, exc.reason, exc.kind)
-            call.detail = exc.reason
+            call.detail, call.claimed = exc.reason, exc.token_id
         except ObjectNotFound:
             response = _error(404, f"{call.obj or 'object'} not found", "not-found")
         except TransientStorageError as exc:
@@ -87,7 +86,7 @@ class Server:
         self.catalog.audit(
             AuditEntry(
                 time=time.time(),
-                token=token.id if token else None,
+                token=token.id if token else call.claimed,
                 role=token.role if token else None,
                 client=req.client.host if req.client else None,
                 method=req.method,

@@ -28,9 +28,13 @@ DAY = 86400.0
 class ApiError(ServerError):
     """A request the server refuses: becomes an HTTP status, a kind and a one-line reason."""
 
-    def __init__(self, status: int, reason: str, kind: str = "refused") -> None:
+    def __init__(
+        self, status: int, reason: str, kind: str = "refused", *, token_id: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.status, self.reason, self.kind = status, reason, kind
+        self.token_id = token_id
+        """The id a refused token claimed (for the audit log), when it had one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +95,15 @@ def authenticate(catalog: Catalog, token: str, now: float | None = None) -> Toke
     except ValueError:
         raise ApiError(401, "malformed token", "unauthenticated") from None
     row = catalog.token(token_id)
+    reason = None
     if row is None or not hmac.compare_digest(row.secret_sha256, hashlib.sha256(secret).digest()):
-        raise ApiError(401, f"invalid token {token_id}", "unauthenticated")
-    if row.revoked is not None:
-        raise ApiError(401, f"token {token_id} was revoked", "unauthenticated")
-    if row.expires is not None and (now or time.time()) >= row.expires:
-        raise ApiError(401, f"token {token_id} has expired", "unauthenticated")
+        reason = f"invalid token {token_id}"
+    elif row.revoked is not None:
+        reason = f"token {token_id} was revoked"
+    elif row.expires is not None and (now or time.time()) >= row.expires:
+        reason = f"token {token_id} has expired"
+    if reason is not None or row is None:
+        raise ApiError(401, reason or "invalid token", "unauthenticated", token_id=token_id)
     return row
 
 
