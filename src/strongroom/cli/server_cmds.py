@@ -93,11 +93,11 @@ def server_run(
 
 @vault_app.command("add")
 def vault_add(
+    data: DataOpt,
     name: str,
     location: Annotated[
         str | None, typer.Argument(help="Backend location (default: under the data folder).")
     ] = None,
-    data: DataOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
     """Serve a vault under NAME, stored at LOCATION (a path, azure:// or s3://)."""
@@ -111,7 +111,7 @@ def vault_add(
 
 
 @vault_app.command("list")
-def vault_list(data: DataOpt = Path("."), as_json: JsonOpt = False) -> None:
+def vault_list(data: DataOpt, as_json: JsonOpt = False) -> None:
     """The vaults the server serves."""
     from strongroom.server.run import list_vaults
 

@@ -167,6 +167,9 @@ class HttpClient:
                 if reused and attempt == 0:
                     continue
                 raise TransientStorageError(f"{self.address.url()}: connection lost: {e}") from e
+            except ssl.SSLCertVerificationError as e:
+                conn.close()  # retrying cannot make the certificate trusted
+                raise PermanentStorageError(f"{self.address.url()}: {e}") from e
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 raise TransientStorageError(f"{self.address.url()}: {e}") from e
