@@ -28,7 +28,7 @@ def vm(vault_env: Path, tmp_path: Path) -> SampleVM:
 def backed_up(vm: SampleVM) -> tuple[SampleVM, str]:
     result = cli("backup", "vm", "--xml", vm.xml, "--json")
     assert result.code == 0, result.err
-    return vm, result.json()["point_id"]
+    return vm, result.json()["point"]
 
 
 def _fails(result: CLIResult, *words: str, code: int = 1) -> None:
@@ -186,7 +186,7 @@ def test_damaged_point_writes_nothing(
     assert cli("init", "--kdf-memory", "1", "--kdf-time", "1", "--pack-size", "1").code == 0
     result = cli("backup", "vm", "--xml", vm.xml, "--json")
     assert result.code == 0, result.err
-    point = result.json()["point_id"]
+    point = result.json()["point"]
     from strongroom.image.records import load_point
     from strongroom.storage import LocalBackend
     from strongroom.vault import Vault

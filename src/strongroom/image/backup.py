@@ -24,6 +24,7 @@ from strongroom.image.chunkmap import ChunkMap, store_map
 from strongroom.image.disks import Disk, open_disk
 from strongroom.image.domain import DomainInfo, parse_domain
 from strongroom.image.formats import check_read_format, image_info, image_lock_error
+from strongroom.image.integrity import check_image
 from strongroom.image.records import DiskRecord, VMRecord, store_disk, store_vm
 from strongroom.image.scan import DEFAULT_WORKERS, chunk_indexes, scan
 from strongroom.vault import ChunkWriter, PointManifest, Vault
@@ -78,11 +79,14 @@ class BackupSummary:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The ``--json`` document; the new point's id is ``point``, as for file backups."""
+        doc = asdict(self)
+        doc["point"] = doc.pop("point_id")
+        return doc
 
     def counts(self) -> dict[str, Any]:
         """What the recovery point's summary keeps."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("point_id", "kind")}
+        return {k: v for k, v in asdict(self).items() if k not in ("point_id", "kind")}
 
 
 class _DiskRun:
@@ -174,6 +178,10 @@ def ensure_readable(path: Path, fmt: str, where: str) -> None:
         raise ImageError(
             f"{where}disk image {path} is in use ({held}): shut the VM down for an offline backup"
         )
+    try:
+        check_image(path, fmt)
+    except ImageError as exc:
+        raise ImageError(f"{where}{exc}") from None
 
 
 def _backup_one(

@@ -66,6 +66,7 @@ class RestoreSummary:
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
+        doc["point"] = doc.pop("point_id")  # the same key as every other --json output
         doc["bytes_written"] = self.bytes_written
         return doc
 
