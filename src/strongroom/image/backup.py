@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from strongroom import failpoints
 from strongroom.chunking import is_zero
 from strongroom.errors import ImageError
 from strongroom.image.chunkmap import ChunkMap, store_map
@@ -100,6 +101,7 @@ class _DiskRun:
         self.stats |= {"bytes_read": 0, "bytes_new": 0}
 
     def handle(self, index: int, view: memoryview) -> None:
+        failpoints.hit("image-backup-chunk")
         n = len(view)
         if is_zero(view):
             self.cmap.set(index, None)

@@ -37,6 +37,7 @@ from strongroom.image.restore import (
     write_in_place,
     write_new,
 )
+from strongroom.image.tempfiles import remove_stale_temps, temp_path
 from strongroom.vault import RecoveryPoint, Vault
 
 __all__ = [
@@ -78,7 +79,8 @@ def _plan(vault: Vault, record: DiskRecord) -> DiskPlan:
 
 def write_file_atomic(path: Path, data: bytes) -> None:
     """Temporary name in the same folder, fsync, rename: never a half-written file."""
-    temp = path.parent / f".{path.name}.strongroom-{os.urandom(4).hex()}.tmp"
+    remove_stale_temps(path)
+    temp = temp_path(path)
     try:
         with open(temp, "wb") as f:
             f.write(data)
