@@ -11,6 +11,7 @@ saved: the commit.
 
 from __future__ import annotations
 
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -166,21 +167,28 @@ def read_disk(
 
 
 def _check_path(path: Path, where: str) -> None:
-    if not path.exists():
-        raise ImageError(f"{where}disk image not found: {path}")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ImageError(f"{where}disk image not found: {path}") from None
+    except OSError as exc:
+        raise ImageError(f"{where}cannot read disk image {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
         raise ImageError(f"{where}{path} is a folder, not a disk image")
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):  # a FIFO would hang qemu-img
+        raise ImageError(f"{where}{path} is neither a regular file nor a block device")
 
 
 def ensure_readable(path: Path, fmt: str, where: str) -> None:
+    """A disk an offline backup can read: a file, not in use, and not damaged."""
     check_read_format(fmt)
     _check_path(path, where)
-    held = image_lock_error(path, fmt)
-    if held is not None:
-        raise ImageError(
-            f"{where}disk image {path} is in use ({held}): shut the VM down for an offline backup"
-        )
     try:
+        held = image_lock_error(path, fmt)
+        if held is not None:
+            raise ImageError(
+                f"disk image {path} is in use ({held}): shut the VM down for an offline backup"
+            )
         check_image(path, fmt)
     except ImageError as exc:
         raise ImageError(f"{where}{exc}") from None

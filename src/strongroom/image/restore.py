@@ -266,6 +266,8 @@ def check_new_target(path: Path, force: bool) -> None:
         raise ImageError(f"target folder {path.parent} does not exist")
     if path.is_dir():
         raise ImageError(f"{path} is a folder")
+    if path.exists() and not (path.is_file() or is_block_device(path)):
+        raise ImageError(f"{path} is neither a regular file nor a block device")
     if (path.exists() or path.is_symlink()) and not force:
         raise ImageError(f"{path} already exists: use --force to replace it")
 
