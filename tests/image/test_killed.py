@@ -138,3 +138,27 @@ def test_killed_restore_leftover_removed(
     assert result.code == 0, result.err
     assert sorted(out.iterdir()) == sorted([dest, keep])
     assert identical(dest, fmt, image, "qcow2")
+
+
+def test_killed_vm_restore_leftover_removed(
+    vault_env: Path, private_tmp: Path, image: Path, tmp_path: Path
+) -> None:
+    xml = tmp_path / "vm.xml"
+    xml.write_text(
+        "<domain type='qemu'><name>k</name><devices><disk type='file' device='disk'>"
+        f"<driver name='qemu' type='qcow2'/><source file='{image}'/>"
+        "<target dev='vda' bus='virtio'/></disk></devices></domain>"
+    )
+    result = cli("backup", "vm", "--xml", xml, "--json")
+    assert result.code == 0, result.err
+    point = result.json()["point"]
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ("restore", "vm", point, "--as-new", "twin", "--disk-dir", out)
+    _killed_child(private_tmp, "image-restore-chunk@2", *args)
+    _no_servers_survive(private_tmp)
+    assert [p.name.startswith(".twin-vda.qcow2.strongroom-") for p in out.iterdir()] == [True]
+    result = cli(*args)
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in out.iterdir()) == ["twin-vda.qcow2", "twin.xml"]
+    assert identical(out / "twin-vda.qcow2", "qcow2", image, "qcow2")
