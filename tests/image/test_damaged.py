@@ -124,3 +124,21 @@ def test_healthy_images_still_back_up(vault_env: Path, tmp_path: Path) -> None:
         assert cli("restore", "disk", result.json()["point"], "--to", dest).code == 0
         fmt = "vdi" if image.suffix == ".vdi" else "qcow2"
         assert identical(dest, "raw", image, fmt)
+
+
+def test_in_place_restore_over_a_damaged_image(vault_env: Path, tmp_path: Path) -> None:
+    image = _convert(_source(tmp_path), "qcow2", tmp_path / "t.qcow2")
+    xml = tmp_path / "dom.xml"
+    xml.write_text(_XML.format(fmt="qcow2", path=image))
+    result = cli("backup", "vm", "--xml", xml, "--json")
+    assert result.code == 0, result.err
+    point = result.json()["point"]
+    intact = tmp_path / "intact.qcow2"
+    run("cp", "--sparse=always", image, intact)
+    os.truncate(image, 300000)
+    result = cli("restore", "vm", point, "--in-place")
+    assert result.code == 1 and "damaged" in result.err and "--force" in result.err, result.err
+    result = cli("restore", "vm", point, "--in-place", "--force", "--json")
+    assert result.code == 0, result.err
+    assert result.json()["disks"][0]["mode"] == "new"
+    assert identical(image, "qcow2", intact, "qcow2")

@@ -26,6 +26,7 @@ from strongroom.image.formats import (
     image_info,
     image_lock_error,
 )
+from strongroom.image.integrity import check_image
 from strongroom.image.records import DiskRecord, VMRecord, load_point
 from strongroom.image.restore import (
     DiskPlan,
@@ -123,6 +124,14 @@ def _in_place_mode(record: DiskRecord, opts: RestoreOptions) -> str:
                 f"disk {record.target}: {path} is {info.virtual_size} bytes but was "
                 f"{record.virtual_size} bytes at the recovery point: use --force to recreate it"
             )
+        return "new"
+    try:
+        check_image(path, record.format)  # a damaged image's lost data would compare as zeros
+    except ImageError as exc:
+        if not opts.force:
+            raise ImageError(
+                f"disk {record.target}: {exc}, or use --force to recreate it"
+            ) from None
         return "new"
     return "in-place"
 
