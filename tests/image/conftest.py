@@ -60,7 +60,7 @@ class History:
 def _backup(xml: str) -> str:
     result = cli("backup", "vm", "--xml", xml, "--json")
     assert result.code == 0, result.err
-    point: str = result.json()["point_id"]
+    point: str = result.json()["point"]
     return point
 
 

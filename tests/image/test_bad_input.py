@@ -28,7 +28,7 @@ def vm(vault_env: Path, tmp_path: Path) -> SampleVM:
 def backed_up(vm: SampleVM) -> tuple[SampleVM, str]:
     result = cli("backup", "vm", "--xml", vm.xml, "--json")
     assert result.code == 0, result.err
-    return vm, result.json()["point_id"]
+    return vm, result.json()["point"]
 
 
 def _fails(result: CLIResult, *words: str, code: int = 1) -> None:
@@ -186,7 +186,7 @@ def test_damaged_point_writes_nothing(
     assert cli("init", "--kdf-memory", "1", "--kdf-time", "1", "--pack-size", "1").code == 0
     result = cli("backup", "vm", "--xml", vm.xml, "--json")
     assert result.code == 0, result.err
-    point = result.json()["point_id"]
+    point = result.json()["point"]
     from strongroom.image.records import load_point
     from strongroom.storage import LocalBackend
     from strongroom.vault import Vault
@@ -278,3 +278,36 @@ def test_qemu_tools_missing(
     _fails(cli("backup", "vm", "--xml", vm.xml), "qemu-nbd not found", "apt-get install qemu-utils")
     (bin_dir / "qemu-img").unlink()
     _fails(cli("backup", "vm", "--xml", vm.xml), "qemu-img not found", "qemu-utils")
+
+
+def test_not_images(backed_up: tuple[SampleVM, str], tmp_path: Path) -> None:
+    """FIFOs (which would hang qemu-img), files that are not the named format, and points
+    that are not disk points: one-line errors, nothing committed or written."""
+    vm, _ = backed_up
+    fifo = tmp_path / "pipe.img"
+    os.mkfifo(fifo)
+    points = cli("points", "--json").json()
+    _fails(cli("backup", "disk", fifo), "pipe.img", "neither a regular file")
+    _fails(cli("backup", "disk", fifo, "--format", "qcow2"), "neither a regular file")
+    _fails(cli("backup", "vm", "--xml", _xml(tmp_path, _disk(str(fifo)))), "disk vda", "neither")
+    text = tmp_path / "notes.txt"
+    text.write_text("not a disk image\n")
+    bad = _xml(tmp_path, _disk(str(text), "qcow2", "vdb"))
+    _fails(cli("backup", "vm", "--xml", bad), "dom.xml: disk vdb", "not in qcow2 format")
+    assert cli("points", "--json").json() == points
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a")
+    files = cli("backup", "files", tree, "--json")
+    assert files.code == 0, files.err
+    point = files.json()["point"]
+    _fails(cli("restore", "disk", point, "--to", tmp_path / "x.img"), "files point")
+    _fails(cli("restore", "vm", point, "--as-new", "x"), "files point", "not a VM")
+    disk = cli("backup", "disk", vm.disks[1].path, "--json").json()["point"]
+    _fails(cli("restore", "vm", disk, "--in-place"), "disk point", "not a VM")
+    _fails(cli("restore", "disk", disk, "--to", fifo, "--force"), "neither a regular file")
+    missing = cli("restore", "disk", disk, "--to", tmp_path / "missing" / "x.img")
+    _fails(missing, "target folder", "missing does not exist")
+    _fails(cli("restore", "disk", disk, "--to", tmp_path), "is a folder")
+    assert len(missing.err.strip().splitlines()) == 1
+    assert fifo.exists() and not list(tmp_path.glob("x.*"))

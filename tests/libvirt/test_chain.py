@@ -66,7 +66,7 @@ def test_first_full_requested_checkpoint_missing(guest: Guest, vault: Path, tmp_
     doc = backup(vault, g)
     _full(doc, "vda", "checkpoint-missing")
     assert disk(doc, "vda")["stats"]["chunks_new"] == 1  # read in full, only new chunks stored
-    assert restored_sha(vault, doc["point_id"], "vda", tmp_path) == state
+    assert restored_sha(vault, doc["point"], "vda", tmp_path) == state
     _incremental(backup(vault, g), "vda")
 
 
@@ -104,7 +104,7 @@ def test_disk_added_resized_removed_and_raw(guest: Guest, vault: Path, tmp_path:
     _incremental(doc, "vda")
     _full(doc, "vdc", "raw-disk")  # no persistent bitmaps: read in full every time
     assert disk(doc, "vdc")["tracking"].get("checkpoint") is None
-    assert restored_sha(vault, doc["point_id"], "vda", tmp_path) == state
+    assert restored_sha(vault, doc["point"], "vda", tmp_path) == state
 
     dom.detachDeviceFlags(_disk_xml(vdb, "qcow2", "vdb"), libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     g.stop()  # a live detach needs the guest's help; a cold one does not

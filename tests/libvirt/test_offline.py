@@ -49,9 +49,9 @@ def test_offline_incremental_reads_only_dirty_extents(
         assert d["read_mode"] == "qemu-nbd-bitmap" and d["change_mode"] == "dirty-bitmap", d
         assert d["tracking"]["base_checkpoint"] == checkpoint
         assert d["stats"]["bytes_read"] == MiB
-        got = restored_sha(vault, doc["point_id"], target, tmp_path)
+        got = restored_sha(vault, doc["point"], target, tmp_path)
         assert got == image_sha(g.disk_path(target), "qcow2", tmp_path)
-    assert doc["parent"] == p1["point_id"]
+    assert doc["parent"] == p1["point"]
 
     # a missing bitmap: that disk is read in full, the other continues
     run("qemu-img", "bitmap", "--remove", g.disk_path("vda"), checkpoint)
@@ -75,7 +75,7 @@ def test_running_backup_continues_an_offline_one_and_bitmap_missing_live(
     doc = backup(vault, g)
     assert disk(doc, "vda")["read_mode"] == "libvirt-pull-dirty-bitmap"
     assert disk(doc, "vda")["stats"]["bytes_read"] == MiB
-    assert restored_sha(vault, doc["point_id"], "vda", tmp_path) == state
+    assert restored_sha(vault, doc["point"], "vda", tmp_path) == state
     g.stop()
 
 

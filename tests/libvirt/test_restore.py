@@ -34,7 +34,7 @@ def history(
         guest.write("vda", offset, 2)
         guest.write("vdb", offset // 2)
         states.append({t: guest.sha(t) for t in ("vda", "vdb")})
-        points.append(backup(vault, guest)["point_id"])
+        points.append(backup(vault, guest)["point"])
     return vault, points, states
 
 

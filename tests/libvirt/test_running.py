@@ -77,20 +77,20 @@ def test_full_then_incremental_restore_exactly(
     assert vda["read_mode"] == "libvirt-pull-dirty-bitmap"
     assert vda["change_mode"] == "dirty-bitmap"
     assert vda["tracking"]["chain"] == "continued"
-    assert vda["tracking"]["base_point"] == p1["point_id"]
+    assert vda["tracking"]["base_point"] == p1["point"]
     assert vda["stats"]["bytes_read"] == 3 * MiB  # three dirty 1 MiB chunks of 64 MiB
     assert vda["stats"]["chunks_reused"] == 4
     assert disk(p2, "vdb")["stats"]["bytes_read"] <= 8 * MiB
     assert p2["bytes_read"] < DISK // 8
-    assert p2["parent"] == p1["point_id"]
+    assert p2["parent"] == p1["point"]
     new_cp = vda["tracking"]["checkpoint"]
     assert _checkpoints(g) == sorted(["othertool-1", new_cp])
     assert freeze_log(g) == ["freeze", "thaw"] * 2
 
     for point, state, files in ((p1, before, ["first"]), (p2, after, ["first", "second"])):
-        assert restored_sha(vault, point["point_id"], "vda", tmp_path) == state
+        assert restored_sha(vault, point["point"], "vda", tmp_path) == state
         names = ["a.txt", "b.txt"][: len(files)]
-        found, fsck = restored_files(vault, point["point_id"], "vdb", tmp_path, names)
+        found, fsck = restored_files(vault, point["point"], "vdb", tmp_path, names)
         assert list(found.values()) == files
         assert fsck == 0  # app-consistent: frozen, so the filesystem is clean
 
@@ -103,12 +103,12 @@ def test_crash_consistency_and_vm_list(guest: Guest, vault: Path, tmp_path: Path
     assert doc["consistency"] == "crash"
     assert freeze_log(g) == ["freeze", "thaw"] * 2  # no freeze this time
     assert disk(doc, "vda")["stats"]["bytes_read"] == MiB
-    assert restored_sha(vault, doc["point_id"], "vda", tmp_path) == state
+    assert restored_sha(vault, doc["point"], "vda", tmp_path) == state
 
     listed = sr(vault, "vm", "list", g.name, "--json")
     assert listed.code == 0, listed.err
     row = listed.json()[0]
-    assert row["state"] == "running" and row["last_point"]["id"] == doc["point_id"]
+    assert row["state"] == "running" and row["last_point"]["id"] == doc["point"]
     assert [d["target"] for d in row["disks"]] == ["vda", "vdb"]
     assert row["checkpoint"] == disk(doc, "vda")["tracking"]["checkpoint"]
     assert row["checkpoint_state"].startswith("in vault")

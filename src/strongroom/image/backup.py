@@ -11,6 +11,7 @@ saved: the commit.
 
 from __future__ import annotations
 
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,12 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from strongroom import failpoints
 from strongroom.chunking import is_zero
 from strongroom.errors import ImageError
 from strongroom.image.chunkmap import ChunkMap, store_map
 from strongroom.image.disks import Disk, open_disk
 from strongroom.image.domain import DomainInfo, parse_domain
 from strongroom.image.formats import check_read_format, image_info, image_lock_error
+from strongroom.image.integrity import check_image
 from strongroom.image.records import DiskRecord, VMRecord, store_disk, store_vm
 from strongroom.image.scan import DEFAULT_WORKERS, chunk_indexes, scan
 from strongroom.vault import ChunkWriter, PointManifest, Vault
@@ -78,11 +81,14 @@ class BackupSummary:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The ``--json`` document; the new point's id is ``point``, as for file backups."""
+        doc = asdict(self)
+        doc["point"] = doc.pop("point_id")
+        return doc
 
     def counts(self) -> dict[str, Any]:
         """What the recovery point's summary keeps."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("point_id", "kind")}
+        return {k: v for k, v in asdict(self).items() if k not in ("point_id", "kind")}
 
 
 class _DiskRun:
@@ -96,6 +102,7 @@ class _DiskRun:
         self.stats |= {"bytes_read": 0, "bytes_new": 0}
 
     def handle(self, index: int, view: memoryview) -> None:
+        failpoints.hit("image-backup-chunk")
         n = len(view)
         if is_zero(view):
             self.cmap.set(index, None)
@@ -160,20 +167,31 @@ def read_disk(
 
 
 def _check_path(path: Path, where: str) -> None:
-    if not path.exists():
-        raise ImageError(f"{where}disk image not found: {path}")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ImageError(f"{where}disk image not found: {path}") from None
+    except OSError as exc:
+        raise ImageError(f"{where}cannot read disk image {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
         raise ImageError(f"{where}{path} is a folder, not a disk image")
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):  # a FIFO would hang qemu-img
+        raise ImageError(f"{where}{path} is neither a regular file nor a block device")
 
 
 def ensure_readable(path: Path, fmt: str, where: str) -> None:
+    """A disk an offline backup can read: a file, not in use, and not damaged."""
     check_read_format(fmt)
     _check_path(path, where)
-    held = image_lock_error(path, fmt)
-    if held is not None:
-        raise ImageError(
-            f"{where}disk image {path} is in use ({held}): shut the VM down for an offline backup"
-        )
+    try:
+        held = image_lock_error(path, fmt)
+        if held is not None:
+            raise ImageError(
+                f"disk image {path} is in use ({held}): shut the VM down for an offline backup"
+            )
+        check_image(path, fmt)
+    except ImageError as exc:
+        raise ImageError(f"{where}{exc}") from None
 
 
 def _backup_one(

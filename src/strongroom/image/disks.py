@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final, ParamSpec, Protocol, TypeVar
 
 from strongroom.errors import ImageError, NBDError
+from strongroom.image.formats import is_lock_message
 from strongroom.image.nbd import BASE_ALLOCATION, STATE_DIRTY, STATE_ZERO, NBDClient, QemuNBD
 from strongroom.image.nbd.negotiate import Address
 from strongroom.image.nbd.protocol import ENOSPC, NBDCommandError
@@ -321,7 +322,7 @@ class ExportDisk:
 
 
 def _start_error(path: Path, fmt: str, message: str) -> ImageError:
-    if "lock" in message:
+    if is_lock_message(message):
         return ImageError(in_use_message(path, "a qemu process holds its lock"))
     detail = message.split(": ", 1)[-1] if "qemu-nbd exited" in message else message
     return ImageError(f"cannot open {fmt} disk image {path}: {detail.strip()}")

@@ -7,6 +7,7 @@ Every image format qemu reads can be backed up; restores can write the formats l
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = [
     "format_from_extension",
     "image_info",
     "image_lock_error",
+    "is_lock_message",
     "qemu_img_path",
 ]
 
@@ -52,7 +54,8 @@ _FROM_EXTENSION: Final = {
 }
 # vpc rounds the size to a CHS geometry unless told to keep it exact.
 _CREATE_OPTIONS: Final = {"vpc": ["-o", "force_size=on,subformat=dynamic"]}
-_LOCK_WORDS: Final = ("lock", "Is another process using the image")
+# qemu's words for an image lock held elsewhere ("block-vpc: ..." must not match "lock").
+_LOCK_PATTERN: Final = re.compile(r'Failed to get (shared )?"[^"]+" lock|Is another process using')
 _TIMEOUT: Final = 120.0
 
 
@@ -134,6 +137,11 @@ def image_info(path: Path, fmt: str | None = None, *, force_share: bool = True) 
     )
 
 
+def is_lock_message(text: str) -> bool:
+    """Whether qemu's error ``text`` says another process holds the image's lock."""
+    return _LOCK_PATTERN.search(text) is not None
+
+
 def image_lock_error(path: Path, fmt: str, *, for_write: bool = False) -> str | None:
     """Why the image is in use (a qemu process holds its lock), or None when it is free.
 
@@ -156,7 +164,7 @@ def image_lock_error(path: Path, fmt: str, *, for_write: bool = False) -> str | 
     if proc.returncode == 0:
         return None
     text = proc.stderr.strip()
-    if any(word in text for word in _LOCK_WORDS):
+    if is_lock_message(text):
         return _first_line(text)
     raise ImageError(f"cannot read disk image {path}: {_first_line(text)}")
 

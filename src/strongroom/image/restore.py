@@ -4,7 +4,8 @@
   a sparse file; other formats: ``qemu-img create`` then a writable ``qemu-nbd``), only
   non-zero data written (zero chunks are skipped, and zero 4 KiB blocks inside a chunk too),
   flushed, optionally verified, then renamed into place.  Any failure removes the temporary
-  file, so nothing half-written ever carries the final name.
+  file, so nothing half-written ever carries the final name; the temporary files of a
+  restore that was killed are removed by the next one (:mod:`.tempfiles`).
 * **In place** (``write_in_place``): the current disk is scanned and hashed chunk by chunk
   (holes and zero clusters are not read), and only the chunks that differ from the map are
   written (zero chunks are punched or write-zeroed).  The chunks to write are read and
@@ -26,12 +27,14 @@ from typing import Any, Final
 
 import numpy as np
 
+from strongroom import failpoints
 from strongroom.chunking import is_zero
 from strongroom.errors import ImageError, ObjectNotFound
 from strongroom.image.chunkmap import ChunkMap
 from strongroom.image.disks import Disk, open_disk
 from strongroom.image.formats import create_image
 from strongroom.image.scan import DEFAULT_WORKERS, chunk_indexes, run_parallel, scan
+from strongroom.image.tempfiles import remove_stale_temps, temp_path
 from strongroom.vault import Vault
 from strongroom.vault.pack import pack_name
 
@@ -174,6 +177,7 @@ def _write_chunks(
     done = [0]
 
     def apply(index: int, data: bytes) -> None:
+        failpoints.hit("image-restore-chunk")
         written, zeroed = write_sparse(disk, index * cs, data, fill)
         with lock:
             result.chunks_written += 1
@@ -233,10 +237,6 @@ def _verify(vault: Vault, disk: Disk, plan: DiskPlan, workers: int) -> None:
 # --- new images ------------------------------------------------------------------------
 
 
-def _temp_path(final: Path) -> Path:
-    return final.parent / f".{final.name}.strongroom-{os.urandom(4).hex()}.tmp"
-
-
 def _create(temp: Path, fmt: str, size: int, display: Path) -> None:
     if fmt != "raw":
         create_image(temp, fmt, size, display=display)
@@ -266,6 +266,8 @@ def check_new_target(path: Path, force: bool) -> None:
         raise ImageError(f"target folder {path.parent} does not exist")
     if path.is_dir():
         raise ImageError(f"{path} is a folder")
+    if path.exists() and not (path.is_file() or is_block_device(path)):
+        raise ImageError(f"{path} is neither a regular file nor a block device")
     if (path.exists() or path.is_symlink()) and not force:
         raise ImageError(f"{path} already exists: use --force to replace it")
 
@@ -288,7 +290,8 @@ def write_new(
     """Write a new image at ``final`` through a temporary name; see the module docstring."""
     started = time.monotonic()
     check_new_target(final, opts.force)
-    temp = _temp_path(final)
+    remove_stale_temps(final)  # what a killed restore to this target left
+    temp = temp_path(final)
     try:
         _create(temp, fmt, plan.size, final)
         disk = open_disk(temp, fmt, writable=True, display=final)

@@ -26,6 +26,7 @@ from strongroom.image.formats import (
     image_info,
     image_lock_error,
 )
+from strongroom.image.integrity import check_image
 from strongroom.image.records import DiskRecord, VMRecord, load_point
 from strongroom.image.restore import (
     DiskPlan,
@@ -37,6 +38,7 @@ from strongroom.image.restore import (
     write_in_place,
     write_new,
 )
+from strongroom.image.tempfiles import remove_stale_temps, temp_path
 from strongroom.vault import RecoveryPoint, Vault
 
 __all__ = [
@@ -66,6 +68,7 @@ class RestoreSummary:
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
+        doc["point"] = doc.pop("point_id")  # the same key as every other --json output
         doc["bytes_written"] = self.bytes_written
         return doc
 
@@ -77,7 +80,8 @@ def _plan(vault: Vault, record: DiskRecord) -> DiskPlan:
 
 def write_file_atomic(path: Path, data: bytes) -> None:
     """Temporary name in the same folder, fsync, rename: never a half-written file."""
-    temp = path.parent / f".{path.name}.strongroom-{os.urandom(4).hex()}.tmp"
+    remove_stale_temps(path)
+    temp = temp_path(path)
     try:
         with open(temp, "wb") as f:
             f.write(data)
@@ -120,6 +124,14 @@ def _in_place_mode(record: DiskRecord, opts: RestoreOptions) -> str:
                 f"disk {record.target}: {path} is {info.virtual_size} bytes but was "
                 f"{record.virtual_size} bytes at the recovery point: use --force to recreate it"
             )
+        return "new"
+    try:
+        check_image(path, record.format)  # a damaged image's lost data would compare as zeros
+    except ImageError as exc:
+        if not opts.force:
+            raise ImageError(
+                f"disk {record.target}: {exc}, or use --force to recreate it"
+            ) from None
         return "new"
     return "in-place"
 

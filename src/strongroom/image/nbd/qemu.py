@@ -4,12 +4,16 @@ format qemu understands (qcow2, vmdk, vhdx, raw ...) through its own NBD client.
 The socket lives in a fresh ``mkdtemp`` folder (mode 0700): other local users cannot connect
 to the export.  qemu-nbd runs in the foreground with ``--persistent`` and ``--shared`` so
 several connections (a pipelined reader plus a block-status walker) can be open at once.
+The folder is named with our pid and qemu-nbd dies with us (see :mod:`.lifetime`), so a
+later run removes what a killed one left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -20,11 +24,30 @@ from typing import Final
 
 from strongroom.errors import ImageError, NBDError
 from strongroom.image.nbd.client import NBDClient
+from strongroom.image.nbd.lifetime import kill_servers_of, pid_alive, spawn
 from strongroom.image.nbd.negotiate import list_exports_at
 
-__all__ = ["QemuNBD", "qemu_nbd_path"]
+__all__ = ["QemuNBD", "qemu_nbd_path", "sweep_stale_folders"]
 
 _INSTALL_HINT: Final = "qemu-nbd not found: install it with `apt-get install qemu-utils`"
+_PREFIX: Final = "strongroom-nbd-"
+_SOCKET: Final = "disk.sock"
+
+
+def sweep_stale_folders() -> None:
+    """Remove the private folders of runs that died (their qemu-nbd first, if any)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
+        owner = folder.name.removeprefix(_PREFIX).partition("-")[0]
+        if not owner.isdigit() or int(owner) == os.getpid() or pid_alive(int(owner)):
+            continue
+        try:
+            st = folder.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
+        kill_servers_of(folder / _SOCKET, "qemu-nbd")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def qemu_nbd_path() -> str:
@@ -74,7 +97,7 @@ class QemuNBD:
     def socket_path(self) -> Path:
         if self._dir is None:
             raise ImageError("qemu-nbd is not running")
-        return self._dir / "disk.sock"
+        return self._dir / _SOCKET
 
     @property
     def meta_contexts(self) -> list[str]:
@@ -112,14 +135,16 @@ class QemuNBD:
         qemu_nbd_path()  # fail before creating the private folder
         if not self.image.exists():
             raise ImageError(f"image not found: {self.image}")
-        self._dir = Path(tempfile.mkdtemp(prefix="strongroom-nbd-"))  # mkdtemp: mode 0700
+        sweep_stale_folders()
+        # mkdtemp: mode 0700; the pid tells a later run whether the owner still lives
+        self._dir = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
         command = self.command(self.socket_path)
         log = (self._dir / "qemu-nbd.log").open("wb")
         with log:
             # restore_signals=False keeps SIGXFSZ ignored, as Python has it: a write past a
             # file size limit then fails with EFBIG (reported as ENOSPC) instead of killing
-            # qemu-nbd.
-            self._proc = subprocess.Popen(
+            # qemu-nbd.  spawn: qemu-nbd dies with us, even on kill -9.
+            self._proc = spawn(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
