@@ -92,7 +92,7 @@ def forget(
     if not points and policy.is_empty():
         raise CLIError("no policy: give at least one --keep-* option (or point ids to forget)")
     v = open_vault(vault, password_file)
-    with v.lock():
+    with v.read_lock() if dry_run else v.lock(use_reserve=True):
         if points:
             chosen = [v.resolve_point(spec, source=source, kind=kind) for spec in points]
             plans = plan_forget_points(v, chosen)

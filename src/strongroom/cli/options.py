@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from strongroom.cli.output import warn
 from strongroom.errors import StrongroomError
 
 if TYPE_CHECKING:
@@ -39,6 +40,13 @@ PasswordFileOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+NoLockOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-lock",
+        help="Read without writing a lock (automatic when the vault is read-only or full).",
+    ),
+]
 
 
 def vault_location(vault: str | None) -> str:
@@ -72,10 +80,15 @@ def read_passphrase(
     return first
 
 
-def open_vault(vault: str | None, password_file: Path | None, *, strict: bool = True) -> Vault:
+def open_vault(
+    vault: str | None, password_file: Path | None, *, strict: bool = True, no_lock: bool = False
+) -> Vault:
     """Open the vault the options name.  The passphrase's key is derived first, while only
     typer, the storage layer and Argon2 are loaded: its memory (32 MiB by default) then adds
-    to a small base instead of to cryptography, numpy and the engines (issue 7)."""
+    to a small base instead of to cryptography, numpy and the engines (issue 7).
+
+    Reading commands then go on without a lock when ``no_lock`` says so, or with a warning
+    when the vault cannot take one (read-only or full storage)."""
     from strongroom.storage import open_backend
     from strongroom.vault.keys import SlotOpener
 
@@ -86,7 +99,10 @@ def open_vault(vault: str | None, password_file: Path | None, *, strict: bool = 
         opener.prepare()
         from strongroom.vault import Vault
 
-        return Vault.open(backend, opener, strict=strict)
+        opened = Vault.open(backend, opener, strict=strict)
     except BaseException:
         backend.close()
         raise
+    opened.skip_read_locks = no_lock
+    opened.on_no_lock = warn
+    return opened
