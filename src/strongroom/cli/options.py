@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -105,4 +106,14 @@ def open_vault(
         raise
     opened.skip_read_locks = no_lock
     opened.on_no_lock = warn
+    _opened.add(opened)
     return opened
+
+
+_opened: weakref.WeakSet[Vault] = weakref.WeakSet()
+
+
+def committed_points() -> int:
+    """Recovery points this process committed into the vaults it opened (for the message
+    of an interrupted backup)."""
+    return sum(v.points_committed for v in _opened)

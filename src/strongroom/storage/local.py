@@ -36,7 +36,12 @@ from strongroom.storage.names import (
     check_range,
     split_prefix,
 )
-from strongroom.storage.reserve import RESERVE_FRACTION, RESERVE_MAX, RESERVE_NAME
+from strongroom.storage.reserve import (
+    RESERVE_FRACTION,
+    RESERVE_MAX,
+    RESERVE_NAME,
+    RESERVE_STEPS,
+)
 
 # Errors that a later attempt may not see again (I/O hiccups, NFS, signals, busy resources).
 _TRANSIENT_ERRNOS = frozenset(
@@ -301,11 +306,9 @@ class LocalBackend:
 
         Best effort: a vault that cannot be written (read-only, gone) simply has no reserve.
         """
-        path = os.path.join(self._root_str, RESERVE_NAME)
         try:
-            fs = os.statvfs(self._root_str)
-            want = min(RESERVE_MAX, fs.f_blocks * fs.f_frsize // RESERVE_FRACTION)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            want = self._reserve_target()
+            fd = os.open(self._reserve_path(), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:
             return 0
         try:
@@ -313,16 +316,25 @@ class LocalBackend:
         finally:
             os.close(fd)
 
-    def release_reserve(self, nbytes: int) -> int:
-        """Shrink ``.reserve`` by up to ``nbytes`` (freeing them); how many were freed."""
-        path = os.path.join(self._root_str, RESERVE_NAME)
+    def release_reserve(self, keep: float = 0.0) -> int:
+        """Shrink ``.reserve`` by a step, not below ``keep`` of its full size; bytes freed."""
         try:
-            size = os.stat(path).st_size
-            left = max(0, size - nbytes)
-            os.truncate(path, left)
+            target = self._reserve_target()
+            size = os.stat(self._reserve_path()).st_size
+            left = max(int(target * keep), size - max(target // RESERVE_STEPS, 1))
+            if left >= size:
+                return 0
+            os.truncate(self._reserve_path(), left)
         except OSError:
             return 0
         return size - left
+
+    def _reserve_path(self) -> str:
+        return os.path.join(self._root_str, RESERVE_NAME)
+
+    def _reserve_target(self) -> int:
+        fs = os.statvfs(self._root_str)
+        return min(RESERVE_MAX, fs.f_blocks * fs.f_frsize // RESERVE_FRACTION)
 
     def _temp_files(self, base: str) -> Iterator[str]:
         try:

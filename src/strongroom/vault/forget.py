@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from strongroom.errors import ImmutablePoint, ObjectNotFound, PointNotFound
-from strongroom.storage.reserve import with_reserve
+from strongroom.storage.reserve import FORGET_KEEPS, with_reserve
 from strongroom.vault.points import RecoveryPoint
 from strongroom.vault.retention import Decision, KeepPolicy, group_points, select
 from strongroom.vault.tombstones import Tombstone, utc_now
@@ -103,7 +103,7 @@ def soft_delete(
     stone = Tombstone.new(point.point_id, vault.config.settings.soft_delete_days, reason, now)
     sealed = stone.seal(vault.keys, vault.vault_id)
     # forgetting is how a full disk gets freed (forget, then prune): it may use the reserve
-    with_reserve(vault.backend, partial(vault.backend.put, stone.name, sealed))
+    with_reserve(vault.backend, partial(vault.backend.put, stone.name, sealed), FORGET_KEEPS)
     vault.catalog.set_tombstone(stone)
     return stone
 

@@ -117,7 +117,7 @@ def _exclusive_lock(vault: Vault, opts: PruneOptions) -> tuple[VaultLock, bool]:
     try:
         return vault.lock(exclusive=True, wait=opts.lock_wait), False
     except StorageFull:
-        return vault.lock(exclusive=True, wait=opts.lock_wait, use_reserve=True), True
+        return vault.lock(exclusive=True, wait=opts.lock_wait, use_reserve=0.0), True
 
 
 def _run(

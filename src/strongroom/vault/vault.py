@@ -299,18 +299,23 @@ class Vault:
     _told_no_lock: bool = False
 
     def lock(
-        self, exclusive: bool = False, wait: float | None = None, *, use_reserve: bool = False
+        self,
+        exclusive: bool = False,
+        wait: float | None = None,
+        *,
+        use_reserve: float | None = None,
     ) -> VaultLock:
         """Shared (backup) or exclusive (prune, repair) lock for a command that writes; use
         as a context.  Commands that only read take :meth:`read_lock` instead.
 
         ``wait`` is how many seconds to wait for a conflicting lock to go away; by default the
         ``STRONGROOM_LOCK_WAIT`` environment variable, else 0 (fail at once).  With
-        ``use_reserve`` a full disk gives up some of a local vault's reserve for the lock
-        (prune, forget); otherwise a shared lock tops the reserve up (``storage/reserve.py``).
+        ``use_reserve`` (the share of it to keep) a full disk gives up some of a local vault's
+        reserve for the lock (prune 0, forget 0.5); otherwise a shared lock (a backup) tops the
+        reserve up (``storage/reserve.py``).
         """
         lock = self._acquire(exclusive, wait, use_reserve)
-        if not exclusive and not use_reserve:
+        if not exclusive and use_reserve is None:
             keep_reserve(self.backend)
         return lock
 
@@ -321,7 +326,7 @@ class Vault:
         if self.skip_read_locks:
             return NoLock("--no-lock")
         try:
-            return self._acquire(False, wait, False)
+            return self._acquire(False, wait, None)
         except (ReadOnlyStorage, StorageFull) as exc:
             reason = f"{exc}"
         if self.on_no_lock is not None and not self._told_no_lock:
@@ -329,11 +334,14 @@ class Vault:
             self.on_no_lock(f"reading without a lock ({reason}); do not prune meanwhile")
         return NoLock(reason)
 
-    def _acquire(self, exclusive: bool, wait: float | None, use_reserve: bool) -> VaultLock:
+    def _acquire(self, exclusive: bool, wait: float | None, use_reserve: float | None) -> VaultLock:
         lock = VaultLock(self.backend, self._lock_codec, exclusive, on_release=self._held.discard)
         acquire = partial(lock.acquire, default_wait() if wait is None else wait)
         try:
-            with_reserve(self.backend, acquire) if use_reserve else acquire()
+            if use_reserve is None:
+                acquire()
+            else:
+                with_reserve(self.backend, acquire, use_reserve)
         except ReadOnlyStorage as exc:
             raise ReadOnlyStorage(
                 f"the vault is read-only ({exc}); this command writes to it, reading commands "
@@ -351,6 +359,9 @@ class Vault:
         return remove_stale_locks(self.backend, self._lock_codec)
 
     # --- recovery points -------------------------------------------------------------------
+
+    points_committed: int = 0
+    """Points this handle has written (an interrupted backup says whether it committed)."""
 
     def save_point(self, manifest: PointManifest) -> RecoveryPoint:
         """The commit: written only after the chunks it names are durable and indexed.
@@ -370,6 +381,7 @@ class Vault:
         stored = seal_object(MAGIC_POINT, self.keys.point_key, self.vault_id, manifest.encode())
         point = RecoveryPoint(object_name_hash(stored), manifest)
         self.backend.put(POINTS_PREFIX + point.point_id, stored)
+        self.points_committed += 1
         self.catalog.add_point(point)
         return point
 
