@@ -314,7 +314,14 @@ class Vault:
         reserve for the lock (prune 0, forget 0.5); otherwise a shared lock (a backup) tops the
         reserve up (``storage/reserve.py``).
         """
-        lock = self._acquire(exclusive, wait, use_reserve)
+        try:
+            lock = self._acquire(exclusive, wait, use_reserve)
+        except ReadOnlyStorage as exc:
+            raise ReadOnlyStorage(
+                f"the vault is read-only ({exc}); this command writes to it, reading commands "
+                "work without a lock",
+                name=exc.name,
+            ) from None
         if not exclusive and use_reserve is None:
             keep_reserve(self.backend)
         return lock
@@ -337,17 +344,10 @@ class Vault:
     def _acquire(self, exclusive: bool, wait: float | None, use_reserve: float | None) -> VaultLock:
         lock = VaultLock(self.backend, self._lock_codec, exclusive, on_release=self._held.discard)
         acquire = partial(lock.acquire, default_wait() if wait is None else wait)
-        try:
-            if use_reserve is None:
-                acquire()
-            else:
-                with_reserve(self.backend, acquire, use_reserve)
-        except ReadOnlyStorage as exc:
-            raise ReadOnlyStorage(
-                f"the vault is read-only ({exc}); this command writes to it, reading commands "
-                "work without a lock",
-                name=exc.name,
-            ) from None
+        if use_reserve is None:
+            acquire()
+        else:
+            with_reserve(self.backend, acquire, use_reserve)
         self._held.add(lock)
         return lock
 
