@@ -21,6 +21,7 @@ from tests.crash._support import (
     checked,
     cli,
     init_vault,
+    killed,
     make_tree,
     ok,
     open_vault,
@@ -84,3 +85,18 @@ def test_interrupted_backup_says_so_and_cleans_up(tmp_path: Path, sig: signal.Si
     got = restored_tree(vault, str(backed["point"]), tmp_path / "small", tmp_path / "out")
     assert got == snapshot_tree(tmp_path / "small")
     assert not checked(vault).errors
+
+
+def test_lock_of_a_killed_backup_is_removed_by_the_next_command(tmp_path: Path) -> None:
+    """kill -9 leaves the lock behind; its process is gone on this host, so the next command
+    (even one that only reads) removes it instead of waiting 30 minutes for it to go stale."""
+    vault, source = tmp_path / "vault", tmp_path / "src"
+    init_vault(vault)
+    make_tree(source, seed=4, files=4, size=200_000)
+    killed(cli(vault, "backup", "files", str(source), failpoint="after-packs"))
+    assert len(list((vault / "locks").iterdir())) == 1
+    ok(cli(vault, "points"))
+    assert not list((vault / "locks").iterdir())
+    killed(cli(vault, "backup", "files", str(source), failpoint="after-packs"))
+    ok(cli(vault, "backup", "files", str(source)))  # no conflict, and the lock goes
+    assert not list((vault / "locks").iterdir())
