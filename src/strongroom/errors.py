@@ -31,6 +31,17 @@ class PermanentStorageError(StorageError):
     """Retrying will not help: permission denied, bad configuration, disk full, invalid name."""
 
 
+class ReadOnlyStorage(PermanentStorageError):
+    """The storage refuses writes: a read-only mount or share, missing write permission, a
+    write-once (WORM) bucket.  Reading still works, so commands that only read go on without
+    a lock."""
+
+
+class StorageFull(PermanentStorageError):
+    """No space left (disk full, quota exceeded).  Reading still works; prune can free space
+    (see ``docs/architecture.md``, "Read-only and full vaults")."""
+
+
 class TransientStorageError(StorageError):
     """A passing fault (timeout, connection reset, throttling): the operation may be retried."""
 

@@ -6,10 +6,15 @@ When execution reaches :func:`hit` with that name the process sends itself SIGKI
 ``finally`` blocks, no flushing, exactly like a power cut for everything above the kernel.
 Unset (the normal case), a hit costs one dictionary lookup.
 
+With ``STRONGROOM_FAILPOINT_PAUSE=PATH`` the selected hit pauses instead: it creates the file
+``PATH`` and waits until someone removes it (at most :data:`PAUSE_LIMIT` seconds), then goes
+on.  A test then knows exactly where the process is, e.g. to send it SIGINT mid-upload.
+
 Points (where they sit, and what a crash there must leave intact):
 
 ========================  ==================================================================
 ``pack-write``            local backend, half of a pack written to its temporary file
+``pack-segment``          a streamed pack: before a segment goes to its temporary file
 ``after-packs``           writer flush: every pack uploaded, no index object yet
 ``after-index``           ``save_point``: packs and index durable, the point not yet written
 ``prune-after-points``    prune: expired points deleted, no data touched yet
@@ -27,9 +32,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections import Counter
 
 ENV = "STRONGROOM_FAILPOINT"
+PAUSE_ENV = "STRONGROOM_FAILPOINT_PAUSE"
+PAUSE_LIMIT = 60.0
 _hits: Counter[str] = Counter()
 _lock = threading.Lock()
 
@@ -45,5 +53,14 @@ def hit(name: str) -> None:
     with _lock:
         _hits[name] += 1
         count = _hits[name]
-    if count == (int(nth) if nth else 1):
+    if count != (int(nth) if nth else 1):
+        return
+    pause = os.environ.get(PAUSE_ENV)
+    if not pause:
         os.kill(os.getpid(), signal.SIGKILL)
+        return
+    with open(pause, "w", encoding="ascii") as marker:
+        marker.write(f"{os.getpid()} {name}\n")
+    deadline = time.monotonic() + PAUSE_LIMIT
+    while os.path.exists(pause) and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -18,6 +18,8 @@ from strongroom.vault import CheckReport, Vault, check_vault
 from tests.conftest import PASSPHRASE
 
 ROOT = Path(__file__).resolve().parents[2]
+# the checkout's own sources first: an editable install may point at another checkout
+CHILD_PATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
 
 
 @dataclass
@@ -37,7 +39,7 @@ def cli(
     """``strongroom ARGS --vault VAULT`` in a child process."""
     child_env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHILD_PATH,
         "STRONGROOM_PASSWORD": PASSPHRASE,
         "STRONGROOM_VAULT": str(vault),
         "XDG_CACHE_HOME": str(vault.parent / "cache"),

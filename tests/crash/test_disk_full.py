@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Iterator
@@ -66,3 +67,84 @@ def test_backup_into_a_full_disk(small_fs: Path, tmp_path: Path, pack_mib: int) 
     got = restored_tree(vault, str(backed["point"]), small, tmp_path / "restored")
     assert got == snapshot_tree(small)
     assert not checked(vault).problems
+
+
+def _fill(path: Path) -> None:
+    """Write ``path`` until the file system has no free byte left (another program filling
+    the disk)."""
+    chunk = b"\xa5" * (64 << 10)
+    with path.open("ab", buffering=0) as f:
+        for size in (64 << 10, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(chunk[:size])
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+
+
+def _free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+@pytest.fixture
+def ext4(tmp_path: Path) -> Iterator[Path]:
+    """A 48 MiB ext4 file system on a loop device (no root reserve), mounted."""
+    if os.geteuid() != 0:
+        pytest.skip("loop mounts need root")
+    image, mount = tmp_path / "fs.img", tmp_path / "fs"
+    with image.open("wb") as f:
+        f.truncate(48 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-m", "0", "-F", str(image)], check=True)
+    mount.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.slow
+def test_prune_frees_a_full_disk(ext4: Path, tmp_path: Path) -> None:
+    """Backups fill the disk, something else takes the last byte; forget and prune still
+    work, free space, and the points kept restore exactly."""
+    vault = ext4 / "vault"
+    settings = VaultSettings(pack_size=1 << 20, soft_delete_days=0)
+    Vault.init(LocalBackend(vault), PASSPHRASE, kdf=FAST_KDF, settings=settings)
+    cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}  # not on the small disk
+    backed: list[Path] = []
+    for n in range(20):
+        source = tmp_path / f"src{n}"
+        make_tree(source, seed=10 + n, files=8, size=1_500_000)  # ~6 MiB, half incompressible
+        run = cli(vault, "backup", "files", str(source), "--source", "s", env=cache)
+        if not run.code:
+            backed.append(source)
+        else:
+            assert "no space left on device" in run.err, run.err
+            break
+    else:
+        raise AssertionError("the disk never filled up")
+    assert len(backed) >= 3
+    assert (vault / ".reserve").stat().st_size > 0  # backups keep the reserve
+    _fill(ext4 / "filler")
+    ok(cli(vault, "forget", "--keep-last", "2"))
+    _fill(ext4 / "filler")  # full again: prune's lock needs the reserve
+    before = _free(ext4)
+
+    doc = ok(cli(vault, "prune", "--grace-hours", "0", "--json")).json()
+    assert doc["full_disk"] and doc["points_removed"] and doc["packs_deleted"]
+    assert _free(ext4) - before > (8 << 20)
+    assert (vault / ".reserve").stat().st_size > 0  # grown back
+    assert not temp_files(vault)
+    kept = open_vault(vault).points()
+    assert len(kept) == 2
+    for point, source in zip(kept, backed[-2:], strict=True):
+        got = restored_tree(vault, point.point_id, source, tmp_path / f"out-{point.short_id}")
+        assert got == snapshot_tree(source)
+    report = checked(vault, read_data=True)
+    assert not report.problems, [f"{p.name}: {p.message}" for p in report.problems]
+    (ext4 / "filler").unlink()
+    ok(
+        cli(vault, "prune", "--grace-hours", "0", env=cache)
+    )  # the normal prune now finishes the job
+    assert not checked(vault, read_data=True).problems

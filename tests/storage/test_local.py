@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 import strongroom
-from strongroom.errors import ObjectNotFound, PermanentStorageError, TransientStorageError
+from strongroom.errors import (
+    ObjectNotFound,
+    PermanentStorageError,
+    ReadOnlyStorage,
+    StorageFull,
+    TransientStorageError,
+)
 from strongroom.storage.local import LocalBackend, os_error_to_storage
 from strongroom.storage.names import TEMP_PREFIX
 
@@ -124,11 +130,11 @@ def test_read_only_disk_is_permanent(mount_tmpfs: Path) -> None:
         (errno.ENOENT, True, ObjectNotFound),
         (errno.ENOTDIR, True, ObjectNotFound),
         (errno.ENOENT, False, PermanentStorageError),
-        (errno.ENOSPC, False, PermanentStorageError),
-        (errno.EDQUOT, False, PermanentStorageError),
-        (errno.EACCES, True, PermanentStorageError),
-        (errno.EPERM, False, PermanentStorageError),
-        (errno.EROFS, False, PermanentStorageError),
+        (errno.ENOSPC, False, StorageFull),
+        (errno.EDQUOT, False, StorageFull),
+        (errno.EACCES, True, ReadOnlyStorage),
+        (errno.EPERM, False, ReadOnlyStorage),
+        (errno.EROFS, False, ReadOnlyStorage),
         (errno.ENAMETOOLONG, False, PermanentStorageError),
         (errno.EIO, True, TransientStorageError),
         (errno.EAGAIN, False, TransientStorageError),
@@ -142,6 +148,13 @@ def test_os_error_classification(code: int, reading: bool, expected: type[Except
     assert type(error) is expected
     assert error.name == "a/b"
     assert "a/b" in str(error)
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM])
+def test_a_denied_read_is_not_read_only_storage(code: int) -> None:
+    """Read-only means "takes no writes": a read that is refused is another problem."""
+    error = os_error_to_storage(OSError(code, "denied"), "reading", "a/b", "/v", reading=True)
+    assert type(error) is PermanentStorageError
 
 
 def test_disk_quota_message() -> None:

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from strongroom.cli.options import CLIError, JsonOpt, PasswordFileOpt, VaultOpt, open_vault
+from strongroom.cli.options import (
+    CLIError,
+    JsonOpt,
+    NoLockOpt,
+    PasswordFileOpt,
+    VaultOpt,
+    open_vault,
+)
 from strongroom.cli.output import console, escape, human_bytes, is_tty, print_json, warn
 
 if TYPE_CHECKING:
@@ -154,12 +161,13 @@ def restore_files_cmd(
     source: SourceOpt = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
+    no_lock: NoLockOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Restore a files point, or some of it, into a folder."""
     if on_conflict not in CONFLICT_POLICIES:
         raise CLIError(f"--on-conflict must be one of {', '.join(CONFLICT_POLICIES)}")
-    v = open_vault(vault, password_file)
+    v = open_vault(vault, password_file, no_lock=no_lock)
     from strongroom.files import RestoreOptions, restore_files
 
     p = _resolve(v, point, source)
@@ -191,14 +199,15 @@ def ls_cmd(
     source: SourceOpt = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
+    no_lock: NoLockOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List what a files point holds at PATH."""
-    v = open_vault(vault, password_file)
+    v = open_vault(vault, password_file, no_lock=no_lock)
     from strongroom.files import list_point, long_line, node_doc
 
     p = _resolve(v, point, source)
-    with v.lock():
+    with v.read_lock():
         found = list(list_point(v, p, path, recursive))
     if as_json:
         print_json([node_doc(path_, node) for path_, node in found])
@@ -219,13 +228,14 @@ def find_cmd(
     source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
+    no_lock: NoLockOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Find which files points hold paths matching PATTERN."""
-    v = open_vault(vault, password_file)
+    v = open_vault(vault, password_file, no_lock=no_lock)
     from strongroom.files import find_in_points, node_doc
 
-    with v.lock():
+    with v.read_lock():
         points = [p for p in v.points() if source is None or p.manifest.source == source]
         hits = list(find_in_points(v, points, pattern))
     if as_json:
@@ -256,16 +266,17 @@ def diff_cmd(
     source: SourceOpt = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
+    no_lock: NoLockOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """What changed: between two points, or between a point and the live files."""
     if live is not None and point2 is not None:
         raise CLIError("give either a second point or --live, not both")
-    v = open_vault(vault, password_file)
+    v = open_vault(vault, password_file, no_lock=no_lock)
     from strongroom.files import diff_live, diff_points
 
     p = _resolve(v, point, source)
-    with v.lock():
+    with v.read_lock():
         if live is not None:
             changes = diff_live(v, p, live)
         else:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from strongroom.cli import vm as vm_cmds
-from strongroom.cli.options import JsonOpt, PasswordFileOpt, VaultOpt, open_vault
+from strongroom.cli.options import JsonOpt, NoLockOpt, PasswordFileOpt, VaultOpt, open_vault
 from strongroom.cli.output import console, escape, human_bytes, is_tty, print_json
 from strongroom.errors import PointNotFound
 
@@ -278,6 +278,7 @@ def restore_vm_cmd(
     source: SourceOpt = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
+    no_lock: NoLockOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Restore a VM: in place (only changed chunks written) or as a new VM.
@@ -288,7 +289,7 @@ def restore_vm_cmd(
         raise typer.BadParameter("give exactly one of --in-place or --as-new NAME")
     if in_place and (disk_dir is not None or fmt is not None):
         raise typer.BadParameter("--disk-dir and --format go with --as-new")
-    v = open_vault(vault, password_file)
+    v = open_vault(vault, password_file, no_lock=no_lock)
     from strongroom.image import RestoreOptions
 
     p = _resolve(v, point, source, ("vm",))
@@ -350,6 +351,7 @@ def restore_disk_cmd(
     source: SourceOpt = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
+    no_lock: NoLockOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Restore one disk to a path, in any format; optionally attach it to another VM."""
@@ -359,7 +361,7 @@ def restore_disk_cmd(
         )
     if to is None and attach_to is None:
         raise typer.BadParameter("--to PATH is required (or --attach-to DOMAIN)")
-    v = open_vault(vault, password_file)
+    v = open_vault(vault, password_file, no_lock=no_lock)
     from strongroom.image import RestoreOptions, restore_disk
 
     p = _resolve(v, point, source, ("vm", "disk"))

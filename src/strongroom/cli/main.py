@@ -13,7 +13,13 @@ this.
 from __future__ import annotations
 
 import gc
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from types import FrameType
 
 import typer
 
@@ -24,7 +30,7 @@ from strongroom.cli import image as image_cmds
 from strongroom.cli import keys as keys_cmds
 from strongroom.cli import maintenance as maintenance_cmds
 from strongroom.cli import vm as vm_cmds
-from strongroom.cli.options import JsonOpt
+from strongroom.cli.options import JsonOpt, committed_points
 from strongroom.cli.output import error
 from strongroom.errors import StrongroomError
 
@@ -97,14 +103,67 @@ def _root() -> None:
     """Backup for virtual machines and files: deduplicated, compressed, encrypted."""
 
 
+class _Signals:
+    """The signal that interrupted the command, if any (typer turns the KeyboardInterrupt it
+    raises into a bare exit code 130, so the handler records it for the message)."""
+
+    received: str | None = None
+
+    @classmethod
+    def handle(cls, signum: int, frame: FrameType | None) -> None:
+        cls.received = signal.Signals(signum).name
+        raise KeyboardInterrupt
+
+    @classmethod
+    @contextmanager
+    def installed(cls) -> Iterator[None]:
+        """SIGINT and SIGTERM both stop the command the same way (cleanup runs, exit 130)."""
+        cls.received = None
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {sig: signal.signal(sig, cls.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+
+def _interrupted(argv: list[str], how: str | None) -> int:
+    """Say what an interrupt left behind: one line, exit 130."""
+    by = f" by {how}" if how else ""
+    if argv[:1] != ["backup"]:
+        error(f"interrupted{by}")
+    elif committed_points():
+        error(f"interrupted{by} after the recovery point was committed")
+    else:
+        error(
+            f"interrupted{by}: nothing was committed (packs already written are unreferenced "
+            "and safe to leave: prune removes them)"
+        )
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (never exits the process itself)."""
     if argv is None:
         argv = sys.argv[1:]
     command = typer.main.get_command(_app_for(argv))
     coercion.install(command)
+    with _Signals.installed():
+        try:
+            rv = _run_command(partial(command.main, args=argv, standalone_mode=False))
+        except KeyboardInterrupt:
+            return _interrupted(argv, _Signals.received)
+        if _Signals.received is not None:
+            return _interrupted(argv, _Signals.received)
+    return rv
+
+
+def _run_command(run_typer: Callable[[], object]) -> int:
     try:
-        rv = command.main(args=argv, standalone_mode=False)
+        rv = run_typer()
     except typer.Abort:
         error("aborted")
         return EXIT_INTERRUPTED
@@ -117,9 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     except StrongroomError as exc:
         error(str(exc))
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        error("interrupted")
-        return EXIT_INTERRUPTED
     return rv if isinstance(rv, int) else EXIT_OK
 
 

@@ -77,6 +77,7 @@ def forget(
     as_json: JsonOpt = False,
 ) -> None:
     """Forget recovery points by retention policy (or by id): soft delete, explained."""
+    from strongroom.storage.reserve import FORGET_KEEPS
     from strongroom.vault.forget import apply_forget, plan_forget, plan_forget_points
     from strongroom.vault.retention import KeepPolicy, parse_duration
 
@@ -92,7 +93,7 @@ def forget(
     if not points and policy.is_empty():
         raise CLIError("no policy: give at least one --keep-* option (or point ids to forget)")
     v = open_vault(vault, password_file)
-    with v.lock():
+    with v.read_lock() if dry_run else v.lock(use_reserve=FORGET_KEEPS):
         if points:
             chosen = [v.resolve_point(spec, source=source, kind=kind) for spec in points]
             plans = plan_forget_points(v, chosen)

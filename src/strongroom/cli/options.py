@@ -9,11 +9,13 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from strongroom.cli.output import warn
 from strongroom.errors import StrongroomError
 
 if TYPE_CHECKING:
@@ -39,6 +41,13 @@ PasswordFileOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+NoLockOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-lock",
+        help="Read without writing a lock (automatic when the vault is read-only or full).",
+    ),
+]
 
 
 def vault_location(vault: str | None) -> str:
@@ -85,10 +94,15 @@ def read_passphrase(
     return first
 
 
-def open_vault(vault: str | None, password_file: Path | None, *, strict: bool = True) -> Vault:
+def open_vault(
+    vault: str | None, password_file: Path | None, *, strict: bool = True, no_lock: bool = False
+) -> Vault:
     """Open the vault the options name.  The passphrase's key is derived first, while only
     typer, the storage layer and Argon2 are loaded: its memory (32 MiB by default) then adds
-    to a small base instead of to cryptography, numpy and the engines (issue 7)."""
+    to a small base instead of to cryptography, numpy and the engines (issue 7).
+
+    Reading commands then go on without a lock when ``no_lock`` says so, or with a warning
+    when the vault cannot take one (read-only or full storage)."""
     from strongroom.storage import open_backend
     from strongroom.vault.keys import SlotOpener
 
@@ -99,7 +113,20 @@ def open_vault(vault: str | None, password_file: Path | None, *, strict: bool = 
         opener.prepare()
         from strongroom.vault import Vault
 
-        return Vault.open(backend, opener, strict=strict)
+        opened = Vault.open(backend, opener, strict=strict)
     except BaseException:
         backend.close()
         raise
+    opened.skip_read_locks = no_lock
+    opened.on_no_lock = warn
+    _opened.add(opened)
+    return opened
+
+
+_opened: weakref.WeakSet[Vault] = weakref.WeakSet()
+
+
+def committed_points() -> int:
+    """Recovery points this process committed into the vaults it opened (for the message
+    of an interrupted backup)."""
+    return sum(v.points_committed for v in _opened)

@@ -13,6 +13,7 @@ import typer
 
 from strongroom.cli.options import (
     JsonOpt,
+    NoLockOpt,
     PasswordFileOpt,
     VaultOpt,
     open_vault,
@@ -103,6 +104,7 @@ def _point_doc(p: RecoveryPoint, stone: Tombstone | None = None) -> dict[str, ob
 def points(
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
+    no_lock: NoLockOpt = False,
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
     kind: Annotated[str | None, typer.Option(help="Only this kind: vm, disk or files.")] = None,
     deleted: Annotated[
@@ -111,8 +113,8 @@ def points(
     as_json: JsonOpt = False,
 ) -> None:
     """List recovery points (with --deleted: the forgotten ones prune has not removed yet)."""
-    v = open_vault(vault, password_file)
-    with v.lock():
+    v = open_vault(vault, password_file, no_lock=no_lock)
+    with v.read_lock():
         stones = v.tombstones() if deleted else {}
         found = [
             p
@@ -171,13 +173,16 @@ def _short_time(iso: str) -> str:
 
 
 def stats(
-    vault: VaultOpt = None, password_file: PasswordFileOpt = None, as_json: JsonOpt = False
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    no_lock: NoLockOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Sizes, counts, dedup and compression ratios."""
-    v = open_vault(vault, password_file)
+    v = open_vault(vault, password_file, no_lock=no_lock)
     from strongroom.vault import vault_stats
 
-    with v.lock():
+    with v.read_lock():
         s = vault_stats(v)
     doc = {
         "points": s.points,
@@ -211,6 +216,7 @@ def stats(
 def check(
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
+    no_lock: NoLockOpt = False,
     read_data: Annotated[
         bool, typer.Option("--read-data", help="Decrypt and verify every chunk.")
     ] = False,
@@ -229,13 +235,15 @@ def check(
 ) -> None:
     """Verify the vault's structure, and with --read-data its data."""
     share = _parse_percent(subset) if subset else None
-    v = open_vault(vault, password_file, strict=False)
+    if do_repair and no_lock:
+        raise typer.BadParameter("--repair writes to the vault: it cannot run with --no-lock")
+    v = open_vault(vault, password_file, strict=False, no_lock=no_lock)
     from strongroom.vault.repair import repair
 
     fixed = repair(v) if do_repair else None
     if fixed is not None and not as_json:
         _print_repair(fixed)
-    with v.lock():
+    with v.read_lock():
         report = _run_check(v, read_data, share, show_progress=is_tty() and not as_json)
     if as_json:
         doc = _report_doc(report)

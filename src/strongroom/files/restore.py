@@ -409,7 +409,7 @@ def restore_files(
     target, had_entries = prepare_target(opts.target, vault, opts.dry_run)
     summary = RestoreSummary(point_id=point.point_id, target=_show(target))
     suffix = b".restored-" + point.short_id[:8].encode()
-    with vault.lock():
+    with vault.read_lock():
         probe = had_entries or opts.dry_run
         # No reference to the trees outlives the planning: their cache goes with the planner.
         planner = Planner(TreeReader(vault), target, opts.on_conflict, suffix, probe)

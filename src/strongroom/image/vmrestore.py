@@ -161,7 +161,7 @@ def write_disks_in_place(
 def restore_vm_in_place(vault: Vault, point: RecoveryPoint, opts: RestoreOptions) -> RestoreSummary:
     """Write every disk back to its original path and format, then the domain XML."""
     started = time.monotonic()
-    with vault.lock():
+    with vault.read_lock():
         vm, summary = write_disks_in_place(vault, point, opts)
         xml_path = Path(vm.xml_path)
         if vm.xml_path and xml_path.parent.is_dir():
@@ -224,7 +224,7 @@ def restore_vm_as_new(
     """The VM as ``name``: new UUID and MACs; disks ``DIR/NAME-<target>.<ext>``, XML
     ``DIR/NAME.xml`` (DIR defaults to the folder the original XML was read from)."""
     started = time.monotonic()
-    with vault.lock():
+    with vault.read_lock():
         vm, summary, outputs = write_disks_as_new(vault, point, name, disk_dir, fmt, opts)
         assert summary.xml_path is not None
         write_file_atomic(Path(summary.xml_path), rewrite_as_new(vm.xml, name, outputs))
@@ -255,7 +255,7 @@ def restore_disk(
     started = time.monotonic()
     to = to.absolute()
     attach_xml = _read_attach_xml(attach) if attach is not None else None
-    with vault.lock():
+    with vault.read_lock():
         record = load_point(vault, point).disk(which)
         block = is_block_device(to)
         out_fmt = "raw" if block else _out_format(record, fmt or format_from_extension(to))

@@ -21,7 +21,9 @@ from strongroom import failpoints
 from strongroom.errors import (
     ObjectNotFound,
     PermanentStorageError,
+    ReadOnlyStorage,
     StorageError,
+    StorageFull,
     TransientStorageError,
 )
 from strongroom.storage import directio
@@ -33,6 +35,12 @@ from strongroom.storage.names import (
     check_prefix,
     check_range,
     split_prefix,
+)
+from strongroom.storage.reserve import (
+    RESERVE_FRACTION,
+    RESERVE_MAX,
+    RESERVE_NAME,
+    RESERVE_STEPS,
 )
 
 # Errors that a later attempt may not see again (I/O hiccups, NFS, signals, busy resources).
@@ -52,6 +60,11 @@ _TRANSIENT_ERRNOS = frozenset(
 # Errors that mean "no object by that name" when reading: a file, folder or path component is
 # missing, or the name is a folder (objects are only regular files).
 _MISSING_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR})
+# Errors that mean "this storage takes no writes": a read-only mount, or no write permission
+# (a denied read is a different problem and stays a plain permanent error).
+_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_READ_ACTIONS = frozenset({"reading", "listing"})
 
 _OPEN_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _OPEN_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
@@ -65,7 +78,8 @@ def os_error_to_storage(
     ``action`` is a verb phrase such as ``"writing"``; ``reading`` says whether a missing path
     means the object is absent (for writes it means a folder vanished, which is permanent).
     Errors not known to pass by themselves (disk full, quota, permissions, read-only file
-    system, name too long, ...) are permanent.
+    system, name too long, ...) are permanent; a refused write is :class:`ReadOnlyStorage`
+    and a full disk :class:`StorageFull`, so callers can tell them apart without errnos.
     """
     code = err.errno
     reason = (os.strerror(code) if code is not None else str(err)).lower()
@@ -74,6 +88,10 @@ def os_error_to_storage(
         return ObjectNotFound(f"object {name} not found in {where}", name=name)
     if code in _TRANSIENT_ERRNOS:
         return TransientStorageError(message, name=name)
+    if code == errno.EROFS or (code in _READ_ONLY_ERRNOS and action not in _READ_ACTIONS):
+        return ReadOnlyStorage(message, name=name)
+    if code in _FULL_ERRNOS:
+        return StorageFull(message, name=name)
     return PermanentStorageError(message, name=name)
 
 
@@ -159,6 +177,8 @@ class LocalBackend:
             for entry in entries:
                 if entry.name.startswith(TEMP_PREFIX) or not entry.name.startswith(partial):
                     continue
+                if not folder and entry.name == RESERVE_NAME:
+                    continue  # space held for prune (storage/reserve.py), no object
                 rel = f"{folder}/{entry.name}" if folder else entry.name
                 try:
                     if entry.is_dir():
@@ -280,6 +300,43 @@ class LocalBackend:
                 raise self._error(e, "removing temporary file", path, reading=False) from e
         return removed
 
+    # --- space reserve (storage/reserve.py) ------------------------------------------------
+
+    def keep_reserve(self) -> int:
+        """Grow ``.reserve`` to its full size, or as far as free space allows; its size now.
+
+        Best effort: a vault that cannot be written (read-only, gone) simply has no reserve.
+        """
+        try:
+            want = self._reserve_target()
+            fd = os.open(self._reserve_path(), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return 0
+        try:
+            return _allocate(fd, want)
+        finally:
+            os.close(fd)
+
+    def release_reserve(self, keep: float = 0.0) -> int:
+        """Shrink ``.reserve`` by a step, not below ``keep`` of its full size; bytes freed."""
+        try:
+            target = self._reserve_target()
+            size = os.stat(self._reserve_path()).st_size
+            left = max(int(target * keep), size - max(target // RESERVE_STEPS, 1))
+            if left >= size:
+                return 0
+            os.truncate(self._reserve_path(), left)
+        except OSError:
+            return 0
+        return size - left
+
+    def _reserve_path(self) -> str:
+        return os.path.join(self._root_str, RESERVE_NAME)
+
+    def _reserve_target(self) -> int:
+        fs = os.statvfs(self._root_str)
+        return min(RESERVE_MAX, fs.f_blocks * fs.f_frsize // RESERVE_FRACTION)
+
     def _temp_files(self, base: str) -> Iterator[str]:
         try:
             with os.scandir(base) as entries:
@@ -301,6 +358,22 @@ def _write_half_then_failpoint(fd: int, data: bytes | bytearray | memoryview) ->
         os.fsync(fd)
         failpoints.hit("pack-write")
         os.lseek(fd, 0, os.SEEK_SET)
+
+
+def _allocate(fd: int, want: int) -> int:
+    """Allocate ``want`` bytes to ``fd``, or the most that fits (halving); the size held."""
+    size = os.fstat(fd).st_size
+    if os.fstat(fd).st_blocks * 512 >= want:
+        return size
+    step = want
+    while step >= 1 << 16:
+        try:
+            os.posix_fallocate(fd, 0, step)
+            return os.fstat(fd).st_size
+        except OSError:
+            os.ftruncate(fd, size)  # give back what a failed attempt allocated past the end
+            step //= 2
+    return size
 
 
 def _pread_all(fd: int, offset: int, length: int) -> bytes:

@@ -11,6 +11,8 @@ own ``obstore.exceptions`` for the rest):
   the operation: the vault location itself is wrong;
 * ``FileNotFoundError`` / ``NotFoundError`` -> :class:`~strongroom.errors.ObjectNotFound`;
 * permission, authentication, invalid path, configuration, unsupported, precondition -> permanent;
+  a ``put`` refused for want of permission (403: a read-only key, a WORM bucket) ->
+  :class:`~strongroom.errors.ReadOnlyStorage`, so reading commands go on without a lock;
 * an HTTP status in the message: 408, 429 and 5xx -> transient, other 4xx -> permanent;
 * anything else from obstore (connection refused or reset, timeouts, DNS, a body cut short,
   ``JoinError``) -> transient: these carry no status and are the faults a retry is for.
@@ -40,6 +42,7 @@ from strongroom.errors import (
     BackendConfigError,
     ObjectNotFound,
     PermanentStorageError,
+    ReadOnlyStorage,
     StorageError,
     TransientStorageError,
 )
@@ -183,7 +186,10 @@ class ObjectStoreBackend:
         try:
             return fn()
         except (BaseError, OSError) as e:
-            raise classify(e, f"{op} {name} on {self._description}", name) from e
+            error = classify(e, f"{op} {name} on {self._description}", name)
+            if op == "put" and _refused(e, error):
+                raise ReadOnlyStorage(str(error), name=name) from e
+            raise error from e
 
     def get(self, name: str) -> bytes:
         key = self._key(name)
@@ -254,6 +260,17 @@ class ObjectStoreBackend:
                         )
         except (BaseError, OSError) as e:
             raise classify(e, f"list {prefix or '/'} on {self._description}", prefix) from e
+
+
+def _refused(err: BaseException, error: StorageError) -> bool:
+    """A write the store refuses for want of permission (a read-only key or SAS, a WORM
+    bucket): the vault opened, so reading works and only writing is denied."""
+    if not isinstance(error, PermanentStorageError):
+        return False
+    if isinstance(err, PermissionDeniedError | PermissionError):
+        return True
+    status = _STATUS.search(str(err))
+    return status is not None and int(status.group(1)) == 403
 
 
 def _timestamp(when: object) -> float | None:

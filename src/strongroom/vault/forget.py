@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from strongroom.errors import ImmutablePoint, ObjectNotFound, PointNotFound
+from strongroom.storage.reserve import FORGET_KEEPS, with_reserve
 from strongroom.vault.points import RecoveryPoint
 from strongroom.vault.retention import Decision, KeepPolicy, group_points, select
 from strongroom.vault.tombstones import Tombstone, utc_now
@@ -99,7 +101,9 @@ def soft_delete(
             f"(vault setting immutable-days = {vault.config.settings.immutable_days})"
         )
     stone = Tombstone.new(point.point_id, vault.config.settings.soft_delete_days, reason, now)
-    vault.backend.put(stone.name, stone.seal(vault.keys, vault.vault_id))
+    sealed = stone.seal(vault.keys, vault.vault_id)
+    # forgetting is how a full disk gets freed (forget, then prune): it may use the reserve
+    with_reserve(vault.backend, partial(vault.backend.put, stone.name, sealed), FORGET_KEEPS)
     vault.catalog.set_tombstone(stone)
     return stone
 

@@ -13,6 +13,11 @@ data before it commits a recovery point (see ``Vault.save_point``).
 
 ``STRONGROOM_LOCK_WAIT`` (seconds) is how long :meth:`Vault.lock` waits for a conflicting lock
 to go away when the caller does not say.
+
+A command that only reads can go on without a lock (:class:`NoLock`) when the storage takes
+no writes (a read-only mount, a WORM bucket) or has no room for one, or when told to
+(``--no-lock``); see :meth:`Vault.read_lock`.  Acquiring also removes the locks of processes
+of this host that are gone (a backup killed with ``kill -9``): they can never be refreshed.
 """
 
 from __future__ import annotations
@@ -56,15 +61,18 @@ class LockInfo:
     refreshed: float
 
     def is_stale(self, now: float) -> bool:
-        if now - self.refreshed > STALE_AFTER:
+        return now - self.refreshed > STALE_AFTER or self.holder_gone()
+
+    def holder_gone(self) -> bool:
+        """The holder was a process of this host that no longer exists."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
             return True
-        if self.host == socket.gethostname():
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                return False
+        except PermissionError:
+            return False
         return False
 
     def describe(self) -> str:
@@ -142,11 +150,15 @@ class VaultLock:
 
     def _conflict(self) -> LockInfo | None:
         now = time.time()
+        dead = []
         for other in list_locks(self._backend, self._codec):
-            if other.name == self.name or other.is_stale(now):
+            if other.name == self.name:
                 continue
-            if self.exclusive or other.exclusive:
+            if other.holder_gone():
+                dead.append(other)
+            elif not other.is_stale(now) and (self.exclusive or other.exclusive):
                 return other
+        _remove_quietly(self._backend, dead)
         return None
 
     def _refresh_loop(self) -> None:
@@ -212,6 +224,33 @@ class VaultLock:
             self._on_release(self)
 
     def __enter__(self) -> VaultLock:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def _remove_quietly(backend: Backend, locks: list[LockInfo]) -> None:
+    """Delete locks whose holders died on this host; a failure only leaves them for later."""
+    for lock in locks:
+        with contextlib.suppress(StorageError):
+            backend.delete(lock.name)
+
+
+class NoLock:
+    """What a reading command holds when it goes on without a lock; ``reason`` says why."""
+
+    exclusive = False
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def release(self) -> None:
+        """Nothing was written, so nothing to remove."""
+
+    def __enter__(self) -> NoLock:
         return self
 
     def __exit__(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Protocol
 
+from strongroom import failpoints
 from strongroom.storage.names import content_hasher
 
 __all__ = ["PackSink", "PackStream", "Run"]
@@ -54,6 +55,7 @@ class PackStream:
 
         def task() -> None:
             try:
+                failpoints.hit("pack-segment")
                 hasher.update(segment)
                 sink.write(segment)
             finally:

@@ -12,23 +12,30 @@ Under the exclusive lock (stale locks it overrides are deleted, which their hold
 
 A crash anywhere leaves a consistent vault: nothing is deleted before what replaces it is
 durable, and what a crash leaves behind is unreferenced data for the next prune.  The safety
-argument against concurrent backups is in ``docs/format.md`` (§13).
+argument against concurrent backups is in ``docs/format.md`` (§15.3).
+
+On a full disk (the lock itself needed the space reserve, or a write ran out of space on the
+way) prune runs the lean pass instead (:mod:`strongroom.vault.prunelean`): no repack, orphans
+first, then dead packs index object by index object.  Old temporary files go first in any
+case (that needs no write), and the reserve is grown back at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from strongroom import failpoints
-from strongroom.errors import ObjectNotFound, RepairNeeded, VaultError
+from strongroom.errors import ObjectNotFound, RepairNeeded, StorageFull, VaultError
+from strongroom.storage.reserve import keep_reserve
 from strongroom.vault.gcmark import Progress
 from strongroom.vault.locks import VaultLock
 from strongroom.vault.pack import pack_name
 from strongroom.vault.points import POINTS_PREFIX
+from strongroom.vault.prunelean import drop_dead_packs
 from strongroom.vault.pruneplan import (
     PacksPlan,
     PointsPlan,
@@ -71,6 +78,10 @@ class PruneReport:
     index_objects_replaced: int = 0
     index_objects_written: int = 0
     temp_files_removed: int = 0
+    full_disk: bool = False
+    """The disk was full: only whole dead packs and orphans were deleted, nothing repacked."""
+    reserve_bytes: int = 0
+    """Space a local vault holds in reserve for the next full-disk prune (after this one)."""
     duration: float = 0.0
 
     @property
@@ -84,15 +95,47 @@ def prune(
     """Prune ``vault``; with ``opts.dry_run`` only report what would be done."""
     opts = opts or PruneOptions()
     started = time.monotonic()
-    with vault.lock(exclusive=not opts.dry_run, wait=opts.lock_wait) as lock:
-        if not opts.dry_run:
+    if opts.dry_run:
+        with vault.read_lock(wait=opts.lock_wait):
+            _fresh_view(vault)
+            report = _Prune(vault, None, opts, progress).run()
+    else:
+        lock, full = _exclusive_lock(vault, opts)
+        with lock:
             vault.remove_stale_locks()
-        _fresh_view(vault)
-        report = _Prune(vault, lock, opts, progress).run()
-        if not opts.dry_run:
-            _finish(vault, opts, report)
+            temp_removed = _remove_temp(vault, opts)
+            _fresh_view(vault)
+            report = _run(vault, lock, opts, progress, full)
+            report.temp_files_removed = temp_removed
+            _finish(vault, report)
     report.duration = round(time.monotonic() - started, 3)
     return report
+
+
+def _exclusive_lock(vault: Vault, opts: PruneOptions) -> tuple[VaultLock, bool]:
+    """The exclusive lock, and whether the disk was full (the lock needed the reserve)."""
+    try:
+        return vault.lock(exclusive=True, wait=opts.lock_wait), False
+    except StorageFull:
+        return vault.lock(exclusive=True, wait=opts.lock_wait, use_reserve=0.0), True
+
+
+def _run(
+    vault: Vault, lock: VaultLock, opts: PruneOptions, progress: Progress | None, full: bool
+) -> PruneReport:
+    """The whole prune; on a full disk (or when it fills up on the way) the lean one."""
+    if not full:
+        first = _Prune(vault, lock, opts, progress)
+        try:
+            return first.run()
+        except StorageFull:
+            pass  # what it wrote is redundant or unreferenced: the lean pass starts afresh
+        vault.reload_index()
+        _fresh_view(vault)
+        report = _Prune(vault, lock, opts, progress).run_lean()
+        report.points_removed[:0] = first.report.points_removed
+        return report
+    return _Prune(vault, lock, opts, progress).run_lean()
 
 
 def _fresh_view(vault: Vault) -> None:
@@ -111,9 +154,9 @@ def _fresh_view(vault: Vault) -> None:
 
 class _Prune:
     def __init__(
-        self, vault: Vault, lock: VaultLock, opts: PruneOptions, progress: Progress | None
+        self, vault: Vault, lock: VaultLock | None, opts: PruneOptions, progress: Progress | None
     ) -> None:
-        self.vault, self.lock, self.opts, self.progress = vault, lock, opts, progress
+        self.vault, self._lock, self.opts, self.progress = vault, lock, opts, progress
         self.old_index = sorted(vault.index_names)
         self.report = PruneReport(dry_run=opts.dry_run)
         self._deletes = 0
@@ -136,6 +179,36 @@ class _Prune:
         failpoints.hit("repack-before-delete")
         self._guard(points)
         self._delete_old(packs)
+        return self.report
+
+    def run_lean(self) -> PruneReport:
+        """Free space on a full disk: no repack, no whole new index (``vault/prunelean.py``).
+        Orphans go first (no write at all), then the dead packs, index object by object."""
+        self.report.full_disk = True
+        opts = replace(self.opts, repack_threshold=0.0)
+        points = plan_points(self.vault)
+        packs = plan_packs(self.vault, points.keep, opts, self.progress)
+        self._describe(points, packs)
+        if not _has_work(points, packs):
+            return self.report
+        self._guard(points)
+        self._remove_points(points)
+        spared = self._late_index_packs()
+        for orphan in packs.orphans:
+            if orphan.name.rsplit("/", 1)[-1] not in spared:
+                self._delete(orphan.name)
+        ids = self.vault.index.pack_ids
+        dead = {ids[pos] for pos in packs.delete + packs.dropped}
+        try:
+            written, _ = drop_dead_packs(
+                self.vault, self.old_index, dead, self._delete, self._late_index_packs()
+            )
+        except StorageFull as exc:
+            raise VaultError(
+                f"the disk is full and prune's space reserve did not suffice ({exc}); prune "
+                "freed what it could and lost nothing: free some space and run it again"
+            ) from None
+        self.report.index_objects_written = written
         return self.report
 
     def _describe(self, points: PointsPlan, packs: PacksPlan) -> None:
@@ -162,6 +235,12 @@ class _Prune:
         r.orphans_young = packs.young_orphans
         r.index_entries_dropped = int(table.rows[packs.dropped].sum()) if packs.dropped else 0
         r.index_objects_replaced = len(self.old_index)
+
+    @property
+    def lock(self) -> VaultLock:
+        """The exclusive lock (a dry run, which has none, never gets to use it)."""
+        assert self._lock is not None
+        return self._lock
 
     def _guard(self, points: PointsPlan) -> None:
         """Stop before deleting if the lock is no longer ours or a point appeared meanwhile."""
@@ -225,14 +304,19 @@ class _Prune:
             self.vault.backend.delete(name)
 
 
-def _finish(vault: Vault, opts: PruneOptions, report: PruneReport) -> None:
-    """Remove stray temporary files (local vaults); load the new index (old one dropped first)."""
+def _remove_temp(vault: Vault, opts: PruneOptions) -> int:
+    """Stray temporary files of a local vault older than the grace period (dead writers'):
+    first, because removing them needs no write and frees space on a full disk."""
     cleanup = getattr(vault.backend, "cleanup_temp", None)
-    if callable(cleanup):
-        report.temp_files_removed = int(cleanup(opts.grace_seconds))
-    if report.index_objects_written:
+    return int(cleanup(opts.grace_seconds)) if callable(cleanup) else 0
+
+
+def _finish(vault: Vault, report: PruneReport) -> None:
+    """Load the new index (old one dropped first); grow a local vault's reserve back."""
+    if report.index_objects_written or report.packs_deleted:
         vault.reload_index()
         vault.catalog.reload()
+    report.reserve_bytes = keep_reserve(vault.backend)
 
 
 def _has_work(points: PointsPlan, packs: PacksPlan) -> bool:

@@ -8,7 +8,8 @@ allocation then happens while little is loaded, which keeps each command's peak 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from strongroom import failpoints
@@ -19,11 +20,14 @@ from strongroom.errors import (
     NotAVault,
     ObjectNotFound,
     PointNotFound,
+    ReadOnlyStorage,
+    StorageFull,
     VaultError,
     VaultExists,
 )
 from strongroom.storage.backend import Backend
 from strongroom.storage.local import LocalBackend
+from strongroom.storage.reserve import keep_reserve, with_reserve
 from strongroom.vault import keys as keyslots
 from strongroom.vault.catalog import LoadProblems, PointCatalog, parallel_map
 from strongroom.vault.config import (
@@ -43,7 +47,14 @@ from strongroom.vault.envelope import (
     read_checked,
     seal_object,
 )
-from strongroom.vault.locks import LockCodec, LockInfo, VaultLock, default_wait, remove_stale_locks
+from strongroom.vault.locks import (
+    LockCodec,
+    LockInfo,
+    NoLock,
+    VaultLock,
+    default_wait,
+    remove_stale_locks,
+)
 from strongroom.vault.points import POINTS_PREFIX, PointManifest, RecoveryPoint
 from strongroom.vault.tombstones import Tombstone
 
@@ -280,14 +291,63 @@ class Vault:
 
         return decode_tree(self.read_chunk(chunk_id))
 
-    def lock(self, exclusive: bool = False, wait: float | None = None) -> VaultLock:
-        """Shared (backup, restore) or exclusive (prune, repair) lock; use as a context.
+    # Reading without a lock: class-level defaults, set per handle by the CLI.
+    skip_read_locks: bool = False
+    """:meth:`read_lock` takes no lock at all (``--no-lock``)."""
+    on_no_lock: Callable[[str], None] | None = None
+    """Told (once per handle) why a reading command goes on without a lock."""
+    _told_no_lock: bool = False
+
+    def lock(
+        self,
+        exclusive: bool = False,
+        wait: float | None = None,
+        *,
+        use_reserve: float | None = None,
+    ) -> VaultLock:
+        """Shared (backup) or exclusive (prune, repair) lock for a command that writes; use
+        as a context.  Commands that only read take :meth:`read_lock` instead.
 
         ``wait`` is how many seconds to wait for a conflicting lock to go away; by default the
-        ``STRONGROOM_LOCK_WAIT`` environment variable, else 0 (fail at once).
+        ``STRONGROOM_LOCK_WAIT`` environment variable, else 0 (fail at once).  With
+        ``use_reserve`` (the share of it to keep) a full disk gives up some of a local vault's
+        reserve for the lock (prune 0, forget 0.5); otherwise a shared lock (a backup) tops the
+        reserve up (``storage/reserve.py``).
         """
+        try:
+            lock = self._acquire(exclusive, wait, use_reserve)
+        except ReadOnlyStorage as exc:
+            raise ReadOnlyStorage(
+                f"the vault is read-only ({exc}); this command writes to it, reading commands "
+                "work without a lock",
+                name=exc.name,
+            ) from None
+        if not exclusive and use_reserve is None:
+            keep_reserve(self.backend)
+        return lock
+
+    def read_lock(self, wait: float | None = None) -> VaultLock | NoLock:
+        """A shared lock for a command that only reads, or none (:class:`NoLock`) when told
+        so (``skip_read_locks``) or when the storage takes no writes or is full: reading
+        must work on a read-only mount or a full disk.  Never touches the reserve."""
+        if self.skip_read_locks:
+            return NoLock("--no-lock")
+        try:
+            return self._acquire(False, wait, None)
+        except (ReadOnlyStorage, StorageFull) as exc:
+            reason = f"{exc}"
+        if self.on_no_lock is not None and not self._told_no_lock:
+            self._told_no_lock = True
+            self.on_no_lock(f"reading without a lock ({reason}); do not prune meanwhile")
+        return NoLock(reason)
+
+    def _acquire(self, exclusive: bool, wait: float | None, use_reserve: float | None) -> VaultLock:
         lock = VaultLock(self.backend, self._lock_codec, exclusive, on_release=self._held.discard)
-        lock.acquire(default_wait() if wait is None else wait)
+        acquire = partial(lock.acquire, default_wait() if wait is None else wait)
+        if use_reserve is None:
+            acquire()
+        else:
+            with_reserve(self.backend, acquire, use_reserve)
         self._held.add(lock)
         return lock
 
@@ -299,6 +359,9 @@ class Vault:
         return remove_stale_locks(self.backend, self._lock_codec)
 
     # --- recovery points -------------------------------------------------------------------
+
+    points_committed: int = 0
+    """Points this handle has written (an interrupted backup says whether it committed)."""
 
     def save_point(self, manifest: PointManifest) -> RecoveryPoint:
         """The commit: written only after the chunks it names are durable and indexed.
@@ -318,6 +381,7 @@ class Vault:
         stored = seal_object(MAGIC_POINT, self.keys.point_key, self.vault_id, manifest.encode())
         point = RecoveryPoint(object_name_hash(stored), manifest)
         self.backend.put(POINTS_PREFIX + point.point_id, stored)
+        self.points_committed += 1
         self.catalog.add_point(point)
         return point
 

@@ -152,8 +152,12 @@ class ChunkWriter:
         self._builders: queue.Queue[PackBuilder] = queue.Queue()
         self._current: PackBuilder | None = None
         self._uploads = ThreadPoolExecutor(upload_workers, thread_name_prefix="pack-upload")
-        for _ in range(upload_workers + 1):
-            self._builders.put(PackBuilder(keys, pack_size + pack_size // 4, self._stream()))
+        self._all_builders = [
+            PackBuilder(keys, pack_size + pack_size // 4, self._stream())
+            for _ in range(upload_workers + 1)
+        ]
+        for builder in self._all_builders:
+            self._builders.put(builder)
         self._futures: list[Future[None]] = []
         self._error: BaseException | None = None
         self.stats = WriterStats()
@@ -320,5 +324,14 @@ class ChunkWriter:
         self._write_index()
 
     def close(self) -> None:
-        """Stop the upload threads (call :meth:`flush` first to keep what was put)."""
-        self._uploads.shutdown(wait=True)
+        """Stop the upload threads (call :meth:`flush` first to keep what was put).
+
+        After a failure or an interrupt, uploads not yet started are dropped and the temporary
+        files of packs never finished are removed; packs already named stay (unreferenced,
+        prune removes them).
+        """
+        self._uploads.shutdown(wait=True, cancel_futures=True)
+        for builder in self._all_builders:
+            stream = builder.stream
+            if stream is not None and stream.sink is not None:
+                stream.abort()

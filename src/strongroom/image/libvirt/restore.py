@@ -73,7 +73,7 @@ def restore_domain_in_place(
 ) -> RestoreSummary:
     """See the module docstring; the domain is defined again even if it was gone."""
     started = time.monotonic()
-    with vault.lock():
+    with vault.read_lock():
         vm = load_point(vault, point)
         dom = conn.find(vm.name, vm.uuid)
         if dom is not None and str(dom.UUIDString()) != vm.uuid:
@@ -113,7 +113,7 @@ def restore_domain_as_new(
     started = time.monotonic()
     if conn.find(name) is not None:
         raise ImageError(f"a domain named {name!r} already exists at {conn.uri}")
-    with vault.lock():
+    with vault.read_lock():
         vm, summary, outputs = write_disks_as_new(vault, point, name, disk_dir, fmt, opts)
     xml = rewrite_for_libvirt(rewrite_as_new(vm.xml, name, outputs), vm.name, name)
     try:
@@ -158,7 +158,7 @@ def attach_restored_disk(
         xmls = [str(dom.XMLDesc(lv.VIR_DOMAIN_XML_INACTIVE)).encode()]
         if running:
             xmls.append(str(dom.XMLDesc(0)).encode())
-    with vault.lock():
+    with vault.read_lock():
         record = load_point(vault, point).disk(which)
     bus = record.bus or "virtio"
     target = free_target(xmls, bus)

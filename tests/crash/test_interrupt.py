@@ -1,0 +1,102 @@
+"""SIGINT or SIGTERM during a backup: exit 130, one line saying nothing was committed, no
+temporary pack left in the vault, and the next backup works."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSPHRASE
+from tests.crash._support import (
+    CHILD_PATH,
+    ROOT,
+    Run,
+    checked,
+    cli,
+    init_vault,
+    killed,
+    make_tree,
+    ok,
+    open_vault,
+    restored_tree,
+    snapshot_tree,
+    temp_files,
+)
+
+
+def _pause_and_signal(vault: Path, source: Path, sig: signal.Signals, pause: Path) -> Run:
+    """Back up ``source``; when the fifth streamed pack segment is about to be written (a
+    pack upload in progress, its temporary file open), send ``sig``, then let it go on."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": CHILD_PATH,
+        "STRONGROOM_PASSWORD": PASSPHRASE,
+        "STRONGROOM_VAULT": str(vault),
+        "STRONGROOM_FAILPOINT": "pack-segment@5",
+        "STRONGROOM_FAILPOINT_PAUSE": str(pause),
+    }
+    cmd = [sys.executable, "-m", "strongroom.cli.main", "backup", "files", str(source)]
+    proc = subprocess.Popen(
+        [*cmd, "--no-cache"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pause.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the failpoint was never reached"
+            time.sleep(0.01)
+        assert temp_files(vault), "the paused upload should have a temporary pack open"
+        proc.send_signal(sig)
+        time.sleep(0.2)  # the signal is handled while the upload is still paused
+        pause.unlink()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return Run(proc.returncode, out.decode(), err.decode())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_interrupted_backup_says_so_and_cleans_up(tmp_path: Path, sig: signal.Signals) -> None:
+    vault, source = tmp_path / "vault", tmp_path / "src"
+    init_vault(vault, pack_mib=4)
+    rng = random.Random(7)
+    source.mkdir()
+    (source / "big.bin").write_bytes(rng.randbytes(24 << 20))  # incompressible: 6 packs
+    run = _pause_and_signal(vault, source, sig, tmp_path / "paused")
+
+    assert run.code == 130, run.err
+    line = f"error: interrupted by {sig.name}: nothing was committed"
+    assert run.err.startswith(line) and run.err.count("\n") == 1, run.err
+    assert "safe to leave" in run.err
+    assert not temp_files(vault)
+    assert open_vault(vault).points() == []
+    assert not list((vault / "locks").iterdir())
+
+    make_tree(tmp_path / "small", seed=3, files=4, size=200_000)
+    backed = ok(cli(vault, "backup", "files", str(tmp_path / "small"), "--json")).json()
+    got = restored_tree(vault, str(backed["point"]), tmp_path / "small", tmp_path / "out")
+    assert got == snapshot_tree(tmp_path / "small")
+    assert not checked(vault).errors
+
+
+def test_lock_of_a_killed_backup_is_removed_by_the_next_command(tmp_path: Path) -> None:
+    """kill -9 leaves the lock behind; its process is gone on this host, so the next command
+    (even one that only reads) removes it instead of waiting 30 minutes for it to go stale."""
+    vault, source = tmp_path / "vault", tmp_path / "src"
+    init_vault(vault)
+    make_tree(source, seed=4, files=4, size=200_000)
+    killed(cli(vault, "backup", "files", str(source), failpoint="after-packs"))
+    assert len(list((vault / "locks").iterdir())) == 1
+    ok(cli(vault, "points"))
+    assert not list((vault / "locks").iterdir())
+    killed(cli(vault, "backup", "files", str(source), failpoint="after-packs"))
+    ok(cli(vault, "backup", "files", str(source)))  # no conflict, and the lock goes
+    assert not list((vault / "locks").iterdir())
