@@ -123,6 +123,8 @@ def backup_files_cmd(
     else:
         for path, reason in summary.errors:
             warn(f"{path}: {reason}")
+        for message in summary.warnings:
+            warn(message)
         for path in summary.inconsistent:
             warn(f"{path}: changed while it was read (recorded as inconsistent)")
         for path, reason in summary.skipped:

@@ -25,7 +25,7 @@ from typing import Any
 
 from strongroom.chunking import ALGORITHM, CDCParams, ContentChunker
 from strongroom.errors import FilesError
-from strongroom.files.cache import FilesCache, cache_path
+from strongroom.files.cache import FilesCache, cache_path, cache_scope
 from strongroom.files.content import ContentReader
 from strongroom.files.metadata import Names, node_from_stat, read_xattrs
 from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node, encode_dir
@@ -76,6 +76,7 @@ class BackupSummary:
     errors: list[tuple[str, str]] = field(default_factory=list)
     inconsistent: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # not about any file: the files cache
     duration: float = 0.0
 
     def counts(self) -> dict[str, Any]:
@@ -103,6 +104,7 @@ class BackupSummary:
         doc["error_list"] = [{"path": p, "reason": r} for p, r in self.errors]
         doc["inconsistent_list"] = self.inconsistent
         doc["skipped_list"] = [{"path": p, "reason": r} for p, r in self.skipped]
+        doc["warnings"] = self.warnings
         return doc
 
 
@@ -402,6 +404,15 @@ def _manifest(
     )
 
 
+def _cache_warnings(cache: FilesCache, s: BackupSummary) -> None:
+    s.warnings.extend(cache.warnings)
+    if cache.rejected:
+        s.warnings.append(
+            f"files cache {cache.path}: {cache.rejected} entries failed authentication"
+            " (damaged or tampered with); their files were read again"
+        )
+
+
 def backup_files(
     vault: Vault, opts: BackupOptions, progress: Progress | None = None
 ) -> BackupSummary:
@@ -416,7 +427,10 @@ def backup_files(
         engine.summary.source = source
         try:
             if opts.use_cache:
-                engine.cache = FilesCache(cache_path(vault.vault_id, source, opts.cache_root))
+                engine.cache = FilesCache(
+                    cache_path(vault.vault_id, source, opts.cache_root),
+                    vault.local_cache_key(cache_scope(source)),
+                )
             root = engine.run(selection)
             writer.flush()
             s = engine.summary
@@ -427,6 +441,7 @@ def backup_files(
             s.point_id = point.point_id
             if engine.cache is not None:
                 engine.cache.commit()
+                _cache_warnings(engine.cache, s)
         finally:
             engine.pool.shutdown(wait=True, cancel_futures=True)
             writer.close()
