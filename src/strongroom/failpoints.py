@@ -17,6 +17,8 @@ Points (where they sit, and what a crash there must leave intact):
 ``repack-before-delete``  prune: the new index written, nothing old deleted yet
 ``prune-mid-delete``      prune: some of the old index objects and packs deleted
 ``repair-after-index``    check --repair: the rebuilt index written, old index still there
+``restore-rename``        files restore: a batch of files durable under temporary names, about
+                          to be renamed into place (one hit per file)
 ========================  ==================================================================
 """
 
