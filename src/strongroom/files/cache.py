@@ -66,6 +66,7 @@ _MAC_SIZE = 16  # 128 bits: forging one needs the key, guessing one 2**128 tries
 _MAC_HEAD = struct.Struct("<IIIQqqq")
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _T = TypeVar("_T")
+_NAME_MAX = 200  # of a cache file's name before ".sqlite" and a ".damaged-<time>-wal" suffix
 
 
 def cache_scope(source: str) -> str:
@@ -116,6 +117,9 @@ def default_cache_dir() -> Path:
 
 def cache_path(vault_id: bytes, source: str, root: Path | None = None) -> Path:
     safe = quote(source, safe="") or "_"
+    if len(safe) > _NAME_MAX:  # a file name has at most 255 bytes: keep a prefix and a hash
+        digest = blake3.blake3(source.encode("utf-8", "surrogateescape")).hexdigest(16)
+        safe = f"{safe[: _NAME_MAX - 33]}-{digest}"
     return (root or default_cache_dir()) / vault_id.hex() / f"{safe}.sqlite"
 
 

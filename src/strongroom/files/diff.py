@@ -168,6 +168,8 @@ def _params(point: RecoveryPoint) -> CDCParams:
 
 def diff_live(vault: Vault, point: RecoveryPoint, path: str) -> list[Change]:
     """Changes from ``point``'s copy of ``path`` to what is at ``path`` now."""
+    if not path:
+        raise FilesError("an empty path names nothing (give . for the current folder)")
     where = absolute(path)
     trees = TreeReader(vault)
     old = trees.lookup(root_node(point), where)

@@ -63,6 +63,8 @@ def _tops(trees: TreeReader, root: Node, selectors: Sequence[str]) -> list[tuple
     """The selected (path, node) pairs, none inside another."""
     if not selectors:
         return [(b"/", root)]
+    if any(not s for s in selectors):
+        raise FilesError("an empty path names nothing in the point (give / for all of it)")
     found: dict[bytes, Node] = {}
     literal = [s for s in selectors if not has_magic(s)]
     globs = PatternSet(s for s in selectors if has_magic(s))
