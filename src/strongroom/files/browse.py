@@ -44,24 +44,38 @@ def find_in_points(
     memo: dict[tuple[bytes, bytes], list[tuple[bytes, Node]]] = {}
 
     def search(path: bytes, node: Node) -> list[tuple[bytes, Node]]:
+        """Hits below ``node``; a subtree met again at the same path (in another point) is
+        answered from ``memo``.  An explicit stack: a tree may be 1,000s of folders deep."""
         assert node.subtree is not None
-        key = (node.subtree, path)
-        hits = memo.get(key)
-        if hits is None:
-            hits = []
-            for kid in trees.children(node):
-                kpath = os.path.join(path, kid.name)
-                if globs.matches(kpath, kid.kind == DIR):
-                    hits.append((kpath, kid))
-                if kid.kind == DIR and kid.subtree is not None:
-                    hits.extend(search(kpath, kid))
-            memo[key] = hits
-        return hits
+        top: list[tuple[bytes, Node]] = []
+        stack = [((node.subtree, path), path, top, iter(trees.children(node)))]
+        while stack:
+            key, here, hits, kids = stack[-1]
+            kid = next(kids, None)
+            if kid is None:
+                stack.pop()
+                memo[key] = hits
+                if stack:
+                    stack[-1][2].extend(hits)
+                continue
+            kpath = os.path.join(here, kid.name)
+            if globs.matches(kpath, kid.kind == DIR):
+                hits.append((kpath, kid))
+            if kid.kind == DIR and kid.subtree is not None:
+                below = memo.get((kid.subtree, kpath))
+                if below is not None:
+                    hits.extend(below)
+                else:
+                    stack.append(((kid.subtree, kpath), kpath, [], iter(trees.children(kid))))
+        return top
 
     for point in points:
         if point.manifest.kind != "files":
             continue
-        for path, node in search(b"/", root_node(point)):
+        root = root_node(point)
+        assert root.subtree is not None
+        found = memo.get((root.subtree, b"/"))
+        for path, node in found if found is not None else search(b"/", root):
             yield point, path, node
 
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from strongroom.errors import FilesError
+from strongroom.files.longpath import on_path
 from strongroom.files.nodes import DIR, FILE, Node
 from strongroom.files.patterns import PatternSet, has_magic
 from strongroom.files.tree import TreeReader, split_path
@@ -170,7 +171,7 @@ class Planner:
 
     def _conflict(self, dest: bytes, node: Node) -> str:
         try:
-            st = os.lstat(dest)
+            st = on_path(os.lstat, dest)
         except FileNotFoundError:
             return CREATE
         except OSError as exc:
@@ -192,7 +193,7 @@ class Planner:
     def _free_name(self, dest: bytes) -> bytes:
         candidate = dest + self.suffix
         n = 1
-        while os.path.lexists(candidate):
+        while on_path(os.path.lexists, candidate):
             n += 1
             candidate = dest + self.suffix + b"-" + str(n).encode()
         return candidate

@@ -42,6 +42,7 @@ from strongroom.files.fetch import (
     place_of,
     plan_jobs,
 )
+from strongroom.files.longpath import on_path, on_paths
 from strongroom.files.metadata import apply_metadata, ifmt_of
 from strongroom.files.nodes import DIR, FIFO, FILE, SYMLINK, TEMP_PREFIX, Node
 from strongroom.files.plan import (
@@ -181,7 +182,10 @@ class _Executor:
         for e in links:
             self._link(e)
         for e in reversed(self.dirs):
-            apply_metadata(e.dest, e.node, as_root=self.as_root, issue=self._issue(e))
+            try:
+                on_path(apply_metadata, e.dest, e.node, as_root=self.as_root, issue=self._issue(e))
+            except OSError as exc:  # a long path's folder could not be opened
+                self._fail(e, f"cannot apply metadata: {exc.strerror}")
 
     # --- directories, special files and links ----------------------------------------------
 
@@ -189,12 +193,12 @@ class _Executor:
         existed = e.action in (MERGE, SKIP_META)
         try:
             if e.action == REPLACE:
-                os.unlink(e.dest)
+                on_path(os.unlink, e.dest)
             if e.action in (CREATE, REPLACE, KEEP_BOTH):
                 try:
-                    os.mkdir(e.dest, 0o700)
+                    on_path(os.mkdir, e.dest, 0o700)
                 except FileExistsError:
-                    if not os.path.isdir(e.dest):
+                    if not on_path(os.path.isdir, e.dest):
                         raise
                     existed = True
         except OSError as exc:
@@ -211,15 +215,15 @@ class _Executor:
         tmp = self._tmp(e.folder)
         try:
             if node.kind == SYMLINK:
-                os.symlink(node.target or b"", tmp)
+                on_path(lambda p: os.symlink(node.target or b"", p), tmp)
             elif node.kind == FIFO:
-                os.mkfifo(tmp, 0o600)
+                on_path(os.mkfifo, tmp, 0o600)
             else:
-                os.mknod(tmp, 0o600 | ifmt_of(node.kind), node.rdev)
+                on_path(os.mknod, tmp, 0o600 | ifmt_of(node.kind), node.rdev)
+            on_path(apply_metadata, tmp, node, as_root=self.as_root, issue=self._issue(e))
         except OSError as exc:
             self._fail(e, f"cannot create {node.kind}: {exc.strerror}")
             return
-        apply_metadata(tmp, node, as_root=self.as_root, issue=self._issue(e))
         failure = _rename_into_place(tmp, e.dest)
         if failure is not None:
             self._fail(e, failure)
@@ -233,12 +237,12 @@ class _Executor:
             return
         tmp = self._tmp(e.folder)
         try:
-            os.link(e.link_to, tmp)
-            os.rename(tmp, e.dest)
+            on_paths(os.link, e.link_to, tmp)
+            on_paths(os.rename, tmp, e.dest)
         except OSError as exc:
             self._fail(e, f"cannot create hard link: {exc.strerror}")
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                on_path(os.unlink, tmp)
             return
         self.summary.links += 1
 
@@ -376,10 +380,10 @@ def _rename_into_place(tmp: bytes, dest: bytes) -> str | None:
     """The last step of every entry; a failed rename leaves no temp file behind (the reason
     is returned)."""
     try:
-        os.rename(tmp, dest)
+        on_paths(os.rename, tmp, dest)
     except OSError as exc:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            on_path(os.unlink, tmp)
         return f"cannot rename into place: {exc.strerror}"
     return None
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from strongroom.errors import FilesError
+from strongroom.files.longpath import Folder
 from strongroom.files.nodes import FILE, TEMP_NAME, TEMP_PREFIX
 from strongroom.files.plan import Plan
 from strongroom.storage import LocalBackend
@@ -70,24 +71,26 @@ def remove_stale_temps(folder: bytes, errors: list[tuple[str, str]]) -> None:
     """Remove what a killed restore left in ``folder``: only non-directories named exactly as
     a restore names its temporary files (:data:`TEMP_NAME`), never a user's file."""
     try:
-        with os.scandir(folder) as it:
+        with Folder(folder) as where:
             stale = [
-                e.path
-                for e in it
-                if e.name.startswith(TEMP_PREFIX)
-                and TEMP_NAME.fullmatch(e.name)
-                and not e.is_dir(follow_symlinks=False)
+                name
+                for name, entry in where.scandir()
+                if name.startswith(TEMP_PREFIX)
+                and TEMP_NAME.fullmatch(name)
+                and not entry.is_dir(follow_symlinks=False)
             ]
+            for name in stale:
+                try:
+                    where.unlink(name)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    path = _show(where.join(name))
+                    errors.append(
+                        (path, f"cannot remove a leftover temporary file: {exc.strerror}")
+                    )
     except OSError as exc:
         errors.append((_show(folder), f"cannot list: {exc.strerror}"))
-        return
-    for path in stale:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            errors.append((_show(path), f"cannot remove a leftover temporary file: {exc.strerror}"))
 
 
 def has_entries(target: bytes) -> bool:
