@@ -222,3 +222,43 @@ def test_a_very_long_source_name_works_with_its_files_cache(
     assert isinstance(again, dict) and again["bytes_read"] == 0
     listed = _json(capsys, ["ls", "latest", "--source", source, str(env), "--json"])
     assert isinstance(listed, list) and len(listed) == 3
+
+
+def test_listings_escape_control_characters_and_json_keeps_names(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = env / "odd"
+    src.mkdir()
+    names = {
+        b"new\nline": "new\\nline",
+        b"tab\there": "tab\\there",
+        b"back\\slash": "back\\\\slash",
+        b"esc\x1b[31mred": "esc\\033[31mred",
+        b"latin1-\xe9\xff": "latin1-\\351\\377",
+        "ünïcode".encode(): "ünïcode",
+    }
+    for raw in names:
+        (src / os.fsdecode(raw)).write_bytes(b"x")
+    first = _json(capsys, ["backup", "files", str(src), "--source", "s", "--json"])
+    for raw in names:
+        (src / os.fsdecode(raw)).write_bytes(b"changed")
+    second = _json(capsys, ["backup", "files", str(src), "--source", "s", "--json"])
+    assert isinstance(first, dict) and isinstance(second, dict)
+    expected = sorted(f"{src}/{shown}" for shown in names.values())
+
+    capsys.readouterr()
+    assert main(["ls", "latest", "--source", "s", str(src)]) == 0
+    assert sorted(capsys.readouterr().out.splitlines()) == expected
+    assert main(["ls", "latest", "--source", "s", str(src), "--long"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(line.split(" ", 5)[-1] for line in lines) == expected
+    assert main(["find", "*", "--source", "s"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "/odd/" in ln]
+    assert sorted({ln.split("  ")[-1] for ln in lines}) == expected and len(lines) == 12
+    assert main(["diff", first["point"], second["point"]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(ln[2:] for ln in lines if ln.startswith("M ")) == expected
+
+    listed = _json(capsys, ["ls", "latest", "--source", "s", str(src), "--json"])
+    assert isinstance(listed, list)
+    assert sorted(e["path"] for e in listed) == sorted(str(src / os.fsdecode(n)) for n in names)

@@ -7,7 +7,6 @@ while little is in memory.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -229,7 +228,7 @@ def ls_cmd(
     """List what a files point holds at PATH."""
     _no_empty([path], "'[PATH]'", "give / for the top")
     v = open_vault(vault, password_file)
-    from strongroom.files import list_point, long_line, node_doc
+    from strongroom.files import list_point, long_line, node_doc, shown_path
 
     p = _resolve(v, point, source)
     with v.lock():
@@ -239,7 +238,7 @@ def ls_cmd(
         return
     if not long:
         for path_, _ in found:
-            typer.echo(os.fsdecode(path_))
+            typer.echo(shown_path(path_))
         return
     rows = [long_line(path_, node) for path_, node in found]
     owner_w = max((len(r[1]) for r in rows), default=0)
@@ -259,7 +258,7 @@ def find_cmd(
     _no_empty([pattern], "'PATTERN'", "give '*' for every path")
     _check_patterns([pattern], "'PATTERN'")
     v = open_vault(vault, password_file)
-    from strongroom.files import find_in_points, node_doc
+    from strongroom.files import find_in_points, node_doc, shown_path
 
     with v.lock():
         points = [p for p in v.points() if source is None or p.manifest.source == source]
@@ -275,7 +274,7 @@ def find_cmd(
     for p, path, node in hits:
         when = p.manifest.time[:19].replace("T", " ")
         console().print(
-            f"{p.short_id}  {when}  {node.size:>12}  {escape(os.fsdecode(path))}", soft_wrap=True
+            f"{p.short_id}  {when}  {node.size:>12}  {escape(shown_path(path))}", soft_wrap=True
         )
     if not hits:
         console().print("no match")
@@ -300,7 +299,7 @@ def diff_cmd(
     if live is not None:
         _no_empty([live], "'--live'", "give . for the current folder")
     v = open_vault(vault, password_file)
-    from strongroom.files import diff_live, diff_points
+    from strongroom.files import diff_live, diff_points, shown_path
 
     p = _resolve(v, point, source)
     with v.lock():
@@ -319,5 +318,6 @@ def diff_cmd(
         return
     for c in changes:
         extra = f"  ({', '.join(c.fields)})" if c.fields else ""
-        console().print(f"{_DIFF_MARKS[c.change]} {escape(c.path)}{extra}", soft_wrap=True)
+        shown = escape(shown_path(c.path))
+        console().print(f"{_DIFF_MARKS[c.change]} {shown}{extra}", soft_wrap=True)
     console().print(f"{len(changes)} change(s)")

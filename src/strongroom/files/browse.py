@@ -79,6 +79,28 @@ def find_in_points(
             yield point, path, node
 
 
+_ESCAPES = {c: "\\" + e for c, e in zip("\a\b\t\n\v\f\r\\", "abtnvfr\\", strict=True)}
+
+
+def shown_path(path: bytes | str) -> str:
+    """A path for a one-line-per-entry listing, escaped as GNU ``ls -b`` does: ``\\n``,
+    ``\\t`` and the other C escapes, a backslash doubled, any other unprintable character
+    and any byte that is not UTF-8 as ``\\ooo`` (octal, per byte).  ``--json`` keeps exact
+    names instead."""
+    text = os.fsdecode(path)
+    if text.isprintable() and "\\" not in text:  # the common case: nothing to escape
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() and ch != "\\":
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        else:  # a lone surrogate is the byte surrogateescape kept
+            out.extend(f"\\{b:03o}" for b in os.fsencode(ch))
+    return "".join(out)
+
+
 def node_doc(path: bytes, node: Node) -> dict[str, Any]:
     """A JSON-friendly description of one entry."""
     doc: dict[str, Any] = {
@@ -107,7 +129,7 @@ def long_line(path: bytes, node: Node) -> tuple[str, ...]:
 
     when = datetime.fromtimestamp(node.mtime_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
     owner = f"{node.user or node.uid}/{node.group or node.gid}"
-    shown = os.fsdecode(path)
+    shown = shown_path(path)
     if node.target is not None:
-        shown += " -> " + os.fsdecode(node.target)
+        shown += " -> " + shown_path(node.target)
     return mode_string(node), owner, str(node.size), when, shown
