@@ -76,7 +76,11 @@ def _no_empty(values: Iterable[str], hint: str, names: str) -> None:
         raise typer.BadParameter(f"an empty value names nothing ({names})", param_hint=hint)
 
 
-def _check_patterns(patterns: Iterable[str], hint: str) -> None:
+def _check_patterns(patterns: list[str], hint: str) -> None:
+    """Before the vault is opened (a usage error asks no passphrase); the patterns module is
+    small, and without patterns not even loaded before the key is derived."""
+    if not patterns:
+        return
     from strongroom.files.patterns import PatternSet
 
     try:
