@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,3 +165,100 @@ def test_really_unreadable_as_unprivileged_user(
     doc = json.loads(out.read_text())
     assert {e["path"] for e in doc["error_list"]} == {str(src / "closed"), str(src / "locked")}
     assert doc["files"] == 1
+
+
+def _usage(capsys: pytest.CaptureFixture[str], argv: list[str], says: str) -> None:
+    capsys.readouterr()
+    assert main(argv) == 2, argv
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err, err
+
+
+def test_empty_paths_and_bad_patterns_are_usage_errors(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(env)  # an empty path must not mean this folder
+    empty = "an empty value names nothing"
+    _usage(capsys, ["backup", "files", ""], empty)
+    _usage(capsys, ["backup", "files", str(env), ""], empty)
+    _usage(capsys, ["backup", "files", str(env), "--exclude", ""], empty)
+    _usage(capsys, ["backup", "files", str(env), "--source", ""], empty)
+    _usage(capsys, ["backup", "files", str(env), "--exclude", "[z-a]"], "bad character range")
+    assert main(["backup", "files", str(env), "--source", "s"]) == 0
+    _usage(capsys, ["restore", "files", "latest", "--source", "s", "", "-t", "o"], empty)
+    _usage(capsys, ["restore", "files", "latest", "--source", "s", "[z-a]", "-t", "o"], "range")
+    _usage(capsys, ["ls", "latest", "--source", "s", ""], empty)
+    _usage(capsys, ["find", ""], empty)
+    _usage(capsys, ["find", "/x/[z-a]"], "bad pattern '/x/[z-a]'")
+    _usage(capsys, ["diff", "latest", "--source", "s", "--live", ""], empty)
+    assert not (tmp_path / "o").exists()
+
+
+def test_exclude_file_with_bad_lines_names_the_line(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    patterns = tmp_path / "excludes"
+    patterns.write_bytes(b"# comment\n*.log\n\n[z-a]\n")
+    _usage(capsys, ["backup", "files", str(env), "--exclude-file", str(patterns)], ", line 4:")
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\xff\xfe\n")
+    _usage(capsys, ["backup", "files", str(env), "--exclude-file", str(binary)], ", line 1: a NUL")
+    # bytes that are not UTF-8 are patterns of bytes, as file names are
+    (env / os.fsdecode(b"skip-\xff.dat")).write_bytes(b"x")
+    latin = tmp_path / "latin"
+    latin.write_bytes(b"skip-\xff.*\n")
+    doc = _json(capsys, ["backup", "files", str(env), "--exclude-file", str(latin), "--json"])
+    assert isinstance(doc, dict) and doc["files"] == 3
+
+
+def test_a_very_long_source_name_works_with_its_files_cache(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = "s" * 5000
+    time.sleep(0.2)  # out of the racy window: every file goes into the cache
+    doc = _json(capsys, ["backup", "files", str(env), "--source", source, "--json"])
+    assert isinstance(doc, dict) and doc["files_new"] == 3 and doc["warnings"] == []
+    again = _json(capsys, ["backup", "files", str(env), "--source", source, "--json"])
+    assert isinstance(again, dict) and again["bytes_read"] == 0
+    listed = _json(capsys, ["ls", "latest", "--source", source, str(env), "--json"])
+    assert isinstance(listed, list) and len(listed) == 3
+
+
+def test_listings_escape_control_characters_and_json_keeps_names(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = env / "odd"
+    src.mkdir()
+    names = {
+        b"new\nline": "new\\nline",
+        b"tab\there": "tab\\there",
+        b"back\\slash": "back\\\\slash",
+        b"esc\x1b[31mred": "esc\\033[31mred",
+        b"latin1-\xe9\xff": "latin1-\\351\\377",
+        "ünïcode".encode(): "ünïcode",
+    }
+    for raw in names:
+        (src / os.fsdecode(raw)).write_bytes(b"x")
+    first = _json(capsys, ["backup", "files", str(src), "--source", "s", "--json"])
+    for raw in names:
+        (src / os.fsdecode(raw)).write_bytes(b"changed")
+    second = _json(capsys, ["backup", "files", str(src), "--source", "s", "--json"])
+    assert isinstance(first, dict) and isinstance(second, dict)
+    expected = sorted(f"{src}/{shown}" for shown in names.values())
+
+    capsys.readouterr()
+    assert main(["ls", "latest", "--source", "s", str(src)]) == 0
+    assert sorted(capsys.readouterr().out.splitlines()) == expected
+    assert main(["ls", "latest", "--source", "s", str(src), "--long"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(line.split(" ", 5)[-1] for line in lines) == expected
+    assert main(["find", "*", "--source", "s"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "/odd/" in ln]
+    assert sorted({ln.split("  ")[-1] for ln in lines}) == expected and len(lines) == 12
+    assert main(["diff", first["point"], second["point"]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(ln[2:] for ln in lines if ln.startswith("M ")) == expected
+
+    listed = _json(capsys, ["ls", "latest", "--source", "s", str(src), "--json"])
+    assert isinstance(listed, list)
+    assert sorted(e["path"] for e in listed) == sorted(str(src / os.fsdecode(n)) for n in names)

@@ -215,3 +215,49 @@ def set_times(root: Path) -> None:
             if not os.path.islink(p):
                 os.utime(p, ns=(T_DIR + 11, T_DIR + len(name)))
     os.utime(root, ns=(T_DIR + 3, T_DIR + 2))
+
+
+def digest_tree(root: Path) -> dict[bytes, tuple[Any, ...]]:
+    """Every entry below ``root`` (relative path -> type, mode, owner, mtime, content hash or
+    link target), walked through descriptors: paths may be longer than PATH_MAX and trees
+    deeper than Python's recursion limit."""
+    out: dict[bytes, tuple[Any, ...]] = {}
+    stack = [(b"", os.open(root, os.O_RDONLY | os.O_DIRECTORY))]
+    while stack:
+        rel, fd = stack.pop()
+        try:
+            for name in sorted(os.fsencode(n) for n in os.listdir(fd)):
+                st = os.lstat(name, dir_fd=fd)
+                sub = os.path.join(rel, name)
+                extra: Any = None
+                if stat.S_ISDIR(st.st_mode):
+                    child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                    stack.append((sub, child))
+                elif stat.S_ISLNK(st.st_mode):
+                    extra = os.readlink(name, dir_fd=fd)
+                elif stat.S_ISREG(st.st_mode):
+                    f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+                    with os.fdopen(f, "rb") as fh:
+                        extra = hashlib.sha256(fh.read()).hexdigest()
+                out[sub] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_size, extra)
+        finally:
+            os.close(fd)
+    return out
+
+
+def make_chain(root: Path, names: list[str], leaf: bytes) -> None:
+    """Folders ``root/names[0]/names[1]/...`` (however long or deep) and a file ``leaf`` in
+    the last one, made through descriptors."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names:
+            os.mkdir(name, dir_fd=fd)
+            step = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = step
+        f = os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(f, leaf)
+        os.close(f)
+        os.symlink("leaf", "link", dir_fd=fd)
+    finally:
+        os.close(fd)

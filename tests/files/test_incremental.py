@@ -19,7 +19,7 @@ from strongroom.files import (
     reading,
     restore_files,
 )
-from strongroom.files.cache import cache_path
+from strongroom.files.cache import cache_path, cache_scope, row_mac
 from strongroom.files.content import Content, ContentReader
 from strongroom.vault import Vault
 from tests.files._support import assert_same, snapshot
@@ -78,7 +78,13 @@ def test_cached_ids_missing_from_vault_are_never_trusted(tmp_path: Path, vault: 
     time.sleep(0.2)
     backup_files(vault, BackupOptions([str(src)], source="s"))
     db = sqlite3.connect(cache_path(vault.vault_id, "s"))
-    db.execute("UPDATE files SET chunks = ? WHERE name = ?", (os.urandom(32), b"a"))
+    # an authentic row (as the key's holder could write) naming a chunk the vault lacks
+    d, n, ino, size, mt, ct = db.execute(
+        "SELECT dir, name, ino, size, mtime, ctime FROM files WHERE name = ?", (b"a",)
+    ).fetchone()
+    chunks = os.urandom(32)
+    mac = row_mac(vault.local_cache_key(cache_scope("s")), d, n, ino, size, mt, ct, chunks, None)
+    db.execute("UPDATE files SET chunks = ?, mac = ? WHERE name = ?", (chunks, mac, b"a"))
     db.commit()
     db.close()
     second = backup_files(vault, BackupOptions([str(src)], source="s"))

@@ -7,8 +7,7 @@ while little is in memory.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -24,6 +23,7 @@ from strongroom.cli.options import (
     open_vault,
 )
 from strongroom.cli.output import console, escape, human_bytes, is_tty, print_json, warn
+from strongroom.errors import StrongroomError
 
 if TYPE_CHECKING:
     from strongroom.vault import RecoveryPoint, Vault
@@ -77,6 +77,40 @@ def _progress(enabled: bool, verb: str) -> Iterator[Callable[[int, int, str], No
         yield update
 
 
+def _no_empty(values: Iterable[str], hint: str, names: str) -> None:
+    """An empty argument is a usage mistake (say, an unset shell variable), not "here"."""
+    if any(not v for v in values):
+        raise typer.BadParameter(f"an empty value names nothing ({names})", param_hint=hint)
+
+
+def _check_patterns(patterns: list[str], hint: str) -> None:
+    """Before the vault is opened (a usage error asks no passphrase); the patterns module is
+    small, and without patterns not even loaded before the key is derived."""
+    if not patterns:
+        return
+    from strongroom.files.patterns import PatternSet
+
+    try:
+        PatternSet(patterns)
+    except StrongroomError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
+
+
+def _exclude_patterns(exclude: list[str], exclude_file: Path | None) -> list[str]:
+    _no_empty(exclude, "'--exclude'", "give a pattern")
+    _check_patterns(exclude, "'--exclude'")
+    if exclude_file is None:
+        return list(exclude)
+    from strongroom.files.patterns import read_pattern_file
+
+    try:
+        return [*exclude, *read_pattern_file(exclude_file)]
+    except OSError as exc:
+        raise CLIError(f"cannot read {exclude_file}: {exc.strerror}") from None
+    except StrongroomError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--exclude-file'") from None
+
+
 def _resolve(v: Vault, spec: str, source: str | None) -> RecoveryPoint:
     if spec == "latest" and source is None:
         import socket
@@ -106,15 +140,13 @@ def backup_files_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Back up files and folders; prints the new recovery point's id."""
+    _no_empty(paths, "'PATHS...'", "give . for the current folder")
+    if source is not None:
+        _no_empty([source], "'--source'", "leave it out for this host's name")
+    patterns = _exclude_patterns(exclude or [], exclude_file)
     v = open_vault(vault, password_file)
-    from strongroom.files import BackupOptions, backup_files, read_pattern_file
+    from strongroom.files import BackupOptions, backup_files
 
-    patterns = list(exclude or [])
-    if exclude_file is not None:
-        try:
-            patterns += read_pattern_file(exclude_file)
-        except OSError as exc:
-            raise CLIError(f"cannot read {exclude_file}: {exc.strerror}") from None
     opts = BackupOptions(
         paths=paths,
         source=source,
@@ -130,6 +162,8 @@ def backup_files_cmd(
     else:
         for path, reason in summary.errors:
             warn(f"{path}: {reason}")
+        for message in summary.warnings:
+            warn(message)
         for path in summary.inconsistent:
             warn(f"{path}: changed while it was read (recorded as inconsistent)")
         for path, reason in summary.skipped:
@@ -167,6 +201,8 @@ def restore_files_cmd(
     """Restore a files point, or some of it, into a folder."""
     if on_conflict not in CONFLICT_POLICIES:
         raise CLIError(f"--on-conflict must be one of {', '.join(CONFLICT_POLICIES)}")
+    _no_empty(paths or [], "'[PATHS]...'", "leave the paths out to restore all of the point")
+    _check_patterns(paths or [], "'[PATHS]...'")
     v = open_vault(vault, password_file, no_lock=no_lock)
     from strongroom.files import RestoreOptions, restore_files
 
@@ -203,8 +239,9 @@ def ls_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """List what a files point holds at PATH."""
+    _no_empty([path], "'[PATH]'", "give / for the top")
     v = open_vault(vault, password_file, no_lock=no_lock)
-    from strongroom.files import list_point, long_line, node_doc
+    from strongroom.files import list_point, long_line, node_doc, shown_path
 
     p = _resolve(v, point, source)
     with v.read_lock():
@@ -214,7 +251,7 @@ def ls_cmd(
         return
     if not long:
         for path_, _ in found:
-            typer.echo(os.fsdecode(path_))
+            typer.echo(shown_path(path_))
         return
     rows = [long_line(path_, node) for path_, node in found]
     owner_w = max((len(r[1]) for r in rows), default=0)
@@ -232,8 +269,10 @@ def find_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Find which files points hold paths matching PATTERN."""
+    _no_empty([pattern], "'PATTERN'", "give '*' for every path")
+    _check_patterns([pattern], "'PATTERN'")
     v = open_vault(vault, password_file, no_lock=no_lock)
-    from strongroom.files import find_in_points, node_doc
+    from strongroom.files import find_in_points, node_doc, shown_path
 
     with v.read_lock():
         points = [p for p in v.points() if source is None or p.manifest.source == source]
@@ -249,7 +288,7 @@ def find_cmd(
     for p, path, node in hits:
         when = p.manifest.time[:19].replace("T", " ")
         console().print(
-            f"{p.short_id}  {when}  {node.size:>12}  {escape(os.fsdecode(path))}", soft_wrap=True
+            f"{p.short_id}  {when}  {node.size:>12}  {escape(shown_path(path))}", soft_wrap=True
         )
     if not hits:
         console().print("no match")
@@ -272,8 +311,10 @@ def diff_cmd(
     """What changed: between two points, or between a point and the live files."""
     if live is not None and point2 is not None:
         raise CLIError("give either a second point or --live, not both")
+    if live is not None:
+        _no_empty([live], "'--live'", "give . for the current folder")
     v = open_vault(vault, password_file, no_lock=no_lock)
-    from strongroom.files import diff_live, diff_points
+    from strongroom.files import diff_live, diff_points, shown_path
 
     p = _resolve(v, point, source)
     with v.read_lock():
@@ -292,5 +333,6 @@ def diff_cmd(
         return
     for c in changes:
         extra = f"  ({', '.join(c.fields)})" if c.fields else ""
-        console().print(f"{_DIFF_MARKS[c.change]} {escape(c.path)}{extra}", soft_wrap=True)
+        shown = escape(shown_path(c.path))
+        console().print(f"{_DIFF_MARKS[c.change]} {shown}{extra}", soft_wrap=True)
     console().print(f"{len(changes)} change(s)")

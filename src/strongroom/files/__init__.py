@@ -17,7 +17,13 @@ from strongroom.lazyexports import lazy_exports
 
 if TYPE_CHECKING:
     from strongroom.files.backup import BackupOptions, BackupSummary, backup_files
-    from strongroom.files.browse import find_in_points, list_point, long_line, node_doc
+    from strongroom.files.browse import (
+        find_in_points,
+        list_point,
+        long_line,
+        node_doc,
+        shown_path,
+    )
     from strongroom.files.diff import Change, diff_live, diff_points
     from strongroom.files.nodes import Node, decode_dir, encode_dir
     from strongroom.files.patterns import PatternSet, read_pattern_file
@@ -44,6 +50,7 @@ _HOME = {
     "node_doc": "browse",
     "read_pattern_file": "patterns",
     "restore_files": "restore",
+    "shown_path": "browse",
 }
 
 __all__ = [
@@ -66,6 +73,7 @@ __all__ = [
     "node_doc",
     "read_pattern_file",
     "restore_files",
+    "shown_path",
 ]
 
 

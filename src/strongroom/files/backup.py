@@ -25,8 +25,9 @@ from typing import Any
 
 from strongroom.chunking import ALGORITHM, CDCParams, ContentChunker
 from strongroom.errors import FilesError
-from strongroom.files.cache import FilesCache, cache_path
+from strongroom.files.cache import FilesCache, cache_path, cache_scope
 from strongroom.files.content import ContentReader
+from strongroom.files.longpath import Folder
 from strongroom.files.metadata import Names, node_from_stat, read_xattrs
 from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node, encode_dir
 from strongroom.files.patterns import PatternSet
@@ -76,6 +77,7 @@ class BackupSummary:
     errors: list[tuple[str, str]] = field(default_factory=list)
     inconsistent: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # not about any file: the files cache
     duration: float = 0.0
 
     def counts(self) -> dict[str, Any]:
@@ -103,6 +105,7 @@ class BackupSummary:
         doc["error_list"] = [{"path": p, "reason": r} for p, r in self.errors]
         doc["inconsistent_list"] = self.inconsistent
         doc["skipped_list"] = [{"path": p, "reason": r} for p, r in self.skipped]
+        doc["warnings"] = self.warnings
         return doc
 
 
@@ -169,7 +172,29 @@ class _Engine:
     def _list(
         self, d: _Dir, sel: Selection | None, dev: int
     ) -> list[tuple[_Dir, Selection | None, int]]:
-        entries = self._named_entries(d, sel) if sel is not None and not sel.full else self._scan(d)
+        named = sel is not None and not sel.full
+        try:
+            folder = Folder(d.path)
+        except OSError as exc:  # a long path opened step by step: a step failed
+            if named:
+                raise FilesError(f"{_show(d.path)}: {exc.strerror}") from None
+            self._unlisted(d, exc)
+            return []
+        with folder:
+            if sel is not None and not sel.full:
+                entries = self._named_entries(folder, sel)
+            else:
+                entries = self._scan(d, folder)
+            return self._entries(d, folder, sel, dev, entries)
+
+    def _entries(
+        self,
+        d: _Dir,
+        folder: Folder,
+        sel: Selection | None,
+        dev: int,
+        entries: list[tuple[bytes, os.stat_result]],
+    ) -> list[tuple[_Dir, Selection | None, int]]:
         cached = self.cache.lookup_dir(d.path) if self.cache is not None else {}
         d.cached = bool(cached)
         files: set[bytes] = set()
@@ -181,7 +206,7 @@ class _Engine:
             if not restricted and (sel is None or sel.full) and self._excluded(path, st):
                 continue
             # a file that is read gets its xattrs in the worker (from the open descriptor)
-            node = self._node(path, name, st, xattrs=not stat.S_ISREG(st.st_mode))
+            node = self._node(folder, path, name, st, xattrs=not stat.S_ISREG(st.st_mode))
             if node is None:
                 continue
             if node.kind == DIR:
@@ -199,40 +224,41 @@ class _Engine:
                     children.append((sub, None, dev))
             elif node.kind == FILE:
                 files.add(name)
-                self._file(d, path, node, st, cached.get(name))
+                self._file(folder, d, path, node, st, cached.get(name))
             else:
                 self.summary.others += 1
             d.nodes.append(node)
         d.gone = [name for name in cached if name not in files]
         return children
 
-    def _named_entries(self, d: _Dir, sel: Selection) -> list[tuple[bytes, os.stat_result]]:
+    def _named_entries(self, folder: Folder, sel: Selection) -> list[tuple[bytes, os.stat_result]]:
         found = []
         for name in sorted(sel.children):
-            path = os.path.join(d.path, name)
             try:
-                found.append((name, os.lstat(path)))
+                found.append((name, folder.lstat(name)))
             except OSError as exc:
-                raise FilesError(f"{_show(path)}: {exc.strerror}") from None
+                raise FilesError(f"{_show(folder.join(name))}: {exc.strerror}") from None
         return found
 
-    def _scan(self, d: _Dir) -> list[tuple[bytes, os.stat_result]]:
+    def _scan(self, d: _Dir, folder: Folder) -> list[tuple[bytes, os.stat_result]]:
         found = []
         try:
-            with os.scandir(d.path) as it:
-                entries = sorted((e.name, e) for e in it if not e.name.startswith(TEMP_PREFIX))
+            entries = sorted((n, e) for n, e in folder.scandir() if not n.startswith(TEMP_PREFIX))
         except OSError as exc:
-            reason = f"cannot list directory: {exc.strerror}"
-            self._error(d.path, reason)
-            if d.node is not None:
-                d.node.error = reason
+            self._unlisted(d, exc)
             return []
         for name, entry in entries:
             try:
                 found.append((name, entry.stat(follow_symlinks=False)))
             except OSError as exc:
-                self._error(entry.path, exc.strerror or str(exc))
+                self._error(folder.join(name), exc.strerror or str(exc))
         return found
+
+    def _unlisted(self, d: _Dir, exc: OSError) -> None:
+        reason = f"cannot list directory: {exc.strerror}"
+        self._error(d.path, reason)
+        if d.node is not None:
+            d.node.error = reason
 
     def _excluded(self, path: bytes, st: os.stat_result) -> bool:
         is_dir = stat.S_ISDIR(st.st_mode)
@@ -243,16 +269,18 @@ class _Engine:
             return True
         return False
 
-    def _node(self, path: bytes, name: bytes, st: os.stat_result, xattrs: bool) -> Node | None:
+    def _node(
+        self, folder: Folder, path: bytes, name: bytes, st: os.stat_result, xattrs: bool
+    ) -> Node | None:
         node = node_from_stat(name, st, self.names)
         if node is None:
             self.summary.skipped.append((_show(path), "socket (not backed up)"))
             return None
         try:
             if xattrs:
-                node.xattrs = read_xattrs(path)
+                node.xattrs = read_xattrs(folder.reach(name, path))
             if node.kind == SYMLINK:
-                node.target = os.readlink(path)
+                node.target = folder.readlink(name)
         except OSError as exc:
             self._error(path, f"cannot read metadata: {exc.strerror}")
         return node
@@ -263,12 +291,14 @@ class _Engine:
 
     # --- files -----------------------------------------------------------------------------
 
-    def _file(self, d: _Dir, path: bytes, node: Node, st: os.stat_result, hit: Any) -> None:
+    def _file(
+        self, folder: Folder, d: _Dir, path: bytes, node: Node, st: os.stat_result, hit: Any
+    ) -> None:
         self.summary.files += 1
         if hit is not None and hit.matches(st) and all(c in self.vault.index for c in hit.chunks):
             node.chunks, node.extents = hit.chunks, hit.extents
             try:
-                node.xattrs = read_xattrs(path)
+                node.xattrs = read_xattrs(folder.reach(node.name, path))
             except OSError as exc:
                 self._error(path, f"cannot read metadata: {exc.strerror}")
             self.summary.files_unchanged += 1
@@ -402,6 +432,15 @@ def _manifest(
     )
 
 
+def _cache_warnings(cache: FilesCache, s: BackupSummary) -> None:
+    s.warnings.extend(cache.warnings)
+    if cache.rejected:
+        s.warnings.append(
+            f"files cache {cache.path}: {cache.rejected} entries failed authentication"
+            " (damaged or tampered with); their files were read again"
+        )
+
+
 def backup_files(
     vault: Vault, opts: BackupOptions, progress: Progress | None = None
 ) -> BackupSummary:
@@ -416,7 +455,10 @@ def backup_files(
         engine.summary.source = source
         try:
             if opts.use_cache:
-                engine.cache = FilesCache(cache_path(vault.vault_id, source, opts.cache_root))
+                engine.cache = FilesCache(
+                    cache_path(vault.vault_id, source, opts.cache_root),
+                    vault.local_cache_key(cache_scope(source)),
+                )
             root = engine.run(selection)
             writer.flush()
             s = engine.summary
@@ -427,6 +469,7 @@ def backup_files(
             s.point_id = point.point_id
             if engine.cache is not None:
                 engine.cache.commit()
+                _cache_warnings(engine.cache, s)
         finally:
             engine.pool.shutdown(wait=True, cancel_futures=True)
             writer.close()

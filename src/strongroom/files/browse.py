@@ -44,25 +44,61 @@ def find_in_points(
     memo: dict[tuple[bytes, bytes], list[tuple[bytes, Node]]] = {}
 
     def search(path: bytes, node: Node) -> list[tuple[bytes, Node]]:
+        """Hits below ``node``; a subtree met again at the same path (in another point) is
+        answered from ``memo``.  An explicit stack: a tree may be 1,000s of folders deep."""
         assert node.subtree is not None
-        key = (node.subtree, path)
-        hits = memo.get(key)
-        if hits is None:
-            hits = []
-            for kid in trees.children(node):
-                kpath = os.path.join(path, kid.name)
-                if globs.matches(kpath, kid.kind == DIR):
-                    hits.append((kpath, kid))
-                if kid.kind == DIR and kid.subtree is not None:
-                    hits.extend(search(kpath, kid))
-            memo[key] = hits
-        return hits
+        top: list[tuple[bytes, Node]] = []
+        stack = [((node.subtree, path), path, top, iter(trees.children(node)))]
+        while stack:
+            key, here, hits, kids = stack[-1]
+            kid = next(kids, None)
+            if kid is None:
+                stack.pop()
+                memo[key] = hits
+                if stack:
+                    stack[-1][2].extend(hits)
+                continue
+            kpath = os.path.join(here, kid.name)
+            if globs.matches(kpath, kid.kind == DIR):
+                hits.append((kpath, kid))
+            if kid.kind == DIR and kid.subtree is not None:
+                below = memo.get((kid.subtree, kpath))
+                if below is not None:
+                    hits.extend(below)
+                else:
+                    stack.append(((kid.subtree, kpath), kpath, [], iter(trees.children(kid))))
+        return top
 
     for point in points:
         if point.manifest.kind != "files":
             continue
-        for path, node in search(b"/", root_node(point)):
+        root = root_node(point)
+        assert root.subtree is not None
+        found = memo.get((root.subtree, b"/"))
+        for path, node in found if found is not None else search(b"/", root):
             yield point, path, node
+
+
+_ESCAPES = {c: "\\" + e for c, e in zip("\a\b\t\n\v\f\r\\", "abtnvfr\\", strict=True)}
+
+
+def shown_path(path: bytes | str) -> str:
+    """A path for a one-line-per-entry listing, escaped as GNU ``ls -b`` does: ``\\n``,
+    ``\\t`` and the other C escapes, a backslash doubled, any other unprintable character
+    and any byte that is not UTF-8 as ``\\ooo`` (octal, per byte).  ``--json`` keeps exact
+    names instead."""
+    text = os.fsdecode(path)
+    if text.isprintable() and "\\" not in text:  # the common case: nothing to escape
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() and ch != "\\":
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        else:  # a lone surrogate is the byte surrogateescape kept
+            out.extend(f"\\{b:03o}" for b in os.fsencode(ch))
+    return "".join(out)
 
 
 def node_doc(path: bytes, node: Node) -> dict[str, Any]:
@@ -93,7 +129,7 @@ def long_line(path: bytes, node: Node) -> tuple[str, ...]:
 
     when = datetime.fromtimestamp(node.mtime_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
     owner = f"{node.user or node.uid}/{node.group or node.gid}"
-    shown = os.fsdecode(path)
+    shown = shown_path(path)
     if node.target is not None:
-        shown += " -> " + os.fsdecode(node.target)
+        shown += " -> " + shown_path(node.target)
     return mode_string(node), owner, str(node.size), when, shown

@@ -10,21 +10,37 @@ never a wrong backup.  Rows are written in one transaction committed after the r
 rows not seen for :data:`FORGET_AFTER_S` are dropped.  A row that still matches is not rewritten:
 its directory's rows get a new ``seen`` at most once a day, so a backup of unchanged files
 writes almost nothing to the cache.
+
+Every row carries a MAC (keyed BLAKE3, 16 bytes) over everything that decides reuse: path,
+inode, size, mtime, ctime, chunk ids and extents, under a key derived from the vault's key and
+the source (:meth:`Vault.local_cache_key`).  A row whose MAC fails (edited, swapped with
+another row, from another vault) is treated as absent: the file is read again.  A cache file
+SQLite calls damaged (not a database, malformed) is set aside under a ``.damaged-<time>``
+suffix and rebuilt; any other SQLite failure (locked for a minute, read-only, out of space)
+costs only the cache for this backup.  Either way the backup goes on, with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
 import sqlite3
+import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
+
+import blake3
 
 FORGET_AFTER_S = 30 * 24 * 3600
 _TOUCH_AFTER_S = 24 * 3600
+# PRAGMA user_version: a cache of another layout (version 1 had no MACs) is emptied on open
+_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     dir BLOB NOT NULL,
@@ -36,14 +52,44 @@ CREATE TABLE IF NOT EXISTS files (
     chunks BLOB NOT NULL,
     extents TEXT,
     seen INTEGER NOT NULL,
+    mac BLOB NOT NULL,
     PRIMARY KEY (dir, name)
 ) WITHOUT ROWID
 """
 
 
 _INSERT = "INSERT OR REPLACE INTO files VALUES "
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_ROWS_PER_INSERT = 999 // 9  # SQLite before 3.32 takes at most 999 parameters
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROWS_PER_INSERT = 999 // 10  # SQLite before 3.32 takes at most 999 parameters
+_MAC_SIZE = 16  # 128 bits: forging one needs the key, guessing one 2**128 tries
+# lengths of dir, name and chunks, then ino, size, mtime, ctime: every field at a fixed place
+_MAC_HEAD = struct.Struct("<IIIQqqq")
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+_T = TypeVar("_T")
+_NAME_MAX = 200  # of a cache file's name before ".sqlite" and a ".damaged-<time>-wal" suffix
+
+
+def cache_scope(source: str) -> str:
+    """The scope of a source's cache key (:meth:`Vault.local_cache_key`)."""
+    return "files-cache/1 " + source
+
+
+def row_mac(
+    key: bytes,
+    directory: bytes,
+    name: bytes,
+    ino: int,
+    size: int,
+    mtime: int,
+    ctime: int,
+    chunks: bytes,
+    extents: str | None,
+) -> bytes:
+    """The MAC of one row (``extents`` as stored: JSON text or None)."""
+    head = _MAC_HEAD.pack(len(directory), len(name), len(chunks), ino, size, mtime, ctime)
+    tail = b"\0" if extents is None else b"\1" + extents.encode()
+    data = b"".join((head, directory, name, chunks, tail))
+    return blake3.blake3(data, key=key).digest(_MAC_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +117,9 @@ def default_cache_dir() -> Path:
 
 def cache_path(vault_id: bytes, source: str, root: Path | None = None) -> Path:
     safe = quote(source, safe="") or "_"
+    if len(safe) > _NAME_MAX:  # a file name has at most 255 bytes: keep a prefix and a hash
+        digest = blake3.blake3(source.encode("utf-8", "surrogateescape")).hexdigest(16)
+        safe = f"{safe[: _NAME_MAX - 33]}-{digest}"
     return (root or default_cache_dir()) / vault_id.hex() / f"{safe}.sqlite"
 
 
@@ -78,63 +127,169 @@ def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + 32] for i in range(0, len(blob), 32)]
 
 
-class FilesCache:
-    """One source's cache; use from one thread."""
+def _damaged(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    return code in _DAMAGED
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+def _describe(exc: sqlite3.Error) -> str:
+    return str(exc) or type(exc).__name__
+
+
+class FilesCache:
+    """One source's cache; use from one thread.
+
+    Never raises for the cache's own troubles: they end up in :attr:`warnings` and cost
+    re-reads.  :attr:`rejected` counts rows whose MAC failed.
+    """
+
+    def __init__(self, path: Path, key: bytes) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, timeout=60, isolation_level="DEFERRED")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._key = key
+        self._now = int(time.time())
+        self.warnings: list[str] = []
+        self.rejected = 0
+        self._db: sqlite3.Connection | None = None
+        self._off = False  # set when the cache cannot be used for this backup
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._give_up(exc.strerror or str(exc))
+            return
+        self._guard(self._connect, None)
+
+    def _connect(self) -> None:
+        db = sqlite3.connect(self.path, timeout=60, isolation_level="DEFERRED")
+        self._db = db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
         # SQLite's page cache (2 MiB by default) filled with the backup's new rows and stayed:
         # the rows are written once and read once per directory, so 512 KiB does as well
-        self._db.execute("PRAGMA cache_size=-512")
-        self._db.execute(_SCHEMA)
-        self._db.commit()
-        self._now = int(time.time())
+        db.execute("PRAGMA cache_size=-512")
+        if db.execute("PRAGMA user_version").fetchone()[0] != _VERSION:
+            db.execute("DROP TABLE IF EXISTS files")
+            db.execute(f"PRAGMA user_version={_VERSION}")
+        db.execute(_SCHEMA)
+        db.commit()
+
+    def _guard(self, action: Callable[[], _T], failed: _T) -> _T:
+        """Run a cache action; a damaged cache is set aside and rebuilt (then the action runs
+        once more), any other SQLite failure turns the cache off for this backup."""
+        if self._off:
+            return failed
+        try:
+            return action()
+        except sqlite3.Error as exc:
+            if not _damaged(exc):
+                self._give_up(_describe(exc))
+                return failed
+            self._set_aside(exc)
+        try:
+            self._connect()
+            return action()
+        except sqlite3.Error as exc:
+            self._give_up(_describe(exc))
+            return failed
+
+    def _give_up(self, reason: str) -> None:
+        self.warnings.append(
+            f"files cache {self.path} not used ({reason}): every file is read this time"
+        )
+        self._off = True
+        self._close()
+
+    def _set_aside(self, exc: sqlite3.Error) -> None:
+        self._close()
+        aside = f".damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{self.path}{aside}{suffix}")
+        self.warnings.append(
+            f"files cache {self.path} is damaged ({_describe(exc)}): set aside as "
+            f"{self.path.name}{aside}, rebuilt (unchanged files are read again this time)"
+        )
+
+    def _close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.rollback()
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None  # only reached through _guard
+        return self._db
 
     def lookup_dir(self, directory: bytes) -> dict[bytes, CacheEntry]:
-        rows = self._db.execute(
-            "SELECT name, ino, size, mtime, ctime, chunks, extents FROM files WHERE dir = ?",
+        """The authentic rows of ``directory`` by name; rows whose MAC fails are dropped."""
+        return self._guard(lambda: self._lookup(directory), {})
+
+    def _lookup(self, directory: bytes) -> dict[bytes, CacheEntry]:
+        rows = self.db.execute(
+            "SELECT name, ino, size, mtime, ctime, chunks, extents, mac FROM files WHERE dir = ?",
             (directory,),
-        )
+        ).fetchall()
         found: dict[bytes, CacheEntry] = {}
-        for name, ino, size, mtime, ctime, chunks, extents in rows:
+        bad: list[bytes] = []
+        key = self._key
+        for name, ino, size, mtime, ctime, chunks, extents, mac in rows:
+            want = row_mac(key, directory, name, ino, size, mtime, ctime, chunks, extents)
+            if not hmac.compare_digest(want, mac):
+                bad.append(name)
+                continue
             ext = [(a, b) for a, b in json.loads(extents)] if extents else None
             found[bytes(name)] = CacheEntry(ino, size, mtime, ctime, _split(chunks), ext)
+        if bad:
+            self.rejected += len(bad)
+            self.db.executemany(
+                "DELETE FROM files WHERE dir = ? AND name = ?", [(directory, n) for n in bad]
+            )
         return found
 
     def store(
         self, rows: list[tuple[bytes, bytes, int, int, int, int, list[bytes], object]]
     ) -> None:
         """Rows of (dir, name, ino, size, mtime_ns, ctime_ns, chunk ids, extents or None)."""
+        self._guard(lambda: self._store(rows), None)
+
+    def _store(
+        self, rows: list[tuple[bytes, bytes, int, int, int, int, list[bytes], object]]
+    ) -> None:
         # Many rows per statement: SQLite releases the GIL for every step, and a backup's
         # readers hold it in between, so one step per row costs a thread switch per file.
+        key = self._key
         for start in range(0, len(rows), _ROWS_PER_INSERT):
             part = rows[start : start + _ROWS_PER_INSERT]
             values: list[object] = []
             for d, n, ino, size, mt, ct, ch, ext in part:
                 extents = json.dumps(ext) if ext else None
-                values += (d, n, ino, size, mt, ct, b"".join(ch), extents, self._now)
-            self._db.execute(_INSERT + ",".join([_ROW] * len(part)), values)
+                chunks = b"".join(ch)
+                mac = row_mac(key, d, n, ino, size, mt, ct, chunks, extents)
+                values += (d, n, ino, size, mt, ct, chunks, extents, self._now, mac)
+            self.db.execute(_INSERT + ",".join([_ROW] * len(part)), values)
 
     def touch_dir(self, directory: bytes, gone: list[bytes]) -> None:
         """Keep a backed-up directory's rows alive; drop the rows of names no longer there."""
-        self._db.execute(
+        self._guard(lambda: self._touch(directory, gone), None)
+
+    def _touch(self, directory: bytes, gone: list[bytes]) -> None:
+        self.db.execute(
             "UPDATE files SET seen = ? WHERE dir = ? AND seen < ?",
             (self._now, directory, self._now - _TOUCH_AFTER_S),
         )
         if gone:
-            self._db.executemany(
+            self.db.executemany(
                 "DELETE FROM files WHERE dir = ? AND name = ?", [(directory, n) for n in gone]
             )
 
     def commit(self) -> None:
-        self._db.execute("DELETE FROM files WHERE seen < ?", (self._now - FORGET_AFTER_S,))
-        self._db.commit()
+        self._guard(self._commit, None)
+
+    def _commit(self) -> None:
+        self.db.execute("DELETE FROM files WHERE seen < ?", (self._now - FORGET_AFTER_S,))
+        self.db.commit()
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.rollback()
-        self._db.close()
+        self._close()

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from strongroom.chunking import BytesLike, ContentChunker
+from strongroom.files.longpath import open_file
 from strongroom.files.metadata import ExtentReader, data_extents
 
 Put = Callable[[BytesLike], bytes]
@@ -39,11 +40,11 @@ def open_for_reading(path: bytes) -> int:
     place, and leaves its atime alone where the kernel lets us (owner or root)."""
     if _NOATIME:
         try:
-            return os.open(path, OPEN_FLAGS | _NOATIME)
+            return open_file(path, OPEN_FLAGS | _NOATIME)
         except PermissionError as exc:
             if exc.errno != errno.EPERM:
                 raise
-    return os.open(path, OPEN_FLAGS)
+    return open_file(path, OPEN_FLAGS)
 
 
 class ContentReader:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from strongroom.chunking import CDCParams, ContentChunker
 from strongroom.errors import FilesError
 from strongroom.files.content import ContentReader, open_for_reading
+from strongroom.files.longpath import Folder
 from strongroom.files.metadata import Names, node_from_stat, read_xattrs
 from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node
 from strongroom.files.selection import absolute
@@ -59,11 +60,30 @@ def _meta_differs(a: Node, b: Node) -> tuple[str, ...]:
     return tuple(f for f in _META_FIELDS if getattr(a, f) != getattr(b, f))
 
 
+Step = Iterator["Change | Step"]
+
+
+def _flatten(top: Step) -> Iterator[Change]:
+    """The changes of ``top`` and of every step it hands out, in order.  Steps are run from
+    an explicit stack, so a tree 1,000 folders deep does not exhaust Python's stack."""
+    stack = [top]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+        elif isinstance(item, Change):
+            yield item
+        else:
+            stack.append(item)
+
+
 class _Differ:
+    """Compares two trees; each method is a step yielding changes and sub-steps."""
+
     def __init__(self, kids_a: Children, kids_b: Children, content: Content) -> None:
         self.kids_a, self.kids_b, self.content = kids_a, kids_b, content
 
-    def entry(self, path: bytes, a: Node, b: Node) -> Iterator[Change]:
+    def entry(self, path: bytes, a: Node, b: Node) -> Step:
         shown = os.fsdecode(path)
         if a.kind != b.kind:
             yield Change(shown, TYPE, (a.kind, b.kind))
@@ -75,7 +95,7 @@ class _Differ:
             if fields:
                 yield Change(shown, METADATA, fields)
 
-    def tree(self, path: bytes, a: Node, b: Node) -> Iterator[Change]:
+    def tree(self, path: bytes, a: Node, b: Node) -> Step:
         if a.subtree is not None and a.subtree == b.subtree:
             return
         left = {n.name: n for n in self.kids_a(path, a)}
@@ -85,26 +105,26 @@ class _Differ:
             na, nb = left.get(name), right.get(name)
             if nb is None:
                 assert na is not None
-                yield from self.all(sub, na, self.kids_a, REMOVED)
+                yield self.all(sub, na, self.kids_a, REMOVED)
             elif na is None:
-                yield from self.all(sub, nb, self.kids_b, ADDED)
+                yield self.all(sub, nb, self.kids_b, ADDED)
             else:
-                yield from self.entry(sub, na, nb)
+                yield self.entry(sub, na, nb)
                 if na.kind == DIR and nb.kind == DIR:
-                    yield from self.tree(sub, na, nb)
+                    yield self.tree(sub, na, nb)
                 elif na.kind == DIR:
-                    yield from self.all_below(sub, na, self.kids_a, REMOVED)
+                    yield self.all_below(sub, na, self.kids_a, REMOVED)
                 elif nb.kind == DIR:
-                    yield from self.all_below(sub, nb, self.kids_b, ADDED)
+                    yield self.all_below(sub, nb, self.kids_b, ADDED)
 
-    def all(self, path: bytes, node: Node, kids: Children, change: str) -> Iterator[Change]:
+    def all(self, path: bytes, node: Node, kids: Children, change: str) -> Step:
         yield Change(os.fsdecode(path), change)
-        yield from self.all_below(path, node, kids, change)
+        yield self.all_below(path, node, kids, change)
 
-    def all_below(self, path: bytes, node: Node, kids: Children, change: str) -> Iterator[Change]:
+    def all_below(self, path: bytes, node: Node, kids: Children, change: str) -> Step:
         if node.kind == DIR:
             for kid in kids(path, node):
-                yield from self.all(os.path.join(path, kid.name), kid, kids, change)
+                yield self.all(os.path.join(path, kid.name), kid, kids, change)
 
 
 def diff_points(vault: Vault, old: RecoveryPoint, new: RecoveryPoint) -> list[Change]:
@@ -115,7 +135,7 @@ def diff_points(vault: Vault, old: RecoveryPoint, new: RecoveryPoint) -> list[Ch
         return trees.children(node)
 
     differ = _Differ(kids, kids, lambda _, a, b: _content_differs(a, b))
-    return list(differ.tree(b"/", root_node(old), root_node(new)))
+    return list(_flatten(differ.tree(b"/", root_node(old), root_node(new))))
 
 
 class _Live:
@@ -125,26 +145,34 @@ class _Live:
         self.names = Names()
         self.reader = ContentReader(ContentChunker(params), vault.keys.chunk_id)
 
-    def node(self, path: bytes) -> Node | None:
-        node = node_from_stat(os.path.basename(path), os.lstat(path), self.names)
+    def _entry(self, folder: Folder, name: bytes) -> Node | None:
+        node = node_from_stat(name, folder.lstat(name), self.names)
         if node is not None:
-            node.xattrs = read_xattrs(path)
+            node.xattrs = read_xattrs(folder.reach(name, folder.join(name)))
             if node.kind == SYMLINK:
-                node.target = os.readlink(path)
+                node.target = folder.readlink(name)
         return node
+
+    def node(self, path: bytes) -> Node | None:
+        if path == b"/":
+            top = node_from_stat(b"", os.lstat(path), self.names)
+            if top is not None:
+                top.xattrs = read_xattrs(path)
+            return top
+        with Folder(os.path.dirname(path)) as folder:
+            return self._entry(folder, os.path.basename(path))
 
     def children(self, path: bytes, _: Node) -> list[Node]:
         found = []
-        with os.scandir(path) as it:
-            names = sorted(e.name for e in it if not e.name.startswith(TEMP_PREFIX))
-        for name in names:
-            with_path = os.path.join(path, name)
-            try:
-                node = self.node(with_path)
-            except FileNotFoundError:
-                continue
-            if node is not None:
-                found.append(node)
+        with Folder(path) as folder:
+            names = sorted(n for n, _ in folder.scandir() if not n.startswith(TEMP_PREFIX))
+            for name in names:
+                try:
+                    node = self._entry(folder, name)
+                except FileNotFoundError:
+                    continue
+                if node is not None:
+                    found.append(node)
         return found
 
     def content_differs(self, path: bytes, old: Node, live: Node) -> bool:
@@ -168,6 +196,8 @@ def _params(point: RecoveryPoint) -> CDCParams:
 
 def diff_live(vault: Vault, point: RecoveryPoint, path: str) -> list[Change]:
     """Changes from ``point``'s copy of ``path`` to what is at ``path`` now."""
+    if not path:
+        raise FilesError("an empty path names nothing (give . for the current folder)")
     where = absolute(path)
     trees = TreeReader(vault)
     old = trees.lookup(root_node(point), where)
@@ -181,7 +211,11 @@ def diff_live(vault: Vault, point: RecoveryPoint, path: str) -> list[Change]:
     if now is None:
         raise FilesError(f"{path}: a socket cannot be compared")
     differ = _Differ(lambda _, n: trees.children(n), live.children, live.content_differs)
-    changes = list(differ.entry(where, old, now))
+    changes = list(_flatten(differ.entry(where, old, now)))
     if old.kind == DIR and now.kind == DIR:
-        changes.extend(differ.tree(where, old, now))
+        try:
+            changes.extend(_flatten(differ.tree(where, old, now)))
+        except OSError as exc:  # a folder or file below that cannot be read
+            shown = os.fsdecode(exc.filename) if exc.filename else path
+            raise FilesError(f"{shown}: {exc.strerror or exc}") from None
     return changes

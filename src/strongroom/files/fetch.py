@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from strongroom.errors import FilesError, StrongroomError
+from strongroom.files.longpath import on_path
 from strongroom.files.metadata import ExtentReader, apply_metadata
 from strongroom.files.plan import Entry
 from strongroom.vault.crypto import VaultKeys
@@ -278,7 +279,7 @@ class ContentWriter:
                     os.close(task.fd)
                 task.fd = -1
             with contextlib.suppress(OSError):
-                os.unlink(task.tmp)
+                on_path(os.unlink, task.tmp)
         self.live.clear()
 
     # --- one piece ---------------------------------------------------------------------------
@@ -321,7 +322,7 @@ class ContentWriter:
 
     def _create(self, task: FileTask) -> None:
         try:
-            task.fd = os.open(task.tmp, _CREATE_FLAGS, 0o600)
+            task.fd = on_path(os.open, task.tmp, _CREATE_FLAGS, 0o600)
         except OSError as exc:
             task.failure = self._os_reason(task, exc, "cannot create file")
             return
@@ -345,7 +346,7 @@ class ContentWriter:
             task.fd = -1
         if task.failure is not None and task in self.live:
             with contextlib.suppress(OSError):
-                os.unlink(task.tmp)
+                on_path(os.unlink, task.tmp)
             self.live.discard(task)
         # Done with them: the task waits for its rename, and the fewer objects that wait, the
         # less the garbage collector has to look at.

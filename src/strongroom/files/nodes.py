@@ -24,6 +24,7 @@ import base64
 import json
 import operator
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,9 @@ from strongroom.errors import IntegrityError
 FORMAT_VERSION = 1
 # Restores write under this prefix before renaming; backups and live diffs never take them.
 TEMP_PREFIX = b".strongroom-tmp-"
+# Exactly the names a restore gives its temporaries (TEMP_PREFIX, then an 8-hex-digit token
+# and a counter, or "probe-" and a token): what a later restore removes after a crash.
+TEMP_NAME = re.compile(rb"\.strongroom-tmp-(?:[0-9a-f]{8}-[0-9]+|probe-[0-9a-f]{8})")
 
 FILE = "f"
 DIR = "d"

@@ -23,6 +23,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from strongroom.errors import FilesError
+
 _GLOB_CHARS = frozenset(b"*?[")
 
 
@@ -101,7 +103,12 @@ class Pattern:
         dir_only = raw.endswith(b"/") and len(raw) > 1
         raw = raw.rstrip(b"/") if dir_only else raw
         source = _translate(raw) if raw.startswith(b"/") else b"(?:.*/)?" + _translate(raw)
-        return cls(text, re.compile(b"^" + source + b"$", re.DOTALL), dir_only)
+        try:
+            regex = re.compile(b"^" + source + b"$", re.DOTALL)
+        except re.error as exc:  # a class such as [z-a]
+            shown = repr(text) if len(text) <= 60 else repr(text[:60]) + "..."
+            raise FilesError(f"bad pattern {shown}: {exc.msg}") from None
+        return cls(text, regex, dir_only)
 
     def matches(self, path: bytes, is_dir: bool) -> bool:
         if self.dir_only and not is_dir:
@@ -132,7 +139,22 @@ def read_pattern_file(path: str | os.PathLike[str]) -> list[str]:
     """One pattern per line; blank lines and lines starting with ``#`` are ignored.
 
     Leading and trailing white space is stripped (escape it with ``\\`` or a class to keep it).
+    Bytes that are not UTF-8 stay bytes (``surrogateescape``), as in file names; a NUL byte,
+    which no file name holds, or a pattern that does not compile is a :class:`FilesError`
+    naming the file and line.
     """
     with open(path, encoding="utf-8", errors="surrogateescape") as fh:
         lines = [line.strip() for line in fh]
-    return [line for line in lines if line and not line.startswith("#")]
+    found = []
+    for number, line in enumerate(lines, 1):
+        if not line or line.startswith("#"):
+            continue
+        where = f"{os.fsdecode(path)}, line {number}"
+        if "\0" in line:
+            raise FilesError(f"{where}: a NUL byte (not a file of patterns?)")
+        try:
+            Pattern.compile(line)
+        except FilesError as exc:
+            raise FilesError(f"{where}: {exc}") from None
+        found.append(line)
+    return found

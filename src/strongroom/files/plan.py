@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from strongroom.errors import FilesError
+from strongroom.files.longpath import on_path
 from strongroom.files.nodes import DIR, FILE, Node
 from strongroom.files.patterns import PatternSet, has_magic
 from strongroom.files.tree import TreeReader, split_path
@@ -63,6 +64,8 @@ def _tops(trees: TreeReader, root: Node, selectors: Sequence[str]) -> list[tuple
     """The selected (path, node) pairs, none inside another."""
     if not selectors:
         return [(b"/", root)]
+    if any(not s for s in selectors):
+        raise FilesError("an empty path names nothing in the point (give / for all of it)")
     found: dict[bytes, Node] = {}
     literal = [s for s in selectors if not has_magic(s)]
     globs = PatternSet(s for s in selectors if has_magic(s))
@@ -168,7 +171,7 @@ class Planner:
 
     def _conflict(self, dest: bytes, node: Node) -> str:
         try:
-            st = os.lstat(dest)
+            st = on_path(os.lstat, dest)
         except FileNotFoundError:
             return CREATE
         except OSError as exc:
@@ -190,7 +193,7 @@ class Planner:
     def _free_name(self, dest: bytes) -> bytes:
         candidate = dest + self.suffix
         n = 1
-        while os.path.lexists(candidate):
+        while on_path(os.path.lexists, candidate):
             n += 1
             candidate = dest + self.suffix + b"-" + str(n).encode()
         return candidate

@@ -9,6 +9,11 @@ of files, or a slice of a big file: read, decrypt, write, metadata; see
 :mod:`strongroom.files.fetch`) while one more thread makes the finished batches durable and
 renames them; sparse files get their holes back.  Hard links are made after the files they
 point to; directory metadata is applied last, children before parents.
+
+A restore killed before its renames leaves temporary files behind; the next restore into the
+same target removes them (only names exactly as a restore makes them, in the folders it
+writes into) while it holds an exclusive ``flock`` on the target folder, so they are never
+those of another restore still running.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from strongroom.errors import FilesError
+from strongroom import failpoints
 from strongroom.files.fetch import (
     NO_CHUNKS,
     NOT_INDEXED,
@@ -37,9 +42,26 @@ from strongroom.files.fetch import (
     place_of,
     plan_jobs,
 )
+from strongroom.files.longpath import on_path, on_paths
 from strongroom.files.metadata import apply_metadata, ifmt_of
-from strongroom.files.nodes import DIR, FIFO, FILE, SYMLINK, TEMP_PREFIX
-from strongroom.files.plan import CREATE, KEEP_BOTH, REPLACE, SKIP_META, Entry, Plan, Planner
+from strongroom.files.nodes import DIR, FIFO, FILE, SYMLINK, TEMP_PREFIX, Node
+from strongroom.files.plan import (
+    CREATE,
+    KEEP_BOTH,
+    MERGE,
+    REPLACE,
+    SKIP_META,
+    Entry,
+    Plan,
+    Planner,
+)
+from strongroom.files.target import (
+    check_space,
+    has_entries,
+    prepare_target,
+    remove_stale_temps,
+    target_lock,
+)
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.storage import LocalBackend
 from strongroom.vault import RecoveryPoint, Vault
@@ -110,48 +132,6 @@ def _syncfs(fd: int) -> None:
         os.sync()
 
 
-def prepare_target(target: str | Path, vault: Vault, dry_run: bool) -> tuple[bytes, bool]:
-    """The absolute target, created and checked writable; and whether it already had entries."""
-    t = os.path.abspath(os.fsencode(target))
-    if isinstance(vault.backend, LocalBackend):
-        root = os.path.realpath(os.fsencode(vault.backend.root))
-        real = os.path.realpath(t)
-        if real == root or real.startswith(root + b"/"):
-            raise FilesError(f"restore target {_show(t)} is inside the vault")
-    if os.path.lexists(t):
-        if not os.path.isdir(t):
-            raise FilesError(f"restore target {_show(t)} is not a directory")
-    elif dry_run:
-        return t, False
-    else:
-        try:
-            os.makedirs(t)
-        except OSError as exc:
-            raise FilesError(f"cannot create restore target {_show(t)}: {exc.strerror}") from None
-    probe = os.path.join(t, TEMP_PREFIX + b"probe-" + secrets.token_hex(4).encode())
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-        os.unlink(probe)
-    except OSError as exc:
-        raise FilesError(f"restore target {_show(t)} is not writable: {exc.strerror}") from None
-    with os.scandir(t) as it:
-        return t, any(True for _ in it)
-
-
-def _check_space(target: bytes, plan: Plan) -> None:
-    need = sum(
-        sum(n for _, n in e.node.data_extents())
-        for e in plan.entries
-        if e.node.kind == FILE and e.link_to is None
-    )
-    st = os.statvfs(target)
-    free = st.f_bavail * st.f_frsize
-    if need > free:
-        raise FilesError(
-            f"not enough space in {_show(target)}: the restore needs {need} bytes, {free} are free"
-        )
-
-
 class _Executor:
     def __init__(
         self, vault: Vault, opts: RestoreOptions, target: bytes, summary: RestoreSummary
@@ -202,23 +182,30 @@ class _Executor:
         for e in links:
             self._link(e)
         for e in reversed(self.dirs):
-            apply_metadata(e.dest, e.node, as_root=self.as_root, issue=self._issue(e))
+            try:
+                on_path(apply_metadata, e.dest, e.node, as_root=self.as_root, issue=self._issue(e))
+            except OSError as exc:  # a long path's folder could not be opened
+                self._fail(e, f"cannot apply metadata: {exc.strerror}")
 
     # --- directories, special files and links ----------------------------------------------
 
     def _dir(self, e: Entry) -> None:
+        existed = e.action in (MERGE, SKIP_META)
         try:
             if e.action == REPLACE:
-                os.unlink(e.dest)
+                on_path(os.unlink, e.dest)
             if e.action in (CREATE, REPLACE, KEEP_BOTH):
                 try:
-                    os.mkdir(e.dest, 0o700)
+                    on_path(os.mkdir, e.dest, 0o700)
                 except FileExistsError:
-                    if not os.path.isdir(e.dest):
+                    if not on_path(os.path.isdir, e.dest):
                         raise
+                    existed = True
         except OSError as exc:
             self._fail(e, f"cannot create directory: {exc.strerror}")
             return
+        if existed:  # a killed restore may have left temporary files in it
+            remove_stale_temps(e.dest, self.summary.errors)
         self.summary.dirs += 1
         if e.action != SKIP_META:
             self.dirs.append(e)
@@ -228,15 +215,15 @@ class _Executor:
         tmp = self._tmp(e.folder)
         try:
             if node.kind == SYMLINK:
-                os.symlink(node.target or b"", tmp)
+                on_path(lambda p: os.symlink(node.target or b"", p), tmp)
             elif node.kind == FIFO:
-                os.mkfifo(tmp, 0o600)
+                on_path(os.mkfifo, tmp, 0o600)
             else:
-                os.mknod(tmp, 0o600 | ifmt_of(node.kind), node.rdev)
+                on_path(os.mknod, tmp, 0o600 | ifmt_of(node.kind), node.rdev)
+            on_path(apply_metadata, tmp, node, as_root=self.as_root, issue=self._issue(e))
         except OSError as exc:
             self._fail(e, f"cannot create {node.kind}: {exc.strerror}")
             return
-        apply_metadata(tmp, node, as_root=self.as_root, issue=self._issue(e))
         failure = _rename_into_place(tmp, e.dest)
         if failure is not None:
             self._fail(e, failure)
@@ -250,12 +237,12 @@ class _Executor:
             return
         tmp = self._tmp(e.folder)
         try:
-            os.link(e.link_to, tmp)
-            os.rename(tmp, e.dest)
+            on_paths(os.link, e.link_to, tmp)
+            on_paths(os.rename, tmp, e.dest)
         except OSError as exc:
             self._fail(e, f"cannot create hard link: {exc.strerror}")
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                on_path(os.unlink, tmp)
             return
         self.summary.links += 1
 
@@ -360,6 +347,7 @@ class _Executor:
                 os.close(fd)
         renamed: list[tuple[FileTask, str | None]] = []
         for task in batch:
+            failpoints.hit("restore-rename")
             renamed.append((task, _rename_into_place(task.tmp, task.entry.dest)))
             writer.live.discard(task)
         return renamed
@@ -392,10 +380,10 @@ def _rename_into_place(tmp: bytes, dest: bytes) -> str | None:
     """The last step of every entry; a failed rename leaves no temp file behind (the reason
     is returned)."""
     try:
-        os.rename(tmp, dest)
+        on_paths(os.rename, tmp, dest)
     except OSError as exc:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            on_path(os.unlink, tmp)
         return f"cannot rename into place: {exc.strerror}"
     return None
 
@@ -406,11 +394,27 @@ def restore_files(
     """Restore ``opts.selectors`` (all when empty) of ``point`` under ``opts.target``."""
     started = time.monotonic()
     root = root_node(point)
-    target, had_entries = prepare_target(opts.target, vault, opts.dry_run)
+    target = prepare_target(opts.target, vault, opts.dry_run)
     summary = RestoreSummary(point_id=point.point_id, target=_show(target))
-    suffix = b".restored-" + point.short_id[:8].encode()
+    with target_lock(target, opts.dry_run):
+        if not opts.dry_run:
+            remove_stale_temps(target, summary.errors)
+        _restore(vault, root, opts, target, summary, progress)
+    summary.duration = time.monotonic() - started
+    return summary
+
+
+def _restore(
+    vault: Vault,
+    root: Node,
+    opts: RestoreOptions,
+    target: bytes,
+    summary: RestoreSummary,
+    progress: Progress | None,
+) -> None:
+    suffix = b".restored-" + summary.point_id[:8].encode()
     with vault.read_lock():
-        probe = had_entries or opts.dry_run
+        probe = has_entries(target) or opts.dry_run
         # No reference to the trees outlives the planning: their cache goes with the planner.
         planner = Planner(TreeReader(vault), target, opts.on_conflict, suffix, probe)
         plan = planner.build(root, opts.selectors)
@@ -420,9 +424,7 @@ def restore_files(
         if opts.dry_run:
             summary.actions = [(e.action, _show(e.dest)) for e in plan.entries]
         else:
-            _check_space(target, plan)
+            check_space(target, plan)
             ex = _Executor(vault, opts, target, summary)
             ex.progress = progress
             ex.run(plan)
-    summary.duration = time.monotonic() - started
-    return summary

@@ -43,6 +43,8 @@ def build_selection(paths: Sequence[str]) -> tuple[Selection, list[str]]:
         raise FilesError("no paths to back up")
     roots: list[bytes] = []
     for p in paths:
+        if not p:  # not the current folder: an unset shell variable must not back up $PWD
+            raise FilesError("an empty path names nothing (give . for the current folder)")
         full = absolute(p)
         try:
             os.lstat(full)

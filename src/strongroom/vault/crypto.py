@@ -27,6 +27,8 @@ _CONTEXTS = {
     "point": "strongroom 2026-11 vault v1 recovery point",
     "lock": "strongroom 2026-11 vault v1 lock object",
     "config": "strongroom 2026-11 vault v1 config mac",
+    # never stored in the vault: authenticates caches kept on the client (the files cache)
+    "local-cache": "strongroom 2026-11 vault v1 local cache mac",
 }
 
 
@@ -46,6 +48,7 @@ class VaultKeys:
     point_key: bytes
     lock_key: bytes
     config_key: bytes
+    local_cache_key: bytes
 
     @classmethod
     def from_master(cls, master: bytes) -> VaultKeys:
@@ -59,6 +62,7 @@ class VaultKeys:
             point_key=derive_subkey(master, "point"),
             lock_key=derive_subkey(master, "lock"),
             config_key=derive_subkey(master, "config"),
+            local_cache_key=derive_subkey(master, "local-cache"),
         )
 
     def chunk_id(self, data: bytes | bytearray | memoryview) -> bytes:

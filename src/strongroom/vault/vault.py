@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
+import blake3
+
 from strongroom import failpoints
 from strongroom.errors import (
     AmbiguousPoint,
@@ -92,6 +94,12 @@ class Vault:
     @property
     def vault_id(self) -> bytes:
         return self.config.vault_id
+
+    def local_cache_key(self, scope: str) -> bytes:
+        """A 32-byte key for authenticating a cache kept on this machine (never written to the
+        vault), one per ``scope``: a tampered or damaged cache then costs a re-read, never a
+        wrong point."""
+        return blake3.blake3(scope.encode(), key=self.keys.local_cache_key).digest()
 
     # --- creating and opening --------------------------------------------------------------
 

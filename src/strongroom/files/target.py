@@ -1,0 +1,115 @@
+"""The restore target: created and checked, locked while a restore writes into it, and
+cleaned of the temporary files a killed restore left."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from strongroom.errors import FilesError
+from strongroom.files.longpath import Folder
+from strongroom.files.nodes import FILE, TEMP_NAME, TEMP_PREFIX
+from strongroom.files.plan import Plan
+from strongroom.storage import LocalBackend
+from strongroom.vault import Vault
+
+
+def _show(path: bytes) -> str:
+    return os.fsdecode(path)
+
+
+def prepare_target(target: str | Path, vault: Vault, dry_run: bool) -> bytes:
+    """The absolute target, created and checked writable."""
+    t = os.path.abspath(os.fsencode(target))
+    if isinstance(vault.backend, LocalBackend):
+        root = os.path.realpath(os.fsencode(vault.backend.root))
+        real = os.path.realpath(t)
+        if real == root or real.startswith(root + b"/"):
+            raise FilesError(f"restore target {_show(t)} is inside the vault")
+    if os.path.lexists(t):
+        if not os.path.isdir(t):
+            raise FilesError(f"restore target {_show(t)} is not a directory")
+    elif dry_run:
+        return t
+    else:
+        try:
+            os.makedirs(t)
+        except OSError as exc:
+            raise FilesError(f"cannot create restore target {_show(t)}: {exc.strerror}") from None
+    probe = os.path.join(t, TEMP_PREFIX + b"probe-" + secrets.token_hex(4).encode())
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise FilesError(f"restore target {_show(t)} is not writable: {exc.strerror}") from None
+    return t
+
+
+@contextlib.contextmanager
+def target_lock(target: bytes, dry_run: bool) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the target folder: a restore removes the temporary
+    files a killed restore left, which must not be those of another one still running."""
+    if dry_run or not os.path.isdir(target):
+        yield
+        return
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FilesError(f"another restore is writing into {_show(target)}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(folder: bytes, errors: list[tuple[str, str]]) -> None:
+    """Remove what a killed restore left in ``folder``: only non-directories named exactly as
+    a restore names its temporary files (:data:`TEMP_NAME`), never a user's file."""
+    try:
+        with Folder(folder) as where:
+            stale = [
+                name
+                for name, entry in where.scandir()
+                if name.startswith(TEMP_PREFIX)
+                and TEMP_NAME.fullmatch(name)
+                and not entry.is_dir(follow_symlinks=False)
+            ]
+            for name in stale:
+                try:
+                    where.unlink(name)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    path = _show(where.join(name))
+                    errors.append(
+                        (path, f"cannot remove a leftover temporary file: {exc.strerror}")
+                    )
+    except OSError as exc:
+        errors.append((_show(folder), f"cannot list: {exc.strerror}"))
+
+
+def has_entries(target: bytes) -> bool:
+    try:
+        with os.scandir(target) as it:
+            return any(True for _ in it)
+    except FileNotFoundError:  # a dry run into a folder that does not exist yet
+        return False
+
+
+def check_space(target: bytes, plan: Plan) -> None:
+    need = sum(
+        sum(n for _, n in e.node.data_extents())
+        for e in plan.entries
+        if e.node.kind == FILE and e.link_to is None
+    )
+    st = os.statvfs(target)
+    free = st.f_bavail * st.f_frsize
+    if need > free:
+        raise FilesError(
+            f"not enough space in {_show(target)}: the restore needs {need} bytes, {free} are free"
+        )
