@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from strongroom.cli.output import warn
 from strongroom.errors import StrongroomError
 
 if TYPE_CHECKING:
@@ -72,10 +73,14 @@ def read_passphrase(
     return first
 
 
-def open_vault(vault: str | None, password_file: Path | None, *, strict: bool = True) -> Vault:
+def open_vault(vault: str | None, password_file: Path | None, *, strict: bool = False) -> Vault:
     """Open the vault the options name.  The passphrase's key is derived first, while only
     typer, the storage layer and Argon2 are loaded: its memory (32 MiB by default) then adds
-    to a small base instead of to cryptography, numpy and the engines (issue 7)."""
+    to a small base instead of to cryptography, numpy and the engines (issue 7).
+
+    Opened leniently: an index object, recovery point or tombstone that fails to verify is
+    skipped with a warning on stderr (``check`` reports it, ``check --repair`` removes it),
+    so one junk object does not stop every command."""
     from strongroom.storage import open_backend
     from strongroom.vault.keys import SlotOpener
 
@@ -86,7 +91,7 @@ def open_vault(vault: str | None, password_file: Path | None, *, strict: bool = 
         opener.prepare()
         from strongroom.vault import Vault
 
-        return Vault.open(backend, opener, strict=strict)
+        return Vault.open(backend, opener, strict=strict, warn=warn)
     except BaseException:
         backend.close()
         raise

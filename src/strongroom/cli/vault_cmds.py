@@ -229,7 +229,7 @@ def check(
 ) -> None:
     """Verify the vault's structure, and with --read-data its data."""
     share = _parse_percent(subset) if subset else None
-    v = open_vault(vault, password_file, strict=False)
+    v = open_vault(vault, password_file)
     from strongroom.vault.repair import repair
 
     fixed = repair(v) if do_repair else None

@@ -8,7 +8,7 @@ allocation then happens while little is loaded, which keeps each command's peak 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from strongroom import failpoints
@@ -25,7 +25,7 @@ from strongroom.errors import (
 from strongroom.storage.backend import Backend
 from strongroom.storage.local import LocalBackend
 from strongroom.vault import keys as keyslots
-from strongroom.vault.catalog import LoadProblems, PointCatalog, parallel_map
+from strongroom.vault.catalog import LoadProblems, PointCatalog, Warn, parallel_map
 from strongroom.vault.config import (
     CONFIG_NAME,
     VaultConfig,
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from strongroom.vault.index import ChunkIndex
     from strongroom.vault.writer import ChunkWriter
 
+# How often opening lists index/ while index objects vanish under it (a concurrent prune).
+_INDEX_LISTINGS = 4
+
 
 class Vault:
     """An opened vault.  Build with :meth:`init` or :meth:`open`."""
@@ -68,6 +71,8 @@ class Vault:
         self.slot_id = slot_id
         self.index = ChunkIndex()
         self.problems = LoadProblems()
+        self.strict = True
+        """Whether objects that fail to verify raise (True) or are skipped and reported."""
         self.catalog = PointCatalog(backend, keys, config.vault_id, self.problems)
         self.reader = ChunkReader(backend, keys, self.index)
         self._lock_codec = LockCodec(keys.lock_key, config.vault_id)
@@ -115,10 +120,17 @@ class Vault:
 
     @classmethod
     def open(
-        cls, backend: Backend, passphrase: str | keyslots.SlotOpener, *, strict: bool = True
+        cls,
+        backend: Backend,
+        passphrase: str | keyslots.SlotOpener,
+        *,
+        strict: bool = True,
+        warn: Warn | None = None,
     ) -> Vault:
         """Open with ``passphrase`` (or a :class:`~strongroom.vault.keys.SlotOpener` holding
-        it); ``strict=False`` records unreadable index objects instead of failing."""
+        it).  ``strict=False`` skips index objects, recovery points and tombstones that fail
+        to verify (a junk, foreign or misnamed object) instead of failing, records them in
+        :attr:`problems` and reports each once to ``warn``."""
         try:
             stored = backend.get(CONFIG_NAME)
         except ObjectNotFound:
@@ -133,6 +145,8 @@ class Vault:
         keys = VaultKeys.from_master(master)
         verify_config_mac(doc, stored, keys)
         vault = cls(backend, config, keys, slot_id)
+        vault.strict = strict
+        vault.problems.warn = warn
         vault.index_names = vault._load_index(vault.index, strict)
         return vault
 
@@ -146,34 +160,65 @@ class Vault:
         return read_checked(self.backend, name, parse)
 
     def _load_index(self, index: ChunkIndex, strict: bool) -> set[str]:
-        """Load every index object into ``index``; the names of those that loaded."""
-        from strongroom.vault.index import decode_index
+        """Load every index object into ``index``; the names of those that loaded.
+
+        The index is loaded before any lock is taken, so a prune may delete an index object
+        between the listing and its read.  It writes the objects that replace it first, so
+        a fresh listing holds them: names that vanished are followed up by listing again.
+        """
         from strongroom.vault.writer import INDEX_PREFIX
 
         names = [info.name for info in self.backend.list(INDEX_PREFIX)]
+        loaded: set[str] = set()
+        tried: set[str] = set()
+        vanished: list[str] = []
+        for _ in range(_INDEX_LISTINGS):
+            todo = [n for n in names if n not in tried]
+            tried.update(todo)
+            vanished = []
+            for name, problem in zip(
+                todo, parallel_map(self._index_loader(index), todo), strict=True
+            ):
+                if problem is None:
+                    loaded.add(name)
+                elif isinstance(problem, ObjectNotFound):
+                    vanished.append(name)
+                elif strict:
+                    raise problem
+                else:
+                    self.problems.skip("index", problem)
+            if not vanished:
+                break
+            names = [info.name for info in self.backend.list(INDEX_PREFIX)]
+        if vanished:
+            problem = IntegrityError(
+                f"{vanished[0]}: vanished while loading, and the index kept changing "
+                f"({_INDEX_LISTINGS} listings); another client is pruning: try again",
+                name=vanished[0],
+            )
+            if strict:
+                raise problem
+            self.problems.skip("index", problem)
+        index.finish_bulk()
+        return loaded
 
-        def load(name: str) -> IntegrityError | None:
+    def _index_loader(
+        self, index: ChunkIndex
+    ) -> Callable[[str], IntegrityError | ObjectNotFound | None]:
+        from strongroom.vault.index import decode_index
+        from strongroom.vault.writer import INDEX_PREFIX
+
+        def load(name: str) -> IntegrityError | ObjectNotFound | None:
             try:
                 packs, sup = decode_index(self.open_index_object(name), name)
-            except ObjectNotFound:
-                return IntegrityError(f"{name}: vanished while loading", name=name)
-            except IntegrityError as exc:
+            except (ObjectNotFound, IntegrityError) as exc:
                 return exc
             for rec in packs:
                 index.add_pack(rec.pack_id, rec.salt, rec.entries, bulk=True)
             self.superseded.update(INDEX_PREFIX + old.hex() for old in sup)
             return None
 
-        loaded = set()
-        for name, problem in zip(names, parallel_map(load, names), strict=True):
-            if problem is None:
-                loaded.add(name)
-            elif strict:
-                raise problem
-            else:
-                self.problems.index.append(problem)
-        index.finish_bulk()
-        return loaded
+        return load
 
     def reload_index(self) -> None:
         """Load the index afresh (after a prune or repair changed it); readers follow.
@@ -321,9 +366,13 @@ class Vault:
         self.catalog.add_point(point)
         return point
 
-    def points(self, strict: bool = True, include_deleted: bool = False) -> list[RecoveryPoint]:
-        """Recovery points, oldest first; soft-deleted ones only with ``include_deleted``."""
-        found = list(self.catalog.points(strict).values())
+    def points(
+        self, strict: bool | None = None, include_deleted: bool = False
+    ) -> list[RecoveryPoint]:
+        """Recovery points, oldest first; soft-deleted ones only with ``include_deleted``.
+        ``strict`` (by default as the vault was opened): raise on an unreadable point object
+        instead of skipping it."""
+        found = list(self.catalog.points(self.strict if strict is None else strict).values())
         if not include_deleted:
             hidden = self.catalog.tombstones()
             found = [p for p in found if p.point_id not in hidden]
