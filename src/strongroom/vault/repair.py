@@ -15,6 +15,10 @@ Under the exclusive lock:
    under its right name;
 4. every recovery point is checked against the new index; points that lost chunks are
    reported, never deleted (restore what remains, or forget them).
+
+Before all this, ``config`` and the key slots are rewritten from their good copies, and
+copies missing in vaults made before they existed are written
+(:mod:`strongroom.vault.copies`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from strongroom.errors import IntegrityError, MisnamedObject, ObjectNotFound
 from strongroom.storage.backend import ObjectInfo
 from strongroom.storage.names import content_digest
 from strongroom.vault.check import check_vault
+from strongroom.vault.copies import repair_copies
 from strongroom.vault.envelope import object_name_hash
 from strongroom.vault.gcmark import Progress, pack_runs
 from strongroom.vault.index import PackRecord, encode_index
@@ -74,6 +79,7 @@ def repair(vault: Vault, progress: Progress | None = None) -> RepairReport:
         vault.problems.points.clear()
         vault.problems.tombstones.clear()
         report = RepairReport()
+        repair_copies(vault, report.note)
         old_index = sorted(info.name for info in vault.backend.list(INDEX_PREFIX))
         rebuild = _Rebuild(vault, report)
         packs = list_packs(vault)
