@@ -33,6 +33,10 @@ MiB = 1024 * 1024
 # out so that loading the CLI does not load the crypto libraries.
 KDF_MEMORY_MIB = 32
 KDF_TIME_COST = 4
+# The bounds strongroom.vault.keys puts on a slot's cost (1 MiB..4 GiB here, in whole MiB;
+# 1..100 passes), so a bad value is a usage error before anything is written.
+KDF_MEMORY_MAX_MIB = 4096
+KDF_TIME_MAX = 100
 
 
 def register(app: typer.Typer) -> None:
@@ -49,10 +53,11 @@ def init(
         int, typer.Option("--pack-size", help="Target pack size in MiB.", min=1)
     ] = 16,
     kdf_memory_mib: Annotated[
-        int, typer.Option("--kdf-memory", help="Argon2id memory in MiB.", min=1)
+        int,
+        typer.Option("--kdf-memory", help="Argon2id memory in MiB.", min=1, max=KDF_MEMORY_MAX_MIB),
     ] = KDF_MEMORY_MIB,
     kdf_time: Annotated[
-        int, typer.Option("--kdf-time", help="Argon2id passes.", min=1)
+        int, typer.Option("--kdf-time", help="Argon2id passes.", min=1, max=KDF_TIME_MAX)
     ] = KDF_TIME_COST,
     as_json: JsonOpt = False,
 ) -> None:
