@@ -79,7 +79,7 @@ def parse_config(stored: bytes, where: str) -> tuple[VaultConfig, dict[str, Any]
     """Parse without a key; raises NotAVault / UnsupportedVersion before anything else."""
     try:
         doc = json.loads(stored)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise NotAVault(f"{where} is not a strongroom vault (config is not JSON)") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise NotAVault(f"{where} is not a strongroom vault")
@@ -96,16 +96,27 @@ def parse_config(stored: bytes, where: str) -> tuple[VaultConfig, dict[str, Any]
             k: v for k, v in doc["settings"].items() if k in VaultSettings.__dataclass_fields__
         }
         config = VaultConfig(bytes.fromhex(doc["id"]), doc["created"], VaultSettings(**known))
+        _check_types(config)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise IntegrityError(f"config: malformed ({exc})", name=CONFIG_NAME) from None
     return config, doc
 
 
+def _check_types(config: VaultConfig) -> None:
+    s = config.settings
+    numbers = (s.pack_size, s.compression_level, s.soft_delete_days, s.immutable_days)
+    if not all(type(n) is int for n in numbers) or not isinstance(s.extra, dict):
+        raise ValueError("a setting has the wrong type")
+    if len(config.vault_id) != 16 or not isinstance(config.created, str):
+        raise ValueError("id or created has the wrong form")
+
+
 def verify_config_mac(doc: dict[str, Any], stored: bytes, keys: VaultKeys) -> None:
     """The MAC covers the settings; the stored form must be exactly what strongroom writes."""
     body = {k: v for k, v in doc.items() if k != "mac"}
-    want = keys.mac(_canonical(body)).hex()
-    if not hmac.compare_digest(want, str(doc.get("mac", ""))) or _stored_form(doc) != stored:
+    want = keys.mac(_canonical(body)).hex().encode()
+    got = str(doc.get("mac", "")).encode("utf-8", "replace")
+    if not hmac.compare_digest(want, got) or _stored_form(doc) != stored:
         raise IntegrityError("config: MAC mismatch (changed without the key)", name=CONFIG_NAME)
 
 

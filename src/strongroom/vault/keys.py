@@ -187,6 +187,8 @@ def parse_slot(
     try:
         doc = json.loads(stored)
         kdf_doc = doc["kdf"]
+        if not all(isinstance(doc[k], str) for k in ("created", "host", "user", "label")):
+            raise ValueError("a field that must be text is not")
         if doc["version"] != 1 or kdf_doc["name"] != "argon2id":
             raise UnsupportedVersion(f"{name}: unsupported key slot version or KDF")
         kdf = KDFParams(
@@ -195,7 +197,7 @@ def parse_slot(
             parallelism=int(kdf_doc["parallelism"]),
         )
         slot = KeySlot(slot_id, doc["created"], doc["host"], doc["user"], doc["label"], kdf)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
         raise IntegrityError(f"{name}: unreadable key slot ({exc!r})", name=name) from None
     if _canonical(doc) != stored:
         raise IntegrityError(f"{name}: key slot was modified outside strongroom", name=name)
@@ -212,11 +214,14 @@ def _parts(
     slot, doc = parse_slot(slot_id, stored, name)
     try:
         kdf_doc = doc["kdf"]
-        assert isinstance(kdf_doc, dict)
-        salt = base64.b64decode(kdf_doc["salt"])
-        nonce = base64.b64decode(str(doc["nonce"]))
-        wrapped = base64.b64decode(str(doc["wrapped"]))
-    except (ValueError, KeyError, AssertionError) as exc:
+        if not isinstance(kdf_doc, dict):
+            raise ValueError("kdf is not an object")
+        salt = base64.b64decode(str(kdf_doc["salt"]), validate=True)
+        nonce = base64.b64decode(str(doc["nonce"]), validate=True)
+        wrapped = base64.b64decode(str(doc["wrapped"]), validate=True)
+        if len(salt) < 8 or len(nonce) != 12 or len(wrapped) < 16:
+            raise ValueError("salt, nonce or wrapped secret has the wrong size")
+    except (ValueError, KeyError) as exc:
         where = name or KEYS_PREFIX + slot_id
         raise IntegrityError(f"{where}: unreadable key slot ({exc})", name=where) from None
     return slot, doc, salt, nonce, wrapped
