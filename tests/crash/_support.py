@@ -37,7 +37,7 @@ def cli(
     """``strongroom ARGS --vault VAULT`` in a child process."""
     child_env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
         "STRONGROOM_PASSWORD": PASSPHRASE,
         "STRONGROOM_VAULT": str(vault),
         "XDG_CACHE_HOME": str(vault.parent / "cache"),

@@ -39,7 +39,7 @@ def backup_process(
         cwd=ROOT,
         env={
             **os.environ,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
             "STRONGROOM_PASSWORD": PASSPHRASE,
             "STRONGROOM_VAULT": str(vault),
             "XDG_CACHE_HOME": str(vault.parent / f"cache-{source}"),

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_and_kill(vault_dir: Path, seed: int, after: float) -> list[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.vault.crash_child", str(vault_dir), str(seed)],
         stdout=subprocess.PIPE,

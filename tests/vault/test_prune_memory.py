@@ -23,7 +23,7 @@ CONSTANT = 48 << 20
 
 
 def child(*args: str) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     out = subprocess.run(
         [sys.executable, "-m", "tests.vault.prune_memory_child", *args],
         cwd=ROOT,
