@@ -106,6 +106,11 @@ class IntegrityError(VaultError):
         self.name = name
 
 
+class MisnamedObject(IntegrityError):
+    """A genuine object of this vault (it authenticates) under a name its content does not
+    hash to: renamed or copied by hand.  ``check --repair`` stores it under its right name."""
+
+
 class PointNotFound(VaultError):
     """No recovery point matches the given id, prefix or selector."""
 

@@ -23,6 +23,7 @@ from strongroom.cli.files import CONFLICT_POLICIES
 from strongroom.cli.main import app, main
 from strongroom.storage import LocalBackend
 from strongroom.vault import KDFParams, Vault
+from strongroom.vault import keys as keyslots
 from tests.conftest import FAST_KDF, PASSPHRASE
 
 WATCHED = (
@@ -135,6 +136,8 @@ def test_cli_constants_match_the_library() -> None:
     kdf = KDFParams()
     assert kdf.memory_kib == vault_cmds.KDF_MEMORY_MIB * 1024
     assert kdf.time_cost == vault_cmds.KDF_TIME_COST
+    assert vault_cmds.KDF_MEMORY_MAX_MIB * 1024 == keyslots.MAX_MEMORY_KIB
+    assert vault_cmds.KDF_TIME_MAX == keyslots.MAX_TIME_COST
     assert CONFLICT_POLICIES == strongroom.files.CONFLICT_POLICIES
 
 

@@ -169,3 +169,17 @@ def test_unreachable_backend(
     monkeypatch.setenv("AZURE_STORAGE_ENDPOINT", "http://127.0.0.1:9/devstoreaccount1")
     code, _, err = run(capsys, "points", "--vault", "azure://c/p")
     assert code == 1 and "Traceback" not in err and err.strip()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--kdf-memory", "100000"), ("--kdf-memory", "0"), ("--kdf-time", "1000")],
+)
+def test_init_with_an_absurd_kdf_cost_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    """--kdf-memory 100000 (MiB) was a traceback from Argon2's allocation."""
+    loc = tmp_path / "v"
+    code, _, err = run(capsys, "init", "--vault", str(loc), option, value)
+    assert code == 2 and option in err and "Traceback" not in err
+    assert not loc.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import subprocess
 import sys
@@ -13,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import strongroom.vault
-from strongroom.errors import NotAVault, WrongPassphrase
+from strongroom.errors import KeySlotError, NotAVault, WrongPassphrase
 from strongroom.storage import LocalBackend
-from strongroom.vault import KDFParams, Vault
+from strongroom.vault import KDFParams, Vault, check_vault
 from strongroom.vault.keys import SlotOpener
 from tests.conftest import FAST_KDF, PASSPHRASE
 
@@ -120,3 +121,62 @@ def test_open_derives_the_key_before_numpy_is_loaded(tmp_path: Path) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["[[]]", "True"]
+
+
+def _rewrite_slot_cost(path: Path, vault_id: bytes, **cost: int) -> None:
+    """Change a stored slot's Argon2id cost (in canonical form, with both copies alike)."""
+    doc = json.loads(path.read_bytes())
+    doc["kdf"].update(cost)
+    stored = json.dumps(doc, indent=1, sort_keys=True).encode()
+    path.write_bytes(stored)
+    (path.parent.parent / "keys-copy" / path.name).write_bytes(stored)
+
+
+@pytest.mark.parametrize(
+    "cost",
+    [
+        {"memory_kib": 0},
+        {"memory_kib": 1 << 40},
+        {"time_cost": 10**9},
+        {"time_cost": 0},
+        {"parallelism": 1 << 20},
+        {"memory_kib": 8, "parallelism": 2},
+    ],
+    ids=str,
+)
+def test_a_slot_with_an_absurd_cost_is_skipped_not_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cost: dict[str, int]
+) -> None:
+    """Unbounded, such a slot is a traceback (0 KiB) or a command that never ends."""
+    vault = Vault.init(LocalBackend(tmp_path / "v"), PASSPHRASE, kdf=FAST_KDF)
+    second = vault.add_key("second", FAST_KDF)
+    _rewrite_slot_cost(tmp_path / "v" / "keys" / vault.slot_id, vault.vault_id, **cost)
+    derived: list[KDFParams] = []
+    real = KDFParams.derive
+
+    def counting(self: KDFParams, passphrase: str, salt: bytes) -> bytes:
+        derived.append(self)
+        return real(self, passphrase, salt)
+
+    monkeypatch.setattr(KDFParams, "derive", counting)
+    with pytest.raises(WrongPassphrase, match=rf"skipped keys/{vault.slot_id}: not tried"):
+        Vault.open(LocalBackend(tmp_path / "v"), PASSPHRASE)
+    assert derived == [FAST_KDF], "the absurd slot was never derived"
+    warned: list[str] = []
+    opened = Vault.open(LocalBackend(tmp_path / "v"), "second", warn=warned.append)
+    assert opened.slot_id == second
+    if vault.slot_id < second:  # slots are tried in id order until one opens
+        assert any("Argon2id" in w and vault.slot_id in w for w in warned)
+    report = check_vault(opened)
+    assert any(p.name == f"keys/{vault.slot_id}" and "Argon2id" in p.message for p in report.errors)
+
+
+@pytest.mark.parametrize(
+    "kdf",
+    [KDFParams(memory_kib=4), KDFParams(memory_kib=(4 << 20) + 1), KDFParams(time_cost=101)],
+    ids=str,
+)
+def test_init_refuses_an_absurd_cost(tmp_path: Path, kdf: KDFParams) -> None:
+    with pytest.raises(KeySlotError, match="Argon2id"):
+        Vault.init(LocalBackend(tmp_path / "v"), PASSPHRASE, kdf=kdf)
+    assert not (tmp_path / "v").exists() or not any((tmp_path / "v").rglob("*"))

@@ -163,10 +163,28 @@ def test_refuses_when_a_needed_pack_is_missing(vault: Vault) -> None:
     assert names(vault) == snapshot
 
 
-def test_refuses_when_a_point_is_unreadable(vault: Vault) -> None:
+def test_skips_an_unreadable_point_and_leaves_it(vault: Vault) -> None:
+    """Nobody can restore from a point object that fails authentication, so it protects no
+    data; prune leaves the object itself (and its tombstone) for check --repair."""
     a = write_point(vault, random_chunks(13, 2), source="a")
+    b = write_point(vault, random_chunks(14, 2), source="b")
+    soft_delete(vault, a.point, "test")
     vault.backend.put(f"points/{a.point.point_id}", b"garbage")
+    report = prune(vault, NOW)
+    assert report.points_removed == [] and report.tombstones_removed == 0
+    assert vault.backend.get(f"points/{a.point.point_id}") == b"garbage"
+    assert {f"deleted/{a.point.point_id}"} == {i.name for i in vault.backend.list("deleted/")}
+    assert all(cid not in vault.index for cid in a.chunks)
+    for cid, data in b.chunks.items():
+        assert vault.read_chunk(cid) == data
+
+
+def test_refuses_when_a_genuine_point_is_misnamed(vault: Vault) -> None:
+    a = write_point(vault, random_chunks(15, 2), source="a")
+    stored = vault.backend.get(f"points/{a.point.point_id}")
+    vault.backend.delete(f"points/{a.point.point_id}")
+    vault.backend.put("points/" + "0" * 64, stored)
     snapshot = names(vault)
-    with pytest.raises(RepairNeeded, match="check --repair"):
+    with pytest.raises(RepairNeeded, match=r"genuine recovery point.*check --repair"):
         prune(vault, NOW)
     assert names(vault) == snapshot

@@ -41,7 +41,7 @@ def test_every_flipped_byte_is_detected(tmp_path: Path) -> None:
     root = tmp_path / "v"
     files = build(root)
     kinds = {f.relative_to(root).parts[0] for f in files}
-    assert kinds == {"config", "keys", "data", "index", "points"}
+    assert kinds == {"config", "config-copy", "keys", "keys-copy", "data", "index", "points"}
     missed = []
     for path in files:
         original = path.read_bytes()
@@ -65,9 +65,14 @@ def test_truncated_and_missing_objects_are_named(tmp_path: Path) -> None:
             path.write_bytes(original[:cut])
             assert detected(root), f"{path} truncated to {cut}"
         path.unlink()
-        # A missing recovery point looks exactly like a forgotten one; everything else it
-        # depends on must be noticed.
-        if path.parent.name != "points":
+        # A missing recovery point looks exactly like a forgotten one; a missing copy of
+        # config or a key slot like a vault made before copies (a warning); everything else
+        # must be noticed.
+        copy = path.name == "config-copy" or path.parent.name == "keys-copy"
+        if copy:
+            report = check_vault(Vault.open(LocalBackend(root), PASS))
+            assert report.ok and any(p.name.endswith(path.name) for p in report.problems)
+        elif path.parent.name != "points":
             assert detected(root), f"{path} missing"
         path.write_bytes(original)
 

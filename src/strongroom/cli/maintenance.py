@@ -246,6 +246,8 @@ def _print_prune(r: PruneReport) -> None:
     table.add_row("repacked: live share low", str(r.packs_repacked), human_bytes(r.bytes_repacked))
     table.add_row("orphans: in no index", str(r.orphan_packs), human_bytes(r.orphan_bytes))
     table.add_row("kept: younger than grace", str(r.packs_young + r.orphans_young), "")
+    if r.packs_unknown:
+        table.add_row("kept: in no readable index", str(r.packs_unknown), "")
     console().print(table)
     if r.index_entries_dropped:
         console().print(f"index entries of missing packs dropped: {r.index_entries_dropped}")

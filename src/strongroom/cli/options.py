@@ -95,14 +95,17 @@ def read_passphrase(
 
 
 def open_vault(
-    vault: str | None, password_file: Path | None, *, strict: bool = True, no_lock: bool = False
+    vault: str | None, password_file: Path | None, *, strict: bool = False, no_lock: bool = False
 ) -> Vault:
     """Open the vault the options name.  The passphrase's key is derived first, while only
     typer, the storage layer and Argon2 are loaded: its memory (32 MiB by default) then adds
     to a small base instead of to cryptography, numpy and the engines (issue 7).
 
-    Reading commands then go on without a lock when ``no_lock`` says so, or with a warning
-    when the vault cannot take one (read-only or full storage)."""
+    Opened leniently: an index object, recovery point or tombstone that fails to verify is
+    skipped with a warning on stderr (``check`` reports it, ``check --repair`` removes it),
+    so one junk object does not stop every command.  Reading commands then go on without a
+    lock when ``no_lock`` says so, or with a warning when the vault cannot take one
+    (read-only or full storage)."""
     from strongroom.storage import open_backend
     from strongroom.vault.keys import SlotOpener
 
@@ -113,7 +116,7 @@ def open_vault(
         opener.prepare()
         from strongroom.vault import Vault
 
-        opened = Vault.open(backend, opener, strict=strict)
+        opened = Vault.open(backend, opener, strict=strict, warn=warn)
     except BaseException:
         backend.close()
         raise

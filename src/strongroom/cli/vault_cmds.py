@@ -34,6 +34,10 @@ MiB = 1024 * 1024
 # out so that loading the CLI does not load the crypto libraries.
 KDF_MEMORY_MIB = 32
 KDF_TIME_COST = 4
+# The bounds strongroom.vault.keys puts on a slot's cost (1 MiB..4 GiB here, in whole MiB;
+# 1..100 passes), so a bad value is a usage error before anything is written.
+KDF_MEMORY_MAX_MIB = 4096
+KDF_TIME_MAX = 100
 
 
 def register(app: typer.Typer) -> None:
@@ -50,10 +54,11 @@ def init(
         int, typer.Option("--pack-size", help="Target pack size in MiB.", min=1)
     ] = 16,
     kdf_memory_mib: Annotated[
-        int, typer.Option("--kdf-memory", help="Argon2id memory in MiB.", min=1)
+        int,
+        typer.Option("--kdf-memory", help="Argon2id memory in MiB.", min=1, max=KDF_MEMORY_MAX_MIB),
     ] = KDF_MEMORY_MIB,
     kdf_time: Annotated[
-        int, typer.Option("--kdf-time", help="Argon2id passes.", min=1)
+        int, typer.Option("--kdf-time", help="Argon2id passes.", min=1, max=KDF_TIME_MAX)
     ] = KDF_TIME_COST,
     as_json: JsonOpt = False,
 ) -> None:
@@ -237,7 +242,7 @@ def check(
     share = _parse_percent(subset) if subset else None
     if do_repair and no_lock:
         raise typer.BadParameter("--repair writes to the vault: it cannot run with --no-lock")
-    v = open_vault(vault, password_file, strict=False, no_lock=no_lock)
+    v = open_vault(vault, password_file, no_lock=no_lock)
     from strongroom.vault.repair import repair
 
     fixed = repair(v) if do_repair else None

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from strongroom.errors import IntegrityError, ObjectNotFound
+from strongroom.errors import IntegrityError, MisnamedObject, ObjectNotFound
 from strongroom.storage.backend import Backend
 from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.envelope import MAGIC_POINT, check_content_name, open_object, read_checked
@@ -34,13 +34,42 @@ def parallel_map(fn: Callable[[str], T], names: Sequence[str]) -> list[T]:
         return list(pool.map(fn, names))
 
 
+Warn = Callable[[str], None]
+"""Where a lenient vault reports an object it skipped (the CLI prints it on stderr)."""
+
+_SKIPPED = {
+    "index": "skipped: the index is only a cache of what the packs hold; "
+    "`strongroom check --repair` rebuilds it",
+    "points": "skipped: this object is not a readable recovery point; "
+    "`strongroom check --repair` removes it",
+    "tombstones": "ignored: the point it names stays visible; "
+    "`strongroom check --repair` removes it",
+}
+
+
 @dataclass
 class LoadProblems:
-    """Objects that failed to load when opening leniently (for ``check``)."""
+    """Objects that failed to load when opening leniently (for ``check``), each reported
+    once to ``warn``."""
 
     index: list[IntegrityError] = field(default_factory=list)
     points: list[IntegrityError] = field(default_factory=list)
     tombstones: list[IntegrityError] = field(default_factory=list)
+    warn: Warn | None = None
+    _warned: set[str] = field(default_factory=set)
+
+    def skip(self, kind: str, exc: IntegrityError) -> None:
+        """Record ``exc`` under ``kind`` ("index", "points" or "tombstones") and warn."""
+        found: list[IntegrityError] = getattr(self, kind)
+        found.append(exc)
+        key = exc.name or str(exc)
+        if self.warn is not None and key not in self._warned:
+            self._warned.add(key)
+            self.warn(f"{exc}; {_SKIPPED[kind]}")
+
+    def unreadable_names(self, kind: str) -> set[str]:
+        """The names of the objects of ``kind`` that failed to load."""
+        return {exc.name for exc in getattr(self, kind) if exc.name}
 
 
 class PointCatalog:
@@ -65,14 +94,22 @@ class PointCatalog:
     # --- points ----------------------------------------------------------------------------
 
     def load_point(self, name: str) -> RecoveryPoint:
-        def parse(stored: bytes) -> RecoveryPoint:
-            check_content_name(name, stored)
-            plain = open_object(
-                MAGIC_POINT, self._keys.point_key, self._vault_id, stored, name=name
-            )
-            return RecoveryPoint(name.rsplit("/", 1)[-1], decode_manifest(plain, name))
+        return read_checked(self._backend, name, lambda stored: self.load_point_bytes(name, stored))
 
-        return read_checked(self._backend, name, parse)
+    def load_point_bytes(self, name: str, stored: bytes) -> RecoveryPoint:
+        """The point ``stored`` holds, verified as the object ``name``."""
+        plain = open_object(MAGIC_POINT, self._keys.point_key, self._vault_id, stored, name=name)
+        manifest = decode_manifest(plain, name)
+        try:
+            check_content_name(name, stored)
+        except IntegrityError as exc:
+            # authentic, but not under its name: prune must not collect its data
+            raise MisnamedObject(
+                f"{exc}; it is a genuine recovery point of this vault ({manifest.kind} "
+                f"{manifest.source} {manifest.time[:19]})",
+                name=name,
+            ) from None
+        return RecoveryPoint(name.rsplit("/", 1)[-1], manifest)
 
     def points(self, strict: bool) -> dict[str, RecoveryPoint]:
         with self._lock:
@@ -82,6 +119,7 @@ class PointCatalog:
 
     def _load_points(self, strict: bool) -> dict[str, RecoveryPoint]:
         names = [info.name for info in self._backend.list(POINTS_PREFIX)]
+        self._problems.points.clear()
 
         def load(name: str) -> RecoveryPoint | IntegrityError | None:
             try:
@@ -96,7 +134,7 @@ class PointCatalog:
             if isinstance(item, IntegrityError):
                 if strict:
                     raise item
-                self._problems.points.append(item)
+                self._problems.skip("points", item)
             elif item is not None:
                 loaded[item.point_id] = item
         return loaded
@@ -121,6 +159,7 @@ class PointCatalog:
 
     def _load_tombstones(self) -> dict[str, Tombstone]:
         names = [info.name for info in self._backend.list(DELETED_PREFIX)]
+        self._problems.tombstones.clear()
 
         def load(name: str) -> Tombstone | IntegrityError | None:
             try:
@@ -137,7 +176,7 @@ class PointCatalog:
         found: dict[str, Tombstone] = {}
         for item in parallel_map(load, names):
             if isinstance(item, IntegrityError):
-                self._problems.tombstones.append(item)
+                self._problems.skip("tombstones", item)
             elif item is not None:
                 found[item.point] = item
         return found

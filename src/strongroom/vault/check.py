@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from strongroom.errors import IntegrityError, ObjectNotFound, StorageError
 from strongroom.storage.names import content_digest
 from strongroom.vault.index import IndexEntry
-from strongroom.vault.keys import KEYS_PREFIX, parse_slot
 from strongroom.vault.pack import BlobDecoder, pack_name, pack_tail_size, read_pack_header
 from strongroom.vault.points import RecoveryPoint
 from strongroom.vault.trees import walk
@@ -90,11 +89,10 @@ def check_vault(
 
 
 def _check_keys(vault: Vault, report: CheckReport) -> None:
-    for info in vault.backend.list(KEYS_PREFIX):
-        try:
-            parse_slot(info.name.rsplit("/", 1)[-1], vault.backend.get(info.name))
-        except (IntegrityError, StorageError) as exc:
-            report.error(info.name, str(exc))
+    """config, the key slots and their copies (see :mod:`strongroom.vault.copies`)."""
+    from strongroom.vault.copies import check_copies
+
+    check_copies(vault, report.error, report.warn)
 
 
 def _check_index_objects(vault: Vault, report: CheckReport) -> None:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from strongroom.errors import IntegrityError, NotAVault, UnsupportedVersion
+from strongroom.errors import IntegrityError, NotAVault, ObjectNotFound, UnsupportedVersion
+from strongroom.storage.backend import Backend
 from strongroom.vault.crypto import VaultKeys
 
 CONFIG_NAME = "config"
+CONFIG_COPY_NAME = "config-copy"
+"""``config`` is written twice: ``config`` then ``config-copy`` (docs/format.md §3)."""
 FORMAT_NAME = "strongroom-vault"
 # 2: objects named by BLAKE3 (1, never released, named them by SHA-256)
 FORMAT_VERSION = 2
@@ -75,7 +79,7 @@ def parse_config(stored: bytes, where: str) -> tuple[VaultConfig, dict[str, Any]
     """Parse without a key; raises NotAVault / UnsupportedVersion before anything else."""
     try:
         doc = json.loads(stored)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise NotAVault(f"{where} is not a strongroom vault (config is not JSON)") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise NotAVault(f"{where} is not a strongroom vault")
@@ -92,14 +96,105 @@ def parse_config(stored: bytes, where: str) -> tuple[VaultConfig, dict[str, Any]
             k: v for k, v in doc["settings"].items() if k in VaultSettings.__dataclass_fields__
         }
         config = VaultConfig(bytes.fromhex(doc["id"]), doc["created"], VaultSettings(**known))
+        _check_types(config)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise IntegrityError(f"config: malformed ({exc})", name=CONFIG_NAME) from None
     return config, doc
 
 
+def _check_types(config: VaultConfig) -> None:
+    s = config.settings
+    numbers = (s.pack_size, s.compression_level, s.soft_delete_days, s.immutable_days)
+    if not all(type(n) is int for n in numbers) or not isinstance(s.extra, dict):
+        raise ValueError("a setting has the wrong type")
+    if len(config.vault_id) != 16 or not isinstance(config.created, str):
+        raise ValueError("id or created has the wrong form")
+
+
 def verify_config_mac(doc: dict[str, Any], stored: bytes, keys: VaultKeys) -> None:
     """The MAC covers the settings; the stored form must be exactly what strongroom writes."""
     body = {k: v for k, v in doc.items() if k != "mac"}
-    want = keys.mac(_canonical(body)).hex()
-    if not hmac.compare_digest(want, str(doc.get("mac", ""))) or _stored_form(doc) != stored:
+    want = keys.mac(_canonical(body)).hex().encode()
+    got = str(doc.get("mac", "")).encode("utf-8", "replace")
+    if not hmac.compare_digest(want, got) or _stored_form(doc) != stored:
         raise IntegrityError("config: MAC mismatch (changed without the key)", name=CONFIG_NAME)
+
+
+@dataclass(frozen=True)
+class StoredConfig:
+    """One stored copy of the config that parses (its MAC is checked once a key opens)."""
+
+    name: str
+    stored: bytes
+    config: VaultConfig
+    doc: dict[str, Any]
+
+
+def write_config(backend: Backend, stored: bytes) -> None:
+    """``config``, then ``config-copy``: the change takes effect with the primary, as it
+    always did; a crash between leaves a stale copy that ``check`` reports."""
+    backend.put(CONFIG_NAME, stored)
+    backend.put(CONFIG_COPY_NAME, stored)
+
+
+def read_configs(backend: Backend) -> tuple[list[StoredConfig], list[str]]:
+    """The copies that parse, primary first, and what was wrong with the others.
+
+    No copy at all is "not a strongroom vault"; an unsupported version in the primary is
+    raised at once (a newer vault must not be read through an older copy).  Without any
+    copy that parses, the primary's (else the copy's) error is raised."""
+    found: list[StoredConfig] = []
+    notes: list[str] = []
+    errors: list[Exception] = []
+    where = backend.describe()
+    for name in (CONFIG_NAME, CONFIG_COPY_NAME):
+        try:
+            stored = backend.get(name)
+        except ObjectNotFound:
+            notes.append(f"{name} is missing")
+            continue
+        try:
+            config, doc = parse_config(stored, where)
+        except UnsupportedVersion:
+            if name == CONFIG_NAME:
+                raise
+            notes.append(f"{name}: unsupported version")
+            continue
+        except (NotAVault, IntegrityError) as exc:
+            notes.append(f"{name}: {_without_place(str(exc), where)}")
+            errors.append(exc)
+            continue
+        found.append(StoredConfig(name, stored, config, doc))
+    if not found:
+        if errors:
+            raise errors[0]
+        raise NotAVault(f"{where} is not a strongroom vault (no config)")
+    return found, notes
+
+
+def _without_place(message: str, where: str) -> str:
+    return message.replace(f"{where} is ", "it is ", 1)
+
+
+def choose_config(
+    found: list[StoredConfig], vault_id: bytes, keys: VaultKeys, warn: Callable[[str], None]
+) -> StoredConfig:
+    """The first copy of ``vault_id`` whose MAC verifies; ``warn`` when it is not the
+    primary.  Raises the primary's MAC error when none verifies."""
+    first_error: IntegrityError | None = None
+    for candidate in found:
+        if candidate.config.vault_id != vault_id:
+            continue
+        try:
+            verify_config_mac(candidate.doc, candidate.stored, keys)
+        except IntegrityError as exc:
+            first_error = first_error or exc
+            continue
+        if candidate.name != CONFIG_NAME:
+            warn(
+                f"{CONFIG_NAME} is missing or damaged: using {candidate.name} "
+                "(`strongroom check --repair` restores it)"
+            )
+        return candidate
+    assert first_error is not None
+    raise first_error

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import threading
@@ -91,10 +92,17 @@ class LockCodec:
         return seal_object(MAGIC_LOCK, self._key, self._vault_id, json.dumps(doc).encode())
 
     def decode(self, name: str, stored: bytes) -> LockInfo:
-        doc = json.loads(open_object(MAGIC_LOCK, self._key, self._vault_id, stored, name=name))
-        return LockInfo(
-            name, bool(doc["exclusive"]), doc["host"], int(doc["pid"]), float(doc["time"])
-        )
+        plain = open_object(MAGIC_LOCK, self._key, self._vault_id, stored, name=name)
+        try:
+            doc = json.loads(plain)
+            info = LockInfo(
+                name, bool(doc["exclusive"]), str(doc["host"]), int(doc["pid"]), float(doc["time"])
+            )
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
+            raise IntegrityError(f"{name}: malformed lock ({exc!r})", name=name) from None
+        if not math.isfinite(info.refreshed):
+            raise IntegrityError(f"{name}: malformed lock (time {info.refreshed})", name=name)
+        return info
 
 
 def list_locks(backend: Backend, codec: LockCodec) -> list[LockInfo]:

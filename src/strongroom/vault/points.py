@@ -62,9 +62,28 @@ class RecoveryPoint:
 def decode_manifest(plain: bytes, name: str) -> PointManifest:
     try:
         doc = json.loads(plain)
-        if doc.pop("v") != 1:
+        if not isinstance(doc, dict) or doc.pop("v", None) != 1:
             raise ValueError("unknown manifest version")
         known = {k: v for k, v in doc.items() if k in PointManifest.__dataclass_fields__}
-        return PointManifest(**known)
-    except (ValueError, TypeError, KeyError) as exc:
+        manifest = PointManifest(**known)
+        _check_types(manifest)
+        return manifest
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise IntegrityError(f"{name}: malformed recovery point ({exc})", name=name) from None
+
+
+def _check_types(m: PointManifest) -> None:
+    """Every field of the type the code relies on (an authentic manifest may still come
+    from a buggy or hostile writer)."""
+    strings = (m.kind, m.source, m.time, m.consistency, m.host, m.user)
+    if not all(isinstance(v, str) for v in strings) or not isinstance(m.parent, str | None):
+        raise ValueError("a field that must be text is not")
+    lists = (m.roots, m.tags)
+    if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists):
+        raise ValueError("roots and tags must be lists of text")
+    if not all(len(r) == 64 for r in m.roots):
+        raise ValueError("a root is not a chunk id")
+    bytes.fromhex("".join(m.roots))
+    if not isinstance(m.summary, dict) or not isinstance(m.meta, dict):
+        raise ValueError("summary and meta must be objects")
+    m.timestamp  # noqa: B018  (validates the time)

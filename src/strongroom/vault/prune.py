@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from strongroom import failpoints
-from strongroom.errors import ObjectNotFound, RepairNeeded, StorageFull, VaultError
+from strongroom.errors import ObjectNotFound, StorageFull, VaultError
 from strongroom.storage.reserve import keep_reserve
 from strongroom.vault.gcmark import Progress
 from strongroom.vault.locks import VaultLock
@@ -74,6 +74,8 @@ class PruneReport:
     orphan_packs: int = 0
     orphan_bytes: int = 0
     orphans_young: int = 0
+    packs_unknown: int = 0
+    """Packs in no readable index, kept because an index object could not be read."""
     index_entries_dropped: int = 0
     index_objects_replaced: int = 0
     index_objects_written: int = 0
@@ -139,15 +141,13 @@ def _run(
 
 
 def _fresh_view(vault: Vault) -> None:
-    """The index and catalog as they are now, under the lock (and rows grouped by pack)."""
+    """The index and catalog as they are now, under the lock (and rows grouped by pack).
+
+    Index objects that fail to verify are skipped (the plan then keeps every pack no
+    readable index lists, see :func:`~strongroom.vault.pruneplan.plan_packs`)."""
     listed = {info.name for info in vault.backend.list(INDEX_PREFIX)}
     if listed != vault.index_names or not vault.index.bulk_only or vault.problems.index:
         vault.reload_index()
-    if vault.problems.index:
-        raise RepairNeeded(
-            f"{vault.problems.index[0]}; run `strongroom check --repair` first; prune changed "
-            "nothing"
-        )
     vault.catalog.reload()
     vault.refresh_config()
 
@@ -221,7 +221,11 @@ class _Prune:
         r.chunks_live = int(np.count_nonzero(packs.live))
         r.trees_read = packs.trees_read
         r.packs = (
-            len(index.pack_ids) - len(packs.dropped) + len(packs.orphans) + packs.young_orphans
+            len(index.pack_ids)
+            - len(packs.dropped)
+            + len(packs.orphans)
+            + packs.young_orphans
+            + packs.unknown
         )
         r.pack_bytes = int(packs.sizes.sum()) + sum(o.size for o in packs.orphans)
         r.packs_young = packs.young
@@ -233,6 +237,7 @@ class _Prune:
         r.orphan_packs = len(packs.orphans)
         r.orphan_bytes = sum(o.size for o in packs.orphans)
         r.orphans_young = packs.young_orphans
+        r.packs_unknown = packs.unknown
         r.index_entries_dropped = int(table.rows[packs.dropped].sum()) if packs.dropped else 0
         r.index_objects_replaced = len(self.old_index)
 
@@ -250,6 +255,7 @@ class _Prune:
                 "before deleting anything more: run it again"
             )
         known = {p.point_id for p in points.keep} | {p.point_id for p in points.remove}
+        known |= points.unreadable
         listed = {i.name[len(POINTS_PREFIX) :] for i in self.vault.backend.list(POINTS_PREFIX)}
         if listed - known:
             raise VaultError(

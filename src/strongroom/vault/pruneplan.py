@@ -10,7 +10,8 @@ listing of ``data/`` (sizes and ages):
   threshold: repacked, lowest share first, up to the repack budget;
 - otherwise kept whole (its dead chunks stay indexed until a later repack);
 - present but in no index object ("orphans", left by interrupted backups): deleted once older
-  than the grace period;
+  than the grace period, unless an index object could not be read: then no pack in no
+  readable index is deleted (it may be what that object lists), only counted as unknown;
 - indexed but missing: dropped from the index if no point needs them, else prune refuses.
 """
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from strongroom.errors import IntegrityError, RepairNeeded
+from strongroom.errors import MisnamedObject, RepairNeeded
 from strongroom.storage.backend import ObjectInfo
 from strongroom.vault.forget import immutable_until
 from strongroom.vault.gcmark import Marker, PackTable, Progress, account
@@ -53,6 +54,8 @@ class PointsPlan:
     soft_deleted: list[RecoveryPoint] = field(default_factory=list)
     remove: list[RecoveryPoint] = field(default_factory=list)
     dangling_tombstones: list[str] = field(default_factory=list)
+    unreadable: set[str] = field(default_factory=set)
+    """Ids (last name components) of point objects that failed to verify: left alone."""
 
 
 @dataclass
@@ -68,18 +71,24 @@ class PacksPlan:
     dropped: list[int] = field(default_factory=list)
     orphans: list[ObjectInfo] = field(default_factory=list)
     young_orphans: int = 0
+    unknown: int = 0
     trees_read: int = 0
 
 
 def plan_points(vault: Vault) -> PointsPlan:
-    """Split the points: live, soft-deleted within their window, due for removal."""
-    try:
-        points = vault.points(strict=True, include_deleted=True)
-    except IntegrityError as exc:
-        raise RepairNeeded(
-            f"{exc}; prune needs every recovery point readable (`check --repair` removes "
-            "unreadable ones); prune changed nothing"
-        ) from None
+    """Split the points: live, soft-deleted within their window, due for removal.
+
+    A point object that fails to verify (junk, another vault's, misnamed) is skipped and left
+    alone: nobody can restore from it, so it protects no data (``check --repair`` removes
+    it), and a tombstone bearing its name is not dangling.  A genuine point under a wrong
+    name (:class:`~strongroom.errors.MisnamedObject`) stops prune: its data is needed."""
+    points = vault.points(strict=False, include_deleted=True)
+    for exc in vault.problems.points:
+        if isinstance(exc, MisnamedObject):
+            raise RepairNeeded(
+                f"{exc}: run `strongroom check --repair` (it stores the point under its right "
+                "name) first; prune changed nothing"
+            )
     stones = vault.tombstones()
     now = utc_now()
     plan = PointsPlan()
@@ -92,7 +101,10 @@ def plan_points(vault: Vault) -> PointsPlan:
         else:
             plan.keep.append(p)
             plan.soft_deleted.append(p)
-    known = {p.point_id for p in points}
+    plan.unreadable = {
+        name.rsplit("/", 1)[-1] for name in vault.problems.unreadable_names("points")
+    }
+    known = {p.point_id for p in points} | plan.unreadable
     plan.dangling_tombstones = sorted(pid for pid in stones if pid not in known)
     return plan
 
@@ -120,10 +132,13 @@ def plan_packs(
     candidates = _classify(vault, plan, listing, cutoff)
     _choose_repacks(plan, candidates, opts)
     indexed = set(vault.index.pack_ids)
+    unknown = bool(vault.problems.index)
     for pack_id, info in listing.items():
         if pack_id in indexed:
             continue
-        if info.mtime is not None and info.mtime <= cutoff:
+        if unknown:
+            plan.unknown += 1
+        elif info.mtime is not None and info.mtime <= cutoff:
             plan.orphans.append(info)
         else:
             plan.young_orphans += 1

@@ -11,9 +11,14 @@ Under the exclusive lock:
 2. the new index is written (the last object superseding every old index object, readable or
    not), then the old index objects are deleted, then the damaged packs;
 3. recovery point objects and tombstones that fail authentication cannot be repaired and are
-   removed; tombstones of missing points too;
+   removed; tombstones of missing points too; a genuine point under a wrong name is stored
+   under its right name;
 4. every recovery point is checked against the new index; points that lost chunks are
    reported, never deleted (restore what remains, or forget them).
+
+Before all this, ``config`` and the key slots are rewritten from their good copies, and
+copies missing in vaults made before they existed are written
+(:mod:`strongroom.vault.copies`).
 """
 
 from __future__ import annotations
@@ -25,13 +30,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from strongroom import failpoints
-from strongroom.errors import IntegrityError, ObjectNotFound
+from strongroom.errors import IntegrityError, MisnamedObject, ObjectNotFound
 from strongroom.storage.backend import ObjectInfo
 from strongroom.storage.names import content_digest
 from strongroom.vault.check import check_vault
+from strongroom.vault.copies import repair_copies
+from strongroom.vault.envelope import object_name_hash
 from strongroom.vault.gcmark import Progress, pack_runs
 from strongroom.vault.index import PackRecord, encode_index
 from strongroom.vault.pack import BlobDecoder, pack_name, read_pack_header
+from strongroom.vault.points import POINTS_PREFIX
 from strongroom.vault.pruneplan import list_packs
 from strongroom.vault.repack import RecordOnlyIndex
 from strongroom.vault.tombstones import DELETED_PREFIX
@@ -71,6 +79,7 @@ def repair(vault: Vault, progress: Progress | None = None) -> RepairReport:
         vault.problems.points.clear()
         vault.problems.tombstones.clear()
         report = RepairReport()
+        repair_copies(vault, report.note)
         old_index = sorted(info.name for info in vault.backend.list(INDEX_PREFIX))
         rebuild = _Rebuild(vault, report)
         packs = list_packs(vault)
@@ -104,6 +113,9 @@ def _remove_unreadable(vault: Vault, report: RepairReport) -> None:
     bad = [exc for exc in vault.problems.points + vault.problems.tombstones if exc.name]
     for exc in bad:
         assert exc.name is not None
+        if isinstance(exc, MisnamedObject):
+            _rename_point(vault, exc.name, report)
+            continue
         _delete_all(vault, [exc.name])
         report.objects_removed.append(exc.name)
         report.note(f"removed {exc.name}: cannot be repaired ({exc})")
@@ -115,6 +127,18 @@ def _remove_unreadable(vault: Vault, report: RepairReport) -> None:
             report.note(f"removed the tombstone of missing point {point_id[:12]}")
     vault.problems.points.clear()
     vault.problems.tombstones.clear()
+
+
+def _rename_point(vault: Vault, name: str, report: RepairReport) -> None:
+    """A genuine point under a wrong name: store it under its content's name (the same
+    bytes, if that point exists already), then remove the misnamed copy."""
+    stored = vault.backend.get(name)
+    right = POINTS_PREFIX + object_name_hash(stored)
+    vault.catalog.load_point_bytes(right, stored)  # verifies it once more under the new name
+    vault.backend.put(right, stored)
+    _delete_all(vault, [name])
+    report.objects_removed.append(name)
+    report.note(f"stored the genuine recovery point {name} under its right name {right}")
 
 
 class _Rebuild:

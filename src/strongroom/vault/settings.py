@@ -1,6 +1,6 @@
 """Changing a vault's maintenance settings: soft-delete window and immutability period.
 
-``config`` is rewritten with a new MAC (only key holders can change settings).  Rules:
+``config`` and its copy are rewritten with a new MAC (only key holders can change settings).  Rules:
 
 - ``immutable_days`` can be raised but never lowered, like a locked immutable vault.
 - ``soft_delete_days`` may change either way (0 turns soft delete off); a point already
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from strongroom.errors import SettingsError
-from strongroom.vault.config import CONFIG_NAME, VaultSettings
+from strongroom.vault.config import VaultSettings, write_config
 from strongroom.vault.vault import Vault
 
 MAX_DAYS = 36_500
@@ -47,6 +47,6 @@ def change_settings(
     if new == current:
         return current
     config = vault.config.with_settings(new)
-    vault.backend.put(CONFIG_NAME, config.serialize(vault.keys))
+    write_config(vault.backend, config.serialize(vault.keys))
     vault.config = config
     return new

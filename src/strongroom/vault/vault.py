@@ -19,25 +19,28 @@ from strongroom.errors import (
     AmbiguousPoint,
     IntegrityError,
     KeySlotError,
-    NotAVault,
     ObjectNotFound,
     PointNotFound,
     ReadOnlyStorage,
     StorageFull,
     VaultError,
     VaultExists,
+    WrongPassphrase,
 )
 from strongroom.storage.backend import Backend
 from strongroom.storage.local import LocalBackend
 from strongroom.storage.reserve import keep_reserve, with_reserve
 from strongroom.vault import keys as keyslots
-from strongroom.vault.catalog import LoadProblems, PointCatalog, parallel_map
+from strongroom.vault.catalog import LoadProblems, PointCatalog, Warn, parallel_map
 from strongroom.vault.config import (
+    CONFIG_COPY_NAME,
     CONFIG_NAME,
+    StoredConfig,
     VaultConfig,
     VaultSettings,
-    parse_config,
-    verify_config_mac,
+    choose_config,
+    read_configs,
+    write_config,
 )
 from strongroom.vault.crypto import MASTER_SECRET_SIZE, VaultKeys
 from strongroom.vault.envelope import (
@@ -64,6 +67,9 @@ if TYPE_CHECKING:
     from strongroom.vault.index import ChunkIndex
     from strongroom.vault.writer import ChunkWriter
 
+# How often opening lists index/ while index objects vanish under it (a concurrent prune).
+_INDEX_LISTINGS = 4
+
 
 class Vault:
     """An opened vault.  Build with :meth:`init` or :meth:`open`."""
@@ -81,6 +87,10 @@ class Vault:
         self.slot_id = slot_id
         self.index = ChunkIndex()
         self.problems = LoadProblems()
+        self.slot_stored = b""
+        """The stored form of the key slot that opened this handle (it verified)."""
+        self.strict = True
+        """Whether objects that fail to verify raise (True) or are skipped and reported."""
         self.catalog = PointCatalog(backend, keys, config.vault_id, self.problems)
         self.reader = ChunkReader(backend, keys, self.index)
         self._lock_codec = LockCodec(keys.lock_key, config.vault_id)
@@ -114,11 +124,11 @@ class Vault:
         label: str = "",
     ) -> Vault:
         """Create a vault; the config object is written last, so it marks a complete vault."""
-        try:
-            backend.stat(CONFIG_NAME)
-        except ObjectNotFound:
-            pass
-        else:
+        for name in (CONFIG_NAME, CONFIG_COPY_NAME):
+            try:
+                backend.stat(name)
+            except ObjectNotFound:
+                continue
             raise VaultExists(f"{backend.describe()} already holds a vault")
         master = os.urandom(MASTER_SECRET_SIZE)
         config = VaultConfig.new(os.urandom(16), settings or VaultSettings())
@@ -126,32 +136,42 @@ class Vault:
         slot, stored = keyslots.new_slot(
             master, passphrase, config.vault_id, kdf or keyslots.KDFParams(), label
         )
-        backend.put(keyslots.KEYS_PREFIX + slot.slot_id, stored)
-        backend.put(CONFIG_NAME, config.serialize(keys))
+        keyslots.write_slot(backend, slot.slot_id, stored)
+        write_config(backend, config.serialize(keys))
         vault = cls(backend, config, keys, slot.slot_id)
+        vault.slot_stored = stored
         vault.catalog.start_empty()
         return vault
 
     @classmethod
     def open(
-        cls, backend: Backend, passphrase: str | keyslots.SlotOpener, *, strict: bool = True
+        cls,
+        backend: Backend,
+        passphrase: str | keyslots.SlotOpener,
+        *,
+        strict: bool = True,
+        warn: Warn | None = None,
     ) -> Vault:
         """Open with ``passphrase`` (or a :class:`~strongroom.vault.keys.SlotOpener` holding
-        it); ``strict=False`` records unreadable index objects instead of failing."""
-        try:
-            stored = backend.get(CONFIG_NAME)
-        except ObjectNotFound:
-            raise NotAVault(f"{backend.describe()} is not a strongroom vault (no config)") from None
-        config, doc = parse_config(stored, backend.describe())
+        it).  ``strict=False`` skips index objects, recovery points and tombstones that fail
+        to verify (a junk, foreign or misnamed object) instead of failing, records them in
+        :attr:`problems` and reports each once to ``warn``."""
+        found, _ = read_configs(backend)
         opener = (
             passphrase
             if isinstance(passphrase, keyslots.SlotOpener)
             else keyslots.SlotOpener(backend, passphrase)
         )
-        master, slot_id = opener.unlock(config.vault_id)
+        master, slot_id, vault_id = _unlock(opener, found)
         keys = VaultKeys.from_master(master)
-        verify_config_mac(doc, stored, keys)
+        say = warn or _quiet
+        config = choose_config(found, vault_id, keys, say).config
+        for note in opener.notes:
+            say(note)
         vault = cls(backend, config, keys, slot_id)
+        vault.strict = strict
+        vault.slot_stored = opener.opened
+        vault.problems.warn = warn
         vault.index_names = vault._load_index(vault.index, strict)
         return vault
 
@@ -165,34 +185,65 @@ class Vault:
         return read_checked(self.backend, name, parse)
 
     def _load_index(self, index: ChunkIndex, strict: bool) -> set[str]:
-        """Load every index object into ``index``; the names of those that loaded."""
-        from strongroom.vault.index import decode_index
+        """Load every index object into ``index``; the names of those that loaded.
+
+        The index is loaded before any lock is taken, so a prune may delete an index object
+        between the listing and its read.  It writes the objects that replace it first, so
+        a fresh listing holds them: names that vanished are followed up by listing again.
+        """
         from strongroom.vault.writer import INDEX_PREFIX
 
         names = [info.name for info in self.backend.list(INDEX_PREFIX)]
+        loaded: set[str] = set()
+        tried: set[str] = set()
+        vanished: list[str] = []
+        for _ in range(_INDEX_LISTINGS):
+            todo = [n for n in names if n not in tried]
+            tried.update(todo)
+            vanished = []
+            for name, problem in zip(
+                todo, parallel_map(self._index_loader(index), todo), strict=True
+            ):
+                if problem is None:
+                    loaded.add(name)
+                elif isinstance(problem, ObjectNotFound):
+                    vanished.append(name)
+                elif strict:
+                    raise problem
+                else:
+                    self.problems.skip("index", problem)
+            if not vanished:
+                break
+            names = [info.name for info in self.backend.list(INDEX_PREFIX)]
+        if vanished:
+            problem = IntegrityError(
+                f"{vanished[0]}: vanished while loading, and the index kept changing "
+                f"({_INDEX_LISTINGS} listings); another client is pruning: try again",
+                name=vanished[0],
+            )
+            if strict:
+                raise problem
+            self.problems.skip("index", problem)
+        index.finish_bulk()
+        return loaded
 
-        def load(name: str) -> IntegrityError | None:
+    def _index_loader(
+        self, index: ChunkIndex
+    ) -> Callable[[str], IntegrityError | ObjectNotFound | None]:
+        from strongroom.vault.index import decode_index
+        from strongroom.vault.writer import INDEX_PREFIX
+
+        def load(name: str) -> IntegrityError | ObjectNotFound | None:
             try:
                 packs, sup = decode_index(self.open_index_object(name), name)
-            except ObjectNotFound:
-                return IntegrityError(f"{name}: vanished while loading", name=name)
-            except IntegrityError as exc:
+            except (ObjectNotFound, IntegrityError) as exc:
                 return exc
             for rec in packs:
                 index.add_pack(rec.pack_id, rec.salt, rec.entries, bulk=True)
             self.superseded.update(INDEX_PREFIX + old.hex() for old in sup)
             return None
 
-        loaded = set()
-        for name, problem in zip(names, parallel_map(load, names), strict=True):
-            if problem is None:
-                loaded.add(name)
-            elif strict:
-                raise problem
-            else:
-                self.problems.index.append(problem)
-        index.finish_bulk()
-        return loaded
+        return load
 
     def reload_index(self) -> None:
         """Load the index afresh (after a prune or repair changed it); readers follow.
@@ -210,14 +261,13 @@ class Vault:
         self.index_names = self._load_index(self.index, strict=False)
 
     def refresh_config(self) -> VaultConfig:
-        """Read ``config`` again (another client may have changed the settings)."""
-        stored = self.backend.get(CONFIG_NAME)
-        config, doc = parse_config(stored, self.backend.describe())
-        if config.vault_id != self.vault_id:
+        """Read ``config`` again (another client may have changed the settings); its copy
+        if the primary is missing or damaged."""
+        found, _ = read_configs(self.backend)
+        if not any(c.config.vault_id == self.vault_id for c in found):
             raise IntegrityError("config: the vault id changed", name=CONFIG_NAME)
-        verify_config_mac(doc, stored, self.keys)
-        self.config = config
-        return config
+        self.config = choose_config(found, self.vault_id, self.keys, _quiet).config
+        return self.config
 
     def close(self) -> None:
         self.backend.close()
@@ -225,10 +275,17 @@ class Vault:
     # --- keys ------------------------------------------------------------------------------
 
     def list_keys(self) -> list[keyslots.KeySlot]:
+        """Every slot once (a slot is ``keys/<id>`` and its copy ``keys-copy/<id>``)."""
         found = []
-        for info in self.backend.list(keyslots.KEYS_PREFIX):
-            slot_id = info.name.rsplit("/", 1)[-1]
-            found.append(keyslots.parse_slot(slot_id, self.backend.get(info.name))[0])
+        for slot_id in keyslots.slot_ids(self.backend):
+            versions = keyslots.slot_versions(self.backend, slot_id)
+            for position, (name, stored) in enumerate(versions):
+                try:
+                    found.append(keyslots.parse_slot(slot_id, stored, name)[0])
+                    break
+                except IntegrityError:
+                    if position == len(versions) - 1:
+                        raise
         return sorted(found, key=lambda s: s.created)
 
     def add_key(
@@ -237,11 +294,11 @@ class Vault:
         slot, stored = keyslots.new_slot(
             self.keys.master, passphrase, self.vault_id, kdf or keyslots.KDFParams(), label
         )
-        self.backend.put(keyslots.KEYS_PREFIX + slot.slot_id, stored)
+        keyslots.write_slot(self.backend, slot.slot_id, stored)
         return slot.slot_id
 
     def remove_key(self, slot_id: str) -> None:
-        ids = {s.slot_id for s in self.list_keys()}
+        ids = set(keyslots.slot_ids(self.backend))
         if slot_id not in ids:
             raise KeySlotError(f"no key slot {slot_id!r} in this vault")
         if len(ids) == 1:
@@ -252,14 +309,14 @@ class Vault:
             raise KeySlotError(
                 "refusing to remove the key slot in use; open with another passphrase"
             )
-        self.backend.delete(keyslots.KEYS_PREFIX + slot_id)
+        keyslots.delete_slot(self.backend, slot_id)
 
     def change_passphrase(self, new_passphrase: str, kdf: keyslots.KDFParams | None = None) -> str:
         """Add a slot for the new passphrase, then remove the one in use."""
         old = self.slot_id
         label = next((s.label for s in self.list_keys() if s.slot_id == old), "")
         self.slot_id = self.add_key(new_passphrase, kdf, label)
-        self.backend.delete(keyslots.KEYS_PREFIX + old)
+        keyslots.delete_slot(self.backend, old)
         return self.slot_id
 
     # --- chunks ----------------------------------------------------------------------------
@@ -393,9 +450,13 @@ class Vault:
         self.catalog.add_point(point)
         return point
 
-    def points(self, strict: bool = True, include_deleted: bool = False) -> list[RecoveryPoint]:
-        """Recovery points, oldest first; soft-deleted ones only with ``include_deleted``."""
-        found = list(self.catalog.points(strict).values())
+    def points(
+        self, strict: bool | None = None, include_deleted: bool = False
+    ) -> list[RecoveryPoint]:
+        """Recovery points, oldest first; soft-deleted ones only with ``include_deleted``.
+        ``strict`` (by default as the vault was opened): raise on an unreadable point object
+        instead of skipping it."""
+        found = list(self.catalog.points(self.strict if strict is None else strict).values())
         if not include_deleted:
             hidden = self.catalog.tombstones()
             found = [p for p in found if p.point_id not in hidden]
@@ -442,6 +503,34 @@ class Vault:
                 f"{spec!r} matches {len(matches)} recovery points ({ids}); give more digits"
             )
         return matches[0]
+
+
+def _quiet(_: str) -> None:
+    """Where warnings go when nobody listens."""
+
+
+def _unlock(opener: keyslots.SlotOpener, found: list[StoredConfig]) -> tuple[bytes, str, bytes]:
+    """The master secret, the slot that opened and the vault id it opened for: each copy's
+    vault id in turn (a damaged or foreign primary may name another vault)."""
+    ids = list(dict.fromkeys(c.config.vault_id for c in found))
+    wrong: WrongPassphrase | None = None
+    for vault_id in ids:
+        try:
+            master, slot_id = opener.unlock(vault_id)
+        except WrongPassphrase as exc:
+            wrong = wrong or exc
+            continue
+        return master, slot_id, vault_id
+    declared = opener.declared
+    if declared and not declared & {v.hex() for v in ids}:
+        raise IntegrityError(
+            f"{CONFIG_NAME} belongs to vault {ids[0].hex()[:12]}, but the key slots to vault "
+            f"{min(declared)[:12]}: a config of another vault was put here (swapped or copied "
+            "in); put this vault's own config back",
+            name=CONFIG_NAME,
+        )
+    assert wrong is not None
+    raise wrong
 
 
 def _filter_text(source: str | None, kind: str | None) -> str:
