@@ -38,8 +38,9 @@ class Kind:
 
 
 KINDS = (
-    Kind("config", re.compile(r"config"), False, ("admin",), ("admin",)),
-    Kind("keys", re.compile(r"keys/[0-9a-f]{16}"), False, ("admin",), ("admin",)),
+    # the redundant copies (docs/format.md §3.1, §4.1) follow the primary's rules
+    Kind("config", re.compile(r"config(-copy)?"), False, ("admin",), ("admin",)),
+    Kind("keys", re.compile(r"keys(-copy)?/[0-9a-f]{16}"), False, ("admin",), ("admin",)),
     Kind("data", re.compile(r"data/([0-9a-f]{2})/\1[0-9a-f]{62}"), True, WRITERS, PRUNERS),
     Kind("index", re.compile(r"index/[0-9a-f]{64}"), True, WRITERS, PRUNERS),
     # repair never writes points, so maintenance has no need to create one
