@@ -11,8 +11,12 @@ from starlette.concurrency import run_in_threadpool
 
 from strongroom.errors import ObjectNotFound
 from strongroom.server.app import Call, Server, _info
+from strongroom.server.approvals import PendingApproval
 from strongroom.server.auth import ApiError, new_token, require_role
 from strongroom.server.gateway import kind_of
+from strongroom.server.scoping import check_sources
+from strongroom.storage.backend import ObjectInfo
+from strongroom.storage.http import SOURCE_HEADER, decode_source, encode_source
 
 OCTETS = "application/octet-stream"
 JSON = "application/json"
@@ -26,10 +30,10 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
         call = Call(request, "list", vault, prefix)
 
         async def work() -> Response:
-            await server.auth(call)
+            token = await server.auth(call)
             gw = await server.gateway(call)
-            infos = [] if gw is None else await run_in_threadpool(gw.list, prefix)
-            return JSONResponse({"objects": [_info(i) for i in infos]})
+            infos = [] if gw is None else await run_in_threadpool(gw.list, token, prefix)
+            return JSONResponse({"objects": [_listed(i, source) for i, source in infos]})
 
         return await server.run(call, work)
 
@@ -44,13 +48,18 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
         call = Call(request, "get", vault, name)
 
         async def work() -> Response:
-            await server.auth(call)
+            token = await server.auth(call)
             gw = await server.gateway(call)
             if gw is None:
                 kind_of(name)
                 raise ObjectNotFound(name)
-            data = await run_in_threadpool(gw.get, name, offset, length)
-            return Response(data, media_type=OCTETS)
+            data = await run_in_threadpool(gw.get, token, name, offset, length)
+            headers = {}
+            if name.startswith("points/"):
+                source = await run_in_threadpool(gw.scope.point_source, name)
+                if source is not None:
+                    headers[SOURCE_HEADER] = encode_source(source)
+            return Response(data, media_type=OCTETS, headers=headers)
 
         return await server.run(call, work)
 
@@ -59,12 +68,12 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
         call = Call(request, "stat", vault, name)
 
         async def work() -> Response:
-            await server.auth(call)
+            token = await server.auth(call)
             gw = await server.gateway(call)
             if gw is None:
                 kind_of(name)
                 raise ObjectNotFound(name)
-            return JSONResponse(_info(await run_in_threadpool(gw.stat, name)))
+            return JSONResponse(_info(await run_in_threadpool(gw.stat, token, name)))
 
         return await server.run(call, work)
 
@@ -80,8 +89,16 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
             if gw is None:
                 raise ApiError(404, f"no vault {vault!r} on this server", "no-vault")
             data = await server.body(request)
-            created = await run_in_threadpool(gw.put, token, name, data)
-            call.detail = f"{len(data)} bytes" + ("" if created else ", existed")
+            source = _source(request.headers.get(SOURCE_HEADER))
+            if source is not None:
+                call.detail = f"source {source!r}, "
+            try:
+                created = await run_in_threadpool(gw.put, token, name, data, source)
+            except PendingApproval as pending:
+                row = pending.approval
+                call.detail = f"{row.summary}: approval {row.id} pending"
+                return JSONResponse({"approval": row.id, "summary": row.summary}, 202)
+            call.detail += f"{len(data)} bytes" + ("" if created else ", existed")
             return Response(status_code=201 if created else 200)
 
         return await server.run(call, work)
@@ -151,7 +168,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
                 raise ApiError(400, f"invalid token request: {_first_error(exc)}") from None
             made = new_token(
                 body.role,
-                sources=body.sources,
+                sources=check_sources(body.role, body.sources),
                 expires_days=body.expires_days,
                 label=body.label,
                 created_by=call.token.id,
@@ -197,6 +214,67 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
             return JSONResponse({"entries": [r.to_dict() for r in rows]})
 
         return await server.run(call, work)
+
+
+def add_approval_routes(app: FastAPI, server: Server) -> None:
+    async def admin(call: Call, what: str) -> None:
+        require_role(await server.auth(call), ("admin",), what)
+
+    @app.get("/v1/approvals")
+    async def list_approvals(request: Request) -> Response:
+        call = Call(request, "approval-list")
+
+        async def work() -> Response:
+            await admin(call, "list approval requests")
+            rows = await run_in_threadpool(server.catalog.approvals)
+            return JSONResponse({"approvals": [r.public() for r in rows]})
+
+        return await server.run(call, work)
+
+    @app.post("/v1/approvals/{approval_id}")
+    async def approve(request: Request, approval_id: str) -> Response:
+        call = Call(request, "approve", obj=approval_id)
+
+        async def work() -> Response:
+            await admin(call, "approve changes")
+            assert call.token is not None
+            row = await run_in_threadpool(server.catalog.approval, approval_id)
+            if row is None:
+                raise ApiError(404, f"no approval request {approval_id}", "no-approval")
+            call.vault = row.vault
+            gw = await server.gateway(call)
+            if gw is None:
+                raise ApiError(404, f"no vault {row.vault!r} on this server", "no-vault")
+            done = await run_in_threadpool(gw.approve, call.token, approval_id)
+            call.detail = f"{done.summary}, asked by {done.requested_by}"
+            return JSONResponse(done.public())
+
+        return await server.run(call, work)
+
+    @app.delete("/v1/approvals/{approval_id}")
+    async def reject(request: Request, approval_id: str) -> Response:
+        call = Call(request, "approval-reject", obj=approval_id)
+
+        async def work() -> Response:
+            await admin(call, "reject changes")
+            assert call.token is not None
+            decided = server.catalog.decide
+            if not await run_in_threadpool(decided, approval_id, call.token.id, "rejected"):
+                raise ApiError(404, f"no pending approval request {approval_id}", "no-approval")
+            return Response(status_code=204)
+
+        return await server.run(call, work)
+
+
+def _source(header: str | None) -> str | None:
+    try:
+        return None if header is None else decode_source(header)
+    except ValueError:
+        raise ApiError(400, f"{SOURCE_HEADER} is not percent-encoded UTF-8") from None
+
+
+def _listed(info: ObjectInfo, source: str | None) -> dict[str, Any]:
+    return _info(info) if source is None else {**_info(info), "source": source}
 
 
 def _first_error(exc: ValidationError) -> str:
