@@ -165,6 +165,18 @@ def test_cli_refusals_are_one_line(scoped: Scoped, run: Runner, tmp_path: Path) 
     }
 
 
+def test_the_audit_log_names_each_commits_source(
+    scoped: Scoped, served: Served, run: Runner
+) -> None:
+    code, out, err = run(served.admin, "audit", "--server", served.url, "--limit", "5000")
+    assert code == 0, err
+    for s, point in scoped.points.items():
+        line = next(x for x in out.splitlines() if f"put {scoped.vault.name}/points/{point}" in x)
+        token_id = scoped.tokens[f"backup-{s}"][4:20]
+        assert f"{token_id}(backup)" in line and f"-> 201 source '{s}', " in line, line
+        assert " 127.0.0.1 " in line
+
+
 def test_only_backup_and_restore_tokens_take_sources(served: Served, run: Runner) -> None:
     code, _, err = run(
         served.admin, "token", "create", "--role", "maintenance", "--source", "a",
