@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from strongroom.errors import ObjectNotFound
+from strongroom.server import openapi as oa
 from strongroom.server.app import Call, Server, _info
 from strongroom.server.approvals import PendingApproval
 from strongroom.server.auth import ApiError, new_token, require_role
@@ -25,7 +26,7 @@ JSON = "application/json"
 def add_object_routes(app: FastAPI, server: Server) -> None:
     base = "/v1/vaults/{vault}"
 
-    @app.get(base + "/objects")
+    @app.get(base + "/objects", responses=oa.responses())
     async def list_objects(request: Request, vault: str, prefix: str = "") -> Response:
         call = Call(request, "list", vault, prefix)
 
@@ -37,7 +38,11 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.get(base + "/objects/{name:path}")
+    @app.get(
+        base + "/objects/{name:path}",
+        response_class=Response,
+        responses=oa.responses(s200=oa.binary("the object, or the range asked for")),
+    )
     async def get_object(
         request: Request,
         vault: str,
@@ -63,7 +68,7 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.get(base + "/stat/{name:path}")
+    @app.get(base + "/stat/{name:path}", responses=oa.responses())
     async def stat_object(request: Request, vault: str, name: str) -> Response:
         call = Call(request, "stat", vault, name)
 
@@ -77,7 +82,19 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.put(base + "/objects/{name:path}", openapi_extra=_binary_body())
+    @app.put(
+        base + "/objects/{name:path}",
+        openapi_extra=oa.binary_request(),
+        response_class=Response,
+        responses=oa.responses(
+            408,
+            409,
+            413,
+            s200=oa.empty("the object was there already with these bytes"),
+            s201=oa.empty("stored"),
+            s202=oa.json_body("a settings change waits for a second admin: its id"),
+        ),
+    )
     async def put_object(request: Request, vault: str, name: str) -> Response:
         call = Call(request, "put", vault, name)
 
@@ -103,7 +120,11 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.delete(base + "/objects/{name:path}")
+    @app.delete(
+        base + "/objects/{name:path}",
+        response_class=Response,
+        responses=oa.responses(s204=oa.empty("deleted")),
+    )
     async def delete_object(request: Request, vault: str, name: str) -> Response:
         call = Call(request, "delete", vault, name)
 
@@ -130,7 +151,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
     async def admin(call: Call, what: str) -> None:
         require_role(await server.auth(call), ("admin",), what)
 
-    @app.get("/v1/vaults")
+    @app.get("/v1/vaults", responses=oa.responses())
     async def list_vaults(request: Request) -> Response:
         call = Call(request, "vault-list")
 
@@ -141,7 +162,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.post("/v1/vaults/{vault}")
+    @app.post("/v1/vaults/{vault}", responses=oa.responses(409, s201=oa.json_body("created")))
     async def create_vault(request: Request, vault: str) -> Response:
         call = Call(request, "vault-create", vault)
 
@@ -155,7 +176,11 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
     schema = TokenRequest.model_json_schema()
     token_body = {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
 
-    @app.post("/v1/tokens", openapi_extra=token_body)
+    @app.post(
+        "/v1/tokens",
+        openapi_extra=token_body,
+        responses=oa.responses(s201=oa.json_body("the token, shown once")),
+    )
     async def create_token(request: Request) -> Response:
         call = Call(request, "token-create")
 
@@ -179,7 +204,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.get("/v1/tokens")
+    @app.get("/v1/tokens", responses=oa.responses())
     async def list_tokens(request: Request) -> Response:
         call = Call(request, "token-list")
 
@@ -190,7 +215,11 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.delete("/v1/tokens/{token_id}")
+    @app.delete(
+        "/v1/tokens/{token_id}",
+        response_class=Response,
+        responses=oa.responses(s204=oa.empty("revoked")),
+    )
     async def revoke_token(request: Request, token_id: str) -> Response:
         call = Call(request, "token-revoke", obj=token_id)
 
@@ -202,7 +231,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.get("/v1/audit")
+    @app.get("/v1/audit", responses=oa.responses())
     async def audit(
         request: Request, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000
     ) -> Response:
@@ -220,7 +249,7 @@ def add_approval_routes(app: FastAPI, server: Server) -> None:
     async def admin(call: Call, what: str) -> None:
         require_role(await server.auth(call), ("admin",), what)
 
-    @app.get("/v1/approvals")
+    @app.get("/v1/approvals", responses=oa.responses())
     async def list_approvals(request: Request) -> Response:
         call = Call(request, "approval-list")
 
@@ -231,7 +260,7 @@ def add_approval_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.post("/v1/approvals/{approval_id}")
+    @app.post("/v1/approvals/{approval_id}", responses=oa.responses(409))
     async def approve(request: Request, approval_id: str) -> Response:
         call = Call(request, "approve", obj=approval_id)
 
@@ -251,7 +280,11 @@ def add_approval_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.delete("/v1/approvals/{approval_id}")
+    @app.delete(
+        "/v1/approvals/{approval_id}",
+        response_class=Response,
+        responses=oa.responses(s204=oa.empty("rejected")),
+    )
     async def reject(request: Request, approval_id: str) -> Response:
         call = Call(request, "approval-reject", obj=approval_id)
 
@@ -280,13 +313,3 @@ def _listed(info: ObjectInfo, source: str | None) -> dict[str, Any]:
 def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-
-
-def _binary_body() -> dict[str, Any]:
-    """The OpenAPI description of a raw object upload (read from the request, not a model)."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {OCTETS: {"schema": {"type": "string", "format": "binary"}}},
-        }
-    }
