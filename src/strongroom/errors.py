@@ -64,6 +64,11 @@ class RequestRefused(PermanentStorageError):
     their name, an upload too large or too slow, an unknown vault (HTTP 400/404/408/413)."""
 
 
+class ApprovalPending(PermanentStorageError):
+    """A vault server keeps a settings change that lowers a protection until a second admin
+    approves it (HTTP 202): nothing changed yet."""
+
+
 # --- chunking layer ------------------------------------------------------------------------
 
 

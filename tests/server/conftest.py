@@ -51,13 +51,16 @@ class Served:
         return self.data / "vaults" / name
 
 
-@pytest.fixture(scope="session")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    data = tmp_path_factory.mktemp("server") / "data"
+def init_server(data: Path) -> str:
+    """A new catalog in ``data``; its first admin token."""
     made = cli("server", "init", "--data", str(data), "--json")
     assert made.returncode == 0, made.stderr
-    admin = json.loads(made.stdout)["token"]
-    port = free_port()
+    token: str = json.loads(made.stdout)["token"]
+    return token
+
+
+def start_server(data: Path, port: int) -> subprocess.Popen[bytes]:
+    """``strongroom server run`` on ``127.0.0.1:port``, returned once it accepts connections."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -86,6 +89,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 raise RuntimeError(f"the server did not start: {err}") from None
             time.sleep(0.05)
+    return proc
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    data = tmp_path_factory.mktemp("server") / "data"
+    admin = init_server(data)
+    port = free_port()
+    proc = start_server(data, port)
     yield Served(f"http://127.0.0.1:{port}", data, admin, proc)
     proc.terminate()
     proc.wait(timeout=10)

@@ -232,10 +232,6 @@ def test_point_deletion_waits_for_tombstone_and_immutability(
     assert code == 0, err
     with pytest.raises(AccessDenied, match="immutable"):
         admin.delete(forgotten)
-    config = json.loads(admin.get("config"))
-    config["settings"]["immutable_days"] = 0
-    with pytest.raises(AccessDenied, match="never lowered"):
-        admin.put("config", json.dumps(config, indent=1, sort_keys=True).encode())
 
 
 def test_a_body_that_never_finishes_is_cut_off(populated: ServedVault) -> None:

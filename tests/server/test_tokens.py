@@ -72,19 +72,19 @@ def test_bad_tokens_and_vaults_are_clean_4xx(
 
 def test_admin_manages_tokens(served: Served, run: Runner) -> None:
     code, out, err = run(
-        served.admin, "token", "create", "--role", "maintenance", "--source", "web",
+        served.admin, "token", "create", "--role", "backup", "--source", "web",
         "--expires", "30", "--label", "nightly prune", "--server", served.url, "--json",
     )  # fmt: skip
     assert code == 0, err
     made = json.loads(out)
-    assert made["role"] == "maintenance" and made["sources"] == ["web"]
+    assert made["role"] == "backup" and made["sources"] == ["web"]
     assert made["token"].startswith(f"srt_{made['id']}_")
     code, out, _ = run(served.admin, "token", "list", "--server", served.url, "--json")
     listed = {t["id"]: t for t in json.loads(out)}
     assert listed[made["id"]]["label"] == "nightly prune" and "token" not in listed[made["id"]]
     assert made["token"] not in out
     code, _, err = run(made["token"], "token", "list", "--server", served.url)
-    assert code == 1 and "maintenance token cannot list tokens (HTTP 403)" in err
+    assert code == 1 and "backup token cannot list tokens (HTTP 403)" in err
     code, _, err = run(served.admin, "token", "create", "--role", "root", "--server", served.url)
     assert code == 1 and "unknown role 'root'" in err
     code, _, err = run(served.admin, "token", "revoke", "0123456789abcdef", "--server", served.url)

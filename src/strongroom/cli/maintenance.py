@@ -267,7 +267,8 @@ def settings(
         typer.Option(
             "--immutable-days",
             min=0,
-            help="Points younger than this cannot be forgotten; can be raised, never lowered.",
+            help="Points younger than this cannot be forgotten; can be raised, never lowered "
+            "(on a vault server: by its admins, with a second admin's approval).",
         ),
     ] = None,
     vault: VaultOpt = None,

@@ -1,4 +1,5 @@
-"""``strongroom server`` (init, run, vault add/list), ``strongroom token`` and ``audit``.
+"""``strongroom server`` (init, run, vault add/list), ``strongroom token``, ``approve``,
+``approvals`` and ``audit``.
 
 The server side (FastAPI, uvicorn, SQLite) loads only inside ``server`` commands; ``token`` and
 ``audit`` talk to a running server with the standard library's HTTP client.
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 server_app = typer.Typer(no_args_is_help=True, help="Run a vault server (strongroom server).")
 vault_app = typer.Typer(no_args_is_help=True, help="Vaults the server serves.")
 token_app = typer.Typer(no_args_is_help=True, help="Tokens of a vault server (admin token).")
+approvals_app = typer.Typer(
+    no_args_is_help=True, help="Settings changes waiting for a second admin (admin token)."
+)
 
 DataOpt = Annotated[
     Path,
@@ -46,6 +50,8 @@ def register(app: typer.Typer) -> None:
     server_app.add_typer(vault_app, name="vault")
     app.add_typer(server_app, name="server")
     app.add_typer(token_app, name="token")
+    app.add_typer(approvals_app, name="approvals")
+    app.command("approve")(approve_cmd)
     app.command("audit")(audit_cmd)
 
 
@@ -214,3 +220,56 @@ def audit_cmd(
         who = f"{r['token'] or '-'}({r['role'] or '-'})"
         what = f"{r['action']} {r['vault'] or ''}/{r['target'] or ''}"
         typer.echo(f"{_when(r['time'])} {r['client']} {who} {what} -> {r['status']} {r['detail']}")
+
+
+@approvals_app.command("list")
+def approvals_list(
+    server: ServerOpt = None, token_file: TokenFileOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Every approval request: pending, approved, rejected or stale."""
+    client = _client(server, token_file)
+    try:
+        rows = client.approvals()
+    finally:
+        client.close()
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        typer.echo(
+            f"{r['id']}  {r['state']:<8} {r['vault']}: {r['summary']}  asked by "
+            f"{r['requested_by']} at {_when(r['created'])}"
+        )
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    approval_id: Annotated[str, typer.Argument(metavar="ID")],
+    server: ServerOpt = None,
+    token_file: TokenFileOpt = None,
+) -> None:
+    """Reject (or, as its requester, withdraw) a pending request."""
+    client = _client(server, token_file)
+    try:
+        client.reject(approval_id)
+    finally:
+        client.close()
+    typer.echo(f"rejected {approval_id}")
+
+
+def approve_cmd(
+    approval_id: Annotated[str, typer.Argument(metavar="ID")],
+    server: ServerOpt = None,
+    token_file: TokenFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve another admin's settings change that lowers a protection; it applies at once."""
+    client = _client(server, token_file)
+    try:
+        done = client.approve(approval_id)
+    finally:
+        client.close()
+    if as_json:
+        print_json(done)
+    else:
+        typer.echo(f"approved {approval_id}: {done['vault']}: {done['summary']}")

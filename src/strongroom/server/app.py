@@ -170,6 +170,7 @@ def create_app(server: Server) -> FastAPI:
 
     routes.add_object_routes(app, server)
     routes.add_admin_routes(app, server)
+    routes.add_approval_routes(app, server)
     return app
 
 

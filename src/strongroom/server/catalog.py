@@ -1,4 +1,5 @@
-"""The server's catalog: vaults, tokens, lock owners and the audit log, in one SQLite file.
+"""The server's catalog: vaults, tokens, lock owners, object sources, pending approvals and the
+audit log, in one SQLite file.
 
 WAL mode so that readers (token checks on every request) never wait for the audit log's
 writers; ``synchronous=NORMAL`` because an audit row lost to a power cut is an acceptable
@@ -20,7 +21,7 @@ from pathlib import Path
 from strongroom.errors import ServerError
 
 CATALOG_FILE = "catalog.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,6 +38,17 @@ CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, time REAL NOT NULL, token TEXT, role TEXT, client TEXT,
     method TEXT NOT NULL, vault TEXT, action TEXT NOT NULL, object TEXT,
     status INTEGER NOT NULL, detail TEXT NOT NULL);
+"""
+# Version 2: the sources an object was stored for (a point's source; the uploading token's
+# sources for a pack or index object), and settings changes waiting for a second admin.
+_SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS object_sources (
+    vault TEXT NOT NULL, name TEXT NOT NULL, source TEXT NOT NULL,
+    PRIMARY KEY (vault, name, source));
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY, vault TEXT NOT NULL, name TEXT NOT NULL, data BLOB NOT NULL,
+    base_sha256 TEXT NOT NULL, summary TEXT NOT NULL, requested_by TEXT NOT NULL,
+    created REAL NOT NULL, decided_by TEXT, decided REAL, state TEXT NOT NULL);
 """
 
 
@@ -64,6 +76,29 @@ class TokenRow:
             "expires": self.expires,
             "revoked": self.revoked,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """An admin's settings change that lowers a protection, waiting for a second admin."""
+
+    id: str
+    vault: str
+    name: str
+    data: bytes
+    """The exact bytes to store once approved (the client MAC'd them with the vault key)."""
+    base_sha256: str
+    """SHA-256 of the object the change was made against: approving applies it only then."""
+    summary: str
+    requested_by: str
+    created: float
+    decided_by: str | None
+    decided: float | None
+    state: str
+    """pending, approved, rejected or stale."""
+
+    def public(self) -> dict[str, object]:
+        return {f: getattr(self, f) for f in self.__slots__ if f not in ("data", "base_sha256")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +137,12 @@ class Catalog:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             if create:
-                self._db.executescript(_SCHEMA)
+                self._db.executescript(_SCHEMA + _SCHEMA_2)
                 self.set_meta("schema", str(SCHEMA_VERSION))
                 self.set_meta("storage_root", str(data_dir / "vaults"))
+            elif self.meta("schema") == "1":  # a first-slice catalog: add the new tables
+                self._db.executescript(_SCHEMA_2)
+                self.set_meta("schema", str(SCHEMA_VERSION))
             elif self.meta("schema") != str(SCHEMA_VERSION):
                 raise ServerError(f"{self.path}: unsupported catalog schema")
         except (OSError, sqlite3.Error) as exc:
@@ -207,6 +245,93 @@ class Catalog:
         with self._tx() as db:
             db.execute("DELETE FROM lock_owners WHERE vault = ? AND name = ?", (vault, name))
 
+    def active_admins(self, now: float | None = None) -> list[str]:
+        """Ids of the admin tokens that can act now (neither revoked nor expired)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM tokens WHERE role = 'admin' AND revoked IS NULL"
+                " AND (expires IS NULL OR expires > ?)",
+                (now or time.time(),),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    # --- object sources --------------------------------------------------------------------
+
+    def add_sources(self, vault: str, name: str, sources: list[str]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO object_sources VALUES (?, ?, ?)",
+                [(vault, name, s) for s in sources],
+            )
+
+    def sources_of(self, vault: str, name: str) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT source FROM object_sources WHERE vault = ? AND name = ? ORDER BY source",
+                (vault, name),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def sources_under(self, vault: str, prefix: str) -> dict[str, list[str]]:
+        """Every recorded object under ``prefix`` and its sources."""
+        found: dict[str, list[str]] = {}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, source FROM object_sources WHERE vault = ?"
+                " AND substr(name, 1, ?) = ? ORDER BY name, source",
+                (vault, len(prefix), prefix),
+            ).fetchall()
+        for name, source in rows:
+            found.setdefault(str(name), []).append(str(source))
+        return found
+
+    def drop_sources(self, vault: str, name: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM object_sources WHERE vault = ? AND name = ?", (vault, name))
+
+    # --- approvals -------------------------------------------------------------------------
+
+    def add_approval(self, row: Approval) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO approvals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.id,
+                    row.vault,
+                    row.name,
+                    row.data,
+                    row.base_sha256,
+                    row.summary,
+                    row.requested_by,
+                    row.created,
+                    row.decided_by,
+                    row.decided,
+                    row.state,
+                ),
+            )
+
+    def approval(self, approval_id: str) -> Approval | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM approvals WHERE id = ?", (approval_id,)
+            ).fetchone()
+        return _approval(row) if row else None
+
+    def approvals(self) -> list[Approval]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM approvals ORDER BY created").fetchall()
+        return [_approval(r) for r in rows]
+
+    def decide(self, approval_id: str, by: str, state: str) -> bool:
+        """Mark a pending request ``state``; False if it is no longer pending."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE approvals SET state = ?, decided_by = ?, decided = ?"
+                " WHERE id = ? AND state = 'pending'",
+                (state, by, time.time(), approval_id),
+            )
+            return cur.rowcount == 1
+
     # --- audit -----------------------------------------------------------------------------
 
     def audit(self, entry: AuditEntry) -> None:
@@ -251,4 +376,20 @@ def _token_row(r: tuple[object, ...]) -> TokenRow:
         created_by=None if r[6] is None else str(r[6]),
         expires=None if r[7] is None else float(r[7]),  # type: ignore[arg-type]
         revoked=None if r[8] is None else float(r[8]),  # type: ignore[arg-type]
+    )
+
+
+def _approval(r: tuple[object, ...]) -> Approval:
+    return Approval(
+        id=str(r[0]),
+        vault=str(r[1]),
+        name=str(r[2]),
+        data=bytes(r[3]),  # type: ignore[call-overload]
+        base_sha256=str(r[4]),
+        summary=str(r[5]),
+        requested_by=str(r[6]),
+        created=float(r[7]),  # type: ignore[arg-type]
+        decided_by=None if r[8] is None else str(r[8]),
+        decided=None if r[9] is None else float(r[9]),  # type: ignore[arg-type]
+        state=str(r[10]),
     )

@@ -1,4 +1,5 @@
-"""The admin side of the API for the CLI: tokens and the audit log (standard library only)."""
+"""The admin side of the API for the CLI: tokens, approvals and the audit log (standard
+library only)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,18 @@ class AdminClient:
 
     def revoke(self, token_id: str) -> None:
         self._call("DELETE", f"/v1/tokens/{quote(token_id, safe='')}", f"revoke {token_id}")
+
+    def approvals(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/approvals", "list approval requests")["approvals"])
+
+    def approve(self, approval_id: str) -> dict[str, Any]:
+        path = f"/v1/approvals/{quote(approval_id, safe='')}"
+        result: dict[str, Any] = self._call("POST", path, f"approve {approval_id}")
+        return result
+
+    def reject(self, approval_id: str) -> None:
+        path = f"/v1/approvals/{quote(approval_id, safe='')}"
+        self._call("DELETE", path, f"reject {approval_id}")
 
     def audit(self, limit: int) -> list[dict[str, Any]]:
         path = f"/v1/audit?{urlencode({'limit': limit})}"

@@ -5,21 +5,24 @@ the name (one of the kinds of ``docs/format.md`` §1, nothing else), the bytes' 
 content-named objects, whether the name exists, the object's age (storage mtime), the plain
 settings in ``config`` and, for locks, which token wrote them.  Names are written once: a put
 of an existing name is accepted only with identical bytes (idempotent), except for locks
-(rewritten by their holder) and ``config`` (an admin's settings change, which may never lower
-``immutable_days``).
+(rewritten by their holder) and ``config`` (an admin's settings change; lowering a protection
+may need a second admin, see :mod:`strongroom.server.approvals`).  Tokens scoped to sources
+see and write only their sources' objects (:mod:`strongroom.server.scoping`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
 from dataclasses import dataclass
 
 from strongroom.errors import ObjectNotFound, PermanentStorageError
+from strongroom.server import approvals
+from strongroom.server.approvals import days, settings_of
 from strongroom.server.auth import DAY, ApiError
-from strongroom.server.catalog import Catalog, TokenRow
+from strongroom.server.catalog import Approval, Catalog, TokenRow
+from strongroom.server.scoping import Scope
 from strongroom.storage.backend import Backend, ObjectInfo
 from strongroom.storage.names import check_name, check_prefix, content_digest
 
@@ -63,27 +66,12 @@ def kind_of(name: str) -> Kind:
     raise ApiError(400, f"{name!r} is not the name of a vault object")
 
 
-def _settings(raw: bytes, what: str) -> dict[str, object]:
-    try:
-        doc = json.loads(raw)
-        settings = doc["settings"]
-        if not isinstance(settings, dict) or not isinstance(doc.get("id"), str):
-            raise TypeError
-        return {"id": doc["id"], **settings}
-    except (ValueError, KeyError, TypeError):
-        raise ApiError(400, f"{what} is not a strongroom vault config") from None
-
-
-def _days(settings: dict[str, object], key: str) -> float:
-    value = settings.get(key, 0)
-    return float(value) if isinstance(value, int | float) else 0.0
-
-
 class VaultGateway:
     """One vault's backend with the server's rules in front of it (thread-safe)."""
 
     def __init__(self, name: str, backend: Backend, catalog: Catalog) -> None:
         self.name, self.backend, self.catalog = name, backend, catalog
+        self.scope = Scope(name, catalog)
         # Check-then-put of one name must not interleave within this process; 64 stripes
         # keep unrelated names from waiting on each other.
         self._stripes = [threading.Lock() for _ in range(64)]
@@ -93,37 +81,46 @@ class VaultGateway:
 
     # --- reads (every role) ----------------------------------------------------------------
 
-    def get(self, name: str, offset: int | None, length: int | None) -> bytes:
-        kind_of(name)
+    def get(self, token: TokenRow, name: str, offset: int | None, length: int | None) -> bytes:
+        self.scope.check_read(token, kind_of(name).name, name)
         if offset is None and length is None:
             return self.backend.get(name)
         if offset is None or length is None or offset < 0 or length < 0:
             raise ApiError(400, "give both offset and length, neither negative")
         return self.backend.get_range(name, offset, length)
 
-    def stat(self, name: str) -> ObjectInfo:
-        kind_of(name)
+    def stat(self, token: TokenRow, name: str) -> ObjectInfo:
+        self.scope.check_read(token, kind_of(name).name, name)
         return self.backend.stat(name)
 
-    def list(self, prefix: str) -> list[ObjectInfo]:
+    def list(self, token: TokenRow, prefix: str) -> list[tuple[ObjectInfo, str | None]]:
+        """The objects under ``prefix`` the token may see, with each point's source."""
         try:
             check_prefix(prefix)
         except PermanentStorageError as exc:
             raise ApiError(400, str(exc)) from None
-        return list(self.backend.list(prefix))
+        return self.scope.visible(token, list(self.backend.list(prefix)))
 
     # --- writes ----------------------------------------------------------------------------
 
-    def put(self, token: TokenRow, name: str, data: bytes) -> bool:
-        """Store ``data`` under ``name``; True if created, False if it was there already."""
+    def put(self, token: TokenRow, name: str, data: bytes, source: str | None = None) -> bool:
+        """Store ``data`` under ``name``; True if created, False if it was there already.
+        ``source`` is the source a point is committed for (required for new points)."""
         kind = kind_of(name)
         if token.role not in kind.create:
             what = f"a {token.role} token cannot write {kind.name} objects"
             raise ApiError(403, what, "forbidden")
         if kind.content_named and content_digest(data).hex() != name.rpartition("/")[2]:
             raise ApiError(400, f"the bytes sent for {name} do not hash to its name")
+        if kind.name == "points" and source is not None:
+            self.scope.check_point_put(token, name, source)
         with self._lock_for(name):
             existing = self._existing(name)
+            if existing is None and kind.name == "points" and source is None:
+                self.scope.check_point_put(token, name, source)  # refuses: no source named
+            # Recorded before the object is stored: a crash in between leaves a record of
+            # nothing (never listed), not an object its owner cannot see.
+            self.scope.record(token, kind.name, name, source)
             if existing is None:
                 self.backend.put(name, data)
                 if kind.name == "locks":
@@ -131,6 +128,22 @@ class VaultGateway:
                 return True
             self._check_replace(token, kind, name, data)
             return False
+
+    def approve(self, token: TokenRow, approval_id: str) -> Approval:
+        """Store the exact bytes of a pending settings change another admin asked for."""
+        row = approvals.pending(self.catalog, approval_id, token)
+        with self._lock_for(row.name):
+            current = self.backend.get(row.name)
+            if approvals.digest(current) != row.base_sha256:
+                self.catalog.decide(row.id, token.id, "stale")
+                raise ApiError(409, f"{row.name} changed since the request: ask again", "stale")
+            approvals.lowered(current, row.data)  # still this vault's config
+            if not self.catalog.decide(row.id, token.id, "approved"):
+                raise ApiError(409, f"approval request {row.id} was decided meanwhile", "exists")
+            self.backend.put(row.name, row.data)
+            if row.name == "config":  # its redundant copy mirrors it (docs/format.md §3.1)
+                self.backend.put("config-copy", row.data)
+        return row
 
     def _existing(self, name: str) -> ObjectInfo | None:
         try:
@@ -151,17 +164,10 @@ class VaultGateway:
         if old == data:
             return
         if kind.name == "config":  # an admin's settings change (create is admin-only)
-            self._check_settings(old, data)
+            approvals.request_change(self.catalog, self.name, token, name, old, data)
             self.backend.put(name, data)
             return
         raise ApiError(409, f"{name} exists and objects are never replaced", "exists")
-
-    def _check_settings(self, old: bytes, new: bytes) -> None:
-        before, after = _settings(old, "the stored config"), _settings(new, "the new config")
-        if after["id"] != before["id"]:
-            raise ApiError(400, "a config of another vault cannot replace this one")
-        if _days(after, "immutable_days") < _days(before, "immutable_days"):
-            raise ApiError(403, "immutable_days can be raised but never lowered", "forbidden")
 
     # --- deletes ---------------------------------------------------------------------------
 
@@ -175,16 +181,17 @@ class VaultGateway:
             if kind.name == "points":
                 self._check_point_delete(token, name)
             self.backend.delete(name)
+            self.scope.forget(kind.name, name)
             if kind.name == "locks":
                 self.catalog.drop_lock_owner(self.name, name)
 
     def _check_point_delete(self, token: TokenRow, name: str) -> None:
         """Immutability binds every role; maintenance also waits out the soft-delete window
         (the point's tombstone must exist and be older than ``soft_delete_days``)."""
-        settings = _settings(self.backend.get("config"), "the stored config")
+        settings = settings_of(self.backend.get("config"), "the stored config")
         now = time.time()
         info = self.backend.stat(name)
-        immutable = _days(settings, "immutable_days") * DAY
+        immutable = days(settings, "immutable_days") * DAY
         if immutable and (info.mtime is None or now - info.mtime < immutable):
             raise ApiError(403, f"{name} is immutable (vault setting immutable_days)", "forbidden")
         if token.role == "admin":
@@ -192,7 +199,7 @@ class VaultGateway:
         stone = self._existing("deleted/" + name.rpartition("/")[2])
         if stone is None:
             raise ApiError(403, f"{name} has no tombstone: forget it first", "forbidden")
-        window = _days(settings, "soft_delete_days") * DAY
+        window = days(settings, "soft_delete_days") * DAY
         if window and (stone.mtime is None or now - stone.mtime < window):
             raise ApiError(
                 403, f"{name} is still in its soft-delete window (soft_delete_days)", "forbidden"

@@ -10,9 +10,14 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from strongroom.errors import ObjectNotFound
+from strongroom.server import openapi as oa
 from strongroom.server.app import Call, Server, _info
+from strongroom.server.approvals import PendingApproval
 from strongroom.server.auth import ApiError, new_token, require_role
 from strongroom.server.gateway import kind_of
+from strongroom.server.scoping import check_sources
+from strongroom.storage.backend import ObjectInfo
+from strongroom.storage.http import SOURCE_HEADER, decode_source, encode_source
 
 OCTETS = "application/octet-stream"
 JSON = "application/json"
@@ -21,19 +26,23 @@ JSON = "application/json"
 def add_object_routes(app: FastAPI, server: Server) -> None:
     base = "/v1/vaults/{vault}"
 
-    @app.get(base + "/objects")
+    @app.get(base + "/objects", responses=oa.responses())
     async def list_objects(request: Request, vault: str, prefix: str = "") -> Response:
         call = Call(request, "list", vault, prefix)
 
         async def work() -> Response:
-            await server.auth(call)
+            token = await server.auth(call)
             gw = await server.gateway(call)
-            infos = [] if gw is None else await run_in_threadpool(gw.list, prefix)
-            return JSONResponse({"objects": [_info(i) for i in infos]})
+            infos = [] if gw is None else await run_in_threadpool(gw.list, token, prefix)
+            return JSONResponse({"objects": [_listed(i, source) for i, source in infos]})
 
         return await server.run(call, work)
 
-    @app.get(base + "/objects/{name:path}")
+    @app.get(
+        base + "/objects/{name:path}",
+        response_class=Response,
+        responses=oa.responses(s200=oa.binary("the object, or the range asked for")),
+    )
     async def get_object(
         request: Request,
         vault: str,
@@ -44,31 +53,48 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
         call = Call(request, "get", vault, name)
 
         async def work() -> Response:
-            await server.auth(call)
+            token = await server.auth(call)
             gw = await server.gateway(call)
             if gw is None:
                 kind_of(name)
                 raise ObjectNotFound(name)
-            data = await run_in_threadpool(gw.get, name, offset, length)
-            return Response(data, media_type=OCTETS)
+            data = await run_in_threadpool(gw.get, token, name, offset, length)
+            headers = {}
+            if name.startswith("points/"):
+                source = await run_in_threadpool(gw.scope.point_source, name)
+                if source is not None:
+                    headers[SOURCE_HEADER] = encode_source(source)
+            return Response(data, media_type=OCTETS, headers=headers)
 
         return await server.run(call, work)
 
-    @app.get(base + "/stat/{name:path}")
+    @app.get(base + "/stat/{name:path}", responses=oa.responses())
     async def stat_object(request: Request, vault: str, name: str) -> Response:
         call = Call(request, "stat", vault, name)
 
         async def work() -> Response:
-            await server.auth(call)
+            token = await server.auth(call)
             gw = await server.gateway(call)
             if gw is None:
                 kind_of(name)
                 raise ObjectNotFound(name)
-            return JSONResponse(_info(await run_in_threadpool(gw.stat, name)))
+            return JSONResponse(_info(await run_in_threadpool(gw.stat, token, name)))
 
         return await server.run(call, work)
 
-    @app.put(base + "/objects/{name:path}", openapi_extra=_binary_body())
+    @app.put(
+        base + "/objects/{name:path}",
+        openapi_extra=oa.binary_request(),
+        response_class=Response,
+        responses=oa.responses(
+            408,
+            409,
+            413,
+            s200=oa.empty("the object was there already with these bytes"),
+            s201=oa.empty("stored"),
+            s202=oa.json_body("a settings change waits for a second admin: its id"),
+        ),
+    )
     async def put_object(request: Request, vault: str, name: str) -> Response:
         call = Call(request, "put", vault, name)
 
@@ -80,13 +106,25 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
             if gw is None:
                 raise ApiError(404, f"no vault {vault!r} on this server", "no-vault")
             data = await server.body(request)
-            created = await run_in_threadpool(gw.put, token, name, data)
-            call.detail = f"{len(data)} bytes" + ("" if created else ", existed")
+            source = _source(request.headers.get(SOURCE_HEADER))
+            if source is not None:
+                call.detail = f"source {source!r}, "
+            try:
+                created = await run_in_threadpool(gw.put, token, name, data, source)
+            except PendingApproval as pending:
+                row = pending.approval
+                call.detail = f"{row.summary}: approval {row.id} pending"
+                return JSONResponse({"approval": row.id, "summary": row.summary}, 202)
+            call.detail += f"{len(data)} bytes" + ("" if created else ", existed")
             return Response(status_code=201 if created else 200)
 
         return await server.run(call, work)
 
-    @app.delete(base + "/objects/{name:path}")
+    @app.delete(
+        base + "/objects/{name:path}",
+        response_class=Response,
+        responses=oa.responses(s204=oa.empty("deleted")),
+    )
     async def delete_object(request: Request, vault: str, name: str) -> Response:
         call = Call(request, "delete", vault, name)
 
@@ -113,7 +151,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
     async def admin(call: Call, what: str) -> None:
         require_role(await server.auth(call), ("admin",), what)
 
-    @app.get("/v1/vaults")
+    @app.get("/v1/vaults", responses=oa.responses())
     async def list_vaults(request: Request) -> Response:
         call = Call(request, "vault-list")
 
@@ -124,7 +162,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.post("/v1/vaults/{vault}")
+    @app.post("/v1/vaults/{vault}", responses=oa.responses(409, s201=oa.json_body("created")))
     async def create_vault(request: Request, vault: str) -> Response:
         call = Call(request, "vault-create", vault)
 
@@ -138,7 +176,11 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
     schema = TokenRequest.model_json_schema()
     token_body = {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
 
-    @app.post("/v1/tokens", openapi_extra=token_body)
+    @app.post(
+        "/v1/tokens",
+        openapi_extra=token_body,
+        responses=oa.responses(s201=oa.json_body("the token, shown once")),
+    )
     async def create_token(request: Request) -> Response:
         call = Call(request, "token-create")
 
@@ -151,7 +193,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
                 raise ApiError(400, f"invalid token request: {_first_error(exc)}") from None
             made = new_token(
                 body.role,
-                sources=body.sources,
+                sources=check_sources(body.role, body.sources),
                 expires_days=body.expires_days,
                 label=body.label,
                 created_by=call.token.id,
@@ -162,7 +204,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.get("/v1/tokens")
+    @app.get("/v1/tokens", responses=oa.responses())
     async def list_tokens(request: Request) -> Response:
         call = Call(request, "token-list")
 
@@ -173,7 +215,11 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.delete("/v1/tokens/{token_id}")
+    @app.delete(
+        "/v1/tokens/{token_id}",
+        response_class=Response,
+        responses=oa.responses(s204=oa.empty("revoked")),
+    )
     async def revoke_token(request: Request, token_id: str) -> Response:
         call = Call(request, "token-revoke", obj=token_id)
 
@@ -185,7 +231,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
         return await server.run(call, work)
 
-    @app.get("/v1/audit")
+    @app.get("/v1/audit", responses=oa.responses())
     async def audit(
         request: Request, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000
     ) -> Response:
@@ -199,16 +245,71 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
         return await server.run(call, work)
 
 
+def add_approval_routes(app: FastAPI, server: Server) -> None:
+    async def admin(call: Call, what: str) -> None:
+        require_role(await server.auth(call), ("admin",), what)
+
+    @app.get("/v1/approvals", responses=oa.responses())
+    async def list_approvals(request: Request) -> Response:
+        call = Call(request, "approval-list")
+
+        async def work() -> Response:
+            await admin(call, "list approval requests")
+            rows = await run_in_threadpool(server.catalog.approvals)
+            return JSONResponse({"approvals": [r.public() for r in rows]})
+
+        return await server.run(call, work)
+
+    @app.post("/v1/approvals/{approval_id}", responses=oa.responses(409))
+    async def approve(request: Request, approval_id: str) -> Response:
+        call = Call(request, "approve", obj=approval_id)
+
+        async def work() -> Response:
+            await admin(call, "approve changes")
+            assert call.token is not None
+            row = await run_in_threadpool(server.catalog.approval, approval_id)
+            if row is None:
+                raise ApiError(404, f"no approval request {approval_id}", "no-approval")
+            call.vault = row.vault
+            gw = await server.gateway(call)
+            if gw is None:
+                raise ApiError(404, f"no vault {row.vault!r} on this server", "no-vault")
+            done = await run_in_threadpool(gw.approve, call.token, approval_id)
+            call.detail = f"{done.summary}, asked by {done.requested_by}"
+            return JSONResponse(done.public())
+
+        return await server.run(call, work)
+
+    @app.delete(
+        "/v1/approvals/{approval_id}",
+        response_class=Response,
+        responses=oa.responses(s204=oa.empty("rejected")),
+    )
+    async def reject(request: Request, approval_id: str) -> Response:
+        call = Call(request, "approval-reject", obj=approval_id)
+
+        async def work() -> Response:
+            await admin(call, "reject changes")
+            assert call.token is not None
+            decided = server.catalog.decide
+            if not await run_in_threadpool(decided, approval_id, call.token.id, "rejected"):
+                raise ApiError(404, f"no pending approval request {approval_id}", "no-approval")
+            return Response(status_code=204)
+
+        return await server.run(call, work)
+
+
+def _source(header: str | None) -> str | None:
+    try:
+        return None if header is None else decode_source(header)
+    except ValueError:
+        raise ApiError(400, f"{SOURCE_HEADER} is not percent-encoded UTF-8") from None
+
+
+def _listed(info: ObjectInfo, source: str | None) -> dict[str, Any]:
+    return _info(info) if source is None else {**_info(info), "source": source}
+
+
 def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-
-
-def _binary_body() -> dict[str, Any]:
-    """The OpenAPI description of a raw object upload (read from the request, not a model)."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {OCTETS: {"schema": {"type": "string", "format": "binary"}}},
-        }
-    }

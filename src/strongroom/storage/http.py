@@ -7,7 +7,10 @@ file ``STRONGROOM_TOKEN_FILE`` names), never the storage's credentials; encrypti
 Only the standard library is used (``http.client`` with a pool of keep-alive connections), so
 opening a served vault costs no import of a server framework or an HTTP library.  The server's
 refusals become storage errors: 404 not-found, 401/403/409/400/413/408 permanent (with the
-server's one-line reason), 5xx and connection failures transient (retried by the caller).
+server's one-line reason), 5xx and connection failures transient (retried by the caller); a
+settings change kept for a second admin's approval (202) is :class:`ApprovalPending`.
+A recovery point is put with its source (:mod:`strongroom.storage.served`), and the source the
+server recorded for each point it lists or sends is kept in ``point_sources``.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from strongroom.errors import (
     AccessDenied,
+    ApprovalPending,
     BackendConfigError,
     ObjectConflict,
     ObjectNotFound,
@@ -35,6 +39,7 @@ from strongroom.errors import (
 )
 from strongroom.storage.backend import ObjectInfo
 from strongroom.storage.names import check_name, check_prefix, check_range
+from strongroom.storage.served import committing_source
 
 API = "/v1"
 TOKEN_ENV = "STRONGROOM_TOKEN"
@@ -42,6 +47,7 @@ TOKEN_FILE_ENV = "STRONGROOM_TOKEN_FILE"
 CA_FILE_ENV = "STRONGROOM_CA_FILE"
 ALLOW_HTTP_ENV = "STRONGROOM_ALLOW_HTTP"
 ERROR_KIND_HEADER = "X-Strongroom-Error-Kind"
+SOURCE_HEADER = "X-Strongroom-Source"
 _POOL_SIZE = 16
 _TIMEOUT_S = 120.0
 
@@ -64,6 +70,15 @@ def token_from_env(token_file: Path | None = None) -> str:
     if not text:
         raise BackendConfigError(f"token file {where} is empty")
     return text
+
+
+def encode_source(source: str) -> str:
+    """A source name as a header value (percent-encoded UTF-8: any name fits in ASCII)."""
+    return quote(source, safe="")
+
+
+def decode_source(value: str) -> str:
+    return unquote(value, errors="strict")
 
 
 def _is_loopback(host: str) -> bool:
@@ -146,11 +161,15 @@ class HttpClient:
         return http.client.HTTPConnection(a.host, a.port, timeout=self._timeout)
 
     def request(
-        self, method: str, path: str, body: bytes | bytearray | memoryview | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | bytearray | memoryview | None = None,
+        extra: dict[str, str] | None = None,
     ) -> Reply:
         """One request; an idle pooled connection the server closed meanwhile is replaced
         once (every request of the API may be repeated: puts are idempotent)."""
-        headers = {"Authorization": f"Bearer {self._token}"}
+        headers = {"Authorization": f"Bearer {self._token}", **(extra or {})}
         if body is not None:
             headers["Content-Type"] = "application/octet-stream"
         for attempt in range(2):
@@ -228,10 +247,15 @@ def raise_for(reply: Reply, what: str, name: str | None = None) -> None:
 class HttpBackend:
     """The objects of one vault on a ``strongroom server``."""
 
+    server_decides_settings = True
+    """The server judges settings changes (see :mod:`strongroom.storage.served`)."""
+
     def __init__(self, address: ServerAddress, vault: str, token: str) -> None:
         self.address, self.vault = address, vault
         self._client = HttpClient(address, token)
         self._base = f"{API}/vaults/{quote(vault, safe='')}"
+        self.point_sources: dict[str, str] = {}
+        """The source the server recorded for each point it listed or sent."""
 
     def describe(self) -> str:
         return f"{self.address.url()}/{self.vault}"
@@ -244,14 +268,27 @@ class HttpBackend:
         return f"{path}?{urlencode(query)}" if query else path
 
     def _call(
-        self, method: str, path: str, name: str, body: bytes | bytearray | memoryview | None = None
+        self,
+        method: str,
+        path: str,
+        name: str,
+        body: bytes | bytearray | memoryview | None = None,
+        extra: dict[str, str] | None = None,
     ) -> Reply:
-        reply = self._client.request(method, path, body)
+        reply = self._client.request(method, path, body, extra)
         raise_for(reply, f"{self.describe()}: {method.lower()} {name}", name)
         return reply
 
+    def _remember_source(self, name: str, value: object) -> None:
+        if name.startswith("points/") and isinstance(value, str):
+            self.point_sources[name] = value
+
     def get(self, name: str) -> bytes:
-        return self._call("GET", self._object(name), name).body
+        reply = self._call("GET", self._object(name), name)
+        header = reply.headers.get(SOURCE_HEADER.lower())
+        if header is not None:
+            self._remember_source(name, decode_source(header))
+        return reply.body
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         check_range(name, offset, length)
@@ -262,7 +299,18 @@ class HttpBackend:
         return self._call("GET", path, name).body
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
-        self._call("PUT", self._object(name), name, data)
+        source = committing_source() if name.startswith("points/") else None
+        extra = None if source is None else {SOURCE_HEADER: encode_source(source)}
+        reply = self._call("PUT", self._object(name), name, data, extra)
+        if reply.status == 202:  # kept for a second admin: nothing is stored yet
+            doc = reply.json()
+            ident = doc.get("approval") if isinstance(doc, dict) else None
+            what = doc.get("summary") if isinstance(doc, dict) else None
+            raise ApprovalPending(
+                f"{self.describe()}: {what or 'the change'} is waiting for a second admin's "
+                f"approval: strongroom approve {ident}",
+                name=name,
+            )
 
     def delete(self, name: str) -> None:
         self._call("DELETE", self._object(name), name)
@@ -279,7 +327,10 @@ class HttpBackend:
         items = doc.get("objects") if isinstance(doc, dict) else None
         if not isinstance(items, list):
             raise TransientStorageError(f"{self.describe()}: invalid listing from the server")
-        return iter([_info(item) for item in items])
+        infos = [_info(item) for item in items]
+        for info, item in zip(infos, items, strict=True):
+            self._remember_source(info.name, item.get("source"))
+        return iter(infos)
 
 
 def _info(doc: object) -> ObjectInfo:
@@ -308,6 +359,7 @@ def open_http(location: str) -> HttpBackend:
 
 
 __all__ = [
+    "SOURCE_HEADER",
     "HttpBackend",
     "HttpClient",
     "ServerAddress",

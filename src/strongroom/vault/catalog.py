@@ -9,6 +9,7 @@ stays visible.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,12 +18,14 @@ from typing import TypeVar
 
 from strongroom.errors import IntegrityError, MisnamedObject, ObjectNotFound
 from strongroom.storage.backend import Backend
+from strongroom.storage.served import recorded_source
 from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.envelope import MAGIC_POINT, check_content_name, open_object, read_checked
 from strongroom.vault.points import POINTS_PREFIX, RecoveryPoint, decode_manifest
 from strongroom.vault.tombstones import DELETED_PREFIX, Tombstone, open_tombstone
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _LOAD_WORKERS = 8
 
 
@@ -70,6 +73,21 @@ class LoadProblems:
     def unreadable_names(self, kind: str) -> set[str]:
         """The names of the objects of ``kind`` that failed to load."""
         return {exc.name for exc in getattr(self, kind) if exc.name}
+
+
+def _source_checked(backend: Backend, point: RecoveryPoint) -> RecoveryPoint | None:
+    """The point, unless a vault server recorded it for another source than its manifest
+    names: a token of one source committed a point claiming another (skipped, with a warning)."""
+    recorded = recorded_source(backend, POINTS_PREFIX + point.point_id)
+    if recorded is None or recorded == point.manifest.source:
+        return point
+    log.warning(
+        "warning: skipping recovery point %s: it claims source %r but was committed for source %r",
+        point.short_id,
+        point.manifest.source,
+        recorded,
+    )
+    return None
 
 
 class PointCatalog:
@@ -123,7 +141,7 @@ class PointCatalog:
 
         def load(name: str) -> RecoveryPoint | IntegrityError | None:
             try:
-                return self.load_point(name)
+                return _source_checked(self._backend, self.load_point(name))
             except ObjectNotFound:
                 return None  # removed (by prune) between the listing and the read
             except IntegrityError as exc:

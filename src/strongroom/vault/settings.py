@@ -2,7 +2,9 @@
 
 ``config`` and its copy are rewritten with a new MAC (only key holders can change settings).  Rules:
 
-- ``immutable_days`` can be raised but never lowered, like a locked immutable vault.
+- ``immutable_days`` can be raised but never lowered, like a locked immutable vault; in a
+  vault served by ``strongroom server`` the server decides instead (an admin may lower it,
+  with a second admin's approval when one exists: ``docs/server.md``).
 - ``soft_delete_days`` may change either way (0 turns soft delete off); a point already
   forgotten keeps the purge date its tombstone records, so lowering it never shortens the
   window of a soft-deleted point.
@@ -16,6 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from strongroom.errors import SettingsError
+from strongroom.storage.served import server_decides_settings
 from strongroom.vault.config import VaultSettings, write_config
 from strongroom.vault.vault import Vault
 
@@ -38,7 +41,7 @@ def change_settings(
         new = replace(new, soft_delete_days=soft_delete_days)
     if immutable_days is not None:
         _check_days("immutable-days", immutable_days)
-        if immutable_days < current.immutable_days:
+        if immutable_days < current.immutable_days and not server_decides_settings(vault.backend):
             raise SettingsError(
                 f"immutable-days can be raised but never lowered: it is "
                 f"{current.immutable_days} days, so {immutable_days} is refused"

@@ -30,6 +30,7 @@ from strongroom.errors import (
 from strongroom.storage.backend import Backend
 from strongroom.storage.local import LocalBackend
 from strongroom.storage.reserve import keep_reserve, with_reserve
+from strongroom.storage.served import committing_point
 from strongroom.vault import keys as keyslots
 from strongroom.vault.catalog import LoadProblems, PointCatalog, Warn, parallel_map
 from strongroom.vault.config import (
@@ -445,7 +446,8 @@ class Vault:
         verify_before_commit(self, manifest)
         stored = seal_object(MAGIC_POINT, self.keys.point_key, self.vault_id, manifest.encode())
         point = RecoveryPoint(object_name_hash(stored), manifest)
-        self.backend.put(POINTS_PREFIX + point.point_id, stored)
+        with committing_point(manifest.source):  # a vault server records it (docs/server.md)
+            self.backend.put(POINTS_PREFIX + point.point_id, stored)
         self.points_committed += 1
         self.catalog.add_point(point)
         return point

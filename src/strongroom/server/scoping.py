@@ -1,0 +1,113 @@
+"""Source scoping: what a token created with ``--source NAME`` may see and write.
+
+The server cannot decrypt a recovery point, so it learns a point's source from the client: a
+put of ``points/<id>`` names its source in the ``X-Strongroom-Source`` header, the server checks
+it against the token's sources and records it (a mirror of the point's metadata).  Packs and
+index objects are recorded with the uploading token's sources.  A scoped token then sees:
+
+- points whose recorded source is one of its sources, and their tombstones;
+- packs and index objects uploaded under one of its sources, so its client's index holds only
+  chunks it may read: a scoped backup deduplicates within its own sources, and every chunk
+  its parent points need is either readable or, being absent from its index, stored again;
+- ``config``, key slots and locks (every client needs them).
+
+Objects nobody recorded (written by an unscoped token, before scoping existed, or by a
+repack) are for unscoped tokens only.  A point's recorded source is returned with every read
+and listing of it, and clients skip a point whose decrypted manifest names another source.
+"""
+
+from __future__ import annotations
+
+from strongroom.server.auth import ApiError
+from strongroom.server.catalog import Catalog, TokenRow
+from strongroom.storage.backend import ObjectInfo
+
+SCOPED_KINDS = ("data", "index", "points", "deleted")
+SCOPED_ROLES = ("backup", "restore")
+MAX_SOURCE = 256
+
+
+def check_sources(role: str, sources: list[str]) -> list[str]:
+    """The sources of a new token: only backup and restore tokens are scoped."""
+    if sources and role not in SCOPED_ROLES:
+        raise ApiError(400, f"--source applies to backup and restore tokens, not {role}")
+    for s in sources:
+        if not s or len(s) > MAX_SOURCE or not s.isprintable():
+            raise ApiError(400, f"invalid source name {s!r}")
+    return sorted(set(sources))
+
+
+def _point_name(name: str) -> str:
+    """The point an object is about: itself, or the point a tombstone hides."""
+    return "points/" + name.rpartition("/")[2] if name.startswith("deleted/") else name
+
+
+class Scope:
+    """The recorded sources of one vault's objects and the rules over them."""
+
+    def __init__(self, vault: str, catalog: Catalog) -> None:
+        self.vault, self.catalog = vault, catalog
+
+    def point_source(self, name: str) -> str | None:
+        found = self.catalog.sources_of(self.vault, _point_name(name))
+        return found[0] if found else None
+
+    def check_read(self, token: TokenRow, kind: str, name: str) -> None:
+        if not token.sources or kind not in SCOPED_KINDS:
+            return
+        recorded = self.catalog.sources_of(self.vault, _point_name(name))
+        if not set(recorded) & set(token.sources):
+            what = "points" if kind in ("points", "deleted") else f"{kind} objects"
+            raise ApiError(403, f"this token may not read {what} of other sources", "forbidden")
+
+    def visible(
+        self, token: TokenRow, infos: list[ObjectInfo]
+    ) -> list[tuple[ObjectInfo, str | None]]:
+        """The listing as the token may see it, with each point's recorded source."""
+        recorded: dict[str, dict[str, list[str]]] = {}  # per folder, loaded when first needed
+
+        def sources(name: str) -> list[str]:
+            key = _point_name(name)
+            folder = key.partition("/")[0] + "/"
+            if folder not in recorded:
+                recorded[folder] = self.catalog.sources_under(self.vault, folder)
+            return recorded[folder].get(key, [])
+
+        mine = set(token.sources)
+        shown: list[tuple[ObjectInfo, str | None]] = []
+        for info in infos:
+            folder = info.name.partition("/")[0]
+            if mine and folder in SCOPED_KINDS and not mine & set(sources(info.name)):
+                continue
+            found = sources(info.name) if folder == "points" else []
+            shown.append((info, found[0] if found else None))
+        return shown
+
+    def check_point_put(self, token: TokenRow, name: str, source: str | None) -> str:
+        """The source a point is committed for: named by the client, one of the token's."""
+        if source is None:
+            raise ApiError(400, f"{name}: name the point's source (X-Strongroom-Source header)")
+        if not source or len(source) > MAX_SOURCE:
+            raise ApiError(400, f"{name}: invalid source name {source!r}")
+        if token.sources and source not in token.sources:
+            allowed = ", ".join(token.sources)
+            raise ApiError(
+                403,
+                f"this token commits points of {allowed} only, not of source {source!r}",
+                "forbidden",
+            )
+        recorded = self.point_source(name)
+        if recorded is not None and recorded != source:
+            raise ApiError(409, f"{name} is recorded for source {recorded!r}", "exists")
+        return source
+
+    def record(self, token: TokenRow, kind: str, name: str, source: str | None) -> None:
+        """Remember whom a new object belongs to."""
+        if kind == "points" and source is not None:
+            self.catalog.add_sources(self.vault, name, [source])
+        elif kind in ("data", "index") and token.sources:
+            self.catalog.add_sources(self.vault, name, token.sources)
+
+    def forget(self, kind: str, name: str) -> None:
+        if kind in ("data", "index", "points"):
+            self.catalog.drop_sources(self.vault, name)
