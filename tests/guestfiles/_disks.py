@@ -244,7 +244,7 @@ def build_gpt(path: Path, vg: str, work: Path) -> None:
     xfs = _fs_image(work / "xfs.img", 64 * MiB, ("mkfs.xfs", "-q", "-L", "guestxfs"), "posix",
                     work)  # fmt: skip
     with loop(path) as dev:
-        sh("mkfs.ext4", "-q", "-L", "guestroot", dev.part(1))
+        sh("mkfs.ext4", "-q", "-b", "4096", "-L", "guestroot", dev.part(1))
         with mounted(dev.part(1), work / "m1") as m:
             fill_posix(m)
         p2, p3 = dev.part(2), dev.part(3)
