@@ -1,4 +1,4 @@
-"""Guest disks built once per module with the real tools (root needed: loop devices,
+"""Guest disks built once per session with the real tools (root needed: loop devices,
 mounts), backed up as disk points into one vault."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Guest:
     points: dict[str, str] = field(default_factory=dict)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:

@@ -65,7 +65,7 @@ class GuestPoint:
         vols = self._volumes.get(name)
         if vols is None:
             disk = self.disks()[name]
-            fh = self.reader(disk)
+            fh: Any = self.reader(disk)  # a RawIOBase: the parsers take it as IO[bytes]
             vols = discover(lambda: fh, disk.virtual_size, self.passphrase)
             for vol in vols:
                 self._describe(name, vol)

@@ -82,7 +82,8 @@ def mbr_partitions(fh: Stream) -> list[tuple[int, int, int, int]] | None:
 
 def _logicals(fh: Stream, ext_first: int) -> list[tuple[int, int, int, int]]:
     parts = []
-    ebr, number, seen = ext_first, 5, set()
+    ebr, number = ext_first, 5
+    seen: set[int] = set()
     while ebr and ebr not in seen and len(seen) < 128:
         seen.add(ebr)
         fh.seek(ebr * SECTOR)
