@@ -9,6 +9,8 @@ APT_PACKAGES=(qemu-utils libnbd-bin acl attr libcap2-bin e2fsprogs dosfstools mt
 # libvirt provider and its tests: libvirtd + qemu (TCG guests), and what building
 # libvirt-python from PyPI needs (the test guest's kernel, busybox and qemu-ga are fetched
 # with `apt-get download` by tests/libvirt/guest.py and cached, not installed).
+# files inside image points: the tests build disks with the real tools
+APT_PACKAGES+=(lvm2 cryptsetup-bin xfsprogs btrfs-progs exfatprogs exfat-fuse ntfs-3g)
 APT_PACKAGES+=(qemu-system-x86 libvirt-daemon-system libvirt-dev pkg-config gcc)
 
 missing=()

@@ -162,5 +162,10 @@ class ImageError(StrongroomError):
     """Image-level backup or restore failed."""
 
 
+class GuestFilesError(StrongroomError):
+    """Files inside an image point cannot be read: an unknown or damaged filesystem, a
+    locked volume, a path that is not there."""
+
+
 class NBDError(ImageError):
     """An NBD protocol or transport error."""

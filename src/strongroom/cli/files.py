@@ -33,6 +33,10 @@ CONFLICT_POLICIES = ("overwrite", "skip", "keep-both")  # = strongroom.files.CON
 SourceOpt = Annotated[
     str | None, typer.Option("--source", help="Source name (default: this host's name).")
 ]
+LuksOpt = Annotated[
+    Path | None,
+    typer.Option("--luks-passphrase-file", help="Opens LUKS volumes inside an image point."),
+]
 _DIFF_MARKS = {"added": "+", "removed": "-", "modified": "M", "metadata": "U", "type": "T"}
 
 
@@ -232,15 +236,20 @@ def ls_cmd(
     path: Annotated[str, typer.Argument(help="Path inside the point.")] = "/",
     long: Annotated[bool, typer.Option("--long", "-l", help="Mode, owner, size, time.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-R", help="Everything below.")] = False,
+    luks_file: LuksOpt = None,
     source: SourceOpt = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
     no_lock: NoLockOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List what a files point holds at PATH."""
+    """List what a files point holds at PATH (or an image point: /DISK/VOLUME/PATH)."""
     _no_empty([path], "'[PATH]'", "give / for the top")
     v = open_vault(vault, password_file, no_lock=no_lock)
+    from strongroom.cli import guest
+
+    if (image := guest.image_point(v, point)) is not None:  # files inside an image point
+        return guest.ls(v, image, path, long, as_json, guest.luks_passphrase(luks_file))
     from strongroom.files import list_point, long_line, node_doc, shown_path
 
     p = _resolve(v, point, source)
