@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from strongroom.errors import ObjectNotFound, StorageError, TransientStorageError
+from strongroom.errors import ObjectLocked, ObjectNotFound, StorageError, TransientStorageError
 from strongroom.server.auth import ApiError, authenticate, bearer, new_token, require_role
 from strongroom.server.catalog import AuditEntry, Catalog, TokenRow
 from strongroom.server.gateway import VaultGateway
@@ -70,6 +70,9 @@ class Server:
             call.detail, call.claimed = exc.reason, exc.token_id
         except ObjectNotFound:
             response = _error(404, f"{call.obj or 'object'} not found", "not-found")
+        except ObjectLocked as exc:  # the storage's own retention (S3 Object Lock) holds it
+            response = _error(423, str(exc), "locked")
+            call.detail = str(exc)
         except TransientStorageError as exc:
             response = _error(503, f"storage unavailable: {exc}", "transient")
             call.detail = str(exc)
