@@ -77,6 +77,12 @@ def server_run(
         float,
         typer.Option("--body-timeout", help="Seconds an upload may stall before it is cut."),
     ] = 30.0,
+    upload_budget_mib: Annotated[
+        int,
+        typer.Option(
+            "--upload-budget", help="MiB of uploads held in memory at once; more wait.", min=1
+        ),
+    ] = 256,
 ) -> None:
     """Serve the catalog's vaults over HTTPS until interrupted."""
     from strongroom.server.run import serve
@@ -88,6 +94,7 @@ def server_run(
         tls_key=tls_key,
         max_upload=max_upload_mib * MiB,
         body_idle_timeout=body_timeout,
+        upload_budget=upload_budget_mib * MiB,
     )
 
 

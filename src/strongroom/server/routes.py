@@ -79,8 +79,9 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
             gw = await server.gateway(call, create=kind.name == "keys")
             if gw is None:
                 raise ApiError(404, f"no vault {vault!r} on this server", "no-vault")
-            data = await server.body(request)
-            created = await run_in_threadpool(gw.put, token, name, data)
+            async with server.upload_slot(request):
+                data = await server.body(request)
+                created = await run_in_threadpool(gw.put, token, name, data)
             call.detail = f"{len(data)} bytes" + ("" if created else ", existed")
             return Response(status_code=201 if created else 200)
 

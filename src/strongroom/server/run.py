@@ -94,6 +94,7 @@ def serve(
     tls_key: Path | None = None,
     max_upload: int | None = None,
     body_idle_timeout: float | None = None,
+    upload_budget: int | None = None,
 ) -> None:
     """Run the server until interrupted."""
     if (tls_cert is None) != (tls_key is None):
@@ -111,6 +112,8 @@ def serve(
         limits.max_upload = max_upload
     if body_idle_timeout is not None:
         limits.body_idle_timeout = body_idle_timeout
+    if upload_budget is not None:
+        limits.upload_budget = upload_budget
     server = Server(data_dir, limits)
     try:
         uvicorn.run(
