@@ -2,7 +2,8 @@
 # The main job on the embedded default, a local vault: back up a sample VM (libvirt XML plus two
 # disks holding real ext4 and FAT filesystems) and a folder of files, change both, back up
 # again, restore the first points (the VM as a new VM, the files to another folder) and show
-# that the restores match what the sources were at that time.
+# that the restores match what the sources were at that time.  Last, a vault server on loopback:
+# the folder backed up through it with a backup token and restored with a restore token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -57,5 +58,7 @@ diff -r "$work/at-first-point/files" "$work/restored-files$work/files" && echo "
 grep -c . "$work/restored-files$work/files/docs/report-7.txt" >/dev/null && echo "report-7.txt (deleted later) is back"
 strongroom stats
 strongroom check --read-data
+
+bash scripts/demo_server.sh "$work" "$work/files"   # the same folder through a vault server
 echo
 echo "everything is in $work"

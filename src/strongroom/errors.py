@@ -42,6 +42,11 @@ class StorageFull(PermanentStorageError):
     (see ``docs/architecture.md``, "Read-only and full vaults")."""
 
 
+class ObjectLocked(PermanentStorageError):
+    """The storage refuses to delete an object it holds under retention (S3 Object Lock, a
+    vault server passing that refusal on as HTTP 423): prune skips it and says so."""
+
+
 class TransientStorageError(StorageError):
     """A passing fault (timeout, connection reset, throttling): the operation may be retried."""
 

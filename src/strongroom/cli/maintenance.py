@@ -251,6 +251,11 @@ def _print_prune(r: PruneReport) -> None:
     console().print(table)
     if r.index_entries_dropped:
         console().print(f"index entries of missing packs dropped: {r.index_entries_dropped}")
+    if r.locked:
+        console().print(
+            f"kept {len(r.locked)} object(s) the storage's retention (object lock) still "
+            "holds; a later prune deletes them"
+        )
     console().print(f"{verb} {human_bytes(max(r.bytes_freed, 0))} in {r.duration:.1f}s")
 
 

@@ -83,6 +83,12 @@ def server_run(
         float,
         typer.Option("--body-timeout", help="Seconds an upload may stall before it is cut."),
     ] = 30.0,
+    upload_budget_mib: Annotated[
+        int,
+        typer.Option(
+            "--upload-budget", help="MiB of uploads held in memory at once; more wait.", min=1
+        ),
+    ] = 256,
 ) -> None:
     """Serve the catalog's vaults over HTTPS until interrupted."""
     from strongroom.server.run import serve
@@ -94,6 +100,7 @@ def server_run(
         tls_key=tls_key,
         max_upload=max_upload_mib * MiB,
         body_idle_timeout=body_timeout,
+        upload_budget=upload_budget_mib * MiB,
     )
 
 
@@ -104,12 +111,26 @@ def vault_add(
     location: Annotated[
         str | None, typer.Argument(help="Backend location (default: under the data folder).")
     ] = None,
+    object_lock_days: Annotated[
+        int | None,
+        typer.Option(
+            "--object-lock-days",
+            min=1,
+            help="s3:// only: write packs, index objects and points under S3 Object Lock "
+            "retention for this many days (the bucket needs Object Lock enabled).",
+        ),
+    ] = None,
+    object_lock_mode: Annotated[
+        str, typer.Option("--object-lock-mode", help="compliance or governance.")
+    ] = "compliance",
     as_json: JsonOpt = False,
 ) -> None:
     """Serve a vault under NAME, stored at LOCATION (a path, azure:// or s3://)."""
     from strongroom.server.run import add_vault
+    from strongroom.storage.objectlock import make_lock
 
-    where = add_vault(data, name, location)
+    lock = None if object_lock_days is None else make_lock(object_lock_days, object_lock_mode)
+    where = add_vault(data, name, location, lock)
     if as_json:
         print_json({"name": name, "location": where})
     else:

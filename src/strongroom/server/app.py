@@ -8,8 +8,9 @@ body happens on the event loop, under a size limit and an idle timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from strongroom.errors import ObjectNotFound, StorageError, TransientStorageError
+from strongroom.errors import ObjectLocked, ObjectNotFound, StorageError, TransientStorageError
 from strongroom.server.auth import ApiError, authenticate, bearer, new_token, require_role
 from strongroom.server.catalog import AuditEntry, Catalog, TokenRow
 from strongroom.server.gateway import VaultGateway
@@ -38,6 +39,9 @@ class Limits:
     """Seconds an upload may send nothing before it is cut off (a body that never ends)."""
     body_timeout: float = 900.0
     """Seconds a whole upload may take."""
+    upload_budget: int = 256 * MiB
+    """Bytes of uploads held in memory at once (declared sizes): more waits, so many clients
+    never hold all their packs in the server's memory together."""
 
 
 @dataclass
@@ -59,6 +63,8 @@ class Server:
         self.catalog = Catalog(data_dir)
         self.vaults = VaultRegistry(self.catalog)
         self.limits = limits or Limits()
+        self._budget = asyncio.Condition()
+        self._in_flight = 0
 
     # --- the frame every route runs in -----------------------------------------------------
 
@@ -70,6 +76,9 @@ class Server:
             call.detail, call.claimed = exc.reason, exc.token_id
         except ObjectNotFound:
             response = _error(404, f"{call.obj or 'object'} not found", "not-found")
+        except ObjectLocked as exc:  # the storage's own retention (S3 Object Lock) holds it
+            response = _error(423, str(exc), "locked")
+            call.detail = str(exc)
         except TransientStorageError as exc:
             response = _error(503, f"storage unavailable: {exc}", "transient")
             call.detail = str(exc)
@@ -108,6 +117,22 @@ class Server:
         assert token is not None
         name = call.vault or ""
         return await run_in_threadpool(self.vaults.gateway, name, token, create)
+
+    @contextlib.asynccontextmanager
+    async def upload_slot(self, request: Request) -> AsyncIterator[None]:
+        """Hold the upload's share of the memory budget while it is read and stored."""
+        declared = request.headers.get("content-length", "")
+        size = int(declared) if declared.isdigit() else self.limits.max_upload
+        need = min(size, self.limits.max_upload, self.limits.upload_budget)
+        async with self._budget:
+            await self._budget.wait_for(lambda: self._in_flight + need <= self.limits.upload_budget)
+            self._in_flight += need
+        try:
+            yield
+        finally:
+            async with self._budget:
+                self._in_flight -= need
+                self._budget.notify_all()
 
     async def body(self, request: Request) -> bytes:
         """The request body, refused when larger than the limit or slower than the timeouts."""

@@ -105,16 +105,17 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
             gw = await server.gateway(call, create=kind.name == "keys")
             if gw is None:
                 raise ApiError(404, f"no vault {vault!r} on this server", "no-vault")
-            data = await server.body(request)
             source = _source(request.headers.get(SOURCE_HEADER))
             if source is not None:
                 call.detail = f"source {source!r}, "
-            try:
-                created = await run_in_threadpool(gw.put, token, name, data, source)
-            except PendingApproval as pending:
-                row = pending.approval
-                call.detail = f"{row.summary}: approval {row.id} pending"
-                return JSONResponse({"approval": row.id, "summary": row.summary}, 202)
+            async with server.upload_slot(request):
+                data = await server.body(request)
+                try:
+                    created = await run_in_threadpool(gw.put, token, name, data, source)
+                except PendingApproval as pending:
+                    row = pending.approval
+                    call.detail = f"{row.summary}: approval {row.id} pending"
+                    return JSONResponse({"approval": row.id, "summary": row.summary}, 202)
             call.detail += f"{len(data)} bytes" + ("" if created else ", existed")
             return Response(status_code=201 if created else 200)
 

@@ -9,6 +9,7 @@ from strongroom.errors import ServerError
 from strongroom.server.auth import new_token
 from strongroom.server.catalog import Catalog
 from strongroom.server.vaults import check_vault_name
+from strongroom.storage.objectlock import ObjectLock
 
 
 def init_catalog(data_dir: Path) -> str:
@@ -22,11 +23,23 @@ def init_catalog(data_dir: Path) -> str:
     return made.secret
 
 
-def add_vault(data_dir: Path, name: str, location: str | None) -> str:
-    """Register a vault (default location: under the storage root); returns its location."""
+def add_vault(
+    data_dir: Path, name: str, location: str | None, lock: ObjectLock | None = None
+) -> str:
+    """Register a vault (default location: under the storage root); returns its location.
+
+    ``lock`` (S3 Object Lock retention for packs, index objects and points) is kept in the
+    location as its ``?object-lock-days=N&object-lock-mode=M`` options."""
     from strongroom.server.auth import ApiError
     from strongroom.server.vaults import VaultRegistry
 
+    if lock is not None:
+        if location is None or not location.lower().startswith("s3://") or "?" in location:
+            raise ServerError(
+                "--object-lock-days needs an s3:// LOCATION (without options) in a bucket "
+                "created with Object Lock enabled"
+            )
+        location += lock.query()
     catalog = Catalog(data_dir)
     try:
         check_vault_name(name)
@@ -81,6 +94,7 @@ def serve(
     tls_key: Path | None = None,
     max_upload: int | None = None,
     body_idle_timeout: float | None = None,
+    upload_budget: int | None = None,
 ) -> None:
     """Run the server until interrupted."""
     if (tls_cert is None) != (tls_key is None):
@@ -98,6 +112,8 @@ def serve(
         limits.max_upload = max_upload
     if body_idle_timeout is not None:
         limits.body_idle_timeout = body_idle_timeout
+    if upload_budget is not None:
+        limits.upload_budget = upload_budget
     server = Server(data_dir, limits)
     try:
         uvicorn.run(

@@ -31,6 +31,7 @@ from strongroom.errors import (
     ApprovalPending,
     BackendConfigError,
     ObjectConflict,
+    ObjectLocked,
     ObjectNotFound,
     PermanentStorageError,
     RequestRefused,
@@ -233,6 +234,8 @@ def raise_for(reply: Reply, what: str, name: str | None = None) -> None:
         error = AccessDenied
     elif status == 409:
         error = ObjectConflict
+    elif status == 423:
+        error = ObjectLocked
     elif status in (400, 404, 405, 408, 411, 413, 414, 422):
         error = RequestRefused
     elif kind == "permanent":

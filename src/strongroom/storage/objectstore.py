@@ -176,6 +176,10 @@ class ObjectStoreBackend:
     def describe(self) -> str:
         return self._description
 
+    @property
+    def store(self) -> ObjectStore:
+        return self._store
+
     def close(self) -> None:
         """obstore closes its pooled connections when the store is garbage collected."""
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from obstore.store import S3Store
 
 from strongroom.errors import BackendConfigError
+from strongroom.storage.objectlock import ObjectLock
 from strongroom.storage.objectstore import (
     ObjectStoreBackend,
     build_backend,
@@ -47,11 +48,16 @@ def s3_config(env: Mapping[str, str]) -> S3Config:
     return config
 
 
-def open_s3(url: str, env: Mapping[str, str] | None = None) -> ObjectStoreBackend:
-    """A backend for ``s3://BUCKET/PREFIX``; BackendConfigError if it cannot be built."""
+def open_s3(
+    url: str, env: Mapping[str, str] | None = None, lock: ObjectLock | None = None
+) -> ObjectStoreBackend:
+    """A backend for ``s3://BUCKET/PREFIX``; BackendConfigError if it cannot be built.
+
+    With ``lock``, packs, index objects and points are written under S3 Object Lock
+    retention (:mod:`strongroom.storage.s3lock`)."""
     bucket, prefix = parse_bucket_url(url, "s3", "S3")
     config = s3_config(os.environ if env is None else env)
-    return build_backend(
+    plain = build_backend(
         url,
         prefix,
         config.get("endpoint"),
@@ -59,3 +65,8 @@ def open_s3(url: str, env: Mapping[str, str] | None = None) -> ObjectStoreBacken
             bucket, config=config, client_options=options, retry_config=retry
         ),
     )
+    if lock is None:
+        return plain
+    from strongroom.storage.s3lock import LockingS3Backend
+
+    return LockingS3Backend(plain.store, bucket, prefix, plain.describe(), config, lock)

@@ -11,6 +11,7 @@ from strongroom.errors import BackendConfigError
 from strongroom.storage.backend import Backend
 from strongroom.storage.cache import CachingBackend
 from strongroom.storage.local import LocalBackend
+from strongroom.storage.objectlock import split_location
 from strongroom.storage.retry import RetryingBackend
 
 REMOTE_SCHEMES = ("azure", "s3")
@@ -41,14 +42,20 @@ def open_remote(location: str) -> Backend:
     """The bare remote backend for an ``azure://`` or ``s3://`` location (no retry, no cache)."""
     # obstore loads only here: it is about 6 MiB of memory that a local vault never needs
     scheme = location.partition("://")[0].lower()
+    location, lock = split_location(location)
     if scheme == "azure":
+        if lock is not None:
+            raise BackendConfigError(
+                "object-lock-days works on s3:// only: for azure:// set a version-level "
+                "immutability policy on the container (see docs/server.md)"
+            )
         from strongroom.storage.azure import open_azure
 
         return open_azure(location)
     if scheme == "s3":
         from strongroom.storage.s3 import open_s3
 
-        return open_s3(location)
+        return open_s3(location, lock=lock)
     raise BackendConfigError(
         f"unsupported vault location {location!r}: use a path, file://, azure:// or s3://"
     )

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from strongroom import failpoints
-from strongroom.errors import ObjectNotFound, StorageFull, VaultError
+from strongroom.errors import ObjectLocked, ObjectNotFound, StorageFull, VaultError
 from strongroom.storage.reserve import keep_reserve
 from strongroom.vault.gcmark import Progress
 from strongroom.vault.locks import VaultLock
@@ -85,6 +85,9 @@ class PruneReport:
     reserve_bytes: int = 0
     """Space a local vault holds in reserve for the next full-disk prune (after this one)."""
     duration: float = 0.0
+    locked: list[str] = field(default_factory=list)
+    """Objects the storage refused to delete because its retention holds them (S3 Object
+    Lock): left in place (points keep their tombstone and data), tried again next prune."""
 
     @property
     def bytes_freed(self) -> int:
@@ -168,7 +171,9 @@ class _Prune:
         if self.opts.dry_run or not _has_work(points, packs):
             return self.report
         self._guard(points)
-        self._remove_points(points)
+        points, packs = self._remove_points(points, packs, self.opts)
+        if not _has_work(points, packs):
+            return self.report  # what was left to do is held by the storage's retention
         failpoints.hit("prune-after-points")
         self.report.packs_written, self.report.bytes_written = repack(
             self.vault, packs, self.progress
@@ -192,7 +197,7 @@ class _Prune:
         if not _has_work(points, packs):
             return self.report
         self._guard(points)
-        self._remove_points(points)
+        points, packs = self._remove_points(points, packs, opts)
         spared = self._late_index_packs()
         for orphan in packs.orphans:
             if orphan.name.rsplit("/", 1)[-1] not in spared:
@@ -201,7 +206,7 @@ class _Prune:
         dead = {ids[pos] for pos in packs.delete + packs.dropped}
         try:
             written, _ = drop_dead_packs(
-                self.vault, self.old_index, dead, self._delete, self._late_index_packs()
+                self.vault, self.old_index, dead, self._drop, self._late_index_packs()
             )
         except StorageFull as exc:
             raise VaultError(
@@ -263,15 +268,34 @@ class _Prune:
                 "lock); prune stopped before deleting anything more: run it again"
             )
 
-    def _remove_points(self, points: PointsPlan) -> None:
-        """The point object first, then its tombstone: never a tombstone-less removed point."""
+    def _remove_points(
+        self, points: PointsPlan, packs: PacksPlan, opts: PruneOptions
+    ) -> tuple[PointsPlan, PacksPlan]:
+        """The point object first, then its tombstone: never a tombstone-less removed point.
+
+        A point the storage's retention holds stays soft-deleted, so its data is planned
+        again as live (nothing of it has been deleted yet)."""
+        held = []
         for p in points.remove:
-            self._delete(POINTS_PREFIX + p.point_id)
+            if not self._delete(POINTS_PREFIX + p.point_id):
+                held.append(p)
+                continue
             self._delete(DELETED_PREFIX + p.point_id)
             self.vault.catalog.drop_point(p.point_id)
             self.vault.catalog.drop_tombstone(p.point_id)
         for point_id in points.dangling_tombstones:
             self._delete(DELETED_PREFIX + point_id)
+        if not held:
+            return points, packs
+        points = replace(
+            points,
+            keep=points.keep + held,
+            soft_deleted=points.soft_deleted + held,
+            remove=[p for p in points.remove if p not in held],
+        )
+        packs = plan_packs(self.vault, points.keep, opts, self.progress)
+        self._describe(points, packs)
+        return points, packs
 
     def _delete_old(self, packs: PacksPlan) -> None:
         for name in self.old_index:
@@ -300,14 +324,27 @@ class _Prune:
                 protected |= {rec.pack_id.hex() for rec in decode_index(plain, name)[0]}
         return protected
 
-    def _delete(self, name: str) -> None:
+    def _drop(self, name: str) -> None:
+        self._delete(name)
+
+    def _delete(self, name: str) -> bool:
+        """Delete ``name`` (gone already is fine); False if the storage's retention holds it.
+
+        A held index object is harmless (the new index supersedes it), a held pack is an
+        orphan for a later prune."""
         self._deletes += 1
         if self.lock.expired_locally() or (
             self._deletes % _CHECK_LOCK_EVERY == 0 and not self.lock.still_held()
         ):
             raise VaultError("prune lost its exclusive lock while deleting; run it again")
-        with contextlib.suppress(ObjectNotFound):
+        try:
             self.vault.backend.delete(name)
+        except ObjectNotFound:
+            pass
+        except ObjectLocked:
+            self.report.locked.append(name)
+            return False
+        return True
 
 
 def _remove_temp(vault: Vault, opts: PruneOptions) -> int:
