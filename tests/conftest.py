@@ -9,13 +9,15 @@ import pytest
 
 from strongroom.storage import Backend, LocalBackend
 from strongroom.vault import KDFParams, Vault, VaultSettings
+from tests.constants import FAST_KDF, PASSPHRASE
 from tests.emulators import azurite, moto
 
-__all__ = ["azurite", "moto"]  # session fixtures shared by every test package
-
-# Argon2id at its cheapest: the tests open vaults hundreds of times.
-FAST_KDF = KDFParams(time_cost=1, memory_kib=1024, parallelism=1)
-PASSPHRASE = "correct horse battery staple"
+__all__ = [
+    "FAST_KDF",
+    "PASSPHRASE",
+    "azurite",
+    "moto",
+]  # session fixtures shared by every test package
 
 
 @pytest.fixture

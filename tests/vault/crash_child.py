@@ -8,7 +8,7 @@ from pathlib import Path
 
 from strongroom.storage import LocalBackend
 from strongroom.vault import Vault
-from tests.conftest import PASSPHRASE
+from tests.constants import PASSPHRASE
 from tests.vault.helpers import write_point
 
 

@@ -21,7 +21,7 @@ from strongroom.storage import LocalBackend
 from strongroom.vault import PointManifest, Vault, VaultSettings
 from strongroom.vault.forget import soft_delete
 from strongroom.vault.prune import PruneOptions, prune
-from tests.conftest import FAST_KDF, PASSPHRASE
+from tests.constants import FAST_KDF, PASSPHRASE
 
 POINTS = 10
 PER_TREE = 1000
