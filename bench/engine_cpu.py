@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from datasets import FULL, QUICK, ImageDataset, TreeDataset  # noqa: E402
+from datasets import FULL, QUICK, ImageDataset, TreeDataset
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
