@@ -8,7 +8,7 @@ allocation then happens while little is loaded, which keeps each command's peak 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -23,15 +23,15 @@ from strongroom.errors import (
     PointNotFound,
     ReadOnlyStorage,
     StorageFull,
-    StrongroomError,
     VaultError,
     VaultExists,
     WrongPassphrase,
 )
-from strongroom.storage.backend import Backend, BackendCapabilities, capabilities_of
+from strongroom.storage.backend import Backend
 from strongroom.storage.reserve import keep_reserve, with_reserve
 from strongroom.vault import keys as keyslots
 from strongroom.vault.catalog import LoadProblems, PointCatalog, Warn, parallel_map
+from strongroom.vault.chunks import ChunkAccess
 from strongroom.vault.config import (
     CONFIG_COPY_NAME,
     CONFIG_NAME,
@@ -65,15 +65,13 @@ from strongroom.vault.tombstones import Tombstone
 
 if TYPE_CHECKING:
     from strongroom.vault.index import ChunkIndex
-    from strongroom.vault.reader import Located, Place
-    from strongroom.vault.stored import Unstored
     from strongroom.vault.writer import ChunkWriter
 
 # How often opening lists index/ while index objects vanish under it (a concurrent prune).
 _INDEX_LISTINGS = 4
 
 
-class Vault:
+class Vault(ChunkAccess):
     """An opened vault.  Build with :meth:`init` or :meth:`open`."""
 
     def __init__(
@@ -106,12 +104,6 @@ class Vault:
     @property
     def vault_id(self) -> bytes:
         return self.config.vault_id
-
-    @property
-    def capabilities(self) -> BackendCapabilities:
-        """What the storage under this vault is like (a local folder or remote), whatever
-        wraps it: engines ask this, never the backend's class."""
-        return capabilities_of(self.backend)
 
     def local_cache_key(self, scope: str) -> bytes:
         """A 32-byte key for authenticating a cache kept on this machine (never written to the
@@ -349,66 +341,6 @@ class Vault:
             unindexed=self._unindexed,
             on_index_written=self.index_names.add,
         )
-
-    def read_chunk(self, chunk_id: bytes) -> bytes:
-        return self.reader.read(chunk_id)
-
-    def read_chunks(
-        self, ids: Iterable[bytes], workers: int | None = None, window: int = 16
-    ) -> Iterator[bytes]:
-        """Chunks in the order given, ``workers`` reads at a time (by default as many as the
-        storage is worth), up to ``window`` ahead."""
-        return self.reader.read_many(ids, workers or self.capabilities.read_workers, window)
-
-    def chunk_id(self, data: bytes | bytearray | memoryview) -> bytes:
-        """The id this vault gives ``data`` (its keyed hash)."""
-        return self.keys.chunk_id(data)
-
-    def has_chunk(self, chunk_id: bytes) -> bool:
-        """Whether the index holds ``chunk_id`` (a backup may refer to it without storing it)."""
-        return chunk_id in self.index
-
-    def has_chunks(self, ids: Iterable[bytes]) -> bool:
-        """Whether the index holds every one of ``ids`` (stops at the first it does not)."""
-        index = self.index
-        return all(cid in index for cid in ids)
-
-    def missing_chunks(self, ids: Iterable[bytes]) -> set[bytes]:
-        """Those of ``ids`` the index does not hold."""
-        index = self.index
-        return {cid for cid in ids if cid not in index}
-
-    def unstored(self, ids: Iterable[bytes]) -> Unstored:
-        """Which of ``ids`` cannot be read back: not indexed, or in a pack the storage lost
-        (asked of the storage's metadata, nothing is read): a restore asks before it writes."""
-        from strongroom.vault.stored import unstored
-
-        return unstored(self.backend, self.index, ids)
-
-    # A read plan: where chunks lie, as values an engine may hold by the million, sort (in
-    # the order worth reading in) and hand back; their layout is the reader's.
-
-    def place_of(self, chunk_id: bytes) -> Place:
-        """Where ``chunk_id`` lies as one non-negative int that sorts in storage order
-        (:data:`~strongroom.vault.reader.NOT_INDEXED`, after all others, if unknown)."""
-        return self.reader.place(chunk_id)
-
-    def located_at(self, chunk_id: bytes, place: Place) -> Located:
-        """``chunk_id`` located from the ``place`` :meth:`place_of` gave (no lookup)."""
-        return self.reader.located_at(chunk_id, place)
-
-    def locate(self, ids: Iterable[bytes]) -> list[Located]:
-        """Each id with its location (None: not indexed); a location's ``raw`` is the chunk's
-        size, the rest is for :meth:`read_planned`."""
-        return self.reader.locate(ids)
-
-    def read_planned(
-        self, chunks: Sequence[Located], span: int | None = None
-    ) -> Iterator[bytes | StrongroomError]:
-        """Each located chunk in order, or the error reading it raised; chunks adjacent in
-        a pack come in one ranged read of up to ``span`` bytes (by default what suits the
-        storage)."""
-        return self.reader.read_run(chunks, span or self.capabilities.range_span)
 
     @staticmethod
     def put_tree(writer: ChunkWriter, refs: Sequence[bytes], body: bytes) -> bytes:
