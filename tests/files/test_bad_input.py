@@ -121,3 +121,22 @@ def test_out_of_space_on_a_real_small_file_system(
         assert [n for _, _, files in os.walk(mnt) for n in files] == []
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.parametrize("wrap", ["faults", "retry"])
+def test_wrapped_local_vault_is_still_left_out_and_refused(tmp_path: Path, wrap: str) -> None:
+    """A wrapped local backend (faults, retries) is no LocalBackend, yet the vault folder is
+    still its folder: the engines ask the storage's capabilities, not its class."""
+    from strongroom.storage import FaultyBackend, LocalBackend, RetryingBackend
+    from tests.conftest import FAST_KDF, PASSPHRASE
+
+    vault_dir = tmp_path / "vault"
+    inner = LocalBackend(vault_dir)
+    backend = FaultyBackend(inner) if wrap == "faults" else RetryingBackend(inner)
+    vault = Vault.init(backend, PASSPHRASE, kdf=FAST_KDF)
+    assert vault.capabilities == inner.capabilities
+    (tmp_path / "file").write_text("x")
+    summary = backup_files(vault, BackupOptions([str(tmp_path)], source="s"))
+    assert (str(vault_dir), "strongroom's own vault or cache") in summary.skipped
+    with pytest.raises(FilesError, match="inside the vault"):
+        restore_files(vault, vault.resolve_point("latest"), RestoreOptions(vault_dir / "x"))

@@ -14,12 +14,9 @@ from strongroom.errors import FilesError
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
 from strongroom.files.fetch import (
     NO_CHUNKS,
-    NOT_INDEXED,
     ContentWriter,
     JobLimits,
     Slice,
-    entry_at,
-    place_of,
     plan_jobs,
     write_at,
 )
@@ -28,9 +25,8 @@ from strongroom.files.plan import CREATE, Entry
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.storage import LocalBackend, MemoryBackend
 from strongroom.storage.faults import FaultKind, FaultRule, FaultyBackend
-from strongroom.vault import Vault
+from strongroom.vault import NOT_INDEXED, Vault
 from strongroom.vault.crypto import NONCE_SIZE
-from strongroom.vault.index import IndexEntry
 from strongroom.vault.pack import pack_name
 from strongroom.vault.reader import Located
 from tests.conftest import FAST_KDF, PASSPHRASE
@@ -296,12 +292,7 @@ def test_jobs_keep_small_files_whole_and_slice_big_ones(vault: Vault) -> None:
 
     names = iter(range(1_000_000))
     writer = ContentWriter(
-        vault.reader,
-        vault.keys,
-        vault.index.pack_ids,
-        lambda d: d + str(next(names)).encode(),
-        verify=False,
-        as_root=False,
+        vault, lambda d: d + str(next(names)).encode(), verify=False, as_root=False
     )
     files = [entry(f"s{i}", 1, 100) for i in range(5)] + [entry("big", 9, 9 << 20)]
     files += [entry(f"t{i}", 1, 100) for i in range(3)] + [entry("empty", 0, 0)]
@@ -321,21 +312,3 @@ def test_jobs_keep_small_files_whole_and_slice_big_ones(vault: Vault) -> None:
     slices = [job for job in jobs if isinstance(job, Slice)]
     assert all(s.task is slices[0].task for s in slices)
     assert slices[0].task.pieces == slices[0].task.left == 3
-
-
-def test_places_keep_the_entry_and_sort_in_pack_order() -> None:
-    pack_ids = [b"a" * 32, b"b" * 32]
-    big = IndexEntry(pack_ids[1], 0xFFFF_FFF0, 0xFFFF_FFFF, 0xFFFF_FFFE, 2, 1)
-    small = IndexEntry(pack_ids[1], 40, 100, 90, 1, 0)
-    early = IndexEntry(pack_ids[0], 5000, 10, 10, 1, 1)  # an earlier pack, a later offset
-    places = [place_of(e, pack_ids.index(e.pack)) for e in (big, small, early)]
-    assert [entry_at(p, pack_ids) for p in places] == [big, small, early]
-    assert entry_at(NO_CHUNKS, pack_ids) is None and entry_at(NOT_INDEXED, pack_ids) is None
-    unknown = place_of(None, 0)
-    assert sorted([unknown, *places, NO_CHUNKS]) == [
-        NO_CHUNKS,
-        places[2],
-        places[1],
-        places[0],
-        unknown,
-    ]

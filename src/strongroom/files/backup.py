@@ -33,7 +33,8 @@ from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node, encode
 from strongroom.files.patterns import PatternSet
 from strongroom.files.reading import CacheRow, FileItem, FileOutcome, FileReader
 from strongroom.files.selection import Selection, auto_excluded, build_selection
-from strongroom.vault import CHUNK_TREE, ChunkWriter, PointManifest, Vault, encode_tree
+from strongroom.files.vaultview import BackupVault
+from strongroom.vault import CHUNK_TREE, ChunkWriter, PointManifest, encode_tree
 
 _BATCH_FILES = 128
 _BATCH_BYTES = 4 << 20
@@ -129,7 +130,7 @@ def _show(path: bytes) -> str:
 
 
 class _Engine:
-    def __init__(self, vault: Vault, writer: ChunkWriter, opts: BackupOptions) -> None:
+    def __init__(self, vault: BackupVault, writer: ChunkWriter, opts: BackupOptions) -> None:
         self.vault, self.writer, self.opts = vault, writer, opts
         self.summary = BackupSummary()
         self.names = Names()
@@ -295,7 +296,7 @@ class _Engine:
         self, folder: Folder, d: _Dir, path: bytes, node: Node, st: os.stat_result, hit: Any
     ) -> None:
         self.summary.files += 1
-        if hit is not None and hit.matches(st) and all(c in self.vault.index for c in hit.chunks):
+        if hit is not None and hit.matches(st) and self.vault.has_chunks(hit.chunks):
             node.chunks, node.extents = hit.chunks, hit.extents
             try:
                 node.xattrs = read_xattrs(folder.reach(node.name, path))
@@ -400,7 +401,12 @@ class _Engine:
 
 
 def _manifest(
-    vault: Vault, opts: BackupOptions, source: str, root: bytes, s: BackupSummary, roots: list[str]
+    vault: BackupVault,
+    opts: BackupOptions,
+    source: str,
+    root: bytes,
+    s: BackupSummary,
+    roots: list[str],
 ) -> PointManifest:
     earlier = [
         pt for pt in vault.points() if pt.manifest.kind == "files" and pt.manifest.source == source
@@ -442,7 +448,7 @@ def _cache_warnings(cache: FilesCache, s: BackupSummary) -> None:
 
 
 def backup_files(
-    vault: Vault, opts: BackupOptions, progress: Progress | None = None
+    vault: BackupVault, opts: BackupOptions, progress: Progress | None = None
 ) -> BackupSummary:
     """Back up ``opts.paths`` into a new recovery point; see the module docstring."""
     started = time.monotonic()

@@ -11,11 +11,12 @@ from strongroom.files.metadata import mode_string
 from strongroom.files.nodes import DIR, KIND_NAMES, Node
 from strongroom.files.patterns import PatternSet
 from strongroom.files.tree import TreeReader, root_node, split_path
-from strongroom.vault import RecoveryPoint, Vault
+from strongroom.files.vaultview import TreeSource
+from strongroom.vault import RecoveryPoint
 
 
 def list_point(
-    vault: Vault, point: RecoveryPoint, path: str = "/", recursive: bool = False
+    vault: TreeSource, point: RecoveryPoint, path: str = "/", recursive: bool = False
 ) -> Iterator[tuple[bytes, Node]]:
     """(path, node) of what is at ``path``: a directory's entries, or the entry itself."""
     trees = TreeReader(vault)
@@ -36,7 +37,7 @@ def list_point(
 
 
 def find_in_points(
-    vault: Vault, points: Iterable[RecoveryPoint], pattern: str
+    vault: TreeSource, points: Iterable[RecoveryPoint], pattern: str
 ) -> Iterator[tuple[RecoveryPoint, bytes, Node]]:
     """Every (point, path, node) whose path matches ``pattern`` (see ``patterns``)."""
     globs = PatternSet([pattern])

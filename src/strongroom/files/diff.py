@@ -24,7 +24,8 @@ from strongroom.files.metadata import Names, node_from_stat, read_xattrs
 from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node
 from strongroom.files.selection import absolute
 from strongroom.files.tree import TreeReader, root_node
-from strongroom.vault import RecoveryPoint, Vault
+from strongroom.files.vaultview import DiffVault
+from strongroom.vault import RecoveryPoint
 
 ADDED = "added"
 REMOVED = "removed"
@@ -127,7 +128,7 @@ class _Differ:
                 yield self.all(os.path.join(path, kid.name), kid, kids, change)
 
 
-def diff_points(vault: Vault, old: RecoveryPoint, new: RecoveryPoint) -> list[Change]:
+def diff_points(vault: DiffVault, old: RecoveryPoint, new: RecoveryPoint) -> list[Change]:
     """Changes from ``old`` to ``new``, in path order."""
     trees = TreeReader(vault)
 
@@ -141,9 +142,9 @@ def diff_points(vault: Vault, old: RecoveryPoint, new: RecoveryPoint) -> list[Ch
 class _Live:
     """Nodes of the live file system, built the way a backup builds them."""
 
-    def __init__(self, vault: Vault, params: CDCParams) -> None:
+    def __init__(self, vault: DiffVault, params: CDCParams) -> None:
         self.names = Names()
-        self.reader = ContentReader(ContentChunker(params), vault.keys.chunk_id)
+        self.reader = ContentReader(ContentChunker(params), vault.chunk_id)
 
     def _entry(self, folder: Folder, name: bytes) -> Node | None:
         node = node_from_stat(name, folder.lstat(name), self.names)
@@ -194,7 +195,7 @@ def _params(point: RecoveryPoint) -> CDCParams:
         return CDCParams()
 
 
-def diff_live(vault: Vault, point: RecoveryPoint, path: str) -> list[Change]:
+def diff_live(vault: DiffVault, point: RecoveryPoint, path: str) -> list[Change]:
     """Changes from ``point``'s copy of ``path`` to what is at ``path`` now."""
     if not path:
         raise FilesError("an empty path names nothing (give . for the current folder)")

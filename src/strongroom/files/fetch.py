@@ -29,9 +29,8 @@ from strongroom.errors import FilesError, StrongroomError
 from strongroom.files.longpath import on_path
 from strongroom.files.metadata import ExtentReader, apply_metadata
 from strongroom.files.plan import Entry
-from strongroom.vault.crypto import VaultKeys
-from strongroom.vault.index import IndexEntry
-from strongroom.vault.reader import SPAN_BYTES, ChunkReader, Located
+from strongroom.files.vaultview import PlannedReads
+from strongroom.vault import Located, Place
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -90,42 +89,9 @@ class Slice:
     hi: int
 
 
-# Where a file's first chunk is, as one int: the pack's position in the index's pack list,
-# then the blob's offset, length, raw size, type and flags.  A restore holds one for every
-# file while it runs, and an int costs about 50 bytes where an IndexEntry in a tuple costs
-# about 230; ints also sort in the packs' order, which is the order files are written in.
-Place = int
-NO_CHUNKS: Place = -1  # sorts first: these files need no read
-NOT_INDEXED: Place = 1 << 160  # sorts last: reading fails the file
-_U32 = 0xFFFFFFFF
-
-
-def place_of(entry: IndexEntry | None, pack_pos: int) -> Place:
-    """``entry`` as one int (offset, length and raw size are u32, type and flags u8)."""
-    if entry is None:
-        return NOT_INDEXED
-    return (
-        pack_pos << 112
-        | entry.offset << 80
-        | entry.length << 48
-        | entry.raw << 16
-        | entry.ctype << 8
-        | entry.flags
-    )
-
-
-def entry_at(place: Place, pack_ids: Sequence[bytes]) -> IndexEntry | None:
-    """The index entry :func:`place_of` encoded (None for the two markers)."""
-    if place == NO_CHUNKS or place >= NOT_INDEXED:
-        return None
-    return IndexEntry(
-        pack_ids[place >> 112],
-        (place >> 80) & _U32,
-        (place >> 48) & _U32,
-        (place >> 16) & _U32,
-        (place >> 8) & 0xFF,
-        place & 0xFF,
-    )
+# Where a file's first chunk is (the vault's read plan, one int that sorts in the packs'
+# order): a restore holds one for every file while it runs, so it must stay small.
+NO_CHUNKS: Place = -1  # sorts first (the vault's places are never negative): no read needed
 
 
 # A job: whole files (their tasks are made by the worker; each entry's ``place`` is where its
@@ -226,16 +192,14 @@ class ContentWriter:
 
     def __init__(
         self,
-        reader: ChunkReader,
-        keys: VaultKeys,
-        pack_ids: Sequence[bytes],
+        vault: PlannedReads,
         tmp_name: Callable[[bytes], bytes],
         *,
         verify: bool,
         as_root: bool,
-        span: int = SPAN_BYTES,
+        span: int | None = None,
     ) -> None:
-        self._reader, self._keys, self._pack_ids = reader, keys, pack_ids
+        self._vault = vault
         self._tmp_name, self._span = tmp_name, span
         self._verify, self._as_root = verify, as_root
         self._lock = threading.Lock()  # a big file's shared state: fd, left, end, written
@@ -244,7 +208,7 @@ class ContentWriter:
     def task(self, e: Entry, chunks: list[Located] | None = None) -> FileTask:
         """A file's task: its temporary name and where its chunks are."""
         if chunks is None:
-            chunks = self._reader.locate(e.node.chunks)
+            chunks = self._vault.locate(e.node.chunks)
         return FileTask(e, self._tmp_name(e.folder), chunks, e.node.data_extents())
 
     def run(self, job: Job) -> list[FileTask]:
@@ -259,11 +223,11 @@ class ContentWriter:
                 ids = e.node.chunks
                 at = len(chunks)
                 if ids:
-                    chunks.append((ids[0], entry_at(e.place, self._pack_ids)))
+                    chunks.append(self._vault.located_at(ids[0], e.place))
                     if len(ids) > 1:
-                        chunks += self._reader.locate(ids[1:])
+                        chunks += self._vault.locate(ids[1:])
                 pieces.append((self.task(e, chunks[at:]), 0, len(ids)))
-        stream = self._reader.read_run(chunks, self._span)
+        stream = self._vault.read_planned(chunks, self._span)
         finished: list[FileTask] = []
         for task, lo, hi in pieces:
             self._write(task, lo, hi, stream)
@@ -382,7 +346,7 @@ class ContentWriter:
                 if n == 0:
                     return False
                 got += n
-            if self._keys.chunk_id(view[:length]) != cid:
+            if self._vault.chunk_id(view[:length]) != cid:
                 return False
         return True
 

@@ -35,11 +35,8 @@ from typing import Any
 from strongroom import failpoints
 from strongroom.files.fetch import (
     NO_CHUNKS,
-    NOT_INDEXED,
     ContentWriter,
     FileTask,
-    Place,
-    place_of,
     plan_jobs,
 )
 from strongroom.files.longpath import on_path, on_paths
@@ -63,15 +60,11 @@ from strongroom.files.target import (
     target_lock,
 )
 from strongroom.files.tree import TreeReader, root_node
-from strongroom.storage import LocalBackend
-from strongroom.vault import RecoveryPoint, Vault
-from strongroom.vault.reader import SPAN_BYTES
+from strongroom.files.vaultview import RestoreVault
+from strongroom.vault import RecoveryPoint
 
 _COMMIT_FILES = 2000
 _COMMIT_BYTES = 512 << 20
-# Coalesced pack reads on a local vault: a read costs no round trip there, and each worker
-# holds one span while it decodes it, so smaller spans than object storage's keep less memory.
-_LOCAL_SPAN = 256 << 10
 
 Progress = Callable[[int, int, str], None]
 
@@ -134,7 +127,7 @@ def _syncfs(fd: int) -> None:
 
 class _Executor:
     def __init__(
-        self, vault: Vault, opts: RestoreOptions, target: bytes, summary: RestoreSummary
+        self, vault: RestoreVault, opts: RestoreOptions, target: bytes, summary: RestoreSummary
     ) -> None:
         self.vault, self.opts, self.target, self.summary = vault, opts, target, summary
         self.token = secrets.token_hex(4).encode()
@@ -251,17 +244,9 @@ class _Executor:
     def _sort(self, files: list[Entry]) -> None:
         """Put the files in the order of the packs that hold their first chunk (files without
         chunks first, unknown chunks last); each entry's ``place`` says where that chunk is."""
-        lookup = self.vault.index.lookup
-        pack_pos = {pid: i for i, pid in enumerate(self.vault.index.pack_ids)}
-
-        def place(e: Entry) -> Place:
-            if not e.node.chunks:
-                return NO_CHUNKS
-            entry = lookup(e.node.chunks[0])
-            return place_of(entry, pack_pos[entry.pack]) if entry is not None else NOT_INDEXED
-
+        place_of = self.vault.place_of
         for e in files:
-            e.place = place(e)
+            e.place = place_of(e.node.chunks[0]) if e.node.chunks else NO_CHUNKS
         files.sort(key=attrgetter("place"))
 
     def _contents(self, files: list[Entry]) -> None:
@@ -269,19 +254,11 @@ class _Executor:
         bounded); meanwhile one more thread commits (makes durable, renames) the finished
         files in batches.  ``files`` is emptied as jobs are made."""
         self._sort(files)
-        local = isinstance(self.vault.backend, LocalBackend)
-        writer = ContentWriter(
-            self.vault.reader,
-            self.vault.keys,
-            self.vault.index.pack_ids,
-            self._tmp,
-            verify=self.opts.verify,
-            as_root=self.as_root,
-            span=_LOCAL_SPAN if local else SPAN_BYTES,
-        )
-        # Two workers keep two cores busy on a local vault: each more only adds contention for
-        # the interpreter lock.  Reads from object storage wait on the network instead.
-        workers = max(1, self.opts.workers or (2 if local else 4))
+        writer = ContentWriter(self.vault, self._tmp, verify=self.opts.verify, as_root=self.as_root)
+        # As many workers as the storage is worth: on a local vault two keep two cores busy
+        # (each more only adds contention for the interpreter lock); reads from object storage
+        # wait on the network instead.  Spans come from the storage too (the vault's default).
+        workers = max(1, self.opts.workers or self.vault.capabilities.read_workers)
         pool = ThreadPoolExecutor(workers, thread_name_prefix="files-restore")
         committer = ThreadPoolExecutor(1, thread_name_prefix="files-commit")
         ahead: deque[Future[list[FileTask]]] = deque()
@@ -389,7 +366,10 @@ def _rename_into_place(tmp: bytes, dest: bytes) -> str | None:
 
 
 def restore_files(
-    vault: Vault, point: RecoveryPoint, opts: RestoreOptions, progress: Progress | None = None
+    vault: RestoreVault,
+    point: RecoveryPoint,
+    opts: RestoreOptions,
+    progress: Progress | None = None,
 ) -> RestoreSummary:
     """Restore ``opts.selectors`` (all when empty) of ``point`` under ``opts.target``."""
     started = time.monotonic()
@@ -405,7 +385,7 @@ def restore_files(
 
 
 def _restore(
-    vault: Vault,
+    vault: RestoreVault,
     root: Node,
     opts: RestoreOptions,
     target: bytes,

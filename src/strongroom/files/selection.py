@@ -16,8 +16,8 @@ from pathlib import Path
 
 from strongroom.errors import FilesError
 from strongroom.files.cache import default_cache_dir
-from strongroom.storage import LocalBackend, default_cache_root
-from strongroom.vault import Vault
+from strongroom.files.vaultview import OnStorage
+from strongroom.storage import default_cache_root
 
 
 @dataclass
@@ -64,13 +64,14 @@ def build_selection(paths: Sequence[str]) -> tuple[Selection, list[str]]:
     return top, sorted({os.fsdecode(r) for r in roots})
 
 
-def auto_excluded(vault: Vault, cache_root: Path | None) -> set[tuple[int, int]]:
+def auto_excluded(vault: OnStorage, cache_root: Path | None) -> set[tuple[int, int]]:
     """(st_dev, st_ino) of folders a backup never enters: a local vault and our caches."""
     folders: list[Path] = [default_cache_root(), default_cache_dir()]
     if cache_root is not None:
         folders.append(cache_root)
-    if isinstance(vault.backend, LocalBackend):
-        folders.append(vault.backend.root)
+    local_root = vault.capabilities.local_root
+    if local_root is not None:
+        folders.append(local_root)
     found = set()
     for folder in folders:
         with contextlib.suppress(OSError):

@@ -14,19 +14,19 @@ from strongroom.errors import FilesError
 from strongroom.files.longpath import Folder
 from strongroom.files.nodes import FILE, TEMP_NAME, TEMP_PREFIX
 from strongroom.files.plan import Plan
-from strongroom.storage import LocalBackend
-from strongroom.vault import Vault
+from strongroom.files.vaultview import OnStorage
 
 
 def _show(path: bytes) -> str:
     return os.fsdecode(path)
 
 
-def prepare_target(target: str | Path, vault: Vault, dry_run: bool) -> bytes:
+def prepare_target(target: str | Path, vault: OnStorage, dry_run: bool) -> bytes:
     """The absolute target, created and checked writable."""
     t = os.path.abspath(os.fsencode(target))
-    if isinstance(vault.backend, LocalBackend):
-        root = os.path.realpath(os.fsencode(vault.backend.root))
+    local_root = vault.capabilities.local_root
+    if local_root is not None:
+        root = os.path.realpath(os.fsencode(local_root))
         real = os.path.realpath(t)
         if real == root or real.startswith(root + b"/"):
             raise FilesError(f"restore target {_show(t)} is inside the vault")

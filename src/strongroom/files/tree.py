@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 from strongroom.errors import FilesError
 from strongroom.files.nodes import DIR, Node, decode_dir
-from strongroom.vault import RecoveryPoint, Vault
+from strongroom.files.vaultview import TreeSource
+from strongroom.vault import RecoveryPoint
 
 _CACHE_TREES = 256
 
@@ -31,7 +32,7 @@ def split_path(path: bytes | str) -> list[bytes]:
 
 
 class TreeReader:
-    def __init__(self, vault: Vault) -> None:
+    def __init__(self, vault: TreeSource) -> None:
         self.vault = vault
         self._cache: OrderedDict[bytes, list[Node]] = OrderedDict()
 

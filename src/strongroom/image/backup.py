@@ -29,7 +29,8 @@ from strongroom.image.formats import check_read_format, image_info, image_lock_e
 from strongroom.image.integrity import check_image
 from strongroom.image.records import DiskRecord, VMRecord, store_disk, store_vm
 from strongroom.image.scan import DEFAULT_WORKERS, chunk_indexes, scan
-from strongroom.vault import ChunkWriter, PointManifest, Vault
+from strongroom.image.vaultview import ImageBackupVault
+from strongroom.vault import ChunkWriter, PointManifest
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -195,7 +196,7 @@ def ensure_readable(path: Path, fmt: str, where: str) -> None:
 
 
 def _backup_one(
-    vault: Vault,
+    vault: ImageBackupVault,
     writer: ChunkWriter,
     path: Path,
     fmt: str,
@@ -227,7 +228,7 @@ def _backup_one(
     return record
 
 
-def latest_point(vault: Vault, kind: str, source: str) -> str | None:
+def latest_point(vault: ImageBackupVault, kind: str, source: str) -> str | None:
     earlier = [p for p in vault.points() if p.manifest.kind == kind and p.manifest.source == source]
     return earlier[-1].point_id if earlier else None
 
@@ -244,7 +245,7 @@ def summarize(summary: BackupSummary, records: Sequence[DiskRecord], writer: Chu
 
 
 def commit_point(
-    vault: Vault,
+    vault: ImageBackupVault,
     writer: ChunkWriter,
     summary: BackupSummary,
     root: bytes,
@@ -287,7 +288,7 @@ def read_domain(xml_path: Path) -> tuple[bytes, DomainInfo]:
 
 
 def backup_vm(
-    vault: Vault, xml_path: Path, opts: BackupOptions, progress: Progress | None = None
+    vault: ImageBackupVault, xml_path: Path, opts: BackupOptions, progress: Progress | None = None
 ) -> BackupSummary:
     """Back up every disk of the domain ``xml_path`` defines, plus the XML: a ``vm`` point."""
     started = time.monotonic()
@@ -319,7 +320,7 @@ def backup_vm(
 
 
 def backup_disk(
-    vault: Vault,
+    vault: ImageBackupVault,
     image: Path,
     opts: BackupOptions,
     *,

@@ -23,7 +23,8 @@ from typing import Final
 import numpy as np
 
 from strongroom.errors import IntegrityError
-from strongroom.vault import ChunkWriter, Vault
+from strongroom.image.vaultview import TreeStore
+from strongroom.vault import ChunkWriter
 
 __all__ = ["PIECE_ENTRIES", "ZERO", "ChunkMap", "load_map", "store_map"]
 
@@ -119,7 +120,7 @@ def decode_piece(refs: Sequence[bytes], body: bytes, into: ChunkMap, where: str)
     return int(count)
 
 
-def store_map(vault: Vault, writer: ChunkWriter, cmap: ChunkMap) -> list[bytes]:
+def store_map(vault: TreeStore, writer: ChunkWriter, cmap: ChunkMap) -> list[bytes]:
     """Write the map's pieces as tree chunks; their ids in order."""
     ids = []
     for first in range(0, cmap.count, PIECE_ENTRIES):
@@ -128,7 +129,7 @@ def store_map(vault: Vault, writer: ChunkWriter, cmap: ChunkMap) -> list[bytes]:
     return ids
 
 
-def load_map(vault: Vault, pieces: Sequence[bytes], count: int, where: str) -> ChunkMap:
+def load_map(vault: TreeStore, pieces: Sequence[bytes], count: int, where: str) -> ChunkMap:
     cmap = ChunkMap(count)
     covered = 0
     for piece in pieces:

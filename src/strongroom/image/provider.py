@@ -13,8 +13,9 @@ from typing import Any, Protocol
 
 from strongroom.image.backup import BackupOptions, BackupSummary, Progress
 from strongroom.image.restore import RestoreOptions
+from strongroom.image.vaultview import ImageVault
 from strongroom.image.vmrestore import RestoreSummary
-from strongroom.vault import RecoveryPoint, Vault
+from strongroom.vault import RecoveryPoint
 
 __all__ = ["VMProvider"]
 
@@ -22,7 +23,7 @@ __all__ = ["VMProvider"]
 class VMProvider(Protocol):
     uri: str
 
-    def list(self, vault: Vault | None, names: list[str] | None = None) -> list[Any]:
+    def list(self, vault: ImageVault | None, names: list[str] | None = None) -> list[Any]:
         """The VMs (each with ``to_dict()``), with their last point in ``vault``."""
         ...
 
@@ -32,7 +33,7 @@ class VMProvider(Protocol):
 
     def backup(
         self,
-        vault: Vault,
+        vault: ImageVault,
         name: str,
         opts: BackupOptions,
         *,
@@ -44,12 +45,12 @@ class VMProvider(Protocol):
         ...
 
     def restore_in_place(
-        self, vault: Vault, point: RecoveryPoint, opts: RestoreOptions, *, start: bool = False
+        self, vault: ImageVault, point: RecoveryPoint, opts: RestoreOptions, *, start: bool = False
     ) -> RestoreSummary: ...
 
     def define_as_new(
         self,
-        vault: Vault,
+        vault: ImageVault,
         point: RecoveryPoint,
         name: str,
         opts: RestoreOptions,
@@ -63,7 +64,7 @@ class VMProvider(Protocol):
 
     def attach(
         self,
-        vault: Vault,
+        vault: ImageVault,
         point: RecoveryPoint,
         disk: str | None,
         domain: str,

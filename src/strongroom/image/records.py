@@ -18,7 +18,8 @@ from typing import Any, Final
 
 from strongroom.errors import ImageError, IntegrityError
 from strongroom.image.chunkmap import ChunkMap, load_map
-from strongroom.vault import ChunkWriter, RecoveryPoint, Vault
+from strongroom.image.vaultview import TreeStore
+from strongroom.vault import ChunkWriter, RecoveryPoint
 
 __all__ = ["DiskRecord", "VMRecord", "load_point", "store_disk", "store_vm"]
 
@@ -54,7 +55,7 @@ class DiskRecord:
         doc = {k: getattr(self, k) for k in keep} | {"change_mode": self.change_mode}
         return doc | ({"tracking": self.tracking} if self.tracking else {})
 
-    def chunk_map(self, vault: Vault) -> ChunkMap:
+    def chunk_map(self, vault: TreeStore) -> ChunkMap:
         return load_map(vault, self.pieces, self.chunks, f"disk {self.target or self.source}")
 
 
@@ -83,12 +84,12 @@ class VMRecord:
         raise ImageError(f"no disk {which!r} in the point (it has {names})")
 
 
-def store_disk(vault: Vault, writer: ChunkWriter, record: DiskRecord) -> bytes:
+def store_disk(vault: TreeStore, writer: ChunkWriter, record: DiskRecord) -> bytes:
     record.tree_id = vault.put_tree(writer, record.pieces, record.body())
     return record.tree_id
 
 
-def store_vm(vault: Vault, writer: ChunkWriter, vm: VMRecord) -> bytes:
+def store_vm(vault: TreeStore, writer: ChunkWriter, vm: VMRecord) -> bytes:
     xml_id = writer.put(vm.xml).chunk_id
     refs = [xml_id] + [d.tree_id for d in vm.disks]
     body = {
@@ -116,7 +117,7 @@ def _json(body: bytes, want: str, where: str) -> dict[str, Any]:
     return doc
 
 
-def load_disk(vault: Vault, tree_id: bytes) -> DiskRecord:
+def load_disk(vault: TreeStore, tree_id: bytes) -> DiskRecord:
     refs, body = vault.read_tree(tree_id)
     where = f"disk tree {tree_id.hex()[:16]}"
     doc = _json(body, DISK_TYPE, where)
@@ -127,7 +128,7 @@ def load_disk(vault: Vault, tree_id: bytes) -> DiskRecord:
         raise IntegrityError(f"{where}: malformed disk record ({exc})") from None
 
 
-def _load_vm(vault: Vault, tree_id: bytes) -> VMRecord:
+def _load_vm(vault: TreeStore, tree_id: bytes) -> VMRecord:
     refs, body = vault.read_tree(tree_id)
     doc = _json(body, VM_TYPE, f"VM tree {tree_id.hex()[:16]}")
     disks = [load_disk(vault, refs[d["tree"]]) for d in doc["disks"]]
@@ -142,7 +143,7 @@ def _load_vm(vault: Vault, tree_id: bytes) -> VMRecord:
     )
 
 
-def load_point(vault: Vault, point: RecoveryPoint) -> VMRecord:
+def load_point(vault: TreeStore, point: RecoveryPoint) -> VMRecord:
     """A point's content; a ``disk`` point comes back as a VM record without XML."""
     kind = point.manifest.kind
     if kind not in ("vm", "disk") or len(point.manifest.roots) != 1:

@@ -29,14 +29,13 @@ import numpy as np
 
 from strongroom import failpoints
 from strongroom.chunking import is_zero
-from strongroom.errors import ImageError, ObjectNotFound
+from strongroom.errors import ImageError
 from strongroom.image.chunkmap import ChunkMap
 from strongroom.image.disks import Disk, open_disk
 from strongroom.image.formats import create_image
 from strongroom.image.scan import DEFAULT_WORKERS, chunk_indexes, run_parallel, scan
 from strongroom.image.tempfiles import remove_stale_temps, temp_path
-from strongroom.vault import Vault
-from strongroom.vault.pack import pack_name
+from strongroom.image.vaultview import ImageRestoreVault
 
 __all__ = [
     "DiskPlan",
@@ -93,26 +92,22 @@ class DiskResult:
         return asdict(self)
 
 
-def check_chunks(vault: Vault, maps: Iterable[ChunkMap]) -> int:
+def check_chunks(vault: ImageRestoreVault, maps: Iterable[ChunkMap]) -> int:
     """Every chunk the maps name is indexed and its pack exists; else nothing is written."""
     ids: set[bytes] = set()
     for cmap in maps:
         ids |= cmap.distinct_ids()
-    missing = [cid for cid in ids if cid not in vault.index]
-    if missing:
+    gaps = vault.unstored(ids)
+    if gaps.missing:
         raise ImageError(
-            f"the recovery point is damaged: {len(missing)} chunk(s) are not in the vault "
-            f"(first {missing[0].hex()[:16]}); nothing was written"
+            f"the recovery point is damaged: {len(gaps.missing)} chunk(s) are not in the vault "
+            f"(first {gaps.missing[0].hex()[:16]}); nothing was written"
         )
-    packs = {vault.reader.entry(cid).pack for cid in ids}
-    for pack in packs:
-        try:
-            vault.backend.stat(pack_name(pack))
-        except ObjectNotFound:
-            raise ImageError(
-                f"the recovery point is damaged: pack {pack_name(pack)} is missing; "
-                "nothing was written"
-            ) from None
+    if gaps.lost_packs:
+        raise ImageError(
+            f"the recovery point is damaged: pack {gaps.lost_packs[0]} is missing; "
+            "nothing was written"
+        )
     return len(ids)
 
 
@@ -155,7 +150,7 @@ def write_sparse(disk: Disk, offset: int, data: bytes, fill_zeros: bool) -> tupl
 
 
 def _write_chunks(
-    vault: Vault,
+    vault: ImageRestoreVault,
     disk: Disk,
     plan: DiskPlan,
     indexes: list[int],
@@ -190,10 +185,10 @@ def _write_chunks(
 
     if disk.parallel_writes:
         run_parallel(
-            data_items, lambda item, _: apply(item[0], vault.reader.read(item[1])), _READ_WORKERS
+            data_items, lambda item, _: apply(item[0], vault.read_chunk(item[1])), _READ_WORKERS
         )
     else:
-        chunks = vault.reader.read_many(
+        chunks = vault.read_chunks(
             (cid for _, cid in data_items), workers=_READ_WORKERS, window=_READ_WINDOW
         )
         for (index, _), data in zip(data_items, chunks, strict=True):
@@ -205,7 +200,9 @@ def _write_chunks(
             result.bytes_zeroed += plan.length(index)
 
 
-def scan_ids(vault: Vault, disk: Disk, plan: DiskPlan, workers: int) -> tuple[ChunkMap, int]:
+def scan_ids(
+    vault: ImageRestoreVault, disk: Disk, plan: DiskPlan, workers: int
+) -> tuple[ChunkMap, int]:
     """The disk's current chunk map (keyed hashes; holes not read) and the bytes read.
 
     Only the first ``plan.size`` bytes count (a block device may be larger).
@@ -215,7 +212,7 @@ def scan_ids(vault: Vault, disk: Disk, plan: DiskPlan, workers: int) -> tuple[Ch
     lock = threading.Lock()
 
     def handle(index: int, view: memoryview) -> None:
-        current.set(index, None if is_zero(view) else vault.keys.chunk_id(view))
+        current.set(index, None if is_zero(view) else vault.chunk_id(view))
         with lock:
             read[0] += len(view)
 
@@ -224,7 +221,7 @@ def scan_ids(vault: Vault, disk: Disk, plan: DiskPlan, workers: int) -> tuple[Ch
     return current, read[0]
 
 
-def _verify(vault: Vault, disk: Disk, plan: DiskPlan, workers: int) -> None:
+def _verify(vault: ImageRestoreVault, disk: Disk, plan: DiskPlan, workers: int) -> None:
     current, _ = scan_ids(vault, disk, plan, workers)
     bad = plan.cmap.differs(current)
     if bad:
@@ -280,7 +277,7 @@ def is_block_device(path: Path) -> bool:
 
 
 def write_new(
-    vault: Vault,
+    vault: ImageRestoreVault,
     plan: DiskPlan,
     final: Path,
     fmt: str,
@@ -320,7 +317,7 @@ def write_new(
 
 
 def write_in_place(
-    vault: Vault,
+    vault: ImageRestoreVault,
     plan: DiskPlan,
     path: Path,
     fmt: str,
@@ -344,7 +341,7 @@ def write_in_place(
         differ = plan.cmap.differs(current)
         result.chunks_unchanged = plan.cmap.count - len(differ)
         wanted = (cid for i in differ if (cid := plan.cmap.get(i)) is not None)
-        for _ in vault.reader.read_many(wanted, workers=_READ_WORKERS):
+        for _ in vault.read_chunks(wanted, workers=_READ_WORKERS):
             pass  # every chunk to write is readable before the first write
         _write_chunks(vault, disk, plan, differ, result, opts)
         disk.flush()

@@ -39,7 +39,8 @@ from strongroom.image.restore import (
     write_new,
 )
 from strongroom.image.tempfiles import remove_stale_temps, temp_path
-from strongroom.vault import RecoveryPoint, Vault
+from strongroom.image.vaultview import ImageRestoreVault
+from strongroom.vault import RecoveryPoint
 
 __all__ = [
     "RestoreSummary",
@@ -73,7 +74,7 @@ class RestoreSummary:
         return doc
 
 
-def _plan(vault: Vault, record: DiskRecord) -> DiskPlan:
+def _plan(vault: ImageRestoreVault, record: DiskRecord) -> DiskPlan:
     cmap: ChunkMap = record.chunk_map(vault)
     return DiskPlan(cmap, record.chunk_size, record.virtual_size)
 
@@ -93,7 +94,7 @@ def write_file_atomic(path: Path, data: bytes) -> None:
         raise ImageError(f"cannot write {path}: {exc.strerror}") from None
 
 
-def _load_vm(vault: Vault, point: RecoveryPoint) -> VMRecord:
+def _load_vm(vault: ImageRestoreVault, point: RecoveryPoint) -> VMRecord:
     if point.manifest.kind != "vm":
         raise ImageError(f"point {point.short_id} is a {point.manifest.kind} point, not a VM")
     return load_point(vault, point)
@@ -137,7 +138,7 @@ def _in_place_mode(record: DiskRecord, opts: RestoreOptions) -> str:
 
 
 def write_disks_in_place(
-    vault: Vault, point: RecoveryPoint, opts: RestoreOptions
+    vault: ImageRestoreVault, point: RecoveryPoint, opts: RestoreOptions
 ) -> tuple[VMRecord, RestoreSummary]:
     """Write every disk of a ``vm`` point back to its recorded path and format (vault locked
     by the caller); nothing is written unless every disk and chunk checks out."""
@@ -158,7 +159,9 @@ def write_disks_in_place(
     return vm, summary
 
 
-def restore_vm_in_place(vault: Vault, point: RecoveryPoint, opts: RestoreOptions) -> RestoreSummary:
+def restore_vm_in_place(
+    vault: ImageRestoreVault, point: RecoveryPoint, opts: RestoreOptions
+) -> RestoreSummary:
     """Write every disk back to its original path and format, then the domain XML."""
     started = time.monotonic()
     with vault.read_lock():
@@ -179,7 +182,7 @@ def _out_format(record: DiskRecord, fmt: str | None) -> str:
 
 
 def write_disks_as_new(
-    vault: Vault,
+    vault: ImageRestoreVault,
     point: RecoveryPoint,
     name: str,
     folder: Path | None,
@@ -213,7 +216,7 @@ def write_disks_as_new(
 
 
 def restore_vm_as_new(
-    vault: Vault,
+    vault: ImageRestoreVault,
     point: RecoveryPoint,
     name: str,
     opts: RestoreOptions,
@@ -242,7 +245,7 @@ def _read_attach_xml(path: Path) -> bytes:
 
 
 def restore_disk(
-    vault: Vault,
+    vault: ImageRestoreVault,
     point: RecoveryPoint,
     which: str | None,
     to: Path,

@@ -5,7 +5,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from strongroom.storage.backend import Backend, ObjectInfo
+from strongroom.storage.backend import Backend, BackendCapabilities, ObjectInfo, capabilities_of
 from strongroom.storage.cache import CachingBackend
 from strongroom.storage.faults import FaultKind, FaultOp, FaultRule, FaultyBackend, InjectedFault
 from strongroom.storage.local import LocalBackend
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backend",
+    "BackendCapabilities",
     "CachingBackend",
     "FaultKind",
     "FaultOp",
@@ -30,6 +31,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectStoreBackend",
     "RetryingBackend",
+    "capabilities_of",
     "check_name",
     "default_cache_root",
     "open_backend",

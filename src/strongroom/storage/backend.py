@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 
@@ -68,3 +69,41 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release connections and threads; the backend is not used afterwards."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackendCapabilities:
+    """What the layers above may assume of a backend, so none of them asks for its class
+    (a wrapped backend is no longer an instance of what it wraps).  The defaults suit remote
+    storage, where every request is a round trip and transfers wait on the network.
+    """
+
+    local_root: Path | None = None
+    """The folder holding the objects when they are files on this machine: a backup must not
+    enter it and a restore must not write into it."""
+    range_span: int = 1 << 20
+    """How many bytes one coalesced ranged read may span: large where a request costs a round
+    trip, smaller on a local disk where a read costs only its bytes."""
+    read_workers: int = 4
+    """Threads worth reading chunks with at once (network reads wait, local ones compete for
+    the interpreter lock)."""
+    upload_workers: int = 4
+    """Threads worth uploading packs with at once (each holds a pack buffer)."""
+
+
+REMOTE = BackendCapabilities()
+"""The capabilities of a backend that declares none."""
+
+
+@runtime_checkable
+class DeclaresCapabilities(Protocol):
+    """A backend that states its :class:`BackendCapabilities` (wrappers forward their inner
+    backend's); one that does not is taken as remote storage."""
+
+    @property
+    def capabilities(self) -> BackendCapabilities: ...
+
+
+def capabilities_of(backend: object) -> BackendCapabilities:
+    """``backend``'s capabilities, :data:`REMOTE` when it declares none."""
+    return backend.capabilities if isinstance(backend, DeclaresCapabilities) else REMOTE

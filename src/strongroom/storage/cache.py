@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from strongroom.errors import ObjectNotFound, StorageError
-from strongroom.storage.backend import Backend, ObjectInfo
+from strongroom.storage.backend import Backend, BackendCapabilities, ObjectInfo, capabilities_of
 from strongroom.storage.local import LocalBackend
 from strongroom.storage.names import check_name, check_range, content_digest
 
@@ -45,6 +45,10 @@ class CachingBackend:
         self.inner = inner
         self.cache = LocalBackend(cache_dir)
         self.cached_prefixes = cached_prefixes
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        return capabilities_of(self.inner)
 
     def describe(self) -> str:
         return self.inner.describe()

@@ -25,7 +25,7 @@ from strongroom.errors import (
     StorageError,
     TransientStorageError,
 )
-from strongroom.storage.backend import Backend, ObjectInfo
+from strongroom.storage.backend import Backend, BackendCapabilities, ObjectInfo, capabilities_of
 
 FaultOp = Literal["get", "get_range", "put", "delete", "list", "stat", "*"]
 FaultKind = Literal["transient", "permanent", "not_found", "short_read", "bitflip", "lost_write"]
@@ -189,6 +189,10 @@ class FaultyBackend:
     def stat(self, name: str) -> ObjectInfo:
         self._check("stat", name)
         return self.inner.stat(name)
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        return capabilities_of(self.inner)
 
     def describe(self) -> str:
         return self.inner.describe()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from strongroom.errors import TransientStorageError
-from strongroom.storage.backend import Backend, ObjectInfo
+from strongroom.storage.backend import Backend, BackendCapabilities, ObjectInfo, capabilities_of
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,10 @@ class RetryingBackend:
 
     def stat(self, name: str) -> ObjectInfo:
         return self._call("stat", name, lambda: self.inner.stat(name))
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        return capabilities_of(self.inner)
 
     def describe(self) -> str:
         return self.inner.describe()

@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     from strongroom.vault.keys import KDFParams, KeySlot
     from strongroom.vault.points import PointManifest, RecoveryPoint
     from strongroom.vault.prune import PruneOptions, PruneReport, prune
+    from strongroom.vault.reader import NOT_INDEXED, Located, Place
     from strongroom.vault.repair import RepairReport, repair
     from strongroom.vault.retention import KeepPolicy
     from strongroom.vault.settings import change_settings
     from strongroom.vault.stats import VaultStats, vault_stats
+    from strongroom.vault.stored import Unstored
     from strongroom.vault.tombstones import Tombstone
     from strongroom.vault.trees import decode_tree, encode_tree
     from strongroom.vault.vault import Vault
@@ -40,6 +42,9 @@ _HOME = {
     "KDFParams": "keys",
     "KeepPolicy": "retention",
     "KeySlot": "keys",
+    "Located": "reader",
+    "NOT_INDEXED": "reader",
+    "Place": "reader",
     "PointManifest": "points",
     "Problem": "check",
     "PruneOptions": "prune",
@@ -48,6 +53,7 @@ _HOME = {
     "RecoveryPoint": "points",
     "RepairReport": "repair",
     "Tombstone": "tombstones",
+    "Unstored": "stored",
     "Vault": "vault",
     "VaultSettings": "config",
     "VaultStats": "stats",
@@ -66,11 +72,14 @@ _HOME = {
 __all__ = [
     "CHUNK_DATA",
     "CHUNK_TREE",
+    "NOT_INDEXED",
     "CheckReport",
     "ChunkWriter",
     "KDFParams",
     "KeepPolicy",
     "KeySlot",
+    "Located",
+    "Place",
     "PointManifest",
     "Problem",
     "PruneOptions",
@@ -79,6 +88,7 @@ __all__ = [
     "RecoveryPoint",
     "RepairReport",
     "Tombstone",
+    "Unstored",
     "Vault",
     "VaultSettings",
     "VaultStats",

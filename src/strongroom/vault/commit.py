@@ -14,25 +14,39 @@ check catches an index object of this backup that the storage lost (acknowledged
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from strongroom.errors import IntegrityError, LockConflict, PrunedDuringBackup
-from strongroom.vault.locks import default_wait
+from strongroom.storage.backend import Backend
+from strongroom.vault.index import ChunkIndex
+from strongroom.vault.locks import VaultLock, default_wait
 from strongroom.vault.pack import pack_name
 from strongroom.vault.points import PointManifest
+from strongroom.vault.stored import absent_packs
 from strongroom.vault.trees import walk
 from strongroom.vault.writer import CHUNK_TREE, INDEX_PREFIX
 
-if TYPE_CHECKING:
-    from strongroom.vault.vault import Vault
 
-_PACK_NAME = re.compile(r"^data/[0-9a-f]{2}/([0-9a-f]{64})$")
+class Committing(Protocol):
+    """What the check needs of the vault handle that commits (declared here, so this module
+    does not import ``vault.py``, which calls it)."""
+
+    @property
+    def backend(self) -> Backend: ...
+    @property
+    def index(self) -> ChunkIndex: ...
+    @property
+    def index_names(self) -> set[str]: ...
+    def held_locks(self) -> list[VaultLock]: ...
+    def reload_index(self) -> None: ...
+    def read_chunk(self, chunk_id: bytes) -> bytes: ...
+
+
 _WHY = "the vault was pruned while this backup ran (or the storage lost a write)"
 _AGAIN = "nothing was committed; run the backup again"
 
 
-def pruned_meanwhile(vault: Vault) -> bool:
+def pruned_meanwhile(vault: Committing) -> bool:
     """Whether a prune may have changed the vault since this handle loaded its index."""
     present = {info.name for info in vault.backend.list(INDEX_PREFIX)}
     if not vault.index_names <= present:
@@ -40,7 +54,7 @@ def pruned_meanwhile(vault: Vault) -> bool:
     return not all(lock.still_held() for lock in vault.held_locks())
 
 
-def verify_before_commit(vault: Vault, manifest: PointManifest) -> None:
+def verify_before_commit(vault: Committing, manifest: PointManifest) -> None:
     """Raise :class:`PrunedDuringBackup` unless every chunk ``manifest`` reaches is stored."""
     if not pruned_meanwhile(vault):
         return
@@ -68,12 +82,7 @@ def verify_before_commit(vault: Vault, manifest: PointManifest) -> None:
                 packs.add(entry.pack)
     except IntegrityError as exc:
         raise PrunedDuringBackup(f"{_WHY}: a tree it needs is gone ({exc}); {_AGAIN}") from None
-    present = {
-        bytes.fromhex(m.group(1))
-        for info in vault.backend.list("data/")
-        if (m := _PACK_NAME.match(info.name))
-    }
-    gone = [p for p in packs if p not in present]
+    gone = absent_packs(vault.backend, packs)
     if missing or gone:
         lost = f"{missing} chunk(s) are no longer indexed" if missing else ""
         if gone:

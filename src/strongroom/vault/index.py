@@ -317,6 +317,32 @@ class ChunkIndex:
             row = self._find(chunk_id)
             return None if row < 0 else self._entry(row)
 
+    def place(self, chunk_id: bytes) -> int | None:
+        """Where ``chunk_id`` lies as one int (the recent entries' form: the pack's position,
+        then offset, length, raw size, type and flags), None if it is not indexed.  Places
+        sort in the packs' order; :meth:`entry_at` turns one back into an entry."""
+        with self._lock:
+            hit = self._recent.get(chunk_id)
+            if hit is not None:
+                return hit
+            self._sort()
+            row = self._find(chunk_id)
+            if row < 0:
+                return None
+            c = self._cols
+            return _pack_recent(
+                int(c["pack"][row]),
+                int(c["offset"][row]),
+                int(c["length"][row]),
+                int(c["raw"][row]),
+                int(c["tf"][row]),
+            )
+
+    def entry_at(self, place: int) -> IndexEntry:
+        """The entry a :meth:`place` value encodes."""
+        pos, off, length, raw, tf = _unpack_recent(place)
+        return IndexEntry(self.pack_ids[pos], off, length, raw, tf & 0xF, tf >> 4)
+
     def __contains__(self, chunk_id: object) -> bool:
         if not isinstance(chunk_id, bytes):
             return False

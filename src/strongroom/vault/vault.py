@@ -28,11 +28,11 @@ from strongroom.errors import (
     WrongPassphrase,
 )
 from strongroom.storage.backend import Backend
-from strongroom.storage.local import LocalBackend
 from strongroom.storage.reserve import keep_reserve, with_reserve
 from strongroom.storage.served import committing_point
 from strongroom.vault import keys as keyslots
 from strongroom.vault.catalog import LoadProblems, PointCatalog, Warn, parallel_map
+from strongroom.vault.chunks import ChunkAccess
 from strongroom.vault.config import (
     CONFIG_COPY_NAME,
     CONFIG_NAME,
@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 _INDEX_LISTINGS = 4
 
 
-class Vault:
+class Vault(ChunkAccess):
     """An opened vault.  Build with :meth:`init` or :meth:`open`."""
 
     def __init__(
@@ -323,12 +323,13 @@ class Vault:
     # --- chunks ----------------------------------------------------------------------------
 
     def writer(self, upload_workers: int | None = None) -> ChunkWriter:
-        """A chunk writer; by default one upload thread for a local vault (a local write is
-        fast, and each uploader holds a pack buffer), four for object storage."""
+        """A chunk writer; by default with as many upload threads as the storage is worth
+        (one for a local vault: a local write is fast, and each uploader holds a pack
+        buffer; four for object storage)."""
         from strongroom.vault.writer import ChunkWriter
 
         if upload_workers is None:
-            upload_workers = 1 if isinstance(self.backend, LocalBackend) else 4
+            upload_workers = self.capabilities.upload_workers
         s = self.config.settings
         return ChunkWriter(
             self.backend,
@@ -341,9 +342,6 @@ class Vault:
             unindexed=self._unindexed,
             on_index_written=self.index_names.add,
         )
-
-    def read_chunk(self, chunk_id: bytes) -> bytes:
-        return self.reader.read(chunk_id)
 
     @staticmethod
     def put_tree(writer: ChunkWriter, refs: Sequence[bytes], body: bytes) -> bytes:

@@ -49,7 +49,8 @@ from strongroom.image.libvirt.domxml import BackupDisk, domain_info
 from strongroom.image.libvirt.meta import clear_reset, read_reset
 from strongroom.image.libvirt.session import CONSISTENCY_MODES, Consistency, PullBackup
 from strongroom.image.records import DiskRecord, VMRecord, load_point, store_vm
-from strongroom.vault import ChunkWriter, Vault
+from strongroom.image.vaultview import ImageBackupVault
+from strongroom.vault import ChunkWriter
 
 __all__ = ["LibvirtOptions", "backup_domain"]
 
@@ -69,7 +70,7 @@ class _Run:
     """One domain's backup: what it found, and where it writes."""
 
     conn: Connection
-    vault: Vault
+    vault: ImageBackupVault
     writer: ChunkWriter
     dom: Any
     running: bool
@@ -284,7 +285,7 @@ def _backup_offline(run: _Run, chain: Chain) -> None:
 
 
 def backup_domain(
-    vault: Vault,
+    vault: ImageBackupVault,
     conn: Connection,
     name: str,
     opts: BackupOptions,

@@ -16,7 +16,8 @@ from strongroom.image.disks import Disk, ExportDisk, NBDDisk
 from strongroom.image.domain import DomainDisk
 from strongroom.image.records import DiskRecord, VMRecord, store_disk
 from strongroom.image.scan import chunk_indexes
-from strongroom.vault import ChunkWriter, Vault
+from strongroom.image.vaultview import ImageBackupVault
+from strongroom.vault import ChunkWriter
 
 __all__ = ["DiskJob", "base_map", "read_job"]
 
@@ -44,7 +45,7 @@ class DiskJob:
 
 
 def base_map(
-    vault: Vault, base: VMRecord, target: str, size: int, chunk_size: int
+    vault: ImageBackupVault, base: VMRecord, target: str, size: int, chunk_size: int
 ) -> tuple[ChunkMap | None, tuple[str, str] | None]:
     """The base point's map of ``target``, or why it cannot serve as a base."""
     try:
@@ -57,7 +58,7 @@ def base_map(
     if record.virtual_size != size:
         return None, ("disk-resized", f"disk {target} was {record.virtual_size} bytes")
     cmap = record.chunk_map(vault)
-    missing = sum(1 for cid in cmap.distinct_ids() if cid not in vault.index)
+    missing = len(vault.missing_chunks(cmap.distinct_ids()))
     if missing:
         detail = f"{missing} chunk(s) of the base point are no longer in the vault"
         return None, ("parent-chunks-missing", detail)
@@ -65,7 +66,7 @@ def base_map(
 
 
 def read_job(
-    vault: Vault,
+    vault: ImageBackupVault,
     writer: ChunkWriter,
     disk: Disk,
     job: DiskJob,

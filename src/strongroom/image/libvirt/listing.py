@@ -10,7 +10,8 @@ from strongroom.image.libvirt.chain import recorded_checkpoint
 from strongroom.image.libvirt.checkpoints import PREFIX, checkpoints
 from strongroom.image.libvirt.conn import Connection, is_active, libvirt_errors, state_name
 from strongroom.image.libvirt.domxml import domain_info
-from strongroom.vault import RecoveryPoint, Vault
+from strongroom.image.vaultview import ImageVault
+from strongroom.vault import RecoveryPoint
 
 __all__ = ["VMRow", "list_vms"]
 
@@ -77,7 +78,9 @@ def _row(dom: Any, vault_points: list[RecoveryPoint] | None) -> VMRow:
     return row
 
 
-def list_vms(conn: Connection, vault: Vault | None, names: list[str] | None = None) -> list[VMRow]:
+def list_vms(
+    conn: Connection, vault: ImageVault | None, names: list[str] | None = None
+) -> list[VMRow]:
     """Every domain (or the named ones), with the vault's last point of each, if a vault."""
     points = vault.points() if vault is not None else None
     doms = [conn.domain(n) for n in names] if names else conn.domains()

@@ -15,8 +15,9 @@ from strongroom.image.libvirt.restore import (
     restore_domain_in_place,
 )
 from strongroom.image.restore import RestoreOptions
+from strongroom.image.vaultview import ImageVault
 from strongroom.image.vmrestore import RestoreSummary
-from strongroom.vault import RecoveryPoint, Vault
+from strongroom.vault import RecoveryPoint
 
 __all__ = ["LibvirtProvider"]
 
@@ -38,7 +39,7 @@ class LibvirtProvider:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def list(self, vault: Vault | None, names: list[str] | None = None) -> list[VMRow]:
+    def list(self, vault: ImageVault | None, names: list[str] | None = None) -> list[VMRow]:
         return list_vms(self.conn, vault, names)
 
     def describe(self, name: str) -> dict[str, Any]:
@@ -46,7 +47,7 @@ class LibvirtProvider:
 
     def backup(
         self,
-        vault: Vault,
+        vault: ImageVault,
         name: str,
         opts: BackupOptions,
         *,
@@ -58,13 +59,13 @@ class LibvirtProvider:
         return backup_domain(vault, self.conn, name, opts, lopts, progress)
 
     def restore_in_place(
-        self, vault: Vault, point: RecoveryPoint, opts: RestoreOptions, *, start: bool = False
+        self, vault: ImageVault, point: RecoveryPoint, opts: RestoreOptions, *, start: bool = False
     ) -> RestoreSummary:
         return restore_domain_in_place(vault, point, self.conn, opts, start=start)
 
     def define_as_new(
         self,
-        vault: Vault,
+        vault: ImageVault,
         point: RecoveryPoint,
         name: str,
         opts: RestoreOptions,
@@ -79,7 +80,7 @@ class LibvirtProvider:
 
     def attach(
         self,
-        vault: Vault,
+        vault: ImageVault,
         point: RecoveryPoint,
         disk: str | None,
         domain: str,

@@ -33,13 +33,14 @@ from strongroom.image.libvirt.domxml import rewrite_for_libvirt
 from strongroom.image.libvirt.meta import set_reset
 from strongroom.image.records import load_point
 from strongroom.image.restore import RestoreOptions
+from strongroom.image.vaultview import ImageRestoreVault
 from strongroom.image.vmrestore import (
     RestoreSummary,
     restore_disk,
     write_disks_as_new,
     write_disks_in_place,
 )
-from strongroom.vault import RecoveryPoint, Vault
+from strongroom.vault import RecoveryPoint
 
 __all__ = ["attach_restored_disk", "restore_domain_as_new", "restore_domain_in_place"]
 
@@ -69,7 +70,12 @@ def _forget_checkpoints(dom: Any) -> list[str]:
 
 
 def restore_domain_in_place(
-    vault: Vault, point: RecoveryPoint, conn: Connection, opts: RestoreOptions, *, start: bool
+    vault: ImageRestoreVault,
+    point: RecoveryPoint,
+    conn: Connection,
+    opts: RestoreOptions,
+    *,
+    start: bool,
 ) -> RestoreSummary:
     """See the module docstring; the domain is defined again even if it was gone."""
     started = time.monotonic()
@@ -100,7 +106,7 @@ def restore_domain_in_place(
 
 
 def restore_domain_as_new(
-    vault: Vault,
+    vault: ImageRestoreVault,
     point: RecoveryPoint,
     conn: Connection,
     name: str,
@@ -140,7 +146,7 @@ def _disk_xml(path: Path, fmt: str, target: str, bus: str) -> str:
 
 
 def attach_restored_disk(
-    vault: Vault,
+    vault: ImageRestoreVault,
     point: RecoveryPoint,
     which: str | None,
     conn: Connection,
