@@ -155,9 +155,9 @@ class DiskReader(io.RawIOBase):
                 wanted.append(nxt)
             nxt += 1
         ids = [self.cmap.get(i) for i in wanted]
-        located = self.vault.reader.locate(cid for cid in ids if cid is not None)
+        located = self.vault.locate(cid for cid in ids if cid is not None)
         mine = b""
-        for i, got in zip(wanted, self.vault.reader.read_run(located), strict=True):
+        for i, got in zip(wanted, self.vault.read_planned(located), strict=True):
             if isinstance(got, StrongroomError):
                 if i == index:
                     raise GuestFilesError(
