@@ -12,6 +12,7 @@ same.  Either can be interrupted and started again: data already pulled stays.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -35,12 +36,24 @@ __all__ = [
 _JOB_POLL: Final = 0.2
 
 
-def qemu_owner(conn: Connection, domain_type: str = "qemu") -> tuple[int, int] | None:
-    """(uid, gid) qemu runs as for ``domain_type`` (the DAC base label), or None if ours."""
-    import os
+_owners: dict[tuple[str, str], tuple[int, int] | None] = {}
 
+
+def qemu_owner(conn: Connection, domain_type: str = "qemu") -> tuple[int, int] | None:
+    """(uid, gid) qemu runs as for ``domain_type`` (the DAC base label), or None if ours.
+
+    libvirt labels local images for qemu but not the unix socket of an NBD source, so the
+    socket's folder is given to this user.  (Reading the capabilities takes seconds: cached.)
+    """
     if os.geteuid() != 0:
         return None
+    key = (conn.uri, domain_type)
+    if key not in _owners:
+        _owners[key] = _read_owner(conn, domain_type)
+    return _owners[key]
+
+
+def _read_owner(conn: Connection, domain_type: str) -> tuple[int, int] | None:
     with libvirt_errors("cannot read the host's capabilities"):
         caps = ET.fromstring(conn.conn.getCapabilities())
     for model in caps.iterfind("./host/secmodel"):
