@@ -275,6 +275,10 @@ def restore_vm_cmd(
     start: Annotated[
         bool, typer.Option("--start", help="libvirt: start the restored domain.")
     ] = False,
+    instant: Annotated[
+        bool,
+        typer.Option("--instant", help="Start the VM now, its disks read from the vault."),
+    ] = False,
     source: SourceOpt = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
@@ -289,6 +293,17 @@ def restore_vm_cmd(
         raise typer.BadParameter("give exactly one of --in-place or --as-new NAME")
     if in_place and (disk_dir is not None or fmt is not None):
         raise typer.BadParameter("--disk-dir and --format go with --as-new")
+    if instant:
+        if in_place or fmt is not None or force or verify or no_lock:
+            raise typer.BadParameter(
+                "--instant goes with --as-new NAME (not --in-place, --format, --force, "
+                "--verify or --no-lock)"
+            )
+        from strongroom.cli.instant import restore_instant
+
+        assert as_new is not None
+        restore_instant(point, as_new, disk_dir, connect, source, vault, password_file, as_json)
+        return
     v = open_vault(vault, password_file, no_lock=no_lock)
     from strongroom.image import RestoreOptions
 

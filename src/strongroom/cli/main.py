@@ -27,6 +27,7 @@ from strongroom import __version__
 from strongroom.cli import coercion, server_cmds, vault_cmds
 from strongroom.cli import files as files_cmds
 from strongroom.cli import image as image_cmds
+from strongroom.cli import instant as instant_cmds
 from strongroom.cli import keys as keys_cmds
 from strongroom.cli import maintenance as maintenance_cmds
 from strongroom.cli import vm as vm_cmds
@@ -55,6 +56,7 @@ files_cmds.register(app, backup_app, restore_app)
 image_cmds.register(app, backup_app, restore_app)
 vm_cmds.register(app)
 server_cmds.register(app)
+instant_cmds.register(app)
 app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
 app.add_typer(
