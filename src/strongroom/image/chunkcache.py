@@ -141,7 +141,7 @@ class ChunkCache:
 
     def _fetch(self, index: int, cid: bytes) -> bytes:
         try:
-            data = self.vault.reader.read(cid)
+            data = self.vault.read_chunk(cid)
             if len(data) != self.length(index):
                 raise ImageError(
                     f"{self.disk.name}: chunk {index} holds {len(data)} bytes, "
