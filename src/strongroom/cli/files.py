@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from strongroom.cli.globalopts import GIVEN
 from strongroom.cli.options import (
     CLIError,
     JsonOpt,
@@ -148,6 +149,7 @@ def backup_files_cmd(
     if source is not None:
         _no_empty([source], "'--source'", "leave it out for this host's name")
     patterns = _exclude_patterns(exclude or [], exclude_file)
+    patterns += GIVEN.profile().excludes
     v = open_vault(vault, password_file)
     from strongroom.files import BackupOptions, backup_files
 

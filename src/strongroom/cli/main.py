@@ -24,7 +24,7 @@ from types import FrameType
 import typer
 
 from strongroom import __version__
-from strongroom.cli import coercion, server_cmds, vault_cmds
+from strongroom.cli import coercion, globalopts, server_cmds, vault_cmds
 from strongroom.cli import files as files_cmds
 from strongroom.cli import image as image_cmds
 from strongroom.cli import keys as keys_cmds
@@ -149,7 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (never exits the process itself)."""
     if argv is None:
         argv = sys.argv[1:]
+    with globalopts.session():
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
+    try:  # global options before the command go after it (cli/globalopts.py)
+        leading, argv = globalopts.split_leading(argv)
+    except globalopts.GlobalUsageError as exc:
+        error(str(exc))
+        return EXIT_USAGE
     command = typer.main.get_command(_app_for(argv))
+    argv = globalopts.place(leading, argv, command)
+    globalopts.install(command)
     coercion.install(command)
     with _Signals.installed():
         try:
