@@ -29,6 +29,7 @@ from strongroom.cli import files as files_cmds
 from strongroom.cli import image as image_cmds
 from strongroom.cli import keys as keys_cmds
 from strongroom.cli import maintenance as maintenance_cmds
+from strongroom.cli import stream as stream_cmds
 from strongroom.cli import vm as vm_cmds
 from strongroom.cli.options import JsonOpt, committed_points
 from strongroom.cli.output import error
@@ -54,6 +55,7 @@ maintenance_cmds.register(app)
 files_cmds.register(app, backup_app, restore_app)
 image_cmds.register(app, backup_app, restore_app)
 vm_cmds.register(app)
+stream_cmds.register(app, backup_app)
 server_cmds.register(app)
 app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
