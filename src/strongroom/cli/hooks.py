@@ -46,14 +46,20 @@ class HookRun:
 
 def run_hook(which: str, command: str, env: dict[str, str]) -> None:
     try:
+        to_stderr: int | None = sys.stderr.fileno()
+    except (OSError, ValueError):  # stderr is not a file (captured): pass the output on
+        to_stderr = None
+    try:
         done = subprocess.run(
             ["/bin/sh", "-c", command],
-            stdout=sys.stderr.fileno(),
+            stdout=subprocess.PIPE if to_stderr is None else to_stderr,
             env={**os.environ, "STRONGROOM_HOOK": which, **env},
             check=False,
         )
     except OSError as exc:
-        raise HookFailed(f"{which}-hook cannot run: {exc.strerror}") from None
+        raise HookFailed(f"{which}-hook cannot run: {exc.strerror or exc}") from None
+    if done.stdout:
+        sys.stderr.write(done.stdout.decode(errors="replace"))
     if done.returncode != 0:
         how = f"exit {done.returncode}" if done.returncode > 0 else f"signal {-done.returncode}"
         raise HookFailed(f"{which}-hook failed ({how}): {command}")
