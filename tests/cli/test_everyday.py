@@ -194,10 +194,8 @@ def test_a_failed_post_hook_after_a_good_backup_is_an_error(
     code, out, err = run(capsys, "backup", "files", str(src), "--post-hook", "exit 2", "--json")
     assert code == 1
     point = json.loads(out)["point"]
-    assert (
-        err
-        == f"error: post-hook failed (exit 2): exit 2 (the backup itself committed point {point[:12]})\n"
-    )
+    committed = f"(the backup itself committed point {point[:12]})"
+    assert err == f"error: post-hook failed (exit 2): exit 2 {committed}\n"
     assert json.loads(run(capsys, "points", "--json")[1])[0]["id"] == point
 
 

@@ -24,7 +24,7 @@ from types import FrameType
 import typer
 
 from strongroom import __version__
-from strongroom.cli import coercion, globalopts, server_cmds, vault_cmds
+from strongroom.cli import coercion, copying, globalopts, server_cmds, vault_cmds
 from strongroom.cli import files as files_cmds
 from strongroom.cli import image as image_cmds
 from strongroom.cli import keys as keys_cmds
@@ -56,6 +56,7 @@ files_cmds.register(app, backup_app, restore_app)
 image_cmds.register(app, backup_app, restore_app)
 vm_cmds.register(app)
 stream_cmds.register(app, backup_app)
+copying.register(app)
 server_cmds.register(app)
 app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
