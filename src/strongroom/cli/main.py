@@ -24,7 +24,7 @@ from types import FrameType
 import typer
 
 from strongroom import __version__
-from strongroom.cli import coercion, copying, globalopts, server_cmds, vault_cmds
+from strongroom.cli import coercion, completion, copying, globalopts, server_cmds, vault_cmds
 from strongroom.cli import files as files_cmds
 from strongroom.cli import image as image_cmds
 from strongroom.cli import keys as keys_cmds
@@ -57,6 +57,7 @@ image_cmds.register(app, backup_app, restore_app)
 vm_cmds.register(app)
 stream_cmds.register(app, backup_app)
 copying.register(app)
+completion.register(app)
 server_cmds.register(app)
 app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
@@ -162,13 +163,20 @@ def _main(argv: list[str]) -> int:
     except globalopts.GlobalUsageError as exc:
         error(str(exc))
         return EXIT_USAGE
+    completion.prepare()
     command = typer.main.get_command(_app_for(argv))
     argv = globalopts.place(leading, argv, command)
     globalopts.install(command)
     coercion.install(command)
     with _Signals.installed():
         try:
-            rv = _run_command(partial(command.main, args=argv, standalone_mode=False))
+            run_typer = partial(
+                command.main,
+                args=argv,
+                standalone_mode=False,
+                complete_var=completion.COMPLETE_VAR,  # set: typer answers and exits
+            )
+            rv = _run_command(run_typer)
         except KeyboardInterrupt:
             return _interrupted(argv, _Signals.received)
         if _Signals.received is not None:
