@@ -51,7 +51,10 @@ def test_bash_completes_commands_subcommands_and_options(bin_dir: Path) -> None:
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
 def test_zsh_script_loads(bin_dir: Path) -> None:
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    script = "autoload -Uz compinit && compinit -u && source <(strongroom completion zsh) && whence -w _strongroom_completion"
+    script = (
+        "autoload -Uz compinit && compinit -u && source <(strongroom completion zsh) && "
+        "whence -w _strongroom_completion"
+    )
     done = subprocess.run(
         ["zsh", "-c", script], capture_output=True, text=True, env=env, check=False
     )
