@@ -123,7 +123,8 @@ def test_existing_targets_need_force(backed_up: tuple[SampleVM, str], tmp_path: 
     (out / "twin.xml").write_text("x")
     _fails(cli("restore", "vm", point, "--as-new", "twin", "--disk-dir", out), "twin.xml")
     assert sorted(p.name for p in out.iterdir()) == ["twin.xml"]  # no disk written either
-    _fails(cli("restore", "vm", point, "--as-new", "t", "--disk-dir", tmp_path / "no"), "exist")
+    # a --disk-dir that does not exist yet is created (issue 18), as restic restore --target
+    assert cli("restore", "vm", point, "--as-new", "t", "--disk-dir", tmp_path / "no").code == 0
 
 
 def test_in_place_size_mismatch(backed_up: tuple[SampleVM, str], tmp_path: Path) -> None:

@@ -162,6 +162,7 @@ def converter_for(param: Any) -> _Converter | None:
 
 def install(command: Any) -> int:
     """Give every plain parameter of ``command`` and its subcommands a converter; the count.
+    Flags also get an empty metavar, so ``--help`` shows no ``<bool>`` next to them.
 
     Includes each command's ``--help`` option, which typer otherwise makes while parsing."""
     done = 0
@@ -169,6 +170,8 @@ def install(command: Any) -> int:
     with contextlib.suppress(Exception):
         params.append(command.get_help_option(typer.Context(command)))
     for param in params:
+        if getattr(param, "is_flag", False) and getattr(param, "metavar", "") is None:
+            param.metavar = ""  # typer's help shows a flag's type ("<bool>") unless it has one
         if getattr(param, "_runtime_param", False) is not None:
             continue  # not a typer parameter, or typer internals changed, or already set
         converter = converter_for(param)

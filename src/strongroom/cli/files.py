@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from strongroom.cli.globalopts import GIVEN
 from strongroom.cli.options import (
     CLIError,
     JsonOpt,
@@ -26,6 +27,7 @@ from strongroom.cli.output import console, escape, human_bytes, is_tty, print_js
 from strongroom.errors import StrongroomError
 
 if TYPE_CHECKING:
+    from strongroom.cli.hooks import HookRun
     from strongroom.vault import RecoveryPoint, Vault
 
 EXIT_PARTIAL = 3
@@ -141,14 +143,44 @@ def backup_files_cmd(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Read every file (ignore the files cache).")
     ] = False,
+    pre_hook: Annotated[
+        str | None, typer.Option("--pre-hook", help="Shell command run first; failing stops.")
+    ] = None,
+    post_hook: Annotated[
+        str | None,
+        typer.Option("--post-hook", help="Shell command run after, also when the backup failed."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Back up files and folders; prints the new recovery point's id."""
+    """Back up files and folders; prints the new recovery point's id.
+
+    Hooks: see strongroom.cli.hooks (STRONGROOM_STATUS and STRONGROOM_POINT for the post-hook).
+    """
     _no_empty(paths, "'PATHS...'", "give . for the current folder")
     if source is not None:
         _no_empty([source], "'--source'", "leave it out for this host's name")
     patterns = _exclude_patterns(exclude or [], exclude_file)
+    patterns += GIVEN.profile().excludes
     v = open_vault(vault, password_file)
+    import socket
+
+    from strongroom.cli.hooks import around
+
+    with around(pre_hook, post_hook, source or socket.gethostname()) as hook_run:
+        _backup_files(v, paths, source, tag, patterns, one_file_system, no_cache, as_json, hook_run)
+
+
+def _backup_files(
+    v: Vault,
+    paths: list[str],
+    source: str | None,
+    tag: list[str] | None,
+    patterns: list[str],
+    one_file_system: bool,
+    no_cache: bool,
+    as_json: bool,
+    hook_run: HookRun,
+) -> None:
     from strongroom.files import BackupOptions, backup_files
 
     opts = BackupOptions(
@@ -161,6 +193,7 @@ def backup_files_cmd(
     )
     with _progress(is_tty() and not as_json, "backed up") as progress:
         summary = backup_files(v, opts, progress)
+    hook_run.point = summary.point_id
     if as_json:
         print_json(summary.to_dict())
     else:

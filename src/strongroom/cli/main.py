@@ -24,12 +24,13 @@ from types import FrameType
 import typer
 
 from strongroom import __version__
-from strongroom.cli import coercion, server_cmds, vault_cmds
+from strongroom.cli import coercion, completion, copying, globalopts, server_cmds, vault_cmds
 from strongroom.cli import files as files_cmds
 from strongroom.cli import image as image_cmds
 from strongroom.cli import instant as instant_cmds
 from strongroom.cli import keys as keys_cmds
 from strongroom.cli import maintenance as maintenance_cmds
+from strongroom.cli import stream as stream_cmds
 from strongroom.cli import vm as vm_cmds
 from strongroom.cli.options import JsonOpt, committed_points
 from strongroom.cli.output import error
@@ -55,6 +56,9 @@ maintenance_cmds.register(app)
 files_cmds.register(app, backup_app, restore_app)
 image_cmds.register(app, backup_app, restore_app)
 vm_cmds.register(app)
+stream_cmds.register(app, backup_app)
+copying.register(app)
+completion.register(app)
 server_cmds.register(app)
 instant_cmds.register(app)
 app.add_typer(backup_app, name="backup")
@@ -151,11 +155,30 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (never exits the process itself)."""
     if argv is None:
         argv = sys.argv[1:]
+    with globalopts.session():
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
+    try:  # global options before the command go after it (cli/globalopts.py)
+        leading, argv = globalopts.split_leading(argv)
+    except globalopts.GlobalUsageError as exc:
+        error(str(exc))
+        return EXIT_USAGE
+    completion.prepare()
     command = typer.main.get_command(_app_for(argv))
+    argv = globalopts.place(leading, argv, command)
+    globalopts.install(command)
     coercion.install(command)
     with _Signals.installed():
         try:
-            rv = _run_command(partial(command.main, args=argv, standalone_mode=False))
+            run_typer = partial(
+                command.main,
+                args=argv,
+                standalone_mode=False,
+                complete_var=completion.COMPLETE_VAR,  # set: typer answers and exits
+            )
+            rv = _run_command(run_typer)
         except KeyboardInterrupt:
             return _interrupted(argv, _Signals.received)
         if _Signals.received is not None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from strongroom.cli.globalopts import GIVEN, TOKEN_ENV, TOKEN_FILE_ENV
 from strongroom.cli.output import warn
 from strongroom.errors import StrongroomError
 
@@ -36,8 +37,7 @@ PasswordFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--password-file",
-        envvar="STRONGROOM_PASSWORD_FILE",
-        help="Read the passphrase from a file.",
+        help="Read the passphrase from a file (else STRONGROOM_PASSWORD_FILE).",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -51,8 +51,16 @@ NoLockOpt = Annotated[
 
 
 def vault_location(vault: str | None) -> str:
+    """``--vault`` (or STRONGROOM_VAULT), else the profile's vault; the profile's token file
+    is used for a vault server unless the command line or the environment names a token."""
+    profile = GIVEN.profile()
+    if profile.token_file is not None and not (
+        os.environ.get(TOKEN_ENV) or os.environ.get(TOKEN_FILE_ENV)
+    ):
+        os.environ[TOKEN_FILE_ENV] = str(profile.token_file)  # put back by globalopts.session
+    vault = vault or profile.vault
     if not vault:
-        raise CLIError("no vault given: use --vault PATH|URL or set STRONGROOM_VAULT")
+        raise CLIError("no vault given: use --vault PATH|URL, set STRONGROOM_VAULT or a profile")
     return vault
 
 
@@ -70,21 +78,70 @@ def passphrase_from_file(path: Path) -> str:
     return text
 
 
-def read_passphrase(
-    password_file: Path | None, *, confirm: bool = False, prompt: str = "passphrase"
-) -> str:
-    """From STRONGROOM_PASSWORD, the password file, or a prompt on a terminal; never empty."""
+def passphrase_from_command(command: str) -> str:
+    """The first line a command prints (as restic's --password-command: split like a shell
+    would, run without one; stdin and stderr stay the terminal's)."""
+    import shlex
+    import subprocess
+
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise CLIError(f"password command {command!r}: {exc}") from None
+    if not argv:
+        raise CLIError("password command is empty")
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, check=False)
+    except OSError as exc:
+        raise CLIError(f"password command {argv[0]!r} cannot run: {exc.strerror}") from None
+    if done.returncode != 0:
+        raise CLIError(f"password command {argv[0]!r} failed (exit {done.returncode})")
+    try:
+        first = done.stdout.decode("utf-8").splitlines()[0] if done.stdout else ""
+    except UnicodeDecodeError:
+        raise CLIError(f"password command {argv[0]!r} printed no UTF-8 text") from None
+    if not first:
+        raise CLIError(f"password command {argv[0]!r} printed no passphrase")
+    return first
+
+
+def _one_of(file: Path | None, command: str | None, where: str) -> str | None:
+    if file is not None and command is not None:
+        raise CLIError(f"{where}: give a password file or a password command, not both")
+    if command is not None:
+        return passphrase_from_command(command)
+    return passphrase_from_file(file) if file is not None else None
+
+
+def _from_environment() -> str | None:
     env = os.environ.get("STRONGROOM_PASSWORD")
     if env is not None:
         if not env:
             raise CLIError("STRONGROOM_PASSWORD is set but empty")
         return env
-    if password_file is not None:
-        return passphrase_from_file(password_file)
+    file = os.environ.get("STRONGROOM_PASSWORD_FILE") or None
+    command = os.environ.get("STRONGROOM_PASSWORD_COMMAND") or None
+    return _one_of(Path(file) if file else None, command, "the environment")
+
+
+def read_passphrase(
+    password_file: Path | None, *, confirm: bool = False, prompt: str = "passphrase"
+) -> str:
+    """Never empty.  The command line (``--password-file`` or ``--password-command``) wins
+    over the environment (STRONGROOM_PASSWORD, STRONGROOM_PASSWORD_FILE,
+    STRONGROOM_PASSWORD_COMMAND), which wins over the profile; else a prompt on a terminal."""
+    found = _one_of(password_file, GIVEN.password_command, "the command line")
+    if found is None:
+        found = _from_environment()
+    if found is None:
+        profile = GIVEN.profile()
+        found = _one_of(profile.password_file, profile.password_command, f"profile {profile.name}")
+    if found is not None:
+        return found
     if not sys.stdin.isatty():
         raise CLIError(
-            "no passphrase: set STRONGROOM_PASSWORD or STRONGROOM_PASSWORD_FILE, "
-            "or use --password-file"
+            "no passphrase: use --password-file or --password-command, set "
+            "STRONGROOM_PASSWORD[_FILE|_COMMAND], or give one in a profile"
         )
     first = getpass.getpass(f"{prompt}: ")
     if not first:

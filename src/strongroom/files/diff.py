@@ -3,11 +3,14 @@
 Changes, per path: ``added``, ``removed``, ``type`` (the entry became something else),
 ``modified`` (content: a file's data or holes, a symlink's target, a device number) and
 ``metadata`` (mode, owner, mtime, xattrs/ACLs; the changed fields are named).  atime is not
-compared (reading changes it).  Entries under an added or removed directory are listed one by
-one.  Between two points, identical subtrees (same tree chunk id) are skipped without being
-read.  Against the live tree every file whose size matches is read and its chunk ids computed
-with the vault's key and the point's chunker parameters, so content changed behind an
-unchanged size and mtime (as ransomware may leave it) is still found.
+compared (reading changes it), and neither is the mtime of a folder that only holds the
+selected paths (``/tmp`` for ``backup files /tmp/x``): anything else put in it changes that
+mtime, and its other metadata is still compared.  Entries under an added or removed
+directory are listed one by one.  Between two points, identical subtrees (same tree chunk id)
+are skipped without being read.  Against the live tree every file whose size matches is read
+and its chunk ids computed with the vault's key and the point's chunker parameters, so
+content changed behind an unchanged size and mtime (as ransomware may leave it) is still
+found.
 """
 
 from __future__ import annotations
@@ -136,7 +139,35 @@ def diff_points(vault: DiffVault, old: RecoveryPoint, new: RecoveryPoint) -> lis
         return trees.children(node)
 
     differ = _Differ(kids, kids, lambda _, a, b: _content_differs(a, b))
-    return list(_flatten(differ.tree(b"/", root_node(old), root_node(new))))
+    changes = _flatten(differ.tree(b"/", root_node(old), root_node(new)))
+    return _without_ancestor_mtimes(changes, [old, new])
+
+
+def _ancestors(points: list[RecoveryPoint]) -> set[str]:
+    """The folders above the points' selected paths (not selected themselves)."""
+    found: set[str] = set()
+    for p in points:
+        for selected in p.manifest.meta.get("paths") or []:
+            if not isinstance(selected, str):
+                continue
+            here, up = selected, os.path.dirname(selected)
+            while up not in found and up != here:
+                found.add(up)
+                here, up = up, os.path.dirname(up)
+    for p in points:
+        found.difference_update(x for x in p.manifest.meta.get("paths") or [] if isinstance(x, str))
+    return found
+
+
+def _without_ancestor_mtimes(
+    changes: Iterator[Change], points: list[RecoveryPoint]
+) -> list[Change]:
+    above = _ancestors(points)
+    return [
+        c
+        for c in changes
+        if not (c.change == METADATA and c.fields == ("mtime_ns",) and c.path in above)
+    ]
 
 
 class _Live:
@@ -212,10 +243,12 @@ def diff_live(vault: DiffVault, point: RecoveryPoint, path: str) -> list[Change]
     if now is None:
         raise FilesError(f"{path}: a socket cannot be compared")
     differ = _Differ(lambda _, n: trees.children(n), live.children, live.content_differs)
-    changes = list(_flatten(differ.entry(where, old, now)))
+    changes = _without_ancestor_mtimes(_flatten(differ.entry(where, old, now)), [point])
     if old.kind == DIR and now.kind == DIR:
         try:
-            changes.extend(_flatten(differ.tree(where, old, now)))
+            changes.extend(
+                _without_ancestor_mtimes(_flatten(differ.tree(where, old, now)), [point])
+            )
         except OSError as exc:  # a folder or file below that cannot be read
             shown = os.fsdecode(exc.filename) if exc.filename else path
             raise FilesError(f"{shown}: {exc.strerror or exc}") from None

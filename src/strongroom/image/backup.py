@@ -195,6 +195,15 @@ def ensure_readable(path: Path, fmt: str, where: str) -> None:
         raise ImageError(f"{where}{exc}") from None
 
 
+def _file_mode(path: Path) -> int | None:
+    """An image file's permission bits (a block device's are the host's business)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+
+
 def _backup_one(
     vault: ImageBackupVault,
     writer: ChunkWriter,
@@ -222,6 +231,7 @@ def _backup_one(
         chunks=cmap.count,
         read_mode=read_mode,
         stats=stats,
+        file_mode=_file_mode(path),
     )
     record.pieces = store_map(vault, writer, cmap)
     store_disk(vault, writer, record)

@@ -6,9 +6,12 @@ Every image format qemu reads can be backed up; restores can write the formats l
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import shutil
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +145,34 @@ def is_lock_message(text: str) -> bool:
     return _LOCK_PATTERN.search(text) is not None
 
 
+# qemu's file locks: byte 100 + n is held by a user of permission n (0 consistent read,
+# 1 write), byte 200 + n by one that does not share it.  A raw image's writer (qemu-nbd
+# without -r) shares writing, so qemu-img and qemu-io open it without complaint; the lock on
+# byte 101 is what says it is being written.
+_QEMU_PERM_BYTE = 100
+_FLOCK = struct.Struct("hhqqi4x")  # struct flock on 64-bit Linux
+
+
+def _qemu_holder(path: Path, for_write: bool) -> str | None:
+    """Whether a qemu process has the image open for writing (or, ``for_write``, at all)."""
+    first, count = (_QEMU_PERM_BYTE, 2) if for_write else (_QEMU_PERM_BYTE + 1, 1)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None  # qemu-img could open it; whatever this is, it holds no qemu lock
+    try:
+        probe = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, first, count, 0)
+        held = _FLOCK.unpack(fcntl.fcntl(fd, fcntl.F_OFD_GETLK, probe))[0] != fcntl.F_UNLCK
+    except OSError:
+        return None  # no OFD locks here (not Linux, or a file system without them)
+    finally:
+        os.close(fd)
+    if not held:
+        return None
+    how = "open" if for_write else "open for writing"
+    return f"a qemu process (a VM or qemu-nbd) holds it {how}"
+
+
 def image_lock_error(path: Path, fmt: str, *, for_write: bool = False) -> str | None:
     """Why the image is in use (a qemu process holds its lock), or None when it is free.
 
@@ -162,7 +193,7 @@ def image_lock_error(path: Path, fmt: str, *, for_write: bool = False) -> str | 
     else:
         proc = _run_qemu_img(["info", "--output=json", "-f", fmt, str(path)])
     if proc.returncode == 0:
-        return None
+        return _qemu_holder(path, for_write)
     text = proc.stderr.strip()
     if is_lock_message(text):
         return _first_line(text)

@@ -41,6 +41,9 @@ class DiskRecord:
     stats: dict[str, Any] = field(default_factory=dict)
     # Change tracking (libvirt provider): checkpoint, chain state, fall-back reason.
     tracking: dict[str, Any] = field(default_factory=dict)
+    # Permission bits of an image file (None: a block device, or a point from before them);
+    # a new image restored from it gets them (else 0600).
+    file_mode: int | None = None
     pieces: list[bytes] = field(default_factory=list)
     tree_id: bytes = b""
 
@@ -48,6 +51,8 @@ class DiskRecord:
         doc = {k: v for k, v in asdict(self).items() if k not in ("pieces", "tree_id")}
         if not self.tracking:
             del doc["tracking"]  # offline records keep their v1 shape
+        if self.file_mode is None:
+            del doc["file_mode"]
         return json.dumps({"v": 1, "type": DISK_TYPE, **doc}, sort_keys=True).encode()
 
     def summary(self) -> dict[str, Any]:
@@ -123,6 +128,8 @@ def load_disk(vault: TreeStore, tree_id: bytes) -> DiskRecord:
     doc = _json(body, DISK_TYPE, where)
     try:
         fields = {k: doc[k] for k in DiskRecord.__dataclass_fields__ if k in doc}
+        if not isinstance(fields.get("file_mode", 0), int | None):
+            raise TypeError("file_mode is not a number")
         return DiskRecord(**fields, pieces=refs, tree_id=tree_id)
     except TypeError as exc:
         raise IntegrityError(f"{where}: malformed disk record ({exc})") from None

@@ -67,6 +67,8 @@ class DiskPlan:
     cmap: ChunkMap
     chunk_size: int
     size: int
+    mode: int = 0o600
+    """Permission bits of a new image (the original's; 0600 when not recorded)."""
 
     def length(self, index: int) -> int:
         return min(self.chunk_size, self.size - index * self.chunk_size)
@@ -235,6 +237,8 @@ def _verify(vault: ImageRestoreVault, disk: Disk, plan: DiskPlan, workers: int) 
 
 
 def _create(temp: Path, fmt: str, size: int, display: Path) -> None:
+    """Created 0600 (nobody else reads the data while it is written); the final mode is
+    set before the rename."""
     if fmt != "raw":
         create_image(temp, fmt, size, display=display)
         os.chmod(temp, 0o600)
@@ -306,6 +310,7 @@ def write_new(
             finally:
                 check.close()
             result.verified = True
+        os.chmod(temp, plan.mode)
         os.replace(temp, final)
         _fsync_dir(final.parent)
     except BaseException:

@@ -76,7 +76,8 @@ class RestoreSummary:
 
 def _plan(vault: ImageRestoreVault, record: DiskRecord) -> DiskPlan:
     cmap: ChunkMap = record.chunk_map(vault)
-    return DiskPlan(cmap, record.chunk_size, record.virtual_size)
+    mode = 0o600 if record.file_mode is None else record.file_mode
+    return DiskPlan(cmap, record.chunk_size, record.virtual_size, mode)
 
 
 def write_file_atomic(path: Path, data: bytes) -> None:
@@ -194,7 +195,13 @@ def write_disks_as_new(
     if not name or "/" in name or name.startswith("."):
         raise ImageError(f"invalid VM name {name!r}")
     vm = _load_vm(vault, point)
+    given = folder
     folder = folder if folder is not None else Path(vm.xml_path or vm.disks[0].source).parent
+    if given is not None:  # as restic restore --target: the folder asked for is made
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ImageError(f"cannot create disk folder {folder}: {exc.strerror}") from None
     if not folder.is_dir():
         raise ImageError(f"disk folder {folder} does not exist (give --disk-dir)")
     folder = folder.absolute()
