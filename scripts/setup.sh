@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(qemu-utils libnbd-bin acl attr libcap2-bin e2fsprogs dosfstools mtools fdisk gdisk)
+# files inside image points: the tests build disks with the real tools
+APT_PACKAGES+=(lvm2 cryptsetup-bin xfsprogs btrfs-progs exfatprogs exfat-fuse ntfs-3g)
+# shell completion tests run real bash and zsh
+APT_PACKAGES+=(zsh bash-completion)
 # libvirt provider and its tests: libvirtd + qemu (TCG guests), and what building
 # libvirt-python from PyPI needs (the test guest's kernel, busybox and qemu-ga are fetched
 # with `apt-get download` by tests/libvirt/guest.py and cached, not installed).
-# files inside image points: the tests build disks with the real tools
-APT_PACKAGES+=(lvm2 cryptsetup-bin xfsprogs btrfs-progs exfatprogs exfat-fuse ntfs-3g)
 APT_PACKAGES+=(qemu-system-x86 libvirt-daemon-system libvirt-dev pkg-config gcc)
 
 missing=()

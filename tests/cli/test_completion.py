@@ -4,7 +4,6 @@ command tree (main.py otherwise builds only the command on the command line)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +47,6 @@ def test_bash_completes_commands_subcommands_and_options(bin_dir: Path) -> None:
     assert "copy" in bash_complete(bin_dir, "strongroom co")
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
 def test_zsh_script_loads(bin_dir: Path) -> None:
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     script = (

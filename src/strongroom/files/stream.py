@@ -157,7 +157,7 @@ def cat_file(
         raise FilesError(f"{path}: not in recovery point {point.short_id}")
     if node.kind != FILE:
         raise FilesError(f"{path}: not a file (cat writes files only)")
-    data = vault.reader.read_many(node.chunks)
+    data = vault.read_chunks(node.chunks)
     try:
         _write_extents(node, data, write, path)
     finally:
