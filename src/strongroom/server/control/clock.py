@@ -1,7 +1,8 @@
 """The control plane's clock: real time, or (for tests) a faster one.
 
-``STRONGROOM_CONTROL_CLOCK=SPEED`` makes the control plane's time run SPEED times faster than
-real time from the server's start, so a schedule of every minute fires every 60/SPEED real
+``STRONGROOM_CONTROL_CLOCK=SPEED[@ORIGIN]`` makes the control plane's time run SPEED times
+faster than real time from the unix time ORIGIN (default: the server's start; a test that
+restarts its server gives the same ORIGIN, so time never runs backwards), so a schedule of every minute fires every 60/SPEED real
 seconds and grace periods pass as quickly.  Every time the control plane stores (schedules,
 job times, overdue) is on this clock; the vault's own times (point mtimes) stay real.
 """
@@ -23,12 +24,13 @@ class Clock:
 
     @classmethod
     def from_env(cls) -> Clock:
-        text = os.environ.get(CLOCK_ENV, "")
+        speed_text, _, origin_text = os.environ.get(CLOCK_ENV, "").partition("@")
         try:
-            speed = float(text) if text else 1.0
+            speed = float(speed_text) if speed_text else 1.0
+            origin = float(origin_text) if origin_text else time.time()
         except ValueError:
-            speed = 1.0
-        return cls(speed if speed > 0 else 1.0)
+            return cls()
+        return cls(speed if speed > 0 else 1.0, origin)
 
     def now(self) -> float:
         real = time.time()
