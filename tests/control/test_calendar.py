@@ -29,7 +29,11 @@ T0 = datetime(2024, 2, 27, 22, 58, 30, tzinfo=UTC)  # a Tuesday, before a leap d
         ("*-02-29 12:00", datetime(2024, 3, 1, tzinfo=UTC), datetime(2028, 2, 29, 12, tzinfo=UTC)),
         ("2025-01-01 00:00:00", T0, datetime(2025, 1, 1, tzinfo=UTC)),
         ("Mon *-*-* 00:00 UTC", T0, datetime(2024, 3, 4, tzinfo=UTC)),
-        ("*-*-* 22:58", datetime(2024, 2, 27, 22, 58, tzinfo=UTC), datetime(2024, 2, 28, 22, 58, tzinfo=UTC)),
+        (
+            "*-*-* 22:58",
+            datetime(2024, 2, 27, 22, 58, tzinfo=UTC),
+            datetime(2024, 2, 28, 22, 58, tzinfo=UTC),
+        ),
     ],
 )
 def test_next_after_examples(expr: str, after: datetime, expected: datetime) -> None:
@@ -43,8 +47,19 @@ def test_a_schedule_that_never_matches_has_no_next() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "noon", "mon..fri 25:00", "*:60", "*-13-01", "12:00:30", "a b c d", "1..x", "5..2:00",
-     "*:*/0", "02:00 mon"],
+    [
+        "",
+        "noon",
+        "mon..fri 25:00",
+        "*:60",
+        "*-13-01",
+        "12:00:30",
+        "a b c d",
+        "1..x",
+        "5..2:00",
+        "*:*/0",
+        "02:00 mon",
+    ],
 )
 def test_bad_expressions_are_one_line_errors(bad: str) -> None:
     with pytest.raises(ScheduleError) as info:
@@ -71,8 +86,13 @@ def _component(low: int, high: int) -> st.SearchStrategy[str]:
 
 _WEEKDAYS = st.one_of(
     st.just(""),
-    st.lists(st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat", "sun", "mon..fri",
-                              "sat..sun", "tue..thu"]), min_size=1, max_size=3).map(_list),
+    st.lists(
+        st.sampled_from(
+            ["mon", "tue", "wed", "thu", "fri", "sat", "sun", "mon..fri", "sat..sun", "tue..thu"]
+        ),
+        min_size=1,
+        max_size=3,
+    ).map(_list),
 )
 _DAYS = st.one_of(st.just("*"), _component(1, 31))
 _EXPRESSIONS = st.builds(

@@ -2,9 +2,10 @@
 
 ``STRONGROOM_CONTROL_CLOCK=SPEED[@ORIGIN]`` makes the control plane's time run SPEED times
 faster than real time from the unix time ORIGIN (default: the server's start; a test that
-restarts its server gives the same ORIGIN, so time never runs backwards), so a schedule of every minute fires every 60/SPEED real
-seconds and grace periods pass as quickly.  Every time the control plane stores (schedules,
-job times, overdue) is on this clock; the vault's own times (point mtimes) stay real.
+restarts its server gives the same ORIGIN, so time never runs backwards), so a schedule of
+every minute fires every 60/SPEED real seconds and grace periods pass as quickly.  Every
+time the control plane stores (schedules, job times, overdue) is on this clock; the
+vault's own times (point mtimes) stay real.
 """
 
 from __future__ import annotations
