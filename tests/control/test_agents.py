@@ -167,3 +167,23 @@ def test_cancel_mid_backup_leaves_the_vault_consistent(control: Control, tmp_pat
     check = cli(control.admin, "check", "--read-data", "--vault", url)
     assert check.returncode == 0, check.stdout + check.stderr
     assert _live_points(control, url, "bulk") == set()
+
+
+def test_bad_input_is_one_line(control: Control, tmp_path: Path) -> None:
+    for args, words in [
+        (("policy", "create", "x", "--vault", "v", "--schedule", "noon"), "invalid schedule"),
+        (("policy", "create", "x", "--vault", "v", "--schedule", "daily", "--window", "9-5"),
+         "invalid window"),
+        (("protect", "files", "nomachine", "/srv", "--name", "a", "--policy", "none"),
+         "no policy"),
+        (("jobs", "show", "999999"), "no job"),
+        (("alert", "add", "email", "ops@example.com", "--smtp", "nohost"), "--smtp HOST:PORT"),
+    ]:
+        done = cli(control.admin, *args, "--server", control.url)
+        assert done.returncode == 1, (args, done.stderr)
+        assert words in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    done = cli(control.admin, "agent", "run", "--config", str(tmp_path / "none"))
+    assert done.returncode == 1 and "agent register" in done.stderr, done.stderr
+    backup = control.admin_json("token", "create", "--role", "backup")["token"]
+    done = cli(backup, "items", "list", "--server", control.url)
+    assert done.returncode == 1 and "a backup token cannot" in done.stderr, done.stderr

@@ -60,7 +60,7 @@ def _field(text: str, low: int, high: int, what: str, names: tuple[str, ...] = (
     for part in text.split(","):
         m = _ITEM.match(_names_to_numbers(part.lower(), names, low))
         if m is None:
-            raise ScheduleError(f"invalid {what} {part!r} in a schedule")
+            raise ScheduleError(f"invalid {what} {part!r}")
         start_text, end_text, step_text = m.groups()
         if start_text == "*":
             if end_text is not None:
@@ -161,9 +161,12 @@ def parse_schedule(text: str) -> Schedule:
         raise ScheduleError(f"invalid schedule {original!r}: fields out of order")
     if ":" not in time_text:
         time_text = "*:" + time_text  # Proxmox: a lone field is the minute
-    years, months, days = _date(date_text, original)
-    hours, minutes = _time(time_text, original)
-    weekdays = _field(weekday_text, 0, 6, "weekday", WEEKDAYS)
+    try:
+        years, months, days = _date(date_text, original)
+        hours, minutes = _time(time_text, original)
+        weekdays = _field(weekday_text, 0, 6, "weekday", WEEKDAYS)
+    except ScheduleError as exc:
+        raise ScheduleError(f"invalid schedule {original!r}: {exc}") from None
     return Schedule(original.strip(), weekdays, years, months, days, hours, minutes)
 
 
@@ -172,7 +175,7 @@ def _date(text: str, original: str) -> tuple[Field, Field, Field]:
     if len(parts) == 2:
         parts = ["*", *parts]
     if len(parts) != 3:
-        raise ScheduleError(f"invalid date {text!r} in schedule {original!r}: [YEAR-]MONTH-DAY")
+        raise ScheduleError(f"invalid date {text!r}: [YEAR-]MONTH-DAY")
     return (
         _field(parts[0], 1970, _MAX_YEAR, "year"),
         _field(parts[1], 1, 12, "month"),
@@ -183,7 +186,7 @@ def _date(text: str, original: str) -> tuple[Field, Field, Field]:
 def _time(text: str, original: str) -> tuple[Field, Field]:
     parts = text.split(":")
     if len(parts) not in (2, 3):
-        raise ScheduleError(f"invalid time {text!r} in schedule {original!r}: HOUR:MINUTE")
+        raise ScheduleError(f"invalid time {text!r}: HOUR:MINUTE")
     if len(parts) == 3 and _field(parts[2], 0, 59, "second").values != {0}:
-        raise ScheduleError(f"schedule {original!r}: seconds other than 0 are not supported")
+        raise ScheduleError("seconds other than 0 are not supported")
     return _field(parts[0], 0, 23, "hour"), _field(parts[1], 0, 59, "minute")
