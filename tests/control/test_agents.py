@@ -172,10 +172,11 @@ def test_cancel_mid_backup_leaves_the_vault_consistent(control: Control, tmp_pat
 def test_bad_input_is_one_line(control: Control, tmp_path: Path) -> None:
     for args, words in [
         (("policy", "create", "x", "--vault", "v", "--schedule", "noon"), "invalid schedule"),
-        (("policy", "create", "x", "--vault", "v", "--schedule", "daily", "--window", "9-5"),
-         "invalid window"),
-        (("protect", "files", "nomachine", "/srv", "--name", "a", "--policy", "none"),
-         "no policy"),
+        (
+            ("policy", "create", "x", "--vault", "v", "--schedule", "daily", "--window", "9-5"),
+            "invalid window",
+        ),
+        (("protect", "files", "nomachine", "/srv", "--name", "a", "--policy", "none"), "no policy"),
         (("jobs", "show", "999999"), "no job"),
         (("alert", "add", "email", "ops@example.com", "--smtp", "nohost"), "--smtp HOST:PORT"),
     ]:

@@ -71,11 +71,11 @@ def agent_register(
 def agent_run(
     config: ConfigOpt = None,
     wait: Annotated[
-        float, typer.Option("--wait", min=1, max=60, help="Seconds of each long poll.")
+        float, typer.Option("--wait", min=1, help="Seconds of each long poll (at most 60).")
     ] = 30.0,
     once: Annotated[bool, typer.Option("--once", help="Run one job, then exit.")] = False,
 ) -> None:
     """Pull jobs from the server and run them until stopped (SIGTERM or Ctrl-C)."""
     from strongroom.agent.loop import Agent
 
-    Agent(_folder(config), wait=wait).run(once=once)
+    Agent(_folder(config), wait=min(wait, 60.0)).run(once=once)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +27,8 @@ JSON = "application/json"
 MAX_WAIT_S = 60.0
 POLL_S = 0.25
 M = TypeVar("M", bound=BaseModel)
+BIG = 2**62
+JobId = Annotated[int, Path(ge=1, le=BIG)]
 
 
 class RegisterBody(BaseModel):
@@ -39,15 +41,15 @@ class PolicyBody(BaseModel):
     schedule: str
     window: str | None = None
     retries: int = Field(0, ge=0, le=100)
-    retry_delay: float = Field(10.0, ge=0)
+    retry_delay: float = Field(10.0, ge=0, le=1e6)
     consistency: str = "auto"
-    grace: float = Field(60.0, ge=0)
-    keep_last: int = Field(0, ge=0)
-    keep_hourly: int = Field(0, ge=0)
-    keep_daily: int = Field(0, ge=0)
-    keep_weekly: int = Field(0, ge=0)
-    keep_monthly: int = Field(0, ge=0)
-    keep_yearly: int = Field(0, ge=0)
+    grace: float = Field(60.0, ge=0, le=1e7)
+    keep_last: int = Field(0, ge=0, le=1_000_000)
+    keep_hourly: int = Field(0, ge=0, le=1_000_000)
+    keep_daily: int = Field(0, ge=0, le=1_000_000)
+    keep_weekly: int = Field(0, ge=0, le=1_000_000)
+    keep_monthly: int = Field(0, ge=0, le=1_000_000)
+    keep_yearly: int = Field(0, ge=0, le=1_000_000)
 
 
 class ItemBody(BaseModel):
@@ -60,8 +62,8 @@ class ItemBody(BaseModel):
 
 
 class ProgressBody(BaseModel):
-    bytes_read: int = 0
-    files: int = 0
+    bytes_read: int = Field(0, ge=0, le=BIG)
+    files: int = Field(0, ge=0, le=BIG)
     percent: float | None = None
     eta: float | None = None
     log: list[str] = Field(default_factory=list)
@@ -70,9 +72,9 @@ class ProgressBody(BaseModel):
 class ResultBody(BaseModel):
     state: str
     point: str | None = None
-    bytes_read: int = 0
-    bytes_added: int = 0
-    files: int = 0
+    bytes_read: int = Field(0, ge=0, le=BIG)
+    bytes_added: int = Field(0, ge=0, le=BIG)
+    files: int = Field(0, ge=0, le=BIG)
     reason: str | None = None
     log: list[str] = Field(default_factory=list)
 
@@ -129,7 +131,7 @@ def _runner(
     ) -> Response:
         async def frame() -> Response:
             token = await server.auth(call)
-            require_role(token, roles, call.action.replace("-", " "))
+            require_role(token, roles, f"use the control plane ({call.action})")
             return await work(token)
 
         return await server.run(call, frame)
@@ -197,7 +199,7 @@ def _agent_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
         openapi_extra=_body(ProgressBody),
         responses=oa.responses(s200=oa.json_body("whether to cancel")),
     )
-    async def progress(request: Request, job_id: int) -> Response:
+    async def progress(request: Request, job_id: JobId) -> Response:
         call = Call(request, "agent-progress", obj=str(job_id))
 
         async def work(token: TokenRow) -> Response:
@@ -215,7 +217,7 @@ def _agent_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
         openapi_extra=_body(ResultBody),
         responses=oa.responses(409, s200=oa.json_body("the job as recorded")),
     )
-    async def result(request: Request, job_id: int) -> Response:
+    async def result(request: Request, job_id: JobId) -> Response:
         call = Call(request, "agent-result", obj=str(job_id))
 
         async def work(token: TokenRow) -> Response:
@@ -335,7 +337,7 @@ def _job_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
         return await run(Call(request, "job-list"), work, ("admin",))
 
     @app.get("/v1/jobs/{job_id}", responses=oa.responses(s200=oa.json_body("the job, its log")))
-    async def show_job(request: Request, job_id: int) -> Response:
+    async def show_job(request: Request, job_id: JobId) -> Response:
         async def work(token: TokenRow) -> Response:
             job = await run_in_threadpool(plane.jobs.get, job_id)
             lines = await run_in_threadpool(plane.jobs.lines, job_id)
@@ -344,7 +346,7 @@ def _job_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
         return await run(Call(request, "job-show", obj=str(job_id)), work, ("admin",))
 
     @app.post("/v1/jobs/{job_id}/cancel", responses=oa.responses(409, s200=oa.json_body("state")))
-    async def cancel_job(request: Request, job_id: int) -> Response:
+    async def cancel_job(request: Request, job_id: JobId) -> Response:
         async def work(token: TokenRow) -> Response:
             state = await run_in_threadpool(plane.jobs.cancel, job_id, plane.clock.now())
             return JSONResponse({"job": job_id, "state": state})
@@ -392,7 +394,7 @@ def _alert_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
 
     @app.get(
         "/metrics",
-        response_class=PlainTextResponse,
+        response_class=Response,
         responses=oa.responses(
             s200={
                 "description": "Prometheus text format",
