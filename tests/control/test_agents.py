@@ -135,7 +135,7 @@ def test_cancel_mid_backup_leaves_the_vault_consistent(control: Control, tmp_pat
     url = _vault(control, "big")
     control.register("db01", tmp_path / "db01")
     control.admin_json("policy", "create", "yearly", "--vault", "big", "--schedule", "yearly")
-    data = _tree(tmp_path / "bulk", 3000, 32 * 1024)
+    data = _tree(tmp_path / "bulk", 5000, 24 * 1024)  # long enough to be cancelled
     control.admin_json(
         "protect", "files", "db01", str(data), "--name", "bulk", "--policy", "yearly"
     )
