@@ -24,7 +24,16 @@ from types import FrameType
 import typer
 
 from strongroom import __version__
-from strongroom.cli import coercion, completion, copying, globalopts, server_cmds, vault_cmds
+from strongroom.cli import (
+    agent_cmds,
+    coercion,
+    completion,
+    control_cmds,
+    copying,
+    globalopts,
+    server_cmds,
+    vault_cmds,
+)
 from strongroom.cli import files as files_cmds
 from strongroom.cli import image as image_cmds
 from strongroom.cli import instant as instant_cmds
@@ -61,6 +70,8 @@ copying.register(app)
 completion.register(app)
 server_cmds.register(app)
 instant_cmds.register(app)
+agent_cmds.register(app)
+control_cmds.register(app)
 app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
 app.add_typer(

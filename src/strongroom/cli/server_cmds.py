@@ -158,7 +158,9 @@ def _client(server: str | None, token_file: Path | None) -> AdminClient:
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option("--role", help="backup, restore, maintenance or admin.")],
+    role: Annotated[
+        str, typer.Option("--role", help="backup, restore, maintenance, admin or enrol.")
+    ],
     source: Annotated[
         list[str] | None, typer.Option("--source", help="Source the token is for (repeat).")
     ] = None,

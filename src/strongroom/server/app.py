@@ -196,6 +196,9 @@ def create_app(server: Server) -> FastAPI:
     routes.add_object_routes(app, server)
     routes.add_admin_routes(app, server)
     routes.add_approval_routes(app, server)
+    from strongroom.server.control import routes as control_routes
+
+    control_routes.install(app, server)
     return app
 
 

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from strongroom.errors import ServerError
 from strongroom.server.catalog import Catalog, TokenRow
 
-ROLES = ("backup", "restore", "maintenance", "admin")
+ROLES = ("backup", "restore", "maintenance", "admin", "enrol")
+DATA_ROLES = ROLES[:4]
+"""Roles that may touch vaults (an enrol token only registers agents)."""
 TOKEN_PREFIX = "srt_"
 _TOKEN = re.compile(r"^srt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 DAY = 86400.0

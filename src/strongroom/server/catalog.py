@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from strongroom.errors import ServerError
+from strongroom.server.control.schema import SCHEMA_3
 
 CATALOG_FILE = "catalog.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,6 +51,8 @@ CREATE TABLE IF NOT EXISTS approvals (
     base_sha256 TEXT NOT NULL, summary TEXT NOT NULL, requested_by TEXT NOT NULL,
     created REAL NOT NULL, decided_by TEXT, decided REAL, state TEXT NOT NULL);
 """
+# Each version's tables, in order: a catalog of version N gets the scripts after its own.
+_MIGRATIONS = (_SCHEMA, _SCHEMA_2, SCHEMA_3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,17 +140,35 @@ class Catalog:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             if create:
-                self._db.executescript(_SCHEMA + _SCHEMA_2)
+                self._db.executescript("".join(_MIGRATIONS))
                 self.set_meta("schema", str(SCHEMA_VERSION))
                 self.set_meta("storage_root", str(data_dir / "vaults"))
-            elif self.meta("schema") == "1":  # a first-slice catalog: add the new tables
-                self._db.executescript(_SCHEMA_2)
-                self.set_meta("schema", str(SCHEMA_VERSION))
-            elif self.meta("schema") != str(SCHEMA_VERSION):
-                raise ServerError(f"{self.path}: unsupported catalog schema")
+            else:
+                self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise ServerError(f"cannot open the server catalog {self.path}: {exc}") from None
         self._lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        """Bring an older catalog up to this version: the tables of the versions after it."""
+        found = self.meta("schema")
+        if found is None or not found.isdigit() or not 1 <= int(found) <= SCHEMA_VERSION:
+            raise ServerError(f"{self.path}: unsupported catalog schema")
+        if int(found) < SCHEMA_VERSION:
+            self._db.executescript("".join(_MIGRATIONS[int(found) :]))
+            self.set_meta("schema", str(SCHEMA_VERSION))
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (for the control plane's store)."""
+        with self._tx() as db:
+            yield db
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads, under the catalog's lock."""
+        with self._lock:
+            yield self._db
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from strongroom.errors import StorageError
-from strongroom.server.auth import ApiError
+from strongroom.server.auth import DATA_ROLES, ApiError
 from strongroom.server.catalog import Catalog, TokenRow
 from strongroom.server.gateway import VaultGateway
 from strongroom.storage.url import open_backend
@@ -36,6 +36,8 @@ class VaultRegistry:
         empty vault (None) that ``create`` makes under the storage root: so ``strongroom
         init --vault https://SERVER/NAME`` with an admin token creates a vault."""
         check_vault_name(name)
+        if token.role not in DATA_ROLES:
+            raise ApiError(403, f"a {token.role} token cannot use vaults", "forbidden")
         with self._lock:
             found = self._open.get(name)
         if found is not None:

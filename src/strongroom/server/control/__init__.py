@@ -1,0 +1,1 @@
+"""The control plane: machines and agents, protected items, policies, jobs, alerts, metrics."""

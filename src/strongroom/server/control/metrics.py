@@ -1,0 +1,102 @@
+"""Prometheus metrics (text exposition format 0.0.4) of the control plane."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from strongroom.server.control.plane import ControlPlane
+
+HEALTH = ("ok", "warning", "failed", "overdue")
+
+
+def _label(value: object) -> str:
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{text}"'
+
+
+def render(plane: ControlPlane) -> str:
+    out: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, rows: list[tuple[str, float]]) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        out.extend(f"{name}{labels} {value:g}" for labels, value in rows)
+
+    items = plane.items_view()
+    metric(
+        "strongroom_item_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the item's last successful backup.",
+        [
+            (f"{{item={_label(i['name'])}}}", float(i["last_success"]))
+            for i in items
+            if i["last_success"] is not None
+        ],
+    )
+    metric(
+        "strongroom_item_health",
+        "gauge",
+        "1 for the item's current health (ok, warning, failed, overdue).",
+        [
+            (f"{{item={_label(i['name'])},health={_label(h)}}}", float(i["health"] == h))
+            for i in items
+            for h in HEALTH
+        ],
+    )
+    with plane.catalog.read() as db:
+        states = db.execute(
+            "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state"
+        ).fetchall()
+        done = db.execute(
+            "SELECT kind, count(*), sum(finished - started), sum(bytes_read), sum(bytes_added)"
+            " FROM jobs WHERE finished IS NOT NULL AND started IS NOT NULL GROUP BY kind"
+        ).fetchall()
+        last = db.execute(
+            "SELECT item, finished - started, bytes_read, bytes_added FROM jobs WHERE id IN"
+            " (SELECT max(id) FROM jobs WHERE kind = 'backup' AND finished IS NOT NULL"
+            " AND started IS NOT NULL GROUP BY item)"
+        ).fetchall()
+    metric(
+        "strongroom_jobs",
+        "gauge",
+        "Jobs in the history by kind and state.",
+        [(f"{{kind={_label(k)},state={_label(s)}}}", float(n)) for k, s, n in states],
+    )
+    metric(
+        "strongroom_job_duration_seconds_sum",
+        "counter",
+        "Total duration of finished jobs (in the kept history).",
+        [(f"{{kind={_label(k)}}}", float(d or 0)) for k, _, d, _, _ in done],
+    )
+    metric(
+        "strongroom_job_duration_seconds_count",
+        "counter",
+        "Finished jobs (kept history).",
+        [(f"{{kind={_label(k)}}}", float(n)) for k, n, _, _, _ in done],
+    )
+    metric(
+        "strongroom_job_bytes_read_total",
+        "counter",
+        "Bytes read by finished jobs.",
+        [(f"{{kind={_label(k)}}}", float(r or 0)) for k, _, _, r, _ in done],
+    )
+    metric(
+        "strongroom_job_bytes_added_total",
+        "counter",
+        "Bytes added to vaults by jobs.",
+        [(f"{{kind={_label(k)}}}", float(a or 0)) for k, _, _, _, a in done],
+    )
+    metric(
+        "strongroom_item_last_job_duration_seconds",
+        "gauge",
+        "Duration of the item's last finished backup job.",
+        [(f"{{item={_label(i)}}}", float(d or 0)) for i, d, _, _ in last],
+    )
+    metric(
+        "strongroom_item_last_job_bytes_added",
+        "gauge",
+        "Bytes the item's last finished backup job added.",
+        [(f"{{item={_label(i)}}}", float(a or 0)) for i, _, _, a in last],
+    )
+    return "\n".join(out) + "\n"
