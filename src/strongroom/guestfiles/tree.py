@@ -172,7 +172,12 @@ class GuestTree(TreeReader):
                 raise
             if self.strict:
                 raise GuestFilesError(f"{os.fsdecode(node.where)}: cannot be read: {exc}") from None
-            self.failures.append((os.fsdecode(node.where), f"cannot be read: {exc}"))
+            where, reason = os.fsdecode(node.where), str(exc)
+            if node.ref[0] == "vol":  # the reason names the volume already
+                kept = self.notes if NO_FILESYSTEM in reason else self.failures
+                kept.append((where, reason.removeprefix(where + ": ")))
+            else:
+                self.failures.append((where, f"cannot be read: {reason}"))
             return []
 
     def _volumes(self, node: GuestNode) -> list[Node]:
@@ -182,11 +187,6 @@ class GuestTree(TreeReader):
             if not _fs(v):
                 continue
             where = node.where + b"/" + os.fsencode(v.name)
-            if v.error and not self.strict:
-                reason = _reason(v)
-                kept = self.notes if NO_FILESYSTEM in reason else self.failures
-                kept.append((os.fsdecode(where), reason))
-                continue
             found.append(_dir(os.fsencode(v.name), ("vol", disk, v), where))
         return found
 
@@ -199,12 +199,6 @@ class GuestTree(TreeReader):
         assert node.fs is not None
         kids = [_from_entry(e, node.fs, node) for e in node.fs.children(node.ref[1])]
         return sorted((k for k in kids if k is not None), key=lambda n: n.name)
-
-
-def _reason(vol: Volume) -> str:
-    if vol.error == "locked":
-        return "the volume is LUKS-encrypted: give --luks-passphrase-file"
-    return vol.error
 
 
 def _fs(vol: Volume) -> bool:
