@@ -337,3 +337,24 @@ def build_whole(path: Path, work: Path) -> None:
     with open(path, "wb") as f:
         f.truncate(16 * MiB)
     sh("mkfs.ext2", "-q", "-L", "bare", "-d", src, path)
+
+
+def build_damaged(path: Path, work: Path) -> None:
+    """ext4 on the bare disk with one file's extent header overwritten: ``bad/x.bin``
+    cannot be read, its neighbours can."""
+    src = work / "damaged-src"
+    (src / "good").mkdir(parents=True)
+    (src / "bad").mkdir()
+    (src / "good" / "a.txt").write_text("good\n")
+    (src / "bad" / "x.bin").write_bytes(secrets.token_bytes(50_000))
+    (src / "bad" / "y.txt").write_text("fine\n")
+    with open(path, "wb") as f:
+        f.truncate(16 * MiB)
+    sh("mkfs.ext4", "-q", "-b", "4096", "-d", src, path)
+    found = re.search(r"located at block (\d+), offset (0x[0-9a-f]+)",
+                      sh("debugfs", "-R", "imap /bad/x.bin", path))  # fmt: skip
+    assert found is not None
+    block, offset = int(found[1]), int(found[2], 16)
+    with open(path, "r+b") as f:
+        f.seek(block * 4096 + offset + 0x28)  # i_block: the extent header
+        f.write(b"\xde\xad" * 30)

@@ -88,9 +88,11 @@ def test_fat12_fat16_fat32(guest: Guest, tmp_path: Path) -> None:
 def test_exfat_and_ntfs(guest: Guest, tmp_path: Path) -> None:
     for part, fuse in ((5, "mount.exfat-fuse"), (6, "ntfs-3g")):
         got = _restore(guest, "mbr", f"/disk/p{part}", tmp_path / f"p{part}")
-        with loop(guest.disks["mbr"]) as dev:
-            with mounted(dev.part(part), tmp_path / f"m{part}", fuse, "-o", "ro") as m:
-                want = plain(m)
+        with (
+            loop(guest.disks["mbr"]) as dev,
+            mounted(dev.part(part), tmp_path / f"m{part}", fuse, "-o", "ro") as m,
+        ):
+            want = plain(m)
         want = {k: v for k, v in want.items() if not k.startswith("System Volume")}
         assert plain(got) == want, part
     ntfs = tmp_path / "p6" / "disk" / "p6"

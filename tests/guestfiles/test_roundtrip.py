@@ -75,7 +75,7 @@ def test_restore_ext4_partition_identical(guest: Guest, tmp_path: Path) -> None:
     # groups) restored: each chunk is fetched once (the cache), no chunk per inode; measured
     # 15 fetches of 1 MiB for 72 reads, 3.96x the bytes used (docs/image-files.md); finding
     # the disk's volumes opens each filesystem (LVM, XFS, btrfs): 4 more fetches
-    assert stats.chunk_fetches <= 20 and stats.cache_hits > 4 * stats.chunk_fetches, stats
+    assert stats.chunk_fetches <= 20 and stats.cache_hits > 3 * stats.chunk_fetches, stats
     assert stats.amplification() < 5, stats.to_dict()
 
 

@@ -21,7 +21,9 @@ from strongroom.files.nodes import DIR, FILE, SYMLINK, Node
 from strongroom.files.patterns import PatternSet
 from strongroom.files.selection import absolute
 from strongroom.guestfiles.filesystems import Stream, damage_errors
+from strongroom.guestfiles.reader import DiskReader
 from strongroom.guestfiles.tree import GuestNode, GuestPoint, GuestTree
+from strongroom.image.chunkmap import ChunkMap
 
 __all__ = ["GuestDiff", "diff_guest_live", "diff_guest_points", "find_in_guest"]
 
@@ -46,8 +48,9 @@ class _Contents:
     """Content comparison of guest files (see the module's docstring); counts what it did."""
 
     def __init__(self) -> None:
-        self.by_chunk_ids = 0
-        self.read = 0
+        self.by_chunk_ids = 0  # decided from chunk ids alone
+        self.partly_read = 0  # only the chunks whose ids differ were read
+        self.read = 0  # both copies read through their filesystems
 
     def differs(self, a: Node, b: Node) -> bool:
         if a.kind == SYMLINK:
@@ -57,16 +60,39 @@ class _Contents:
         if a.size != b.size:
             return True
         assert isinstance(a, GuestNode) and isinstance(b, GuestNode)
-        ka, kb = _disk_key(a), _disk_key(b)
-        if ka is not None and ka == kb:
-            self.by_chunk_ids += 1
-            return False
+        la, lb = _layout(a), _layout(b)
+        if la is not None and lb is not None and la[0] == lb[0]:
+            return self._by_chunks(la, lb)
         self.read += 1
         return not _same_stream(_open(a), _open(b))
 
+    def _by_chunks(self, la: _Layout, lb: _Layout) -> bool:
+        """Same places on the disk: compare chunk ids, read only the chunks that differ."""
+        ranges, (ma, size), ra = la
+        _, (mb, _), rb = lb
+        read = False
+        for start, length in ranges:
+            for i in range(start // size, (start + length - 1) // size + 1):
+                if ma.get(i) == mb.get(i):
+                    continue
+                lo, hi = max(start, i * size), min(start + length, (i + 1) * size)
+                read = True
+                if _pread(ra, lo, hi - lo) != _pread(rb, lo, hi - lo):
+                    self.partly_read += 1
+                    return True
+        if read:
+            self.partly_read += 1
+        else:
+            self.by_chunk_ids += 1
+        return False
 
-def _disk_key(node: GuestNode) -> tuple[object, ...] | None:
-    """The file's byte ranges on its disk and the chunk ids under them, or None."""
+
+_Layout = tuple[list[tuple[int, int]], tuple[ChunkMap, int], DiskReader]
+
+
+def _layout(node: GuestNode) -> _Layout | None:
+    """The file's data as byte ranges on its disk (cut at its size), the disk's chunk map
+    and reader; None when the filesystem or the volume cannot say."""
     guest, fs = node.guest, node.fs
     if guest is None or fs is None or node.volume is None:
         return None
@@ -74,15 +100,21 @@ def _disk_key(node: GuestNode) -> tuple[object, ...] | None:
     base = guest.disk_offset(node.volume)
     if runs is None or base is None:
         return None
-    ranges = runs(node.ref[1])
-    if ranges is None:
+    found = runs(node.ref[1])
+    if found is None:
         return None
-    cmap, size = guest.chunk_map(node.disk)
-    ids: list[bytes | None] = []
-    for start, length in ranges:
-        first, last = (base + start) // size, (base + start + max(length, 1) - 1) // size
-        ids.extend(cmap.get(i) for i in range(first, last + 1))
-    return (tuple((base + s, n) for s, n in ranges), tuple(ids))
+    ranges, left = [], node.size
+    for start, length in found:
+        if left <= 0:
+            break
+        ranges.append((base + start, min(length, left)))
+        left -= length
+    return ranges, guest.chunk_map(node.disk), guest.disk_reader(node.disk)
+
+
+def _pread(reader: DiskReader, offset: int, length: int) -> bytes:
+    reader.seek(offset)
+    return reader.read(length)
 
 
 def _open(node: Node) -> Stream:
@@ -107,6 +139,7 @@ class GuestDiff:
     ) -> None:
         self.changes, self.failures = changes, failures
         self.by_chunk_ids, self.read = contents.by_chunk_ids, contents.read
+        self.partly_read = contents.partly_read
 
 
 def diff_guest_points(old: GuestPoint, new: GuestPoint) -> GuestDiff:

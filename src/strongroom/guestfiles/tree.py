@@ -60,6 +60,7 @@ class GuestPoint:
         self._volumes: dict[str, list[Volume]] = {}
         self._fs: dict[tuple[str, str], GuestFS] = {}
         self._maps: dict[str, tuple[ChunkMap, int]] = {}
+        self._readers: dict[str, DiskReader] = {}
 
     def disk_name(self, disk: DiskRecord) -> str:
         return disk.target or "disk" if self.point.manifest.kind == "vm" else "disk"
@@ -73,6 +74,13 @@ class GuestPoint:
             self.vault, cmap, disk.chunk_size, disk.virtual_size,
             name=self.disk_name(disk), stats=self.stats,
         )  # fmt: skip
+
+    def disk_reader(self, name: str) -> DiskReader:
+        """The one cached reader of a disk (its volumes and filesystems read through it)."""
+        got = self._readers.get(name)
+        if got is None:
+            got = self._readers[name] = self.reader(self.disks()[name])
+        return got
 
     def chunk_map(self, name: str) -> tuple[ChunkMap, int]:
         """A disk's chunk map and chunk size (loaded once)."""
@@ -94,7 +102,7 @@ class GuestPoint:
         vols = self._volumes.get(name)
         if vols is None:
             disk = self.disks()[name]
-            fh: Any = self.reader(disk)  # a RawIOBase: the parsers take it as IO[bytes]
+            fh: Any = self.disk_reader(name)  # a RawIOBase: parsers take it as IO[bytes]
             vols = discover(lambda: fh, disk.virtual_size, self.passphrase)
             for vol in vols:
                 self._describe(name, vol)
