@@ -74,7 +74,9 @@ class XfsFs:
         )  # fmt: skip
         if kind == stat.S_IFREG:
             e.size = inode.size
-            if raw.di_format != _LOCAL and inode.size:
+            # as many blocks as the size needs (or more): no holes, no extent list to read
+            whole = raw.di_nblocks * self.block_size >= inode.size
+            if raw.di_format != _LOCAL and inode.size and not whole:
                 e.extents = runs_to_extents(self._runs(inode), self.block_size, inode.size)
         elif kind == stat.S_IFLNK:
             e.target = os.fsencode(inode.link)
