@@ -91,11 +91,11 @@ def _volume_doc(disk: str, vol: Any) -> dict[str, Any]:
 
 
 def _failures(failures: list[tuple[str, str]], notes: list[tuple[str, str]], as_json: bool) -> None:
-    if as_json:
-        return
+    """What could not be read goes to stderr (also with --json: exit 3 says there is some);
+    notes (volumes without a filesystem) only in the human output."""
     for path, reason in failures:
         warn(f"{path}: {reason}")
-    for path, reason in notes:
+    for path, reason in [] if as_json else notes:
         console().print(f"note: {escape(path)}: {reason}", soft_wrap=True)
 
 
