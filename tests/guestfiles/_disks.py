@@ -234,11 +234,11 @@ def loop_file(path: Path) -> Iterator[str]:
 def build_gpt(path: Path, vg: str, work: Path) -> None:
     """GPT: p1 ext4 (every metadata kind); p2 + p3 LVM2 PVs of ``vg`` with a linear ext4 LV
     extended after creation (two segments), a striped ext4 LV and an XFS LV; p4 btrfs with
-    a subvolume."""
+    a subvolume, filled like p1; p5 swap."""
     with open(path, "wb") as f:
         f.truncate(400 * MiB)
     sh("sgdisk", "-n1:1M:+48M", "-c1:root", "-n2:0:+100M", "-t2:8e00", "-n3:0:+100M",
-       "-t3:8e00", "-n4:0:+130M", path)  # fmt: skip
+       "-t3:8e00", "-n4:0:+130M", "-n5:0:+8M", "-t5:8200", path)  # fmt: skip
     data = _fs_image(work / "data.img", 16 * MiB, ("mkfs.ext4", "-q"), "one", work)
     stripe = _fs_image(work / "stripe.img", 16 * MiB, ("mkfs.ext4", "-q"), "one", work)
     xfs = _fs_image(work / "xfs.img", 64 * MiB, ("mkfs.xfs", "-q", "-L", "guestxfs"), "posix",
@@ -260,8 +260,10 @@ def build_gpt(path: Path, vg: str, work: Path) -> None:
                 _write_lv(vg, lv, image, {})
         finally:
             _lvm_down(vg, [p2, p3])
+        sh("mkswap", dev.part(5))  # no filesystem: named as unreadable, left out of walks
         sh("mkfs.btrfs", "-q", "-L", "guestbtrfs", dev.part(4))
         with mounted(dev.part(4), work / "btrfs") as m:
+            fill_posix(m)
             sh("btrfs", "subvolume", "create", m / "home")
             (m / "home" / "user.txt").write_text("in a subvolume\n")
             (m / "top.txt").write_text("top level\n")
@@ -285,6 +287,9 @@ def build_mbr(path: Path, work: Path) -> None:
         sh("mkntfs", "-Q", "-F", "-L", "guestntfs", dev.part(6))
         with mounted(dev.part(6), work / "ntfs", "ntfs-3g") as m:
             fill_plain(m)
+            os.symlink("docs/readme.txt", m / "link")  # ntfs-3g writes an Interix symlink
+            os.link(m / "data.bin", m / "hard")
+            times(m)
         key = work / "luks.key"
         key.write_text(LUKS_PASSPHRASE)
         # No device-mapper to open it through: an ext4 image encrypted offline (cryptsetup
@@ -303,6 +308,27 @@ def build_mbr(path: Path, work: Path) -> None:
         sh("dd", f"if={inner}", f"of={dev.part(7)}", "bs=1M", "conv=fsync")
 
 
+def build_fat(path: Path, bits: int, work: Path) -> None:
+    """FAT12 or FAT32 on the bare disk, filled with mtools: long and short names, nested
+    folders, a read-only file, times kept (``mcopy -m``)."""
+    size = {12: 4 * MiB, 32: 40 * MiB}[bits]
+    per_cluster = {12: "4", 32: "1"}[bits]  # FAT12: < 4085 clusters; FAT32: > 65524
+    sh("mkfs.vfat", "-F", str(bits), "-s", per_cluster, "-n", f"FAT{bits}", "-C", path,
+       str(size // 1024))  # fmt: skip
+    src = work / f"fat{bits}-src"
+    (src / "Long Folder Name" / "deeper").mkdir(parents=True)
+    (src / "Long Folder Name" / "deeper" / "Mixed Case File.txt").write_text("deep\n" * 50)
+    (src / "SHORT.TXT").write_text("an 8.3 name\n")
+    (src / "lower.txt").write_text("lower-case 8.3 name\n")
+    (src / "blob.bin").write_bytes(secrets.token_bytes(300_000))
+    ro = src / "readonly.txt"
+    ro.write_text("read-only\n")
+    times(src)
+    ro.chmod(0o444)
+    sh("mcopy", "-s", "-m", "-i", path, *sorted(src.iterdir()), "::/")
+    sh("mattrib", "-i", path, "+r", "::/readonly.txt")
+
+
 def build_whole(path: Path, work: Path) -> None:
     """ext2 on the bare disk (no partition table), filled without mounting."""
     src = work / "whole-src"
@@ -311,3 +337,24 @@ def build_whole(path: Path, work: Path) -> None:
     with open(path, "wb") as f:
         f.truncate(16 * MiB)
     sh("mkfs.ext2", "-q", "-L", "bare", "-d", src, path)
+
+
+def build_damaged(path: Path, work: Path) -> None:
+    """ext4 on the bare disk with one file's extent header overwritten: ``bad/x.bin``
+    cannot be read, its neighbours can."""
+    src = work / "damaged-src"
+    (src / "good").mkdir(parents=True)
+    (src / "bad").mkdir()
+    (src / "good" / "a.txt").write_text("good\n")
+    (src / "bad" / "x.bin").write_bytes(secrets.token_bytes(50_000))
+    (src / "bad" / "y.txt").write_text("fine\n")
+    with open(path, "wb") as f:
+        f.truncate(16 * MiB)
+    sh("mkfs.ext4", "-q", "-b", "4096", "-d", src, path)
+    found = re.search(r"located at block (\d+), offset (0x[0-9a-f]+)",
+                      sh("debugfs", "-R", "imap /bad/x.bin", path))  # fmt: skip
+    assert found is not None
+    block, offset = int(found[1]), int(found[2], 16)
+    with open(path, "r+b") as f:
+        f.seek(block * 4096 + offset + 0x28)  # i_block: the extent header
+        f.write(b"\xde\xad" * 30)

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import PASSPHRASE
 from tests.image._vm import cli
 
-from ._disks import TOOLS, build_gpt, build_mbr, build_whole
+from ._disks import TOOLS, build_damaged, build_fat, build_gpt, build_mbr, build_whole
 
 
 @dataclass
@@ -37,10 +37,14 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     g = Guest(root, root / "vault", vg="srg" + secrets.token_hex(4))
     work = root / "work"
     work.mkdir()
-    g.disks = {"gpt": root / "gpt.raw", "mbr": root / "mbr.raw", "whole": root / "whole.raw"}
+    names = ("gpt", "mbr", "whole", "fat12", "fat32", "damaged")
+    g.disks = {name: root / f"{name}.raw" for name in names}
     build_gpt(g.disks["gpt"], g.vg, work)
     build_mbr(g.disks["mbr"], work)
     build_whole(g.disks["whole"], work)
+    build_fat(g.disks["fat12"], 12, work)
+    build_fat(g.disks["fat32"], 32, work)
+    build_damaged(g.disks["damaged"], work)
     with _env(g.vault):
         assert cli("init", "--kdf-memory", "1", "--kdf-time", "1").code == 0
         for name, path in g.disks.items():

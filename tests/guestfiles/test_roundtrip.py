@@ -73,8 +73,9 @@ def test_restore_ext4_partition_identical(guest: Guest, tmp_path: Path) -> None:
     assert_same(got, want)
     # every file of a 48 MiB partition (4 MiB of data, ext4's metadata spread over its block
     # groups) restored: each chunk is fetched once (the cache), no chunk per inode; measured
-    # 15 fetches of 1 MiB for 72 reads, 3.96x the bytes used (docs/image-files.md)
-    assert stats.chunk_fetches <= 16 and stats.cache_hits > 4 * stats.chunk_fetches, stats
+    # 15 fetches of 1 MiB for 72 reads, 3.96x the bytes used (docs/image-files.md); finding
+    # the disk's volumes opens each filesystem (LVM, XFS, btrfs): 4 more fetches
+    assert stats.chunk_fetches <= 20 and stats.cache_hits > 3 * stats.chunk_fetches, stats
     assert stats.amplification() < 5, stats.to_dict()
 
 

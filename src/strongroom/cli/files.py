@@ -229,24 +229,31 @@ def restore_files_cmd(
         bool, typer.Option("--dry-run", help="Only say what would be done.")
     ] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Re-read and check each file.")] = False,
+    luks_file: LuksOpt = None,
     source: SourceOpt = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
     no_lock: NoLockOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Restore a files point, or some of it, into a folder."""
+    """Restore a files point, or some of it, into a folder (or files out of an image point:
+    /DISK/VOLUME/PATH)."""
     if on_conflict not in CONFLICT_POLICIES:
         raise CLIError(f"--on-conflict must be one of {', '.join(CONFLICT_POLICIES)}")
     _no_empty(paths or [], "'[PATHS]...'", "leave the paths out to restore all of the point")
     _check_patterns(paths or [], "'[PATHS]...'")
     v = open_vault(vault, password_file, no_lock=no_lock)
+    from strongroom.cli import guest
     from strongroom.files import RestoreOptions, restore_files
 
-    p = _resolve(v, point, source)
     opts = RestoreOptions(target, list(paths or []), on_conflict, dry_run, verify)
-    with _progress(is_tty() and not as_json and not dry_run, "restored") as progress:
-        summary = restore_files(v, p, opts, progress)
+    if (image := guest.image_point(v, point, source)) is not None:
+        p = image
+        summary = guest.restore(v, p, opts, guest.luks_passphrase(luks_file))
+    else:
+        p = _resolve(v, point, source)
+        with _progress(is_tty() and not as_json and not dry_run, "restored") as progress:
+            summary = restore_files(v, p, opts, progress)
     if as_json:
         print_json(summary.to_dict())
     else:
@@ -281,7 +288,7 @@ def ls_cmd(
     v = open_vault(vault, password_file, no_lock=no_lock)
     from strongroom.cli import guest
 
-    if (image := guest.image_point(v, point)) is not None:  # files inside an image point
+    if (image := guest.image_point(v, point, source)) is not None:  # inside an image point
         return guest.ls(v, image, path, long, as_json, guest.luks_passphrase(luks_file))
     from strongroom.files import list_point, long_line, node_doc, shown_path
 
@@ -305,15 +312,24 @@ def ls_cmd(
 def find_cmd(
     pattern: Annotated[str, typer.Argument(help="Glob pattern, e.g. '*.conf' or '/etc/hosts'.")],
     source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
+    point: Annotated[
+        list[str] | None,
+        typer.Option("--point", help="Search inside this VM or disk point (repeatable)."),
+    ] = None,
+    luks_file: LuksOpt = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
     no_lock: NoLockOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find which files points hold paths matching PATTERN."""
+    """Find which files points hold paths matching PATTERN; with --point, search every
+    volume of those VM or disk points (paths /DISK/VOLUME/PATH)."""
     _no_empty([pattern], "'PATTERN'", "give '*' for every path")
     _check_patterns([pattern], "'PATTERN'")
     v = open_vault(vault, password_file, no_lock=no_lock)
+    if point:
+        _find_in_images(v, point, pattern, source, as_json, luks_file)
+        return
     from strongroom.files import find_in_points, node_doc, shown_path
 
     with v.read_lock():
@@ -336,6 +352,24 @@ def find_cmd(
         console().print("no match")
 
 
+def _find_in_images(
+    v: Vault, specs: list[str], pattern: str, source: str | None, as_json: bool, luks: Path | None
+) -> None:
+    from strongroom.cli import guest
+
+    points = []
+    for spec in specs:
+        p = guest.image_point(v, spec, source)
+        if p is None:
+            raise CLIError(
+                f"{spec}: not a VM or disk point (find searches files points without --point)"
+            )
+        points.append(p)
+    code = guest.find(v, points, pattern, as_json, guest.luks_passphrase(luks))
+    if code:
+        raise typer.Exit(code)
+
+
 def diff_cmd(
     point: Annotated[str, typer.Argument(help="Point id, unique prefix or 'latest'.")],
     point2: Annotated[
@@ -344,18 +378,27 @@ def diff_cmd(
     live: Annotated[
         str | None, typer.Option("--live", help="Compare POINT's copy of PATH with PATH now.")
     ] = None,
+    luks_file: LuksOpt = None,
     source: SourceOpt = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
     no_lock: NoLockOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """What changed: between two points, or between a point and the live files."""
-    if live is not None and point2 is not None:
-        raise CLIError("give either a second point or --live, not both")
+    """What changed: between two points, or between a point and the live files.  For VM and
+    disk points: diff POINT1 POINT2, or diff POINT /DISK/VOLUME/PATH --live DIR."""
     if live is not None:
         _no_empty([live], "'--live'", "give . for the current folder")
     v = open_vault(vault, password_file, no_lock=no_lock)
+    from strongroom.cli import guest
+
+    if (image := guest.image_point(v, point, source)) is not None:
+        code = _diff_images(v, image, point2, live, source, as_json, luks_file)
+        if code:
+            raise typer.Exit(code)
+        return
+    if live is not None and point2 is not None:
+        raise CLIError("give either a second point or --live, not both")
     from strongroom.files import diff_live, diff_points, shown_path
 
     p = _resolve(v, point, source)
@@ -378,3 +421,26 @@ def diff_cmd(
         shown = escape(shown_path(c.path))
         console().print(f"{_DIFF_MARKS[c.change]} {shown}{extra}", soft_wrap=True)
     console().print(f"{len(changes)} change(s)")
+
+
+def _diff_images(
+    v: Vault,
+    p: RecoveryPoint,
+    second: str | None,
+    live: str | None,
+    source: str | None,
+    as_json: bool,
+    luks_file: Path | None,
+) -> int:
+    from strongroom.cli import guest
+
+    luks = guest.luks_passphrase(luks_file)
+    if live is not None:
+        return guest.diff_live(v, p, second, live, as_json, luks)
+    if second is not None:
+        old, new = p, guest.image_point(v, second, source) or v.resolve_point(second)
+    elif p.manifest.parent:
+        old, new = v.resolve_point(p.manifest.parent), p
+    else:
+        raise CLIError(f"point {p.short_id} has no parent: give a second point or --live")
+    return guest.diff(v, old, new, as_json, luks)

@@ -1,5 +1,5 @@
-"""``ls`` and ``restore files`` on VM and disk points (files inside image points): called from
-:mod:`strongroom.cli.files` when the point is an image point."""
+"""``ls``, ``find``, ``diff`` and ``restore files`` on VM and disk points (files inside image
+points): called from :mod:`strongroom.cli.files` when the point is an image point."""
 
 from __future__ import annotations
 
@@ -10,18 +10,28 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from strongroom.cli.options import CLIError
-from strongroom.cli.output import print_json
+from strongroom.cli.output import console, escape, print_json, warn
 
 if TYPE_CHECKING:
+    from strongroom.files import RestoreOptions
     from strongroom.vault import RecoveryPoint, Vault
 
 IMAGE_KINDS = ("vm", "disk")
+EXIT_PARTIAL = 3
+_DIFF_MARKS = {"added": "+", "removed": "-", "modified": "M", "metadata": "U", "type": "T"}
 
 
-def image_point(v: Vault, spec: str) -> RecoveryPoint | None:
-    """The point ``spec`` names if it is a VM or disk point (``latest`` stays a files one)."""
+def image_point(v: Vault, spec: str, source: str | None = None) -> RecoveryPoint | None:
+    """The point ``spec`` names if it is a VM or disk point.  ``latest`` is the newest VM or
+    disk point of ``--source`` (a VM's name, a disk's path) when there is one, else it stays
+    the files engine's (the newest files point)."""
     if spec == "latest":
-        return None
+        if source is None:
+            return None
+        found = [
+            p for p in v.points() if p.manifest.source == source and p.manifest.kind in IMAGE_KINDS
+        ]
+        return found[-1] if found else None
     p = v.resolve_point(spec)
     return p if p.manifest.kind in IMAGE_KINDS else None
 
@@ -78,3 +88,107 @@ def _volume_doc(disk: str, vol: Any) -> dict[str, Any]:
         "size": vol.size,
         "error": vol.error,
     }
+
+
+def _failures(failures: list[tuple[str, str]], notes: list[tuple[str, str]], as_json: bool) -> None:
+    """What could not be read goes to stderr (also with --json: exit 3 says there is some);
+    notes (volumes without a filesystem) only in the human output."""
+    for path, reason in failures:
+        warn(f"{path}: {reason}")
+    for path, reason in [] if as_json else notes:
+        console().print(f"note: {escape(path)}: {reason}", soft_wrap=True)
+
+
+def restore(v: Vault, p: RecoveryPoint, opts: RestoreOptions, luks: bytes | None) -> Any:
+    """``restore files`` from an image point (the files engine's options and summary)."""
+    from strongroom.guestfiles.restore import restore_guest_files
+    from strongroom.guestfiles.tree import GuestPoint
+
+    return restore_guest_files(GuestPoint(v, p, luks), opts)
+
+
+def find(
+    v: Vault, points: list[RecoveryPoint], pattern: str, as_json: bool, luks: bytes | None
+) -> int:
+    """``find PATTERN --point P...``: every volume of every disk of the points."""
+    from strongroom.files import node_doc, shown_path
+    from strongroom.guestfiles.browse import find_in_guest
+    from strongroom.guestfiles.tree import GuestPoint, GuestTree
+
+    docs: list[dict[str, Any]] = []
+    failures: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
+    with v.read_lock():
+        for p in points:
+            trees = GuestTree(GuestPoint(v, p, luks), strict=False)
+            for path, node in find_in_guest(trees, pattern):
+                doc = {"point": p.point_id, "time": p.manifest.time, **node_doc(path, node)}
+                docs.append(doc)
+                if not as_json:
+                    when = p.manifest.time[:19].replace("T", " ")
+                    console().print(
+                        f"{p.short_id}  {when}  {node.size:>12}  {escape(shown_path(path))}",
+                        soft_wrap=True,
+                    )
+            failures += [(f"{p.short_id}:{path}", why) for path, why in trees.failures]
+            notes += [(f"{p.short_id}:{path}", why) for path, why in trees.notes]
+    if as_json:
+        print_json(docs)
+    elif not docs:
+        console().print("no match")
+    _failures(failures, notes, as_json)
+    return EXIT_PARTIAL if failures else 0
+
+
+def diff(
+    v: Vault,
+    old: RecoveryPoint,
+    new: RecoveryPoint,
+    as_json: bool,
+    luks: bytes | None,
+) -> int:
+    """``diff POINT1 POINT2`` between two image points, file by file."""
+    from strongroom.guestfiles.browse import diff_guest_points
+    from strongroom.guestfiles.tree import GuestPoint
+
+    if old.manifest.kind not in IMAGE_KINDS or new.manifest.kind not in IMAGE_KINDS:
+        raise CLIError("diff compares two image points or two files points, not one of each")
+    with v.read_lock():
+        result = diff_guest_points(GuestPoint(v, old, luks), GuestPoint(v, new, luks))
+    if as_json:
+        print_json([c.to_dict() for c in result.changes])
+    else:
+        _print_changes(result.changes)
+    _failures(result.failures, [], as_json)
+    return EXIT_PARTIAL if result.failures else 0
+
+
+def diff_live(
+    v: Vault, p: RecoveryPoint, inside: str | None, live: str, as_json: bool, luks: bytes | None
+) -> int:
+    """``diff POINT /DISK/VOLUME/PATH --live DIR``."""
+    from strongroom.guestfiles.browse import diff_guest_live
+    from strongroom.guestfiles.tree import GuestPoint
+
+    if inside is None:
+        raise CLIError(
+            "with an image point, --live needs the path inside the point to compare: "
+            "diff POINT /DISK/VOLUME/PATH --live DIR"
+        )
+    with v.read_lock():
+        changes = diff_guest_live(GuestPoint(v, p, luks), inside, live)
+    if as_json:
+        print_json([c.to_dict() for c in changes])
+    else:
+        _print_changes(changes)
+    return 0
+
+
+def _print_changes(changes: list[Any]) -> None:
+    from strongroom.files import shown_path
+
+    for c in changes:
+        extra = f"  ({', '.join(c.fields)})" if c.fields else ""
+        shown = escape(shown_path(c.path))
+        console().print(f"{_DIFF_MARKS[c.change]} {shown}{extra}", soft_wrap=True)
+    console().print(f"{len(changes)} change(s)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any, Final, Protocol
@@ -21,6 +22,7 @@ __all__ = ["FsEntry", "GuestFS", "open_fs", "probe"]
 
 Stream = IO[bytes]
 # Reported for a filesystem strongroom cannot read: where to go instead.
+NO_FILESYSTEM: Final = "no filesystem strongroom can read"
 NBD_HINT: Final = "export the disk with `strongroom serve` and mount it with a tool that can"
 
 
@@ -77,14 +79,56 @@ def probe(fh: Stream) -> str:
     return ""
 
 
+_DISSECT_ERRORS: Final = tuple(
+    f"dissect.{name}.exceptions" for name in ("extfs", "xfs", "btrfs", "fat", "ntfs", "util")
+)
+
+
+def damage_errors() -> tuple[type[BaseException], ...]:
+    """What the parsers raise on structures that do not hold together (a damaged or
+    truncated filesystem): caught per directory and per file, reported with the path.
+    Only the parsers already loaded can have raised (importing all of dissect costs 0.6 s)."""
+    loaded = [sys.modules.get(name) for name in _DISSECT_ERRORS]
+    dissect = tuple(m.Error for m in loaded if m is not None and hasattr(m, "Error"))
+    return (
+        GuestFilesError, EOFError, ValueError, KeyError, IndexError, struct.error,
+        NotImplementedError, UnicodeError, OSError, *dissect,
+    )  # fmt: skip
+
+
 def open_fs(fh: Stream, where: str) -> GuestFS:
     kind = probe(fh)
     fh.seek(0)
+    if not kind:
+        raise GuestFilesError(f"{where}: {NO_FILESYSTEM}; {NBD_HINT}")
+    try:
+        return _open(fh, kind)
+    except damage_errors() as exc:
+        raise GuestFilesError(f"{where}: damaged {kind} filesystem ({exc}); {NBD_HINT}") from None
+
+
+def _open(fh: Stream, kind: str) -> GuestFS:
     if kind in ("ext4", "ext2/3"):
         return ExtFs(fh, kind)
-    if not kind:
-        raise GuestFilesError(f"{where}: no filesystem strongroom can read; {NBD_HINT}")
-    raise GuestFilesError(f"{where}: {kind} is not readable by strongroom yet; {NBD_HINT}")
+    if kind == "xfs":
+        from strongroom.guestfiles.xfs import XfsFs
+
+        return XfsFs(fh)
+    if kind == "btrfs":
+        from strongroom.guestfiles.btrfs import BtrfsFs
+
+        return BtrfsFs(fh)
+    if kind == "exfat":
+        from strongroom.guestfiles.fat import ExfatFs
+
+        return ExfatFs(fh)
+    if kind == "ntfs":
+        from strongroom.guestfiles.ntfs import NtfsFs
+
+        return NtfsFs(fh)
+    from strongroom.guestfiles.fat import FatFs
+
+    return FatFs(fh, kind)
 
 
 def _fs(text: str) -> bytes:
@@ -151,15 +195,38 @@ class ExtFs:
         e.xattrs = tuple(sorted(_ext_xattrs(inode.xattr)))
         return e
 
+    def volume_runs(self, entry: FsEntry) -> list[tuple[int, int]] | None:
+        """Where a file's data lies in the volume (None: inline, or not a file)."""
+        inode = entry.handle
+        if entry.kind != stat.S_IFREG or inode.inode.i_flags & 0x10000000:
+            return None
+        return byte_runs(inode.dataruns(), self.block_size)
+
     def _extents(self, inode: Any) -> list[tuple[int, int]] | None:
         """Byte extents of the data (None: no holes); inline data has none."""
-        if inode.size == 0 or inode.inode.i_flags & 0x10000000:  # EXT4_INLINE_DATA_FL
+        raw = inode.inode
+        if inode.size == 0 or raw.i_flags & 0x10000000:  # EXT4_INLINE_DATA_FL
             return None
+        # Allocated at least the size's blocks: no holes, and no need to parse the block
+        # map for a listing (i_blocks counts 512-byte sectors unless EXT4_HUGE_FILE_FL).
+        sectors = raw.i_blocks_lo | (raw.i_blocks_high << 32)
+        unit = self.block_size if raw.i_flags & 0x40000 else 512
+        if sectors * unit >= -(-inode.size // self.block_size) * self.block_size:
+            return None
+        from dissect.extfs.exceptions import Error as ExtError
+
         try:
             runs = inode.dataruns()
-        except (EOFError, ValueError) as exc:
-            raise GuestFilesError(f"inode {inode.inum}: damaged block map ({exc})") from None
+        except (EOFError, ValueError, ExtError):
+            return None  # a damaged block map: listed, and reading the file reports it
         return runs_to_extents(runs, self.block_size, inode.size)
+
+
+def byte_runs(
+    runs: Iterable[tuple[int | None, int]], unit: int, base: int = 0
+) -> list[tuple[int, int]]:
+    """Block runs (start, count; None or 0 for a hole) -> byte ranges in the volume."""
+    return [(base + start * unit, count * unit) for start, count in runs if start]
 
 
 def runs_to_extents(

@@ -26,6 +26,7 @@ from strongroom.files.nodes import DIR, FIFO, FILE, SYMLINK, TEMP_PREFIX
 from strongroom.files.plan import CREATE, KEEP_BOTH, REPLACE, SKIP_META, Entry, Planner
 from strongroom.files.restore import RestoreOptions, RestoreSummary
 from strongroom.files.target import has_entries, prepare_target, remove_stale_temps, target_lock
+from strongroom.guestfiles.filesystems import damage_errors
 from strongroom.guestfiles.tree import GuestNode, GuestPoint, GuestTree
 
 __all__ = ["restore_guest_files"]
@@ -96,7 +97,7 @@ class _Writer:
             digest = self._copy(node, fd)
             os.ftruncate(fd, node.size)
             apply_metadata(fd, node, as_root=self.as_root, issue=self.issue(e))
-        except (GuestFilesError, OSError, EOFError, ValueError) as exc:
+        except damage_errors() as exc:  # OSError among them
             os.close(fd)
             os.unlink(tmp)
             self.fail(e, f"cannot read it from the image: {exc}")
@@ -190,10 +191,11 @@ def restore_guest_files(guest: GuestPoint, opts: RestoreOptions) -> RestoreSumma
     with target_lock(target, opts.dry_run), vault.read_lock():
         if not opts.dry_run:
             remove_stale_temps(target, summary.errors)
-        trees = GuestTree(guest)
+        trees = GuestTree(guest, strict=False)
         probe = has_entries(target) or opts.dry_run
         planner = Planner(trees, target, opts.on_conflict, suffix, probe)
         plan = planner.build(trees.root(), opts.selectors)
+        summary.errors.extend(trees.failures)
         summary.errors.extend(plan.errors)
         summary.skipped.extend(_show(e.dest) for e in plan.skipped)
         if opts.dry_run:
@@ -204,18 +206,36 @@ def restore_guest_files(guest: GuestPoint, opts: RestoreOptions) -> RestoreSumma
     return summary
 
 
+def _disk_order(e: Entry) -> int:
+    """Where a file's data starts in its volume (0 when the filesystem cannot say)."""
+    node = e.node
+    assert isinstance(node, GuestNode) and node.fs is not None
+    runs = getattr(node.fs, "volume_runs", None)
+    try:
+        found = runs(node.ref[1]) if runs is not None else None
+    except damage_errors():
+        return 0  # reading it reports the damage
+    return found[0][0] if found else 0
+
+
 def _run(entries: list[Entry], opts: RestoreOptions, target: bytes, s: RestoreSummary) -> None:
+    """Folders first (parents before children), then files in the order their data lies
+    on the disk, so the reader's cache and read-ahead serve neighbours instead of fetching
+    the chunks they share again; hard links last."""
     w = _Writer(opts, s)
-    links = []
+    links, files = [], []
     for e in entries:
         if e.node.kind == DIR:
             w.directory(e)
         elif e.node.kind == FILE and e.link_to is not None:
             links.append(e)
         elif e.node.kind == FILE:
-            w.file(e)
+            files.append(e)
         else:
             w.special(e)
+    files.sort(key=_disk_order)
+    for e in files:
+        w.file(e)
     w.commit(target)
     for e in links:
         w.link(e)
