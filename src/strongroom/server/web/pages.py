@@ -62,7 +62,9 @@ def table(caption: str, heads: Sequence[str], rows: Iterable[str], empty: str) -
     body = "".join(rows) or f'<tr><td colspan="{len(heads)}">{e(empty)}</td></tr>'
     head = "".join(f'<th scope="col">{e(h)}</th>' for h in heads)
     return (
-        f'<div class="scroll"><table><caption>{e(caption)}</caption>'
+        # a focusable region: a keyboard user can scroll a table wider than a phone
+        f'<div class="scroll" role="region" tabindex="0" aria-label="{e(caption)}">'
+        f"<table><caption>{e(caption)}</caption>"
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 
