@@ -6,7 +6,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from tests.web.conftest import Dash, Tab, api
+from tests.web.conftest import PASSWORDS, Dash, Tab, api
 
 REPO = Path(__file__).resolve().parents[2]
 RED = "rgb(198, 40, 40)"
@@ -49,7 +49,13 @@ def test_login_sets_a_strict_httponly_session_and_logout_ends_it(tab: Tab, dash:
     tab.page.get_by_role("button", name="Log in").click()
     assert "wrong user name or password" in tab.page.locator("[role=alert]").inner_text()
     tab.errors.clear()  # the 401 of the refused login is logged by the browser
-    tab.login("alice")
+    # keyboard only: the user field has the focus, Tab to the password, Enter submits
+    tab.page.get_by_label("User name").fill("")
+    tab.page.keyboard.type("alice")
+    tab.page.keyboard.press("Tab")
+    tab.page.keyboard.type(PASSWORDS["alice"])
+    tab.page.keyboard.press("Enter")
+    tab.page.wait_for_url(dash.url + "/")
     cookie = next(c for c in tab.page.context.cookies() if c["name"] == "sr_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert not cookie["secure"]  # plain http on loopback; Secure is set under TLS

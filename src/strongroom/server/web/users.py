@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _HASHER = PasswordHasher()  # argon2id with the library's current defaults
 _DUMMY = _HASHER.hash("not a password")
 """Verified against for unknown users, so a login takes as long whether the user exists."""
+_HASHING = threading.BoundedSemaphore(2)
+"""Each hash takes 64 MiB and tens of milliseconds: a flood of logins waits here instead of
+filling the server's memory from every worker thread at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +41,8 @@ def add_user(catalog: Catalog, name: str, role: str, password: str, by: str) -> 
         raise ApiError(400, f"unknown role {role!r}: one of {', '.join(USER_ROLES)}")
     if not 8 <= len(password) <= MAX_PASSWORD:
         raise ApiError(400, f"the password must be 8 to {MAX_PASSWORD} characters")
-    hashed = _HASHER.hash(password)
+    with _HASHING:
+        hashed = _HASHER.hash(password)
     with catalog.tx() as db:
         cur = db.execute(
             "INSERT INTO users VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -53,7 +58,8 @@ def login(catalog: Catalog, name: str, password: str) -> tuple[str, Session]:
         row = db.execute("SELECT role, password FROM users WHERE name = ?", (name,)).fetchone()
     stored = str(row[1]) if row else _DUMMY
     try:
-        _HASHER.verify(stored, password[:MAX_PASSWORD])
+        with _HASHING:
+            _HASHER.verify(stored, password[:MAX_PASSWORD])
     except (VerificationError, InvalidHashError):
         row = None
     if row is None:
