@@ -21,6 +21,7 @@ def test_every_page_at_desktop_and_phone_width_without_console_errors(tab: Tab, 
         "jobs-filtered": "/ui/jobs?item=site&state=failed",
         "job": f"/ui/jobs/{dash.failed_job}",
         "tokens": "/ui/tokens",
+        "audit": "/ui/audit",
     }
     for width, height, suffix in ((1280, 800, ""), (390, 844, "-phone")):
         tab.page.set_viewport_size({"width": width, "height": height})
@@ -38,6 +39,8 @@ def test_every_page_at_desktop_and_phone_width_without_console_errors(tab: Tab, 
     )
     tab.go(f"/ui/jobs/{dash.failed_job}")
     assert "disk full" in tab.page.locator("ol.log").inner_text()
+    tab.go("/ui/audit")  # the dashboard's own login is audited, with the user's name
+    assert "user alice" in tab.page.locator("table").inner_text()
     assert tab.errors == []
 
 
@@ -126,6 +129,7 @@ def test_a_viewer_changes_nothing(tab: Tab, dash: Dash) -> None:
         reply = tab.page.request.post(dash.url + path, headers={"X-CSRF-Token": csrf})
         assert reply.status == 403, path
     assert tab.page.request.get(dash.url + "/ui/tokens").status == 403
+    assert tab.page.request.get(dash.url + "/ui/audit").status == 403
     assert dash.ok("GET", f"/v1/jobs/{job}")["state"] == "queued"
     tokens = dash.ok("GET", "/v1/tokens")["tokens"]
     assert not any(t["label"] == "forged" or t["revoked"] for t in tokens if t["role"] == "admin")

@@ -32,7 +32,7 @@ def layout(title: str, body: str, who: Session | None, current: str = "") -> str
     if who is not None:
         links = [("/", "Overview"), ("/ui/items", "Items"), ("/ui/jobs", "Jobs")]
         if who.role == "admin":
-            links.append(("/ui/tokens", "Tokens"))
+            links += [("/ui/tokens", "Tokens"), ("/ui/audit", "Audit log")]
         here = ' aria-current="page"'
         items = "".join(
             f'<li><a href="{h}"{here if h == current else ""}>{t}</a></li>' for h, t in links
@@ -263,3 +263,20 @@ def tokens_page(who: Session, tokens: list[dict[str, Any]], revealed: str = "") 
         who,
         "/ui/tokens",
     )
+
+
+def audit_page(who: Session, entries: list[dict[str, Any]]) -> str:
+    def row(a: dict[str, Any]) -> str:
+        status = int(a["status"])
+        state = "ok" if status < 400 else "failed"
+        return (
+            f"<tr><td>{when(a['time'])}</td><td>{e(a['method'])}</td><td>{e(a['action'])}</td>"
+            f"<td>{e(a.get('vault'))}</td><td>{e(a.get('target'))}</td>"
+            f"<td>{e(a.get('token'))}</td><td>{e(a.get('role'))}</td><td>{e(a.get('client'))}</td>"
+            f'<td><span class="badge s-{state}">{status}</span></td><td>{e(a["detail"])}</td></tr>'
+        )
+
+    heads = ["Time", "Method", "Action", "Vault", "Target", "Token", "Role", "Client"]
+    heads += ["Status", "Detail"]
+    body = table("Newest entries first", heads, map(row, entries), "No entries.")
+    return layout("Audit log", body, who, "/ui/audit")

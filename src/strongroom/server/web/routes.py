@@ -26,6 +26,7 @@ DAY = 86400.0
 JobId = Annotated[int, Path(ge=1, le=2**62)]
 STATIC = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
 WRITERS = ("admin", "operator")
+AUDIT_ROWS = 200
 
 
 class UserBody(BaseModel):
@@ -186,6 +187,14 @@ def _token_routes(app: FastAPI, server: Server) -> None:
     async def tokens(request: Request) -> Response:
         async def build(who: Session) -> Response:
             return html(pages.tokens_page(who, await run_in_threadpool(listing)))
+
+        return await frame.page(server, request, build, ("admin",))
+
+    @app.get("/ui/audit", include_in_schema=False)
+    async def audit(request: Request) -> Response:
+        async def build(who: Session) -> Response:
+            rows = await run_in_threadpool(server.catalog.audit_log, AUDIT_ROWS)
+            return html(pages.audit_page(who, [a.to_dict() for a in reversed(rows)]))
 
         return await frame.page(server, request, build, ("admin",))
 
