@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
+
+from playwright.sync_api import expect
 
 from tests.web.conftest import PASSWORDS, Dash, Tab, api
 
@@ -178,3 +181,31 @@ def test_users_are_stored_with_argon2id(dash: Dash) -> None:
 
 def _admin_token_id(dash: Dash) -> str:
     return dash.admin.split("_")[1]
+
+
+def test_back_up_now_and_watch_the_progress_reach_100(tab: Tab, dash: Dash) -> None:
+    """An operator starts a backup from the browser; an agent (its token, over the API) claims
+    it and reports progress; the job's page follows it to 100 % and the item turns green."""
+    agent = dash.ok("POST", "/v1/agent/register", {"name": "m2"})["token"]
+    item = {"name": "web", "kind": "files", "machine": "m2", "targets": ["/web"]}
+    dash.ok("POST", "/v1/items", {**item, "policy": "nightly"})
+    tab.login("olga")
+    tab.go("/ui/items")
+    tab.page.locator("tr[data-item=web]").get_by_role("button", name="Back up now").click()
+    tab.page.wait_for_url(re.compile(r".*/ui/jobs/\d+$"))
+    job_id = int(tab.page.url.rsplit("/", 1)[1])
+    status, work = api(dash.url, agent, "GET", "/v1/agent/jobs")
+    assert status == 200 and work["job"] == job_id
+    progress = {"percent": 40, "bytes_read": 4096, "log": ["reading /web"]}
+    assert api(dash.url, agent, "POST", f"/v1/agent/jobs/{job_id}/progress", progress)[0] == 200
+    pct = tab.page.locator(".facts .pct")
+    expect(pct).to_have_text("40 %", timeout=15_000)  # the page refreshes itself
+    tab.shot("job-running")
+    result = {"state": "succeeded", "bytes_read": 8192, "files": 3, "log": ["done"]}
+    assert api(dash.url, agent, "POST", f"/v1/agent/jobs/{job_id}/result", result)[0] == 200
+    expect(pct).to_have_text("100 %", timeout=15_000)
+    assert tab.page.locator(".facts .badge").inner_text() == "succeeded"
+    tab.shot("job-succeeded")
+    tab.go("/")
+    assert tab.page.locator("tr[data-item=web] .badge").inner_text() == "ok"
+    assert tab.errors == []

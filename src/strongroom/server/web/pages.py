@@ -186,6 +186,17 @@ def jobs_page(
     return layout("Jobs", filters + _jobs_table(jobs, "Jobs, newest first"), who, "/ui/jobs")
 
 
+def _progress(job: dict[str, Any]) -> str:
+    pct = 100.0 if job["state"] == "succeeded" else job.get("percent")
+    if not isinstance(pct, int | float):
+        return "-"
+    pct = min(max(float(pct), 0.0), 100.0)
+    return (
+        f'<progress max="100" value="{pct:.0f}" aria-label="Progress"></progress> '
+        f'<span class="pct">{pct:.0f} %</span>'
+    )
+
+
 def job_page(who: Session, job: dict[str, Any], log: list[dict[str, Any]]) -> str:
     facts = "".join(
         f"<dt>{e(k)}</dt><dd>{v}</dd>"
@@ -197,6 +208,7 @@ def job_page(who: Session, job: dict[str, Any], log: list[dict[str, Any]]) -> st
             ("Created", when(job.get("created"))),
             ("Started", when(job.get("started"))),
             ("Finished", when(job.get("finished"))),
+            ("Progress", _progress(job)),
             ("Bytes read", e(job.get("bytes_read"))),
             ("Bytes added", e(job.get("bytes_added"))),
             ("Point", e(job.get("point"))),
