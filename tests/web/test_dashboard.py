@@ -209,3 +209,20 @@ def test_back_up_now_and_watch_the_progress_reach_100(tab: Tab, dash: Dash) -> N
     tab.go("/")
     assert tab.page.locator("tr[data-item=web] .badge").inner_text() == "ok"
     assert tab.errors == []
+
+
+def test_failed_logins_slow_down_that_name_from_that_client(tab: Tab, dash: Dash) -> None:
+    body = {"name": "tess", "role": "viewer", "password": "tess's password"}
+    dash.ok("POST", "/v1/users", body)
+
+    def attempt(user: str, password: str) -> int:
+        tab.go("/ui/login")
+        nonce = tab.page.locator("input[name=csrf]").get_attribute("value")
+        form = {"csrf": nonce or "", "user": user, "password": password}
+        reply = tab.page.request.post(dash.url + "/ui/login", form=form, max_redirects=0)
+        status: int = reply.status
+        return status
+
+    assert [attempt("tess", "guess") for _ in range(5)] == [401] * 5
+    assert attempt("tess", "tess's password") == 429  # even the right one, for now
+    assert attempt("vic", PASSWORDS["vic"]) == 303  # other users are not locked out

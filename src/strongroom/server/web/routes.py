@@ -20,6 +20,7 @@ from strongroom.server.control.routes import _body, _parse
 from strongroom.server.scoping import check_sources
 from strongroom.server.web import frame, pages, users
 from strongroom.server.web.frame import Form, html, redirect
+from strongroom.server.web.throttle import LoginThrottle
 from strongroom.server.web.users import Session
 
 DAY = 86400.0
@@ -67,6 +68,8 @@ def _user_api(app: FastAPI, server: Server) -> None:
 
 
 def _login_routes(app: FastAPI, server: Server) -> None:
+    throttle = LoginThrottle()
+
     def form_page(request: Request, error: str = "", status: int = 200) -> Response:
         nonce = secrets.token_urlsafe(24)  # login CSRF: a double-submitted cookie
         response = html(pages.login_page(nonce, error), status)
@@ -89,13 +92,20 @@ def _login_routes(app: FastAPI, server: Server) -> None:
         name = form.get("user", "")[:64]
         if not nonce or not secrets.compare_digest(nonce, form.get(frame.CSRF_FIELD, "")):
             return form_page(request, "The form had expired: please log in again.", 403)
+        client = request.client.host if request.client else ""
+        wait = throttle.wait(name, client)
+        if wait > 0:
+            await run_in_threadpool(frame.audit, server, request, "ui-login", name, None, 429)
+            return form_page(request, f"Too many failed logins: try again in {wait:.0f} s.", 429)
         try:
             sid, who = await run_in_threadpool(
                 users.login, server.catalog, name, form.get("password", "")
             )
         except ApiError as exc:
+            throttle.failed(name, client)
             await run_in_threadpool(frame.audit, server, request, "ui-login", name, None, 401)
             return form_page(request, exc.reason, 401)
+        throttle.succeeded(name, client)
         await run_in_threadpool(frame.audit, server, request, "ui-login", name, who.role, 303)
         response = redirect("/")
         frame.set_cookie(request, response, frame.SESSION_COOKIE, sid, "/")
