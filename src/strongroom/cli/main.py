@@ -32,6 +32,7 @@ from strongroom.cli import (
     copying,
     globalopts,
     server_cmds,
+    user_cmds,
     vault_cmds,
 )
 from strongroom.cli import files as files_cmds
@@ -72,6 +73,7 @@ server_cmds.register(app)
 instant_cmds.register(app)
 agent_cmds.register(app)
 control_cmds.register(app)
+user_cmds.register(app)
 app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
 app.add_typer(

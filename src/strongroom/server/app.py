@@ -198,7 +198,10 @@ def create_app(server: Server) -> FastAPI:
     routes.add_approval_routes(app, server)
     from strongroom.server.control import routes as control_routes
 
-    control_routes.install(app, server)
+    plane = control_routes.install(app, server)
+    from strongroom.server.web import routes as web_routes
+
+    web_routes.install(app, server, plane)
     return app
 
 

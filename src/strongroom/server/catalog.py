@@ -20,9 +20,10 @@ from pathlib import Path
 
 from strongroom.errors import ServerError
 from strongroom.server.control.schema import SCHEMA_3
+from strongroom.server.web.schema import SCHEMA_4
 
 CATALOG_FILE = "catalog.sqlite"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS approvals (
     created REAL NOT NULL, decided_by TEXT, decided REAL, state TEXT NOT NULL);
 """
 # Each version's tables, in order: a catalog of version N gets the scripts after its own.
-_MIGRATIONS = (_SCHEMA, _SCHEMA_2, SCHEMA_3)
+_MIGRATIONS = (_SCHEMA, _SCHEMA_2, SCHEMA_3, SCHEMA_4)
 
 
 @dataclass(frozen=True, slots=True)

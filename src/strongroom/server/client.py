@@ -46,6 +46,11 @@ class AdminClient:
     def revoke(self, token_id: str) -> None:
         self._call("DELETE", f"/v1/tokens/{quote(token_id, safe='')}", f"revoke {token_id}")
 
+    def add_user(self, name: str, role: str, password: str) -> dict[str, Any]:
+        body = {"name": name, "role": role, "password": password}
+        result: dict[str, Any] = self._call("POST", "/v1/users", f"add user {name}", body)
+        return result
+
     def approvals(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/v1/approvals", "list approval requests")["approvals"])
 

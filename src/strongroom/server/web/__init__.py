@@ -1,0 +1,1 @@
+"""The web dashboard: users, sessions, CSRF, and the pages served at ``/``."""

@@ -1,0 +1,26 @@
+// strongroom dashboard: small progressive enhancements; every page works without them.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  // copy the one-time token to the clipboard
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    button.addEventListener("click", () => {
+      const source = document.getElementById(button.dataset.copy);
+      if (source && navigator.clipboard) {
+        navigator.clipboard.writeText(source.textContent || "").then(
+          () => { button.textContent = "Copied"; },
+          () => { button.textContent = "Select and copy the token"; },
+        );
+      }
+    });
+  }
+  // a queued or running job's page refreshes itself until the job is over
+  if (document.querySelector("[data-live]")) {
+    // ...unless the user is on a control (a reload would take their focus away)
+    window.setInterval(() => {
+      if (document.activeElement === document.body || document.activeElement === null) {
+        window.location.reload();
+      }
+    }, 3000);
+  }
+});
