@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from strongroom.errors import ObjectNotFound, PermanentStorageError
@@ -23,6 +24,7 @@ from strongroom.server.approvals import days, settings_of
 from strongroom.server.auth import DAY, ApiError
 from strongroom.server.catalog import Approval, Catalog, TokenRow
 from strongroom.server.scoping import Scope
+from strongroom.server.upload import StoreStream
 from strongroom.storage.backend import Backend, ObjectInfo
 from strongroom.storage.names import check_name, check_prefix, content_digest
 
@@ -103,17 +105,52 @@ class VaultGateway:
 
     # --- writes ----------------------------------------------------------------------------
 
-    def put(self, token: TokenRow, name: str, data: bytes, source: str | None = None) -> bool:
-        """Store ``data`` under ``name``; True if created, False if it was there already.
-        ``source`` is the source a point is committed for (required for new points)."""
+    def check_put(self, token: TokenRow, name: str, source: str | None) -> Kind:
+        """Refuse a put the token may not make, before its body is read."""
         kind = kind_of(name)
         if token.role not in kind.create:
             what = f"a {token.role} token cannot write {kind.name} objects"
             raise ApiError(403, what, "forbidden")
-        if kind.content_named and content_digest(data).hex() != name.rpartition("/")[2]:
-            raise ApiError(400, f"the bytes sent for {name} do not hash to its name")
         if kind.name == "points" and source is not None:
             self.scope.check_point_put(token, name, source)
+        return kind
+
+    def open_stream(self, kind: Kind) -> StoreStream | None:
+        """A piece-by-piece writer for a pack, where the backend has one (local folders)."""
+        opener = getattr(self.backend, "open_stream", None)
+        if kind.name != "data" or opener is None:
+            return None
+        stream: StoreStream = opener("data")
+        return stream
+
+    def put(self, token: TokenRow, name: str, data: bytes, source: str | None = None) -> bool:
+        """Store ``data`` under ``name``; True if created, False if it was there already.
+        ``source`` is the source a point is committed for (required for new points)."""
+        kind = self.check_put(token, name, source)
+        if kind.content_named and content_digest(data).hex() != name.rpartition("/")[2]:
+            raise ApiError(400, f"the bytes sent for {name} do not hash to its name")
+        return self._store(token, kind, name, source, lambda: self.backend.put(name, data), data)
+
+    def put_streamed(self, token: TokenRow, name: str, stream: StoreStream, digest: bytes) -> bool:
+        """Name a pack written to ``stream`` (its bytes hash to ``digest``), unless a pack of
+        that name exists; the stream is committed or aborted either way."""
+        kind = self.check_put(token, name, None)
+        try:
+            if digest.hex() != name.rpartition("/")[2]:
+                raise ApiError(400, f"the bytes sent for {name} do not hash to its name")
+            return self._store(token, kind, name, None, lambda: stream.commit(name), None)
+        finally:
+            stream.abort()  # idempotent: nothing left after a commit
+
+    def _store(
+        self,
+        token: TokenRow,
+        kind: Kind,
+        name: str,
+        source: str | None,
+        write: Callable[[], None],
+        data: bytes | None,
+    ) -> bool:
         with self._lock_for(name):
             existing = self._existing(name)
             if existing is None and kind.name == "points" and source is None:
@@ -122,11 +159,13 @@ class VaultGateway:
             # nothing (never listed), not an object its owner cannot see.
             self.scope.record(token, kind.name, name, source)
             if existing is None:
-                self.backend.put(name, data)
+                write()
                 if kind.name == "locks":
                     self.catalog.set_lock_owner(self.name, name, token.id)
                 return True
-            self._check_replace(token, kind, name, data)
+            if not kind.content_named:
+                assert data is not None  # only content-named objects are streamed
+                self._check_replace(token, kind, name, data)
             return False
 
     def approve(self, token: TokenRow, approval_id: str) -> Approval:
@@ -152,9 +191,8 @@ class VaultGateway:
             return None
 
     def _check_replace(self, token: TokenRow, kind: Kind, name: str, data: bytes) -> None:
-        """Accept a put of an existing name (rewriting it where allowed) or refuse it."""
-        if kind.content_named:
-            return  # the name is the hash of the bytes: the same bytes are stored already
+        """Accept a put of an existing name (rewriting it where allowed) or refuse it.
+        (A content-named object is not replaced: the same bytes are stored already.)"""
         if kind.name == "locks":
             if token.role != "admin" and self.catalog.lock_owner(self.name, name) != token.id:
                 raise ApiError(403, f"{name} is another token's lock", "forbidden")

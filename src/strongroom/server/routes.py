@@ -108,15 +108,13 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
             source = _source(request.headers.get(SOURCE_HEADER))
             if source is not None:
                 call.detail = f"source {source!r}, "
-            async with server.upload_slot(request):
-                data = await server.body(request)
-                try:
-                    created = await run_in_threadpool(gw.put, token, name, data, source)
-                except PendingApproval as pending:
-                    row = pending.approval
-                    call.detail = f"{row.summary}: approval {row.id} pending"
-                    return JSONResponse({"approval": row.id, "summary": row.summary}, 202)
-            call.detail += f"{len(data)} bytes" + ("" if created else ", existed")
+            try:
+                created, size = await server.put(request, gw, token, name, source)
+            except PendingApproval as pending:
+                row = pending.approval
+                call.detail = f"{row.summary}: approval {row.id} pending"
+                return JSONResponse({"approval": row.id, "summary": row.summary}, 202)
+            call.detail += f"{size} bytes" + ("" if created else ", existed")
             return Response(status_code=201 if created else 200)
 
         return await server.run(call, work)
@@ -226,7 +224,9 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
         async def work() -> Response:
             await admin(call, "revoke tokens")
-            if not await run_in_threadpool(server.catalog.revoke_token, token_id):
+            revoked = await run_in_threadpool(server.catalog.revoke_token, token_id)
+            server.forget_tokens()
+            if not revoked:
                 raise ApiError(404, f"no token {token_id}", "no-token")
             return Response(status_code=204)
 
@@ -240,6 +240,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
         async def work() -> Response:
             await admin(call, "read the audit log")
+            await run_in_threadpool(server.audit.flush)  # rows still queued are shown too
             rows = await run_in_threadpool(server.catalog.audit_log, limit)
             return JSONResponse({"entries": [r.to_dict() for r in rows]})
 
