@@ -192,11 +192,18 @@ class Server:
             sink.release()
 
     async def put(
-        self, request: Request, gw: VaultGateway, token: TokenRow, name: str, source: str | None
+        self,
+        request: Request,
+        gw: VaultGateway,
+        token: TokenRow,
+        name: str,
+        sources: tuple[str | None, list[str]],
     ) -> tuple[bool, int]:
         """Receive and store one object: (created, size).  A pack goes straight to the
-        backend's stream where it has one; anything else is gathered in memory first."""
-        kind = await run_in_threadpool(gw.check_put, token, name, source)
+        backend's stream where it has one; anything else is gathered in memory first.
+        ``sources``: a point's source, and the sources a repacked object serves."""
+        source, named = sources
+        kind = await run_in_threadpool(gw.check_put, token, name, source, named)
         stream = await run_in_threadpool(gw.open_stream, kind)
         if stream is None:
             async with self.upload_slot(request, self.limits.max_upload):
@@ -206,13 +213,15 @@ class Server:
                     data = bytes(sink.buf)
                 finally:
                     sink.release()
-                return await run_in_threadpool(gw.put, token, name, data, source), size
+                created = await run_in_threadpool(gw.put, token, name, data, source, named)
+                return created, size
         async with self.upload_slot(request, upload.BATCH):
             streamed = upload.StreamSink(stream, self.held)
             try:
                 size = await self._receive(request, streamed)
                 digest = await streamed.finish()
-                created = await run_in_threadpool(gw.put_streamed, token, name, stream, digest)
+                put = gw.put_streamed
+                created = await run_in_threadpool(put, token, name, stream, digest, named)
             finally:
                 stream.abort()
                 streamed.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from strongroom.errors import ObjectNotFound, PermanentStorageError
@@ -95,7 +95,7 @@ class VaultGateway:
         self.scope.check_read(token, kind_of(name).name, name)
         return self.backend.stat(name)
 
-    def list(self, token: TokenRow, prefix: str) -> list[tuple[ObjectInfo, str | None]]:
+    def list(self, token: TokenRow, prefix: str) -> list[tuple[ObjectInfo, str | None, list[str]]]:
         """The objects under ``prefix`` the token may see, with each point's source."""
         try:
             check_prefix(prefix)
@@ -105,7 +105,9 @@ class VaultGateway:
 
     # --- writes ----------------------------------------------------------------------------
 
-    def check_put(self, token: TokenRow, name: str, source: str | None) -> Kind:
+    def check_put(
+        self, token: TokenRow, name: str, source: str | None, named: Sequence[str] | None = None
+    ) -> Kind:
         """Refuse a put the token may not make, before its body is read."""
         kind = kind_of(name)
         if token.role not in kind.create:
@@ -113,6 +115,7 @@ class VaultGateway:
             raise ApiError(403, what, "forbidden")
         if kind.name == "points" and source is not None:
             self.scope.check_point_put(token, name, source)
+        self.scope.check_named(token, kind.name, list(named or ()))
         return kind
 
     def open_stream(self, kind: Kind) -> StoreStream | None:
@@ -123,22 +126,43 @@ class VaultGateway:
         stream: StoreStream = opener("data")
         return stream
 
-    def put(self, token: TokenRow, name: str, data: bytes, source: str | None = None) -> bool:
+    def put(
+        self,
+        token: TokenRow,
+        name: str,
+        data: bytes,
+        source: str | None = None,
+        named: Sequence[str] | None = None,
+    ) -> bool:
         """Store ``data`` under ``name``; True if created, False if it was there already.
-        ``source`` is the source a point is committed for (required for new points)."""
-        kind = self.check_put(token, name, source)
+        ``source`` is the source a point is committed for (required for new points);
+        ``named`` the sources a maintenance client's pack or index object serves."""
+        named = named or []
+        kind = self.check_put(token, name, source, named)
         if kind.content_named and content_digest(data).hex() != name.rpartition("/")[2]:
             raise ApiError(400, f"the bytes sent for {name} do not hash to its name")
-        return self._store(token, kind, name, source, lambda: self.backend.put(name, data), data)
 
-    def put_streamed(self, token: TokenRow, name: str, stream: StoreStream, digest: bytes) -> bool:
+        def write() -> None:
+            self.backend.put(name, data)
+
+        return self._store(token, kind, name, (source, named), write, data)
+
+    def put_streamed(
+        self,
+        token: TokenRow,
+        name: str,
+        stream: StoreStream,
+        digest: bytes,
+        named: Sequence[str] | None = None,
+    ) -> bool:
         """Name a pack written to ``stream`` (its bytes hash to ``digest``), unless a pack of
         that name exists; the stream is committed or aborted either way."""
-        kind = self.check_put(token, name, None)
+        named = named or []
+        kind = self.check_put(token, name, None, named)
         try:
             if digest.hex() != name.rpartition("/")[2]:
                 raise ApiError(400, f"the bytes sent for {name} do not hash to its name")
-            return self._store(token, kind, name, None, lambda: stream.commit(name), None)
+            return self._store(token, kind, name, (None, named), lambda: stream.commit(name), None)
         finally:
             stream.abort()  # idempotent: nothing left after a commit
 
@@ -147,17 +171,18 @@ class VaultGateway:
         token: TokenRow,
         kind: Kind,
         name: str,
-        source: str | None,
+        sources: tuple[str | None, Sequence[str]],
         write: Callable[[], None],
         data: bytes | None,
     ) -> bool:
+        source, named = sources
         with self._lock_for(name):
             existing = self._existing(name)
             if existing is None and kind.name == "points" and source is None:
                 self.scope.check_point_put(token, name, source)  # refuses: no source named
             # Recorded before the object is stored: a crash in between leaves a record of
             # nothing (never listed), not an object its owner cannot see.
-            self.scope.record(token, kind.name, name, source)
+            self.scope.record(token, kind.name, name, source, list(named))
             if existing is None:
                 write()
                 if kind.name == "locks":
