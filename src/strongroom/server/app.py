@@ -210,18 +210,18 @@ class Server:
                 sink = upload.MemorySink(self.held)
                 try:
                     size = await self._receive(request, sink)
-                    data = bytes(sink.buf)
+                    whole = gw.put
+                    created = await run_in_threadpool(whole, token, name, sink.buf, source, named)
                 finally:
                     sink.release()
-                created = await run_in_threadpool(gw.put, token, name, data, source, named)
                 return created, size
         async with self.upload_slot(request, upload.BATCH):
             streamed = upload.StreamSink(stream, self.held)
             try:
                 size = await self._receive(request, streamed)
                 digest = await streamed.finish()
-                put = gw.put_streamed
-                created = await run_in_threadpool(put, token, name, stream, digest, named)
+                streamed_put = gw.put_streamed
+                created = await run_in_threadpool(streamed_put, token, name, stream, digest, named)
             finally:
                 stream.abort()
                 streamed.close()

@@ -130,7 +130,7 @@ class VaultGateway:
         self,
         token: TokenRow,
         name: str,
-        data: bytes,
+        data: bytes | bytearray,
         source: str | None = None,
         named: Sequence[str] | None = None,
     ) -> bool:
@@ -173,7 +173,7 @@ class VaultGateway:
         name: str,
         sources: tuple[str | None, Sequence[str]],
         write: Callable[[], None],
-        data: bytes | None,
+        data: bytes | bytearray | None,
     ) -> bool:
         source, named = sources
         with self._lock_for(name):
@@ -190,7 +190,7 @@ class VaultGateway:
                 return True
             if not kind.content_named:
                 assert data is not None  # only content-named objects are streamed
-                self._check_replace(token, kind, name, data)
+                self._check_replace(token, kind, name, bytes(data))  # small: no pack
             return False
 
     def approve(self, token: TokenRow, approval_id: str) -> Approval:
