@@ -101,12 +101,16 @@ class _SourcesOf:
     def of(self, pos: int) -> tuple[str, ...]:
         return self._of.get(pack_name(self._index.pack_ids[pos]), ())
 
-    def groups(self, positions: Sequence[int]) -> list[tuple[tuple[str, ...], list[int]]]:
+    def groups(
+        self, positions: Sequence[int] | np.ndarray
+    ) -> list[tuple[tuple[str, ...], Sequence[int] | np.ndarray]]:
         """``positions`` by their packs' sources, in their order within each group."""
+        if not self._of:  # nothing recorded (not a served vault): one group, no copy
+            return [((), positions)] if len(positions) else []
         found: dict[tuple[str, ...], list[int]] = {}
         for pos in positions:
             found.setdefault(self.of(int(pos)), []).append(int(pos))
-        return list(found.items())
+        return [(group, members) for group, members in found.items()]
 
 
 def _copy_live(vault: Vault, plan: PacksPlan, pos: int, writer: ChunkWriter) -> None:
@@ -141,7 +145,7 @@ def write_new_index(
     index = vault.index
     written: list[str] = []
     sources = _SourcesOf(vault)
-    groups = sources.groups([int(p) for p in np.flatnonzero(plan.keep)])
+    groups = sources.groups(np.flatnonzero(plan.keep))
     old = [bytes.fromhex(name.rsplit("/", 1)[-1]) for name in sorted(supersedes)]
     for n, (group, positions) in enumerate(groups, 1):
         records: list[PackRecord] = []
