@@ -51,6 +51,13 @@ def storing_sources() -> tuple[str, ...]:
     return _storing_for.get()
 
 
+def listed_sources(backend: object, name: str) -> tuple[str, ...]:
+    """The sources a vault server recorded for a pack or index object it listed (to an
+    unscoped token); empty for other backends."""
+    found = getattr(_served(backend), "object_sources", None)
+    return tuple(found.get(name, ())) if isinstance(found, dict) else ()
+
+
 def pack_sources(backend: object) -> dict[str, tuple[str, ...]]:
     """Every pack's recorded sources, as a vault server lists them to an unscoped token
     (``data/...`` name -> sources; empty for other backends, which record none)."""
