@@ -1,12 +1,14 @@
 """The ``server`` scenario: backups and restores through ``strongroom server`` on loopback.
 
-    python bench/server.py [--quick] [--runs 3] [--clients 20] [--workdir DIR]
-                           [--upload-budget MiB]
+    python bench/server.py [--quick] [--runs 3] [--clients 20] [--client-mib 64]
+                           [--sets tree,image] [--workdir DIR] [--upload-budget MiB]
 
 1. The bench tree and the bench image (``datasets.py``), each backed up and restored straight
    into a local vault and through a server on 127.0.0.1 into a local vault (the server's),
    alternating, ``--runs`` times with fresh vaults: the medians and their ratio (server/local).
-   The issue's target: at most 1.3x for backup and for restore.
+   The issue's target: at most 1.3x for backup and for restore.  Beside wall seconds: CPU
+   seconds (the client's, plus the server process's during the command) and cores used
+   (CPU / wall), and the ratio of CPU seconds, which a busy machine disturbs less.
 2. ``--clients`` clients backing up at once (each its own generated image, so nothing
    deduplicates between them) into one vault of one server: all must succeed; the throughput
    and the server process's peak RSS (``VmHWM``), which the server's ``--upload-budget`` bounds.
@@ -19,12 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,10 +55,33 @@ def cli(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def timed(env: dict[str, str], *args: str) -> float:
+def child_cpu() -> float:
+    """CPU seconds (user + system) of the children waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(env: dict[str, str], *args: str, server: int | None = None) -> Timing:
+    """Wall time of one command, its CPU time, and the server's CPU time meanwhile."""
+    cpu0, srv0 = child_cpu(), proc_cpu(server) if server else 0.0
     start = time.perf_counter()
     cli(env, *args)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    srv = proc_cpu(server) - srv0 if server else 0.0
+    return Timing(wall, child_cpu() - cpu0, srv)
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall: float
+    client_cpu: float
+    server_cpu: float
 
 
 class Served:
@@ -133,13 +160,25 @@ def one_round(work: Path, kind: str, path: Path, served: Served) -> dict[str, fl
             cli(served.as_admin(cache), "init", "--vault", vault, *KDF)
             env_b = env_with(XDG_CACHE_HOME=str(cache), STRONGROOM_TOKEN=served.token("backup"))
             env_r = env_with(XDG_CACHE_HOME=str(cache), STRONGROOM_TOKEN=served.token("restore"))
+        pid = served.proc.pid if where == "server" else None
+        backup = backup_args(kind, path, kind)
         subprocess.run(["sync"], check=True)
-        times[f"{where} backup"] = timed(env_b, *backup_args(kind, path, kind), "--vault", vault)
+        record(times, f"{where} backup", timed(env_b, *backup, "--vault", vault, server=pid))
         out.mkdir(parents=True)
         subprocess.run(["sync"], check=True)
-        times[f"{where} restore"] = timed(env_r, *restore_args(kind, kind, out), "--vault", vault)
+        restore = restore_args(kind, kind, out)
+        record(times, f"{where} restore", timed(env_r, *restore, "--vault", vault, server=pid))
         shutil.rmtree(out, ignore_errors=True)
     return times
+
+
+def record(times: dict[str, float], what: str, t: Timing) -> None:
+    """Wall seconds, CPU seconds (client and server together) and cores used (CPU / wall)."""
+    times[what] = t.wall
+    times[f"{what} cpu"] = t.client_cpu + t.server_cpu
+    if t.server_cpu:
+        times[f"{what} server cpu"] = t.server_cpu
+    times[f"{what} cores"] = (t.client_cpu + t.server_cpu) / t.wall
 
 
 def many_clients(work: Path, served: Served, clients: int, size: int) -> dict[str, object]:
@@ -177,7 +216,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small data sets")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--clients", type=int, default=20, help="0: skip the many-clients part")
+    ap.add_argument("--sets", default="tree,image", help="data sets to time (tree, image)")
     ap.add_argument("--client-mib", type=int, default=64, help="each client's image (MiB)")
     ap.add_argument("--upload-budget", type=int, default=256, help="the server's, in MiB")
     ap.add_argument("--workdir", type=Path, default=Path("/var/tmp/strongroom-bench"))
@@ -191,17 +231,20 @@ def main() -> None:
     served = Served(work / "srv", args.upload_budget)
     result: dict[str, object] = {"quick": args.quick, "runs": args.runs}
     try:
-        for kind, ds in (("tree", tree), ("image", image)):
+        sets = [(k, ds) for k, ds in (("tree", tree), ("image", image)) if k in args.sets]
+        for kind, ds in sets:
             rounds = [one_round(work, kind, ds.path, served) for _ in range(args.runs)]
             med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
             for op in ("backup", "restore"):
                 med[f"{op} ratio"] = med[f"server {op}"] / med[f"local {op}"]
+                med[f"{op} cpu ratio"] = med[f"server {op} cpu"] / med[f"local {op} cpu"]
             result[kind] = {k: round(v, 3) for k, v in med.items()}
             print(kind, ds.describe(), json.dumps(result[kind]), flush=True)
-        served.stop()
-        served = Served(work / "srv-many", args.upload_budget)  # its own peak RSS
-        result["many"] = many_clients(work, served, args.clients, args.client_mib * MiB)
-        print("many", json.dumps(result["many"]), flush=True)
+        if args.clients:
+            served.stop()
+            served = Served(work / "srv-many", args.upload_budget)  # its own peak RSS
+            result["many"] = many_clients(work, served, args.clients, args.client_mib * MiB)
+            print("many", json.dumps(result["many"]), flush=True)
     finally:
         served.stop()
     out = args.workdir / "results" / f"server-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"

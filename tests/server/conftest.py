@@ -8,14 +8,18 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from strongroom.cli.main import main
+from strongroom.storage.http import HttpBackend, ServerAddress
 
 PASSWORD = "server test passphrase"
 MAX_UPLOAD_MIB = 8
@@ -164,3 +168,53 @@ def tree_hash(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+@dataclass
+class InProcess:
+    """A server running in this process (uvicorn in a thread): tests read its counters."""
+
+    server: Any
+    """The :class:`strongroom.server.app.Server` (imported lazily: clients never load it)."""
+    port: int
+    tokens: dict[str, str]
+    """role -> token (admin, backup, restore, maintenance); vault ``v`` exists."""
+
+    def backend(self, role: str) -> HttpBackend:
+        address = ServerAddress("http", "127.0.0.1", self.port, "")
+        return HttpBackend(address, "v", self.tokens[role])
+
+
+@contextmanager
+def in_process(data: Path, **limits: Any) -> Iterator[InProcess]:
+    """A catalog in ``data`` with a token of each role and vault ``v``, served in a thread."""
+    import uvicorn
+
+    from strongroom.server.app import Limits, Server, create_app
+    from strongroom.server.auth import new_token as make_token
+    from strongroom.server.catalog import Catalog
+
+    catalog = Catalog(data, create=True)
+    tokens = {}
+    for role in ("admin", "backup", "restore", "maintenance"):
+        made = make_token(role)
+        catalog.add_token(made.row)
+        tokens[role] = made.secret
+    catalog.add_vault("v", str(data / "vaults" / "v"))
+    catalog.close()
+    server = Server(data, Limits(**limits))
+    port = free_port()
+    config = uvicorn.Config(create_app(server), host="127.0.0.1", port=port, log_level="warning")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield InProcess(server, port, tokens)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+        server.close()

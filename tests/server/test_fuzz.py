@@ -68,5 +68,4 @@ def test_api_conforms_to_its_schema(tmp_path: Path, role: str) -> None:
 
             check()
     finally:
-        server.vaults.close()
-        server.catalog.close()
+        server.close()

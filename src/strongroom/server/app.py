@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from strongroom.errors import ObjectLocked, ObjectNotFound, StorageError, TransientStorageError
+from strongroom.server import upload
+from strongroom.server.auditlog import AuditWriter
 from strongroom.server.auth import ApiError, authenticate, bearer, new_token, require_role
 from strongroom.server.catalog import AuditEntry, Catalog, TokenRow
 from strongroom.server.gateway import VaultGateway
@@ -30,6 +33,11 @@ from strongroom.storage.backend import ObjectInfo
 from strongroom.storage.http import ERROR_KIND_HEADER
 
 MiB = 1024 * 1024
+AUTH_CACHE_S = 5.0
+"""How long a verified token is trusted without asking the catalog again.  Revoking through
+this server takes effect at once (it empties the cache); a token revoked by another process
+on the same catalog works for up to this long."""
+_AUTH_CACHE_MAX = 10_000
 
 
 @dataclass
@@ -65,6 +73,14 @@ class Server:
         self.limits = limits or Limits()
         self._budget = asyncio.Condition()
         self._in_flight = 0
+        self.peak_in_flight = 0
+        """The most bytes of upload budget ever held at once (tests and benchmarks read it)."""
+        self.audit = AuditWriter(self.catalog)
+        self._verified: dict[bytes, tuple[TokenRow, float]] = {}
+        """Tokens verified lately (SHA-256 of the whole token → its row, when): a token is
+        looked up in the catalog at most every AUTH_CACHE_S seconds, not on every request."""
+        self.held = upload.Held()
+        """Bytes of request bodies in memory now, and the peak (tests read it)."""
 
     # --- the frame every route runs in -----------------------------------------------------
 
@@ -87,30 +103,52 @@ class Server:
             call.detail = str(exc)
         if response.status_code in (408, 413):
             response.headers["Connection"] = "close"  # the rest of the body is not read
-        await run_in_threadpool(self._audit, call, response.status_code)
+        entry = self._entry(call, response.status_code)
+        if response.status_code >= 400:  # a refusal is in the log before its answer is sent
+            await run_in_threadpool(self.audit.write_now, entry)
+        elif not self.audit.write(entry):
+            await run_in_threadpool(self.audit.wait_write, entry)  # the queue is full: wait
         return response
 
-    def _audit(self, call: Call, status: int) -> None:
+    def _entry(self, call: Call, status: int) -> AuditEntry:
         req, token = call.request, call.token
-        self.catalog.audit(
-            AuditEntry(
-                time=time.time(),
-                token=token.id if token else call.claimed,
-                role=token.role if token else None,
-                client=req.client.host if req.client else None,
-                method=req.method,
-                vault=call.vault,
-                action=call.action,
-                target=call.obj,
-                status=status,
-                detail=call.detail,
-            )
+        return AuditEntry(
+            time=time.time(),
+            token=token.id if token else call.claimed,
+            role=token.role if token else None,
+            client=req.client.host if req.client else None,
+            method=req.method,
+            vault=call.vault,
+            action=call.action,
+            target=call.obj,
+            status=status,
+            detail=call.detail,
         )
 
     async def auth(self, call: Call) -> TokenRow:
-        header = call.request.headers.get("authorization")
-        call.token = await run_in_threadpool(authenticate, self.catalog, bearer(header))
-        return call.token
+        """The request's token, verified against the catalog at most every few seconds."""
+        token = bearer(call.request.headers.get("authorization"))
+        now = time.monotonic()
+        key = hashlib.sha256(token.encode()).digest()  # no secret kept in a long-lived dict
+        hit = self._verified.get(key)
+        if hit is not None and now - hit[1] < AUTH_CACHE_S and not _expired(hit[0]):
+            call.token = hit[0]
+            return hit[0]
+        row = await run_in_threadpool(authenticate, self.catalog, token)
+        if len(self._verified) >= _AUTH_CACHE_MAX:
+            self._verified.clear()
+        self._verified[key] = (row, now)
+        call.token = row
+        return row
+
+    def forget_tokens(self) -> None:
+        """Drop verified tokens (a revocation takes effect at the next request)."""
+        self._verified.clear()
+
+    def close(self) -> None:
+        self.audit.close()
+        self.vaults.close()
+        self.catalog.close()
 
     async def gateway(self, call: Call, *, create: bool = False) -> VaultGateway | None:
         token = call.token
@@ -119,14 +157,16 @@ class Server:
         return await run_in_threadpool(self.vaults.gateway, name, token, create)
 
     @contextlib.asynccontextmanager
-    async def upload_slot(self, request: Request) -> AsyncIterator[None]:
-        """Hold the upload's share of the memory budget while it is read and stored."""
+    async def upload_slot(self, request: Request, most: int) -> AsyncIterator[None]:
+        """Hold the upload's share of the memory budget (its declared size, at most ``most``
+        bytes) while it is read and stored; more waits, before its body is read."""
         declared = request.headers.get("content-length", "")
         size = int(declared) if declared.isdigit() else self.limits.max_upload
-        need = min(size, self.limits.max_upload, self.limits.upload_budget)
+        need = min(size, most, self.limits.max_upload, self.limits.upload_budget)
         async with self._budget:
             await self._budget.wait_for(lambda: self._in_flight + need <= self.limits.upload_budget)
             self._in_flight += need
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         try:
             yield
         finally:
@@ -134,36 +174,64 @@ class Server:
                 self._in_flight -= need
                 self._budget.notify_all()
 
+    async def _receive(self, request: Request, sink: upload.Sink) -> int:
+        lim = self.limits
+        return await upload.receive(
+            request,
+            sink,
+            limit=lim.max_upload,
+            idle_timeout=lim.body_idle_timeout,
+            total_timeout=lim.body_timeout,
+        )
+
     async def body(self, request: Request) -> bytes:
         """The request body, refused when larger than the limit or slower than the timeouts."""
-        limit = self.limits.max_upload
-        too_large = ApiError(413, f"upload larger than the server's limit of {limit} bytes")
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > 2 * limit):
-            raise too_large
-        # An oversized body up to twice the limit is read and dropped before the refusal:
-        # a client still sending when the server closes sees a reset, not the reason.
-        buf = bytearray()
-        seen = 0
-        stream = request.stream().__aiter__()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.body_timeout
-        while True:
-            wait = min(self.limits.body_idle_timeout, deadline - loop.time())
+        sink = upload.MemorySink(self.held)
+        try:
+            await self._receive(request, sink)
+            return bytes(sink.buf)
+        finally:
+            sink.release()
+
+    async def put(
+        self,
+        request: Request,
+        gw: VaultGateway,
+        token: TokenRow,
+        name: str,
+        sources: tuple[str | None, list[str]],
+    ) -> tuple[bool, int]:
+        """Receive and store one object: (created, size).  A pack goes straight to the
+        backend's stream where it has one; anything else is gathered in memory first.
+        ``sources``: a point's source, and the sources a repacked object serves."""
+        source, named = sources
+        kind = await run_in_threadpool(gw.check_put, token, name, source, named)
+        stream = await run_in_threadpool(gw.open_stream, kind)
+        if stream is None:
+            async with self.upload_slot(request, self.limits.max_upload):
+                sink = upload.MemorySink(self.held)
+                try:
+                    size = await self._receive(request, sink)
+                    whole = gw.put
+                    created = await run_in_threadpool(whole, token, name, sink.buf, source, named)
+                finally:
+                    sink.release()
+                return created, size
+        async with self.upload_slot(request, upload.BATCH):
+            streamed = upload.StreamSink(stream, self.held)
             try:
-                chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(wait, 0.0))
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise ApiError(408, "upload too slow: the request body timed out") from None
-            seen += len(chunk)
-            if seen > 2 * limit:
-                raise too_large
-            if seen <= limit:
-                buf += chunk
-        if seen > limit:
-            raise too_large
-        return bytes(buf)
+                size = await self._receive(request, streamed)
+                digest = await streamed.finish()
+                streamed_put = gw.put_streamed
+                created = await run_in_threadpool(streamed_put, token, name, stream, digest, named)
+            finally:
+                stream.abort()
+                streamed.close()
+            return created, size
+
+
+def _expired(row: TokenRow) -> bool:
+    return row.expires is not None and time.time() >= row.expires
 
 
 def _error(status: int, reason: str, kind: str) -> JSONResponse:

@@ -357,23 +357,22 @@ class Catalog:
     # --- audit -----------------------------------------------------------------------------
 
     def audit(self, entry: AuditEntry) -> None:
+        self.audit_many([entry])
+
+    def audit_many(self, entries: list[AuditEntry]) -> None:
+        """Rows of the audit log, in one transaction."""
+        if not entries:
+            return
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO audit (time, token, role, client, method, vault, action, object,"
                 " status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.time,
-                    entry.token,
-                    entry.role,
-                    entry.client,
-                    entry.method,
-                    entry.vault,
-                    entry.action,
-                    entry.target,
-                    entry.status,
-                    entry.detail,
-                ),
-            )
+                [
+                    (e.time, e.token, e.role, e.client, e.method, e.vault, e.action, e.target,
+                     e.status, e.detail)
+                    for e in entries
+                ],
+            )  # fmt: skip
 
     def audit_log(self, limit: int = 1000) -> list[AuditEntry]:
         """The newest ``limit`` entries, oldest first."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from strongroom.errors import ObjectNotFound, PermanentStorageError
@@ -24,6 +25,7 @@ from strongroom.server.auth import DAY, ApiError
 from strongroom.server.catalog import Approval, Catalog, TokenRow
 from strongroom.server.control import grants
 from strongroom.server.scoping import Scope
+from strongroom.server.upload import StoreStream
 from strongroom.storage.backend import Backend, ObjectInfo
 from strongroom.storage.names import check_name, check_prefix, content_digest
 
@@ -94,7 +96,7 @@ class VaultGateway:
         self.scope.check_read(token, kind_of(name).name, name)
         return self.backend.stat(name)
 
-    def list(self, token: TokenRow, prefix: str) -> list[tuple[ObjectInfo, str | None]]:
+    def list(self, token: TokenRow, prefix: str) -> list[tuple[ObjectInfo, str | None, list[str]]]:
         """The objects under ``prefix`` the token may see, with each point's source."""
         try:
             check_prefix(prefix)
@@ -104,30 +106,92 @@ class VaultGateway:
 
     # --- writes ----------------------------------------------------------------------------
 
-    def put(self, token: TokenRow, name: str, data: bytes, source: str | None = None) -> bool:
-        """Store ``data`` under ``name``; True if created, False if it was there already.
-        ``source`` is the source a point is committed for (required for new points)."""
+    def check_put(
+        self, token: TokenRow, name: str, source: str | None, named: Sequence[str] | None = None
+    ) -> Kind:
+        """Refuse a put the token may not make, before its body is read."""
         kind = kind_of(name)
         if token.role not in kind.create and not self._granted(token, kind, name):
             what = f"a {token.role} token cannot write {kind.name} objects"
             raise ApiError(403, what, "forbidden")
-        if kind.content_named and content_digest(data).hex() != name.rpartition("/")[2]:
-            raise ApiError(400, f"the bytes sent for {name} do not hash to its name")
         if kind.name == "points" and source is not None:
             self.scope.check_point_put(token, name, source)
+        self.scope.check_named(token, kind.name, list(named or ()))
+        return kind
+
+    def open_stream(self, kind: Kind) -> StoreStream | None:
+        """A piece-by-piece writer for a pack, where the backend has one (local folders)."""
+        opener = getattr(self.backend, "open_stream", None)
+        if kind.name != "data" or opener is None:
+            return None
+        stream: StoreStream = opener("data")
+        return stream
+
+    def put(
+        self,
+        token: TokenRow,
+        name: str,
+        data: bytes | bytearray,
+        source: str | None = None,
+        named: Sequence[str] | None = None,
+    ) -> bool:
+        """Store ``data`` under ``name``; True if created, False if it was there already.
+        ``source`` is the source a point is committed for (required for new points);
+        ``named`` the sources a maintenance client's pack or index object serves."""
+        named = named or []
+        kind = self.check_put(token, name, source, named)
+        if kind.content_named and content_digest(data).hex() != name.rpartition("/")[2]:
+            raise ApiError(400, f"the bytes sent for {name} do not hash to its name")
+
+        def write() -> None:
+            self.backend.put(name, data)
+
+        return self._store(token, kind, name, (source, named), write, data)
+
+    def put_streamed(
+        self,
+        token: TokenRow,
+        name: str,
+        stream: StoreStream,
+        digest: bytes,
+        named: Sequence[str] | None = None,
+    ) -> bool:
+        """Name a pack written to ``stream`` (its bytes hash to ``digest``), unless a pack of
+        that name exists; the stream is committed or aborted either way."""
+        named = named or []
+        kind = self.check_put(token, name, None, named)
+        try:
+            if digest.hex() != name.rpartition("/")[2]:
+                raise ApiError(400, f"the bytes sent for {name} do not hash to its name")
+            return self._store(token, kind, name, (None, named), lambda: stream.commit(name), None)
+        finally:
+            stream.abort()  # idempotent: nothing left after a commit
+
+    def _store(
+        self,
+        token: TokenRow,
+        kind: Kind,
+        name: str,
+        sources: tuple[str | None, Sequence[str]],
+        write: Callable[[], None],
+        data: bytes | bytearray | None,
+    ) -> bool:
+        source, named = sources
         with self._lock_for(name):
             existing = self._existing(name)
             if existing is None and kind.name == "points" and source is None:
                 self.scope.check_point_put(token, name, source)  # refuses: no source named
             # Recorded before the object is stored: a crash in between leaves a record of
             # nothing (never listed), not an object its owner cannot see.
-            self.scope.record(token, kind.name, name, source)
+            self.scope.record(token, kind.name, name, source, list(named))
             if existing is None:
-                self.backend.put(name, data)
+                write()
                 if kind.name == "locks":
                     self.catalog.set_lock_owner(self.name, name, token.id)
                 return True
-            self._check_replace(token, kind, name, data)
+            if not kind.content_named:
+                assert data is not None  # only content-named objects are streamed
+                self._check_replace(token, kind, name, bytes(data))  # small: no pack
             return False
 
     def _granted(self, token: TokenRow, kind: Kind, name: str) -> bool:
@@ -157,9 +221,8 @@ class VaultGateway:
             return None
 
     def _check_replace(self, token: TokenRow, kind: Kind, name: str, data: bytes) -> None:
-        """Accept a put of an existing name (rewriting it where allowed) or refuse it."""
-        if kind.content_named:
-            return  # the name is the hash of the bytes: the same bytes are stored already
+        """Accept a put of an existing name (rewriting it where allowed) or refuse it.
+        (A content-named object is not replaced: the same bytes are stored already.)"""
         if kind.name == "locks":
             if token.role != "admin" and self.catalog.lock_owner(self.name, name) != token.id:
                 raise ApiError(403, f"{name} is another token's lock", "forbidden")

@@ -17,7 +17,13 @@ from strongroom.server.auth import ApiError, new_token, require_role
 from strongroom.server.gateway import kind_of
 from strongroom.server.scoping import check_sources
 from strongroom.storage.backend import ObjectInfo
-from strongroom.storage.http import SOURCE_HEADER, decode_source, encode_source
+from strongroom.storage.http import (
+    SOURCE_HEADER,
+    SOURCES_HEADER,
+    decode_source,
+    decode_sources,
+    encode_source,
+)
 
 OCTETS = "application/octet-stream"
 JSON = "application/json"
@@ -34,7 +40,7 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
             token = await server.auth(call)
             gw = await server.gateway(call)
             infos = [] if gw is None else await run_in_threadpool(gw.list, token, prefix)
-            return JSONResponse({"objects": [_listed(i, source) for i, source in infos]})
+            return JSONResponse({"objects": [_listed(*listed) for listed in infos]})
 
         return await server.run(call, work)
 
@@ -106,17 +112,18 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
             if gw is None:
                 raise ApiError(404, f"no vault {vault!r} on this server", "no-vault")
             source = _source(request.headers.get(SOURCE_HEADER))
+            named = _sources(request.headers.get(SOURCES_HEADER))
             if source is not None:
                 call.detail = f"source {source!r}, "
-            async with server.upload_slot(request):
-                data = await server.body(request)
-                try:
-                    created = await run_in_threadpool(gw.put, token, name, data, source)
-                except PendingApproval as pending:
-                    row = pending.approval
-                    call.detail = f"{row.summary}: approval {row.id} pending"
-                    return JSONResponse({"approval": row.id, "summary": row.summary}, 202)
-            call.detail += f"{len(data)} bytes" + ("" if created else ", existed")
+            if named:
+                call.detail = f"for sources {', '.join(map(repr, named))}, "
+            try:
+                created, size = await server.put(request, gw, token, name, (source, named))
+            except PendingApproval as pending:
+                row = pending.approval
+                call.detail = f"{row.summary}: approval {row.id} pending"
+                return JSONResponse({"approval": row.id, "summary": row.summary}, 202)
+            call.detail += f"{size} bytes" + ("" if created else ", existed")
             return Response(status_code=201 if created else 200)
 
         return await server.run(call, work)
@@ -226,7 +233,9 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
         async def work() -> Response:
             await admin(call, "revoke tokens")
-            if not await run_in_threadpool(server.catalog.revoke_token, token_id):
+            revoked = await run_in_threadpool(server.catalog.revoke_token, token_id)
+            server.forget_tokens()
+            if not revoked:
                 raise ApiError(404, f"no token {token_id}", "no-token")
             return Response(status_code=204)
 
@@ -240,6 +249,7 @@ def add_admin_routes(app: FastAPI, server: Server) -> None:
 
         async def work() -> Response:
             await admin(call, "read the audit log")
+            await run_in_threadpool(server.audit.flush)  # rows still queued are shown too
             rows = await run_in_threadpool(server.catalog.audit_log, limit)
             return JSONResponse({"entries": [r.to_dict() for r in rows]})
 
@@ -307,8 +317,20 @@ def _source(header: str | None) -> str | None:
         raise ApiError(400, f"{SOURCE_HEADER} is not percent-encoded UTF-8") from None
 
 
-def _listed(info: ObjectInfo, source: str | None) -> dict[str, Any]:
-    return _info(info) if source is None else {**_info(info), "source": source}
+def _sources(header: str | None) -> list[str]:
+    try:
+        return [] if header is None else decode_sources(header)
+    except ValueError:
+        raise ApiError(400, f"{SOURCES_HEADER} is not percent-encoded UTF-8") from None
+
+
+def _listed(info: ObjectInfo, source: str | None, sources: list[str]) -> dict[str, Any]:
+    listed = _info(info)
+    if source is not None:
+        listed["source"] = source
+    if sources:
+        listed["sources"] = sources
+    return listed
 
 
 def _first_error(exc: ValidationError) -> str:

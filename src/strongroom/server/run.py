@@ -127,5 +127,4 @@ def serve(
             server_header=False,
         )
     finally:
-        server.vaults.close()
-        server.catalog.close()
+        server.close()  # commits the audit rows still queued

@@ -11,8 +11,11 @@ index objects are recorded with the uploading token's sources.  A scoped token t
   its parent points need is either readable or, being absent from its index, stored again;
 - ``config``, key slots and locks (every client needs them).
 
-Objects nobody recorded (written by an unscoped token, before scoping existed, or by a
-repack) are for unscoped tokens only.  A point's recorded source is returned with every read
+Packs and index objects written by prune's repack are recorded with the sources their
+client names (maintenance and admin tokens only): the sources the server lists for the packs
+their chunks came from, grouped so that a new pack serves the same sources as its old ones.
+Objects nobody recorded (written by an unscoped token, or before scoping existed) are for
+unscoped tokens only.  A point's recorded source is returned with every read
 and listing of it, and clients skip a point whose decrypted manifest names another source.
 """
 
@@ -62,8 +65,10 @@ class Scope:
 
     def visible(
         self, token: TokenRow, infos: list[ObjectInfo]
-    ) -> list[tuple[ObjectInfo, str | None]]:
-        """The listing as the token may see it, with each point's recorded source."""
+    ) -> list[tuple[ObjectInfo, str | None, list[str]]]:
+        """The listing as the token may see it, with each point's recorded source and, for
+        an unscoped token, the recorded sources of packs and index objects (prune's repack
+        names them again for the packs it writes)."""
         recorded: dict[str, dict[str, list[str]]] = {}  # per folder, loaded when first needed
 
         def sources(name: str) -> list[str]:
@@ -74,13 +79,14 @@ class Scope:
             return recorded[folder].get(key, [])
 
         mine = set(token.sources)
-        shown: list[tuple[ObjectInfo, str | None]] = []
+        shown: list[tuple[ObjectInfo, str | None, list[str]]] = []
         for info in infos:
             folder = info.name.partition("/")[0]
             if mine and folder in SCOPED_KINDS and not mine & set(sources(info.name)):
                 continue
             found = sources(info.name) if folder == "points" else []
-            shown.append((info, found[0] if found else None))
+            packs = sources(info.name) if not mine and folder in ("data", "index") else []
+            shown.append((info, found[0] if found else None, packs))
         return shown
 
     def check_point_put(self, token: TokenRow, name: str, source: str | None) -> str:
@@ -101,12 +107,27 @@ class Scope:
             raise ApiError(409, f"{name} is recorded for source {recorded!r}", "exists")
         return source
 
-    def record(self, token: TokenRow, kind: str, name: str, source: str | None) -> None:
+    def check_named(self, token: TokenRow, kind: str, named: list[str]) -> list[str]:
+        """The sources a maintenance client names for a pack or index object it writes
+        (prune's repack: the sources of the packs the chunks came from)."""
+        if not named:
+            return []
+        if kind not in ("data", "index"):
+            raise ApiError(400, f"{kind} objects are not stored for named sources")
+        if token.role not in ("maintenance", "admin"):
+            raise ApiError(
+                403, f"a {token.role} token cannot name the sources of what it stores", "forbidden"
+            )
+        return check_sources("backup", named)
+
+    def record(
+        self, token: TokenRow, kind: str, name: str, source: str | None, named: list[str]
+    ) -> None:
         """Remember whom a new object belongs to."""
         if kind == "points" and source is not None:
             self.catalog.add_sources(self.vault, name, [source])
-        elif kind in ("data", "index") and token.sources:
-            self.catalog.add_sources(self.vault, name, token.sources)
+        elif kind in ("data", "index") and (token.sources or named):
+            self.catalog.add_sources(self.vault, name, sorted({*token.sources, *named}))
 
     def forget(self, kind: str, name: str) -> None:
         if kind in ("data", "index", "points"):

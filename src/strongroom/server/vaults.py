@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from pathlib import Path
@@ -12,6 +13,8 @@ from strongroom.server.catalog import Catalog, TokenRow
 from strongroom.server.gateway import VaultGateway
 from strongroom.storage.url import open_backend
 
+_log = logging.getLogger("strongroom.server")
+TEMP_MAX_AGE_S = 3600.0
 VAULT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -19,6 +22,22 @@ def check_vault_name(name: str) -> str:
     if not VAULT_NAME.fullmatch(name):
         raise ApiError(400, f"invalid vault name {name!r}: letters, digits, '.', '_', '-'")
     return name
+
+
+def _clean_temp(name: str, backend: object) -> None:
+    """Drop temporary files of uploads a killed server left (packs stream into them) once,
+    when the process first opens the vault: only those older than an hour, far longer than
+    an upload may take (``Limits.body_timeout``)."""
+    cleanup = getattr(backend, "cleanup_temp", None)
+    if cleanup is None:
+        return
+    try:
+        removed = cleanup(TEMP_MAX_AGE_S)
+    except StorageError as exc:  # serving matters more than tidying up
+        _log.warning("vault %s: cannot remove old temporary files: %s", name, exc)
+        return
+    if removed:
+        _log.info("vault %s: removed %d temporary file(s) of interrupted uploads", name, removed)
 
 
 class VaultRegistry:
@@ -71,6 +90,7 @@ class VaultRegistry:
                 except StorageError as exc:
                     why = f"vault {name!r} cannot be opened: {exc}"
                     raise ApiError(500, why, "permanent") from None
+                _clean_temp(name, backend)
                 found = self._open[name] = VaultGateway(name, backend, self.catalog)
             return found
 

@@ -40,7 +40,7 @@ from strongroom.errors import (
 )
 from strongroom.storage.backend import ObjectInfo
 from strongroom.storage.names import check_name, check_prefix, check_range
-from strongroom.storage.served import committing_source
+from strongroom.storage.served import committing_source, storing_sources
 
 API = "/v1"
 TOKEN_ENV = "STRONGROOM_TOKEN"
@@ -49,6 +49,8 @@ CA_FILE_ENV = "STRONGROOM_CA_FILE"
 ALLOW_HTTP_ENV = "STRONGROOM_ALLOW_HTTP"
 ERROR_KIND_HEADER = "X-Strongroom-Error-Kind"
 SOURCE_HEADER = "X-Strongroom-Source"
+SOURCES_HEADER = "X-Strongroom-Sources"
+"""The sources a pack or index object written by prune serves (comma-separated, encoded)."""
 _POOL_SIZE = 16
 _TIMEOUT_S = 120.0
 
@@ -259,6 +261,9 @@ class HttpBackend:
         self._base = f"{API}/vaults/{quote(vault, safe='')}"
         self.point_sources: dict[str, str] = {}
         """The source the server recorded for each point it listed or sent."""
+        self.object_sources: dict[str, list[str]] = {}
+        """The sources the server recorded for each pack and index object it listed (it
+        lists them to unscoped tokens only)."""
 
     def describe(self) -> str:
         return f"{self.address.url()}/{self.vault}"
@@ -302,8 +307,7 @@ class HttpBackend:
         return self._call("GET", path, name).body
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
-        source = committing_source() if name.startswith("points/") else None
-        extra = None if source is None else {SOURCE_HEADER: encode_source(source)}
+        extra = _sources_headers(name)
         reply = self._call("PUT", self._object(name), name, data, extra)
         if reply.status == 202:  # kept for a second admin: nothing is stored yet
             doc = reply.json()
@@ -333,7 +337,28 @@ class HttpBackend:
         infos = [_info(item) for item in items]
         for info, item in zip(infos, items, strict=True):
             self._remember_source(info.name, item.get("source"))
+            sources = item.get("sources")
+            if isinstance(sources, list) and all(isinstance(s, str) for s in sources):
+                self.object_sources[info.name] = sources
         return iter(infos)
+
+
+def _sources_headers(name: str) -> dict[str, str] | None:
+    """What a put tells the server beyond the bytes: a point's source, or the sources a
+    repacked pack or index object serves."""
+    if name.startswith("points/"):
+        source = committing_source()
+        return None if source is None else {SOURCE_HEADER: encode_source(source)}
+    sources = storing_sources() if name.startswith(("data/", "index/")) else ()
+    return {SOURCES_HEADER: encode_sources(sources)} if sources else None
+
+
+def encode_sources(sources: tuple[str, ...] | list[str]) -> str:
+    return ",".join(encode_source(s) for s in sources)
+
+
+def decode_sources(value: str) -> list[str]:
+    return [decode_source(s) for s in value.split(",")] if value else []
 
 
 def _info(doc: object) -> ObjectInfo:
@@ -362,6 +387,7 @@ def open_http(location: str) -> HttpBackend:
 
 
 __all__ = [
+    "SOURCES_HEADER",
     "SOURCE_HEADER",
     "HttpBackend",
     "HttpClient",

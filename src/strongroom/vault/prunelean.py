@@ -22,6 +22,7 @@ from collections.abc import Callable
 from functools import partial
 
 from strongroom.storage.reserve import with_reserve
+from strongroom.storage.served import listed_sources, storing_for
 from strongroom.vault.index import PackRecord, decode_index, encode_index
 from strongroom.vault.pack import pack_name
 from strongroom.vault.vault import Vault
@@ -67,7 +68,8 @@ def drop_dead_packs(
         if keep:
             plain = encode_index(keep, [bytes.fromhex(name.rsplit("/", 1)[-1])])
             write = partial(write_index_object, vault.backend, vault.keys, vault.vault_id, plain)
-            vault.index_names.add(with_reserve(vault.backend, write))
+            with storing_for(listed_sources(vault.backend, name)):  # a served vault's scoping
+                vault.index_names.add(with_reserve(vault.backend, write))
             written += 1
         delete(name)
         vault.index_names.discard(name)

@@ -16,6 +16,7 @@ in an index object before a point that needs it is committed.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import queue
 import threading
 from collections.abc import Callable
@@ -254,7 +255,10 @@ class ChunkWriter:
             self._builders.put(builder)
             return
         data, entries = builder.finish()
-        fut = self._uploads.submit(self._upload, builder, data, entries, builder.salt)
+        # the upload runs in the context of the thread that sealed the pack (a served
+        # vault's repack names the sources it is storing for: storage/served.py)
+        run = contextvars.copy_context().run
+        fut = self._uploads.submit(run, self._upload, builder, data, entries, builder.salt)
         with self._lock:
             self._futures = [f for f in self._futures if not f.done()] + [fut]
 
