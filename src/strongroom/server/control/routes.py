@@ -301,6 +301,7 @@ def _definition_routes(app: FastAPI, server: Server, plane: ControlPlane) -> Non
                 created=plane.clock.now(),
             )
             await run_in_threadpool(plane.protect, item)
+            server.forget_tokens()  # the machine's token now reaches the item's source
             call.obj = b.name
             return JSONResponse({"item": b.name}, 201)
 

@@ -228,7 +228,9 @@ def _token_routes(app: FastAPI, server: Server) -> None:
     @app.post("/ui/tokens/{token_id}/revoke", include_in_schema=False)
     async def revoke(request: Request, token_id: str) -> Response:
         async def work(who: Session, form: Form) -> Response:
-            if not await run_in_threadpool(server.catalog.revoke_token, token_id):
+            revoked = await run_in_threadpool(server.catalog.revoke_token, token_id)
+            server.forget_tokens()  # refused from the next request on, cached or not
+            if not revoked:
                 raise ApiError(404, f"no token {token_id}", "not-found")
             return redirect("/ui/tokens")
 
