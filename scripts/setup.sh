@@ -10,6 +10,8 @@ APT_PACKAGES=(qemu-utils libnbd-bin acl attr libcap2-bin e2fsprogs dosfstools mt
 APT_PACKAGES+=(lvm2 cryptsetup-bin xfsprogs btrfs-progs exfatprogs exfat-fuse ntfs-3g)
 # shell completion tests run real bash and zsh
 APT_PACKAGES+=(zsh bash-completion)
+# strongroom mount: libfuse 3 and fusermount3
+APT_PACKAGES+=(fuse3 libfuse3-3)
 # libvirt provider and its tests: libvirtd + qemu (TCG guests), and what building
 # libvirt-python from PyPI needs (the test guest's kernel, busybox and qemu-ga are fetched
 # with `apt-get download` by tests/libvirt/guest.py and cached, not installed).
