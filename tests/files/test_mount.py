@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from strongroom.files.mountfs import PointFS
 from strongroom.vault import Vault
 from tests.constants import PASSPHRASE
 from tests.files._support import assert_same, build_every_kind, snapshot
+from tests.fusemount import Mounts
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/dev/fuse") or os.geteuid() != 0, reason="needs /dev/fuse and root"
@@ -40,44 +40,11 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
-def _wait_mounted(proc: subprocess.Popen[bytes], where: Path) -> None:
-    deadline = time.monotonic() + 30
-    while not os.path.ismount(where):
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            pytest.fail(f"mount exited {proc.returncode}: {err}")
-        if time.monotonic() > deadline:
-            pytest.fail("not mounted after 30 s")
-        time.sleep(0.05)
-
-
-def _unmount(proc: subprocess.Popen[bytes], where: Path) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if os.path.ismount(where):  # the child died without unmounting: never leave it behind
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
 @pytest.fixture
 def mount(vault_dir: Path, tmp_path: Path) -> Iterator[Mount]:
-    env = _env(vault_dir, tmp_path)
-    started: list[tuple[subprocess.Popen[bytes], Path]] = []
-
-    def start(point: str, where: Path, *extra: str) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "strongroom.cli.main", "mount", point, str(where), *extra]
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
-        started.append((proc, where))
-        _wait_mounted(proc, where)
-        return proc
-
-    yield start
-    for proc, where in started:
-        _unmount(proc, where)
+    mounts = Mounts(_env(vault_dir, tmp_path))
+    yield mounts.start
+    mounts.close()
 
 
 def _backup(vault: Vault, root: Path) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from strongroom.cli.options import CLIError, NoLockOpt, PasswordFileOpt, VaultOpt, open_vault
+from strongroom.cli.options import NoLockOpt, PasswordFileOpt, VaultOpt, open_vault
 from strongroom.cli.output import human_bytes
 
 
@@ -26,9 +27,14 @@ def mount_cmd(
     ] = False,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
+    luks_file: Annotated[
+        Path | None,
+        typer.Option("--luks-passphrase-file", help="Opens LUKS volumes inside an image point."),
+    ] = None,
     no_lock: NoLockOpt = False,
 ) -> None:
-    """Mount a files point read-only at DIR until Ctrl-C or SIGTERM (then unmounted)."""
+    """Mount a point read-only at DIR until Ctrl-C or SIGTERM (then unmounted): a files
+    point's tree, or an image point's /DISK/VOLUME/PATH."""
     if not mountpoint:
         raise typer.BadParameter("an empty value names nothing", param_hint="'DIR'")
     from strongroom.files.mount import check_mount_dir
@@ -39,11 +45,6 @@ def mount_cmd(
 
     with v.read_lock():
         p = v.resolve_point(point, source=source, kind="files" if point == "latest" else None)
-    if p.manifest.kind != "files":
-        raise CLIError(
-            f"recovery point {p.short_id} is a {p.manifest.kind!r} point: mount serves files "
-            "points (ls and restore files read files inside image points)"
-        )
     size = human_bytes(int(p.manifest.summary.get("logical_bytes", 0)))
 
     def ready() -> None:
@@ -53,4 +54,14 @@ def mount_cmd(
             err=True,
         )
 
-    mount_point(v, p, mountpoint, allow_other=allow_other, on_ready=ready)
+    if p.manifest.kind == "files":
+        mount_point(v, p, mountpoint, allow_other=allow_other, on_ready=ready)
+        return
+    from strongroom.cli import guest
+    from strongroom.files.mount import serve
+    from strongroom.guestfiles.mount import GuestMountTree
+    from strongroom.guestfiles.tree import GuestPoint
+
+    with v.read_lock():
+        tree = GuestMountTree(GuestPoint(v, p, guest.luks_passphrase(luks_file)))
+        serve(tree, mountpoint, p.short_id, allow_other, ready)

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from strongroom.errors import FilesError, StrongroomError
-from strongroom.files.mountfs import NotFound, PointFS
+from strongroom.files.mountfs import MountTree, NotFound, PointFS
 from strongroom.files.nodes import DIR, FILE, SYMLINK, Node
 from strongroom.files.vaultview import MountVault
 from strongroom.vault import RecoveryPoint
@@ -73,10 +73,11 @@ class FuseOps:
 
     use_ns = True  # times in ns, as the trees keep them
 
-    def __init__(self, fs: PointFS, on_ready: Callable[[], None]) -> None:
+    def __init__(self, fs: MountTree, on_ready: Callable[[], None]) -> None:
         self.fs = fs
         self.on_ready = on_ready
         self.ready = False
+        self._handles = 0
 
     def _node(self, path: str) -> Node:
         try:
@@ -117,7 +118,8 @@ class FuseOps:
             raise _oserror(errno.EROFS)
         if node.kind != FILE:
             raise _oserror(errno.EINVAL)
-        return self.fs.inode(_enc(path), node)
+        self._handles += 1  # one per open: each close forgets its own state
+        return self._handles
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         try:
@@ -170,22 +172,34 @@ def mount_point(
     allow_other: bool = False,
     on_ready: Callable[[], None] = lambda: None,
 ) -> None:
-    """Serve ``point`` at ``mountpoint`` until a signal or ``fusermount3 -u`` ends it."""
+    """Serve files point ``point`` at ``mountpoint`` (under a shared lock: prune waits)."""
     check_mount_dir(mountpoint)
+    with vault.read_lock():
+        serve(PointFS(vault, point), mountpoint, point.short_id, allow_other, on_ready)
+
+
+def serve(
+    fs: MountTree,
+    mountpoint: str,
+    name: str,
+    allow_other: bool = False,
+    on_ready: Callable[[], None] = lambda: None,
+) -> None:
+    """Serve ``fs`` at ``mountpoint`` until a signal or ``fusermount3 -u`` ends it."""
     mfusepy = _fuse()
-    ops = FuseOps(PointFS(vault, point), on_ready)
+    ops = FuseOps(fs, on_ready)
     options: dict[str, Any] = {
         "foreground": True,
         "nothreads": True,
         "ro": True,
         "default_permissions": True,
         "use_ino": True,
-        "fsname": f"strongroom:{point.short_id}",
+        "fsname": f"strongroom:{name}",
         "subtype": "strongroom",
     }
     if allow_other:
         options["allow_other"] = True
-    with vault.read_lock(), _default_signals():
+    with _default_signals():
         try:
             mfusepy.FUSE(ops, mountpoint, **options)
         except RuntimeError as exc:  # fuse_main's non-zero status

@@ -51,36 +51,23 @@ class ChunkMap:
     extents: list[tuple[int, int, int]]  # (file offset, length, data offset)
 
 
-class PointFS:
-    """Lookups, attributes and reads of one files point (single-threaded)."""
+class MountTree:
+    """Lookups and attributes of a tree served read-only (single-threaded); a subclass says
+    how a directory's entries are listed and a file read."""
 
-    def __init__(self, vault: MountVault, point: RecoveryPoint) -> None:
-        self.vault = vault
-        self.root = root_node(point)
-        when = int(point.manifest.timestamp.timestamp()) * 1_000_000_000
-        self.root.mtime_ns = self.root.atime_ns = when  # the root has no node: the point's time
-        self._dirs: OrderedDict[bytes, dict[bytes, Node]] = OrderedDict()
+    def __init__(self, root: Node) -> None:
+        self.root = root
         self._inodes: dict[object, int] = {b"/": 1}
-        self._maps: dict[int, ChunkMap] = {}
-        self._chunks: OrderedDict[bytes, bytes] = OrderedDict()
-        self._cached = 0
-
-    # --- the tree
 
     def entries(self, node: Node) -> dict[bytes, Node]:
-        """``node``'s children by name (``node`` a directory)."""
-        if node.subtree is None:
-            return {}
-        kids = self._dirs.get(node.subtree)
-        if kids is not None:
-            self._dirs.move_to_end(node.subtree)
-            return kids
-        refs, body = self.vault.read_tree(node.subtree)
-        kids = {n.name: n for n in decode_dir(refs, body, node.subtree)}
-        self._dirs[node.subtree] = kids
-        if len(self._dirs) > _CACHE_DIRS:
-            self._dirs.popitem(last=False)
-        return kids
+        raise NotImplementedError
+
+    def read(self, handle: int, node: Node, size: int, offset: int) -> bytes:
+        """``size`` bytes at ``offset`` of the file ``node`` opened as ``handle``."""
+        raise NotImplementedError
+
+    def forget(self, handle: int) -> None:
+        """The file opened as ``handle`` was closed."""
 
     def lookup(self, path: bytes) -> Node:
         node = self.root
@@ -123,6 +110,35 @@ class PointFS:
             "st_mtime": node.mtime_ns,
             "st_ctime": node.mtime_ns,
         }
+
+
+class PointFS(MountTree):
+    """A files point: its trees, and its files read by chunk."""
+
+    def __init__(self, vault: MountVault, point: RecoveryPoint) -> None:
+        super().__init__(root_node(point))
+        self.vault = vault
+        when = int(point.manifest.timestamp.timestamp()) * 1_000_000_000
+        self.root.mtime_ns = self.root.atime_ns = when  # the root has no node: the point's time
+        self._dirs: OrderedDict[bytes, dict[bytes, Node]] = OrderedDict()
+        self._maps: dict[int, ChunkMap] = {}
+        self._chunks: OrderedDict[bytes, bytes] = OrderedDict()
+        self._cached = 0
+
+    def entries(self, node: Node) -> dict[bytes, Node]:
+        """``node``'s children by name (``node`` a directory)."""
+        if node.subtree is None:
+            return {}
+        kids = self._dirs.get(node.subtree)
+        if kids is not None:
+            self._dirs.move_to_end(node.subtree)
+            return kids
+        refs, body = self.vault.read_tree(node.subtree)
+        kids = {n.name: n for n in decode_dir(refs, body, node.subtree)}
+        self._dirs[node.subtree] = kids
+        if len(self._dirs) > _CACHE_DIRS:
+            self._dirs.popitem(last=False)
+        return kids
 
     # --- reading files
 
