@@ -195,3 +195,29 @@ def test_a_signal_unmounts(tmp_path: Path, vault: Vault, mount: Mount, sig: int)
     assert proc.wait(15) == 0
     assert not os.path.ismount(where)
     assert os.listdir(where) == []
+
+
+def test_a_damaged_chunk_fails_that_read_only(
+    tmp_path: Path, vault: Vault, vault_dir: Path, mount: Mount
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "bad").write_bytes(random.Random(5).randbytes(3 << 20))
+    (src / "good").write_bytes(b"fine")
+    point = vault.resolve_point(_backup(vault, src))
+    node = PointFS(vault, point).lookup(os.fsencode(src.resolve()) + b"/bad")
+    _, where_ = vault.locate(node.chunks[1:2])[0]
+    assert where_ is not None
+    hexname = where_.pack.hex()
+    pack = vault_dir / "data" / hexname[:2] / hexname
+    with open(pack, "r+b") as f:  # flip bytes inside the second chunk's ciphertext
+        f.seek(where_.offset + where_.length // 2)
+        f.write(b"\xff" * 16)
+    where = tmp_path / "mnt"
+    where.mkdir()
+    mount(point.point_id, where)
+    inside = where / os.path.relpath(src.resolve(), "/")
+    with pytest.raises(OSError) as exc:
+        (inside / "bad").read_bytes()
+    assert exc.value.errno == errno.EIO
+    assert (inside / "good").read_bytes() == b"fine"  # the mount goes on

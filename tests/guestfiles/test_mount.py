@@ -3,6 +3,7 @@ the disk's own filesystem mounted through a loop device."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,3 +52,19 @@ def test_mount_an_ext4_partition_of_a_disk_point(
     with open(where / "disk" / "p1" / "big.bin", "rb") as f:
         f.seek(1_000_001)
         assert len(f.read(70_000)) == 70_000
+
+
+def test_a_locked_luks_volume_fails_its_listing_only(
+    vault_env: Guest, tmp_path: Path, mounts: Mounts
+) -> None:
+    where = tmp_path / "mnt"
+    where.mkdir()
+    proc = mounts.start(vault_env.points["mbr"], where)
+    with pytest.raises(OSError) as exc:
+        os.listdir(where / "disk" / "luks-p7")
+    assert exc.value.errno == errno.EIO
+    assert os.listdir(where / "disk")  # the mount goes on
+    proc.terminate()
+    assert proc.wait(15) == 0
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert "--luks-passphrase-file" in err and "Traceback" not in err

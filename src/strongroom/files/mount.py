@@ -68,6 +68,19 @@ def _oserror(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
+@contextmanager
+def _guard(path: str) -> Iterator[None]:
+    """The library's errors as errnos: a missing entry ENOENT, anything else (a damaged
+    chunk or filesystem, a locked volume) EIO and one line on stderr; the mount goes on."""
+    try:
+        yield
+    except NotFound:
+        raise _oserror(errno.ENOENT) from None
+    except StrongroomError as exc:
+        print(f"strongroom mount: {path}: {exc}", file=sys.stderr, flush=True)
+        raise _oserror(errno.EIO) from None
+
+
 class FuseOps:
     """The callbacks mfusepy hands libfuse (those not defined here stay unset: ENOSYS)."""
 
@@ -80,13 +93,8 @@ class FuseOps:
         self._handles = 0
 
     def _node(self, path: str) -> Node:
-        try:
+        with _guard(path):
             return self.fs.lookup(_enc(path))
-        except NotFound:
-            raise _oserror(errno.ENOENT) from None
-        except StrongroomError as exc:
-            print(f"strongroom mount: {path}: {exc}", file=sys.stderr)
-            raise _oserror(errno.EIO) from None
 
     def init(self, path: str) -> None:
         self.ready = True
@@ -101,7 +109,9 @@ class FuseOps:
             raise _oserror(errno.ENOTDIR)
         here = _enc(path).rstrip(b"/")
         out = [(".", {"st_mode": stat.S_IFDIR}, 0), ("..", {"st_mode": stat.S_IFDIR}, 0)]
-        for name, kid in self.fs.entries(node).items():
+        with _guard(path):
+            kids = self.fs.entries(node)
+        for name, kid in kids.items():
             attrs = self.fs.attrs(here + b"/" + name, kid)
             out.append((os.fsdecode(name), attrs, 0))
         return out
@@ -122,11 +132,9 @@ class FuseOps:
         return self._handles
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
-        try:
-            return self.fs.read(fh, self._node(path), size, offset)
-        except StrongroomError as exc:
-            print(f"strongroom mount: {path}: {exc}", file=sys.stderr)
-            raise _oserror(errno.EIO) from None
+        node = self._node(path)
+        with _guard(path):
+            return self.fs.read(fh, node, size, offset)
 
     def release(self, path: str, fh: int) -> int:
         self.fs.forget(fh)
