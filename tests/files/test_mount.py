@@ -221,3 +221,20 @@ def test_a_damaged_chunk_fails_that_read_only(
         (inside / "bad").read_bytes()
     assert exc.value.errno == errno.EIO
     assert (inside / "good").read_bytes() == b"fine"  # the mount goes on
+
+
+def test_a_stale_mount_is_named(
+    tmp_path: Path, vault: Vault, vault_dir: Path, mount: Mount
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"f")
+    point = _backup(vault, src)
+    where = tmp_path / "mnt"
+    where.mkdir()
+    proc = mount(point, where)
+    proc.kill()  # no unmount: the folder is left a dead FUSE mount
+    proc.wait()
+    r = _cli(_env(vault_dir, tmp_path), "mount", point, str(where))
+    assert r.returncode == 1 and "stale FUSE mount" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1

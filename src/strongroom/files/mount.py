@@ -37,6 +37,10 @@ def check_mount_dir(path: str, device: str = FUSE_DEVICE) -> None:
     no FUSE device."""
     try:
         st = os.stat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise FilesError(f"{path}: not a folder")
+        mounted = os.path.ismount(path)
+        names = os.listdir(path)  # a dead FUSE mount may still stat (cached) but not list
     except FileNotFoundError:
         raise FilesError(f"{path}: no such folder (create it first)") from None
     except OSError as exc:
@@ -45,15 +49,10 @@ def check_mount_dir(path: str, device: str = FUSE_DEVICE) -> None:
                 f"{path}: a stale FUSE mount (its process ended): fusermount3 -u {path}"
             ) from None
         raise FilesError(f"{path}: {exc.strerror}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise FilesError(f"{path}: not a folder")
-    if os.path.ismount(path):
+    if mounted:
         raise FilesError(f"{path}: busy (already a mount point)")
-    try:
-        if os.listdir(path):
-            raise FilesError(f"{path}: busy (not empty: mount on an empty folder)")
-    except PermissionError:
-        raise FilesError(f"{path}: cannot list it (permission denied)") from None
+    if names:
+        raise FilesError(f"{path}: busy (not empty: mount on an empty folder)")
     if not os.path.exists(device):
         raise FilesError(f"no {device}: FUSE is not available here (modprobe fuse)")
     if not os.access(device, os.R_OK | os.W_OK):
