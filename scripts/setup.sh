@@ -12,6 +12,9 @@ APT_PACKAGES+=(lvm2 cryptsetup-bin xfsprogs btrfs-progs exfatprogs exfat-fuse nt
 APT_PACKAGES+=(zsh bash-completion)
 # dashboard browser tests: Debian's headless chromium, driven by playwright (no `playwright install`)
 APT_PACKAGES+=(chromium)
+# strongroom mount: fusermount3 and libfuse 3 (its library is libfuse3-3 on Debian 12,
+# libfuse3-4 on Debian 13: fuse3 brings the right one)
+APT_PACKAGES+=(fuse3)
 # libvirt provider and its tests: libvirtd + qemu (TCG guests), and what building
 # libvirt-python from PyPI needs (the test guest's kernel, busybox and qemu-ga are fetched
 # with `apt-get download` by tests/libvirt/guest.py and cached, not installed).

@@ -40,6 +40,7 @@ from strongroom.cli import image as image_cmds
 from strongroom.cli import instant as instant_cmds
 from strongroom.cli import keys as keys_cmds
 from strongroom.cli import maintenance as maintenance_cmds
+from strongroom.cli import mount as mount_cmds
 from strongroom.cli import stream as stream_cmds
 from strongroom.cli import vm as vm_cmds
 from strongroom.cli.options import JsonOpt, committed_points
@@ -67,6 +68,7 @@ files_cmds.register(app, backup_app, restore_app)
 image_cmds.register(app, backup_app, restore_app)
 vm_cmds.register(app)
 stream_cmds.register(app, backup_app)
+mount_cmds.register(app)
 copying.register(app)
 completion.register(app)
 server_cmds.register(app)

@@ -78,5 +78,14 @@ class RestoreVault(TreeSource, PlannedReads, OnStorage, Protocol):
     def read_lock(self, wait: float | None = None) -> AbstractContextManager[object]: ...
 
 
-class FilesVault(BackupVault, RestoreVault, DiffVault, Protocol):
+class MountVault(TreeSource, Protocol):
+    """A mounted point (``files/mount.py``): its trees, and chunks one at a time for reads
+    at any offset (their sizes from :meth:`locate`)."""
+
+    def read_chunk(self, chunk_id: bytes) -> bytes: ...
+    def locate(self, ids: Iterable[bytes]) -> list[Located]: ...
+    def read_lock(self, wait: float | None = None) -> AbstractContextManager[object]: ...
+
+
+class FilesVault(BackupVault, RestoreVault, DiffVault, MountVault, Protocol):
     """Everything the file engine asks of a vault."""
