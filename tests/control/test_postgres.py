@@ -26,7 +26,7 @@ from tests.control.postgres import new_database, postgres_cluster
 from tests.server.conftest import free_port
 
 CLI = (sys.executable, "-m", "strongroom.cli.main")
-SPEED = 20.0  # one control-plane minute = 3 real seconds
+SPEED = 30.0  # one control-plane minute = 2 real seconds
 MACHINES, ITEMS_PER_MACHINE, RUNS = 4, 5, 5
 
 
@@ -114,14 +114,14 @@ def call(
 
 
 class Agent(threading.Thread):
-    """A machine's agent through the real agent API: claims a job and reports it done (no
+    """A machine's poller through the real agent API: claims a job and reports it done (no
     backup), trying the servers in turn and the next one when a server is gone."""
 
-    def __init__(self, servers: list[Server], token: str, stop: threading.Event) -> None:
+    def __init__(self, servers: list[Server], token: str, stop: threading.Event, turn: int) -> None:
         super().__init__(daemon=True)
         self.servers, self.token, self.stop = servers, token, stop
         self.ran: list[int] = []
-        self.turn = 0
+        self.turn = turn
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         while True:
@@ -181,7 +181,8 @@ def test_two_servers_run_each_job_once_and_survive_a_kill(cluster: str, tmp_path
     stop = threading.Event()
     try:
         tokens = _setup(servers[1], admin, origin)
-        agents = [Agent(list(servers), t, stop) for t in tokens]
+        # two pollers per machine, one on each server: their claims race
+        agents = [Agent(list(servers), t, stop, turn) for t in tokens for turn in (0, 1)]
         for a in agents:
             a.start()
         total = MACHINES * ITEMS_PER_MACHINE * RUNS
