@@ -28,6 +28,16 @@ def _as_owner(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
+_CLUSTERS: dict[str, tuple[list[str], str, Path]] = {}
+
+
+def restart_cluster(base: str) -> None:
+    """Restart the cluster at ``base`` (fast shutdown: every connection to it breaks)."""
+    pg_ctl, options, root = _CLUSTERS[base]
+    _run(_as_owner([*pg_ctl, "-m", "fast", "stop"]))
+    _run(_as_owner([*pg_ctl, "-o", options, "-l", str(root / "log"), "start"]))
+
+
 def _run(args: list[str]) -> None:
     done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, f"{args[-1]}: {done.stderr}"
@@ -46,6 +56,7 @@ def postgres_cluster() -> Iterator[str]:
     pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-w"]
     _run(_as_owner([*pg_ctl, "-o", options, "-l", str(root / "log"), "start"]))
     try:
+        _CLUSTERS[f"postgresql://postgres@127.0.0.1:{port}"] = (pg_ctl, options, root)
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
         subprocess.run(_as_owner([*pg_ctl, "-m", "immediate", "stop"]), check=False, timeout=60)

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from strongroom.errors import ServerError
 from strongroom.server.auth import new_token
 from strongroom.server.catalog import AuditEntry, Catalog
 from strongroom.server.run import init_catalog
 from tests.control.conftest import env, wait_for
-from tests.control.postgres import new_database, postgres_cluster
+from tests.control.postgres import new_database, postgres_cluster, restart_cluster
 from tests.server.conftest import free_port
 
 CLI = (sys.executable, "-m", "strongroom.cli.main")
@@ -210,3 +211,17 @@ def test_two_servers_run_each_job_once_and_survive_a_kill(cluster: str, tmp_path
             if s.proc.poll() is None:
                 s.proc.terminate()
                 s.proc.wait(timeout=30)
+
+
+def test_catalog_reconnects_after_a_database_restart(cluster: str, tmp_path: Path) -> None:
+    url = new_database(cluster, "restart")
+    assert init_catalog(tmp_path / "a", url) is not None
+    catalog = Catalog(tmp_path / "a")
+    try:
+        restart_cluster(cluster)
+        with pytest.raises(ServerError):  # the statement that finds the connection broken
+            catalog.tokens()
+        assert [t.role for t in catalog.tokens()] == ["admin"]  # a new connection
+        assert catalog.add_vault("after", "/srv/after")
+    finally:
+        catalog.close()

@@ -204,10 +204,10 @@ class Catalog:
             self._db.begin()
             try:
                 yield self._db
-                self._db.execute("COMMIT")
+                self._db.end(commit=True)
             except BaseException:
                 with suppress(CatalogError):  # a lost connection has nothing to roll back
-                    self._db.execute("ROLLBACK")
+                    self._db.end(commit=False)
                 raise
 
     def close(self) -> None:

@@ -57,12 +57,21 @@ class Rows(Protocol):
 class Db:
     """One connection, with the statements of :mod:`catalog` adapted to its engine."""
 
-    def __init__(self, conn: Any, *, postgres: bool, errors: tuple[type[Exception], ...]) -> None:
-        self._conn, self.postgres = conn, postgres
+    def __init__(
+        self,
+        conn: Any,
+        *,
+        postgres: bool,
+        errors: tuple[type[Exception], ...],
+        url: str | None = None,
+    ) -> None:
+        self._conn, self.postgres, self._url = conn, postgres, url
         self._integrity: type[Exception] = errors[0]
         self._error: type[Exception] = errors[1]
+        self._in_tx = False
 
     def execute(self, sql: str, args: Sequence[object] = ()) -> Rows:
+        self._reconnect()
         try:
             return self._conn.execute(self._sql(sql), tuple(args))  # type: ignore[no-any-return]
         except self._integrity as exc:
@@ -92,6 +101,20 @@ class Db:
 
     def begin(self) -> None:
         self.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+        self._in_tx = True
+
+    def end(self, commit: bool) -> None:
+        try:  # still in the transaction: a broken connection fails the COMMIT, no reconnect
+            self.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            self._in_tx = False
+
+    def _reconnect(self) -> None:
+        """A new PostgreSQL connection after the old one broke (a database restart, a
+        network cut), between transactions only: a broken transaction fails as a whole."""
+        if self._url is None or self._in_tx or not self._conn.closed:
+            return
+        self._conn = open_postgres(self._url)._conn
 
     def close(self) -> None:
         self._conn.close()
@@ -160,4 +183,4 @@ def open_postgres(url: str) -> Db:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         raise CatalogError(f"cannot reach the catalog database: {str(exc).strip()}") from None
-    return Db(conn, postgres=True, errors=(psycopg.IntegrityError, psycopg.Error))
+    return Db(conn, postgres=True, errors=(psycopg.IntegrityError, psycopg.Error), url=url)
