@@ -24,6 +24,7 @@ from strongroom.server.catalog import AuditEntry, Catalog
 from strongroom.server.run import init_catalog
 from tests.control.conftest import env, wait_for
 from tests.control.postgres import new_database, postgres_cluster, restart_cluster
+from tests.server.conftest import cli as server_cli
 from tests.server.conftest import free_port
 
 CLI = (sys.executable, "-m", "strongroom.cli.main")
@@ -175,8 +176,11 @@ def _setup(server: Server, admin: str, origin: float) -> list[str]:
 
 def test_two_servers_run_each_job_once_and_survive_a_kill(cluster: str, tmp_path: Path) -> None:
     url = new_database(cluster, "scaleout")
-    admin = init_catalog(tmp_path / "a", url)
-    assert admin is not None and init_catalog(tmp_path / "b", url) is None
+    made = server_cli("server", "init", "--data", str(tmp_path / "a"), "--catalog", url, "--json")
+    admin = json.loads(made.stdout)["token"]
+    joined = server_cli("server", "init", "--data", str(tmp_path / "b"), "--catalog", url)
+    assert joined.returncode == 0 and "joined the server catalog" in joined.stdout
+    assert (tmp_path / "b" / "server.json").stat().st_mode & 0o777 == 0o600
     origin = time.time()
     servers = [Server(tmp_path / "a", origin), Server(tmp_path / "b", origin)]
     stop = threading.Event()
