@@ -19,6 +19,8 @@ APT_PACKAGES+=(fuse3)
 # libvirt-python from PyPI needs (the test guest's kernel, busybox and qemu-ga are fetched
 # with `apt-get download` by tests/libvirt/guest.py and cached, not installed).
 APT_PACKAGES+=(qemu-system-x86 libvirt-daemon-system libvirt-dev pkg-config gcc)
+# the server's catalog on PostgreSQL: the tests start their own cluster with initdb + pg_ctl
+APT_PACKAGES+=(postgresql)
 
 missing=()
 need() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed" || missing+=("$1"); }
@@ -42,7 +44,7 @@ fi
 stamp=.venv/.strongroom-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test,libvirt,server]'
+  .venv/bin/python -m pip install -q -e '.[test,libvirt,server,postgres]'
   touch "$stamp"
 fi
 

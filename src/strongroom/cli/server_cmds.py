@@ -56,13 +56,26 @@ def register(app: typer.Typer) -> None:
 
 
 @server_app.command("init")
-def server_init(data: DataOpt, as_json: JsonOpt = False) -> None:
+def server_init(
+    data: DataOpt,
+    catalog: Annotated[
+        str | None,
+        typer.Option(
+            "--catalog",
+            help="Keep the catalog in PostgreSQL (postgresql://USER@HOST/DB) instead of a "
+            "SQLite file; servers given the same URL share it.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Create the server's catalog and print the first admin token (shown only once)."""
     from strongroom.server.run import init_catalog
 
-    token = init_catalog(data)
+    token = init_catalog(data, catalog)
     if as_json:
         print_json({"token": token})
+    elif token is None:
+        typer.echo(f"joined the server catalog in PostgreSQL; its config is in {data}")
     else:
         typer.echo(f"created the server catalog in {data}")
         typer.echo(f"first admin token (shown only once, keep it safe):\n{token}")

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 import queue
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 
 from strongroom.server.catalog import AuditEntry, Catalog
+from strongroom.server.catalog_db import CatalogError
 
 _log = logging.getLogger("strongroom.server")
 FLUSH_S = 1.0
@@ -100,7 +100,7 @@ class AuditWriter:
     def _commit(self, rows: list[_Row]) -> None:
         try:
             self._catalog.audit_many([r.entry for r in rows if r.entry is not None])
-        except sqlite3.Error as exc:  # keep serving; the operator sees why rows are missing
+        except CatalogError as exc:  # keep serving; the operator sees why rows are missing
             _log.error("cannot write %d audit rows: %s", len(rows), exc)
         finally:
             for r in rows:

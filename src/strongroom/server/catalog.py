@@ -1,5 +1,5 @@
 """The server's catalog: vaults, tokens, lock owners, object sources, pending approvals and the
-audit log, in one SQLite file.
+audit log, in one SQLite file, or in PostgreSQL (``catalog_db``) for several servers sharing one.
 
 WAL mode so that readers (token checks on every request) never wait for the audit log's
 writers; ``synchronous=NORMAL`` because an audit row lost to a power cut is an acceptable
@@ -10,15 +10,21 @@ statement is short, and the server runs its request handlers on a thread pool.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from strongroom.errors import ServerError
+from strongroom.server.catalog_db import (
+    CatalogError,
+    Db,
+    catalog_url,
+    open_postgres,
+    open_sqlite,
+)
 from strongroom.server.control.schema import SCHEMA_3
 from strongroom.server.web.schema import SCHEMA_4
 
@@ -124,10 +130,38 @@ class AuditEntry:
 
 
 class Catalog:
-    """The catalog in ``data_dir``; :meth:`create` makes a new one, the constructor opens."""
+    """The catalog in ``data_dir`` (or the PostgreSQL database its config names, or ``url``);
+    :meth:`create` makes a new one, the constructor opens."""
 
-    def __init__(self, data_dir: Path, *, create: bool = False) -> None:
+    def __init__(self, data_dir: Path, *, create: bool = False, url: str | None = None) -> None:
+        url = url or catalog_url(data_dir)
         self.path = data_dir / CATALOG_FILE
+        self.where = str(self.path) if url is None else "the PostgreSQL catalog"
+        self.created = False
+        """True if this call created the catalog (PostgreSQL: a server may join one)."""
+        if url is None:
+            self._db = self._open_sqlite(data_dir, create)
+        else:
+            self._db = open_postgres(url)
+        try:
+            if url is not None:
+                create = (
+                    create
+                    and not self._db.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0]
+                )
+            if create:
+                self._db.script("".join(_MIGRATIONS))
+                self.set_meta("schema", str(SCHEMA_VERSION))
+                self.set_meta("storage_root", str(data_dir / "vaults"))
+                self.created = True
+            else:
+                self._migrate()
+        except CatalogError as exc:
+            self._db.close()
+            raise ServerError(f"cannot open {self.where}: {exc}") from None
+        self._lock = threading.Lock()
+
+    def _open_sqlite(self, data_dir: Path, create: bool) -> Db:
         if not create and not self.path.is_file():
             raise ServerError(
                 f"no server catalog in {data_dir}: run `strongroom server init --data {data_dir}`"
@@ -136,50 +170,45 @@ class Catalog:
             raise ServerError(f"{data_dir} already holds a server catalog")
         try:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            if create:
-                self._db.executescript("".join(_MIGRATIONS))
-                self.set_meta("schema", str(SCHEMA_VERSION))
-                self.set_meta("storage_root", str(data_dir / "vaults"))
-            else:
-                self._migrate()
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise ServerError(f"cannot open the server catalog {self.path}: {exc}") from None
-        self._lock = threading.Lock()
+        return open_sqlite(self.path)
+
+    @property
+    def postgres(self) -> bool:
+        return self._db.postgres
 
     def _migrate(self) -> None:
         """Bring an older catalog up to this version: the tables of the versions after it."""
         found = self.meta("schema")
         if found is None or not found.isdigit() or not 1 <= int(found) <= SCHEMA_VERSION:
-            raise ServerError(f"{self.path}: unsupported catalog schema")
+            raise ServerError(f"{self.where}: unsupported catalog schema")
         if int(found) < SCHEMA_VERSION:
-            self._db.executescript("".join(_MIGRATIONS[int(found) :]))
+            self._db.script("".join(_MIGRATIONS[int(found) :]))
             self.set_meta("schema", str(SCHEMA_VERSION))
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self) -> Iterator[Db]:
         """A write transaction (for the control plane's store)."""
         with self._tx() as db:
             yield db
 
     @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
+    def read(self) -> Iterator[Db]:
         """The connection for reads, under the catalog's lock."""
         with self._lock:
             yield self._db
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[Db]:
         with self._lock:
+            self._db.begin()
             try:
-                self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
-                self._db.execute("COMMIT")
+                self._db.end(commit=True)
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with suppress(CatalogError):  # a lost connection has nothing to roll back
+                    self._db.end(commit=False)
                 raise
 
     def close(self) -> None:
@@ -192,7 +221,10 @@ class Catalog:
         return str(row[0]) if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self._db.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def vault_location(self, name: str) -> str | None:
         with self._lock:
@@ -203,7 +235,8 @@ class Catalog:
         """Register ``name``; False if it exists already."""
         with self._tx() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO vaults VALUES (?, ?, ?)", (name, location, time.time())
+                "INSERT INTO vaults VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (name, location, time.time()),
             )
             return cur.rowcount == 1
 
@@ -261,7 +294,11 @@ class Catalog:
 
     def set_lock_owner(self, vault: str, name: str, token: str) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO lock_owners VALUES (?, ?, ?)", (vault, name, token))
+            db.execute(
+                "INSERT INTO lock_owners VALUES (?, ?, ?)"
+                " ON CONFLICT (vault, name) DO UPDATE SET token = excluded.token",
+                (vault, name, token),
+            )
 
     def drop_lock_owner(self, vault: str, name: str) -> None:
         with self._tx() as db:
@@ -282,7 +319,7 @@ class Catalog:
     def add_sources(self, vault: str, name: str, sources: list[str]) -> None:
         with self._tx() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO object_sources VALUES (?, ?, ?)",
+                "INSERT INTO object_sources VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 [(vault, name, s) for s in sources],
             )
 

@@ -7,15 +7,27 @@ from pathlib import Path
 
 from strongroom.errors import ServerError
 from strongroom.server.auth import new_token
-from strongroom.server.catalog import Catalog
+from strongroom.server.catalog import CATALOG_FILE, Catalog
+from strongroom.server.catalog_db import catalog_url, is_postgres, write_config
 from strongroom.server.vaults import check_vault_name
 from strongroom.storage.objectlock import ObjectLock
 
 
-def init_catalog(data_dir: Path) -> str:
-    """Create the catalog in ``data_dir`` and the first admin token; returns the token."""
-    catalog = Catalog(data_dir, create=True)
+def init_catalog(data_dir: Path, url: str | None = None) -> str | None:
+    """Create the catalog in ``data_dir`` (or in the PostgreSQL database ``url``, recorded in
+    the data folder's config) and the first admin token; returns the token, or None if this
+    server joined a PostgreSQL catalog that other servers made already."""
+    if url is not None:
+        if not is_postgres(url):
+            raise ServerError(f"invalid --catalog {url!r}: a postgresql://... URL")
+        if catalog_url(data_dir) is not None or (data_dir / CATALOG_FILE).exists():
+            raise ServerError(f"{data_dir} already holds a server catalog")
+    catalog = Catalog(data_dir, create=True, url=url)
     try:
+        if url is not None:
+            write_config(data_dir, url)
+        if not catalog.created:
+            return None
         made = new_token("admin", label="first admin (server init)")
         catalog.add_token(made.row)
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import smtplib
 import socket
-import sqlite3
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
+from strongroom.server.catalog_db import Conflict, Db
 
 TARGET_KINDS = ("webhook", "email")
 MAX_ATTEMPTS = 20
@@ -66,15 +66,18 @@ class Alerts:
         check_target(kind, address, smtp)
         with self.catalog.tx() as db:
             try:
-                cur = db.execute(
+                db.execute(
                     "INSERT INTO alert_targets (kind, address, smtp, created) VALUES (?, ?, ?, ?)",
                     (kind, address, smtp, now),
                 )
-            except sqlite3.IntegrityError:
+            except Conflict:
                 raise ApiError(
                     409, f"{kind} {address} is an alert target already", "exists"
                 ) from None
-            return Target(int(cur.lastrowid or 0), kind, address, smtp)
+            row = db.execute(  # no lastrowid on PostgreSQL: the unique key finds it
+                "SELECT id FROM alert_targets WHERE kind = ? AND address = ?", (kind, address)
+            ).fetchone()
+            return Target(int(row[0]), kind, address, smtp)
 
     def targets(self) -> list[Target]:
         with self.catalog.read() as db:
@@ -92,7 +95,7 @@ class Alerts:
 
     @staticmethod
     def raise_(
-        db: sqlite3.Connection,
+        db: Db,
         item: str,
         condition: str,
         detail: str,
@@ -111,7 +114,7 @@ class Alerts:
         return True
 
     @staticmethod
-    def recover(db: sqlite3.Connection, item: str, now: float, about: dict[str, Any]) -> bool:
+    def recover(db: Db, item: str, now: float, about: dict[str, Any]) -> bool:
         rows = db.execute(
             "SELECT condition FROM alert_state WHERE item = ? ORDER BY condition", (item,)
         ).fetchall()
@@ -129,25 +132,33 @@ class Alerts:
         """Send every notice not yet accepted; returns how many were sent."""
         with self.catalog.read() as db:
             rows = db.execute(
-                "SELECT o.id, o.body, t.id, t.kind, t.address, t.smtp FROM alert_outbox o"
-                " JOIN alert_targets t ON t.id = o.target WHERE o.sent IS NULL"
+                "SELECT o.id, o.body, o.attempts, t.id, t.kind, t.address, t.smtp"
+                " FROM alert_outbox o JOIN alert_targets t ON t.id = o.target WHERE o.sent IS NULL"
                 " AND o.attempts < ? ORDER BY o.id LIMIT 100",
                 (MAX_ATTEMPTS,),
             ).fetchall()
         sent = 0
-        for notice_id, body, *target in rows:
+        for notice_id, body, attempts, *target in rows:
+            # taken by counting the attempt first: another server's pass skips it
+            with self.catalog.tx() as db:
+                taken = db.execute(
+                    "UPDATE alert_outbox SET attempts = attempts + 1"
+                    " WHERE id = ? AND attempts = ? AND sent IS NULL",
+                    (notice_id, attempts),
+                ).rowcount
+            if taken != 1:
+                continue
             error = send(Target(*target), json.loads(str(body)))
             with self.catalog.tx() as db:
                 db.execute(
-                    "UPDATE alert_outbox SET attempts = attempts + 1, sent = ?, error = ?"
-                    " WHERE id = ?",
+                    "UPDATE alert_outbox SET sent = ?, error = ? WHERE id = ?",
                     (None if error else now, error, notice_id),
                 )
             sent += error is None
         return sent
 
 
-def _notify(db: sqlite3.Connection, now: float, body: dict[str, Any]) -> None:
+def _notify(db: Db, now: float, body: dict[str, Any]) -> None:
     body = {
         **body,
         "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 CLOCK_ENV = "STRONGROOM_CONTROL_CLOCK"
 TICK_ENV = "STRONGROOM_CONTROL_TICK"
+LOST_ENV = "STRONGROOM_CONTROL_LOST"
 
 
 @dataclass
@@ -49,3 +50,12 @@ def tick_seconds() -> float:
     except ValueError:
         tick = 5.0
     return min(max(tick, 0.05), 60.0)
+
+
+def lost_seconds(default: float) -> float:
+    """Real seconds without a report after which a running job is re-queued
+    (``STRONGROOM_CONTROL_LOST``; tests shorten it)."""
+    try:
+        return max(float(os.environ.get(LOST_ENV, default)), 0.5)
+    except ValueError:
+        return default

@@ -9,12 +9,12 @@ never one of an item that has a job running: one item is never backed up twice a
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
+from strongroom.server.catalog_db import Db
 
 STATES = ("queued", "running", "succeeded", "partial", "failed", "cancelled")
 FINAL = ("succeeded", "partial", "failed", "cancelled")
@@ -74,7 +74,7 @@ class Jobs:
 
     def enqueue(
         self,
-        db: sqlite3.Connection,
+        db: Db,
         item: str,
         kind: str,
         scheduled: float,
@@ -96,7 +96,7 @@ class Jobs:
         return int(row[0])
 
     @staticmethod
-    def open_job(db: sqlite3.Connection, item: str) -> int | None:
+    def open_job(db: Db, item: str) -> int | None:
         row = db.execute(
             "SELECT id FROM jobs WHERE item = ? AND state IN ('queued', 'running') LIMIT 1",
             (item,),
@@ -104,7 +104,7 @@ class Jobs:
         return int(row[0]) if row else None
 
     @staticmethod
-    def log(db: sqlite3.Connection, job: int, now: float, lines: list[str]) -> None:
+    def log(db: Db, job: int, now: float, lines: list[str]) -> None:
         db.executemany(
             "INSERT INTO job_log (job, time, line) VALUES (?, ?, ?)",
             [(job, now, line[:2000]) for line in lines[:MAX_LOG_LINES]],
@@ -137,22 +137,27 @@ class Jobs:
         if not startable:
             return None
         with self.catalog.tx() as db:
+            # one claim per machine at a time (across servers), so the check that no job of
+            # the item runs holds until this one is marked running
+            db.execute("SELECT name FROM machines WHERE name = ? FOR UPDATE", (machine,))
             rows = db.execute(
                 "SELECT j.id, j.item FROM jobs j JOIN items i ON i.name = j.item"
                 " WHERE i.machine = ? AND j.state = 'queued'"
                 " AND (j.not_before IS NULL OR j.not_before <= ?)"
                 " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.item = j.item"
-                " AND r.state = 'running') ORDER BY j.id",
+                " AND r.state = 'running') ORDER BY j.id FOR UPDATE OF j SKIP LOCKED",
                 (machine, now),
             ).fetchall()
             chosen = next((int(r[0]) for r in rows if r[1] in startable), None)
             if chosen is None:
                 return None
-            db.execute(
+            taken = db.execute(
                 "UPDATE jobs SET state = 'running', started = ?, heartbeat = ?, agent = ?,"
                 " percent = NULL, eta = NULL WHERE id = ? AND state = 'queued'",
                 (now, now, machine, chosen),
-            )
+            ).rowcount
+            if taken != 1:
+                return None
             self.log(db, chosen, now, [f"started on {machine}"])
             row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (chosen,)).fetchone()
         return Job(*row)
@@ -162,7 +167,7 @@ class Jobs:
         this agent's to run)."""
         with self.catalog.tx() as db:
             row = db.execute(
-                "SELECT state, agent, cancel FROM jobs WHERE id = ?", (job_id,)
+                "SELECT state, agent, cancel FROM jobs WHERE id = ? FOR UPDATE", (job_id,)
             ).fetchone()
             if row is None or row[0] != "running" or row[1] != machine:
                 return True
@@ -184,7 +189,7 @@ class Jobs:
     def cancel(self, job_id: int, now: float) -> str:
         """Cancel a queued job at once; ask the agent of a running one to stop."""
         with self.catalog.tx() as db:
-            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute("SELECT state FROM jobs WHERE id = ? FOR UPDATE", (job_id,)).fetchone()
             if row is None:
                 raise ApiError(404, f"no job {job_id}", "no-job")
             state = str(row[0])
@@ -205,7 +210,8 @@ class Jobs:
         (cancelled, if that was asked); the agent's later report for them is refused."""
         with self.catalog.tx() as db:
             rows = db.execute(
-                "SELECT id, cancel FROM jobs WHERE state = 'running' AND heartbeat < ?",
+                "SELECT id, cancel FROM jobs WHERE state = 'running' AND heartbeat < ?"
+                " FOR UPDATE SKIP LOCKED",
                 (stale_before,),
             ).fetchall()
             for job_id, cancel in rows:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -17,10 +16,11 @@ from typing import Any
 from strongroom.errors import StorageError
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
+from strongroom.server.catalog_db import CatalogError, Db
 from strongroom.server.control import retention
 from strongroom.server.control.alerts import Alerts
 from strongroom.server.control.calendar import parse_schedule
-from strongroom.server.control.clock import Clock, tick_seconds
+from strongroom.server.control.clock import Clock, lost_seconds, tick_seconds
 from strongroom.server.control.jobs import FINAL, Job, Jobs, Result
 from strongroom.server.control.store import Definitions, Item, Policy, item_in
 from strongroom.server.vaults import VaultRegistry
@@ -61,6 +61,7 @@ class ControlPlane:
         item = self._item(name)
         now = self.clock.now()
         with self.catalog.tx() as db:
+            db.execute("SELECT name FROM items WHERE name = ? FOR UPDATE", (item.name,))
             if (open_job := self.jobs.open_job(db, item.name)) is not None:
                 raise ApiError(409, f"item {name!r} has job {open_job} queued or running", "exists")
             job = self.jobs.enqueue(db, item.name, "backup", now, now, {"manual": True})
@@ -86,13 +87,19 @@ class ControlPlane:
             if item.next_run is not None and item.next_run <= now:
                 self._schedule(item, policy, now)
             self._check_overdue(item, policy, now)
-        self.jobs.requeue_lost(now, now - self.clock.span(LOST_AFTER_S))
+        self.jobs.requeue_lost(now, now - self.clock.span(lost_seconds(LOST_AFTER_S)))
         self.alerts.deliver(now)
         self.jobs.expire(now - self.history_days * 86400)
 
     def _schedule(self, item: Item, policy: Policy, now: float) -> None:
         assert item.next_run is not None
         with self.catalog.tx() as db:
+            # the item's row lock: of several servers, one enqueues this run and moves next_run
+            row = db.execute(
+                "SELECT next_run FROM items WHERE name = ? FOR UPDATE", (item.name,)
+            ).fetchone()
+            if row is None or row[0] != item.next_run:
+                return  # another server took this run
             busy = self.jobs.open_job(db, item.name)
             if busy is None:
                 self.jobs.enqueue(db, item.name, "backup", item.next_run, now)
@@ -120,7 +127,7 @@ class ControlPlane:
         while not self._stop.wait(tick_seconds()):
             try:
                 self.tick()
-            except (sqlite3.Error, StorageError, ApiError) as exc:
+            except (CatalogError, StorageError, ApiError) as exc:
                 log.warning("scheduler pass failed: %s", exc)
 
     def stop(self) -> None:
@@ -161,7 +168,8 @@ class ControlPlane:
         with self.catalog.tx() as db:
             job = Job(
                 *db.execute(
-                    f"SELECT {', '.join(Job.__slots__)} FROM jobs WHERE id = ?", (job_id,)
+                    f"SELECT {', '.join(Job.__slots__)} FROM jobs WHERE id = ? FOR UPDATE",
+                    (job_id,),
                 ).fetchone()
                 or _no_job(job_id)
             )
@@ -175,13 +183,13 @@ class ControlPlane:
         return self.jobs.get(job_id)
 
     @staticmethod
-    def _item_in(db: sqlite3.Connection, name: str) -> Item:
+    def _item_in(db: Db, name: str) -> Item:
         item = item_in(db, name)
         if item is None:
             raise ApiError(404, f"no item {name!r}", "no-item")
         return item
 
-    def _record(self, db: sqlite3.Connection, job: Job, item: Item, r: Result, now: float) -> None:
+    def _record(self, db: Db, job: Job, item: Item, r: Result, now: float) -> None:
         state = r.state if r.state in FINAL else "failed"
         policy = self.defs_policy(db, item.policy)
         final = (now, r.bytes_read, r.bytes_added, r.files, r.point, r.reason, job.id)
@@ -226,7 +234,7 @@ class ControlPlane:
                 db.execute(set_final, ("failed", *final))
 
     @staticmethod
-    def defs_policy(db: sqlite3.Connection, name: str) -> Policy:
+    def defs_policy(db: Db, name: str) -> Policy:
         cols = ", ".join(Policy.__slots__)
         row = db.execute(f"SELECT {cols} FROM policies WHERE name = ?", (name,)).fetchone()
         return Policy(*row)

@@ -1,8 +1,9 @@
 """The control plane's tables (catalog schema version 3).
 
 Kept to SQL that SQLite and PostgreSQL both take (``INSERT ... ON CONFLICT DO NOTHING``, no
-``AUTOINCREMENT``, times as REAL unix seconds, lists as JSON text), so the catalog can move to
-PostgreSQL with ``INTEGER PRIMARY KEY`` becoming ``BIGSERIAL`` and nothing else.
+``AUTOINCREMENT``, times as REAL unix seconds, lists as JSON text): on PostgreSQL
+(``server/catalog_db.py``) only the types change (``BIGSERIAL`` ids, ``BIGINT``, ``DOUBLE
+PRECISION``, and a ``rowid`` column for ``job_log``'s order).
 """
 
 from __future__ import annotations

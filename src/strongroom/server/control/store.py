@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from dataclasses import asdict, dataclass, field
 
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
+from strongroom.server.catalog_db import Conflict, Db
 from strongroom.server.control.calendar import ScheduleError, parse_schedule
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -137,7 +137,7 @@ class Definitions:
                 db.execute(
                     f"INSERT INTO policies ({', '.join(_POLICY_COLUMNS)}) VALUES ({marks})", values
                 )
-            except sqlite3.IntegrityError:
+            except Conflict:
                 raise ApiError(409, f"policy {policy.name!r} exists already", "exists") from None
 
     def policy(self, name: str) -> Policy | None:
@@ -190,7 +190,7 @@ class Definitions:
                         next_run,
                     ),
                 )
-            except sqlite3.IntegrityError:
+            except Conflict:
                 raise ApiError(409, f"item {item.name!r} exists already", "exists") from None
             _rescope(db, item.machine, str(machine[0]))
 
@@ -217,7 +217,7 @@ class Definitions:
                     "INSERT INTO machines (name, token, created) VALUES (?, ?, ?)",
                     (name, token_id, now),
                 )
-            except sqlite3.IntegrityError:
+            except Conflict:
                 raise ApiError(409, f"machine {name!r} is registered already", "exists") from None
 
     def machine_of_token(self, token_id: str) -> str | None:
@@ -241,14 +241,14 @@ class Definitions:
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
-def _rescope(db: sqlite3.Connection, machine: str, token_id: str) -> None:
+def _rescope(db: Db, machine: str, token_id: str) -> None:
     """The machine's token: scoped to ``agent:MACHINE`` and its items' sources."""
     rows = db.execute("SELECT source FROM items WHERE machine = ?", (machine,)).fetchall()
     sources = sorted({AGENT_SOURCE + machine, *(str(r[0]) for r in rows)})
     db.execute("UPDATE tokens SET sources = ? WHERE id = ?", (json.dumps(sources), token_id))
 
 
-def item_in(db: sqlite3.Connection, name: str) -> Item | None:
+def item_in(db: Db, name: str) -> Item | None:
     """The item ``name`` (inside a transaction the caller holds)."""
     row = db.execute(
         f"SELECT {', '.join(_ITEM_COLUMNS)} FROM items WHERE name = ?", (name,)
