@@ -80,7 +80,7 @@ def session(catalog: Catalog, sid: str | None) -> Session | None:
         return None
     with catalog.read() as db:
         row = db.execute(
-            "SELECT s.user, u.role, s.csrf FROM sessions s JOIN users u ON u.name = s.user"
+            "SELECT s.username, u.role, s.csrf FROM sessions s JOIN users u ON u.name = s.username"
             " WHERE s.id_sha256 = ? AND s.expires > ?",
             (_digest(sid), time.time()),
         ).fetchone()
