@@ -15,7 +15,8 @@ and atime in ns, ``s`` size, ``c`` content chunk refs, ``x`` data extents of a s
 (flat ``[offset, length, ...]``; without it the content covers ``[0, size)``), ``st`` subtree
 ref, ``lt`` symlink target, ``r`` device number, ``h`` hard link group (``"dev:ino"``), ``xa``
 xattrs as ``[[name, base64 value], ...]`` (POSIX ACLs are the ``system.posix_acl_*`` ones),
-``i`` 1 when the file changed while it was read, ``e`` why a directory's listing is incomplete.
+``i`` 1 when the file changed while it was read, ``e`` why a directory's listing is incomplete,
+``fl`` the user-settable inode flags (``chattr``) of a file or directory.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class Node:
     xattrs: Xattrs = ()
     inconsistent: bool = False
     error: str | None = None
+    flags: int = 0  # inode flags (FS_IOC_GETFLAGS), the user-settable ones
 
     @property
     def is_dir(self) -> bool:
@@ -105,9 +107,9 @@ def _b(text: str) -> bytes:
     return os.fsencode(text)
 
 
-_OPTIONAL_KEYS = ("u", "g", "un", "gn", "mt", "at", "s", "r", "h")
+_OPTIONAL_KEYS = ("u", "g", "un", "gn", "mt", "at", "s", "r", "h", "fl")
 _optional_values = operator.attrgetter(
-    "uid", "gid", "user", "group", "mtime_ns", "atime_ns", "size", "rdev", "link"
+    "uid", "gid", "user", "group", "mtime_ns", "atime_ns", "size", "rdev", "link", "flags"
 )
 
 
@@ -187,6 +189,7 @@ def _decode_node(d: dict[str, Any], refs: list[bytes], same: dict[object, Any]) 
         xattrs=tuple((k, base64.b64decode(v)) for k, v in xa) if xa else (),
         inconsistent=bool(d.get("i", 0)),
         error=d.get("e"),
+        flags=int(d.get("fl", 0)),
     )
     if node.kind not in KINDS:
         raise ValueError(f"unknown node type {node.kind!r}")

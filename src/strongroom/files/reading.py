@@ -17,7 +17,7 @@ from typing import Any
 
 from strongroom.files.cache import CacheEntry
 from strongroom.files.content import Content, ContentReader, open_for_reading
-from strongroom.files.metadata import PERMS, Names, read_xattrs
+from strongroom.files.metadata import PERMS, Names, read_flags, read_xattrs
 from strongroom.files.nodes import Node
 
 # A file changed within this window before we stat it may change again within the same
@@ -125,6 +125,7 @@ class FileReader:
         meta_error = ""
         try:
             node.xattrs = read_xattrs(fd)
+            node.flags = read_flags(fd)
         except OSError as exc:
             meta_error = f"cannot read metadata: {exc.strerror}"
         cached = item.cached
