@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from strongroom.cli.main import main
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, diff_live, restore_files
 from strongroom.files.metadata import FL_APPEND, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP
 from strongroom.files.tree import TreeReader, root_node
@@ -136,3 +138,21 @@ def test_exclude_nodump_and_flag_changes(ext4: Callable[[str], Path], vault: Vau
         root_node(vault.resolve_point("latest", source="nd")), f"{src}/plain.txt"
     )
     assert node is not None and node.flags == FL_NOATIME
+
+
+def test_cli_exclude_nodump(
+    ext4: Callable[[str], Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("STRONGROOM_VAULT", str(tmp_path / "cli-vault"))
+    monkeypatch.setenv("STRONGROOM_PASSWORD", "flags passphrase")
+    assert main(["init", "--kdf-memory", "1", "--kdf-time", "1"]) == 0
+    src = _source(ext4("a"))
+    argv = ["backup", "files", str(src), "--source", "c", "--exclude-nodump", "--json"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    done = json.loads(capsys.readouterr().out)
+    # imm, app, noatime, plain, folder/inner; not nodump.bin nor skipdir/x.txt
+    assert done["files"] == 5 and done["dirs"] >= 1 and done["errors"] == 0
