@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,31 +27,6 @@ FLAGGED = {
     "skipdir": "+d",
 }
 PLAIN = ["plain.txt", "skipdir/x.txt"]
-
-
-@pytest.fixture
-def ext4(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """Makes and mounts small ext4 file systems; unflags and unmounts them afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("loop mounts and chattr +i need root")
-    mounts: list[Path] = []
-
-    def make(name: str) -> Path:
-        image, mount = tmp_path / f"{name}.img", tmp_path / name
-        with open(image, "wb") as f:
-            f.truncate(16 << 20)
-        subprocess.run(["mkfs.ext4", "-q", "-m", "0", "-F", str(image)], check=True)
-        mount.mkdir()
-        subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
-        mounts.append(mount)
-        return mount
-
-    try:
-        yield make
-    finally:
-        for mount in mounts:
-            subprocess.run(["chattr", "-R", "-i", "-a", str(mount)], check=False)
-            subprocess.run(["umount", str(mount)], check=True)
 
 
 def _lsattr(path: Path) -> str:

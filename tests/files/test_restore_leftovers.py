@@ -69,13 +69,16 @@ def test_the_next_restore_removes_what_a_killed_one_left(
     os.mkdir(target / ".strongroom-tmp-0badcafe-1")  # named like one, but a directory
 
     _killed_restore(vault_dir, point, target, "restore-rename@11")  # 10 files renamed
-    left = [p for p in _temps(target) if p.parent != target]
-    assert len(left) == 50, left
+    # the temporaries wait in the restore's staging folder at the target's root
+    (staging,) = [p for p in target.iterdir() if p.name.startswith(".strongroom-tmp-staging-")]
+    assert len(list(staging.iterdir())) == 50
+    assert [p for p in _temps(target) if p.parent != target] == []
 
     summary = restore_files(vault, vault.resolve_point(point), RestoreOptions(target))
     assert summary.errors == [] and summary.files == 60
     after = snapshot(target / os.path.relpath(src, "/"))  # first: listing moves atimes
     assert sorted(p.name for p in _temps(target)) == [".strongroom-tmp-notes"]
+    assert not staging.exists()
     assert mine.read_bytes() == b"keep me"
     assert (target / ".strongroom-tmp-0badcafe-1").is_dir()
     assert_same(before, after)

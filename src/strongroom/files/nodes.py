@@ -38,6 +38,10 @@ TEMP_PREFIX = b".strongroom-tmp-"
 # Exactly the names a restore gives its temporaries (TEMP_PREFIX, then an 8-hex-digit token
 # and a counter, or "probe-" and a token): what a later restore removes after a crash.
 TEMP_NAME = re.compile(rb"\.strongroom-tmp-(?:[0-9a-f]{8}-[0-9]+|probe-[0-9a-f]{8})")
+# The folder at a restore's target root that holds its temporaries (named by a counter) until
+# they are renamed into their folders, so that those only ever get their final entries (an
+# ext4 directory never shrinks: every temporary name would have grown it for good).
+STAGING_NAME = re.compile(rb"\.strongroom-tmp-staging-[0-9a-f]{8}")
 
 FILE = "f"
 DIR = "d"

@@ -1,9 +1,11 @@
 """File-level restore: plan, create directories, write files, link, then directory metadata.
 
-Every file is written under a temporary name (``.strongroom-tmp-*``) in its destination
-folder, gets its xattrs, ACLs, owner, mode and times on the open descriptor, and is renamed into
-place only after its data is durable (``syncfs`` on the target, once per batch of files rather
-than one ``fsync`` per file): nothing half-written ever carries a final name.  Files are written
+Every file is written under a temporary name (in one staging folder per restore,
+``.strongroom-tmp-staging-*`` at the target's root, so that its destination folder only ever
+gets its final entry; beside it when that folder is on another file system), gets its xattrs,
+ACLs, owner, mode and times on the open descriptor, and is renamed into place only after its
+data is durable (``syncfs`` on the target, once per batch of files rather than one ``fsync``
+per file): nothing half-written ever carries a final name.  Files are written
 in the order of the packs that hold them by a pool of workers, each running a whole job (a run
 of files, or a slice of a big file: read, decrypt, write, metadata; see
 :mod:`strongroom.files.fetch`) while one more thread makes the finished batches durable and
@@ -67,6 +69,7 @@ from strongroom.files.target import (
     has_entries,
     prepare_target,
     remove_stale_temps,
+    staging_folder,
     target_lock,
 )
 from strongroom.files.tree import TreeReader, root_node
@@ -158,11 +161,29 @@ class _Executor:
         self.unlocked: dict[bytes, int] = {}  # existing folders whose locking flags were cleared
         self.progress: Progress | None = None
         self.written = 0
+        self.staging = os.path.join(target, TEMP_PREFIX + b"staging-" + self.token)
+        self.target_dev = -1  # the staging folder's file system (-1: there is none)
+        self.staged: dict[bytes, bool] = {}  # folder -> whether its temporaries are staged
 
     def _tmp(self, folder: bytes) -> bytes:
-        """A fresh temporary name in ``folder`` (absolute)."""
-        name = TEMP_PREFIX + self.token + b"-" + str(next(self.counter)).encode()
-        return os.path.join(folder, name)
+        """A fresh temporary name for an entry of ``folder`` (absolute): in the staging
+        folder, or in ``folder`` itself when that is on another file system (a mount point
+        below the target: a rename cannot cross it)."""
+        n = str(next(self.counter)).encode()
+        staged = self.staged.get(folder)
+        if staged is None:
+            staged = self.staged[folder] = self._on_target_fs(folder)
+        if staged:
+            return os.path.join(self.staging, n)
+        return os.path.join(folder, TEMP_PREFIX + self.token + b"-" + n)
+
+    def _on_target_fs(self, folder: bytes) -> bool:
+        if self.target_dev < 0:
+            return False
+        try:
+            return bool(on_path(os.lstat, folder).st_dev == self.target_dev)
+        except OSError:
+            return False  # creating the entry reports it
 
     def _fail(self, e: Entry, reason: str) -> None:
         self.summary.errors.append((_show(e.dest), reason))
@@ -486,4 +507,6 @@ def _restore(
             check_space(target, plan)
             ex = _Executor(vault, opts, target, summary)
             ex.progress = progress
-            ex.run(plan)
+            with staging_folder(ex.staging) as dev:
+                ex.target_dev = dev
+                ex.run(plan)
