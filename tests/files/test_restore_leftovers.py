@@ -100,3 +100,30 @@ def test_a_second_restore_into_a_target_being_restored_is_refused(
     finally:
         os.close(fd)
     assert restore_files(vault, vault.resolve_point(point), RestoreOptions(target)).files == 60
+
+
+def test_a_running_restores_staging_folder_below_the_target_is_left_alone(
+    tmp_path: Path, vault: Vault
+) -> None:
+    src = tmp_path / "src"
+    _tree(src)
+    point = backup_files(vault, BackupOptions([str(src)], source="s")).point_id
+    target = tmp_path / "out"
+    inner = target / os.path.relpath(src, "/") / "d0"  # a folder this restore writes into
+    inner.mkdir(parents=True)
+    live, dead = (
+        inner / ".strongroom-tmp-staging-0000beef",
+        inner / ".strongroom-tmp-staging-dead0001",
+    )
+    for staging in (live, dead):
+        staging.mkdir()
+        (staging / "1").write_bytes(b"half")
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as the restore into ``inner`` holds it
+        summary = restore_files(vault, vault.resolve_point(point), RestoreOptions(target))
+    finally:
+        os.close(fd)
+    assert summary.errors == [] and summary.files == 60
+    assert (live / "1").read_bytes() == b"half"
+    assert not dead.exists()
