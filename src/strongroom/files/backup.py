@@ -317,13 +317,12 @@ class _Engine:
         self.summary.files += 1
         if hit is not None and hit.matches(st) and self.vault.has_chunks(hit.chunks):
             node.chunks, node.extents = hit.chunks, hit.extents
-            reach = folder.reach(node.name, path)
             try:
-                node.xattrs = read_xattrs(reach)
+                node.xattrs = read_xattrs(folder.reach(node.name, path))
             except OSError as exc:
                 self._error(path, f"cannot read metadata: {exc.strerror}")
             if not self.opts.exclude_nodump:  # else read already
-                node.flags = _flags(reach)
+                node.flags = hit.flags  # chattr moves ctime: the row is as new as the flags
             self.summary.files_unchanged += 1
             self.done_files += 1
             return

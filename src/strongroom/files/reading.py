@@ -24,7 +24,7 @@ from strongroom.files.nodes import Node
 # timestamp tick after we read it; it is not put in the files cache (git's "racily clean").
 RACY_NS = 100_000_000
 
-CacheRow = tuple[bytes, bytes, int, int, int, int, list[bytes], object]
+CacheRow = tuple[bytes, bytes, int, int, int, int, list[bytes], object, int]
 
 
 @dataclass(slots=True)
@@ -135,7 +135,8 @@ class FileReader:
             same = cached.chunks == content.chunks and cached.extents == content.extents
             status = "unchanged" if same else "changed"
         row: CacheRow | None = None
-        if consistent and max(before.st_mtime_ns, before.st_ctime_ns) < started - RACY_NS:
+        fresh = max(before.st_mtime_ns, before.st_ctime_ns) >= started - RACY_NS
+        if consistent and not fresh and not meta_error:  # a row records the flags read
             row = (
                 item.directory,
                 node.name,
@@ -145,5 +146,6 @@ class FileReader:
                 before.st_ctime_ns,
                 content.chunks,
                 content.extents,
+                node.flags,
             )
         return FileOutcome(item, status, nread, cache_row=row, meta_error=meta_error)
