@@ -83,7 +83,7 @@ def test_cached_ids_missing_from_vault_are_never_trusted(tmp_path: Path, vault: 
         "SELECT dir, name, ino, size, mtime, ctime FROM files WHERE name = ?", (b"a",)
     ).fetchone()
     chunks = os.urandom(32)
-    mac = row_mac(vault.local_cache_key(cache_scope("s")), d, n, ino, size, mt, ct, chunks, None)
+    mac = row_mac(vault.local_cache_key(cache_scope("s")), d, n, ino, size, mt, ct, chunks, None, 0)
     db.execute("UPDATE files SET chunks = ?, mac = ? WHERE name = ?", (chunks, mac, b"a"))
     db.commit()
     db.close()

@@ -69,13 +69,16 @@ def test_the_next_restore_removes_what_a_killed_one_left(
     os.mkdir(target / ".strongroom-tmp-0badcafe-1")  # named like one, but a directory
 
     _killed_restore(vault_dir, point, target, "restore-rename@11")  # 10 files renamed
-    left = [p for p in _temps(target) if p.parent != target]
-    assert len(left) == 50, left
+    # the temporaries wait in the restore's staging folder at the target's root
+    (staging,) = [p for p in target.iterdir() if p.name.startswith(".strongroom-tmp-staging-")]
+    assert len(list(staging.iterdir())) == 50
+    assert [p for p in _temps(target) if p.parent != target] == []
 
     summary = restore_files(vault, vault.resolve_point(point), RestoreOptions(target))
     assert summary.errors == [] and summary.files == 60
     after = snapshot(target / os.path.relpath(src, "/"))  # first: listing moves atimes
     assert sorted(p.name for p in _temps(target)) == [".strongroom-tmp-notes"]
+    assert not staging.exists()
     assert mine.read_bytes() == b"keep me"
     assert (target / ".strongroom-tmp-0badcafe-1").is_dir()
     assert_same(before, after)
@@ -97,3 +100,30 @@ def test_a_second_restore_into_a_target_being_restored_is_refused(
     finally:
         os.close(fd)
     assert restore_files(vault, vault.resolve_point(point), RestoreOptions(target)).files == 60
+
+
+def test_a_running_restores_staging_folder_below_the_target_is_left_alone(
+    tmp_path: Path, vault: Vault
+) -> None:
+    src = tmp_path / "src"
+    _tree(src)
+    point = backup_files(vault, BackupOptions([str(src)], source="s")).point_id
+    target = tmp_path / "out"
+    inner = target / os.path.relpath(src, "/") / "d0"  # a folder this restore writes into
+    inner.mkdir(parents=True)
+    live, dead = (
+        inner / ".strongroom-tmp-staging-0000beef",
+        inner / ".strongroom-tmp-staging-dead0001",
+    )
+    for staging in (live, dead):
+        staging.mkdir()
+        (staging / "1").write_bytes(b"half")
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as the restore into ``inner`` holds it
+        summary = restore_files(vault, vault.resolve_point(point), RestoreOptions(target))
+    finally:
+        os.close(fd)
+    assert summary.errors == [] and summary.files == 60
+    assert (live / "1").read_bytes() == b"half"
+    assert not dead.exists()

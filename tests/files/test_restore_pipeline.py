@@ -62,7 +62,7 @@ def _out(target: Path, src: Path) -> Path:
 
 def _temps(root: Path) -> list[str]:
     prefix = os.fsdecode(TEMP_PREFIX)
-    return [n for _, _, names in os.walk(root) for n in names if n.startswith(prefix)]
+    return [n for _, d, f in os.walk(root) for n in d + f if n.startswith(prefix)]
 
 
 def _flip_blob_byte(vault: Vault, vault_dir: Path, data: bytes) -> None:

@@ -138,6 +138,10 @@ def backup_files_cmd(
     one_file_system: Annotated[
         bool, typer.Option("--one-file-system", "-x", help="Do not cross file systems.")
     ] = False,
+    exclude_nodump: Annotated[
+        bool,
+        typer.Option("--exclude-nodump", help="Leave out files and folders flagged no-dump."),
+    ] = False,
     source: SourceOpt = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag for the point.")] = None,
     no_cache: Annotated[
@@ -167,7 +171,17 @@ def backup_files_cmd(
     from strongroom.cli.hooks import around
 
     with around(pre_hook, post_hook, source or socket.gethostname()) as hook_run:
-        _backup_files(v, paths, source, tag, patterns, one_file_system, no_cache, as_json, hook_run)
+        _backup_files(
+            v,
+            paths,
+            source,
+            tag,
+            patterns,
+            (one_file_system, exclude_nodump),
+            no_cache,
+            as_json,
+            hook_run,
+        )
 
 
 def _backup_files(
@@ -176,7 +190,7 @@ def _backup_files(
     source: str | None,
     tag: list[str] | None,
     patterns: list[str],
-    one_file_system: bool,
+    walk: tuple[bool, bool],  # --one-file-system, --exclude-nodump
     no_cache: bool,
     as_json: bool,
     hook_run: HookRun,
@@ -188,7 +202,8 @@ def _backup_files(
         source=source,
         tags=list(tag or []),
         excludes=patterns,
-        one_file_system=one_file_system,
+        one_file_system=walk[0],
+        exclude_nodump=walk[1],
         use_cache=not no_cache,
     )
     with _progress(is_tty() and not as_json, "backed up") as progress:
@@ -259,7 +274,7 @@ def restore_files_cmd(
     else:
         for action, path in summary.actions:
             console().print(f"{action:>10} {escape(path)}", soft_wrap=True)
-        for path, reason in summary.errors:
+        for path, reason in [*summary.warnings, *summary.errors]:
             warn(f"{path}: {reason}")
         verb = "would restore" if dry_run else "restored"
         n = len(summary.actions) if dry_run else summary.files + summary.links

@@ -28,7 +28,13 @@ from strongroom.errors import FilesError
 from strongroom.files.cache import FilesCache, cache_path, cache_scope
 from strongroom.files.content import ContentReader
 from strongroom.files.longpath import Folder
-from strongroom.files.metadata import Names, node_from_stat, read_xattrs
+from strongroom.files.metadata import (
+    FL_NODUMP,
+    Names,
+    node_from_stat,
+    read_flags_at,
+    read_xattrs,
+)
 from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node, encode_dir
 from strongroom.files.patterns import PatternSet
 from strongroom.files.reading import CacheRow, FileItem, FileOutcome, FileReader
@@ -50,6 +56,7 @@ class BackupOptions:
     tags: Sequence[str] = ()
     excludes: Sequence[str] = ()
     one_file_system: bool = False
+    exclude_nodump: bool = False  # leave out files and folders flagged no-dump (chattr +d)
     # Readers: compression, hashing and encryption release the GIL, but every system call of
     # a small file hands it over too; two readers keep two cores busy with about half the
     # context switches of three (restic also reads two files at a time by default).
@@ -127,6 +134,14 @@ class _Dir:
 
 def _show(path: bytes) -> str:
     return os.fsdecode(path)
+
+
+def _flags(path: bytes) -> int:
+    """An entry's inode flags; 0 when it cannot be opened (its read reports why, if read)."""
+    try:
+        return read_flags_at(path)
+    except OSError:
+        return 0
 
 
 class _Engine:
@@ -210,6 +225,8 @@ class _Engine:
             node = self._node(folder, path, name, st, xattrs=not stat.S_ISREG(st.st_mode))
             if node is None:
                 continue
+            if self.opts.exclude_nodump and node.flags & FL_NODUMP:
+                continue
             if node.kind == DIR:
                 sub = _Dir(path, node, d)
                 d.pending += 1
@@ -284,6 +301,8 @@ class _Engine:
                 node.target = folder.readlink(name)
         except OSError as exc:
             self._error(path, f"cannot read metadata: {exc.strerror}")
+        if node.kind == DIR or (node.kind == FILE and self.opts.exclude_nodump):
+            node.flags = _flags(folder.reach(name, path))
         return node
 
     def _error(self, path: bytes | str, reason: str) -> None:
@@ -302,6 +321,8 @@ class _Engine:
                 node.xattrs = read_xattrs(folder.reach(node.name, path))
             except OSError as exc:
                 self._error(path, f"cannot read metadata: {exc.strerror}")
+            if not self.opts.exclude_nodump:  # else read already
+                node.flags = hit.flags  # chattr moves ctime: the row is as new as the flags
             self.summary.files_unchanged += 1
             self.done_files += 1
             return

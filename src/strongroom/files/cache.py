@@ -39,8 +39,9 @@ import blake3
 
 FORGET_AFTER_S = 30 * 24 * 3600
 _TOUCH_AFTER_S = 24 * 3600
-# PRAGMA user_version: a cache of another layout (version 1 had no MACs) is emptied on open
-_VERSION = 2
+# PRAGMA user_version: a cache of another layout (version 1 had no MACs, version 2 no inode
+# flags) is emptied on open
+_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     dir BLOB NOT NULL,
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS files (
     ctime INTEGER NOT NULL,
     chunks BLOB NOT NULL,
     extents TEXT,
+    flags INTEGER NOT NULL,
     seen INTEGER NOT NULL,
     mac BLOB NOT NULL,
     PRIMARY KEY (dir, name)
@@ -59,11 +61,12 @@ CREATE TABLE IF NOT EXISTS files (
 
 
 _INSERT = "INSERT OR REPLACE INTO files VALUES "
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_ROWS_PER_INSERT = 999 // 10  # SQLite before 3.32 takes at most 999 parameters
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROWS_PER_INSERT = 999 // 11  # SQLite before 3.32 takes at most 999 parameters
 _MAC_SIZE = 16  # 128 bits: forging one needs the key, guessing one 2**128 tries
-# lengths of dir, name and chunks, then ino, size, mtime, ctime: every field at a fixed place
-_MAC_HEAD = struct.Struct("<IIIQqqq")
+# lengths of dir, name and chunks, then ino, size, mtime, ctime, inode flags: every field at a
+# fixed place
+_MAC_HEAD = struct.Struct("<IIIQqqqq")
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _T = TypeVar("_T")
 _NAME_MAX = 200  # of a cache file's name before ".sqlite" and a ".damaged-<time>-wal" suffix
@@ -84,9 +87,10 @@ def row_mac(
     ctime: int,
     chunks: bytes,
     extents: str | None,
+    flags: int,
 ) -> bytes:
     """The MAC of one row (``extents`` as stored: JSON text or None)."""
-    head = _MAC_HEAD.pack(len(directory), len(name), len(chunks), ino, size, mtime, ctime)
+    head = _MAC_HEAD.pack(len(directory), len(name), len(chunks), ino, size, mtime, ctime, flags)
     tail = b"\0" if extents is None else b"\1" + extents.encode()
     data = b"".join((head, directory, name, chunks, tail))
     return blake3.blake3(data, key=key).digest(_MAC_SIZE)
@@ -100,6 +104,8 @@ class CacheEntry:
     ctime_ns: int
     chunks: list[bytes]
     extents: list[tuple[int, int]] | None
+    # inode flags: chattr moves ctime, so a row that matches has the file's flags too
+    flags: int = 0
 
     def matches(self, st: os.stat_result) -> bool:
         return (
@@ -228,19 +234,20 @@ class FilesCache:
 
     def _lookup(self, directory: bytes) -> dict[bytes, CacheEntry]:
         rows = self.db.execute(
-            "SELECT name, ino, size, mtime, ctime, chunks, extents, mac FROM files WHERE dir = ?",
+            "SELECT name, ino, size, mtime, ctime, chunks, extents, flags, mac"
+            " FROM files WHERE dir = ?",
             (directory,),
         ).fetchall()
         found: dict[bytes, CacheEntry] = {}
         bad: list[bytes] = []
         key = self._key
-        for name, ino, size, mtime, ctime, chunks, extents, mac in rows:
-            want = row_mac(key, directory, name, ino, size, mtime, ctime, chunks, extents)
+        for name, ino, size, mtime, ctime, chunks, extents, flags, mac in rows:
+            want = row_mac(key, directory, name, ino, size, mtime, ctime, chunks, extents, flags)
             if not hmac.compare_digest(want, mac):
                 bad.append(name)
                 continue
             ext = [(a, b) for a, b in json.loads(extents)] if extents else None
-            found[bytes(name)] = CacheEntry(ino, size, mtime, ctime, _split(chunks), ext)
+            found[bytes(name)] = CacheEntry(ino, size, mtime, ctime, _split(chunks), ext, flags)
         if bad:
             self.rejected += len(bad)
             self.db.executemany(
@@ -249,13 +256,14 @@ class FilesCache:
         return found
 
     def store(
-        self, rows: list[tuple[bytes, bytes, int, int, int, int, list[bytes], object]]
+        self, rows: list[tuple[bytes, bytes, int, int, int, int, list[bytes], object, int]]
     ) -> None:
-        """Rows of (dir, name, ino, size, mtime_ns, ctime_ns, chunk ids, extents or None)."""
+        """Rows of (dir, name, ino, size, mtime_ns, ctime_ns, chunk ids, extents or None,
+        inode flags)."""
         self._guard(lambda: self._store(rows), None)
 
     def _store(
-        self, rows: list[tuple[bytes, bytes, int, int, int, int, list[bytes], object]]
+        self, rows: list[tuple[bytes, bytes, int, int, int, int, list[bytes], object, int]]
     ) -> None:
         # Many rows per statement: SQLite releases the GIL for every step, and a backup's
         # readers hold it in between, so one step per row costs a thread switch per file.
@@ -263,11 +271,11 @@ class FilesCache:
         for start in range(0, len(rows), _ROWS_PER_INSERT):
             part = rows[start : start + _ROWS_PER_INSERT]
             values: list[object] = []
-            for d, n, ino, size, mt, ct, ch, ext in part:
+            for d, n, ino, size, mt, ct, ch, ext, fl in part:
                 extents = json.dumps(ext) if ext else None
                 chunks = b"".join(ch)
-                mac = row_mac(key, d, n, ino, size, mt, ct, chunks, extents)
-                values += (d, n, ino, size, mt, ct, chunks, extents, self._now, mac)
+                mac = row_mac(key, d, n, ino, size, mt, ct, chunks, extents, fl)
+                values += (d, n, ino, size, mt, ct, chunks, extents, fl, self._now, mac)
             self.db.execute(_INSERT + ",".join([_ROW] * len(part)), values)
 
     def touch_dir(self, directory: bytes, gone: list[bytes]) -> None:

@@ -2,8 +2,8 @@
 
 Changes, per path: ``added``, ``removed``, ``type`` (the entry became something else),
 ``modified`` (content: a file's data or holes, a symlink's target, a device number) and
-``metadata`` (mode, owner, mtime, xattrs/ACLs; the changed fields are named).  atime is not
-compared (reading changes it), and neither is the mtime of a folder that only holds the
+``metadata`` (mode, owner, mtime, xattrs/ACLs, inode flags; the changed fields are named).
+atime is not compared (reading changes it), and neither is the mtime of a folder that only holds the
 selected paths (``/tmp`` for ``backup files /tmp/x``): anything else put in it changes that
 mtime, and its other metadata is still compared.  Entries under an added or removed
 directory are listed one by one.  Between two points, identical subtrees (same tree chunk id)
@@ -23,7 +23,7 @@ from strongroom.chunking import CDCParams, ContentChunker
 from strongroom.errors import FilesError
 from strongroom.files.content import ContentReader, open_for_reading
 from strongroom.files.longpath import Folder
-from strongroom.files.metadata import Names, node_from_stat, read_xattrs
+from strongroom.files.metadata import Names, node_from_stat, read_flags_at, read_xattrs
 from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node
 from strongroom.files.selection import absolute
 from strongroom.files.tree import TreeReader, root_node
@@ -35,7 +35,7 @@ REMOVED = "removed"
 TYPE = "type"
 MODIFIED = "modified"
 METADATA = "metadata"
-_META_FIELDS = ("mode", "uid", "gid", "mtime_ns", "xattrs")
+_META_FIELDS = ("mode", "uid", "gid", "mtime_ns", "xattrs", "flags")
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,13 @@ def _without_ancestor_mtimes(
     ]
 
 
+def _flags(path: bytes) -> int:
+    try:
+        return read_flags_at(path)
+    except OSError:  # not readable: the backup records none either
+        return 0
+
+
 class _Live:
     """Nodes of the live file system, built the way a backup builds them."""
 
@@ -180,9 +187,12 @@ class _Live:
     def _entry(self, folder: Folder, name: bytes) -> Node | None:
         node = node_from_stat(name, folder.lstat(name), self.names)
         if node is not None:
-            node.xattrs = read_xattrs(folder.reach(name, folder.join(name)))
+            reach = folder.reach(name, folder.join(name))
+            node.xattrs = read_xattrs(reach)
             if node.kind == SYMLINK:
                 node.target = folder.readlink(name)
+            elif node.kind in (FILE, DIR):
+                node.flags = _flags(reach)
         return node
 
     def node(self, path: bytes) -> Node | None:

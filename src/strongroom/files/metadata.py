@@ -8,10 +8,12 @@ times.  Directories are done after their children (the restore calls this post-o
 from __future__ import annotations
 
 import errno
+import fcntl
 import grp
 import os
 import pwd
 import stat
+import struct
 from collections.abc import Callable
 
 from strongroom.files.nodes import (
@@ -40,6 +42,37 @@ _CAPABILITY = "security.capability"
 # them (SELinux labels) and removing them usually fails or does harm.
 _KEEP_UNLISTED = ("security.selinux",)
 PERMS = 0o7777
+
+# Inode flags (``chattr``/``lsattr``), read and set with FS_IOC_GETFLAGS/SETFLAGS (the kernel
+# passes an int despite the ioctls' "long" in their numbers).
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+FL_SECRM, FL_UNRM, FL_COMPR, FL_SYNC = 0x1, 0x2, 0x4, 0x8
+FL_IMMUTABLE, FL_APPEND, FL_NODUMP, FL_NOATIME = 0x10, 0x20, 0x40, 0x80
+FL_JOURNAL_DATA, FL_NOTAIL, FL_DIRSYNC, FL_TOPDIR = 0x4000, 0x8000, 0x10000, 0x20000
+FL_NOCOW, FL_PROJINHERIT = 0x800000, 0x20000000
+# The flags chattr sets (s u c S i a d A j t D T C P); the rest are the file system's own
+# state (extents, inline data, encryption, verity, casefold...) and are neither stored nor set.
+USER_FLAGS = (
+    FL_SECRM
+    | FL_UNRM
+    | FL_COMPR
+    | FL_SYNC
+    | FL_IMMUTABLE
+    | FL_APPEND
+    | FL_NODUMP
+    | FL_NOATIME
+    | FL_JOURNAL_DATA
+    | FL_NOTAIL
+    | FL_DIRSYNC
+    | FL_TOPDIR
+    | FL_NOCOW
+    | FL_PROJINHERIT
+)
+# Set last: nothing (content, metadata, rename, link) can change the entry after them.
+FL_LOCKING = FL_IMMUTABLE | FL_APPEND
+_NO_FLAGS = frozenset({errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS})
+_FLAG_OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Issue = Callable[[str], None]
 
@@ -126,6 +159,50 @@ def read_xattrs(path: bytes | int) -> Xattrs:
                 continue
             raise
     return tuple(found)
+
+
+def read_flags(fd: int) -> int:
+    """The user-settable inode flags of an open file or directory; 0 where the file system
+    has none (ENOTTY, EOPNOTSUPP)."""
+    try:
+        raw = fcntl.ioctl(fd, _FS_IOC_GETFLAGS, b"\0\0\0\0")
+    except OSError as exc:
+        if exc.errno in _NO_FLAGS:
+            return 0
+        raise
+    return int(struct.unpack("=i", raw)[0]) & USER_FLAGS
+
+
+def read_flags_at(path: bytes) -> int:
+    """:func:`read_flags` of a path (not followed; opening it does not block on a FIFO)."""
+    fd = os.open(path, _FLAG_OPEN)
+    try:
+        return read_flags(fd)
+    finally:
+        os.close(fd)
+
+
+def set_flags(path: bytes, flags: int) -> None:
+    """Set the user-settable flags of a file or directory to ``flags`` (the file system's own
+    flags are kept); raises OSError (EPERM without CAP_LINUX_IMMUTABLE, ENOTTY/EOPNOTSUPP
+    where unsupported)."""
+    fd = os.open(path, _FLAG_OPEN)
+    try:
+        raw = fcntl.ioctl(fd, _FS_IOC_GETFLAGS, b"\0\0\0\0")
+        current = int(struct.unpack("=i", raw)[0])
+        wanted = (current & ~USER_FLAGS) | (flags & USER_FLAGS)
+        if wanted != current:
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("=i", _signed(wanted)))
+    finally:
+        os.close(fd)
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def flags_unsupported(exc: OSError) -> bool:
+    return exc.errno in _NO_FLAGS
 
 
 def data_extents(fd: int, size: int) -> list[tuple[int, int]] | None:

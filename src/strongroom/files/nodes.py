@@ -15,7 +15,8 @@ and atime in ns, ``s`` size, ``c`` content chunk refs, ``x`` data extents of a s
 (flat ``[offset, length, ...]``; without it the content covers ``[0, size)``), ``st`` subtree
 ref, ``lt`` symlink target, ``r`` device number, ``h`` hard link group (``"dev:ino"``), ``xa``
 xattrs as ``[[name, base64 value], ...]`` (POSIX ACLs are the ``system.posix_acl_*`` ones),
-``i`` 1 when the file changed while it was read, ``e`` why a directory's listing is incomplete.
+``i`` 1 when the file changed while it was read, ``e`` why a directory's listing is incomplete,
+``fl`` the user-settable inode flags (``chattr``) of a file or directory.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ TEMP_PREFIX = b".strongroom-tmp-"
 # Exactly the names a restore gives its temporaries (TEMP_PREFIX, then an 8-hex-digit token
 # and a counter, or "probe-" and a token): what a later restore removes after a crash.
 TEMP_NAME = re.compile(rb"\.strongroom-tmp-(?:[0-9a-f]{8}-[0-9]+|probe-[0-9a-f]{8})")
+# The folder at a restore's target root that holds its temporaries (named by a counter) until
+# they are renamed into their folders, so that those only ever get their final entries (an
+# ext4 directory never shrinks: every temporary name would have grown it for good).
+STAGING_NAME = re.compile(rb"\.strongroom-tmp-staging-[0-9a-f]{8}")
 
 FILE = "f"
 DIR = "d"
@@ -81,6 +86,7 @@ class Node:
     xattrs: Xattrs = ()
     inconsistent: bool = False
     error: str | None = None
+    flags: int = 0  # inode flags (FS_IOC_GETFLAGS), the user-settable ones
 
     @property
     def is_dir(self) -> bool:
@@ -105,9 +111,9 @@ def _b(text: str) -> bytes:
     return os.fsencode(text)
 
 
-_OPTIONAL_KEYS = ("u", "g", "un", "gn", "mt", "at", "s", "r", "h")
+_OPTIONAL_KEYS = ("u", "g", "un", "gn", "mt", "at", "s", "r", "h", "fl")
 _optional_values = operator.attrgetter(
-    "uid", "gid", "user", "group", "mtime_ns", "atime_ns", "size", "rdev", "link"
+    "uid", "gid", "user", "group", "mtime_ns", "atime_ns", "size", "rdev", "link", "flags"
 )
 
 
@@ -187,6 +193,7 @@ def _decode_node(d: dict[str, Any], refs: list[bytes], same: dict[object, Any]) 
         xattrs=tuple((k, base64.b64decode(v)) for k, v in xa) if xa else (),
         inconsistent=bool(d.get("i", 0)),
         error=d.get("e"),
+        flags=int(d.get("fl", 0)),
     )
     if node.kind not in KINDS:
         raise ValueError(f"unknown node type {node.kind!r}")

@@ -17,14 +17,14 @@ from typing import Any
 
 from strongroom.files.cache import CacheEntry
 from strongroom.files.content import Content, ContentReader, open_for_reading
-from strongroom.files.metadata import PERMS, Names, read_xattrs
+from strongroom.files.metadata import PERMS, Names, read_flags, read_xattrs
 from strongroom.files.nodes import Node
 
 # A file changed within this window before we stat it may change again within the same
 # timestamp tick after we read it; it is not put in the files cache (git's "racily clean").
 RACY_NS = 100_000_000
 
-CacheRow = tuple[bytes, bytes, int, int, int, int, list[bytes], object]
+CacheRow = tuple[bytes, bytes, int, int, int, int, list[bytes], object, int]
 
 
 @dataclass(slots=True)
@@ -125,6 +125,7 @@ class FileReader:
         meta_error = ""
         try:
             node.xattrs = read_xattrs(fd)
+            node.flags = read_flags(fd)
         except OSError as exc:
             meta_error = f"cannot read metadata: {exc.strerror}"
         cached = item.cached
@@ -134,7 +135,8 @@ class FileReader:
             same = cached.chunks == content.chunks and cached.extents == content.extents
             status = "unchanged" if same else "changed"
         row: CacheRow | None = None
-        if consistent and max(before.st_mtime_ns, before.st_ctime_ns) < started - RACY_NS:
+        fresh = max(before.st_mtime_ns, before.st_ctime_ns) >= started - RACY_NS
+        if consistent and not fresh and not meta_error:  # a row records the flags read
             row = (
                 item.directory,
                 node.name,
@@ -144,5 +146,6 @@ class FileReader:
                 before.st_ctime_ns,
                 content.chunks,
                 content.extents,
+                node.flags,
             )
         return FileOutcome(item, status, nread, cache_row=row, meta_error=meta_error)

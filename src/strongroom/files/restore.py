@@ -1,14 +1,18 @@
 """File-level restore: plan, create directories, write files, link, then directory metadata.
 
-Every file is written under a temporary name (``.strongroom-tmp-*``) in its destination
-folder, gets its xattrs, ACLs, owner, mode and times on the open descriptor, and is renamed into
-place only after its data is durable (``syncfs`` on the target, once per batch of files rather
-than one ``fsync`` per file): nothing half-written ever carries a final name.  Files are written
+Every file is written under a temporary name (in one staging folder per restore,
+``.strongroom-tmp-staging-*`` at the target's root, so that its destination folder only ever
+gets its final entry; beside it when that folder is on another file system), gets its xattrs,
+ACLs, owner, mode and times on the open descriptor, and is renamed into place only after its
+data is durable (``syncfs`` on the target, once per batch of files rather than one ``fsync``
+per file): nothing half-written ever carries a final name.  Files are written
 in the order of the packs that hold them by a pool of workers, each running a whole job (a run
 of files, or a slice of a big file: read, decrypt, write, metadata; see
 :mod:`strongroom.files.fetch`) while one more thread makes the finished batches durable and
 renames them; sparse files get their holes back.  Hard links are made after the files they
-point to; directory metadata is applied last, children before parents.
+point to; directory metadata is applied last, children before parents; inode flags (``chattr``)
+after all of that, files first, then directories children first, since immutable and
+append-only would forbid the renames, links and metadata before them.
 
 A restore killed before its renames leaves temporary files behind; the next restore into the
 same target removes them (only names exactly as a restore makes them, in the folders it
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import itertools
 import os
 import secrets
@@ -40,7 +45,14 @@ from strongroom.files.fetch import (
     plan_jobs,
 )
 from strongroom.files.longpath import on_path, on_paths
-from strongroom.files.metadata import apply_metadata, ifmt_of
+from strongroom.files.metadata import (
+    FL_LOCKING,
+    apply_metadata,
+    flags_unsupported,
+    ifmt_of,
+    read_flags_at,
+    set_flags,
+)
 from strongroom.files.nodes import DIR, FIFO, FILE, SYMLINK, TEMP_PREFIX, Node
 from strongroom.files.plan import (
     CREATE,
@@ -57,6 +69,7 @@ from strongroom.files.target import (
     has_entries,
     prepare_target,
     remove_stale_temps,
+    staging_folder,
     target_lock,
 )
 from strongroom.files.tree import TreeReader, root_node
@@ -94,6 +107,8 @@ class RestoreSummary:
     kept_both: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
     actions: list[tuple[str, str]] = field(default_factory=list)
+    # Not failures of the restore: metadata the target cannot take (inode flags)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
     duration: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +125,7 @@ class RestoreSummary:
             "kept_both": self.kept_both,
             "errors": [{"path": p, "reason": r} for p, r in self.errors],
             "actions": [{"action": a, "path": p} for a, p in self.actions],
+            "warnings": [{"path": p, "reason": r} for p, r in self.warnings],
             "duration": round(self.duration, 3),
         }
 
@@ -141,13 +157,33 @@ class _Executor:
         self.link_targets: set[bytes] = set()
         self.done: set[bytes] = set()
         self.dirs: list[Entry] = []
+        self.flagged: list[tuple[bytes, int]] = []  # files in place whose inode flags wait
+        self.unlocked: dict[bytes, int] = {}  # existing folders whose locking flags were cleared
         self.progress: Progress | None = None
         self.written = 0
+        self.staging = os.path.join(target, TEMP_PREFIX + b"staging-" + self.token)
+        self.target_dev = -1  # the staging folder's file system (-1: there is none)
+        self.staged: dict[bytes, bool] = {}  # folder -> whether its temporaries are staged
 
     def _tmp(self, folder: bytes) -> bytes:
-        """A fresh temporary name in ``folder`` (absolute)."""
-        name = TEMP_PREFIX + self.token + b"-" + str(next(self.counter)).encode()
-        return os.path.join(folder, name)
+        """A fresh temporary name for an entry of ``folder`` (absolute): in the staging
+        folder, or in ``folder`` itself when that is on another file system (a mount point
+        below the target: a rename cannot cross it)."""
+        n = str(next(self.counter)).encode()
+        staged = self.staged.get(folder)
+        if staged is None:
+            staged = self.staged[folder] = self._on_target_fs(folder)
+        if staged:
+            return os.path.join(self.staging, n)
+        return os.path.join(folder, TEMP_PREFIX + self.token + b"-" + n)
+
+    def _on_target_fs(self, folder: bytes) -> bool:
+        if self.target_dev < 0:
+            return False
+        try:
+            return bool(on_path(os.lstat, folder).st_dev == self.target_dev)
+        except OSError:
+            return False  # creating the entry reports it
 
     def _fail(self, e: Entry, reason: str) -> None:
         self.summary.errors.append((_show(e.dest), reason))
@@ -179,6 +215,25 @@ class _Executor:
                 on_path(apply_metadata, e.dest, e.node, as_root=self.as_root, issue=self._issue(e))
             except OSError as exc:  # a long path's folder could not be opened
                 self._fail(e, f"cannot apply metadata: {exc.strerror}")
+        self._set_flags()
+
+    def _set_flags(self) -> None:
+        """Inode flags, last of all: files, then directories children first (an immutable
+        or append-only entry takes no rename, link, metadata or new entry after them)."""
+        dirs = []
+        for e in reversed(self.dirs):
+            if self.unlocked.pop(e.dest, None) is not None or e.node.flags:
+                dirs.append((e.dest, e.node.flags))
+        kept = sorted(self.unlocked.items(), reverse=True)  # not overwritten: their own flags
+        for dest, flags in [*self.flagged, *dirs, *kept]:
+            try:
+                on_path(set_flags, dest, flags)
+            except OSError as exc:
+                if exc.errno == errno.EPERM or flags_unsupported(exc):
+                    reason = f"inode flags {flags:#x} not set: {exc.strerror}"
+                    self.summary.warnings.append((_show(dest), reason))
+                else:
+                    self.summary.errors.append((_show(dest), f"cannot set inode flags: {exc}"))
 
     # --- directories, special files and links ----------------------------------------------
 
@@ -198,10 +253,25 @@ class _Executor:
             self._fail(e, f"cannot create directory: {exc.strerror}")
             return
         if existed:  # a killed restore may have left temporary files in it
+            self._unlock_dir(e)
             remove_stale_temps(e.dest, self.summary.errors)
         self.summary.dirs += 1
         if e.action != SKIP_META:
             self.dirs.append(e)
+
+    def _unlock_dir(self, e: Entry) -> None:
+        """An existing immutable or append-only folder takes no new entries: as root, clear
+        those flags while restoring into it (set again at the end, to the point's flags when
+        its metadata is applied, else to its own)."""
+        if not self.as_root:
+            return
+        try:
+            flags = on_path(read_flags_at, e.dest)
+            if flags & FL_LOCKING:
+                on_path(set_flags, e.dest, flags & ~FL_LOCKING)
+                self.unlocked[e.dest] = flags
+        except OSError:
+            return  # creating its entries reports what is wrong
 
     def _special(self, e: Entry) -> None:
         node = e.node
@@ -341,6 +411,8 @@ class _Executor:
                 continue
             if self.link_targets and e.dest in self.link_targets:
                 self.done.add(e.dest)
+            if e.node.flags:
+                self.flagged.append((e.dest, e.node.flags))
             self.summary.files += 1
             if e.action == KEEP_BOTH:
                 self.summary.kept_both.append(_show(e.dest))
@@ -357,12 +429,40 @@ def _rename_into_place(tmp: bytes, dest: bytes) -> str | None:
     """The last step of every entry; a failed rename leaves no temp file behind (the reason
     is returned)."""
     try:
-        on_paths(os.rename, tmp, dest)
+        try:
+            on_paths(os.rename, tmp, dest)
+        except PermissionError as exc:
+            if exc.errno != errno.EPERM or not _unlock(dest):
+                raise
+            on_paths(os.rename, tmp, dest)
     except OSError as exc:
         with contextlib.suppress(OSError):
             on_path(os.unlink, tmp)
-        return f"cannot rename into place: {exc.strerror}"
+        return f"cannot rename into place: {exc.strerror}{_locked_hint(dest)}"
     return None
+
+
+def _unlock(dest: bytes) -> bool:
+    """Clear immutable and append-only of an existing file the restore replaces (root
+    only); whether they were cleared."""
+    try:
+        flags = on_path(read_flags_at, dest)
+        if not flags & FL_LOCKING:
+            return False
+        on_path(set_flags, dest, flags & ~FL_LOCKING)
+    except OSError:
+        return False
+    return True
+
+
+def _locked_hint(dest: bytes) -> str:
+    try:
+        flags = on_path(read_flags_at, dest)
+    except OSError:
+        return ""
+    if flags & FL_LOCKING:
+        return " (the existing file is immutable or append-only; only root can replace it)"
+    return ""
 
 
 def restore_files(
@@ -407,4 +507,6 @@ def _restore(
             check_space(target, plan)
             ex = _Executor(vault, opts, target, summary)
             ex.progress = progress
-            ex.run(plan)
+            with staging_folder(ex.staging) as dev:
+                ex.target_dev = dev
+                ex.run(plan)

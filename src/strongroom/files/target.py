@@ -7,12 +7,13 @@ import contextlib
 import fcntl
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from strongroom.errors import FilesError
 from strongroom.files.longpath import Folder
-from strongroom.files.nodes import FILE, TEMP_NAME, TEMP_PREFIX
+from strongroom.files.nodes import FILE, STAGING_NAME, TEMP_NAME, TEMP_PREFIX
 from strongroom.files.plan import Plan
 from strongroom.files.vaultview import OnStorage
 
@@ -69,16 +70,19 @@ def target_lock(target: bytes, dry_run: bool) -> Iterator[None]:
 
 def remove_stale_temps(folder: bytes, errors: list[tuple[str, str]]) -> None:
     """Remove what a killed restore left in ``folder``: only non-directories named exactly as
-    a restore names its temporary files (:data:`TEMP_NAME`), never a user's file."""
+    a restore names its temporary files (:data:`TEMP_NAME`), never a user's file, and a
+    dead restore's staging folder (:data:`STAGING_NAME`)."""
     try:
         with Folder(folder) as where:
-            stale = [
-                name
-                for name, entry in where.scandir()
-                if name.startswith(TEMP_PREFIX)
-                and TEMP_NAME.fullmatch(name)
-                and not entry.is_dir(follow_symlinks=False)
-            ]
+            stale = []
+            for name, entry in where.scandir():
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if not is_dir and TEMP_NAME.fullmatch(name):
+                    stale.append(name)
+                elif is_dir and STAGING_NAME.fullmatch(name):
+                    _remove_staging(where.join(name), errors)
             for name in stale:
                 try:
                     where.unlink(name)
@@ -91,6 +95,52 @@ def remove_stale_temps(folder: bytes, errors: list[tuple[str, str]]) -> None:
                     )
     except OSError as exc:
         errors.append((_show(folder), f"cannot list: {exc.strerror}"))
+
+
+def _remove_staging(path: bytes, errors: list[tuple[str, str]]) -> None:
+    """A dead restore's staging folder goes; a running restore holds an ``flock`` on its own
+    (it may be writing into a folder below this one's target), which is then left alone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        _rmtree(path, errors)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def staging_folder(path: bytes) -> Iterator[int]:
+    """Create and lock a restore's staging folder; its device number, or -1 when it cannot
+    be made (the restore then writes its temporaries beside their files).  Removed after."""
+    try:
+        os.mkdir(path, 0o700)
+    except OSError:
+        yield -1
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield os.fstat(fd).st_dev
+    finally:
+        errors: list[tuple[str, str]] = []
+        _rmtree(path, errors)  # empty unless a failure left temporaries in it
+        os.close(fd)
+
+
+def _rmtree(path: bytes, errors: list[tuple[str, str]]) -> None:
+    def failed(_fn: object, where: str | bytes, exc: BaseException) -> None:
+        if not isinstance(exc, FileNotFoundError):
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            shown = where if isinstance(where, str) else _show(where)
+            errors.append((shown, f"cannot remove a leftover temporary file: {reason}"))
+
+    shutil.rmtree(path, onerror=lambda fn, where, info: failed(fn, where, info[1]))
 
 
 def has_entries(target: bytes) -> bool:
