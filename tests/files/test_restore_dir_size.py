@@ -27,7 +27,10 @@ def test_restored_folder_is_not_bigger_than_the_original(
     summary = restore_files(vault, point, RestoreOptions(dst))
     assert summary.errors == [] and summary.files == 2000
     out = dst / os.path.relpath(src, "/")
-    assert os.lstat(out).st_size <= os.lstat(src).st_size
+    # ext4's hashed directories split their leaves by each file system's own hash seed and
+    # the order names arrive in, so equal content may differ by a block or two (44,032 against
+    # 40,960 seen); a temporary name per file had made this one 117,760 against 39,936
+    assert os.lstat(out).st_size <= os.lstat(src).st_size * 5 // 4
     assert len(os.listdir(out)) == 2000
     # the staging folder is gone, and nothing else is left at the target's root
     assert not [n for n in os.listdir(dst) if n.startswith(os.fsdecode(TEMP_PREFIX))]
