@@ -32,6 +32,7 @@ __all__ = [
     "image_lock_error",
     "is_lock_message",
     "qemu_img_path",
+    "run_qemu_img",
 ]
 
 INSTALL_HINT: Final = "install it with `apt-get install qemu-utils`"
@@ -102,12 +103,13 @@ class ImageInfo:
     actual_size: int
 
 
-def _run_qemu_img(args: list[str]) -> subprocess.CompletedProcess[str]:
+def run_qemu_img(args: list[str], timeout: float = _TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """``qemu-img ARGS`` with its output captured (text) and no standard input."""
     return subprocess.run(
         [qemu_img_path(), *args],
         capture_output=True,
         text=True,
-        timeout=_TIMEOUT,
+        timeout=timeout,
         check=False,
         stdin=subprocess.DEVNULL,
     )
@@ -129,7 +131,7 @@ def image_info(path: Path, fmt: str | None = None, *, force_share: bool = True) 
         args.append("-U")
     if fmt is not None:
         args += ["-f", fmt]
-    proc = _run_qemu_img([*args, str(path)])
+    proc = run_qemu_img([*args, str(path)])
     if proc.returncode != 0:
         raise ImageError(f"cannot read disk image {path}: {_first_line(proc.stderr)}")
     doc = json.loads(proc.stdout)
@@ -191,7 +193,7 @@ def image_lock_error(path: Path, fmt: str, *, for_write: bool = False) -> str | 
             stdin=subprocess.DEVNULL,
         )
     else:
-        proc = _run_qemu_img(["info", "--output=json", "-f", fmt, str(path)])
+        proc = run_qemu_img(["info", "--output=json", "-f", fmt, str(path)])
     if proc.returncode == 0:
         return _qemu_holder(path, for_write)
     text = proc.stderr.strip()
@@ -204,7 +206,7 @@ def create_image(path: Path, fmt: str, size: int, *, display: Path | None = None
     """``qemu-img create -f fmt path size`` (sparse; exact virtual size)."""
     check_write_format(fmt)
     options = _CREATE_OPTIONS.get(fmt, [])
-    proc = _run_qemu_img(["create", "-q", "-f", fmt, *options, str(path), str(size)])
+    proc = run_qemu_img(["create", "-q", "-f", fmt, *options, str(path), str(size)])
     if proc.returncode != 0:
         message = _first_line(proc.stderr)
         shown = display or path

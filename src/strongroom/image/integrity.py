@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from strongroom.errors import ImageError
-from strongroom.image.formats import qemu_img_path
+from strongroom.image.formats import qemu_img_path, run_qemu_img
 
 __all__ = ["check_image"]
 
@@ -49,14 +49,7 @@ class _Layer:
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [qemu_img_path(), *args],
-        capture_output=True,
-        text=True,
-        timeout=_TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_qemu_img(args, timeout=_TIMEOUT)
 
 
 def _first_error(text: str) -> str:
