@@ -83,6 +83,27 @@ class Agent:
 
     def run(self, once: bool = False) -> None:
         say(f"agent {self.config.machine} polling {self.config.server}")
+        from strongroom.agent.restorework import Relay
+
+        # the dashboard's browse/download/restore requests, answered on their own thread
+        relay = Relay(
+            self.config.server,
+            self.config.token,
+            self.passphrase,
+            self.config.machine,
+            self.client,
+            threading.Event(),
+            say,
+            wait=max(self.client.wait, 1.0),
+        )
+        relay.start()
+        try:
+            self._poll(once)
+        finally:
+            relay.stop.set()
+            relay.close()
+
+    def _poll(self, once: bool) -> None:
         backoff = Backoff()
         while not self.stop.is_set():
             try:
@@ -141,6 +162,10 @@ class Agent:
     def _dispatch(self, v: Any, work: dict[str, Any], reporter: Reporter) -> Outcome:
         if work["kind"] == "retention":
             return retention_job(v, work)
+        if work["kind"] == "restore":  # the dashboard's (normally handed over by the relay)
+            from strongroom.agent.restorework import restore_job
+
+            return restore_job(v, work, reporter, self.config.machine)
         if work.get("item_kind") != "files":
             return Outcome(
                 "failed",

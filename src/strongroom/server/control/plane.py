@@ -197,7 +197,7 @@ class ControlPlane:
             "UPDATE jobs SET state = ?, finished = ?, bytes_read = ?, bytes_added = ?, files = ?,"
             " point = ?, reason = ?, percent = NULL, eta = NULL WHERE id = ?"
         )
-        if job.kind == "retention":
+        if job.kind in ("retention", "restore"):  # no point of the item's, no alert
             db.execute(set_final, (state, *final))
             db.execute("DELETE FROM tombstone_grants WHERE job = ?", (job.id,))
             return

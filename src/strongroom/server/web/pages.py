@@ -134,13 +134,16 @@ def overview(who: Session, items: list[dict[str, Any]], jobs: list[dict[str, Any
 
 def items_page(who: Session, items: list[dict[str, Any]]) -> str:
     def row(r: dict[str, Any]) -> str:
+        points = f'<a href="/ui/items/{quote(str(r["name"]))}/points">Points</a> '
         button = ""
         if who.role in WRITERS:
             button = (
                 f'<form method="post" action="/ui/items/{quote(str(r["name"]))}/backup-now">'
                 f'{csrf_field(who)}<button type="submit">Back up now</button></form>'
             )
-        extra = f"<td>{e(r.get('policy'))}</td><td>{e(r.get('vault'))}</td><td>{button}</td>"
+        extra = (
+            f"<td>{e(r.get('policy'))}</td><td>{e(r.get('vault'))}</td><td>{points}{button}</td>"
+        )
         return _item_row(r).replace("</tr>", extra + "</tr>")
 
     heads = (*ITEM_HEADS, "Policy", "Vault", "Actions")

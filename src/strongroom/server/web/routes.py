@@ -43,6 +43,9 @@ def install(app: FastAPI, server: Server, plane: ControlPlane) -> None:
     _job_writes(app, server, plane)
     _token_routes(app, server)
     _static_routes(app)
+    from strongroom.server.web import restore_routes
+
+    restore_routes.install(app, server, plane)
 
 
 def _user_api(app: FastAPI, server: Server) -> None:

@@ -1,0 +1,242 @@
+"""The restore pages' HTML: an item's points, a point's folder like a file manager (with
+downloads and a restore form), and the VM / disk restore form."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from strongroom.server.web.pages import WRITERS, csrf_field, e, layout, table, when
+from strongroom.server.web.users import Session
+
+CONFLICTS = ("overwrite", "skip", "keep-both")
+IMAGE_KINDS = ("vm", "disk")
+FORMATS = ("", "raw", "qcow2", "vmdk", "vdi", "vhdx")
+
+
+def base(item: str, point: str) -> str:
+    return f"/ui/items/{quote(item, safe='')}/points/{quote(point, safe='')}"
+
+
+def points_page(
+    who: Session, item: dict[str, Any], points: list[tuple[str, float]], error: str = ""
+) -> str:
+    name = str(item["name"])
+
+    def row(p: tuple[str, float]) -> str:
+        pid, t = p
+        link = f'<a href="{base(name, pid)}/browse">{e(pid[:12])}</a>'
+        return f'<tr data-point="{e(pid)}"><td>{link}</td><td>{when(t)}</td></tr>'
+
+    newest = sorted(points, key=lambda p: (p[1], p[0]), reverse=True)
+    alert = f'<p class="error" role="alert">{e(error)}</p>' if error else ""
+    facts = (
+        f"<p>Item <strong>{e(name)}</strong> ({e(item.get('kind'))}) on machine "
+        f"<strong>{e(item.get('machine'))}</strong>, vault {e(item.get('vault'))}. "
+        "Browsing, downloads and restores are done by an agent that holds the vault's "
+        "passphrase: the server cannot read a point itself.</p>"
+    )
+    body = alert + facts + table("Recovery points, newest first", ("Point", "Time"),
+                                 map(row, newest), "No points yet.")  # fmt: skip
+    return layout(f"Points of {name}", body, who, "/ui/items")
+
+
+def _size(n: object) -> str:
+    if not isinstance(n, int):
+        return "-"
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        size /= 1024
+        if size < 1024 or unit == "TiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+def _mode(doc: dict[str, Any]) -> str:
+    kinds = {"file": "-", "dir": "d", "symlink": "l", "fifo": "p", "chardev": "c"}
+    try:
+        bits = int(str(doc.get("mode", "0")), 8)
+    except ValueError:
+        return "-"
+    return kinds.get(str(doc.get("type")), "b") + stat.filemode(bits)[1:]
+
+
+def _crumbs(item: str, point: str, path: str, agent: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    links = [(f"{point[:12]}", "/")]
+    for i in range(len(parts)):
+        links.append((parts[i], "/" + "/".join(parts[: i + 1])))
+    out = []
+    for n, (label, to) in enumerate(links):
+        if n == len(links) - 1:
+            out.append(f'<li aria-current="location">{e(label)}</li>')
+        else:
+            out.append(f'<li><a href="{_browse_url(item, point, to, agent)}">{e(label)}</a></li>')
+    return f'<nav aria-label="Folder" class="crumbs"><ol>{"".join(out)}</ol></nav>'
+
+
+def _browse_url(item: str, point: str, path: str, agent: str) -> str:
+    return e(f"{base(item, point)}/browse?" + urlencode({"path": path, "agent": agent}))
+
+
+def _download(who: Session, item: str, point: str, doc: dict[str, Any], agent: str) -> str:
+    if who.role not in WRITERS:
+        return ""
+    kind, path = str(doc.get("type")), str(doc["path"])
+    if kind == "file":
+        buttons = f'<button type="submit" name="format" value="file" aria-label="Download {e(doc["name"])}">Download</button>'  # noqa: E501
+    elif kind == "dir":
+        buttons = (
+            f'<button type="submit" name="format" value="zip" aria-label="Download {e(doc["name"])} as zip">Zip</button> '  # noqa: E501
+            f'<button type="submit" name="format" value="tar" aria-label="Download {e(doc["name"])} as tar">Tar</button>'  # noqa: E501
+        )
+    else:
+        return ""
+    return (
+        f'<form method="post" action="{base(item, point)}/download" class="inline">'
+        f'{csrf_field(who)}<input type="hidden" name="path" value="{e(path)}">'
+        f'<input type="hidden" name="agent" value="{e(agent)}">{buttons}</form>'
+    )
+
+
+def browse_page(
+    who: Session,
+    item: str,
+    point: str,
+    listing: dict[str, Any],
+    agents: Sequence[str],
+    agent: str,
+) -> str:
+    path = str(listing.get("path", "/"))
+    image = listing.get("kind") in IMAGE_KINDS
+
+    def row(doc: dict[str, Any]) -> str:
+        name = str(doc.get("name") or os.path.basename(str(doc["path"])))
+        doc = {**doc, "name": name}
+        shown = e(name)
+        if doc.get("type") == "dir":
+            shown = f'<a href="{_browse_url(item, point, str(doc["path"]), agent)}">{e(name)}/</a>'
+        extra = " ".join(
+            f"{k} {e(doc[k])}" for k in ("fstype", "label") if doc.get(k) not in (None, "")
+        )
+        size = doc.get("size")
+        return (
+            f'<tr data-name="{e(name)}"><td>{shown}</td><td>{e(doc.get("type"))}'
+            f"{' (' + extra + ')' if extra else ''}</td><td>{_size(size)}</td>"
+            f"<td>{e(_mode(doc))}</td><td>{when(int(doc.get('mtime_ns') or 0) / 1e9 or None)}</td>"
+            f"<td>{_download(who, item, point, doc, agent)}</td></tr>"
+        )
+
+    heads = ("Name", "Type", "Size", "Mode", "Modified", "Download")
+    entries = list(listing.get("entries", []))
+    body = (
+        _crumbs(item, point, path, agent)
+        + _agent_picker(item, point, path, agents, agent)
+        + table(f"{path} in point {point[:12]}", heads, map(row, entries), "Empty folder.")
+    )
+    if who.role in WRITERS:
+        body += restore_files_form(who, item, point, path, agents, agent)
+        if image:
+            link = e(f"{base(item, point)}/restore-image?agent={quote(agent)}")
+            body += f'<p><a href="{link}">Restore the VM or a disk of this point…</a></p>'
+    return layout(f"Browse {item}", body, who, "/ui/items")
+
+
+def _agent_picker(item: str, point: str, path: str, agents: Sequence[str], agent: str) -> str:
+    return (
+        f'<form method="get" action="{base(item, point)}/browse" class="filters">'
+        f'<input type="hidden" name="path" value="{e(path)}">'
+        + _select("agent", "Agent that reads the point", agents, agent, "b-agent")
+        + '<button type="submit">Use this agent</button></form>'
+    )
+
+
+def _select(name: str, label: str, options: Sequence[str], chosen: str, ident: str) -> str:
+    opts = "".join(
+        f'<option value="{e(o)}"{" selected" if o == chosen else ""}>{e(o or "(default)")}</option>'
+        for o in options
+    )
+    return f'<label for="{ident}">{label}</label><select id="{ident}" name="{name}">{opts}</select>'
+
+
+def restore_files_form(
+    who: Session, item: str, point: str, path: str, agents: Sequence[str], agent: str
+) -> str:
+    return (
+        f'<form method="post" action="{base(item, point)}/restore" class="card" id="restore">'
+        f'{csrf_field(who)}<input type="hidden" name="what" value="files">'
+        "<h2>Restore files to an agent</h2>"
+        '<label for="r-paths">Paths in the point (one per line; globs as the CLI)</label>'
+        f'<textarea id="r-paths" name="paths" rows="3">{e(path)}</textarea>'
+        + _select("agent", "Agent to restore on", agents, agent, "r-agent")
+        + '<label for="r-target">Target folder on that agent</label>'
+        '<input id="r-target" name="target" required>'
+        + _select("on_conflict", "When a file exists", CONFLICTS, "overwrite", "r-conflict")
+        + '<label><input type="checkbox" name="verify" value="1"> Verify (re-read each file)'
+        '</label><label><input type="checkbox" name="dry_run" value="1"> Dry run</label>'
+        '<button type="submit">Restore</button></form>'
+    )
+
+
+def _field(ident: str, name: str, label: str, value: str = "") -> str:
+    return (
+        f'<label for="{ident}">{label}</label><input id="{ident}" name="{name}" value="{e(value)}">'
+    )
+
+
+def _check(name: str, label: str) -> str:
+    return f'<label><input type="checkbox" name="{name}" value="1"> {label}</label>'
+
+
+def image_page(who: Session, item: str, point: str, agents: Sequence[str], agent: str) -> str:
+    url = f"{base(item, point)}/restore"
+
+    def form(what: str, title: str, inner: str) -> str:
+        return (
+            f'<form method="post" action="{url}" class="card" id="restore-{what}">'
+            f'{csrf_field(who)}<input type="hidden" name="what" value="{what}"><h2>{title}</h2>'
+            + _select("agent", "Agent (the hypervisor host)", agents, agent, f"{what}-agent")
+            + inner
+            + f'<button type="submit">{title}</button></form>'
+        )
+
+    disk = form(
+        "disk",
+        "Restore a disk",
+        _field("d-disk", "disk", "Disk (target such as vda, or path; empty: the only one)")
+        + _field("d-to", "to", "To (image file or block device)")
+        + _select("format", "Format", FORMATS, "", "d-format")
+        + _field("d-attach", "attach", "Add to this VM's XML file (optional)")
+        + _field("d-attach-to", "attach_to", "libvirt: attach to this domain (optional)")
+        + _field("d-connect", "connect", "libvirt URI (optional)")
+        + _check("force", "Force (overwrite)")
+        + _check("verify", "Verify"),
+    )
+    vm = form(
+        "vm",
+        "Restore the VM",
+        '<fieldset><legend>Where</legend><label><input type="radio" name="mode" value="new" '
+        'checked> As a new VM</label><label><input type="radio" name="mode" value="in-place">'
+        " In place (only changed chunks written)</label></fieldset>"
+        + _field("v-name", "name", "New VM's name (as new)")
+        + _field("v-dir", "disk_dir", "Folder for its disks and XML (optional)")
+        + _select("format", "Format", FORMATS, "", "v-format")
+        + _field("v-connect", "connect", "libvirt URI (optional)")
+        + _check("start", "Start it (libvirt)")
+        + _check("force", "Force")
+        + _check("verify", "Verify"),
+    )
+    instant = form(
+        "instant",
+        "Restore instantly",
+        "<p>The VM starts at once, its disks read from the vault while they are copied.</p>"
+        + _field("i-name", "name", "New VM's name")
+        + _field("i-dir", "disk_dir", "Folder for the overlays (optional)")
+        + _field("i-connect", "connect", "libvirt URI (optional)"),
+    )
+    return layout(f"Restore from {point[:12]}", disk + vm + instant, who, "/ui/items")
