@@ -162,11 +162,17 @@ class _Reader(io.RawIOBase):
         return True
 
     def read(self, size: int = -1, /) -> bytes:
-        if not self.pending:
-            self.pending = next(self.parts, b"")
-        take = self.pending if size < 0 else self.pending[:size]
-        self.pending = self.pending[len(take) :]
-        return take
+        """Exactly ``size`` bytes unless the content ends (tarfile counts on that)."""
+        out = bytearray()
+        while size < 0 or len(out) < size:
+            if not self.pending:
+                self.pending = next(self.parts, b"")
+                if not self.pending:
+                    break
+            want = len(self.pending) if size < 0 else size - len(out)
+            out += self.pending[:want]
+            self.pending = self.pending[want:]
+        return bytes(out)
 
 
 def _tar(v: Vault, entries: Iterator[tuple[bytes, Any]], base: bytes, up: Upload) -> None:

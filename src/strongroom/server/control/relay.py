@@ -267,7 +267,7 @@ def install(app: FastAPI, server: Server, plane: ControlPlane, relay: Relay) -> 
 
         return await run(Call(request, "relay-poll"), work, ("backup",))
 
-    @app.post("/v1/agent/relay/{rid}/data", responses=oa.responses(410, s200=oa.json_body("ok")))
+    @app.post("/v1/agent/relay/{rid}/data", responses=oa.responses(404, s200=oa.json_body("ok")))
     async def data(request: Request, rid: str) -> Response:
         call = Call(request, "relay-data", obj=rid[:32])
 

@@ -129,10 +129,12 @@ def browse_page(
             f'<tr data-name="{e(name)}"><td>{shown}</td><td>{e(doc.get("type"))}'
             f"{' (' + extra + ')' if extra else ''}</td><td>{_size(size)}</td>"
             f"<td>{e(_mode(doc))}</td><td>{when(int(doc.get('mtime_ns') or 0) / 1e9 or None)}</td>"
-            f"<td>{_download(who, item, point, doc, agent)}</td></tr>"
+            + (f"<td>{_download(who, item, point, doc, agent)}</td>" if writer else "")
+            + "</tr>"
         )
 
-    heads = ("Name", "Type", "Size", "Mode", "Modified", "Download")
+    writer = who.role in WRITERS
+    heads = ("Name", "Type", "Size", "Mode", "Modified") + (("Download",) if writer else ())
     entries = list(listing.get("entries", []))
     body = (
         _crumbs(item, point, path, agent)
