@@ -182,7 +182,7 @@ class Relay:
         try:
             async for piece in request.stream():
                 if t.gone:
-                    raise ApiError(410, "the browser stopped reading", "gone")
+                    raise ApiError(409, "the browser stopped reading", "gone")
                 if not piece:
                     continue
                 total += len(piece)
@@ -194,7 +194,7 @@ class Relay:
             raise ApiError(400, "upload broke off", "refused") from None
         except TimeoutError:
             self.drop(t)
-            raise ApiError(410, "the browser stopped reading", "gone") from None
+            raise ApiError(409, "the browser stopped reading", "gone") from None
         except ApiError:
             await self._break(t, "the transfer was stopped")
             raise
@@ -267,7 +267,9 @@ def install(app: FastAPI, server: Server, plane: ControlPlane, relay: Relay) -> 
 
         return await run(Call(request, "relay-poll"), work, ("backup",))
 
-    @app.post("/v1/agent/relay/{rid}/data", responses=oa.responses(404, s200=oa.json_body("ok")))
+    @app.post(
+        "/v1/agent/relay/{rid}/data", responses=oa.responses(408, 409, s200=oa.json_body("ok"))
+    )
     async def data(request: Request, rid: str) -> Response:
         call = Call(request, "relay-data", obj=rid[:32])
 
