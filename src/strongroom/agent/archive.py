@@ -49,10 +49,10 @@ class Upload:
         """(zipfile and tarfile call it; the buffer goes out when it is full or at the end)"""
 
     def _send(self) -> None:
-        if not self.buf:
-            return
         try:
-            self.conn.send(b"%x\r\n" % len(self.buf) + bytes(self.buf) + b"\r\n")
+            for at in range(0, len(self.buf), PIECE):
+                piece = bytes(self.buf[at : at + PIECE])
+                self.conn.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
         except OSError as exc:
             self.conn.close()
             raise StorageError(f"the server stopped taking the transfer: {exc}") from None
