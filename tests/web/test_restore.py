@@ -180,7 +180,10 @@ def test_browse_like_a_file_manager_and_download_a_file_and_folders(tab: Tab, ri
         assert member is not None and sha(member.read()) == sha(original)
         assert tf.getmember("sub/b.txt").mode == 0o640
     tab.go("/ui/items/site/points")
-    tab.shot("points")
+    for width, suffix in ((1280, ""), (390, "-phone")):
+        tab.page.set_viewport_size({"width": width, "height": 800})
+        assert tab.page.evaluate("document.documentElement.scrollWidth") <= width
+        tab.shot("points" + suffix)
     assert tab.errors == []
 
 
@@ -214,7 +217,10 @@ def test_image_point_disks_volumes_files_and_restore_disk(tab: Tab, rig: Rig) ->
     got = _download(tab, tab.page.get_by_role("button", name="Download hostname"))
     assert got == b"guest01\n"
     tab.page.get_by_role("link", name="Restore the VM or a disk of this point…").click()
-    tab.shot("restore-image")
+    for width, suffix in ((390, "-phone"), (1280, "")):
+        tab.page.set_viewport_size({"width": width, "height": 800})
+        assert tab.page.evaluate("document.documentElement.scrollWidth") <= width
+        tab.shot("restore-image" + suffix)
     to = rig.root / "restored-disk.qcow2"
     form = tab.page.locator("#restore-disk")
     form.get_by_label("To (image file or block device)").fill(str(to))

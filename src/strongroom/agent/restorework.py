@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from strongroom.agent.archive import Upload, send_archive, send_file
-from strongroom.agent.work import Outcome, Reporter, open_served_vault
+from strongroom.agent.work import JobCancelled, Outcome, Reporter, open_served_vault
 from strongroom.errors import StorageError, StrongroomError
 from strongroom.storage.http import CA_FILE_ENV, HttpClient, ServerAddress, raise_for
 
@@ -173,6 +173,8 @@ class Relay:
                     outcome = restore_job(v, doc, reporter, self.machine, self)
                 finally:
                     v.backend.close()
+        except JobCancelled:
+            outcome = Outcome("cancelled", reason="cancelled while running")
         except (StrongroomError, OSError) as exc:
             outcome = Outcome("failed", reason=" ".join(str(exc).split())[:500])
         self.say(f"job {job}: restore {outcome.state}")

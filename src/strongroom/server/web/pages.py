@@ -183,7 +183,7 @@ def jobs_page(
         '<form method="get" action="/ui/jobs" class="filters">'
         + _select("item", "Item", items, chosen.get("item", ""))
         + _select("state", "State", JOB_STATES, chosen.get("state", ""))
-        + _select("kind", "Kind", ("backup", "retention"), chosen.get("kind", ""))
+        + _select("kind", "Kind", ("backup", "retention", "restore"), chosen.get("kind", ""))
         + '<button type="submit">Filter</button></form>'
     )
     return layout("Jobs", filters + _jobs_table(jobs, "Jobs, newest first"), who, "/ui/jobs")
