@@ -19,9 +19,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from strongroom.image.sample import SampleVM, make_sample_vm
 from tests.control.conftest import Control, ok, wait_for
 from tests.server.conftest import free_port, init_server
 from tests.web.conftest import PASSWORDS, ROLES, Tab, api, user_add
+
+MiB = 1 << 20
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Rig:
     disk_point: str
     image: Path
     root: Path
+    vm: SampleVM
+    vm_point: str
 
     @property
     def url(self) -> str:
@@ -112,8 +117,13 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         )
         doc = json.loads(out)
         disk_point = str(doc.get("point") or doc.get("point_id"))
+        vm = make_sample_vm(root / "vm", sizes=(48 * MiB, 32 * MiB))
+        c.admin_json("protect", "vm", "web01", vm.name, "--name", vm.name, "--policy", "yearly")
+        made = c.admin_json("token", "create", "--role", "backup", "--source", vm.name)
+        out = ok(made["token"], "backup", "vm", "--xml", vm.xml, "--vault", vault, "--json")
+        vm_point = str(json.loads(out)["point"])
         c.start_agent("web01", root / "web01")
-        yield Rig(c, data, _backup_now(c, "site"), disk_point, image, root)
+        yield Rig(c, data, _backup_now(c, "site"), disk_point, image, root, vm, vm_point)
     finally:
         for machine in list(c.agents):
             c.stop_agent(machine)
@@ -319,3 +329,29 @@ def test_vm_forms_create_the_restore_job_for_the_host_agent(rig: Rig) -> None:
     assert found["state"] == "failed" and "needs a VM point" in found["reason"]
     item = api(rig.url, rig.control.admin, "GET", "/v1/items")[1]["items"]
     assert next(i for i in item if i["name"] == "disk1")["alerts"] == []  # no backup alert
+
+
+def test_restore_a_vm_as_new_through_the_agent(tab: Tab, rig: Rig) -> None:
+    """A VM point taken from its XML files goes back to files (no libvirt), as ``restore vm
+    POINT --as-new NAME --disk-dir DIR`` does it, run by the agent."""
+    tab.login("olga")
+    tab.go(f"/ui/items/{rig.vm.name}/points/{rig.vm_point}/restore-image")
+    form = tab.page.locator("#restore-vm")
+    form.get_by_label("New VM's name (as new)").fill("copy01")
+    form.get_by_label("Folder for its disks and XML (optional)").fill(str(rig.root / "vmcopy"))
+    form.get_by_role("button", name="Restore the VM").click()
+    tab.page.wait_for_url(f"{rig.url}/ui/jobs/*")
+    expect(tab.page.locator(".facts")).to_contain_text("succeeded", timeout=90_000)
+    xml = (rig.root / "vmcopy" / "copy01.xml").read_text()
+    assert "<name>copy01</name>" in xml
+    for disk in rig.vm.disks:
+        copies = list((rig.root / "vmcopy").glob(f"copy01-{disk.target}.*"))
+        assert len(copies) == 1, copies
+        done = subprocess.run(
+            ["qemu-img", "compare", disk.path, str(copies[0])],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert tab.errors == []

@@ -141,6 +141,7 @@ def _zip(v: Vault, entries: Iterator[tuple[bytes, Any]], base: bytes, up: Upload
             if node.kind not in (FILE, DIR):
                 continue  # links and devices have no place in a zip a browser opens
             name = _name(path, base) + ("/" if node.kind == DIR else "")
+            name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             stamp = time.gmtime(max(_ZIP_EPOCH, node.mtime_ns // 1_000_000_000))[:6]
             info = zipfile.ZipInfo(name, stamp)
             info.external_attr = ((0o40000 if node.kind == DIR else 0o100000) | node.mode) << 16

@@ -6,12 +6,14 @@ a point from XML files goes to files unless ``connect`` is given."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strongroom.agent.work import Outcome
 from strongroom.errors import StrongroomError
+from strongroom.storage.http import TOKEN_ENV
 
 if TYPE_CHECKING:
     from strongroom.agent.restorework import Relay
@@ -123,6 +125,8 @@ def _instant(v: Vault, p: RecoveryPoint, work: dict[str, Any], relay: Relay | No
     if name is None or relay is None:
         raise RestoreRequestError("an instant recovery needs a name for the new VM")
     libvirt_meta: dict[str, Any] = p.manifest.meta.get("libvirt") or {}
+    # the background export (a child process) reads the served vault with the agent's token
+    os.environ[TOKEN_ENV] = relay.token
     record = recover.start(
         v,
         p,

@@ -97,7 +97,7 @@ def _page_routes(app: FastAPI, server: Server, plane: ControlPlane, relay: Relay
             ctx = await run_in_threadpool(_Ctx, plane, item, point)
             machine = ctx.agent(agent)
             t = await relay.open(machine, ctx.doc("browse", path=path[:4096]))
-            listing = json.loads(await relay.read_all(t))
+            listing = shown(json.loads(await relay.read_all(t)))
             page = restore_pages.browse_page(who, item, point, listing, ctx.agents, machine)
             return html(page)
 
@@ -179,3 +179,15 @@ def restore_spec(form: Form, point: str) -> dict[str, Any]:
         raise ApiError(400, "what: one of files, disk, vm, instant")
     spec.update({k: True for k in FLAGS if form.get(k)})
     return spec
+
+
+def shown(doc: Any) -> Any:
+    """A listing with names that are not UTF-8 (their bytes kept by surrogateescape) shown
+    with U+FFFD: a page cannot carry them (download their folder as a tar instead)."""
+    if isinstance(doc, str):
+        return doc.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if isinstance(doc, list):
+        return [shown(x) for x in doc]
+    if isinstance(doc, dict):
+        return {k: shown(v) for k, v in doc.items()}
+    return doc
