@@ -209,6 +209,10 @@ def test_restore_a_folder_to_the_agent(tab: Tab, rig: Rig) -> None:
     expect(tab.page.locator(".facts")).to_contain_text("succeeded", timeout=60_000)
     expect(tab.page.locator(".pct")).to_have_text("100 %")
     tab.shot("restore-job")
+    job = api(rig.url, rig.control.admin, "GET", "/v1/jobs/" + tab.page.url.rsplit("/", 1)[1])[1]
+    assert (job["kind"], job["files"], job["agent"]) == ("restore", 3, "web01")
+    assert job["payload"]["paths"] == [f"{rig.data}/sub"]
+    assert job["payload"]["on_conflict"] == "keep-both"
     restored = target / str(rig.data / "sub").lstrip("/")
     for rel in ("a.bin", "b.txt", "deeper/c.txt"):
         assert sha((restored / rel).read_bytes()) == sha((rig.data / "sub" / rel).read_bytes())

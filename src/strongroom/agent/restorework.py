@@ -22,7 +22,7 @@ import json
 import os
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -314,6 +314,7 @@ def _restore_files(
 
         s = restore_guest_files(GuestPoint(v, p), opts)
     else:
+        progress.reporter.total = count_selected(v, p, list(opts.selectors))
         s = restore_files(v, p, opts, progress.files)
     lines = [f"{path}: {reason}" for path, reason in [*s.warnings, *s.errors]]
     lines += [f"skipped {path}" for path in s.skipped[:200]]
@@ -330,9 +331,22 @@ def _restore_files(
     )
 
 
-def chunks_of(read: Callable[[int], bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    while True:
-        data = read(size)
-        if not data:
-            return
-        yield data
+def count_selected(v: Vault, p: RecoveryPoint, selectors: list[str]) -> int:
+    """How many files the selection holds (for the job's percent); 0 (no percent) when a
+    selector is a glob or the count passes a million."""
+    from strongroom.files.nodes import FILE
+    from strongroom.files.patterns import has_magic
+    from strongroom.files.tree import TreeReader, root_node, split_path
+
+    if any(has_magic(sel) for sel in selectors):
+        return 0
+    trees, n = TreeReader(v), 0
+    with v.read_lock():
+        for sel in selectors or ["/"]:
+            where = b"/" + b"/".join(split_path(sel))
+            node = trees.lookup(root_node(p), where)
+            for _, found in trees.walk(node, where) if node is not None else ():
+                n += found.kind == FILE
+                if n > 1_000_000:
+                    return 0
+    return n
