@@ -167,14 +167,16 @@ class Relay:
     def _restore(self, doc: dict[str, Any]) -> None:
         job = int(doc["job"])
         try:
+            if self.jobs.progress(job, {}):  # cancelled, or no longer this agent's
+                raise JobCancelled("cancelled before it started")
             with Reporter(self.jobs, job, 0) as reporter:
                 v = self._vault(doc)
                 try:
                     outcome = restore_job(v, doc, reporter, self.machine, self)
                 finally:
                     v.backend.close()
-        except JobCancelled:
-            outcome = Outcome("cancelled", reason="cancelled while running")
+        except JobCancelled as exc:
+            outcome = Outcome("cancelled", reason=str(exc))
         except (StrongroomError, OSError) as exc:
             outcome = Outcome("failed", reason=" ".join(str(exc).split())[:500])
         self.say(f"job {job}: restore {outcome.state}")

@@ -108,7 +108,10 @@ class Relay:
             queue = self.pending.get(machine, deque())
             while queue:
                 t = queue.popleft()
-                if t.gone:
+                if t.gone or time.monotonic() - t.created > START_S:
+                    # expired: a browser stopped waiting, or a restore job is left to the
+                    # job queue (re-queued when lost, then claimed as any job: never twice)
+                    self.drop(t)
                     continue
                 if t.doc.get("kind") == "restore":  # a job: nothing comes back through here
                     self.drop(t)
