@@ -84,7 +84,7 @@ def policies_page(who: Session, policies: list[Policy]) -> str:
 
 
 def policy_form(who: Session, policy: Policy | None, vaults: Sequence[str], error: str = "") -> str:
-    p = policy or Policy("", vaults[0] if vaults else "", "daily 02:00")
+    p = policy or Policy("", vaults[0] if vaults else "", "02:00")
     editing = policy is not None and bool(policy.created)
     action = f"/ui/policies/{quote(p.name)}/edit" if editing else "/ui/policies"
     window = f"{p.window_start}-{p.window_end}" if p.window_start else ""
@@ -103,7 +103,7 @@ def policy_form(who: Session, policy: Policy | None, vaults: Sequence[str], erro
             "schedule",
             "Schedule",
             p.schedule,
-            "e.g. daily 02:00, hourly, mon..fri 22:30",
+            "UTC, e.g. 02:00 (daily), hourly, mon..fri 22:30, *:0/15",
             required="",
         )
         + field("window", "Start window (UTC, optional)", window, "HH:MM-HH:MM, e.g. 22:00-06:00")

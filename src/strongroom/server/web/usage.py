@@ -60,11 +60,11 @@ def set_quota(catalog: Catalog, vault: str, size: int | None) -> None:
     catalog.set_meta(QUOTA_KEY + vault, str(size or 0))
 
 
-def measure(catalog: Catalog, registry: VaultRegistry, vault: str) -> Sample:
-    """The vault's stored bytes now and its capacity."""
+def measure(catalog: Catalog, registry: VaultRegistry, vault: str, now: float) -> Sample:
+    """The vault's stored bytes and its capacity, as of ``now``."""
     gateway = registry.gateway(vault, _SYSTEM)
     if gateway is None:
-        return Sample(time.time(), 0, quota(catalog, vault))
+        return Sample(now, 0, quota(catalog, vault))
     used = sum(info.size for info in gateway.backend.list(""))
     capacity = quota(catalog, vault)
     root = getattr(gateway.backend, "root", None)
@@ -75,7 +75,7 @@ def measure(catalog: Catalog, registry: VaultRegistry, vault: str) -> Sample:
             fs = None
         if fs is not None:
             capacity = used + fs.f_bavail * fs.f_frsize
-    return Sample(time.time(), used, capacity)
+    return Sample(now, used, capacity)
 
 
 def record(catalog: Catalog, vault: str, sample: Sample) -> None:
@@ -154,7 +154,7 @@ class Sampler:
     def pass_(self, now: float) -> None:
         for vault in self.due(now):
             try:
-                record(self.catalog, vault, measure(self.catalog, self.registry, vault))
+                record(self.catalog, vault, measure(self.catalog, self.registry, vault, now))
             except (StorageError, ApiError) as exc:
                 log.warning("usage of vault %s not sampled: %s", vault, exc)
 
