@@ -101,12 +101,13 @@ def _approvals(who: Session, approvals: list[Approval]) -> str:
         state = {"pending": "queued", "approved": "succeeded", "rejected": "failed"}
         return (
             f'<tr data-approval="{e(a.id)}"><td><code>{e(a.id)}</code></td><td>{e(a.vault)}</td>'
-            f"<td>{e(a.summary)}</td><td>{e(a.requested_by)}</td><td>{when(a.created)}</td>"
+            f"<td>{e(a.summary)}</td>"
             f'<td><span class="badge s-{state.get(a.state, "partial")}">{e(a.state)}</span></td>'
-            f"<td>{e(a.decided_by)}</td><td>{actions}</td></tr>"
+            f"<td>{actions}</td><td>{e(a.requested_by)}</td><td>{when(a.created)}</td>"
+            f"<td>{e(a.decided_by)}</td></tr>"
         )
 
-    heads = ("Request", "Vault", "Change", "Asked by", "Asked", "State", "Decided by", "")
+    heads = ("Request", "Vault", "Change", "State", "Decide", "Asked by", "Asked", "Decided by")
     newest = sorted(approvals, key=lambda a: (a.state != "pending", -a.created))
     return "<h2>Approval requests</h2>" + table(
         "Changes that lower a protection", heads, map(row, newest), "No requests."

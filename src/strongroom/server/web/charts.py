@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from html import escape
 
 W, H = 640.0, 220.0
-LEFT, RIGHT, TOP, BOTTOM = 64.0, 12.0, 12.0, 28.0
+LEFT, RIGHT, TOP, BOTTOM = 92.0, 16.0, 16.0, 30.0
 
 
 @dataclass(frozen=True, slots=True)

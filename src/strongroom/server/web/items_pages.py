@@ -52,7 +52,7 @@ def keep_fields(values: Sequence[int]) -> str:
     return (
         '<fieldset class="keeps"><legend>Retention: keep</legend>'
         + "".join(
-            field(f"keep_{k}", k, n, inputmode="numeric", pattern="[0-9]*")
+            f"<div>{field(f'keep_{k}', k, n, inputmode='numeric', pattern='[0-9]*')}</div>"
             for k, n in zip(KEEPS, values, strict=True)
         )
         + "</fieldset>"
@@ -73,7 +73,7 @@ def policies_page(who: Session, policies: list[Policy]) -> str:
             f"<td>{p.retries}</td><td>{p.grace:g} min</td><td>{edit}</td></tr>"
         )
 
-    heads = ("Policy", "Vault", "Schedule", "Window", "Keep", "Retries", "Grace", "")
+    heads = ("Policy", "Vault", "Schedule", "Window", "Keep", "Retries", "Grace", "Actions")
     new = (
         '<p><a class="button" href="/ui/new-policy">New policy</a></p>'
         if who.role in DEFINERS

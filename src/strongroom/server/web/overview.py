@@ -82,7 +82,25 @@ def _view(catalog: Catalog, vault: str) -> VaultView:
 def sections(vaults: list[VaultView]) -> str:
     if not vaults:
         return "<h2>Vaults</h2><p>No vaults yet.</p>"
-    return "<h2>Vaults</h2>" + _summary(vaults) + "".join(_usage(v) for v in vaults)
+    return (
+        "<h2>Vaults</h2>" + _cards(vaults) + _summary(vaults) + "".join(_usage(v) for v in vaults)
+    )
+
+
+def _cards(vaults: list[VaultView]) -> str:
+    """Each vault's fill level and date of full at a glance (the table has the rest)."""
+
+    def card(v: VaultView) -> str:
+        last = v.samples[-1] if v.samples else None
+        pct = f"{100 * last.used / last.capacity:.0f} %" if last and last.capacity else "-"
+        full = when(v.full_at)[:10] if v.full_at is not None else _full(v)
+        return (
+            f'<div class="stat vault-card"><span class="n">{pct}</span> <span>{e(v.name)} '
+            f"used; full: {e(full)}</span></div>"
+        )
+
+    cards = "".join(map(card, vaults))
+    return f'<section aria-label="Vault fill levels" class="stats">{cards}</section>'
 
 
 def _reduction(v: VaultView) -> str:
