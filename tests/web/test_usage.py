@@ -18,6 +18,7 @@ from strongroom.server.vaults import VaultRegistry
 from strongroom.server.web import charts, overview, usage
 from strongroom.server.web.usage import Sample
 from strongroom.vault.retention import KeepPolicy
+from tests.control.postgres import new_database, postgres_cluster
 from tests.control.test_plane import T0, ManualClock
 
 DAY = 86400.0
@@ -47,8 +48,8 @@ def test_sizes_parse_with_binary_units() -> None:
         usage.parse_size("lots")
 
 
-def _plane(tmp_path: Path) -> tuple[ControlPlane, ManualClock]:
-    catalog = Catalog(tmp_path / "data", create=True)
+def _plane(tmp_path: Path, url: str | None = None) -> tuple[ControlPlane, ManualClock]:
+    catalog = Catalog(tmp_path / "data", create=True, url=url)
     catalog.add_vault("v", str(tmp_path / "vault"))
     (tmp_path / "vault" / "data").mkdir(parents=True)
     clock = ManualClock()
@@ -155,3 +156,32 @@ def test_editing_a_policy_moves_next_runs_and_an_item_rescopes_its_machines(
         edits.update_item(plane.catalog, "site", "m9", ["/srv"], [], "weekly", T0)
     with pytest.raises(ApiError, match="at least one path"):
         edits.update_item(plane.catalog, "site", "m1", [], [], "weekly", T0)
+
+
+def test_samples_overview_and_edits_on_a_postgresql_catalog(tmp_path: Path) -> None:
+    with postgres_cluster() as base:
+        plane, clock = _plane(tmp_path, new_database(base, "web"))
+        try:
+            catalog = plane.catalog
+            (tmp_path / "vault" / "data" / "pack1").write_bytes(b"x" * 700)
+            sampler = usage.Sampler(catalog, plane.registry)
+            sampler.pass_(T0)
+            usage.record(catalog, "v", Sample(T0 + DAY, 1400, 2800))
+            with catalog.tx() as db:
+                job = plane.jobs.enqueue(db, "site", "backup", T0, T0)
+                db.execute(
+                    "UPDATE jobs SET state = 'succeeded', finished = ?, bytes_read = 10,"
+                    " bytes_added = 5 WHERE id = ?",
+                    (T0, job),
+                )
+            assert sampler.due(T0 + DAY + 60) == ["v"]
+            (view,) = overview.views(catalog)
+            assert [s.used for s in view.samples] == [700, 1400]
+            assert view.full_at is not None and abs(view.full_at - (T0 + 3 * DAY)) < 1
+            assert (view.read, view.added, view.verified) == (10, 5, None)
+            edits.update_policy(catalog, Policy("p", "v", "hourly", keep_last=2), clock.now())
+            edits.update_item(catalog, "site", "m2", ["/a"], [], "p", clock.now())
+            moved = plane.defs.item("site")
+            assert moved is not None and moved.machine == "m2"
+        finally:
+            plane.catalog.close()
