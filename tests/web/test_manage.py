@@ -221,6 +221,8 @@ def test_a_second_admin_approves_or_rejects_a_lowered_setting(
     tab.page.get_by_label("Role").select_option("admin")
     tab.page.get_by_role("button", name="Create token").click()
     own = tab.page.locator("#new-token").inner_text()
+    mine = tab.page.locator(f"tr[data-token='{own.split('_')[1]}']")
+    assert "user:alice" in mine.inner_text()  # who created it
     third = _lower(dash, own, vault, 1)
     tab.go("/ui/vaults")
     tab.page.get_by_role("button", name=f"Approve request {third}").click()

@@ -64,27 +64,3 @@ def line_chart(
         f'aria-label="{escape(label)}">{"".join(parts)}</svg>'
         f'<figcaption><ul class="legend">{legend}</ul></figcaption></figure>'
     )
-
-
-def bar_chart(label: str, bars: Sequence[tuple[str, float, str]], unit: str = "") -> str:
-    """Horizontal bars (name, value, css class), each with its value as a ``<title>``."""
-    if not bars:
-        return ""
-    top = max(v for _, v, _ in bars) or 1.0
-    row_h, name_w = 26.0, 110.0
-    height = row_h * len(bars) + 4
-    parts = []
-    for i, (name, value, css) in enumerate(bars):
-        y = 2 + i * row_h
-        width = max((W - name_w - 60) * value / top, 0.0)
-        tip = escape(f"{name}: {value:g}{unit}")
-        parts.append(
-            f'<text x="{name_w - 6}" y="{y + 17}" text-anchor="end">{escape(name)}</text>'
-            f'<rect class="{css}" x="{name_w}" y="{y + 4}" width="{width:.1f}" height="18">'
-            f"<title>{tip}</title></rect>"
-            f'<text x="{name_w + width + 6:.1f}" y="{y + 17}">{value:g}{escape(unit)}</text>'
-        )
-    return (
-        f'<figure class="chart"><svg viewBox="0 0 {W:g} {height:g}" role="img" '
-        f'aria-label="{escape(label)}">{"".join(parts)}</svg></figure>'
-    )

@@ -273,10 +273,10 @@ def tokens_page(who: Session, tokens: list[dict[str, Any]], revealed: str = "") 
             f'<tr data-token="{e(t["id"])}"><td><code>{e(t["id"])}</code></td>'
             f"<td>{e(t['role'])}</td><td>{e(t['label'])}</td>"
             f"<td>{e(', '.join(t['sources']) or '-')}</td><td>{when(t['created'])}</td>"
-            f"<td>{when(t['expires'])}</td><td>{action}</td></tr>"
+            f"<td>{e(t.get('created_by'))}</td><td>{when(t['expires'])}</td><td>{action}</td></tr>"
         )
 
-    heads = ("Id", "Role", "Label", "Sources", "Created", "Expires", "State")
+    heads = ("Id", "Role", "Label", "Sources", "Created", "Created by", "Expires", "State")
     return layout(
         "Tokens",
         reveal + form + table("Tokens", heads, map(row, tokens), "No tokens."),
