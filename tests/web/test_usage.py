@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from strongroom.server.auth import ApiError, new_token
 from strongroom.server.catalog import Catalog
@@ -46,6 +48,13 @@ def test_sizes_parse_with_binary_units() -> None:
     assert usage.parse_size("2048") == 2048
     with pytest.raises(ApiError, match="not a size"):
         usage.parse_size("lots")
+
+
+@given(st.integers(min_value=0, max_value=2**60), st.sampled_from(["", "K", "M", "G", "T"]))
+@settings(max_examples=50)
+def test_any_whole_size_parses_back(n: int, unit: str) -> None:
+    factor = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[unit]
+    assert usage.parse_size(f"{n}{unit}") == n * factor
 
 
 def _plane(tmp_path: Path, url: str | None = None) -> tuple[ControlPlane, ManualClock]:

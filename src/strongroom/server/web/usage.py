@@ -48,7 +48,8 @@ def parse_size(text: str) -> int:
     m = _SIZE.fullmatch(text.strip())
     if m is None:
         raise ApiError(400, f"not a size: {text[:30]!r} (e.g. 500G, 2T or a number of bytes)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    number, unit = m.group(1), _UNITS[m.group(2).upper()]
+    return int(number) * unit if number.isdigit() else int(float(number) * unit)
 
 
 def quota(catalog: Catalog, vault: str) -> int | None:
