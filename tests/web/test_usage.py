@@ -48,9 +48,11 @@ def test_sizes_parse_with_binary_units() -> None:
     assert usage.parse_size("2048") == 2048
     with pytest.raises(ApiError, match="not a size"):
         usage.parse_size("lots")
+    with pytest.raises(ApiError, match="too large"):
+        usage.parse_size("9999999P")
 
 
-@given(st.integers(min_value=0, max_value=2**60), st.sampled_from(["", "K", "M", "G", "T"]))
+@given(st.integers(min_value=0, max_value=2**20), st.sampled_from(["", "K", "M", "G", "T"]))
 @settings(max_examples=50)
 def test_any_whole_size_parses_back(n: int, unit: str) -> None:
     factor = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[unit]

@@ -31,6 +31,7 @@ INTERVAL_S = 3600.0
 KEEP_S = 400 * 86400.0
 """Samples older than this are dropped: the chart and the fit look at the last year."""
 QUOTA_KEY = "quota:"
+MAX_SIZE = 2**62
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?B?)?", re.IGNORECASE)
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
 _SYSTEM = TokenRow("usage-sampler", "admin", b"", [], "the usage sampler", 0.0, None, None, None)
@@ -49,7 +50,10 @@ def parse_size(text: str) -> int:
     if m is None:
         raise ApiError(400, f"not a size: {text[:30]!r} (e.g. 500G, 2T or a number of bytes)")
     number, unit = m.group(1), _UNITS[m.group(2).upper()]
-    return int(number) * unit if number.isdigit() else int(float(number) * unit)
+    size = int(number) * unit if number.isdigit() else int(float(number) * unit)
+    if size > MAX_SIZE:  # a catalog integer has 64 bits
+        raise ApiError(400, f"{text[:30]!r} is too large (at most 4 EiB)")
+    return size
 
 
 def quota(catalog: Catalog, vault: str) -> int | None:
