@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sqlite3
-from pathlib import Path
 
 from playwright.sync_api import expect
 
 from tests.web.conftest import PASSWORDS, Dash, Tab, api
 
-REPO = Path(__file__).resolve().parents[2]
 RED = "rgb(198, 40, 40)"
 
 
@@ -35,10 +31,7 @@ def test_every_page_at_desktop_and_phone_width_without_console_errors(tab: Tab, 
             # nothing wider than the screen but the scrolling tables
             wide = tab.page.evaluate("document.documentElement.scrollWidth")
             assert wide <= width, (name, width, wide)
-            shot = tab.shot(name + suffix)
-            if name == "overview" and not suffix and os.environ.get("STRONGROOM_README_SHOT"):
-                # the README's picture, refreshed on request only (tests leave the tree alone)
-                shutil.copyfile(shot, REPO / "docs" / "dashboard-overview.png")
+            tab.shot(name + suffix)  # the README's picture: test_manage.py (vault usage)
     assert sorted(p.name for p in tab.shots.iterdir()) == sorted(
         f"{n}{s}.png" for n in pages for s in ("", "-phone")
     )

@@ -16,7 +16,7 @@ A point may be kept by several rules; every one is reported.  The same semantics
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -112,32 +112,44 @@ def select(points: Iterable[RecoveryPoint], policy: KeepPolicy) -> list[Decision
         Decision(p)
         for p in sorted(points, key=lambda p: (p.manifest.timestamp, p.point_id), reverse=True)
     ]
+    why = keep_reasons([d.point.manifest.timestamp for d in decisions], policy)
+    for d, reasons in zip(decisions, why, strict=True):
+        d.reasons, d.keep = reasons, bool(reasons)
+    return decisions
+
+
+def keep_reasons(times: Sequence[datetime], policy: KeepPolicy) -> list[list[str]]:
+    """Why each point of one group is kept (no reason: forgotten), given the points' times
+    newest first.  The one planner: ``forget`` and the server's retention (which knows only
+    the points' storage times) both call it."""
+    decisions: list[list[str]] = [[] for _ in times]
     if not decisions:
         return decisions
-    for d in decisions[: policy.last]:
-        d.reasons.append(f"last {policy.last}")
+    for reasons in decisions[: policy.last]:
+        reasons.append(f"last {policy.last}")
     for rule, bucket in _BUCKETS:
-        _apply_bucket(decisions, rule, getattr(policy, rule), bucket)
+        _apply_bucket(times, decisions, rule, getattr(policy, rule), bucket)
     if policy.within is not None:
-        newest = decisions[0].point.manifest.timestamp
-        for d in decisions:
-            if newest - d.point.manifest.timestamp <= policy.within:
-                d.reasons.append(f"within {_days_text(policy.within)} of the newest")
-    for d in decisions:
-        d.keep = bool(d.reasons)
+        for t, reasons in zip(times, decisions, strict=True):
+            if times[0] - t <= policy.within:
+                reasons.append(f"within {_days_text(policy.within)} of the newest")
     return decisions
 
 
 def _apply_bucket(
-    decisions: list[Decision], rule: str, count: int, bucket: Callable[[datetime], str]
+    times: Sequence[datetime],
+    decisions: list[list[str]],
+    rule: str,
+    count: int,
+    bucket: Callable[[datetime], str],
 ) -> None:
     last: str | None = None
     kept = 0
-    for d in decisions:
+    for t, reasons in zip(times, decisions, strict=True):
         if kept >= count:
             return
-        key = bucket(d.point.manifest.timestamp)
+        key = bucket(t)
         if key != last:
-            d.reasons.append(f"{rule} {key}")
+            reasons.append(f"{rule} {key}")
             last = key
             kept += 1

@@ -11,51 +11,44 @@ write a tombstone only while such a grant exists: a stolen agent token still can
 anything the policy keeps.  Prune (deleting forgotten points and their data) needs a
 maintenance token and the key: it is not the agent's to run.
 
-The keep rules are restic's, as ``strongroom forget`` applies them
-(:mod:`strongroom.vault.retention`), over the points' storage times in UTC.
+The keep rules are ``strongroom forget``'s own planner (:func:`strongroom.vault.retention.
+keep_reasons`, restic's rules), over the points' storage times in UTC.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from strongroom.server.catalog import Catalog, TokenRow
 from strongroom.server.control.store import Policy
 from strongroom.server.vaults import VaultRegistry
 from strongroom.storage.backend import ObjectInfo
-
-
-def _buckets(policy: Policy) -> list[tuple[int, Callable[[datetime], str]]]:
-    return [
-        (policy.keep_hourly, lambda t: t.strftime("%Y-%m-%d %H")),
-        (policy.keep_daily, lambda t: t.strftime("%Y-%m-%d")),
-        (policy.keep_weekly, lambda t: "{}-W{:02d}".format(*t.isocalendar()[:2])),
-        (policy.keep_monthly, lambda t: t.strftime("%Y-%m")),
-        (policy.keep_yearly, lambda t: t.strftime("%Y")),
-    ]
+from strongroom.vault.retention import KeepPolicy, keep_reasons
 
 
 def has_rules(policy: Policy) -> bool:
     return any(policy.keep())
 
 
+def keep_policy(policy: Policy) -> KeepPolicy:
+    last, hourly, daily, weekly, monthly, yearly = policy.keep()
+    return KeepPolicy(last, hourly, daily, weekly, monthly, yearly)
+
+
+def plan(points: list[tuple[str, float]], rule: KeepPolicy) -> list[tuple[str, float, list[str]]]:
+    """Each point (id, unix time), newest first, with the reasons ``forget``'s planner gives
+    for keeping it (none: it would be forgotten)."""
+    newest_first = sorted(points, key=lambda p: (p[1], p[0]), reverse=True)
+    times = [datetime.fromtimestamp(t, UTC) for _, t in newest_first]
+    reasons = keep_reasons(times, rule)
+    return [(pid, t, why) for (pid, t), why in zip(newest_first, reasons, strict=True)]
+
+
 def to_forget(points: list[tuple[str, float]], policy: Policy) -> list[str]:
     """The points (id, unix time) the policy does not keep; none if it has no rule."""
     if not has_rules(policy):
         return []
-    newest_first = sorted(points, key=lambda p: (p[1], p[0]), reverse=True)
-    keep = {pid for pid, _ in newest_first[: policy.keep_last]}
-    for count, bucket in _buckets(policy):
-        seen: set[str] = set()
-        for pid, t in newest_first:
-            if len(seen) >= count:
-                break
-            key = bucket(datetime.fromtimestamp(t, UTC))
-            if key not in seen:
-                seen.add(key)
-                keep.add(pid)
-    return [pid for pid, _ in newest_first if pid not in keep]
+    return [pid for pid, _, why in plan(points, keep_policy(policy)) if not why]
 
 
 def live_points(

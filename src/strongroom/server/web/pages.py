@@ -30,7 +30,8 @@ def e(value: object) -> str:
 def layout(title: str, body: str, who: Session | None, current: str = "") -> str:
     nav = ""
     if who is not None:
-        links = [("/", "Overview"), ("/ui/items", "Items"), ("/ui/jobs", "Jobs")]
+        links = [("/", "Overview"), ("/ui/items", "Items"), ("/ui/policies", "Policies")]
+        links += [("/ui/jobs", "Jobs"), ("/ui/agents", "Agents"), ("/ui/vaults", "Vaults")]
         if who.role == "admin":
             links += [("/ui/tokens", "Tokens"), ("/ui/audit", "Audit log")]
         here = ' aria-current="page"'
@@ -118,13 +119,16 @@ def _item_row(r: dict[str, Any]) -> str:
 ITEM_HEADS = ("Item", "Health", "Kind", "Machine", "Last backup", "Next backup")
 
 
-def overview(who: Session, items: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> str:
+def overview(
+    who: Session, items: list[dict[str, Any]], jobs: list[dict[str, Any]], vaults: str = ""
+) -> str:
     health = Counter(str(r["health"]) for r in items)
     states = Counter(str(j["state"]) for j in jobs)
     body = (
         "<h2>Items by health</h2>"
         + _stats(((h, health[h]) for h in HEALTHS), "Items by health")
         + table("Protected items", ITEM_HEADS, map(_item_row, items), "No items yet.")
+        + vaults
         + "<h2>Jobs of the last 24 hours</h2>"
         + _stats(((s, states[s]) for s in JOB_STATES), "Jobs of the last 24 hours")
         + _jobs_table(jobs, "Jobs of the last 24 hours")
@@ -141,15 +145,19 @@ def items_page(who: Session, items: list[dict[str, Any]]) -> str:
                 f'<form method="post" action="/ui/items/{quote(str(r["name"]))}/backup-now">'
                 f'{csrf_field(who)}<button type="submit">Back up now</button></form>'
             )
+        name, sr = quote(str(r["name"])), f'<span class="sr"> {e(r["name"])}</span>'
+        if who.role == "admin":  # items_pages.DEFINERS
+            button += f' <a href="/ui/items/{name}/edit">Edit{sr}</a>'
+        button += f' <a href="/ui/retention?item={name}">Retention{sr}</a>'
         extra = (
             f"<td>{e(r.get('policy'))}</td><td>{e(r.get('vault'))}</td><td>{points}{button}</td>"
         )
         return _item_row(r).replace("</tr>", extra + "</tr>")
 
     heads = (*ITEM_HEADS, "Policy", "Vault", "Actions")
-    return layout(
-        "Items", table("Protected items", heads, map(row, items), "No items."), who, "/ui/items"
-    )
+    new = '<p><a href="/ui/new-item">Protect an item</a></p>' if who.role == "admin" else ""
+    body = new + table("Protected items", heads, map(row, items), "No items.")
+    return layout("Items", body, who, "/ui/items")
 
 
 def _jobs_table(jobs: list[dict[str, Any]], caption: str) -> str:
@@ -268,10 +276,10 @@ def tokens_page(who: Session, tokens: list[dict[str, Any]], revealed: str = "") 
             f'<tr data-token="{e(t["id"])}"><td><code>{e(t["id"])}</code></td>'
             f"<td>{e(t['role'])}</td><td>{e(t['label'])}</td>"
             f"<td>{e(', '.join(t['sources']) or '-')}</td><td>{when(t['created'])}</td>"
-            f"<td>{when(t['expires'])}</td><td>{action}</td></tr>"
+            f"<td>{e(t.get('created_by'))}</td><td>{when(t['expires'])}</td><td>{action}</td></tr>"
         )
 
-    heads = ("Id", "Role", "Label", "Sources", "Created", "Expires", "State")
+    heads = ("Id", "Role", "Label", "Sources", "Created", "Created by", "Expires", "State")
     return layout(
         "Tokens",
         reveal + form + table("Tokens", heads, map(row, tokens), "No tokens."),

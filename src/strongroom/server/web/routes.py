@@ -18,7 +18,8 @@ from strongroom.server.auth import ApiError, new_token, require_role
 from strongroom.server.control.plane import ControlPlane
 from strongroom.server.control.routes import _body, _parse
 from strongroom.server.scoping import check_sources
-from strongroom.server.web import frame, pages, users
+from strongroom.server.web import admin_routes, frame, items_routes, pages, users
+from strongroom.server.web import overview as vault_overview
 from strongroom.server.web.frame import Form, html, redirect
 from strongroom.server.web.throttle import LoginThrottle
 from strongroom.server.web.users import Session
@@ -42,6 +43,8 @@ def install(app: FastAPI, server: Server, plane: ControlPlane) -> None:
     _page_routes(app, server, plane)
     _job_writes(app, server, plane)
     _token_routes(app, server)
+    items_routes.install(app, server, plane)
+    admin_routes.install(app, server, plane)
     _static_routes(app)
     from strongroom.server.web import restore_routes
 
@@ -139,7 +142,8 @@ def _page_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
             recent = [
                 j for j in await run_in_threadpool(jobs, None, 10_000) if j["created"] >= since
             ]
-            return html(pages.overview(who, items, recent))
+            vaults = await run_in_threadpool(vault_overview.views, server.catalog)
+            return html(pages.overview(who, items, recent, vault_overview.sections(vaults)))
 
         return await frame.page(server, request, build)
 
