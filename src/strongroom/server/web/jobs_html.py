@@ -41,6 +41,8 @@ def percent_of(job: dict[str, Any]) -> float | None:
 
 def progress(job: dict[str, Any]) -> str:
     pct = percent_of(job)
+    if pct is None and job["state"] in FINAL:
+        return '<span class="bar"><span class="pct">-</span></span>'
     value = "" if pct is None else f' value="{pct:.0f}"'
     text = "-" if pct is None else f"{pct:.0f} %"
     return (

@@ -19,6 +19,7 @@ function setBar(scope, job) {
   const text = scope.querySelector(".pct");
   const pct = percentOf(job);
   if (bar && pct !== null) { bar.value = pct; }
+  if (bar && pct === null && FINAL.includes(job.state)) { bar.remove(); }
   if (text) { text.textContent = pct === null ? "-" : Math.round(pct) + " %"; }
 }
 
