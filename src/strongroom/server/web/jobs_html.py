@@ -8,12 +8,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from strongroom.server.web.pages import WRITERS, badge, csrf_field, e, layout, table, when
+from strongroom.server.control.jobs import FINAL, KINDS
+from strongroom.server.web.pages import (
+    JOB_STATES,
+    WRITERS,
+    badge,
+    csrf_field,
+    e,
+    layout,
+    table,
+    when,
+)
 from strongroom.server.web.users import Session
-
-JOB_STATES = ("queued", "running", "succeeded", "partial", "failed", "cancelled")
-JOB_KINDS = ("backup", "retention")
-FINAL = ("succeeded", "partial", "failed", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +117,7 @@ def jobs_page(
         '<h2>History</h2><form method="get" action="/ui/jobs" class="filters">'
         + _choice("item", "Item", items, f.item)
         + _choice("state", "State", JOB_STATES, f.state)
-        + _choice("kind", "Kind", JOB_KINDS, f.kind)
+        + _choice("kind", "Kind", KINDS, f.kind)
         + _day("since", "Created from (UTC)", f.since)
         + _day("until", "Created until (UTC)", f.until)
         + '<button type="submit">Filter</button> <a href="/ui/jobs">Clear</a></form>'

@@ -24,11 +24,11 @@ from starlette.concurrency import run_in_threadpool
 from strongroom.server.app import Server
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
-from strongroom.server.control.jobs import Job
+from strongroom.server.control.jobs import FINAL, Job
 from strongroom.server.control.plane import ControlPlane
 from strongroom.server.web import frame, jobs_html
 from strongroom.server.web.frame import html
-from strongroom.server.web.jobs_html import FINAL, Filters
+from strongroom.server.web.jobs_html import Filters
 from strongroom.server.web.users import Session
 
 JobId = Annotated[int, Path(ge=1, le=2**62)]
