@@ -488,6 +488,8 @@ def backup_files(
                 )
             root = engine.run(selection)
             writer.flush()
+            if progress is not None:  # a cancel that came while the last packs uploaded
+                progress(engine.done_files, engine.done_bytes, "")
             s = engine.summary
             s.bytes_added, s.data_added = writer.stats.stored_new, writer.stats.raw_new
             s.chunks_new = writer.stats.chunks_new

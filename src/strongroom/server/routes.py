@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from strongroom.errors import ObjectNotFound
 from strongroom.server import openapi as oa
+from strongroom.server import pointmeta
 from strongroom.server.app import Call, Server, _info
 from strongroom.server.approvals import PendingApproval
 from strongroom.server.auth import ApiError, new_token, require_role
@@ -18,6 +19,7 @@ from strongroom.server.gateway import kind_of
 from strongroom.server.scoping import check_sources
 from strongroom.storage.backend import ObjectInfo
 from strongroom.storage.http import (
+    POINT_META_HEADER,
     SOURCE_HEADER,
     SOURCES_HEADER,
     decode_source,
@@ -117,12 +119,15 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
                 call.detail = f"source {source!r}, "
             if named:
                 call.detail = f"for sources {', '.join(map(repr, named))}, "
+            facts = _facts(kind.name, name, source, request.headers.get(POINT_META_HEADER))
             try:
                 created, size = await server.put(request, gw, token, name, (source, named))
             except PendingApproval as pending:
                 row = pending.approval
                 call.detail = f"{row.summary}: approval {row.id} pending"
                 return JSONResponse({"approval": row.id, "summary": row.summary}, 202)
+            if facts is not None:  # the dashboard's mirror, once the point is stored
+                await run_in_threadpool(pointmeta.record, server.catalog, vault, facts)
             call.detail += f"{size} bytes" + ("" if created else ", existed")
             return Response(status_code=201 if created else 200)
 
@@ -308,6 +313,14 @@ def add_approval_routes(app: FastAPI, server: Server) -> None:
             return Response(status_code=204)
 
         return await server.run(call, work)
+
+
+def _facts(
+    kind: str, name: str, source: str | None, header: str | None
+) -> pointmeta.PointFacts | None:
+    if kind != "points" or source is None or header is None:
+        return None
+    return pointmeta.parse(name.rpartition("/")[2], source, header)
 
 
 def _source(header: str | None) -> str | None:

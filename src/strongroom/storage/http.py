@@ -40,7 +40,7 @@ from strongroom.errors import (
 )
 from strongroom.storage.backend import ObjectInfo
 from strongroom.storage.names import check_name, check_prefix, check_range
-from strongroom.storage.served import committing_source, storing_sources
+from strongroom.storage.served import committing_meta, committing_source, storing_sources
 
 API = "/v1"
 TOKEN_ENV = "STRONGROOM_TOKEN"
@@ -51,6 +51,8 @@ ERROR_KIND_HEADER = "X-Strongroom-Error-Kind"
 SOURCE_HEADER = "X-Strongroom-Source"
 SOURCES_HEADER = "X-Strongroom-Sources"
 """The sources a pack or index object written by prune serves (comma-separated, encoded)."""
+POINT_META_HEADER = "X-Strongroom-Point-Meta"
+"""A committed point's plain facts for the dashboard (percent-encoded JSON)."""
 _POOL_SIZE = 16
 _TIMEOUT_S = 120.0
 
@@ -348,7 +350,13 @@ def _sources_headers(name: str) -> dict[str, str] | None:
     repacked pack or index object serves."""
     if name.startswith("points/"):
         source = committing_source()
-        return None if source is None else {SOURCE_HEADER: encode_source(source)}
+        if source is None:
+            return None
+        meta = committing_meta()
+        headers = {SOURCE_HEADER: encode_source(source)}
+        if meta is not None:
+            headers[POINT_META_HEADER] = quote(json.dumps(meta, sort_keys=True), safe="")
+        return headers
     sources = storing_sources() if name.startswith(("data/", "index/")) else ()
     return {SOURCES_HEADER: encode_sources(sources)} if sources else None
 

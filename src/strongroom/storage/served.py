@@ -18,21 +18,32 @@ from contextvars import ContextVar
 from typing import Any
 
 _committing: ContextVar[str | None] = ContextVar("strongroom_point_source", default=None)
+_committing_meta: ContextVar[dict[str, Any] | None] = ContextVar(
+    "strongroom_point_meta", default=None
+)
 _storing_for: ContextVar[tuple[str, ...]] = ContextVar("strongroom_pack_sources", default=())
 
 
 @contextmanager
-def committing_point(source: str) -> Iterator[None]:
-    """Within the block, a put of a recovery point is for ``source``."""
+def committing_point(source: str, meta: dict[str, Any] | None = None) -> Iterator[None]:
+    """Within the block, a put of a recovery point is for ``source``; ``meta`` is what the
+    server may show of it (kind, time, consistency, tags, bytes added: the dashboard's
+    mirror, docs/server.md), never its roots."""
     reset = _committing.set(source)
+    reset_meta = _committing_meta.set(meta)
     try:
         yield
     finally:
+        _committing_meta.reset(reset_meta)
         _committing.reset(reset)
 
 
 def committing_source() -> str | None:
     return _committing.get()
+
+
+def committing_meta() -> dict[str, Any] | None:
+    return _committing_meta.get()
 
 
 @contextmanager

@@ -46,6 +46,18 @@ class PointManifest:
     def timestamp(self) -> datetime:
         return datetime.fromisoformat(self.time)
 
+    def plain_facts(self) -> dict[str, Any]:
+        """What a vault server's dashboard shows of the point (sent in the clear as the point
+        is committed): never its roots, paths, host or user."""
+        added = self.summary.get("bytes_added", self.summary.get("bytes_new"))
+        return {
+            "kind": self.kind,
+            "time": self.time,
+            "consistency": self.consistency,
+            "tags": list(self.tags),
+            "added": added if isinstance(added, int) else None,
+        }
+
 
 @dataclass(frozen=True)
 class RecoveryPoint:

@@ -444,7 +444,8 @@ class Vault(ChunkAccess):
         verify_before_commit(self, manifest)
         stored = seal_object(MAGIC_POINT, self.keys.point_key, self.vault_id, manifest.encode())
         point = RecoveryPoint(object_name_hash(stored), manifest)
-        with committing_point(manifest.source):  # a vault server records it (docs/server.md)
+        # a vault server records the source, and shows the plain facts (docs/server.md)
+        with committing_point(manifest.source, manifest.plain_facts()):
             self.backend.put(POINTS_PREFIX + point.point_id, stored)
         self.points_committed += 1
         self.catalog.add_point(point)

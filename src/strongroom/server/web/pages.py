@@ -138,7 +138,6 @@ def overview(
 
 def items_page(who: Session, items: list[dict[str, Any]]) -> str:
     def row(r: dict[str, Any]) -> str:
-        points = f'<a href="/ui/items/{quote(str(r["name"]))}/points">Points</a> '
         button = ""
         if who.role in WRITERS:
             button = (
@@ -149,9 +148,9 @@ def items_page(who: Session, items: list[dict[str, Any]]) -> str:
         if who.role == "admin":  # items_pages.DEFINERS
             button += f' <a href="/ui/items/{name}/edit">Edit{sr}</a>'
         button += f' <a href="/ui/retention?item={name}">Retention{sr}</a>'
-        extra = (
-            f"<td>{e(r.get('policy'))}</td><td>{e(r.get('vault'))}</td><td>{points}{button}</td>"
-        )
+        points = f'<a href="/ui/items/{quote(str(r["name"]), safe="")}/points">Points</a> '
+        extra = f"<td>{e(r.get('policy'))}</td><td>{e(r.get('vault'))}</td>"
+        extra += f'<td class="actions">{points}{button}</td>'
         return _item_row(r).replace("</tr>", extra + "</tr>")
 
     heads = (*ITEM_HEADS, "Policy", "Vault", "Actions")
@@ -172,73 +171,6 @@ def _jobs_table(jobs: list[dict[str, Any]], caption: str) -> str:
 
     heads = ("Job", "Item", "Kind", "State", "Created", "Finished", "Progress", "Reason")
     return table(caption, heads, map(row, jobs), "No jobs.")
-
-
-def _select(name: str, label: str, options: Sequence[str], chosen: str) -> str:
-    opts = "".join(
-        f'<option value="{e(o)}"{" selected" if o == chosen else ""}>{e(o or "any")}</option>'
-        for o in ("", *options)
-    )
-    return (
-        f'<label for="f-{name}">{label}</label><select id="f-{name}" name="{name}">{opts}</select>'
-    )
-
-
-def jobs_page(
-    who: Session, jobs: list[dict[str, Any]], items: list[str], chosen: dict[str, str]
-) -> str:
-    filters = (
-        '<form method="get" action="/ui/jobs" class="filters">'
-        + _select("item", "Item", items, chosen.get("item", ""))
-        + _select("state", "State", JOB_STATES, chosen.get("state", ""))
-        + _select("kind", "Kind", ("backup", "retention", "restore"), chosen.get("kind", ""))
-        + '<button type="submit">Filter</button></form>'
-    )
-    return layout("Jobs", filters + _jobs_table(jobs, "Jobs, newest first"), who, "/ui/jobs")
-
-
-def _progress(job: dict[str, Any]) -> str:
-    pct = 100.0 if job["state"] == "succeeded" else job.get("percent")
-    if not isinstance(pct, int | float):
-        return "-"
-    pct = min(max(float(pct), 0.0), 100.0)
-    return (
-        f'<progress max="100" value="{pct:.0f}" aria-label="Progress"></progress> '
-        f'<span class="pct">{pct:.0f} %</span>'
-    )
-
-
-def job_page(who: Session, job: dict[str, Any], log: list[dict[str, Any]]) -> str:
-    facts = "".join(
-        f"<dt>{e(k)}</dt><dd>{v}</dd>"
-        for k, v in (
-            ("Item", e(job["item"])),
-            ("Kind", e(job["kind"])),
-            ("State", badge(str(job["state"]))),
-            ("Agent", e(job.get("agent"))),
-            ("Created", when(job.get("created"))),
-            ("Started", when(job.get("started"))),
-            ("Finished", when(job.get("finished"))),
-            ("Progress", _progress(job)),
-            ("Bytes read", e(job.get("bytes_read"))),
-            ("Bytes added", e(job.get("bytes_added"))),
-            ("Point", e(job.get("point"))),
-            ("Reason", e(job.get("reason"))),
-        )
-    )
-    cancel = ""
-    if who.role in WRITERS and job["state"] in ("queued", "running"):
-        cancel = (
-            f'<form method="post" action="/ui/jobs/{job["id"]}/cancel">{csrf_field(who)}'
-            '<button type="submit" class="danger">Cancel job</button></form>'
-        )
-    lines = "".join(f"<li><time>{when(x['time'])}</time> {e(x['line'])}</li>" for x in log)
-    live = ' data-live="1"' if job["state"] in ("queued", "running") else ""
-    body = (
-        f'<dl class="facts"{live}>{facts}</dl>{cancel}<h2>Log</h2>'
-        f'<ol class="log">{lines or "<li>No log lines.</li>"}</ol>'
-    )
-    return layout(f"Job #{job['id']}", body, who, "/ui/jobs")
 
 
 def tokens_page(who: Session, tokens: list[dict[str, Any]], revealed: str = "") -> str:

@@ -21,29 +21,6 @@ def base(item: str, point: str) -> str:
     return f"/ui/items/{quote(item, safe='')}/points/{quote(point, safe='')}"
 
 
-def points_page(
-    who: Session, item: dict[str, Any], points: list[tuple[str, float]], error: str = ""
-) -> str:
-    name = str(item["name"])
-
-    def row(p: tuple[str, float]) -> str:
-        pid, t = p
-        link = f'<a href="{base(name, pid)}/browse">{e(pid[:12])}</a>'
-        return f'<tr data-point="{e(pid)}"><td>{link}</td><td>{when(t)}</td></tr>'
-
-    newest = sorted(points, key=lambda p: (p[1], p[0]), reverse=True)
-    alert = f'<p class="error" role="alert">{e(error)}</p>' if error else ""
-    facts = (
-        f"<p>Item <strong>{e(name)}</strong> ({e(item.get('kind'))}) on machine "
-        f"<strong>{e(item.get('machine'))}</strong>, vault {e(item.get('vault'))}. "
-        "Browsing, downloads and restores are done by an agent that holds the vault's "
-        "passphrase: the server cannot read a point itself.</p>"
-    )
-    body = alert + facts + table("Recovery points, newest first", ("Point", "Time"),
-                                 map(row, newest), "No points yet.")  # fmt: skip
-    return layout(f"Points of {name}", body, who, "/ui/items")
-
-
 def _size(n: object) -> str:
     if not isinstance(n, int):
         return "-"

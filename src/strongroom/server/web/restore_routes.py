@@ -20,7 +20,6 @@ from starlette.concurrency import run_in_threadpool
 from strongroom.server.app import Server
 from strongroom.server.auth import ApiError
 from strongroom.server.control import relay as relaying
-from strongroom.server.control import retention
 from strongroom.server.control.plane import ControlPlane
 from strongroom.server.control.relay import Relay
 from strongroom.server.control.store import Item
@@ -77,18 +76,6 @@ class _Ctx:
 
 
 def _page_routes(app: FastAPI, server: Server, plane: ControlPlane, relay: Relay) -> None:
-    @app.get("/ui/items/{item}/points", include_in_schema=False)
-    async def points(request: Request, item: str) -> Response:
-        async def build(who: Session) -> Response:
-            ctx = await run_in_threadpool(_Ctx, plane, item)
-            found = await run_in_threadpool(
-                retention.live_points, plane.registry, plane.catalog, ctx.vault, ctx.item.source
-            )
-            facts = {**ctx.item.public(), "vault": ctx.vault}
-            return html(restore_pages.points_page(who, facts, found))
-
-        return await frame.page(server, request, build)
-
     @app.get("/ui/items/{item}/points/{point}/browse", include_in_schema=False)
     async def browse(
         request: Request, item: str, point: str, path: str = "/", agent: str = ""

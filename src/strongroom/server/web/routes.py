@@ -18,7 +18,15 @@ from strongroom.server.auth import ApiError, new_token, require_role
 from strongroom.server.control.plane import ControlPlane
 from strongroom.server.control.routes import _body, _parse
 from strongroom.server.scoping import check_sources
-from strongroom.server.web import admin_routes, frame, items_routes, pages, users
+from strongroom.server.web import (
+    admin_routes,
+    frame,
+    items_routes,
+    jobs_live,
+    pages,
+    points_pages,
+    users,
+)
 from strongroom.server.web import overview as vault_overview
 from strongroom.server.web.frame import Form, html, redirect
 from strongroom.server.web.throttle import LoginThrottle
@@ -26,7 +34,11 @@ from strongroom.server.web.users import Session
 
 DAY = 86400.0
 JobId = Annotated[int, Path(ge=1, le=2**62)]
-STATIC = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
+STATIC = {
+    "app.css": "text/css; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+}
 WRITERS = ("admin", "operator")
 AUDIT_ROWS = 200
 
@@ -41,6 +53,8 @@ def install(app: FastAPI, server: Server, plane: ControlPlane) -> None:
     _user_api(app, server)
     _login_routes(app, server)
     _page_routes(app, server, plane)
+    jobs_live.install(app, server, plane)
+    points_pages.install(app, server, plane)
     _job_writes(app, server, plane)
     _token_routes(app, server)
     items_routes.install(app, server, plane)
@@ -151,29 +165,6 @@ def _page_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
     async def items(request: Request) -> Response:
         async def build(who: Session) -> Response:
             return html(pages.items_page(who, await run_in_threadpool(plane.items_view)))
-
-        return await frame.page(server, request, build)
-
-    @app.get("/ui/jobs", include_in_schema=False)
-    async def job_list(
-        request: Request, item: str = "", state: str = "", kind: str = ""
-    ) -> Response:
-        async def build(who: Session) -> Response:
-            rows = await run_in_threadpool(jobs, item or None, 1000)
-            rows = [j for j in rows if (not state or j["state"] == state)]
-            rows = [j for j in rows if (not kind or j["kind"] == kind)]
-            names = [str(i.name) for i in await run_in_threadpool(plane.defs.items)]
-            chosen = {"item": item, "state": state, "kind": kind}
-            return html(pages.jobs_page(who, rows, names, chosen))
-
-        return await frame.page(server, request, build)
-
-    @app.get("/ui/jobs/{job_id}", include_in_schema=False)
-    async def job(request: Request, job_id: JobId) -> Response:
-        async def build(who: Session) -> Response:
-            found = (await run_in_threadpool(plane.jobs.get, job_id)).public()
-            lines = await run_in_threadpool(plane.jobs.lines, job_id)
-            return html(pages.job_page(who, found, lines))
 
         return await frame.page(server, request, build)
 

@@ -14,13 +14,4 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     });
   }
-  // a queued or running job's page refreshes itself until the job is over
-  if (document.querySelector("[data-live]")) {
-    // ...unless the user is on a control (a reload would take their focus away)
-    window.setInterval(() => {
-      if (document.activeElement === document.body || document.activeElement === null) {
-        window.location.reload();
-      }
-    }, 3000);
-  }
 });

@@ -1,0 +1,13 @@
+"""The table of the dashboard's mirror of points' plain facts (catalog schema version 5;
+see :mod:`strongroom.server.pointmeta`).  ``point_time``: ``time`` is a word PostgreSQL
+treats specially in some places, and this is the point's own time, not the row's."""
+
+from __future__ import annotations
+
+SCHEMA_5 = """
+CREATE TABLE IF NOT EXISTS point_meta (
+    vault TEXT NOT NULL, point TEXT NOT NULL, source TEXT NOT NULL, kind TEXT NOT NULL,
+    point_time TEXT NOT NULL, consistency TEXT NOT NULL, tags TEXT NOT NULL,
+    added INTEGER, committed REAL NOT NULL, PRIMARY KEY (vault, point));
+CREATE INDEX IF NOT EXISTS point_meta_source ON point_meta (vault, source);
+"""
