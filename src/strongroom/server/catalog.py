@@ -26,7 +26,7 @@ from strongroom.server.catalog_db import (
     open_sqlite,
 )
 from strongroom.server.control.schema import SCHEMA_3
-from strongroom.server.pointmeta_schema import SCHEMA_5
+from strongroom.server.pointmeta_schema import SCHEMA_6
 from strongroom.server.web.schema import SCHEMA_4
 from strongroom.server.web.usage_schema import SCHEMA_USAGE
 
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS approvals (
     created REAL NOT NULL, decided_by TEXT, decided REAL, state TEXT NOT NULL);
 """
 # Each version's tables, in order: a catalog of version N gets the scripts after its own.
-_MIGRATIONS = (_SCHEMA, _SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_USAGE, SCHEMA_5)
+_MIGRATIONS = (_SCHEMA, _SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_USAGE, SCHEMA_6)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,10 @@
-"""The table of the dashboard's mirror of points' plain facts (catalog schema version 5;
+"""The table of the dashboard's mirror of points' plain facts (catalog schema version 6;
 see :mod:`strongroom.server.pointmeta`).  ``point_time``: ``time`` is a word PostgreSQL
 treats specially in some places, and this is the point's own time, not the row's."""
 
 from __future__ import annotations
 
-SCHEMA_5 = """
+SCHEMA_6 = """
 CREATE TABLE IF NOT EXISTS point_meta (
     vault TEXT NOT NULL, point TEXT NOT NULL, source TEXT NOT NULL, kind TEXT NOT NULL,
     point_time TEXT NOT NULL, consistency TEXT NOT NULL, tags TEXT NOT NULL,
