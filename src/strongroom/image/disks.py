@@ -25,6 +25,7 @@ from strongroom.image.formats import is_lock_message
 from strongroom.image.nbd import BASE_ALLOCATION, STATE_DIRTY, STATE_ZERO, NBDClient, QemuNBD
 from strongroom.image.nbd.negotiate import Address
 from strongroom.image.nbd.protocol import ENOSPC, NBDCommandError
+from strongroom.image.vhdxmap import vhdx_data_extents
 
 __all__ = ["Disk", "ExportDisk", "NBDDisk", "RawDisk", "in_use_message", "open_disk"]
 
@@ -159,6 +160,9 @@ class RawDisk:
             self._fd = -1
 
 
+READ_MODE_VHDX: Final = "vhdx-bat"  # data blocks from a vhdx's own allocation table
+
+
 class NBDDisk:
     """Any image qemu can open, served by a private qemu-nbd.
 
@@ -197,6 +201,11 @@ class NBDDisk:
         self._writes: deque[tuple[Future[int], bytes | memoryview]] = deque()
 
     def data_extents(self) -> Iterator[tuple[int, int]]:
+        if self.fmt == "vhdx":  # qemu's vhdx has no block status: it calls everything data
+            found = vhdx_data_extents(self.path, self.size)
+            if found is not None:
+                self.read_mode = READ_MODE_VHDX
+                return iter(found)
         return merged_extents(self._client, BASE_ALLOCATION, lambda flags: not flags & STATE_ZERO)
 
     def dirty_extents(self) -> Iterator[tuple[int, int]]:
