@@ -183,11 +183,14 @@ class NBDDisk:
         locking: bool = True,
         display: Path | None = None,
         bitmap: str | None = None,
+        cache: str = "writeback",
     ):
         self.path, self.fmt = path, fmt
         self.display = display or path
         self.bitmap = bitmap
-        self._server = QemuNBD(path, fmt=fmt, writable=writable, locking=locking, bitmap=bitmap)
+        self._server = QemuNBD(
+            path, fmt=fmt, writable=writable, locking=locking, bitmap=bitmap, cache=cache
+        )
         try:
             self._server.start()
         except ImageError as exc:
@@ -345,8 +348,11 @@ def open_disk(
     direct_raw: bool = True,
     locking: bool = True,
     display: Path | None = None,
+    cache: str = "writeback",
 ) -> Disk:
-    """A raw file or block device directly (``direct_raw``), anything else via qemu-nbd."""
+    """A raw file or block device directly (``direct_raw``), anything else via qemu-nbd
+    (with qemu's ``cache`` mode: ``unsafe`` ignores flushes, for a new image the caller
+    fsyncs itself once qemu-nbd has written everything out)."""
     if fmt == "raw" and direct_raw:
         return RawDisk(path, writable=writable, display=display)
-    return NBDDisk(path, fmt, writable=writable, locking=locking, display=display)
+    return NBDDisk(path, fmt, writable=writable, locking=locking, display=display, cache=cache)
