@@ -29,7 +29,13 @@ from strongroom.image.domain import DomainInfo, parse_domain
 from strongroom.image.formats import check_read_format, image_info, image_lock_error
 from strongroom.image.integrity import check_image
 from strongroom.image.records import DiskRecord, VMRecord, load_point, store_disk, store_vm
-from strongroom.image.scan import DEFAULT_WORKERS, chunk_indexes, scan
+from strongroom.image.scan import (
+    DEFAULT_DEPTH,
+    DEFAULT_SPAN,
+    DEFAULT_WORKERS,
+    chunk_indexes,
+    scan,
+)
 from strongroom.image.unchanged import file_state, reusable, reused_record, still
 from strongroom.image.vaultview import ImageBackupVault
 from strongroom.vault import ChunkWriter, PointManifest, RecoveryPoint
@@ -61,6 +67,10 @@ class BackupOptions:
     direct_raw: bool = True
     force_read: bool = False
     """Read every disk even when its file's metadata says it is unchanged."""
+    read_span: int = DEFAULT_SPAN
+    """Largest NBD READ (adjacent chunks are read together up to this many bytes)."""
+    read_depth: int = DEFAULT_DEPTH
+    """NBD READs kept in flight (0: one chunk per worker thread)."""
 
     def __post_init__(self) -> None:
         size = self.chunk_size
@@ -161,7 +171,16 @@ def read_disk(
         if progress is not None:
             progress(label, value, total)
 
-    scan(disk, chunk_size, plan.indexes, run.handle, workers=opts.workers, progress=step)
+    scan(
+        disk,
+        chunk_size,
+        plan.indexes,
+        run.handle,
+        workers=opts.workers,
+        progress=step,
+        span=opts.read_span,
+        depth=opts.read_depth,
+    )
     data = [i for i, _ in run.cmap.data()]
     stats: dict[str, Any] = dict(run.stats)
     stats["chunks_reused"] = len(data) - (stats["chunks_read"] - stats["zero_chunks_read"])

@@ -23,6 +23,7 @@ from typing import Final, ParamSpec, Protocol, TypeVar
 from strongroom.errors import ImageError, NBDError
 from strongroom.image.formats import is_lock_message
 from strongroom.image.nbd import BASE_ALLOCATION, STATE_DIRTY, STATE_ZERO, NBDClient, QemuNBD
+from strongroom.image.nbd.client import ReadCounts
 from strongroom.image.nbd.negotiate import Address
 from strongroom.image.nbd.protocol import ENOSPC, NBDCommandError
 from strongroom.image.vhdxmap import vhdx_data_extents
@@ -222,6 +223,27 @@ class NBDDisk:
         except NBDError as exc:
             raise ImageError(f"cannot read {self.path}: {exc}") from None
 
+    @property
+    def max_request(self) -> int:
+        return self._client.max_request
+
+    @property
+    def read_counts(self) -> ReadCounts:
+        """The READs sent so far (count, bytes, largest, most in flight)."""
+        return self._client.reads
+
+    def submit_read(self, offset: int, view: memoryview) -> Future[int]:
+        try:
+            return self._client.submit_read(offset, len(view), view)
+        except NBDError as exc:
+            raise ImageError(f"cannot read {self.path}: {exc}") from None
+
+    def wait_read(self, future: Future[int]) -> None:
+        try:
+            future.result()
+        except NBDError as exc:
+            raise ImageError(f"cannot read {self.path}: {exc}") from None
+
     def write(self, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
         step = self._client.max_request
@@ -318,7 +340,31 @@ class ExportDisk:
         try:
             self._client.read_into(offset, view)
         except NBDError as exc:
-            raise ImageError(f"cannot read NBD export {self.path.name!r}: {exc}") from None
+            raise self._read_error(exc) from None
+
+    def _read_error(self, exc: NBDError) -> ImageError:
+        return ImageError(f"cannot read NBD export {self.path.name!r}: {exc}")
+
+    @property
+    def max_request(self) -> int:
+        return self._client.max_request
+
+    @property
+    def read_counts(self) -> ReadCounts:
+        """The READs sent so far (count, bytes, largest, most in flight)."""
+        return self._client.reads
+
+    def submit_read(self, offset: int, view: memoryview) -> Future[int]:
+        try:
+            return self._client.submit_read(offset, len(view), view)
+        except NBDError as exc:
+            raise self._read_error(exc) from None
+
+    def wait_read(self, future: Future[int]) -> None:
+        try:
+            future.result()
+        except NBDError as exc:
+            raise self._read_error(exc) from None
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         raise ImageError("NBD backup exports are read-only")
