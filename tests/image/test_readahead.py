@@ -65,6 +65,17 @@ class Watched:
         with self.lock:
             self.outstanding -= 1
 
+    def read_into(self, offset: int, view: memoryview) -> None:
+        self.disk.read_into(offset, view)
+
+
+class SmallRequests(Watched):
+    """A server that takes less than a chunk per request."""
+
+    @property
+    def max_request(self) -> int:
+        return CHUNK // 2
+
 
 def _scan(watched: Watched, span: int, depth: int, slow: float = 0.0) -> dict[int, str]:
     seen: dict[int, str] = {}
@@ -132,6 +143,20 @@ def test_reads_ask_for_one_data_chunk(
     finally:
         disk.close()
     assert flags and all(f == protocol.CMD_FLAG_DF for f in flags)
+
+
+def test_a_server_taking_less_than_a_chunk_is_read_chunk_by_chunk(
+    qcow2: tuple[Path, bytes],
+) -> None:
+    image, content = qcow2
+    disk = open_disk(image, "qcow2")
+    assert isinstance(disk, NBDDisk)
+    try:
+        watched = SmallRequests(disk)
+        assert _scan(watched, 4 * MiB, 4) == _want(content)
+        assert not watched.lengths  # no read-ahead: read_into splits each chunk
+    finally:
+        disk.close()
 
 
 def test_a_failing_handler_stops_the_reads(qcow2: tuple[Path, bytes]) -> None:

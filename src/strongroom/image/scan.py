@@ -139,10 +139,11 @@ def scan(
     ``data`` is only valid during the call.  ``size`` (default: the disk's) clips the last
     chunk.  The first error stops every worker and is raised here.  An NBD disk is read
     with up to ``depth`` requests of up to ``span`` bytes in flight (``depth`` 0: one
-    chunk per worker, as a raw disk is read).
+    chunk per worker, as a raw disk is read; so is a disk whose server takes no whole
+    chunk in one request).
     """
     end = disk.size if size is None else size
-    if isinstance(disk, AsyncReads) and depth > 0:
+    if isinstance(disk, AsyncReads) and depth > 0 and chunk_size <= disk.max_request:
         read_ahead(disk, chunk_size, indexes, handle, end, workers, span, depth, progress)
         return
 
