@@ -92,7 +92,9 @@ def exercise(capsys: pytest.CaptureFixture[str], tmp_path: Path, junk: str) -> N
     assert junk in err and "warning" in err, err
 
     code, out, err = run(capsys, "points", "--json")
-    assert code == 0 and junk in err
+    assert code == 0
+    # listing points reads no index object (issue 19), so only other junk is met there
+    assert (junk in err) != junk.startswith("index/"), err
     assert {first, second} <= {p["id"] for p in json.loads(out)}
 
     target = tmp_path / "out"
@@ -104,7 +106,8 @@ def exercise(capsys: pytest.CaptureFixture[str], tmp_path: Path, junk: str) -> N
 
     assert run(capsys, "settings", "--soft-delete-days", "0")[0] == 0
     code, out, err = run(capsys, "forget", first)
-    assert code == 0 and junk in err and "forgot 1" in out, (out, err)
+    assert code == 0 and "forgot 1" in out, (out, err)
+    assert (junk in err) != junk.startswith("index/"), err  # forget reads no index either
     code, out, err = run(capsys, "prune", "--grace-hours", "0", "--json")
     assert code == 0 and junk in err, err
     assert json.loads(out)["points_removed"] == [first]

@@ -116,7 +116,7 @@ def test_json_commands_load_neither_rich_nor_pydantic(
     code, done, at_kdf = loaded_by(["points", "--json"], vault_env)
     assert code == 0
     assert at_kdf == {"strongroom.storage"}
-    assert done == VAULT
+    assert done == VAULT - {"numpy"}  # listing points needs no chunk index (issue 19)
 
 
 def test_openblas_gets_one_thread_unless_told_otherwise() -> None:

@@ -106,3 +106,34 @@ def test_an_index_that_keeps_changing_is_reported(make_vault: Callable[..., Vaul
     warned: list[str] = []
     opened = Vault.open(Phantom(inner, lambda: None), PASSPHRASE, strict=False, warn=warned.append)
     assert len(opened.problems.index) == 1 and "vanished" in warned[0]
+
+
+def test_a_lazy_open_reads_no_index_until_a_chunk_is_needed(
+    make_vault: Callable[..., Vault],
+) -> None:
+    """Listing points needs no chunk index (issue 19): a lazy open lists and reads no index
+    object until the first chunk read, then loads it once and reads as an eager open does."""
+    inner = MemoryBackend()
+    vault = make_vault(inner)
+    written = write_point(vault, random_chunks(1, 2, 4096))
+    counted = HookBeforeIndexGet(inner, lambda: None)
+    opened = Vault.open(counted, PASSPHRASE, lazy_index=True)
+    assert [p.point_id for p in opened.points()] == [written.point.point_id]
+    assert counted.index_listings == 0 and counted.hook is not None and not opened.index_loaded
+    for cid, data in written.chunks.items():
+        assert opened.read_chunk(cid) == data
+    assert counted.index_listings == 1 and counted.hook is None
+    assert opened.index_names == {i.name for i in inner.list("index/")}
+
+
+def test_a_lazy_strict_open_reports_a_bad_index_at_first_use(
+    make_vault: Callable[..., Vault],
+) -> None:
+    inner = MemoryBackend()
+    vault = make_vault(inner)
+    written = write_point(vault, random_chunks(1, 2, 4096))
+    inner.put("index/" + "ab" * 32, b"junk")
+    opened = Vault.open(inner, PASSPHRASE, lazy_index=True)
+    assert opened.points()
+    with pytest.raises(IntegrityError):
+        opened.read_chunk(next(iter(written.chunks)))

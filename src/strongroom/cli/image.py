@@ -38,6 +38,13 @@ ChunkOpt = Annotated[
 ViaNBDOpt = Annotated[
     bool, typer.Option("--via-nbd", help="Read raw images through qemu-nbd too.", hidden=True)
 ]
+ForceReadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force-read",
+        help="Read every disk, even an image file whose metadata matches the last point's.",
+    ),
+]
 ForceOpt = Annotated[
     bool, typer.Option("--force", help="Replace existing targets; write disks in use.")
 ]
@@ -153,11 +160,14 @@ def backup_vm_cmd(
     tag: TagOpt = None,
     chunk_size: ChunkOpt = "1M",
     via_nbd: ViaNBDOpt = False,
+    force_read: ForceReadOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Back up VMs: libvirt domains by NAME, or shut-off VMs from their domain XML."""
     if bool(names) == bool(xml):
         raise typer.BadParameter("give domain NAMEs (libvirt) or --xml FILEs, not both")
+    if names and force_read:
+        raise typer.BadParameter("--force-read goes with --xml (libvirt domains: --full)")
     if xml and (connect is not None or full or consistency != "auto"):
         raise typer.BadParameter("--connect, --full and --consistency go with domain NAMEs")
     if consistency not in ("auto", "app", "crash"):
@@ -166,7 +176,7 @@ def backup_vm_cmd(
     v = open_vault(vault, password_file)
     from strongroom.image import BackupOptions, backup_vm
 
-    opts = BackupOptions(size, list(tag or []), direct_raw=not via_nbd)
+    opts = BackupOptions(size, list(tag or []), direct_raw=not via_nbd, force_read=force_read)
     summaries = []
     provider = vm_cmds.libvirt_provider(connect) if names else None
     try:
@@ -200,6 +210,7 @@ def backup_disk_cmd(
     tag: TagOpt = None,
     chunk_size: ChunkOpt = "1M",
     via_nbd: ViaNBDOpt = False,
+    force_read: ForceReadOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Back up a single disk image (format detected by qemu-img unless --format)."""
@@ -207,7 +218,7 @@ def backup_disk_cmd(
     v = open_vault(vault, password_file)
     from strongroom.image import BackupOptions, backup_disk
 
-    opts = BackupOptions(size, list(tag or []), direct_raw=not via_nbd)
+    opts = BackupOptions(size, list(tag or []), direct_raw=not via_nbd, force_read=force_read)
     with _progress(is_tty() and not as_json) as progress:
         summary = backup_disk(v, image, opts, fmt=fmt, source=source, progress=progress)
     if as_json:

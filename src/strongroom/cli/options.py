@@ -173,7 +173,7 @@ def open_vault(
         opener.prepare()
         from strongroom.vault import Vault
 
-        opened = Vault.open(backend, opener, strict=strict, warn=warn)
+        opened = Vault.open(backend, opener, strict=strict, warn=warn, lazy_index=True)
     except BaseException:
         backend.close()
         raise

@@ -4,9 +4,10 @@ Per disk: the data extents (block status or SEEK_DATA) give the chunks to read; 
 reads them with several requests in flight; all-zero chunks are recorded as zero and never
 stored; the rest are hashed and ``put`` (the vault deduplicates, so an unchanged chunk costs a
 read and a hash).  No change tracking is used offline: every allocated chunk is read and
-hashed ("full-read-hash") and the parent point is recorded.  Then the chunk map pieces, the
-disk trees and the VM tree are written, the writer flushed (packs, then index) and the point
-saved: the commit.
+hashed ("full-read-hash") and the parent point is recorded, except that an image file whose
+metadata is the parent's takes the parent's map unread (``unchanged.py``).  Then the chunk
+map pieces, the disk trees and the VM tree are written, the writer flushed (packs, then
+index) and the point saved: the commit.
 """
 
 from __future__ import annotations
@@ -21,16 +22,23 @@ from typing import Any, Final
 
 from strongroom import failpoints
 from strongroom.chunking import is_zero
-from strongroom.errors import ImageError
+from strongroom.errors import ImageError, StrongroomError
 from strongroom.image.chunkmap import ChunkMap, store_map
 from strongroom.image.disks import Disk, open_disk
 from strongroom.image.domain import DomainInfo, parse_domain
 from strongroom.image.formats import check_read_format, image_info, image_lock_error
 from strongroom.image.integrity import check_image
-from strongroom.image.records import DiskRecord, VMRecord, store_disk, store_vm
-from strongroom.image.scan import DEFAULT_WORKERS, chunk_indexes, scan
+from strongroom.image.records import DiskRecord, VMRecord, load_point, store_disk, store_vm
+from strongroom.image.scan import (
+    DEFAULT_DEPTH,
+    DEFAULT_SPAN,
+    DEFAULT_WORKERS,
+    chunk_indexes,
+    scan,
+)
+from strongroom.image.unchanged import file_state, reusable, reused_record, still
 from strongroom.image.vaultview import ImageBackupVault
-from strongroom.vault import ChunkWriter, PointManifest
+from strongroom.vault import ChunkWriter, PointManifest, RecoveryPoint
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -57,6 +65,12 @@ class BackupOptions:
     tags: Sequence[str] = ()
     workers: int = DEFAULT_WORKERS
     direct_raw: bool = True
+    force_read: bool = False
+    """Read every disk even when its file's metadata says it is unchanged."""
+    read_span: int = DEFAULT_SPAN
+    """Largest NBD READ (adjacent chunks are read together up to this many bytes)."""
+    read_depth: int = DEFAULT_DEPTH
+    """NBD READs kept in flight (0: one chunk per worker thread)."""
 
     def __post_init__(self) -> None:
         size = self.chunk_size
@@ -157,7 +171,16 @@ def read_disk(
         if progress is not None:
             progress(label, value, total)
 
-    scan(disk, chunk_size, plan.indexes, run.handle, workers=opts.workers, progress=step)
+    scan(
+        disk,
+        chunk_size,
+        plan.indexes,
+        run.handle,
+        workers=opts.workers,
+        progress=step,
+        span=opts.read_span,
+        depth=opts.read_depth,
+    )
     data = [i for i, _ in run.cmap.data()]
     stats: dict[str, Any] = dict(run.stats)
     stats["chunks_reused"] = len(data) - (stats["chunks_read"] - stats["zero_chunks_read"])
@@ -212,8 +235,20 @@ def _backup_one(
     target: tuple[str, str],
     opts: BackupOptions,
     progress: Progress | None,
+    base: DiskRecord | None = None,
 ) -> DiskRecord:
     cs = opts.chunk_size
+    started = time.monotonic()
+    state = file_state(path, fmt)
+    if (
+        not opts.force_read
+        and reusable(base, state, path, fmt, cs)
+        and base is not None
+        and not vault.missing_chunks(base.pieces)
+    ):
+        record = reused_record(base, target, started)
+        store_disk(vault, writer, record)
+        return record
     disk = open_disk(path, fmt, direct_raw=opts.direct_raw)
     try:
         plan = ReadPlan(list(chunk_indexes(disk.data_extents(), cs)))
@@ -232,6 +267,7 @@ def _backup_one(
         read_mode=read_mode,
         stats=stats,
         file_mode=_file_mode(path),
+        file_state=still(path, state),
     )
     record.pieces = store_map(vault, writer, cmap)
     store_disk(vault, writer, record)
@@ -239,8 +275,29 @@ def _backup_one(
 
 
 def latest_point(vault: ImageBackupVault, kind: str, source: str) -> str | None:
+    found = _latest(vault, kind, source)
+    return found.point_id if found is not None else None
+
+
+def _latest(vault: ImageBackupVault, kind: str, source: str) -> RecoveryPoint | None:
     earlier = [p for p in vault.points() if p.manifest.kind == kind and p.manifest.source == source]
-    return earlier[-1].point_id if earlier else None
+    return earlier[-1] if earlier else None
+
+
+def _parent_disks(
+    vault: ImageBackupVault, parent: RecoveryPoint | None, opts: BackupOptions
+) -> list[DiskRecord]:
+    """The parent point's disk records (their maps may be reused); none when forced."""
+    if parent is None or opts.force_read:
+        return []
+    try:
+        return load_point(vault, parent).disks
+    except StrongroomError:  # an unreadable parent: every disk is read, as before
+        return []
+
+
+def _base_for(parents: list[DiskRecord], target: str, path: Path) -> DiskRecord | None:
+    return next((d for d in parents if d.target == target and d.source == str(path)), None)
 
 
 def summarize(summary: BackupSummary, records: Sequence[DiskRecord], writer: ChunkWriter) -> None:
@@ -306,11 +363,22 @@ def backup_vm(
     skipped = [asdict(s) for s in info.skipped]
     summary = BackupSummary(kind="vm", source=info.name, skipped=skipped)
     with vault.lock():
-        summary.parent = latest_point(vault, "vm", info.name)
+        parent = _latest(vault, "vm", info.name)
+        summary.parent = parent.point_id if parent is not None else None
+        parents = _parent_disks(vault, parent, opts)
         writer = vault.writer()
         try:
             records = [
-                _backup_one(vault, writer, d.source, d.format, (d.target, d.bus), opts, progress)
+                _backup_one(
+                    vault,
+                    writer,
+                    d.source,
+                    d.format,
+                    (d.target, d.bus),
+                    opts,
+                    progress,
+                    _base_for(parents, d.target, d.source),
+                )
                 for d in info.disks
             ]
             vm = VMRecord(info.name, info.uuid, str(xml_path.absolute()), xml, records, skipped)
@@ -346,10 +414,12 @@ def backup_disk(
     ensure_readable(image, fmt, "")
     summary = BackupSummary(kind="disk", source=source or str(image))
     with vault.lock():
-        summary.parent = latest_point(vault, "disk", summary.source)
+        parent = _latest(vault, "disk", summary.source)
+        summary.parent = parent.point_id if parent is not None else None
+        base = _base_for(_parent_disks(vault, parent, opts), "", image)
         writer = vault.writer()
         try:
-            record = _backup_one(vault, writer, image, fmt, ("", ""), opts, progress)
+            record = _backup_one(vault, writer, image, fmt, ("", ""), opts, progress, base)
             summarize(summary, [record], writer)
             meta = {"disks": [record.summary()]}
             commit_point(vault, writer, summary, record.tree_id, meta, opts, started)

@@ -23,8 +23,10 @@ from typing import Final, ParamSpec, Protocol, TypeVar
 from strongroom.errors import ImageError, NBDError
 from strongroom.image.formats import is_lock_message
 from strongroom.image.nbd import BASE_ALLOCATION, STATE_DIRTY, STATE_ZERO, NBDClient, QemuNBD
+from strongroom.image.nbd.client import ReadCounts
 from strongroom.image.nbd.negotiate import Address
 from strongroom.image.nbd.protocol import ENOSPC, NBDCommandError
+from strongroom.image.vhdxmap import vhdx_data_extents
 
 __all__ = ["Disk", "ExportDisk", "NBDDisk", "RawDisk", "in_use_message", "open_disk"]
 
@@ -159,6 +161,9 @@ class RawDisk:
             self._fd = -1
 
 
+READ_MODE_VHDX: Final = "vhdx-bat"  # data blocks from a vhdx's own allocation table
+
+
 class NBDDisk:
     """Any image qemu can open, served by a private qemu-nbd.
 
@@ -179,11 +184,14 @@ class NBDDisk:
         locking: bool = True,
         display: Path | None = None,
         bitmap: str | None = None,
+        cache: str = "writeback",
     ):
         self.path, self.fmt = path, fmt
         self.display = display or path
         self.bitmap = bitmap
-        self._server = QemuNBD(path, fmt=fmt, writable=writable, locking=locking, bitmap=bitmap)
+        self._server = QemuNBD(
+            path, fmt=fmt, writable=writable, locking=locking, bitmap=bitmap, cache=cache
+        )
         try:
             self._server.start()
         except ImageError as exc:
@@ -197,6 +205,11 @@ class NBDDisk:
         self._writes: deque[tuple[Future[int], bytes | memoryview]] = deque()
 
     def data_extents(self) -> Iterator[tuple[int, int]]:
+        if self.fmt == "vhdx":  # qemu's vhdx has no block status: it calls everything data
+            found = vhdx_data_extents(self.path, self.size)
+            if found is not None:
+                self.read_mode = READ_MODE_VHDX
+                return iter(found)
         return merged_extents(self._client, BASE_ALLOCATION, lambda flags: not flags & STATE_ZERO)
 
     def dirty_extents(self) -> Iterator[tuple[int, int]]:
@@ -207,6 +220,27 @@ class NBDDisk:
     def read_into(self, offset: int, view: memoryview) -> None:
         try:
             self._client.read_into(offset, view)
+        except NBDError as exc:
+            raise ImageError(f"cannot read {self.path}: {exc}") from None
+
+    @property
+    def max_request(self) -> int:
+        return self._client.max_request
+
+    @property
+    def read_counts(self) -> ReadCounts:
+        """The READs sent so far (count, bytes, largest, most in flight)."""
+        return self._client.reads
+
+    def submit_read(self, offset: int, view: memoryview) -> Future[int]:
+        try:
+            return self._client.submit_read(offset, len(view), view)
+        except NBDError as exc:
+            raise ImageError(f"cannot read {self.path}: {exc}") from None
+
+    def wait_read(self, future: Future[int]) -> None:
+        try:
+            future.result()
         except NBDError as exc:
             raise ImageError(f"cannot read {self.path}: {exc}") from None
 
@@ -306,7 +340,31 @@ class ExportDisk:
         try:
             self._client.read_into(offset, view)
         except NBDError as exc:
-            raise ImageError(f"cannot read NBD export {self.path.name!r}: {exc}") from None
+            raise self._read_error(exc) from None
+
+    def _read_error(self, exc: NBDError) -> ImageError:
+        return ImageError(f"cannot read NBD export {self.path.name!r}: {exc}")
+
+    @property
+    def max_request(self) -> int:
+        return self._client.max_request
+
+    @property
+    def read_counts(self) -> ReadCounts:
+        """The READs sent so far (count, bytes, largest, most in flight)."""
+        return self._client.reads
+
+    def submit_read(self, offset: int, view: memoryview) -> Future[int]:
+        try:
+            return self._client.submit_read(offset, len(view), view)
+        except NBDError as exc:
+            raise self._read_error(exc) from None
+
+    def wait_read(self, future: Future[int]) -> None:
+        try:
+            future.result()
+        except NBDError as exc:
+            raise self._read_error(exc) from None
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         raise ImageError("NBD backup exports are read-only")
@@ -336,8 +394,11 @@ def open_disk(
     direct_raw: bool = True,
     locking: bool = True,
     display: Path | None = None,
+    cache: str = "writeback",
 ) -> Disk:
-    """A raw file or block device directly (``direct_raw``), anything else via qemu-nbd."""
+    """A raw file or block device directly (``direct_raw``), anything else via qemu-nbd
+    (with qemu's ``cache`` mode: ``unsafe`` ignores flushes, for a new image the caller
+    fsyncs itself once qemu-nbd has written everything out)."""
     if fmt == "raw" and direct_raw:
         return RawDisk(path, writable=writable, display=display)
-    return NBDDisk(path, fmt, writable=writable, locking=locking, display=display)
+    return NBDDisk(path, fmt, writable=writable, locking=locking, display=display, cache=cache)

@@ -44,6 +44,10 @@ class DiskRecord:
     # Permission bits of an image file (None: a block device, or a point from before them);
     # a new image restored from it gets them (else 0600).
     file_mode: int | None = None
+    # The image file's device, inode, size, mtime_ns and ctime_ns when they vouch for its
+    # content (offline backups; ``image/unchanged.py``): the next backup that finds them
+    # equal reuses this map unread.  None: a block device, or a point from before them.
+    file_state: dict[str, int] | None = None
     pieces: list[bytes] = field(default_factory=list)
     tree_id: bytes = b""
 
@@ -53,6 +57,8 @@ class DiskRecord:
             del doc["tracking"]  # offline records keep their v1 shape
         if self.file_mode is None:
             del doc["file_mode"]
+        if self.file_state is None:
+            del doc["file_state"]
         return json.dumps({"v": 1, "type": DISK_TYPE, **doc}, sort_keys=True).encode()
 
     def summary(self) -> dict[str, Any]:
@@ -130,9 +136,19 @@ def load_disk(vault: TreeStore, tree_id: bytes) -> DiskRecord:
         fields = {k: doc[k] for k in DiskRecord.__dataclass_fields__ if k in doc}
         if not isinstance(fields.get("file_mode", 0), int | None):
             raise TypeError("file_mode is not a number")
+        fields["file_state"] = _file_state(fields.get("file_state"))
         return DiskRecord(**fields, pieces=refs, tree_id=tree_id)
     except TypeError as exc:
         raise IntegrityError(f"{where}: malformed disk record ({exc})") from None
+
+
+def _file_state(value: object) -> dict[str, int] | None:
+    """A recorded file state, or None for anything else (the disk is then read)."""
+    if not isinstance(value, dict) or not value:
+        return None
+    if not all(isinstance(k, str) and type(v) is int for k, v in value.items()):
+        return None
+    return value
 
 
 def _load_vm(vault: TreeStore, tree_id: bytes) -> VMRecord:

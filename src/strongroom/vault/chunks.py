@@ -23,8 +23,14 @@ if TYPE_CHECKING:
 class ChunkAccess:
     backend: Backend
     keys: VaultKeys
-    index: ChunkIndex
-    reader: ChunkReader
+
+    @property
+    def index(self) -> ChunkIndex:
+        raise NotImplementedError
+
+    @property
+    def reader(self) -> ChunkReader:
+        raise NotImplementedError
 
     @property
     def capabilities(self) -> BackendCapabilities:

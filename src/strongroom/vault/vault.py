@@ -31,8 +31,7 @@ from strongroom.storage.backend import Backend
 from strongroom.storage.reserve import keep_reserve, with_reserve
 from strongroom.storage.served import committing_point
 from strongroom.vault import keys as keyslots
-from strongroom.vault.catalog import LoadProblems, PointCatalog, Warn, parallel_map
-from strongroom.vault.chunks import ChunkAccess
+from strongroom.vault.catalog import LoadProblems, PointCatalog, Warn
 from strongroom.vault.config import (
     CONFIG_COPY_NAME,
     CONFIG_NAME,
@@ -45,14 +44,11 @@ from strongroom.vault.config import (
 )
 from strongroom.vault.crypto import MASTER_SECRET_SIZE, VaultKeys
 from strongroom.vault.envelope import (
-    MAGIC_INDEX,
     MAGIC_POINT,
-    check_content_name,
     object_name_hash,
-    open_object,
-    read_checked,
     seal_object,
 )
+from strongroom.vault.indexload import IndexLoading
 from strongroom.vault.locks import (
     LockCodec,
     LockInfo,
@@ -65,41 +61,28 @@ from strongroom.vault.points import POINTS_PREFIX, PointManifest, RecoveryPoint
 from strongroom.vault.tombstones import Tombstone
 
 if TYPE_CHECKING:
-    from strongroom.vault.index import ChunkIndex
-    from strongroom.vault.writer import ChunkWriter
-
-# How often opening lists index/ while index objects vanish under it (a concurrent prune).
-_INDEX_LISTINGS = 4
+    from strongroom.vault.writer import ChunkWriter, UnindexedPacks
 
 
-class Vault(ChunkAccess):
+class Vault(IndexLoading):
     """An opened vault.  Build with :meth:`init` or :meth:`open`."""
 
     def __init__(
         self, backend: Backend, config: VaultConfig, keys: VaultKeys, slot_id: str
     ) -> None:
-        from strongroom.vault.index import ChunkIndex
-        from strongroom.vault.reader import ChunkReader
-        from strongroom.vault.writer import UnindexedPacks
-
         self.backend = backend
         self.config = config
         self.keys = keys
         self.slot_id = slot_id
-        self.index = ChunkIndex()
-        self.problems = LoadProblems()
+        self._problems = LoadProblems()
         self.slot_stored = b""
         """The stored form of the key slot that opened this handle (it verified)."""
         self.strict = True
         """Whether objects that fail to verify raise (True) or are skipped and reported."""
-        self.catalog = PointCatalog(backend, keys, config.vault_id, self.problems)
-        self.reader = ChunkReader(backend, keys, self.index)
+        self.catalog = PointCatalog(backend, keys, config.vault_id, self._problems)
         self._lock_codec = LockCodec(keys.lock_key, config.vault_id)
-        self.index_names: set[str] = set()
-        """Index objects this handle relies on: loaded at open or written since."""
-        self.superseded: set[str] = set()
-        """Index objects that a loaded one says it replaces (an interrupted prune's leftovers)."""
-        self._unindexed = UnindexedPacks()
+        self._init_index()
+        self._unindexed: UnindexedPacks | None = None  # made with the first writer
         self._held: set[VaultLock] = set()
 
     @property
@@ -152,11 +135,13 @@ class Vault(ChunkAccess):
         *,
         strict: bool = True,
         warn: Warn | None = None,
+        lazy_index: bool = False,
     ) -> Vault:
         """Open with ``passphrase`` (or a :class:`~strongroom.vault.keys.SlotOpener` holding
         it).  ``strict=False`` skips index objects, recovery points and tombstones that fail
         to verify (a junk, foreign or misnamed object) instead of failing, records them in
-        :attr:`problems` and reports each once to ``warn``."""
+        :attr:`problems` and reports each once to ``warn``.  ``lazy_index`` defers loading
+        the chunk index to its first use (a command that lists points never needs it)."""
         found, _ = read_configs(backend)
         opener = (
             passphrase
@@ -172,94 +157,10 @@ class Vault(ChunkAccess):
         vault = cls(backend, config, keys, slot_id)
         vault.strict = strict
         vault.slot_stored = opener.opened
-        vault.problems.warn = warn
-        vault.index_names = vault._load_index(vault.index, strict)
+        vault._problems.warn = warn
+        if not lazy_index:
+            vault._load_once()
         return vault
-
-    def open_index_object(self, name: str) -> bytes:
-        """An index object's verified plaintext (fetched twice if the first copy is bad)."""
-
-        def parse(stored: bytes) -> bytes:
-            check_content_name(name, stored)
-            return open_object(MAGIC_INDEX, self.keys.index_key, self.vault_id, stored, name=name)
-
-        return read_checked(self.backend, name, parse)
-
-    def _load_index(self, index: ChunkIndex, strict: bool) -> set[str]:
-        """Load every index object into ``index``; the names of those that loaded.
-
-        The index is loaded before any lock is taken, so a prune may delete an index object
-        between the listing and its read.  It writes the objects that replace it first, so
-        a fresh listing holds them: names that vanished are followed up by listing again.
-        """
-        from strongroom.vault.writer import INDEX_PREFIX
-
-        names = [info.name for info in self.backend.list(INDEX_PREFIX)]
-        loaded: set[str] = set()
-        tried: set[str] = set()
-        vanished: list[str] = []
-        for _ in range(_INDEX_LISTINGS):
-            todo = [n for n in names if n not in tried]
-            tried.update(todo)
-            vanished = []
-            for name, problem in zip(
-                todo, parallel_map(self._index_loader(index), todo), strict=True
-            ):
-                if problem is None:
-                    loaded.add(name)
-                elif isinstance(problem, ObjectNotFound):
-                    vanished.append(name)
-                elif strict:
-                    raise problem
-                else:
-                    self.problems.skip("index", problem)
-            if not vanished:
-                break
-            names = [info.name for info in self.backend.list(INDEX_PREFIX)]
-        if vanished:
-            problem = IntegrityError(
-                f"{vanished[0]}: vanished while loading, and the index kept changing "
-                f"({_INDEX_LISTINGS} listings); another client is pruning: try again",
-                name=vanished[0],
-            )
-            if strict:
-                raise problem
-            self.problems.skip("index", problem)
-        index.finish_bulk()
-        return loaded
-
-    def _index_loader(
-        self, index: ChunkIndex
-    ) -> Callable[[str], IntegrityError | ObjectNotFound | None]:
-        from strongroom.vault.index import decode_index
-        from strongroom.vault.writer import INDEX_PREFIX
-
-        def load(name: str) -> IntegrityError | ObjectNotFound | None:
-            try:
-                packs, sup = decode_index(self.open_index_object(name), name)
-            except (ObjectNotFound, IntegrityError) as exc:
-                return exc
-            for rec in packs:
-                index.add_pack(rec.pack_id, rec.salt, rec.entries, bulk=True)
-            self.superseded.update(INDEX_PREFIX + old.hex() for old in sup)
-            return None
-
-        return load
-
-    def reload_index(self) -> None:
-        """Load the index afresh (after a prune or repair changed it); readers follow.
-
-        The old index is dropped first, so memory never holds two of them.  A writer made
-        before keeps adding to the old one: make new writers afterwards.
-        """
-        from strongroom.vault.index import ChunkIndex
-        from strongroom.vault.reader import ChunkReader
-
-        self.index = ChunkIndex()
-        self.reader = ChunkReader(self.backend, self.keys, self.index)
-        self.problems.index.clear()
-        self.superseded.clear()
-        self.index_names = self._load_index(self.index, strict=False)
 
     def refresh_config(self) -> VaultConfig:
         """Read ``config`` again (another client may have changed the settings); its copy
@@ -326,11 +227,14 @@ class Vault(ChunkAccess):
         """A chunk writer; by default with as many upload threads as the storage is worth
         (one for a local vault: a local write is fast, and each uploader holds a pack
         buffer; four for object storage)."""
-        from strongroom.vault.writer import ChunkWriter
+        from strongroom.vault.writer import ChunkWriter, UnindexedPacks
 
         if upload_workers is None:
             upload_workers = self.capabilities.upload_workers
         s = self.config.settings
+        with self._index_mutex:  # writers of one vault share it: never make two
+            if self._unindexed is None:
+                self._unindexed = UnindexedPacks()
         return ChunkWriter(
             self.backend,
             self.keys,
@@ -437,7 +341,8 @@ class Vault(ChunkAccess):
         from strongroom.vault.commit import verify_before_commit
 
         failpoints.hit("after-index")
-        self._unindexed.write(self.backend, self.keys, self.vault_id, self.index_names.add)
+        if self._unindexed is not None:
+            self._unindexed.write(self.backend, self.keys, self.vault_id, self.index_names.add)
         for root in manifest.roots:
             if bytes.fromhex(root) not in self.index:
                 raise VaultError(f"refusing to commit a point whose root {root[:16]} is not stored")

@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, wait
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
 
@@ -29,11 +30,28 @@ from strongroom.image.nbd.negotiate import (
 )
 from strongroom.image.nbd.replies import Pending, ReplyReader
 
-__all__ = ["NBDClient", "list_exports_at"]
+__all__ = ["NBDClient", "ReadCounts", "list_exports_at"]
 
 # command, flags, offset, length, payload to send, buffer to read into
 _Request = tuple[int, int, int, int, memoryview | None, memoryview | None]
 _STATUS_STEP: Final = 1 << 31  # block status is cheap: ask for big ranges (servers may cut)
+
+
+@dataclass
+class ReadCounts:
+    """READ requests sent on one connection: how many, their bytes, the largest, and the
+    most requests unanswered at once (what a server sees of a client's queue)."""
+
+    requests: int = 0
+    bytes: int = 0
+    largest: int = 0
+    max_in_flight: int = 0
+
+    def count(self, length: int, in_flight: int) -> None:
+        self.requests += 1
+        self.bytes += length
+        self.largest = max(self.largest, length)
+        self.max_in_flight = max(self.max_in_flight, in_flight)
 
 
 class NBDClient:
@@ -70,6 +88,7 @@ class NBDClient:
         self._pending: dict[int, Pending] = {}
         self._cookies = itertools.count(1)
         self._window = threading.Semaphore(max_in_flight)
+        self.reads = ReadCounts()
         self._broken: NBDError | None = None
         self._closing = False
         self._reader = threading.Thread(target=self._read_loop, name="nbd-reply-reader")
@@ -150,6 +169,8 @@ class NBDClient:
                 self._window.release()
                 raise self._broken or NBDError("NBD client is closed")
             self._pending[cookie] = pending
+            if command == p.CMD_READ:
+                self.reads.count(length, len(self._pending))
         header = p.REQUEST.pack(p.REQUEST_MAGIC, flags, command, cookie, offset, length)
         try:
             with self._send_lock:
@@ -250,13 +271,21 @@ class NBDClient:
             raise NBDError(f"read buffer of {len(view)} bytes is smaller than {length}")
         if length > self.max_request:
             raise NBDError(f"read of {length} bytes exceeds the maximum {self.max_request}")
-        return self._submit(p.CMD_READ, 0, offset, length, buf=view[:length])
+        return self._submit(p.CMD_READ, self._read_flags, offset, length, buf=view[:length])
+
+    @property
+    def _read_flags(self) -> int:
+        """DF ("don't fragment") where offered: the reply is one data chunk, and QEMU skips
+        the block-status query it otherwise makes on every READ to send holes as such (our
+        reads are of extents already known to hold data)."""
+        return p.CMD_FLAG_DF if self.can_df and self.info.structured else 0
 
     def read_into(self, offset: int, buf: Any) -> None:
         """Fill ``buf`` from ``offset``, pipelining max-block-size requests."""
         view = p.byte_view(buf, writable=True)
+        flags = self._read_flags
         self._pipeline(
-            (p.CMD_READ, 0, off, n, None, view[off - offset : off - offset + n])
+            (p.CMD_READ, flags, off, n, None, view[off - offset : off - offset + n])
             for off, n in p.spans(offset, len(view), self.max_request)
         )
 
