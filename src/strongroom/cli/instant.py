@@ -19,6 +19,9 @@ from strongroom.cli.output import print_json, warn
 from strongroom.errors import StrongroomError
 
 if TYPE_CHECKING:
+    import ssl
+
+    from strongroom.image.instant.tls import TLSFiles
     from strongroom.vault import RecoveryPoint, Vault
 
 __all__ = ["parse_listen", "register"]
@@ -66,7 +69,22 @@ def serve_cmd(
         Path | None, typer.Option("--socket", help="Listen on this unix socket.")
     ] = None,
     listen: Annotated[
-        str | None, typer.Option("--listen", help="Listen on HOST:PORT (TCP, no TLS).")
+        str | None,
+        typer.Option("--listen", help="Listen on HOST:PORT (plain TCP on loopback only)."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="TLS: the server certificate (PEM).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="TLS: the certificate's key (PEM).")
+    ] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option("--tls-ca", help="TLS: require client certificates signed by this CA."),
+    ] = None,
+    tls_psk: Annotated[
+        Path | None,
+        typer.Option("--tls-psk", help="TLS-PSK keys file (username:hexkey; Python >= 3.13)."),
     ] = None,
     writable: Annotated[
         bool,
@@ -89,11 +107,9 @@ def serve_cmd(
     if overlay_dir is not None and not writable:
         raise typer.BadParameter("--overlay-dir goes with --writable")
     tcp = parse_listen(listen) if listen is not None else None
-    if tcp is not None and tcp[0] not in ("127.0.0.1", "::1", "localhost"):
-        warn(
-            "NBD over TCP has no authentication or encryption here: anyone who reaches "
-            f"{listen} can read the disks"
-        )
+    from strongroom.image.instant.tls import TLSFiles
+
+    tls = _tls_context(tcp, TLSFiles(tls_cert, tls_key, tls_ca, tls_psk))
     v = open_vault(vault, password_file)
     from strongroom.image.instant.serve import PointServer, ServeOptions
 
@@ -104,6 +120,7 @@ def serve_cmd(
         writable=writable,
         overlay_dir=overlay_dir,
         disk=disk,
+        tls=tls,
     )
     with PointServer(v, p, opts) as server:
         uris = server.uris()
@@ -121,6 +138,23 @@ def serve_cmd(
         sys.stdout.flush()
         while True:
             time.sleep(3600)
+
+
+def _tls_context(tcp: tuple[str, int] | None, files: TLSFiles) -> ssl.SSLContext | None:
+    """Check the TLS options against the address; the server's context (None: plain)."""
+    from strongroom.image.instant.tls import check_plain_allowed, server_context
+
+    if (files.cert is None) != (files.key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if files.ca is not None and files.cert is None:
+        raise typer.BadParameter("--tls-ca goes with --tls-cert and --tls-key")
+    if files.cert is not None and files.psk is not None:
+        raise typer.BadParameter("give either --tls-cert/--tls-key or --tls-psk")
+    if files.enabled and tcp is None:
+        raise typer.BadParameter("the --tls-* options go with --listen")
+    if tcp is not None and not files.enabled:
+        check_plain_allowed(tcp[0])
+    return server_context(files)
 
 
 def _open_with(location: str, passphrase: str) -> Vault:
