@@ -16,7 +16,6 @@ import typer
 
 from strongroom.cli.options import JsonOpt, PasswordFileOpt, VaultOpt, open_vault
 from strongroom.cli.output import print_json, warn
-from strongroom.errors import StrongroomError
 
 if TYPE_CHECKING:
     import ssl
@@ -32,7 +31,10 @@ instant_app = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
+    from strongroom.cli import instant_bg
+
     app.command("serve")(serve_cmd)
+    instant_bg.register(instant_app)
     app.add_typer(instant_app, name="instant")
 
 
@@ -157,7 +159,7 @@ def _tls_context(tcp: tuple[str, int] | None, files: TLSFiles) -> ssl.SSLContext
     return server_context(files)
 
 
-def _open_with(location: str, passphrase: str) -> Vault:
+def open_with(location: str, passphrase: str) -> Vault:
     """Open the vault at ``location`` with ``passphrase`` (the background export's way)."""
     from strongroom.storage import open_backend
     from strongroom.vault import Vault
@@ -193,7 +195,7 @@ def restore_instant(
 
     location = _absolute_location(vault_location(vault))
     passphrase = read_passphrase(password_file)
-    v = _open_with(location, passphrase)
+    v = open_with(location, passphrase)
     from strongroom.image.instant import recover
 
     p = resolve_point(v, point, source)
@@ -233,7 +235,8 @@ def instant_list_cmd(as_json: JsonOpt = False) -> None:
     for r in rows:
         console().print(
             f"[bold]{escape(r['name'])}[/] domain {escape(r['domain'])}, export {r['export']}"
-            f"{' (pid ' + str(r['pid']) + ')' if r['pid'] else ''}, point {r['point'][:12]}: "
+            f"{' (pid ' + str(r['pid']) + ')' if r['pid'] else ''}, "
+            f"{r['restarts']} restart(s) by {r['supervisor']}, point {r['point'][:12]}: "
             f"{human_bytes(r['bytes_local'])} of {human_bytes(r['virtual_size'])} local",
             soft_wrap=True,
         )
@@ -272,31 +275,3 @@ def instant_resume_cmd(name: NameArg, password_file: PasswordFileOpt = None) -> 
 
     pid = recover.resume(name, read_passphrase(password_file))
     console().print(f"{escape(name)}: export running again (pid {pid})", soft_wrap=True)
-
-
-@instant_app.command("run", hidden=True)
-def instant_run_cmd(name: NameArg) -> None:
-    """The background export (started by restore --instant and resume)."""
-    import os
-
-    from strongroom.image.instant.state import InstantRecord
-    from strongroom.image.instant.supervise import READY_ENV, serve_record
-
-    ready_fd = int(os.environ.pop(READY_ENV, "-1"))
-
-    def ready(message: str) -> None:
-        nonlocal ready_fd
-        if ready_fd >= 0:
-            os.write(ready_fd, message.encode())
-            os.close(ready_fd)
-            ready_fd = -1
-
-    try:
-        passphrase = sys.stdin.readline().rstrip("\n")
-        record = InstantRecord.load(name)
-        serve_record(_open_with(record.vault, passphrase), record, ready)
-    except StrongroomError as exc:
-        ready(str(exc))
-        raise
-    finally:
-        ready("")
