@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -179,17 +180,19 @@ def _absolute_location(location: str) -> str:
     return location if "://" in location else str(Path(location).absolute())
 
 
+@dataclass
+class InstantArgs:
+    as_new: str | None  # None: --in-place
+    force: bool
+    disk_dir: Path | None
+    connect: str | None
+    source: str | None
+
+
 def restore_instant(
-    point: str,
-    name: str,
-    disk_dir: Path | None,
-    connect: str | None,
-    source: str | None,
-    vault: str | None,
-    password_file: Path | None,
-    as_json: bool,
+    point: str, a: InstantArgs, vault: str | None, password_file: Path | None, as_json: bool
 ) -> None:
-    """``restore vm POINT --instant --as-new NAME``."""
+    """``restore vm POINT --instant (--as-new NAME | --in-place [--force])``."""
     from strongroom.cli.options import read_passphrase, vault_location
     from strongroom.cli.output import console, escape
 
@@ -197,12 +200,15 @@ def restore_instant(
     passphrase = read_passphrase(password_file)
     v = open_with(location, passphrase)
     from strongroom.image.instant import recover
+    from strongroom.image.instant.inplace import start_in_place
 
-    p = resolve_point(v, point, source)
-    uri = connect or (p.manifest.meta.get("libvirt") or {}).get("uri")
-    record = recover.start(
-        v, p, location=location, passphrase=passphrase, name=name, disk_dir=disk_dir, uri=uri
-    )
+    p = resolve_point(v, point, a.source)
+    uri = a.connect or (p.manifest.meta.get("libvirt") or {}).get("uri")
+    common: dict[str, Any] = {"location": location, "passphrase": passphrase, "uri": uri}
+    if a.as_new is None:
+        record = start_in_place(v, p, disk_dir=a.disk_dir, force=a.force, **common)
+    else:
+        record = recover.start(v, p, name=a.as_new, disk_dir=a.disk_dir, **common)
     doc = recover.status(record.name)[0].to_dict()
     if as_json:
         print_json(doc)
@@ -210,9 +216,9 @@ def restore_instant(
     for d in record.disks:
         console().print(f"{escape(d.target)} -> {escape(d.overlay)} (qcow2 over the vault)")
     console().print(
-        f"{escape(name)} started from {p.point_id[:12]}; export pid {doc['pid']}, "
+        f"{escape(record.name)} started from {p.point_id[:12]}; export pid {doc['pid']}, "
         f"log {escape(str(record.log_file))}; finish with `strongroom instant finalize "
-        f"{escape(name)}`",
+        f"{escape(record.name)}`",
         soft_wrap=True,
     )
 
@@ -254,6 +260,11 @@ def instant_finalize_cmd(name: NameArg) -> None:
         + ", ".join(escape(d.overlay) for d in record.disks),
         soft_wrap=True,
     )
+    if record.in_place and record.replaced:
+        console().print(
+            "removed the disks it replaced: " + ", ".join(map(escape, record.replaced)),
+            soft_wrap=True,
+        )
 
 
 @instant_app.command("abort")

@@ -162,7 +162,10 @@ def status(name: str | None = None) -> list[InstantStatus]:
 
 
 def finalize(name: str) -> InstantRecord:
-    """Pull all data into the overlays (resumable), then stop the export, drop the state."""
+    """Pull all data into the overlays (resumable), then stop the export, drop the state.
+
+    In place, the old disks are deleted once the domain no longer names them
+    (``record.replaced`` then lists them)."""
     record = InstantRecord.load(name)
     if not record.export_running():
         raise ImageError(
@@ -170,6 +173,10 @@ def finalize(name: str) -> InstantRecord:
         )
     with Connection(record.uri) as conn:
         finalize_domain(conn, record.name, _overlays(record))
+        if record.in_place:
+            from strongroom.image.instant.inplace import after_finalize
+
+            record.replaced = after_finalize(conn, record)  # what was deleted
     stop_export(record)
     shutil.rmtree(record.folder, ignore_errors=True)
     return record
@@ -179,7 +186,12 @@ def abort(name: str) -> InstantRecord:
     """Remove the domain, its overlays, the export and the state: nothing is left."""
     record = InstantRecord.load(name)
     with Connection(record.uri) as conn:
-        _remove_all(conn, record)
+        if record.in_place:
+            from strongroom.image.instant.inplace import abort_in_place
+
+            abort_in_place(conn, record)
+        else:
+            _remove_all(conn, record)
     return record
 
 

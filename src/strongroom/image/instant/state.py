@@ -63,6 +63,7 @@ class InstantRecord:
     created: float = field(default_factory=time.time)
     root: str = ""
     supervisor: str = "process"  # "process" (our supervisor) or "systemd" (a transient unit)
+    in_place: bool = False  # --in-place: the point's own domain, replaced
     original_xml: str | None = None  # --in-place: the domain's definition before, for abort
     replaced: list[str] = field(default_factory=list)  # --in-place: the disks it replaces
 
