@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from measure import evict  # noqa: E402
-
 from tests.libvirt._guest import Console, DiskSpec, copy_image, domain_xml  # noqa: E402
 from tests.libvirt.guest import guest_image  # noqa: E402
 
@@ -85,7 +84,7 @@ def boot_times(work: Path, env: dict[str, str], size_gib: int, data: int) -> dic
     folder = work / f"g{size_gib}"
     (folder / "sockets").mkdir(parents=True)
     os.chmod(folder / "sockets", 0o777)
-    name = f"srbench-{uuid.uuid4().hex[:6]}"
+    name = f"srb15inst-{uuid.uuid4().hex[:6]}"
     disk = folder / f"{name}-vda.img"
     sparse_disk(disk, size_gib * GiB, data)
     image = copy_image(guest_image(), work / "boot")
