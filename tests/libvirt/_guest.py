@@ -122,6 +122,10 @@ class Console:
                 self.run("true", timeout=0.5)
                 return
             except TimeoutError:
+                if _DONE.search(self.buf):  # it answers, only slower than we ask (a loaded
+                    left = max(deadline - time.monotonic(), 5.0)  # host): wait for the last
+                    self.run("true", timeout=left)
+                    return
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the guest did not answer: {self.buf[-2000:]!r}") from None
 

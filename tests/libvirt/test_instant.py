@@ -51,6 +51,7 @@ def point(
 def state(point: Point, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = point.guest.folder / f"instant-{os.urandom(3).hex()}"
     monkeypatch.setenv("STRONGROOM_INSTANT_DIR", str(root))
+    monkeypatch.setenv("STRONGROOM_INSTANT_SUPERVISOR", "process")  # even under systemd
     return root
 
 
@@ -87,12 +88,12 @@ def test_instant_then_finalize(point: Point, state: Path) -> None:
         clone.sh.check("echo instant-ok > /mnt/hello && sync")
         rows = _status(point)
         assert [r["name"] for r in rows] == [clone.name] and rows[0]["export"] == "running"
-        pid = rows[0]["pid"]
+        pid, sup = rows[0]["pid"], rows[0]["supervisor_pid"]
         assert _nbd_backed(clone.dom) and _nbd_backed(clone.dom, 2)
 
         result = sr(point.vault, "instant", "finalize", clone.name)
         assert result.code == 0, result.err
-        assert not pid_alive(pid) and not (state / clone.name).exists()
+        assert not pid_alive(pid) and not pid_alive(sup) and not (state / clone.name).exists()
         assert _status(point) == []
         assert not _nbd_backed(clone.dom) and not _nbd_backed(clone.dom, 2)
 
@@ -107,33 +108,66 @@ def test_instant_then_finalize(point: Point, state: Path) -> None:
 
 def test_abort_leaves_nothing(point: Point, state: Path) -> None:
     clone, folder = _instant(point, "iabort")
-    pid = _status(point)[0]["pid"]
+    row = _status(point)[0]
+    pid, sup = row["pid"], row["supervisor_pid"]
     result = sr(point.vault, "instant", "abort", clone.name)
     assert result.code == 0, result.err
     assert clone.name not in [d.name() for d in clone.conn.listAllDomains(0)]
     assert list(folder.iterdir()) == []  # no overlay
-    assert not pid_alive(pid)
+    assert not pid_alive(pid) and not pid_alive(sup)
     assert not (state / clone.name).exists()  # no socket, pid file or log
     assert _status(point) == []
 
 
-def test_export_killed_then_resumed(point: Point, state: Path) -> None:
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+_READ = "echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda of=/dev/null bs=1M count=8"
+
+
+def test_export_killed_is_restarted_by_its_supervisor(point: Point, state: Path) -> None:
     clone, _ = _instant(point, "ikill")
     try:
-        pid = _status(point)[0]["pid"]
+        row = _status(point)[0]
+        assert row["supervisor"] == "process" and row["restarts"] == 0
+        sup, pid = row["supervisor_pid"], row["pid"]
+        assert pid_alive(sup) and os.getppid() != sup  # detached: outlived the command
         os.kill(pid, signal.SIGKILL)
-        read = "echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda of=/dev/null bs=1M count=8"
-        rc, _ = clone.sh.run(read)
+        _wait(lambda: _status(point)[0]["restarts"] == 1, 15, "the supervisor's restart")
+        _wait(lambda: _status(point)[0]["export"] == "running", 30, "the new export")
+        row = _status(point)[0]
+        assert row["pid"] not in (None, pid) and row["supervisor_pid"] == sup
+        _wait(lambda: clone.sh.run(_READ)[0] == 0, 60, "the guest reading again")
+        assert clone.sha("vda") == point.sha["vda"]
+        assert "export exited with -9: restarting" in (state / clone.name / "serve.log").read_text()
+    finally:
+        sr(point.vault, "instant", "abort", clone.name)
+        clone.remove()
+    assert not pid_alive(sup)
+
+
+def test_export_and_supervisor_killed_then_resumed(point: Point, state: Path) -> None:
+    clone, _ = _instant(point, "iresume")
+    try:
+        row = _status(point)[0]
+        os.kill(row["supervisor_pid"], signal.SIGKILL)
+        os.kill(row["pid"], signal.SIGKILL)
+        _wait(lambda: not pid_alive(row["pid"]), 10, "the export to die")
+        rc, _ = clone.sh.run(_READ)
         assert rc != 0  # an I/O error, never zeros
         assert _status(point)[0]["export"] == "down"
 
         result = sr(point.vault, "instant", "resume", clone.name)
         assert result.code == 0, result.err
-        assert _status(point)[0]["export"] == "running"
-        deadline = time.monotonic() + 60
-        while clone.sh.run(read)[0] != 0:  # qemu reconnects on its own (with back-off)
-            assert time.monotonic() < deadline, "the guest never read from the export again"
-            time.sleep(1)
+        row = _status(point)[0]
+        assert row["export"] == "running" and pid_alive(row["supervisor_pid"])
+        again = sr(point.vault, "instant", "resume", clone.name)
+        assert again.code == 1 and "already running" in again.err
+        _wait(lambda: clone.sh.run(_READ)[0] == 0, 60, "the guest reading again")
         assert clone.sha("vda") == point.sha["vda"]
     finally:
         sr(point.vault, "instant", "abort", clone.name)

@@ -302,19 +302,19 @@ def restore_vm_cmd(
     point from XML files goes to files unless ``--connect`` is given."""
     if in_place == (as_new is not None):
         raise typer.BadParameter("give exactly one of --in-place or --as-new NAME")
+    if instant:
+        if fmt is not None or verify or no_lock or start or (force and not in_place):
+            raise typer.BadParameter(
+                "--instant goes with --as-new NAME or --in-place [--force] (not --format, "
+                "--verify, --start or --no-lock)"
+            )
+        from strongroom.cli.instant import InstantArgs, restore_instant
+
+        args = InstantArgs(as_new, force, disk_dir, connect, source)
+        restore_instant(point, args, vault, password_file, as_json)
+        return
     if in_place and (disk_dir is not None or fmt is not None):
         raise typer.BadParameter("--disk-dir and --format go with --as-new")
-    if instant:
-        if in_place or fmt is not None or force or verify or no_lock:
-            raise typer.BadParameter(
-                "--instant goes with --as-new NAME (not --in-place, --format, --force, "
-                "--verify or --no-lock)"
-            )
-        from strongroom.cli.instant import restore_instant
-
-        assert as_new is not None
-        restore_instant(point, as_new, disk_dir, connect, source, vault, password_file, as_json)
-        return
     v = open_vault(vault, password_file, no_lock=no_lock)
     from strongroom.image import RestoreOptions
 

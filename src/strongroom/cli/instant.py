@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from strongroom.cli.options import JsonOpt, PasswordFileOpt, VaultOpt, open_vault
 from strongroom.cli.output import print_json, warn
-from strongroom.errors import StrongroomError
 
 if TYPE_CHECKING:
+    import ssl
+
+    from strongroom.image.instant.tls import TLSFiles
     from strongroom.vault import RecoveryPoint, Vault
 
 __all__ = ["parse_listen", "register"]
@@ -29,7 +32,10 @@ instant_app = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
+    from strongroom.cli import instant_bg
+
     app.command("serve")(serve_cmd)
+    instant_bg.register(instant_app)
     app.add_typer(instant_app, name="instant")
 
 
@@ -66,7 +72,22 @@ def serve_cmd(
         Path | None, typer.Option("--socket", help="Listen on this unix socket.")
     ] = None,
     listen: Annotated[
-        str | None, typer.Option("--listen", help="Listen on HOST:PORT (TCP, no TLS).")
+        str | None,
+        typer.Option("--listen", help="Listen on HOST:PORT (plain TCP on loopback only)."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="TLS: the server certificate (PEM).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="TLS: the certificate's key (PEM).")
+    ] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option("--tls-ca", help="TLS: require client certificates signed by this CA."),
+    ] = None,
+    tls_psk: Annotated[
+        Path | None,
+        typer.Option("--tls-psk", help="TLS-PSK keys file (username:hexkey; Python >= 3.13)."),
     ] = None,
     writable: Annotated[
         bool,
@@ -89,11 +110,9 @@ def serve_cmd(
     if overlay_dir is not None and not writable:
         raise typer.BadParameter("--overlay-dir goes with --writable")
     tcp = parse_listen(listen) if listen is not None else None
-    if tcp is not None and tcp[0] not in ("127.0.0.1", "::1", "localhost"):
-        warn(
-            "NBD over TCP has no authentication or encryption here: anyone who reaches "
-            f"{listen} can read the disks"
-        )
+    from strongroom.image.instant.tls import TLSFiles
+
+    tls = _tls_context(tcp, TLSFiles(tls_cert, tls_key, tls_ca, tls_psk))
     v = open_vault(vault, password_file)
     from strongroom.image.instant.serve import PointServer, ServeOptions
 
@@ -104,6 +123,7 @@ def serve_cmd(
         writable=writable,
         overlay_dir=overlay_dir,
         disk=disk,
+        tls=tls,
     )
     with PointServer(v, p, opts) as server:
         uris = server.uris()
@@ -123,7 +143,24 @@ def serve_cmd(
             time.sleep(3600)
 
 
-def _open_with(location: str, passphrase: str) -> Vault:
+def _tls_context(tcp: tuple[str, int] | None, files: TLSFiles) -> ssl.SSLContext | None:
+    """Check the TLS options against the address; the server's context (None: plain)."""
+    from strongroom.image.instant.tls import check_plain_allowed, server_context
+
+    if (files.cert is None) != (files.key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if files.ca is not None and files.cert is None:
+        raise typer.BadParameter("--tls-ca goes with --tls-cert and --tls-key")
+    if files.cert is not None and files.psk is not None:
+        raise typer.BadParameter("give either --tls-cert/--tls-key or --tls-psk")
+    if files.enabled and tcp is None:
+        raise typer.BadParameter("the --tls-* options go with --listen")
+    if tcp is not None and not files.enabled:
+        check_plain_allowed(tcp[0])
+    return server_context(files)
+
+
+def open_with(location: str, passphrase: str) -> Vault:
     """Open the vault at ``location`` with ``passphrase`` (the background export's way)."""
     from strongroom.storage import open_backend
     from strongroom.vault import Vault
@@ -143,30 +180,35 @@ def _absolute_location(location: str) -> str:
     return location if "://" in location else str(Path(location).absolute())
 
 
+@dataclass
+class InstantArgs:
+    as_new: str | None  # None: --in-place
+    force: bool
+    disk_dir: Path | None
+    connect: str | None
+    source: str | None
+
+
 def restore_instant(
-    point: str,
-    name: str,
-    disk_dir: Path | None,
-    connect: str | None,
-    source: str | None,
-    vault: str | None,
-    password_file: Path | None,
-    as_json: bool,
+    point: str, a: InstantArgs, vault: str | None, password_file: Path | None, as_json: bool
 ) -> None:
-    """``restore vm POINT --instant --as-new NAME``."""
+    """``restore vm POINT --instant (--as-new NAME | --in-place [--force])``."""
     from strongroom.cli.options import read_passphrase, vault_location
     from strongroom.cli.output import console, escape
 
     location = _absolute_location(vault_location(vault))
     passphrase = read_passphrase(password_file)
-    v = _open_with(location, passphrase)
+    v = open_with(location, passphrase)
     from strongroom.image.instant import recover
+    from strongroom.image.instant.inplace import start_in_place
 
-    p = resolve_point(v, point, source)
-    uri = connect or (p.manifest.meta.get("libvirt") or {}).get("uri")
-    record = recover.start(
-        v, p, location=location, passphrase=passphrase, name=name, disk_dir=disk_dir, uri=uri
-    )
+    p = resolve_point(v, point, a.source)
+    uri = a.connect or (p.manifest.meta.get("libvirt") or {}).get("uri")
+    common: dict[str, Any] = {"location": location, "passphrase": passphrase, "uri": uri}
+    if a.as_new is None:
+        record = start_in_place(v, p, disk_dir=a.disk_dir, force=a.force, **common)
+    else:
+        record = recover.start(v, p, name=a.as_new, disk_dir=a.disk_dir, **common)
     doc = recover.status(record.name)[0].to_dict()
     if as_json:
         print_json(doc)
@@ -174,9 +216,9 @@ def restore_instant(
     for d in record.disks:
         console().print(f"{escape(d.target)} -> {escape(d.overlay)} (qcow2 over the vault)")
     console().print(
-        f"{escape(name)} started from {p.point_id[:12]}; export pid {doc['pid']}, "
+        f"{escape(record.name)} started from {p.point_id[:12]}; export pid {doc['pid']}, "
         f"log {escape(str(record.log_file))}; finish with `strongroom instant finalize "
-        f"{escape(name)}`",
+        f"{escape(record.name)}`",
         soft_wrap=True,
     )
 
@@ -199,7 +241,8 @@ def instant_list_cmd(as_json: JsonOpt = False) -> None:
     for r in rows:
         console().print(
             f"[bold]{escape(r['name'])}[/] domain {escape(r['domain'])}, export {r['export']}"
-            f"{' (pid ' + str(r['pid']) + ')' if r['pid'] else ''}, point {r['point'][:12]}: "
+            f"{' (pid ' + str(r['pid']) + ')' if r['pid'] else ''}, "
+            f"{r['restarts']} restart(s) by {r['supervisor']}, point {r['point'][:12]}: "
             f"{human_bytes(r['bytes_local'])} of {human_bytes(r['virtual_size'])} local",
             soft_wrap=True,
         )
@@ -217,6 +260,11 @@ def instant_finalize_cmd(name: NameArg) -> None:
         + ", ".join(escape(d.overlay) for d in record.disks),
         soft_wrap=True,
     )
+    if record.in_place and record.replaced:
+        console().print(
+            "removed the disks it replaced: " + ", ".join(map(escape, record.replaced)),
+            soft_wrap=True,
+        )
 
 
 @instant_app.command("abort")
@@ -238,31 +286,3 @@ def instant_resume_cmd(name: NameArg, password_file: PasswordFileOpt = None) -> 
 
     pid = recover.resume(name, read_passphrase(password_file))
     console().print(f"{escape(name)}: export running again (pid {pid})", soft_wrap=True)
-
-
-@instant_app.command("run", hidden=True)
-def instant_run_cmd(name: NameArg) -> None:
-    """The background export (started by restore --instant and resume)."""
-    import os
-
-    from strongroom.image.instant.state import InstantRecord
-    from strongroom.image.instant.supervise import READY_ENV, serve_record
-
-    ready_fd = int(os.environ.pop(READY_ENV, "-1"))
-
-    def ready(message: str) -> None:
-        nonlocal ready_fd
-        if ready_fd >= 0:
-            os.write(ready_fd, message.encode())
-            os.close(ready_fd)
-            ready_fd = -1
-
-    try:
-        passphrase = sys.stdin.readline().rstrip("\n")
-        record = InstantRecord.load(name)
-        serve_record(_open_with(record.vault, passphrase), record, ready)
-    except StrongroomError as exc:
-        ready(str(exc))
-        raise
-    finally:
-        ready("")

@@ -175,6 +175,17 @@ def rewrite_as_new(xml: bytes, name: str, disk_paths: dict[str, tuple[Path, str]
     return _serialize(root)
 
 
+def point_disks_at(xml: bytes, disk_paths: dict[str, tuple[Path, str]]) -> bytes:
+    """The same domain (name, UUID, MACs kept) with disks at ``disk_paths[target]``."""
+    root = _parse(xml, "domain XML")
+    for disk in root.iterfind("./devices/disk"):
+        target_el = disk.find("target")
+        dev = target_el.get("dev") if target_el is not None else None
+        if dev is not None and dev in disk_paths:
+            _point_disk_at(disk, *disk_paths[dev])
+    return _serialize(root)
+
+
 def _set_text(root: ET.Element, tag: str, text: str) -> None:
     el = root.find(tag)
     if el is None:

@@ -33,7 +33,9 @@ def test_restore_instant_usage(
 ) -> None:
     monkeypatch.setenv("STRONGROOM_VAULT", str(served.vault))
     for extra in (
-        ["--in-place"],
+        ["--in-place", "--as-new", "x"],
+        ["--in-place", "--format", "raw"],
+        ["--in-place", "--start"],
         ["--as-new", "x", "--format", "raw"],
         ["--as-new", "x", "--force"],
     ):

@@ -18,7 +18,8 @@ from strongroom.errors import ImageError
 from strongroom.image.chunkcache import open_point_disks
 from strongroom.image.instant.serve import export_uri
 from strongroom.image.instant.state import InstantDisk, InstantRecord, check_name, records
-from strongroom.image.instant.supervise import start_export, stop_export
+from strongroom.image.instant.supervise import choose_supervisor, start_export, stop_export
+from strongroom.image.instant.supervisor import read_info
 from strongroom.image.libvirt.conn import Connection
 from strongroom.image.libvirt.instant import (
     create_overlay,
@@ -44,6 +45,9 @@ class InstantStatus:
     export: str  # "running" / "down" / "stopped" (after finalize)
     pid: int | None
     disks: list[dict[str, Any]]
+    supervisor: str = "process"
+    supervisor_pid: int | None = None
+    restarts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +57,9 @@ class InstantStatus:
             "export": self.export,
             "pid": self.pid,
             "disks": self.disks,
+            "supervisor": self.supervisor,
+            "supervisor_pid": self.supervisor_pid,
+            "restarts": self.restarts,
             "bytes_local": sum(d["bytes_local"] for d in self.disks),
             "virtual_size": sum(d["virtual_size"] for d in self.disks),
         }
@@ -90,6 +97,7 @@ def start(
         if conn.find(name) is not None:
             raise ImageError(f"a domain named {name!r} already exists at {conn.uri}")
         record = InstantRecord(name, point.point_id, location, conn.uri)
+        record.supervisor = choose_supervisor()
         record.disks = [
             InstantDisk(d.target, str(overlays[d.target]), d.virtual_size) for d in vm.disks
         ]
@@ -146,12 +154,18 @@ def status(name: str | None = None) -> list[InstantStatus]:
             for d in record.disks
         ]
         export = "running" if record.export_running() else "down"
-        out.append(InstantStatus(record.name, record.point, dom, export, pid, disks))
+        row = InstantStatus(record.name, record.point, dom, export, pid, disks, record.supervisor)
+        row.supervisor_pid = record.supervisor_pid()
+        row.restarts = int(read_info(record).get("restarts", 0))
+        out.append(row)
     return out
 
 
 def finalize(name: str) -> InstantRecord:
-    """Pull all data into the overlays (resumable), then stop the export, drop the state."""
+    """Pull all data into the overlays (resumable), then stop the export, drop the state.
+
+    In place, the old disks are deleted once the domain no longer names them
+    (``record.replaced`` then lists them)."""
     record = InstantRecord.load(name)
     if not record.export_running():
         raise ImageError(
@@ -159,6 +173,10 @@ def finalize(name: str) -> InstantRecord:
         )
     with Connection(record.uri) as conn:
         finalize_domain(conn, record.name, _overlays(record))
+        if record.in_place:
+            from strongroom.image.instant.inplace import after_finalize
+
+            record.replaced = after_finalize(conn, record)  # what was deleted
     stop_export(record)
     shutil.rmtree(record.folder, ignore_errors=True)
     return record
@@ -168,7 +186,12 @@ def abort(name: str) -> InstantRecord:
     """Remove the domain, its overlays, the export and the state: nothing is left."""
     record = InstantRecord.load(name)
     with Connection(record.uri) as conn:
-        _remove_all(conn, record)
+        if record.in_place:
+            from strongroom.image.instant.inplace import abort_in_place
+
+            abort_in_place(conn, record)
+        else:
+            _remove_all(conn, record)
     return record
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import ssl
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +33,18 @@ class ServeOptions:
     overlay_dir: Path | None = None  # None: a private temporary folder, removed at stop
     cache_bytes: int = DEFAULT_CACHE_BYTES
     disk: str | None = None  # one disk only (target, source path or file name)
+    tls: ssl.SSLContext | None = None  # clients must STARTTLS first
 
 
-def export_uri(name: str, socket: Path | None, tcp: tuple[str, int] | None) -> str:
+def export_uri(
+    name: str, socket: Path | None, tcp: tuple[str, int] | None, *, tls: bool = False
+) -> str:
+    scheme = "nbds" if tls else "nbd"
     if socket is not None:
-        return f"nbd+unix:///{name}?socket={socket}"
+        return f"{scheme}+unix:///{name}?socket={socket}"
     assert tcp is not None
     host = f"[{tcp[0]}]" if ":" in tcp[0] else tcp[0]
-    return f"nbd://{host}:{tcp[1]}/{name}"
+    return f"{scheme}://{host}:{tcp[1]}/{name}"
 
 
 @dataclass
@@ -65,7 +70,9 @@ class PointServer:
                 cache = ChunkCache(self.vault, disk, cache_bytes=share)
                 self._caches.append(cache)
                 self.exports[disk.name] = self._export(disk.name, PointExport(cache))
-            self._server = NBDServer(self.exports, self.opts.socket, tcp=self.opts.tcp).start()
+            self._server = NBDServer(
+                self.exports, self.opts.socket, tcp=self.opts.tcp, tls=self.opts.tls
+            ).start()
         except BaseException:
             self.stop()
             raise
@@ -95,7 +102,8 @@ class PointServer:
 
     def uris(self) -> dict[str, str]:
         tcp = self.tcp_address
-        return {n: export_uri(n, self.opts.socket, tcp) for n in self.exports}
+        tls = self.opts.tls is not None
+        return {n: export_uri(n, self.opts.socket, tcp, tls=tls) for n in self.exports}
 
     def overlay_paths(self) -> list[Path]:
         return [o.path for o in self._overlays]

@@ -62,6 +62,10 @@ class InstantRecord:
     disks: list[InstantDisk] = field(default_factory=list)
     created: float = field(default_factory=time.time)
     root: str = ""
+    supervisor: str = "process"  # "process" (our supervisor) or "systemd" (a transient unit)
+    in_place: bool = False  # --in-place: the point's own domain, replaced
+    original_xml: str | None = None  # --in-place: the domain's definition before, for abort
+    replaced: list[str] = field(default_factory=list)  # --in-place: the disks it replaces
 
     @property
     def folder(self) -> Path:
@@ -78,6 +82,25 @@ class InstantRecord:
     @property
     def log_file(self) -> Path:
         return self.folder / "serve.log"
+
+    @property
+    def supervisor_pid_file(self) -> Path:
+        return self.folder / "supervisor.pid"
+
+    @property
+    def supervisor_file(self) -> Path:
+        return self.folder / "supervisor.json"
+
+    @property
+    def unit(self) -> str:
+        return f"strongroom-instant-{self.name}"
+
+    def supervisor_pid(self) -> int | None:
+        try:
+            pid = int(self.supervisor_pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
 
     def save(self) -> None:
         doc = asdict(self)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from strongroom.errors import ImageError
-from strongroom.image.domain import rewrite_as_new
+from strongroom.image.domain import point_disks_at, rewrite_as_new
 from strongroom.image.libvirt.conn import Connection, is_active, libvirt_errors, state_name
 from strongroom.image.libvirt.domxml import rewrite_for_libvirt
 
@@ -29,8 +29,11 @@ __all__ = [
     "define_instant",
     "finalize_domain",
     "instant_xml",
+    "instant_xml_in_place",
+    "power_off",
     "qemu_owner",
     "remove_domain",
+    "restore_original",
 ]
 
 _JOB_POLL: Final = 0.2
@@ -93,6 +96,16 @@ def instant_xml(
     """The point's domain as ``name`` on the overlays, each backed by its export."""
     paths = {t: (p, "qcow2") for t, p in overlays.items()}
     root = ET.fromstring(rewrite_for_libvirt(rewrite_as_new(xml, name, paths), old_name, name))
+    return _with_backing(root, overlays, socket)
+
+
+def instant_xml_in_place(xml: bytes, overlays: dict[str, Path], socket: Path) -> bytes:
+    """The point's domain itself (same name, UUID, MACs) on the overlays."""
+    paths = {t: (p, "qcow2") for t, p in overlays.items()}
+    return _with_backing(ET.fromstring(point_disks_at(xml, paths)), overlays, socket)
+
+
+def _with_backing(root: ET.Element, overlays: dict[str, Path], socket: Path) -> bytes:
     for disk in root.iterfind("./devices/disk"):
         target = disk.find("target")
         dev = target.get("dev") if target is not None else None
@@ -104,15 +117,16 @@ def instant_xml(
     return ET.tostring(root, encoding="unicode").encode() + b"\n"
 
 
-def define_instant(conn: Connection, xml: bytes) -> Any:
-    """Define and start the domain; a failed start undefines it again."""
+def define_instant(conn: Connection, xml: bytes, *, undefine: bool = True) -> Any:
+    """Define and start the domain; a failed start undefines it again (if ``undefine``)."""
     dom = conn.define(xml)
     try:
         with libvirt_errors(f"cannot start {dom.name()}"):
             dom.create()
     except BaseException:
-        with contextlib.suppress(Exception):
-            dom.undefine()
+        if undefine:
+            with contextlib.suppress(Exception):
+                dom.undefine()
         raise
     return dom
 
@@ -127,6 +141,31 @@ def remove_domain(conn: Connection, name: str) -> bool:
             dom.destroy()
         dom.undefineFlags(conn.lv.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
     return True
+
+
+def power_off(dom: Any, force: bool) -> None:
+    """What ``restore vm --in-place`` does with a running domain: refuse, or with force."""
+    if not is_active(dom):
+        return
+    if not force:
+        raise ImageError(
+            f"domain {dom.name()} is running: shut it down first, or use --force to power it off"
+        )
+    with libvirt_errors(f"cannot power off {dom.name()}"):
+        dom.destroy()
+
+
+def restore_original(conn: Connection, name: str, original_xml: str | None) -> None:
+    """Power off the instant domain and define the definition it replaced (or none)."""
+    if original_xml is None:
+        remove_domain(conn, name)
+        return
+    dom = conn.find(name)
+    if dom is not None and is_active(dom):
+        with libvirt_errors(f"cannot power off {name}"):
+            dom.destroy()
+    with libvirt_errors(f"cannot define {name} as it was"):
+        conn.define(original_xml)
 
 
 def domain_state(conn: Connection, name: str) -> str:

@@ -1,13 +1,17 @@
 """Server side of the fixed newstyle handshake (option haggling).
 
-Answers NBD_OPT_LIST, INFO, GO, EXPORT_NAME, STRUCTURED_REPLY, LIST/SET_META_CONTEXT and
-ABORT; every other option gets NBD_REP_ERR_UNSUP (this server speaks no TLS).
+Answers NBD_OPT_LIST, INFO, GO, EXPORT_NAME, STRUCTURED_REPLY, LIST/SET_META_CONTEXT,
+ABORT and, given a TLS context, STARTTLS; every other option gets NBD_REP_ERR_UNSUP.  With
+TLS the server is in the protocol's "forced TLS" mode: before STARTTLS every option but
+ABORT gets NBD_REP_ERR_TLS_REQD (EXPORT_NAME, which cannot carry an error, hangs up), so
+nothing about the exports is told to a client that has not done TLS.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -30,6 +34,7 @@ class Negotiated:
     export: Export
     structured: bool
     contexts: list[tuple[int, str]] = field(default_factory=list)  # (id, name) selected
+    sock: socket.socket | None = None  # the TLS socket when STARTTLS was negotiated
 
 
 class _InvalidOptionError(Exception):
@@ -93,10 +98,13 @@ class _Haggler:
         sock: socket.socket,
         lookup: Callable[[str], Export | None],
         names: Callable[[], list[str]],
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.sock = sock
         self.lookup = lookup
         self.names = names
+        self.tls = tls
+        self.tls_done = False
         self.no_zeroes = False
         self.structured = False
         self.meta_export: str | None = None
@@ -138,6 +146,14 @@ class _Haggler:
             with contextlib.suppress(OSError):  # the client may hang up without waiting
                 self.reply(option, p.REP_ACK)
             return True, None
+        if option == p.OPT_STARTTLS and self.tls is not None:
+            self.starttls(payload)
+            return False, None
+        if self.tls is not None and not self.tls_done:
+            if option == p.OPT_EXPORT_NAME:
+                raise NBDError("client chose an export before STARTTLS")
+            self.error(option, p.REP_ERR_TLS_REQD, "this server requires TLS (STARTTLS)")
+            return False, None
         if option == p.OPT_EXPORT_NAME:
             return True, self.export_name(payload)
         if option in (p.OPT_INFO, p.OPT_GO):
@@ -158,10 +174,22 @@ class _Haggler:
             self.error(option, p.REP_ERR_UNSUP, f"option {option} is not supported")
         return False, None
 
+    def starttls(self, payload: _Payload) -> None:
+        assert self.tls is not None
+        payload.end()
+        if self.tls_done:
+            self.error(p.OPT_STARTTLS, p.REP_ERR_INVALID, "TLS is already negotiated")
+            return
+        self.reply(p.OPT_STARTTLS, p.REP_ACK)
+        # The handshake happens here; ssl.SSLError (an OSError) ends the connection.
+        self.sock = self.tls.wrap_socket(self.sock, server_side=True)
+        self.tls_done = True
+
     def selected(self, name: str, export: Export) -> Negotiated:
         # Contexts only count if they were set for the export finally chosen.
         contexts = self.meta if self.meta_export == name else []
-        return Negotiated(name, export, self.structured, contexts)
+        sock = self.sock if self.tls_done else None
+        return Negotiated(name, export, self.structured, contexts, sock)
 
     def export_name(self, payload: _Payload) -> Negotiated | None:
         name = payload.string(len(payload.data))
@@ -226,6 +254,10 @@ def negotiate(
     sock: socket.socket,
     lookup: Callable[[str], Export | None],
     names: Callable[[], list[str]],
+    tls: ssl.SSLContext | None = None,
 ) -> Negotiated | None:
-    """Run option haggling; None when the client aborted or chose no (existing) export."""
-    return _Haggler(sock, lookup, names).run()
+    """Run option haggling; None when the client aborted or chose no (existing) export.
+
+    With ``tls`` the client must STARTTLS first; the session then carries the TLS socket.
+    """
+    return _Haggler(sock, lookup, names, tls).run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -268,6 +269,10 @@ def pack_string(text: str) -> bytes:
 
 def send_parts(sock: socket.socket, parts: list[Buffer]) -> None:
     """Send buffers with ``sendmsg`` (header + payload without concatenating them)."""
+    if isinstance(sock, ssl.SSLSocket):  # TLS has no sendmsg: one record per buffer
+        for part in parts:
+            sock.sendall(part)
+        return
     for first in range(0, len(parts), 512):  # stay well under IOV_MAX
         batch = parts[first : first + 512]
         sent = sock.sendmsg(batch)

@@ -1,9 +1,11 @@
 """An NBD server for strongroom exports: a thread per connection, blocking sockets.
 
-Listens on a unix socket and/or a TCP address (give a loopback one unless the export is meant
-for the network: NBD has no authentication here).  Requests on one connection are served in
-order; clients wanting parallelism open several connections (the server advertises
-NBD_FLAG_CAN_MULTI_CONN, exports being shared and thread-safe).
+Listens on a unix socket and/or a TCP address.  Given an ``ssl.SSLContext`` every client
+must negotiate TLS (NBD_OPT_STARTTLS) before anything else; without one, give a loopback
+address unless the export is meant for the network (plain NBD has no authentication).
+Requests on one connection are served in order; clients wanting parallelism open several
+connections (the server advertises NBD_FLAG_CAN_MULTI_CONN, exports being shared and
+thread-safe).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import selectors
 import socket
+import ssl
 import stat
 import threading
 from collections.abc import Mapping
@@ -45,12 +48,14 @@ class NBDServer:
         socket_path: str | os.PathLike[str] | None = None,
         *,
         tcp: tuple[str, int] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if socket_path is None and tcp is None:
             raise NBDError("NBDServer needs a unix socket path or a TCP address")
         self._exports = dict(exports)
         self.socket_path = Path(socket_path) if socket_path is not None else None
         self._tcp_request = tcp
+        self._tls = tls
         self.tcp_address: tuple[str, int] | None = None
         self._lock = threading.Lock()
         self._listeners: list[socket.socket] = []
@@ -144,7 +149,9 @@ class NBDServer:
         """One client: handshake, then requests until DISC or a hard disconnect."""
         try:
             conn.settimeout(_HANDSHAKE_TIMEOUT)  # a silent client must not pin a thread forever
-            session = negotiate(conn, self._lookup, self._names)
+            session = negotiate(conn, self._lookup, self._names, self._tls)
+            if session is not None and session.sock is not None:
+                conn = self._rebind(conn, session.sock)  # the TLS socket from here on
             conn.settimeout(None)
             if session is not None:
                 Transmission(conn, session).run()
@@ -155,6 +162,14 @@ class NBDServer:
             with self._lock:
                 self._connections.pop(conn, None)
             conn.close()
+
+    def _rebind(self, old: socket.socket, new: socket.socket) -> socket.socket:
+        """Track ``new`` (which took over ``old``'s descriptor) so :meth:`stop` reaches it."""
+        with self._lock:
+            thread = self._connections.pop(old, None)
+            if thread is not None:
+                self._connections[new] = thread
+        return new
 
     def _close_listeners(self) -> None:
         for listener in self._listeners:
