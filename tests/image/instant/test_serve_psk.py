@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from strongroom.image.instant.tlspsk import PSKContext
+from strongroom.image.nbd.exports import MemoryExport
+from strongroom.image.nbd.server import NBDServer
 from tests.image._vm import cli
 
 from ._serve import serving
@@ -102,6 +106,36 @@ def test_psk_refuses_wrong_key_unknown_user_and_plain(
         assert plain.returncode != 0 and "vda" not in plain.stdout
         # The server is still fine after all those refusals.
         assert _qemu(uri, server_keys.parent, "alice").returncode == 0
+
+
+def test_stop_drops_a_connected_psk_client(keys: dict[str, bytes], tmp_path: Path) -> None:
+    """A client in the middle of a TLS-PSK session is cut off at stop (its next read fails)."""
+    creds = _keys_dir(tmp_path / "c", alice=keys["alice"])
+    server = NBDServer({"m": MemoryExport(MiB)}, tcp=("127.0.0.1", 0), tls=PSKContext(keys))
+    server.start()
+    assert server.tcp_address is not None
+    port = server.tcp_address[1]
+    opts = f"driver=nbd,host=127.0.0.1,port={port},export=m,tls-creds=tls0"
+    obj = f"tls-creds-psk,id=tls0,endpoint=client,dir={creds},username=alice"
+    qemu_io = subprocess.Popen(["qemu-io", "--object", obj, "--image-opts", opts],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        assert qemu_io.stdin is not None and qemu_io.stdout is not None
+        qemu_io.stdin.write("read 0 4096\n")
+        qemu_io.stdin.flush()
+        assert "read 4096/4096 bytes" in qemu_io.stdout.readline()
+        assert server.connection_count == 1
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 5 and server.connection_count == 0
+        out, _ = qemu_io.communicate("read 0 4096\nquit\n", timeout=30)
+        assert "read failed" in out
+    finally:
+        server.stop()
+        if qemu_io.poll() is None:
+            qemu_io.kill()
+            qemu_io.wait()
 
 
 @pytest.mark.parametrize(
