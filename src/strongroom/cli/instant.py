@@ -19,9 +19,8 @@ from strongroom.cli.options import JsonOpt, PasswordFileOpt, VaultOpt, open_vaul
 from strongroom.cli.output import print_json, warn
 
 if TYPE_CHECKING:
-    import ssl
-
     from strongroom.image.instant.tls import TLSFiles
+    from strongroom.image.nbd.options import ServerTLS
     from strongroom.vault import RecoveryPoint, Vault
 
 __all__ = ["parse_listen", "register"]
@@ -87,7 +86,7 @@ def serve_cmd(
     ] = None,
     tls_psk: Annotated[
         Path | None,
-        typer.Option("--tls-psk", help="TLS-PSK keys file (username:hexkey; Python >= 3.13)."),
+        typer.Option("--tls-psk", help="TLS with pre-shared keys: a username:hexkey file."),
     ] = None,
     writable: Annotated[
         bool,
@@ -143,7 +142,7 @@ def serve_cmd(
             time.sleep(3600)
 
 
-def _tls_context(tcp: tuple[str, int] | None, files: TLSFiles) -> ssl.SSLContext | None:
+def _tls_context(tcp: tuple[str, int] | None, files: TLSFiles) -> ServerTLS | None:
     """Check the TLS options against the address; the server's context (None: plain)."""
     from strongroom.image.instant.tls import check_plain_allowed, server_context
 

@@ -1,10 +1,9 @@
 """``strongroom serve --listen`` with TLS (NBD_OPT_STARTTLS, forced) against qemu-img, nbdinfo
-and nbdcopy; plain TCP only on loopback; PSK refused on this Python."""
+and nbdcopy; plain TCP only on loopback (PSK: test_serve_psk.py)."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -91,8 +90,3 @@ def test_address_and_option_rules(served: Served, pki: dict[str, Path], tmp_path
     bad = cli("serve", served.point, "--listen", "127.0.0.1:0", "--tls-cert", pki["ca"],
               "--tls-key", pki["ca"])  # fmt: skip
     assert bad.code == 1 and "cannot load" in bad.err
-    psk_file = tmp_path / "keys.psk"
-    psk_file.write_text("alice:" + "ab" * 32 + "\n")
-    psk = cli("serve", served.point, "--listen", "192.0.2.1:0", "--tls-psk", psk_file)
-    if sys.version_info < (3, 13):
-        assert psk.code == 1 and "Python 3.13" in psk.err

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import ssl
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from strongroom.errors import ImageError, StrongroomError
 from strongroom.image.chunkcache import DEFAULT_CACHE_BYTES, ChunkCache, open_point_disks
 from strongroom.image.instant.exports import OverlayExport, PointExport
 from strongroom.image.nbd.exports import Export
+from strongroom.image.nbd.options import ServerTLS
 from strongroom.image.nbd.server import NBDServer
 from strongroom.vault import RecoveryPoint, Vault
 
@@ -33,7 +33,7 @@ class ServeOptions:
     overlay_dir: Path | None = None  # None: a private temporary folder, removed at stop
     cache_bytes: int = DEFAULT_CACHE_BYTES
     disk: str | None = None  # one disk only (target, source path or file name)
-    tls: ssl.SSLContext | None = None  # clients must STARTTLS first
+    tls: ServerTLS | None = None  # clients must STARTTLS first
 
 
 def export_uri(

@@ -1,10 +1,11 @@
-"""TLS for ``strongroom serve --listen``: the server's ``ssl.SSLContext``, and address rules.
+"""TLS for ``strongroom serve --listen``: the server's TLS context, and address rules.
 
-Certificates: ``--tls-cert``/``--tls-key`` (PEM), and with ``--tls-ca`` every client must
-present a certificate signed by that CA (qemu's ``tls-creds-x509 ... endpoint=client`` with
-``client-cert.pem``; libnbd's ``tls-certificates`` folder).  Pre-shared keys (the
-``username:hexkey`` files of qemu, nbdkit and libnbd) need ``SSLContext.set_psk_server_callback``,
-new in Python 3.13: on older Pythons ``--tls-psk`` is refused with a one-line error.
+Certificates: ``--tls-cert``/``--tls-key`` (PEM) through the stdlib ``ssl``, and with
+``--tls-ca`` every client must present a certificate signed by that CA (qemu's
+``tls-creds-x509 ... endpoint=client`` with ``client-cert.pem``; libnbd's
+``tls-certificates`` folder).  Pre-shared keys: ``--tls-psk`` names a ``username:hexkey``
+file (qemu's ``keys.psk``, nbdkit's and libnbd's ``tls-psk-file``), served by
+:mod:`strongroom.image.instant.tlspsk` (pyOpenSSL: the stdlib has PSK only from 3.13).
 Plain TCP is allowed on loopback addresses only (the rule ``server run`` follows).
 """
 
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from strongroom.errors import ImageError
+from strongroom.image.nbd.options import ServerTLS
 
 __all__ = ["TLSFiles", "check_plain_allowed", "is_loopback", "server_context"]
 
@@ -46,8 +47,8 @@ def check_plain_allowed(host: str) -> None:
     """Refuse plain NBD (no authentication, no encryption) on a non-loopback address."""
     if not is_loopback(host):
         raise ImageError(
-            f"refusing plain NBD on {host}: give --tls-cert and --tls-key, or listen on a "
-            "loopback address (127.0.0.1, ::1)"
+            f"refusing plain NBD on {host}: give --tls-cert and --tls-key, or --tls-psk, "
+            "or listen on a loopback address (127.0.0.1, ::1)"
         )
 
 
@@ -65,15 +66,12 @@ def _load(ctx: ssl.SSLContext, files: TLSFiles) -> None:
         ctx.verify_mode = ssl.CERT_REQUIRED
 
 
-def server_context(files: TLSFiles) -> ssl.SSLContext | None:
+def server_context(files: TLSFiles) -> ServerTLS | None:
     """The server context for ``files`` (None when TLS is not configured)."""
     if files.psk is not None:
-        if sys.version_info < (3, 13):
-            raise ImageError(
-                "--tls-psk needs Python 3.13's ssl PSK support (this is Python "
-                f"{sys.version_info.major}.{sys.version_info.minor}): use --tls-cert/--tls-key"
-            )
-        raise ImageError("--tls-psk is not implemented yet: use --tls-cert/--tls-key")
+        from strongroom.image.instant.tlspsk import PSKContext, load_psk_file
+
+        return PSKContext(load_psk_file(files.psk))
     if files.cert is None:
         return None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -11,19 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from strongroom.errors import NBDError
 from strongroom.image.nbd import protocol as p
 from strongroom.image.nbd.exports import Export
 
-__all__ = ["Negotiated", "negotiate", "transmission_flags"]
+__all__ = ["Negotiated", "ServerTLS", "negotiate", "transmission_flags"]
 
 _MAX_OPTION: Final = 64 * 1024  # longer option payloads are refused unread
 _SERVER_BLOCK_SIZE: Final = p.BlockSize(1, 4096, p.DEFAULT_MAX_BLOCK)
+
+
+class ServerTLS(Protocol):
+    """What STARTTLS needs: ``ssl.SSLContext`` (certificates) or a PSK context.
+
+    ``wrap_socket`` runs the handshake and returns a socket that takes over ``sock``.
+    """
+
+    def wrap_socket(self, sock: socket.socket, server_side: bool = False) -> socket.socket: ...
 
 
 @dataclass(slots=True)
@@ -98,7 +106,7 @@ class _Haggler:
         sock: socket.socket,
         lookup: Callable[[str], Export | None],
         names: Callable[[], list[str]],
-        tls: ssl.SSLContext | None = None,
+        tls: ServerTLS | None = None,
     ) -> None:
         self.sock = sock
         self.lookup = lookup
@@ -181,7 +189,7 @@ class _Haggler:
             self.error(p.OPT_STARTTLS, p.REP_ERR_INVALID, "TLS is already negotiated")
             return
         self.reply(p.OPT_STARTTLS, p.REP_ACK)
-        # The handshake happens here; ssl.SSLError (an OSError) ends the connection.
+        # The handshake happens here; its failure (OSError or NBDError) ends the connection.
         self.sock = self.tls.wrap_socket(self.sock, server_side=True)
         self.tls_done = True
 
@@ -254,7 +262,7 @@ def negotiate(
     sock: socket.socket,
     lookup: Callable[[str], Export | None],
     names: Callable[[], list[str]],
-    tls: ssl.SSLContext | None = None,
+    tls: ServerTLS | None = None,
 ) -> Negotiated | None:
     """Run option haggling; None when the client aborted or chose no (existing) export.
 

@@ -1,6 +1,6 @@
 """An NBD server for strongroom exports: a thread per connection, blocking sockets.
 
-Listens on a unix socket and/or a TCP address.  Given an ``ssl.SSLContext`` every client
+Listens on a unix socket and/or a TCP address.  Given a TLS context every client
 must negotiate TLS (NBD_OPT_STARTTLS) before anything else; without one, give a loopback
 address unless the export is meant for the network (plain NBD has no authentication).
 Requests on one connection are served in order; clients wanting parallelism open several
@@ -15,7 +15,6 @@ import logging
 import os
 import selectors
 import socket
-import ssl
 import stat
 import threading
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from typing import Final
 
 from strongroom.errors import NBDError
 from strongroom.image.nbd.exports import Export
-from strongroom.image.nbd.options import negotiate
+from strongroom.image.nbd.options import ServerTLS, negotiate
 from strongroom.image.nbd.transmission import Transmission
 
 __all__ = ["NBDServer"]
@@ -48,7 +47,7 @@ class NBDServer:
         socket_path: str | os.PathLike[str] | None = None,
         *,
         tcp: tuple[str, int] | None = None,
-        tls: ssl.SSLContext | None = None,
+        tls: ServerTLS | None = None,
     ) -> None:
         if socket_path is None and tcp is None:
             raise NBDError("NBDServer needs a unix socket path or a TCP address")
