@@ -28,6 +28,7 @@ This is not part of the test suite.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -176,7 +177,9 @@ class Bench:
         )
         extra: dict[str, float | int | bool] = {}
         if json_out is not None:
-            extra["bytes_read"] = int(json.loads(json_out.read_text())["bytes_read"])
+            text = json_out.read_text()  # under py-spy its own lines may come first
+            with contextlib.suppress(ValueError, KeyError):
+                extra["bytes_read"] = int(json.loads(text[text.find("{") :])["bytes_read"])
         self.record(Measurement(op, tool.name, run, sample, tool.repo_size(ws), extra))
 
     def timed_restore(self, tool: Tool, ds: Dataset, target: Target, run: int) -> None:
@@ -225,7 +228,7 @@ class Bench:
 
     def verify(self, tool: Tool, ds: Dataset, out: Path) -> bool:
         if ds.path.is_dir():
-            argv = ["diff", "-r", "-q", str(ds.path), str(out)]
+            argv = ["diff", "-r", "-q", "--no-dereference", str(ds.path), str(out)]
         else:
             argv = ["cmp", str(ds.path), str(out)]
         try:
@@ -407,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"strongroom bench: {info}", flush=True)
     bench = Bench(workdir, tools, args.timeout, args.quiet_wait)
     bench.profile = args.profile == "gil"
-    run_all(bench, chosen, runs, args.max_runs or 2 * runs, cores)
+    max_runs = args.max_runs or (runs if bench.profile else 2 * runs)
+    run_all(bench, chosen, runs, max_runs, cores)
     names = [t.name for t in tools]
     descriptions = {ds.name: ds.describe() for ds in chosen}
     fact = facts(all_sets, sizes)
