@@ -306,16 +306,23 @@ class VmBench:
 
 
 def compare(original: Path, restored: Path) -> bool:
-    fmt = json.loads(
-        subprocess.run(
-            ["qemu-img", "info", "--output=json", restored], capture_output=True, check=True
-        ).stdout
-    )["format"]
-    argv = ["qemu-img", "compare", "-f", "qcow2", "-F", fmt, original, restored]
-    ok = subprocess.run(argv, capture_output=True, check=False).returncode == 0
-    if not ok:
-        print(f"  verification failed: {restored} differs from {original}", flush=True)
-    return ok
+    """Whether the restored image holds the disk's bytes (``-U``: a restore helper such as
+    virtnbdrestore's qemu-nbd may still hold its lock for a moment)."""
+    info = subprocess.run(
+        ["qemu-img", "info", "-U", "--output=json", restored],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if info.returncode != 0:
+        print(f"  verification failed: {info.stderr.strip()}", flush=True)
+        return False
+    fmt = json.loads(info.stdout)["format"]
+    argv = ["qemu-img", "compare", "-U", "-f", "qcow2", "-F", fmt, original, restored]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        print(f"  verification failed: {result.stdout.strip()} {result.stderr.strip()}")
+    return result.returncode == 0
 
 
 def medians(results: list[Result]) -> dict[tuple[str, str], dict[str, float]]:
