@@ -50,7 +50,9 @@ def _frame_name(frame: dict[str, object]) -> str:
 
 
 def tally(doc: dict[str, object]) -> tuple[Counter[str], Counter[str], Counter[str], float]:
-    """(self weight by function, total weight by function, weight by thread, all weight)."""
+    """(self weight by function, total weight by function, weight by thread, all weight).
+
+    Weights are py-spy's: seconds per sample (1 when a profile has none)."""
     shared = doc.get("shared")
     frames = shared.get("frames", []) if isinstance(shared, dict) else []
     names = [_frame_name(f) for f in frames]
@@ -86,7 +88,11 @@ def summarize(paths: Sequence[Path], top: int = 15) -> str:
         everything += e
     if everything == 0:
         return "No GIL samples (py-spy recorded nothing).\n"
-    lines = [f"GIL samples: {everything:,.0f} over {len(paths)} profile(s) at {RATE}/s.", ""]
+    # py-spy weighs each sample by its interval in seconds: the sum is GIL-holding time
+    lines = [
+        f"GIL held: {everything:,.2f} s over {len(paths)} profile(s), sampled at {RATE}/s.",
+        "",
+    ]
     for title, counts in (("self (on top)", own), ("total (on the stack)", total)):
         lines += [f"Top GIL holders, {title}:", "", "| share | function |", "|---:|---|"]
         lines += [f"| {w / everything:.1%} | `{n}` |" for n, w in counts.most_common(top)]
