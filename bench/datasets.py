@@ -148,6 +148,7 @@ class Dataset(ABC):
     name: str
     is_image = False  # backed up as a disk image (else as a folder of files)
     only_first = False  # only a first backup (no change, no restore)
+    keep_restore = True  # keep a restored tree until the next run (see Bench.settle_deletes)
 
     def __init__(self, root: Path, seed: int) -> None:
         self.seed = seed

@@ -183,6 +183,7 @@ class BigFiles(Dataset):
     """``count`` files of ``size`` bytes, runs of 4 KiB - 16 MiB like the image."""
 
     name = "big"
+    keep_restore = False
 
     def __init__(self, root: Path, seed: int, size: int, count: int) -> None:
         self.size = size
