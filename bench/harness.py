@@ -367,6 +367,8 @@ def select_tools(spec: str | None, profile: bool = False) -> list[Tool]:
 
 
 def reprint(path: Path) -> int:
+    if not path.is_file():
+        raise SystemExit(f"no such results file: {path}")
     doc = json.loads(path.read_text())
     settings = doc["settings"]
     head = header(doc["machine"], settings["datasets"], settings["runs"])
