@@ -18,6 +18,7 @@ disk (``qemu-img compare``, untimed).  Results: WORKDIR/results/vm-*.md and .jso
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +44,10 @@ from tools import Strongroom, Workspace
 
 MiB = 1 << 20
 TICKS = os.sysconf("SC_CLK_TCK")
-TEXT_SUFFIXES = {".txt", ".html", ".xml", ".py", ".pm", ".pl", ".sh", ".h", ".c", ".css", ".js"}
+TEXT_SUFFIXES = {
+    *(".txt", ".html", ".xml", ".py", ".pm", ".pl", ".sh", ".h", ".c", ".css", ".js"),
+    *(".md", ".rst", ".pod", ".json", ".tex", ".el", ".rb", ".po"),
+}
 
 
 @dataclass
@@ -56,21 +61,33 @@ class Result:
     extra: dict[str, float | bool] = field(default_factory=dict)
 
 
+def _text_of(path: Path) -> bytes:
+    """A text file's bytes; a gzipped one (man pages, docs) decompressed; else nothing."""
+    if path.suffix == ".gz":
+        try:
+            return gzip.decompress(path.read_bytes())
+        except (OSError, EOFError, zlib.error):
+            return b""
+    return path.read_bytes() if path.suffix in TEXT_SUFFIXES else b""
+
+
 def text_corpus(limit: int) -> bytes:
-    """Real text: files under /usr/share with text suffixes, sorted, up to ``limit`` bytes."""
+    """Real text from /usr/share (sorted walk, gzipped files unpacked), ``limit`` bytes; only
+    if the machine has too little is it repeated (shifted, so 1 MiB blocks do not repeat)."""
     parts: list[bytes] = []
     have = 0
     for root, dirs, names in os.walk("/usr/share"):
         dirs.sort()
         for name in sorted(names):
             path = Path(root, name)
-            if path.suffix in TEXT_SUFFIXES and path.is_file() and not path.is_symlink():
-                data = path.read_bytes()
-                parts.append(data)
-                have += len(data)
-                if have >= limit:
-                    return b"".join(parts)[:limit]
-    corpus = b"".join(parts)
+            if path.is_symlink() or not path.is_file():
+                continue
+            data = _text_of(path)
+            parts.append(data)
+            have += len(data)
+            if have >= limit:
+                return b"".join(parts)[:limit]
+    corpus = b"".join(parts) + b"\n"
     return (corpus * (limit // max(1, len(corpus)) + 1))[:limit]
 
 
@@ -102,7 +119,7 @@ def build_disk(path: Path, size: int, seed: int) -> None:
 
 
 def cached_disk(workdir: Path, size: int, seed: int) -> Path:
-    path = workdir / "data" / f"vm-disk-v1-seed{seed}-{size}.qcow2"
+    path = workdir / "data" / f"vm-disk-v2-seed{seed}-{size}.qcow2"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".building.qcow2")
