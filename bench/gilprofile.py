@@ -74,11 +74,18 @@ def tally(doc: dict[str, object]) -> tuple[Counter[str], Counter[str], Counter[s
     return own, total, threads, everything
 
 
+def module_of(frame: str) -> str:
+    """``name (dir/file.py:line)`` -> ``dir/file.py``; importlib's frames as "imports"."""
+    where = frame.rsplit(" (", 1)[-1].rstrip(")").rsplit(":", 1)[0]
+    return "imports" if "importlib" in where else where
+
+
 def summarize(paths: Sequence[Path], top: int = 15) -> str:
     """A markdown summary of the GIL holders over the profiles in ``paths``."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     threads: Counter[str] = Counter()
+    commands: dict[str, float] = {}
     everything = 0.0
     for path in paths:
         o, t, th, e = tally(json.loads(path.read_text()))
@@ -86,6 +93,8 @@ def summarize(paths: Sequence[Path], top: int = 15) -> str:
         total += t
         threads += th
         everything += e
+        label = path.name.removeprefix("gil-").removesuffix(".speedscope.json")
+        commands[label] = commands.get(label, 0.0) + e
     if everything == 0:
         return "No GIL samples (py-spy recorded nothing).\n"
     # py-spy weighs each sample by its interval in seconds: the sum is GIL-holding time
@@ -93,6 +102,19 @@ def summarize(paths: Sequence[Path], top: int = 15) -> str:
         f"GIL held: {everything:,.2f} s over {len(paths)} profile(s), sampled at {RATE}/s.",
         "",
     ]
+    modules: Counter[str] = Counter()
+    for name, weight in own.items():
+        modules[module_of(name)] += weight
+    lines += ["GIL held per command (TOOL-DATASET-STEP-RUN-CORES):", "", "| s | command |"]
+    lines += [
+        "|---:|---|",
+        *(f"| {w:.2f} | {n} |" for n, w in sorted(commands.items(), key=lambda nw: -nw[1])),
+        "",
+    ]
+    lines += ["Self time by module (imports: the fixed cost of a command):", ""]
+    lines += ["| share | module |", "|---:|---|"]
+    lines += [f"| {w / everything:.1%} | {n} |" for n, w in modules.most_common(top)]
+    lines.append("")
     for title, counts in (("self (on top)", own), ("total (on the stack)", total)):
         lines += [f"Top GIL holders, {title}:", "", "| share | function |", "|---:|---|"]
         lines += [f"| {w / everything:.1%} | `{n}` |" for n, w in counts.most_common(top)]
