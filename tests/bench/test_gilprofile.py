@@ -59,3 +59,13 @@ def test_wrap_records_gil_holders_as_speedscope(
     assert argv[1:3] == ["record", "--gil"]
     assert argv[argv.index("--format") + 1] == "speedscope"
     assert argv[-3:] == ["--", "strongroom", "backup"]
+
+
+def test_modules_and_commands(tmp_path: Path) -> None:
+    assert gilprofile.module_of("walk (files/walker.py:5)") == "files/walker.py"
+    assert gilprofile.module_of("_load (<frozen importlib._bootstrap>:690)") == "imports"
+    path = tmp_path / "gil-strongroom-tree-first-0-0.speedscope.json"
+    path.write_text(json.dumps(DOC))
+    text = summarize([path])
+    assert "| 6.00 | strongroom-tree-first-0-0 |" in text
+    assert "| 66.7% | files/walker.py |" in text
