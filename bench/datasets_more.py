@@ -17,6 +17,7 @@ cached under the work folder like the original data sets.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -232,10 +233,10 @@ class CopiedTree(Dataset):
 
     def cache_key(self) -> str:
         cap = "all" if self.cap is None else str(self.cap)
-        return f"{self.name}-v{GENERATOR_VERSION}-copy-{cap}"
+        return f"{self.name}-v{GENERATOR_VERSION}-copy2-{cap}"
 
     def describe(self) -> str:
-        cap = "" if self.cap is None else f", at most {self.cap / GiB:g} GiB"
+        cap = "" if self.cap is None else f", a sample of every folder up to {self.cap / GiB:g} GiB"
         return f"a copy of {self.source} (real files{cap})"
 
     def _generate(self) -> None:
@@ -266,24 +267,45 @@ class CopiedTree(Dataset):
                 f.write(content(self.seed, (71, int(i)), RANDOM, PAGE))
 
 
-def copy_tree(source: Path, dest: Path, cap: int | None) -> int:
-    """Copy folders, regular files and symlinks of ``source`` in sorted order until ``cap``."""
-    total = 0
+def _entries(source: Path) -> list[tuple[Path, int, bool]]:
+    """(relative path, size, is a symlink) of the regular files and symlinks, sorted walk."""
+    found: list[tuple[Path, int, bool]] = []
     for root, dirs, names in os.walk(source):
         dirs.sort()
-        here = Path(root)
-        target = dest / here.relative_to(source)
-        target.mkdir(parents=True, exist_ok=True)
         for name in sorted(names):
-            src = here / name
-            mode = src.lstat().st_mode
-            if stat.S_ISLNK(mode):
-                os.symlink(os.readlink(src), target / name)
-            elif stat.S_ISREG(mode):
-                if cap is not None and total + src.lstat().st_size > cap:
-                    return total
-                shutil.copy2(src, target / name, follow_symlinks=False)
-                total += src.lstat().st_size
+            st = os.lstat(os.path.join(root, name))
+            if stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode):
+                relative = Path(root, name).relative_to(source)
+                found.append((relative, st.st_size, stat.S_ISLNK(st.st_mode)))
+    return found
+
+
+def _picked(relative: Path, share: float) -> bool:
+    """A stable pseudo-random ``share`` of the paths (by hash: the same on every run)."""
+    digest = hashlib.blake2b(str(relative).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < share * (1 << 64)
+
+
+def copy_tree(source: Path, dest: Path, cap: int | None) -> int:
+    """Copy regular files and symlinks of ``source`` (with their folders): all of them, or
+    with ``cap`` a sample of every folder, files picked by a hash of their path so that the
+    copy mixes small and big files like the whole (a sorted prefix of /usr is all binaries)."""
+    entries = _entries(source)
+    whole = sum(size for _, size, link in entries if not link)
+    share = 1.0 if cap is None or whole <= cap else cap / whole
+    total = 0
+    for relative, size, link in entries:
+        if share < 1.0 and not _picked(relative, share):
+            continue
+        if cap is not None and not link and total + size > cap:
+            continue
+        src, target = source / relative, dest / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if link:
+            os.symlink(os.readlink(src), target)
+        else:
+            shutil.copy2(src, target, follow_symlinks=False)
+            total += size
     return total
 
 
