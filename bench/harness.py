@@ -176,6 +176,8 @@ class Bench:
             timeout=self.timeout,
         )
         extra: dict[str, float | int | bool] = {}
+        if isinstance(tool, Strongroom):
+            extra["reserve"] = tool.reserve_size(ws)
         if json_out is not None:
             text = json_out.read_text()  # under py-spy its own lines may come first
             with contextlib.suppress(ValueError, KeyError):

@@ -149,6 +149,8 @@ def _notes(s: Summary) -> str:
         notes.append(f"output allocated {float(s.extra['allocated']) / MiB:,.0f} MiB")
     if "sync" in s.extra:
         notes.append(f"incl. sync {float(s.extra['sync']):.2f} s")
+    if s.extra.get("reserve"):
+        notes.append(f"vault excl. its {float(s.extra['reserve']) / MiB:,.0f} MiB .reserve")
     if "bytes_read" in s.extra:
         notes.append(f"read {float(s.extra['bytes_read']) / MiB:,.0f} MiB")
     return ", ".join(notes)

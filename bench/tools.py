@@ -123,6 +123,16 @@ class Strongroom(Tool):
     def version_argv(self) -> list[str]:
         return [self.exe, "--help"]
 
+    def repo_size(self, ws: Workspace) -> int:
+        """The vault without its ``.reserve`` (preallocated zeros held for a full disk, at most
+        8 MiB: no data; the report notes it beside the size)."""
+        return super().repo_size(ws) - self.reserve_size(ws)
+
+    @staticmethod
+    def reserve_size(ws: Workspace) -> int:
+        reserve = ws.repo / ".reserve"
+        return reserve.stat().st_size if reserve.exists() else 0
+
     def init(self, ws: Workspace) -> Command:
         return self.cmd(ws, self.exe, "init")
 
