@@ -43,33 +43,65 @@ _VOCABULARY = 20_000
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big each data set is."""
+    """How big each data set is (the ones after ``sparse_data``: see datasets_more.py)."""
 
     image: int
     files: int
     sparse: int
     sparse_data: int
+    zeros: int = 2 * GiB  # zeros4k: raw image with 4 KiB-granular zero runs
+    text: int = 512 * MiB  # each text-* tree
+    usr_cap: int | None = 2 * GiB  # usr: a copy of /usr, at most this many bytes (None: all)
+    small: int = 200_000  # small: files under 4 KiB
+    big: int = 1 * GiB  # big: each file's size
+    big_count: int = 3
 
 
 FULL = Sizes(image=2 * GiB, files=20_000, sparse=64 * GiB, sparse_data=1 * GiB)
-QUICK = Sizes(image=256 * MiB, files=2_000, sparse=8 * GiB, sparse_data=128 * MiB)
+QUICK = Sizes(
+    image=256 * MiB,
+    files=2_000,
+    sparse=8 * GiB,
+    sparse_data=128 * MiB,
+    zeros=256 * MiB,
+    text=64 * MiB,
+    usr_cap=256 * MiB,
+    small=20_000,
+    big=256 * MiB,
+    big_count=2,
+)
+# a smoke test of the harness itself: seconds per data set, numbers meaningless
+TINY = Sizes(
+    image=32 * MiB,
+    files=200,
+    sparse=1 * GiB,
+    sparse_data=16 * MiB,
+    zeros=32 * MiB,
+    text=8 * MiB,
+    usr_cap=32 * MiB,
+    small=2_000,
+    big=32 * MiB,
+    big_count=2,
+)
 
 
 class Text:
     """Non-repeating, compressible text from a seeded vocabulary."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, vocabulary: int = _VOCABULARY, exponent: float = 1.1) -> None:
+        """``vocabulary`` words, word r drawn ~ 1/r^exponent times: more words and a flatter
+        curve give fewer long matches (less compressible text)."""
         rng = np.random.default_rng([seed, 1])
-        lengths = np.clip(rng.poisson(4.5, _VOCABULARY) + 1, 1, _WORD_MAX)
+        lengths = np.clip(rng.poisson(4.5, vocabulary) + 1, 1, _WORD_MAX)
         letters = np.frombuffer(_LETTERS, dtype=np.uint8)
         p = _LETTER_FREQ / _LETTER_FREQ.sum()
-        table = rng.choice(letters, size=(_VOCABULARY, 16), p=p).astype(np.uint8)
+        table = rng.choice(letters, size=(vocabulary, 16), p=p).astype(np.uint8)
         table[np.arange(16)[None, :] >= lengths[:, None]] = 0  # 0 pads a word
         self._rows = table.view(np.uint64)  # (words, 2): one 16-byte row per word
-        # Zipf-distributed word choice through a lookup table (word r appears ~ 1/r^1.1 times)
-        weights = 1.0 / np.arange(1, _VOCABULARY + 1) ** 1.1
+        # Zipf-distributed word choice through a lookup table
+        weights = 1.0 / np.arange(1, vocabulary + 1) ** exponent
         counts = np.maximum(1, np.round(weights / weights.sum() * (1 << 22))).astype(np.int64)
-        self._lookup = np.repeat(np.arange(_VOCABULARY, dtype=np.int32), counts)
+        self._lookup = np.repeat(np.arange(vocabulary, dtype=np.int32), counts)
 
     def generate(self, rng: np.random.Generator, size: int) -> bytes:
         """``size`` bytes of words separated by spaces and newlines."""
@@ -86,25 +118,37 @@ class Text:
         return b"".join(parts)[:size]
 
 
+def _human(n: int) -> str:
+    return f"{n // KiB} KiB" if n % KiB == 0 else f"{n} B"
+
+
+# text styles: (vocabulary, Zipf exponent); zstd -1 compresses them to about 0.36, 0.42, 0.51
+TEXT_STYLES = {"high": (_VOCABULARY, 1.1), "mid": (100_000, 1.0), "low": (1_000_000, 0.8)}
+
+
 @cache
-def text_source(seed: int) -> Text:
-    return Text(seed)
+def text_source(seed: int, style: str = "high") -> Text:
+    vocabulary, exponent = TEXT_STYLES[style]
+    return Text(seed, vocabulary, exponent)
 
 
-def content(seed: int, key: tuple[int, ...], kind: int, size: int) -> bytes:
+def content(seed: int, key: tuple[int, ...], kind: int, size: int, style: str = "high") -> bytes:
     """The bytes of one block, file or extent: zeros, random or text, from its own seed."""
     if kind == ZERO:
         return bytes(size)
     rng = np.random.default_rng([seed, *key])
     if kind == RANDOM:
         return rng.bytes(size)
-    return text_source(seed).generate(rng, size)
+    return text_source(seed, style).generate(rng, size)
 
 
 class Dataset(ABC):
     """A generated data set in ``root``, with a deterministic 1 % change and its undo."""
 
     name: str
+    is_image = False  # backed up as a disk image (else as a folder of files)
+    only_first = False  # only a first backup (no change, no restore)
+    keep_restore = True  # keep a restored tree until the next run (see Bench.settle_deletes)
 
     def __init__(self, root: Path, seed: int) -> None:
         self.seed = seed
@@ -150,6 +194,7 @@ class Dataset(ABC):
 
 class ImageDataset(Dataset):
     name = "image"
+    is_image = True
 
     def __init__(self, root: Path, seed: int, size: int) -> None:
         self.size = size
@@ -195,12 +240,16 @@ class ImageDataset(Dataset):
                 f.write(self.block(index, int(kind)))
 
     def change_extents(self) -> list[tuple[int, int]]:
-        """1 % of the image in 8 clusters of 4-64 KiB writes with 0-64 KiB gaps."""
-        rng = np.random.default_rng([self.seed, 12])
-        per_cluster = self.size // 100 // 8
+        return self.change_extents_of(self.seed, 12, self.size)
+
+    @staticmethod
+    def change_extents_of(seed: int, key: int, size: int) -> list[tuple[int, int]]:
+        """1 % of ``size`` in 8 clusters of 4-64 KiB writes with 0-64 KiB gaps."""
+        rng = np.random.default_rng([seed, key])
+        per_cluster = size // 100 // 8
         extents: list[tuple[int, int]] = []
         for _ in range(8):
-            pos = int(rng.integers(0, (self.size - 3 * per_cluster) // (4 * KiB))) * 4 * KiB
+            pos = int(rng.integers(0, (size - 3 * per_cluster) // (4 * KiB))) * 4 * KiB
             done = 0
             while done < per_cluster:
                 length = min(per_cluster - done, int(rng.integers(1, 17)) * 4 * KiB)
@@ -231,6 +280,8 @@ class ImageDataset(Dataset):
 
 class TreeDataset(Dataset):
     name = "tree"
+    min_size = 1 * KiB
+    max_size = 64 * KiB
 
     def __init__(self, root: Path, seed: int, count: int) -> None:
         self.count = count
@@ -246,7 +297,7 @@ class TreeDataset(Dataset):
     def file(self, index: int, variant: int = 0) -> tuple[Path, bytes]:
         """File ``index``: its path and content (``variant`` 1: the changed content)."""
         rng = np.random.default_rng([self.seed, 20, index])
-        size = int(rng.integers(1 * KiB, 64 * KiB + 1))
+        size = int(rng.integers(self.min_size, self.max_size + 1))
         kind = RANDOM if rng.random() < 0.5 else TEXT
         ext = "bin" if kind == RANDOM else "txt"
         name = f"d{index // 1000:02d}/s{index // 100 % 10}/f{index % 100:02d}.{ext}"
@@ -254,10 +305,12 @@ class TreeDataset(Dataset):
 
     def describe(self) -> str:
         total = sum(self._size(i) for i in range(self.count))
-        return f"{self.count:,} files of 1-64 KiB, {total / 1e6:.0f} MB, half text, half random"
+        sizes = f"{_human(self.min_size)}-{_human(self.max_size)}"
+        return f"{self.count:,} files of {sizes}, {total / 1e6:.0f} MB, half text, half random"
 
     def _size(self, index: int) -> int:
-        return int(np.random.default_rng([self.seed, 20, index]).integers(1 * KiB, 64 * KiB + 1))
+        rng = np.random.default_rng([self.seed, 20, index])
+        return int(rng.integers(self.min_size, self.max_size + 1))
 
     def _generate(self) -> None:
         for index in range(self.count):
@@ -279,6 +332,8 @@ class TreeDataset(Dataset):
 
 class SparseDataset(Dataset):
     name = "sparse"
+    is_image = True
+    only_first = True
 
     def __init__(self, root: Path, seed: int, size: int, data: int) -> None:
         self.size = size

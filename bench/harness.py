@@ -1,43 +1,49 @@
 """strongroom side by side with restic and borg: backups and restores on the same data.
 
-    python bench/harness.py [--runs 3] [--quick] [--only image|tree|sparse ...]
-                            [--workdir /var/tmp/strongroom-bench] [--tools strongroom,restic,...]
+    python bench/harness.py [--runs 3] [--size tiny|quick|full] [--datasets image,tree,...]
+                            [--cores 1,2] [--profile gil] [--tools strongroom,restic,...]
+                            [--workdir /var/tmp/strongroom-bench]
 
-(``bash bench/run.sh`` installs restic, borg and strongroom first, then runs this.)
+(``bash bench/run.sh`` installs restic, borg 1.2 and 1.4, py-spy and strongroom first, then runs
+this; docs/benchmarks.md describes the data sets and how to read the report.)
 
-Per data set and run: every tool gets a fresh repository; then, one step at a time and the
-tools in alternation (their order rotating from run to run), the first backup, the backup of
-unchanged data, the backup after a 1 % change, and a restore of that last backup, verified
-with ``cmp`` / ``diff -r``.  The sparse image only gets a first backup.  Before each timed
+Per data set and run: every tool gets a fresh repository; then, one step at a time and the tools
+in alternation (their order rotating from run to run), the first backup, the backup of unchanged
+data, the backup after a 1 % change, and a restore of that last backup, verified with ``cmp`` /
+``diff -r``. The sparse image only gets a first backup. With ``--cores 1,2`` each run is made
+once per core count, every command pinned with ``taskset -c 0`` / ``0-1``. Before each timed
 command: ``sync`` (no writeback of earlier steps inside the timing) and the inputs, repository
 and cache read into the page cache; then a wait (up to ``--quiet-wait``) until no other process
-uses the CPU.  A sample during which other processes used more than 0.15 of a core anyway is
-marked noisy; medians are over the clean samples, and extra runs are made (up to
-``--max-runs``) while some operation has fewer clean samples than ``--runs``.  Restore times
-include a ``syncfs`` of the target (so a tool that fsyncs pays the same as one that leaves it
-to the kernel); a restored tree is kept until the next run (see ``Bench.settle_deletes``).
-After a data set, its repositories are removed and its data evicted from the page cache.
+uses the CPU. A sample during which other processes used more than 0.15 of a core anyway is
+marked noisy; medians are over the clean samples, and extra runs are made (up to ``--max-runs``)
+while some operation has fewer clean samples than ``--runs``. Restore times include a ``syncfs``
+of the target (so a tool that fsyncs pays the same as one that leaves it to the kernel); a
+restored tree is kept until the next run (see ``Bench.settle_deletes``). After a data set, its
+repositories are removed and its data evicted from the page cache.
 
-The table of medians is printed and saved with every sample as JSON under
-``WORKDIR/results/``.  This is not part of the test suite.
+The table of medians is printed and saved with every sample as JSON under ``WORKDIR/results/``.
+This is not part of the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from datasets import FULL, QUICK, Dataset, ImageDataset, MiB, Sizes, make_datasets
+import gilprofile
+from datasets import FULL, QUICK, TINY, Dataset, GiB, MiB, Sizes
+from datasets_more import NAMES, make_all
+from info import NOISE_CORES, NOISE_FLOOR, facts, header, machine_info
+from machine import cpu_list, parse_cores
 from measure import (
     CommandFailed,
     evict,
@@ -48,21 +54,19 @@ from measure import (
     warm,
 )
 from report import Measurement, measurements_from_json, render_markdown, to_json
-from tools import Step, Strongroom, Target, Tool, Workspace, all_tools
+from scoring import op_name
+from tools import DEFAULT_TOOLS, Command, Step, Strongroom, Target, Tool, Workspace, all_tools
 
-DATASETS = ("image", "tree", "sparse")
-# a sample is noisy when other processes used more than this share of a core meanwhile
-NOISE_CORES = 0.15
-NOISE_FLOOR = 0.2  # seconds of foreign CPU always tolerated
-OP_NAMES = {
-    ("image", Step.FIRST): "image: first backup",
-    ("image", Step.UNCHANGED): "image: unchanged, full re-read",
-    ("image", Step.CHANGED): "image: after 1 % change",
-    ("tree", Step.FIRST): "tree: first backup",
-    ("tree", Step.UNCHANGED): "tree: unchanged",
-    ("tree", Step.CHANGED): "tree: after 1 % change",
-    ("sparse", Step.FIRST): "sparse: first backup",
-}
+PRESETS = {"tiny": TINY, "quick": QUICK, "full": FULL}
+DEFAULT_DATASETS = ("image", "tree", "sparse", "zeros4k", "text-mid", "usr", "etc", "small", "big")
+
+
+def step_label(ds: Dataset, step: Step) -> str:
+    if step is Step.FIRST:
+        return "first backup"
+    if step is Step.UNCHANGED:
+        return "unchanged, full re-read" if ds.is_image else "unchanged"
+    return "after 1 % change"
 
 
 class Bench:
@@ -71,6 +75,8 @@ class Bench:
     def __init__(
         self, workdir: Path, tools: Sequence[Tool], timeout: float, quiet_wait: float
     ) -> None:
+        self.cores: int | None = None  # the current run's pinning (--cores), None: unpinned
+        self.profile = False  # --profile gil: strongroom's commands under py-spy
         self.workdir = workdir
         self.tools = list(tools)
         self.timeout = timeout
@@ -91,6 +97,18 @@ class Bench:
     def log(self, tool: Tool, ds: Dataset) -> Path:
         return self.logs / f"{tool.name}-{ds.name}.log"
 
+    def op(self, ds: Dataset, what: str) -> str:
+        return op_name(ds.name, what, self.cores)
+
+    def wrapped(self, tool: Tool, cmd: Command, label: str) -> list[str]:
+        """The command, pinned with taskset (--cores) and under py-spy (--profile gil)."""
+        argv = list(cmd.argv)
+        if self.profile and isinstance(tool, Strongroom):
+            argv = gilprofile.wrap(argv, self.logs / f"gil-{label}.speedscope.json")
+        if self.cores is not None:
+            argv = ["taskset", "-c", cpu_list(self.cores), *argv]
+        return argv
+
     def run_dataset(self, ds: Dataset, run: int) -> None:
         """One run: fresh repositories, each step for every tool in turn, the restores.
 
@@ -98,14 +116,14 @@ class Bench:
         """
         shift = run % len(self.tools)
         order = self.tools[shift:] + self.tools[:shift]
-        target = Target(ds.path, is_image=ds.name != "tree", source=f"bench-{ds.name}")
+        target = Target(ds.path, is_image=ds.is_image, source=f"bench-{ds.name}")
         for tool in order:
             ws = self.workspace(tool, ds)
             ws.reset()
             self.deleted_at = time.monotonic()
             init = tool.init(ws)
             run_quiet(init.argv, init.env, self.log(tool, ds), init.cwd)
-        steps = [Step.FIRST] if ds.name == "sparse" else list(Step)
+        steps = [Step.FIRST] if ds.only_first else list(Step)
         failed: set[str] = set()
         try:
             for step in steps:
@@ -113,7 +131,7 @@ class Bench:
                     ds.change()
                 for tool in order:
                     self.guarded(failed, tool, self.timed_backup, ds, target, step, run)
-            if ds.name != "sparse":
+            if not ds.only_first:
                 for tool in order:
                     self.guarded(failed, tool, self.timed_restore, ds, target, run)
         finally:
@@ -144,12 +162,13 @@ class Bench:
     def timed_backup(self, tool: Tool, ds: Dataset, target: Target, step: Step, run: int) -> None:
         ws = self.workspace(tool, ds)
         cmd = tool.backup(ws, target, step)
-        op = OP_NAMES[(ds.name, step)]
-        summary = self.logs / f"{tool.name}-{ds.name}-{step.value}-{run}.json"
+        op = self.op(ds, step_label(ds, step))
+        label = f"{tool.name}-{ds.name}-{step.value}-{run}-{self.cores or 0}"
+        summary = self.logs / f"{label}.json"
         json_out = summary if isinstance(tool, Strongroom) else None
         self.prepare(tool, ws, ds, [ds.path])
         sample = run_measured(
-            cmd.argv,
+            self.wrapped(tool, cmd, label),
             cmd.env,
             self.log(tool, ds),
             cwd=cmd.cwd,
@@ -157,8 +176,12 @@ class Bench:
             timeout=self.timeout,
         )
         extra: dict[str, float | int | bool] = {}
+        if isinstance(tool, Strongroom):
+            extra["reserve"] = tool.reserve_size(ws)
         if json_out is not None:
-            extra["bytes_read"] = int(json.loads(json_out.read_text())["bytes_read"])
+            text = json_out.read_text()  # under py-spy its own lines may come first
+            with contextlib.suppress(ValueError, KeyError):
+                extra["bytes_read"] = int(json.loads(text[text.find("{") :])["bytes_read"])
         self.record(Measurement(op, tool.name, run, sample, tool.repo_size(ws), extra))
 
     def timed_restore(self, tool: Tool, ds: Dataset, target: Target, run: int) -> None:
@@ -167,9 +190,8 @@ class Bench:
         self.settle_deletes()
         cmd, out = tool.restore(ws, target, Step.CHANGED)
         self.prepare(tool, ws, ds, [])
-        sample = run_measured(
-            cmd.argv, cmd.env, self.log(tool, ds), cwd=cmd.cwd, timeout=self.timeout
-        )
+        argv = self.wrapped(tool, cmd, f"{tool.name}-{ds.name}-restore-{run}-{self.cores or 0}")
+        sample = run_measured(argv, cmd.env, self.log(tool, ds), cwd=cmd.cwd, timeout=self.timeout)
         started = time.perf_counter()
         sync_filesystem(ws.restore)
         synced = time.perf_counter() - started
@@ -180,8 +202,10 @@ class Bench:
             # one big file: deleting it costs the next restore nothing, and keeping it would
             # fill the page cache (the next tool's writes then pay for reclaim)
             shutil.rmtree(ws.restore, ignore_errors=True)
+        elif not ds.keep_restore:  # a few big files: the same, and they would fill the disk
+            shutil.rmtree(ws.restore, ignore_errors=True)
         total = dataclasses.replace(sample, wall=sample.wall + synced)
-        self.record(Measurement(f"{ds.name}: restore", tool.name, run, total, None, extra))
+        self.record(Measurement(self.op(ds, "restore"), tool.name, run, total, None, extra))
 
     def settle_deletes(self) -> None:
         """Wait until files deleted by this harness are no longer "recently deleted".
@@ -208,7 +232,7 @@ class Bench:
 
     def verify(self, tool: Tool, ds: Dataset, out: Path) -> bool:
         if ds.path.is_dir():
-            argv = ["diff", "-r", "-q", str(ds.path), str(out)]
+            argv = ["diff", "-r", "-q", "--no-dereference", str(ds.path), str(out)]
         else:
             argv = ["cmp", str(ds.path), str(out)]
         try:
@@ -225,8 +249,9 @@ class Bench:
         size = "" if m.repo_size is None else f"  repo {m.repo_size / MiB:8,.0f} MiB"
         noise = f"  NOISY: others used {s.foreign_cpu:.1f} s CPU" if m.extra["noisy"] else ""
         print(
-            f"  run {m.run + 1} {m.op:32} {m.tool:11} wall {s.wall:7.2f} s  cpu {s.cpu:7.2f} s"
-            f"  rss {s.max_rss / MiB:6,.0f} MiB{size}{noise}",
+            f"  run {m.run + 1} {m.op:42} {m.tool:11} wall {s.wall:7.2f} s  cpu {s.cpu:7.2f} s"
+            f"  rss {s.max_rss / MiB:6,.0f} MiB{size}  load {s.load1:.1f} steal {s.steal_pct:.0f}%"
+            f"{noise}",
             flush=True,
         )
 
@@ -240,75 +265,50 @@ class Bench:
         return any(n < runs for n in counts.values())
 
 
-def _output(argv: Sequence[str]) -> str:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "missing"
-
-
-def machine_info(tools: Sequence[Tool]) -> dict[str, str]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = next((ln for ln in _output(["free", "-g"]).splitlines() if ln.startswith("Mem:")), "")
-    repo = Path(__file__).resolve().parent.parent
-    info = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu,
-        "nproc": _output(["nproc"]),
-        "memory_gib": mem.split()[1] if mem else "?",
-        "os": platform.freedesktop_os_release().get("PRETTY_NAME", "?"),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "strongroom": _output(["git", "-C", str(repo), "describe", "--always", "--dirty"]),
-    }
-    names = {t.name.split("-")[0] for t in tools}
-    if "restic" in names:
-        info["restic"] = _output(["restic", "version"]).split(" compiled")[0]
-    if "borg" in names:
-        info["borg"] = _output(["borg", "--version"])
-    return info
-
-
-def header(info: dict[str, str], datasets: dict[str, str], runs: int) -> list[str]:
-    peers = ", ".join(info[k] for k in ("restic", "borg") if k in info)
-    lines = [
-        f"Date: {info['date']}. Machine: {info['cpu']}, {info['nproc']} cores (nproc), "
-        f"{info['memory_gib']} GiB RAM (free -g), {info['os']}, Linux {info['kernel']}. "
-        f"strongroom {info['strongroom']} (Python {info['python']}); {peers}. "
-        f"Median of {runs} run(s) without noise (a run during which other processes used more "
-        f"than {NOISE_CORES} of a core is noisy and repeated, up to twice as many runs).",
-        "",
-    ]
-    lines += [f"- {name}: {text}" for name, text in datasets.items()]
-    return lines
-
-
-def facts(datasets: dict[str, Dataset], sizes: Sizes) -> dict[str, int]:
-    image = datasets["image"]
-    assert isinstance(image, ImageDataset)
-    nonzero = int((image.layout() != 0).sum()) * MiB
-    return {
-        "image_bytes": sizes.image,
-        "image_data_bytes": nonzero,
-        "tree_files": sizes.files,
-        "sparse_bytes": sizes.sparse,
-        "sparse_data_bytes": sizes.sparse_data,
-    }
+def parse_size(text: str) -> int:
+    """``512M``, ``4G``, ``1073741824``: bytes."""
+    units = {"K": 1 << 10, "M": MiB, "G": GiB}
+    suffix = text[-1:].upper()
+    if suffix in units:
+        return int(float(text[:-1]) * units[suffix])
+    return int(text)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--runs", type=int, default=None, help="runs per data set (default 3; 1 quick)")
-    p.add_argument("--quick", action="store_true", help="small data sets, a sanity check")
+    p.add_argument("--size", choices=PRESETS, default="full", help="data set sizes (preset)")
+    p.add_argument("--quick", action="store_true", help="the same as --size quick")
     p.add_argument(
-        "--only", action="append", choices=DATASETS, help="only this data set (repeatable)"
+        "--datasets",
+        default=None,
+        help=f"comma-separated data sets, or 'all' (default: {','.join(DEFAULT_DATASETS)}; "
+        f"all: {','.join(NAMES)})",
+    )
+    p.add_argument("--only", action="append", choices=NAMES, help="a data set (repeatable)")
+    p.add_argument("--usr-cap", default=None, help="copy at most this much of /usr ('all': all)")
+    p.add_argument("--small-files", type=int, default=None, help="files in the 'small' set")
+    p.add_argument("--big-size", default=None, help="size of each 'big' file, e.g. 4G")
+    p.add_argument("--big-count", type=int, default=None, help="files in the 'big' set")
+    p.add_argument(
+        "--full-size",
+        action="store_true",
+        help="the issue's sizes: all of /usr, 200,000 small files, 3 big files of 4 GiB",
+    )
+    p.add_argument("--cores", default=None, help="e.g. 1,2: each run pinned to 1 and 2 cores")
+    p.add_argument(
+        "--profile",
+        choices=["gil"],
+        default=None,
+        help="record strongroom's commands with py-spy --gil (timings are then not comparable)",
     )
     p.add_argument("--workdir", type=Path, default=Path("/var/tmp/strongroom-bench"))
-    p.add_argument("--tools", default=None, help="comma-separated subset of the tools")
+    p.add_argument(
+        "--tools",
+        default=None,
+        help=f"comma-separated tools (default {','.join(DEFAULT_TOOLS)}; "
+        f"also: {','.join(t.name for t in all_tools() if t.name not in DEFAULT_TOOLS)})",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per command")
     p.add_argument(
@@ -329,11 +329,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def select_tools(spec: str | None) -> list[Tool]:
+def sizes_of(args: argparse.Namespace) -> Sizes:
+    sizes = PRESETS["quick" if args.quick else args.size]
+    if args.full_size:
+        sizes = dataclasses.replace(sizes, usr_cap=None, small=200_000, big=4 * GiB, big_count=3)
+    if args.usr_cap is not None:
+        cap = None if args.usr_cap == "all" else parse_size(args.usr_cap)
+        sizes = dataclasses.replace(sizes, usr_cap=cap)
+    if args.small_files is not None:
+        sizes = dataclasses.replace(sizes, small=args.small_files)
+    if args.big_size is not None:
+        sizes = dataclasses.replace(sizes, big=parse_size(args.big_size))
+    if args.big_count is not None:
+        sizes = dataclasses.replace(sizes, big_count=args.big_count)
+    return sizes
+
+
+def chosen_names(args: argparse.Namespace) -> list[str]:
+    if args.only:
+        return list(args.only)
+    if args.datasets is None:
+        return list(DEFAULT_DATASETS)
+    if args.datasets == "all":
+        return list(NAMES)
+    wanted = [n for n in args.datasets.split(",") if n]
+    unknown = sorted(set(wanted) - set(NAMES))
+    if unknown:
+        raise SystemExit(f"unknown data sets: {', '.join(unknown)} (known: {', '.join(NAMES)})")
+    return wanted
+
+
+def select_tools(spec: str | None, profile: bool = False) -> list[Tool]:
     tools = all_tools()
-    if spec is None:
-        return tools
-    wanted = spec.split(",")
+    wanted = ["strongroom"] if profile else (spec.split(",") if spec else list(DEFAULT_TOOLS))
     unknown = set(wanted) - {t.name for t in tools}
     if unknown:
         raise SystemExit(f"unknown tools: {', '.join(sorted(unknown))}")
@@ -341,6 +369,8 @@ def select_tools(spec: str | None) -> list[Tool]:
 
 
 def reprint(path: Path) -> int:
+    if not path.is_file():
+        raise SystemExit(f"no such results file: {path}")
     doc = json.loads(path.read_text())
     settings = doc["settings"]
     head = header(doc["machine"], settings["datasets"], settings["runs"])
@@ -348,20 +378,10 @@ def reprint(path: Path) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.report is not None:
-        return reprint(args.report)
-    sizes = QUICK if args.quick else FULL
-    runs = args.runs or (1 if args.quick else 3)
-    tools = select_tools(args.tools)
-    workdir: Path = args.workdir.resolve()
-    all_sets = make_datasets(workdir / "data", args.seed, sizes)
-    chosen = [all_sets[name] for name in DATASETS if name in (args.only or DATASETS)]
-    info = machine_info(tools)
-    print(f"strongroom bench: {info}", flush=True)
-    max_runs = args.max_runs or 2 * runs
-    bench = Bench(workdir, tools, args.timeout, args.quiet_wait)
+def run_all(
+    bench: Bench, chosen: Sequence[Dataset], runs: int, max_runs: int, cores: list[int]
+) -> None:
+    """Every data set: ``runs`` runs (more while noisy), each once per core count."""
     for ds in chosen:
         started = time.perf_counter()
         print(f"{ds.name}: preparing {ds.describe()} in {ds.dir}", flush=True)
@@ -369,16 +389,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{ds.name}: ready in {time.perf_counter() - started:.0f} s", flush=True)
         run = 0
         while run < runs or (run < max_runs and bench.clean_runs_missing(ds, runs)):
-            bench.run_dataset(ds, run)
+            pinning: list[int | None] = list(cores) if cores else [None]
+            for pinned in pinning:
+                bench.cores = pinned
+                bench.run_dataset(ds, run)
             run += 1
+        bench.cores = None
         bench.finish(ds)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.report is not None:
+        return reprint(args.report)
+    sizes = sizes_of(args)
+    runs = args.runs or (1 if args.quick or args.size != "full" or args.profile else 3)
+    tools = select_tools(args.tools, args.profile is not None)
+    try:
+        cores = parse_cores(args.cores)
+    except ValueError as exc:
+        raise SystemExit(f"--cores: {exc}") from None
+    workdir: Path = args.workdir.resolve()
+    all_sets = make_all(workdir / "data", args.seed, sizes)
+    chosen = [all_sets[name] for name in chosen_names(args)]
+    info = machine_info(tools)
+    print(f"strongroom bench: {info}", flush=True)
+    bench = Bench(workdir, tools, args.timeout, args.quiet_wait)
+    bench.profile = args.profile == "gil"
+    max_runs = args.max_runs or (runs if bench.profile else 2 * runs)
+    run_all(bench, chosen, runs, max_runs, cores)
     names = [t.name for t in tools]
     descriptions = {ds.name: ds.describe() for ds in chosen}
     fact = facts(all_sets, sizes)
     text = render_markdown(bench.measurements, names, header(info, descriptions, runs), fact)
+    if bench.profile:
+        profiles = sorted(bench.logs.glob("gil-*.speedscope.json"))
+        text = "Timings under py-spy: not comparable.\n\n" + text
+        text += "\n## GIL holders (py-spy record --gil)\n\n" + gilprofile.summarize(profiles)
     settings = {
         "runs": runs,
-        "quick": args.quick,
+        "size": "quick" if args.quick else args.size,
+        "sizes": dataclasses.asdict(sizes),
+        "cores": cores,
+        "profile": args.profile,
         "seed": args.seed,
         "tools": names,
         "noise": {"cores": NOISE_CORES, "floor": NOISE_FLOOR, "quiet_wait": args.quiet_wait},

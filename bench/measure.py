@@ -21,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from machine import load_average, read_cpu_times, state_between
+
 MiB = 1 << 20
 _SPAWN = Path(__file__).with_name("spawn.py")
 _WARM_BUFFER = 8 * MiB
@@ -41,6 +43,14 @@ class Sample:
     max_rss: int  # bytes
     foreign_cpu: float = 0.0  # CPU seconds other user-space processes used meanwhile
     sys_cpu: float = 0.0  # the system (kernel) part of ``cpu``
+    load1: float = 0.0  # 1-minute load average when the command started
+    steal_pct: float = 0.0  # steal time during the command, % of all CPU time (/proc/stat)
+    iowait_pct: float = 0.0  # iowait during the command, likewise
+
+    @property
+    def cores(self) -> float:
+        """Cores used: CPU seconds per wall second."""
+        return self.cpu / self.wall if self.wall > 0 else 0.0
 
 
 def run_measured(
@@ -61,6 +71,7 @@ def run_measured(
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
         others = other_processes()
+        load1, stat_before = load_average(), read_cpu_times()
         report_r, report_w = os.pipe()
         with os.fdopen(report_r, "rb") as report_in:
             try:
@@ -82,13 +93,23 @@ def run_measured(
             finally:
                 timer.cancel()
             report = report_in.read().split()
+        state = state_between(stat_before, read_cpu_times(), load1)
         foreign = foreign_seconds(others, other_processes())
     if proc.returncode != 0 or len(report) != 4:
         raise CommandFailed(f"{argv[0]} exited with {proc.returncode} (see {log})")
     wall, user, system = (float(x) for x in report[:3])
     cpu = user + system
     rss = int(report[3]) * 1024
-    return Sample(wall, cpu, rss, foreign_cpu=foreign, sys_cpu=system)
+    return Sample(
+        wall,
+        cpu,
+        rss,
+        foreign_cpu=foreign,
+        sys_cpu=system,
+        load1=state.load1,
+        steal_pct=state.steal_pct,
+        iowait_pct=state.iowait_pct,
+    )
 
 
 def run_quiet(
@@ -116,6 +137,9 @@ def median_sample(samples: Sequence[Sample]) -> Sample:
         max_rss=int(statistics.median(s.max_rss for s in samples)),
         foreign_cpu=statistics.median(s.foreign_cpu for s in samples),
         sys_cpu=statistics.median(s.sys_cpu for s in samples),
+        load1=statistics.median(s.load1 for s in samples),
+        steal_pct=statistics.median(s.steal_pct for s in samples),
+        iowait_pct=statistics.median(s.iowait_pct for s in samples),
     )
 
 

@@ -1,32 +1,23 @@
-"""The results: medians per operation and tool, strongroom's ratios, the issue's targets.
+"""The results: medians per operation and tool, strongroom's ratios, issue 19's targets.
 
-``render_markdown`` gives the table printed at the end of a run (and pasted into the
-README); ``to_json`` keeps every sample for later analysis.
+``render_markdown`` gives the tables printed at the end of a run (and pasted into the
+README): every operation of every data set with the machine's state during it, which targets
+each strongroom row meets (rules in ``scoring``), the targets summed up over all data sets,
+the 1 -> 2 core scaling, and the machine's state per run.  ``to_json`` keeps every sample.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from measure import Sample, median_sample
+from scoring import Check, Numbers, parse_op, row_checks, speedup, speedup_check
 
 MiB = 1 << 20
 SUBJECT = "strongroom"
 REFERENCE = "restic"
-
-# operation -> strongroom's wall time / restic's, at most
-WALL_TARGETS = {
-    "image: first backup": 0.35,
-    "image: unchanged, full re-read": 0.25,
-    "tree: first backup": 0.5,
-    "tree: unchanged": 0.5,
-    "image: restore": 0.5,
-    "tree: restore": 0.7,
-}
-SIZE_TARGET = 1.05
-SPARSE_SLACK = 1.5  # sparse backup within 1.5x of the time its data alone predicts
 
 
 @dataclass(frozen=True)
@@ -52,14 +43,6 @@ class Summary:
     sample: Sample
     repo_size: int | None
     extra: dict[str, float | int | bool]
-
-
-@dataclass(frozen=True)
-class TargetResult:
-    name: str
-    measured: str
-    goal: str
-    met: bool | None  # None: not measured in this run
 
 
 def summarize(measurements: Sequence[Measurement]) -> dict[tuple[str, str], Summary]:
@@ -91,14 +74,14 @@ def _summary(everything: Sequence[Measurement]) -> Summary:
     )
 
 
+def _fmt_ratio(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}x"
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
     return a / b
-
-
-def _fmt_ratio(r: float | None) -> str:
-    return "-" if r is None else f"{r:.2f}x"
 
 
 def _ordered_ops(summaries: dict[tuple[str, str], Summary]) -> list[str]:
@@ -108,11 +91,23 @@ def _ordered_ops(summaries: dict[tuple[str, str], Summary]) -> list[str]:
     return list(seen)
 
 
+def numbers(s: Summary) -> Numbers:
+    return Numbers(s.sample.wall, s.sample.cpu, s.sample.max_rss, s.repo_size)
+
+
+def checks_of(summaries: dict[tuple[str, str], Summary], op: str) -> list[Check]:
+    mine, ref = summaries.get((op, SUBJECT)), summaries.get((op, REFERENCE))
+    if mine is None or ref is None:
+        return []
+    return row_checks(op, numbers(mine), numbers(ref))
+
+
 def main_table(summaries: dict[tuple[str, str], Summary], tools: Sequence[str]) -> list[str]:
     lines = [
-        "| operation | tool | wall s | CPU s | peak RSS MiB | repo MiB "
-        "| strongroom ÷ tool: wall / CPU / RSS / repo | notes |",
-        "|---|---|---:|---:|---:|---:|---|---|",
+        "| operation | tool | wall s | CPU s | cores used | peak RSS MiB | vault MiB "
+        "| strongroom ÷ tool: wall / CPU / RSS / vault | targets (vs restic) "
+        "| load / steal % / iowait % | notes |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
     for op in _ordered_ops(summaries):
         mine = summaries.get((op, SUBJECT))
@@ -122,9 +117,14 @@ def main_table(summaries: dict[tuple[str, str], Summary], tools: Sequence[str]) 
                 continue
             ratios = "" if tool == SUBJECT or mine is None else _ratios(mine, s)
             size = "" if s.repo_size is None else f"{s.repo_size / MiB:,.0f}"
+            checks = (
+                "; ".join(c.text() for c in checks_of(summaries, op)) if tool == SUBJECT else ""
+            )
+            x = s.sample
             lines.append(
-                f"| {op} | {tool} | {s.sample.wall:.2f} | {s.sample.cpu:.2f} "
-                f"| {s.sample.max_rss / MiB:,.0f} | {size} | {ratios} | {_notes(s)} |"
+                f"| {op} | {tool} | {x.wall:.2f} | {x.cpu:.2f} | {x.cores:.2f} "
+                f"| {x.max_rss / MiB:,.0f} | {size} | {ratios} | {checks} "
+                f"| {x.load1:.1f} / {x.steal_pct:.1f} / {x.iowait_pct:.1f} | {_notes(s)} |"
             )
     return lines
 
@@ -149,103 +149,112 @@ def _notes(s: Summary) -> str:
         notes.append(f"output allocated {float(s.extra['allocated']) / MiB:,.0f} MiB")
     if "sync" in s.extra:
         notes.append(f"incl. sync {float(s.extra['sync']):.2f} s")
+    if s.extra.get("reserve"):
+        notes.append(f"vault excl. its {float(s.extra['reserve']) / MiB:,.0f} MiB .reserve")
     if "bytes_read" in s.extra:
         notes.append(f"read {float(s.extra['bytes_read']) / MiB:,.0f} MiB")
     return ", ".join(notes)
 
 
-def evaluate_targets(
-    summaries: dict[tuple[str, str], Summary], facts: dict[str, int]
-) -> list[TargetResult]:
-    results = [_wall_target(summaries, op, goal) for op, goal in WALL_TARGETS.items()]
-    results.append(_sparse_target(summaries, facts))
-    results.append(
-        _per_op_target(
-            summaries,
-            "peak RSS <= restic's, every operation",
-            lambda s: s.sample.max_rss,
-            limit=1.0,
-        )
-    )
-    results.append(
-        _per_op_target(
-            summaries,
-            "repository size <= 1.05x restic's after each backup",
-            lambda s: s.repo_size,
-            limit=SIZE_TARGET,
-        )
-    )
-    return results
-
-
-def _wall_target(summaries: dict[tuple[str, str], Summary], op: str, goal: float) -> TargetResult:
-    mine, ref = summaries.get((op, SUBJECT)), summaries.get((op, REFERENCE))
-    name = f"{op}: wall vs restic"
-    if mine is None or ref is None:
-        return TargetResult(name, "not run", f"<= {goal}x", None)
-    ratio = mine.sample.wall / ref.sample.wall
-    measured = f"{ratio:.2f}x ({mine.sample.wall:.2f} s vs {ref.sample.wall:.2f} s)"
-    return TargetResult(name, measured, f"<= {goal}x", ratio <= goal)
-
-
-def _sparse_target(
-    summaries: dict[tuple[str, str], Summary], facts: dict[str, int]
-) -> TargetResult:
-    """Proportional to the data: no slower per data byte than the 2 GiB image's first backup.
-
-    The image holds about as much data (plus as much in zero blocks, which are read too), so
-    a backup that read the holes would take (virtual size / data) times longer than that.
-    """
-    name = "sparse image, first backup: time proportional to its data"
-    goal = f"wall <= {SPARSE_SLACK}x the image first backup's time per data byte"
-    sparse = summaries.get(("sparse: first backup", SUBJECT))
-    image = summaries.get(("image: first backup", SUBJECT))
-    if sparse is None or image is None:
-        return TargetResult(name, "not run (needs the image and sparse data sets)", goal, None)
-    data = facts["sparse_data_bytes"]
-    predicted = image.sample.wall * data / facts["image_data_bytes"]
-    parts = [
-        f"{sparse.sample.wall:.2f} s = {sparse.sample.wall / predicted:.2f}x the data's time",
-        f"read {float(sparse.extra.get('bytes_read', 0)) / MiB:,.0f} MiB "
-        f"for {data / MiB:,.0f} MiB of data in {facts['sparse_bytes'] / MiB:,.0f} MiB",
-    ]
-    ref = summaries.get(("sparse: first backup", REFERENCE))
-    if ref is not None:
-        parts.append(f"restic {ref.sample.wall:.1f} s")
-    return TargetResult(
-        name, "; ".join(parts), goal, sparse.sample.wall <= SPARSE_SLACK * predicted
-    )
-
-
-def _per_op_target(
-    summaries: dict[tuple[str, str], Summary],
-    name: str,
-    value: Callable[[Summary], int | None],
-    limit: float,
-) -> TargetResult:
-    ratios: dict[str, float] = {}
+def target_summary(summaries: dict[tuple[str, str], Summary]) -> list[str]:
+    """Each target over every data set: how many rows meet it and the worst ratio."""
+    rows: dict[str, list[tuple[str, Check]]] = {}
     for op in _ordered_ops(summaries):
-        mine, ref = summaries.get((op, SUBJECT)), summaries.get((op, REFERENCE))
-        if mine is None or ref is None:
+        name = parse_op(op)
+        for check in checks_of(summaries, op):
+            key = f"{_family(name.what)}: {check.name}"
+            rows.setdefault(key, []).append((op, check))
+    rows.update(_speedup_rows(summaries))
+    lines = [
+        "| target | goal | rows met | worst (operation) | verdict |",
+        "|---|---|---:|---|---|",
+    ]
+    for key, checks in rows.items():
+        worst_op, worst = min(checks, key=lambda oc: _margin(oc[1]))
+        met = sum(c.met for _, c in checks)
+        sign = ">=" if worst.at_least else "<="
+        verdict = "met" if met == len(checks) else "**missed**"
+        lines.append(
+            f"| {key} | {sign} {worst.limit:g}x | {met} of {len(checks)} "
+            f"| {worst.ratio:.2f}x ({worst_op}) | {verdict} |"
+        )
+    return lines
+
+
+def _family(what: str) -> str:
+    return what.split(",", maxsplit=1)[0]
+
+
+def _margin(c: Check) -> float:
+    """How comfortably a check is met (negative: missed); the smallest is the worst."""
+    return c.ratio - c.limit if c.at_least else c.limit - c.ratio
+
+
+def _speedup_rows(summaries: dict[tuple[str, str], Summary]) -> dict[str, list[tuple[str, Check]]]:
+    rows: dict[str, list[tuple[str, Check]]] = {}
+    for base, one, two in _core_pairs(summaries, SUBJECT):
+        check = speedup_check(base, one.sample.wall, two.sample.wall)
+        if check is not None:
+            key = f"{_family(parse_op(base).what)}: speedup 1 -> 2 cores"
+            rows.setdefault(key, []).append((base, check))
+    return rows
+
+
+def _core_pairs(
+    summaries: dict[tuple[str, str], Summary], tool: str
+) -> list[tuple[str, Summary, Summary]]:
+    """(operation without cores, 1-core summary, 2-core summary) of ``tool``."""
+    pairs: list[tuple[str, Summary, Summary]] = []
+    for op in _ordered_ops(summaries):
+        name = parse_op(op)
+        if name.cores != 1:
             continue
-        r = _ratio(value(mine), value(ref))
-        if r is not None:
-            ratios[op] = r
-    if not ratios:
-        return TargetResult(name, "not run", f"<= {limit}x", None)
-    missed = {op: r for op, r in ratios.items() if r > limit}
-    worst = max(ratios, key=lambda op: ratios[op])
-    measured = f"worst {ratios[worst]:.2f}x ({worst})"
-    if missed:
-        measured += "; over: " + ", ".join(f"{op} {r:.2f}x" for op, r in missed.items())
-    return TargetResult(name, measured, f"<= {limit}x", not missed)
+        base = f"{name.dataset}: {name.what}"
+        two = summaries.get((f"{base} [2 cores]", tool))
+        one = summaries.get((op, tool))
+        if one is not None and two is not None:
+            pairs.append((base, one, two))
+    return pairs
 
 
-def targets_table(results: Iterable[TargetResult]) -> list[str]:
-    lines = ["| target | measured | goal | |", "|---|---|---|---|"]
-    for t in results:
-        verdict = "not run" if t.met is None else ("met" if t.met else "**missed**")
-        lines.append(f"| {t.name} | {t.measured} | {t.goal} | {verdict} |")
+def scaling_table(summaries: dict[tuple[str, str], Summary], tools: Sequence[str]) -> list[str]:
+    lines = [
+        "| operation | tool | wall 1 core s | wall 2 cores s | speedup | CPU 1 / 2 cores s "
+        "| target |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for tool in tools:
+        for base, one, two in _core_pairs(summaries, tool):
+            check = speedup_check(base, one.sample.wall, two.sample.wall)
+            target = check.text() if check is not None and tool == SUBJECT else ""
+            lines.append(
+                f"| {base} | {tool} | {one.sample.wall:.2f} | {two.sample.wall:.2f} "
+                f"| {speedup(one.sample.wall, two.sample.wall):.2f}x "
+                f"| {one.sample.cpu:.2f} / {two.sample.cpu:.2f} | {target} |"
+            )
+    return lines if len(lines) > 2 else []
+
+
+def machine_table(measurements: Sequence[Measurement]) -> list[str]:
+    """The machine's state per data set and run: median and worst over its commands."""
+    groups: dict[tuple[str, int], list[Sample]] = {}
+    for m in measurements:
+        groups.setdefault((m.op.split(":")[0], m.run), []).append(m.sample)
+    lines = [
+        "| data set | run | commands | load (median / max) | steal % (median / max) "
+        "| iowait % (median / max) | other processes' CPU s (sum) |",
+        "|---|---:|---:|---|---|---|---:|",
+    ]
+    for (ds, run), samples in groups.items():
+
+        def mm(values: list[float]) -> str:
+            return f"{statistics.median(values):.1f} / {max(values):.1f}"
+
+        lines.append(
+            f"| {ds} | {run + 1} | {len(samples)} | {mm([s.load1 for s in samples])} "
+            f"| {mm([s.steal_pct for s in samples])} | {mm([s.iowait_pct for s in samples])} "
+            f"| {sum(s.foreign_cpu for s in samples):.1f} |"
+        )
     return lines
 
 
@@ -257,8 +266,13 @@ def render_markdown(
 ) -> str:
     summaries = summarize(measurements)
     lines = [*header, "", *main_table(summaries, tools), ""]
-    lines += ["Targets (ratios to restic in the same run):", ""]
-    lines += targets_table(evaluate_targets(summaries, facts))
+    lines += ["Targets of issue 19 over all data sets (ratios to restic in the same run):", ""]
+    lines += [*target_summary(summaries), ""]
+    scaling = scaling_table(summaries, tools)
+    if scaling:
+        lines += ["Scaling (`taskset -c 0` vs `taskset -c 0,1`):", "", *scaling, ""]
+    lines += ["Machine state per run (during the timed commands):", ""]
+    lines += machine_table(measurements)
     return "\n".join(lines) + "\n"
 
 
@@ -292,5 +306,8 @@ def to_json(
         "facts": facts,
         "samples": [asdict(m) for m in measurements],
         "medians": [asdict(s) for s in summaries.values()],
-        "targets": [asdict(t) for t in evaluate_targets(summaries, facts)],
+        "targets": {
+            op: [asdict(c) | {"met": c.met} for c in checks_of(summaries, op)]
+            for op in _ordered_ops(summaries)
+        },
     }

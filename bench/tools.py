@@ -123,6 +123,16 @@ class Strongroom(Tool):
     def version_argv(self) -> list[str]:
         return [self.exe, "--help"]
 
+    def repo_size(self, ws: Workspace) -> int:
+        """The vault without its ``.reserve`` (preallocated zeros held for a full disk, at most
+        8 MiB: no data; the report notes it beside the size)."""
+        return super().repo_size(ws) - self.reserve_size(ws)
+
+    @staticmethod
+    def reserve_size(ws: Workspace) -> int:
+        reserve = ws.repo / ".reserve"
+        return reserve.stat().st_size if reserve.exists() else 0
+
     def init(self, ws: Workspace) -> Command:
         return self.cmd(ws, self.exe, "init")
 
@@ -171,9 +181,13 @@ class Restic(Tool):
         return cmd, ws.restore / target.path.relative_to("/")
 
 
+BORG14 = Path(os.environ.get("BENCH_OPT", "/opt/strongroom-bench")) / "borg14" / "bin" / "borg"
+
+
 @dataclass
 class Borg(Tool):
     compression: str = "zstd,3"
+    exe: str = "borg"  # Debian's borg 1.2; borg 1.4 from PyPI lives in its own venv
 
     def env(self, ws: Workspace) -> dict[str, str]:
         env = _base_env()
@@ -186,29 +200,35 @@ class Borg(Tool):
         return env
 
     def version_argv(self) -> list[str]:
-        return ["borg", "--version"]
+        return [self.exe, "--version"]
 
     def init(self, ws: Workspace) -> Command:
-        return self.cmd(ws, "borg", "init", "--encryption", "repokey", str(ws.repo))
+        return self.cmd(ws, self.exe, "init", "--encryption", "repokey", str(ws.repo))
 
     def backup(self, ws: Workspace, target: Target, step: Step) -> Command:
         # borg create re-reads only files whose ctime, size or inode changed; the unchanged
         # image's full re-read needs the files cache off
         extra = ["--files-cache", "disabled"] if target.is_image and step is Step.UNCHANGED else []
         archive = f"{ws.repo}::{step.value}"
-        argv = ["borg", "create", "--compression", self.compression, *extra]
+        argv = [self.exe, "create", "--compression", self.compression, *extra]
         return self.cmd(ws, *argv, archive, str(target.path))
 
     def restore(self, ws: Workspace, target: Target, step: Step) -> tuple[Command, Path]:
         sparse = ["--sparse"] if target.is_image else []
-        cmd = self.cmd(ws, "borg", "extract", *sparse, f"{ws.repo}::{step.value}", cwd=ws.restore)
+        cmd = self.cmd(ws, self.exe, "extract", *sparse, f"{ws.repo}::{step.value}", cwd=ws.restore)
         return cmd, ws.restore / target.path.relative_to("/")
 
 
+DEFAULT_TOOLS = ("strongroom", "restic", "borg1.2", "borg1.4")
+
+
 def all_tools() -> list[Tool]:
+    """Every tool the harness knows; ``DEFAULT_TOOLS`` run unless ``--tools`` says otherwise."""
     return [
         Strongroom("strongroom"),
         Restic("restic"),
-        Borg("borg-zstd3", compression="zstd,3"),
-        Borg("borg-lz4", compression="lz4"),
+        Borg("borg1.2", compression="zstd,3"),
+        Borg("borg1.4", compression="zstd,3", exe=str(BORG14)),
+        Borg("borg1.2-lz4", compression="lz4"),
+        Borg("borg1.4-lz4", compression="lz4", exe=str(BORG14)),
     ]

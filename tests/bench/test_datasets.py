@@ -1,0 +1,99 @@
+"""bench/datasets_more.py at tiny sizes: deterministic from the seed, cached, change undone."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+KiB = 1 << 10
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def sets() -> ModuleType:
+    """bench/datasets_more.py as the harness imports it (its folder on sys.path)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module("datasets_more")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def digest(path: Path) -> str:
+    """One hash over a file or every file, link and folder below a folder."""
+    h = hashlib.sha256()
+    items = [path] if path.is_file() else sorted(path.rglob("*"))
+    for item in items:
+        h.update(str(item.relative_to(path.parent)).encode())
+        if item.is_symlink():
+            h.update(os.readlink(item).encode())
+        elif item.is_file():
+            h.update(item.read_bytes())
+    return h.hexdigest()
+
+
+def _check(make: Any, tmp_path: Path) -> None:
+    first, second = make(tmp_path / "a"), make(tmp_path / "b")
+    first.ensure()
+    second.ensure()
+    original = digest(first.path)
+    assert digest(second.path) == original  # same seed, same bytes
+    first.change()
+    assert digest(first.path) != original
+    first.revert()
+    assert digest(first.path) == original
+    first.change()
+    again = make(tmp_path / "a")  # cached; a change a crashed run left behind is undone
+    again.ensure()
+    assert digest(again.path) == original
+
+
+def test_zero_runs_image(sets: ModuleType, tmp_path: Path) -> None:
+    _check(lambda root: sets.ZeroRunsImage(root, 3, 2 * MiB), tmp_path)
+    runs = sets.page_runs(3, 40, 2 * MiB, 512)
+    assert sum(length for _o, length, _k, _key in runs) == 2 * MiB
+    assert all(length % (4 * KiB) == 0 for _o, length, _k, _key in runs)
+    assert any(offset % MiB for offset, *_ in runs)  # not chunk aligned
+
+
+def test_text_trees_differ_in_compressibility(sets: ModuleType, tmp_path: Path) -> None:
+    import zstandard
+
+    ratios = {}
+    for style in ("high", "mid", "low"):
+        _check(lambda root, s=style: sets.TextTree(root, 1, 1 * MiB, s), tmp_path / style)
+        tree = sets.TextTree(tmp_path / style / "a", 1, 1 * MiB, style)
+        data = b"".join(p.read_bytes() for p in sorted(tree.path.rglob("*.txt")))
+        ratios[style] = len(zstandard.ZstdCompressor(level=1).compress(data)) / len(data)
+    assert ratios["high"] < ratios["mid"] < ratios["low"] < 0.7
+
+
+def test_small_and_big_files(sets: ModuleType, tmp_path: Path) -> None:
+    _check(lambda root: sets.SmallFiles(root, 1, 300), tmp_path / "small")
+    small = sets.SmallFiles(tmp_path / "small" / "a", 1, 300)
+    assert max(p.stat().st_size for p in small.path.rglob("*") if p.is_file()) < 4 * KiB
+    _check(lambda root: sets.BigFiles(root, 1, 2 * MiB, 2), tmp_path / "big")
+
+
+def test_copied_tree_keeps_links_and_caps(sets: ModuleType, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "d").mkdir(parents=True)
+    for i in range(120):
+        (source / "d" / f"f{i:03d}").write_bytes(bytes([i]) * (5 * KiB))
+    (source / "dangling").symlink_to("../nowhere")
+    _check(lambda root: sets.CopiedTree(root, 1, "src", source, None), tmp_path / "copy")
+    copied = sets.CopiedTree(tmp_path / "copy" / "a", 1, "src", source, None).path
+    assert os.readlink(copied / "dangling") == "../nowhere"
+    capped = sets.CopiedTree(tmp_path / "cap", 1, "src", source, 200 * KiB)
+    capped.ensure()
+    names = sorted(p.name for p in capped.path.rglob("f*"))
+    assert 10 * 5 * KiB <= len(names) * 5 * KiB <= 200 * KiB
+    assert names != [f"f{i:03d}" for i in range(len(names))]  # a sample, not a sorted prefix
