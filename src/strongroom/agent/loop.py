@@ -20,6 +20,7 @@ from typing import Any
 
 from strongroom.agent.client import AgentClient
 from strongroom.agent.config import AgentConfig, AgentError, load_passphrase
+from strongroom.agent.imagework import backup_image_job
 from strongroom.agent.work import (
     JobCancelled,
     Outcome,
@@ -141,6 +142,8 @@ class Agent:
     def _dispatch(self, v: Any, work: dict[str, Any], reporter: Reporter) -> Outcome:
         if work["kind"] == "retention":
             return retention_job(v, work)
+        if work.get("item_kind") in ("vm", "disk"):
+            return backup_image_job(v, work, reporter)
         if work.get("item_kind") != "files":
             return Outcome(
                 "failed",

@@ -110,7 +110,7 @@ def protect_vm(
     token_file: TokenFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Back up the libvirt DOMAIN on the host MACHINE (agents run files jobs only so far)."""
+    """Back up the libvirt DOMAIN on the host MACHINE (its points' source: the domain)."""
     _protect("vm", machine, [domain], name, policy, [], server, token_file, as_json)
 
 
@@ -124,7 +124,7 @@ def protect_disk(
     token_file: TokenFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Back up the disk IMAGE on MACHINE (agents run files jobs only so far)."""
+    """Back up the disk IMAGE (a file or block device) on MACHINE."""
     _protect("disk", machine, [image], name, policy, [], server, token_file, as_json)
 
 
