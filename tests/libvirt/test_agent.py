@@ -1,0 +1,74 @@
+"""The control plane's "done when" with a VM: a server and two agents on this machine, one
+backing up files and one the libvirt test guest (shut off: read through qemu-nbd), a policy
+of every minute producing points, retention keeping exactly what its rule says, and the
+stopped VM agent's item turning overdue with an alert."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.control.conftest import Control, Receivers, control, ok, receivers, wait_for
+from tests.control.test_images import check_keep_last_2, retentions_done, vault
+
+from ._guest import DiskSpec, Guest, MiB, run
+
+__all__ = ["control", "receivers"]  # the fixtures this module uses from tests/control
+
+
+@pytest.fixture(scope="module")
+def guest(make_guest: Callable[..., Guest]) -> Iterator[Guest]:
+    g = make_guest("agentvm", [DiskSpec("vda", size=24 * MiB)], agent=False)
+    run("qemu-io", "-f", "qcow2", "-c", "write -P 0x33 1M 4M", g.disk_path("vda"))  # shut off
+    yield g
+    g.remove()
+
+
+def test_two_agents_files_and_vm(
+    control: Control, receivers: Receivers, guest: Guest, tmp_path: Path
+) -> None:
+    url = vault(control, "fleet")
+    site = tmp_path / "site"
+    site.mkdir()
+    for i in range(10):
+        (site / f"f{i}").write_bytes(os.urandom(3000))
+    ok(control.admin, "alert", "add", "webhook", receivers.webhook, "--server", control.url)
+    control.admin_json(
+        "policy", "create", "every-minute", "--vault", "fleet", "--schedule", "*:*",
+        "--keep-last", "2", "--grace", "3", "--consistency", "auto",
+    )  # fmt: skip
+    for machine in ("web01", "kvm1"):
+        control.register(machine, tmp_path / machine)
+    control.admin_json(
+        "protect", "files", "web01", str(site), "--name", "site", "--policy", "every-minute"
+    )
+    control.admin_json(
+        "protect", "vm", "kvm1", guest.name, "--name", "guest-vm", "--policy", "every-minute"
+    )
+    for machine in ("web01", "kvm1"):
+        control.start_agent(machine, tmp_path / machine)
+    for item in ("site", "guest-vm"):
+        wait_for(
+            f"two retention runs of {item}", lambda i=item: retentions_done(control, i, 2), 180
+        )
+    control.stop_agent("kvm1")
+    check_keep_last_2(control, url, "guest-vm", guest.name)  # a VM's source: its domain
+    backups = [j for j in control.jobs("guest-vm") if j["kind"] == "backup" and j["point"]]
+    first, last = backups[-1], backups[0]  # newest first
+    assert first["bytes_read"] == 4 * MiB and last["files"] == 1, first  # one disk's data
+    shown = control.admin_json("jobs", "show", str(last["id"]))
+    assert any(f"vm {guest.name}: read" in x["line"] for x in shown["log"]), shown
+    control.stop_agent("web01")
+    check_keep_last_2(control, url, "site", "site")
+    # the VM agent stopped: its item turns overdue and the webhook hears of it
+    wait_for("overdue", lambda: control.item("guest-vm")["health"] == "overdue", 60)
+    wait_for(
+        "the overdue alert",
+        lambda: any(
+            p.get("item") == "guest-vm" and p["event"] == "overdue" for p in receivers.posts
+        ),
+        30,
+    )
