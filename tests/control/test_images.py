@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,24 @@ def test_disk_item_on_a_schedule(control: Control, tmp_path: Path) -> None:
     cmp = subprocess.run(["qemu-img", "compare", image, restored], check=False)
     assert cmp.returncode == 0
     assert control.item("data-disk")["health"] == "ok"
+    # /metrics: the vault's stored bytes, and the two live points' 8 MiB each over them
+    request = urllib.request.Request(
+        control.url + "/metrics", headers={"Authorization": f"Bearer {control.admin}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        text = reply.read().decode()
+    assert f'strongroom_vault_logical_bytes{{vault="disks"}} {16 * MiB}' in text, text
+    stored = next(
+        int(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith('strongroom_vault_stored_bytes{vault="disks"}')
+    )
+    ratio = next(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith('strongroom_vault_dedup_ratio{vault="disks"}')
+    )
+    assert abs(ratio - 16 * MiB / stored) < 1e-9
 
 
 def test_disk_backup_cancelled_mid_way(control: Control, tmp_path: Path) -> None:

@@ -27,6 +27,10 @@ def guest(make_guest: Callable[..., Guest]) -> Iterator[Guest]:
     g.remove()
 
 
+def _done(control: Control, item: str) -> Callable[[], bool]:
+    return lambda: retentions_done(control, item, 2)
+
+
 def test_two_agents_files_and_vm(
     control: Control, receivers: Receivers, guest: Guest, tmp_path: Path
 ) -> None:
@@ -51,9 +55,7 @@ def test_two_agents_files_and_vm(
     for machine in ("web01", "kvm1"):
         control.start_agent(machine, tmp_path / machine)
     for item in ("site", "guest-vm"):
-        wait_for(
-            f"two retention runs of {item}", lambda i=item: retentions_done(control, i, 2), 180
-        )
+        wait_for(f"two retention runs of {item}", _done(control, item), 180)
     control.stop_agent("kvm1")
     check_keep_last_2(control, url, "guest-vm", guest.name)  # a VM's source: its domain
     backups = [j for j in control.jobs("guest-vm") if j["kind"] == "backup" and j["point"]]

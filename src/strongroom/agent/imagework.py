@@ -78,4 +78,6 @@ def _outcome(s: BackupSummary) -> Outcome:
         f" in {s.duration:.1f}s, {s.consistency}; point {s.point_id}"
     )
     # skipped devices (a CD-ROM, a network disk) are the engine's rule, as in `backup vm`
-    return Outcome("succeeded", s.point_id, s.bytes_read, s.bytes_new, len(s.disks), None, lines)
+    return Outcome(
+        "succeeded", s.point_id, s.bytes_read, s.bytes_new, len(s.disks), None, lines, s.data_bytes
+    )

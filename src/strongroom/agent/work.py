@@ -34,6 +34,8 @@ class Outcome:
     files: int = 0
     reason: str | None = None
     log: list[str] = field(default_factory=list)
+    logical: int = 0
+    """The point's logical size (files' bytes, disks' data): the server's dedup ratio."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +156,7 @@ def backup_files_job(v: Vault, work: dict[str, Any], reporter: Reporter, cache: 
         s.files,
         "some files could not be read" if s.errors else None,
         lines,
+        s.logical_bytes,
     )
 
 

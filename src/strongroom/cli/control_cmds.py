@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(alert_app, name="alert")
     app.command("backup-now")(backup_now)
     app.command("machines")(machines)
+    from strongroom.cli.upkeep_cmds import schedule_app
+
+    app.add_typer(schedule_app, name="vault-schedule")
 
 
 def _call(server: str | None, token_file: Path | None, what: str, *args: Any) -> Any:

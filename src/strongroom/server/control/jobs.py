@@ -66,6 +66,7 @@ class Result:
     bytes_added: int = 0
     files: int = 0
     reason: str | None = None
+    logical: int = 0
 
 
 class Jobs:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from strongroom.server.control.plane import ControlPlane
 
 HEALTH = ("ok", "warning", "failed", "overdue")
+Rows = list[tuple[str, float]]
 
 
 def _label(value: object) -> str:
@@ -15,13 +17,18 @@ def _label(value: object) -> str:
     return f'"{text}"'
 
 
+def _number(value: float) -> str:
+    """Exact for integers (``:g`` would print 3.6e+06 for a byte count), else as repr."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def render(plane: ControlPlane) -> str:
     out: list[str] = []
 
-    def metric(name: str, kind: str, help_text: str, rows: list[tuple[str, float]]) -> None:
+    def metric(name: str, kind: str, help_text: str, rows: Rows) -> None:
         out.append(f"# HELP {name} {help_text}")
         out.append(f"# TYPE {name} {kind}")
-        out.extend(f"{name}{labels} {value:g}" for labels, value in rows)
+        out.extend(f"{name}{labels} {_number(value)}" for labels, value in rows)
 
     items = plane.items_view()
     metric(
@@ -99,4 +106,35 @@ def render(plane: ControlPlane) -> str:
         "Bytes the item's last finished backup job added.",
         [(f"{{item={_label(i)}}}", float(a or 0)) for i, _, _, a in last],
     )
+    _vault_metrics(plane, metric)
     return "\n".join(out) + "\n"
+
+
+def _vault_metrics(plane: ControlPlane, metric: Callable[[str, str, str, Rows], None]) -> None:
+    from strongroom.server.control.usage import usages
+
+    found = usages(plane.catalog, plane.registry)
+    metric(
+        "strongroom_vault_stored_bytes",
+        "gauge",
+        "Bytes of the vault's packs, index objects and points (a listing, cached 5 min).",
+        [(f"{{vault={_label(u.vault)}}}", float(u.stored)) for u in found],
+    )
+    metric(
+        "strongroom_vault_objects",
+        "gauge",
+        "The vault's packs, index objects and points.",
+        [(f"{{vault={_label(u.vault)}}}", float(u.objects)) for u in found],
+    )
+    metric(
+        "strongroom_vault_logical_bytes",
+        "gauge",
+        "Logical bytes of the vault's live points that control-plane jobs made.",
+        [(f"{{vault={_label(u.vault)}}}", float(u.logical)) for u in found],
+    )
+    metric(
+        "strongroom_vault_dedup_ratio",
+        "gauge",
+        "Logical bytes of the live points over the bytes stored.",
+        [(f"{{vault={_label(u.vault)}}}", u.ratio) for u in found if u.ratio is not None],
+    )
