@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
@@ -116,7 +116,10 @@ class Item:
     last_point: str | None = None
 
     def public(self) -> dict[str, object]:
-        return asdict(self)
+        # not dataclasses.asdict: its deep copies were most of `items list`'s time (500 items)
+        doc: dict[str, object] = {f: getattr(self, f) for f in Item.__slots__}
+        doc["targets"], doc["excludes"] = list(self.targets), list(self.excludes)
+        return doc
 
 
 _POLICY_COLUMNS = tuple(Policy.__slots__)

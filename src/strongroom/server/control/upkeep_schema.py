@@ -31,5 +31,5 @@ CREATE TABLE IF NOT EXISTS point_sizes (
 CREATE TABLE IF NOT EXISTS vault_usage (
     vault TEXT PRIMARY KEY, stored INTEGER NOT NULL, objects INTEGER NOT NULL,
     logical INTEGER NOT NULL, measured REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS jobs_kind_item ON jobs (kind, item, id);
+CREATE INDEX IF NOT EXISTS jobs_kind_item ON jobs (kind, item, state, id);
 """

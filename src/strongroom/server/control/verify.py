@@ -72,6 +72,8 @@ class Verifier:
         self.clock = clock
         self.me = f"server:{socket.gethostname()}"
         self._worker: threading.Thread | None = None
+        self.background = True
+        """False runs queued verify jobs inside :meth:`tick` (tests with a manual clock)."""
 
     # --- schedules -------------------------------------------------------------------------
 
@@ -111,7 +113,9 @@ class Verifier:
         for s in self.schedules():
             if s.next_verify is not None and s.next_verify <= now:
                 self._enqueue(s, now)
-        if self._worker is None or not self._worker.is_alive():
+        if not self.background:
+            self._drain()
+        elif self._worker is None or not self._worker.is_alive():
             self._worker = threading.Thread(target=self._drain, name="verify", daemon=True)
             self._worker.start()
 
