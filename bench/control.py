@@ -68,7 +68,8 @@ def fill(data: Path, items: int, jobs: int) -> None:
             item = names[j % items]
             start = T0 - (jobs - j) * 60.0
             state = "failed" if rnd.random() < 0.05 else "succeeded"
-            rows.append((j + 1, item, start, state, start, start, start + 30, rnd.randint(0, 1 << 30)))
+            size = rnd.randint(0, 1 << 30)
+            rows.append((j + 1, item, start, state, start, start, start + 30, size))
         db.executemany(
             "INSERT INTO jobs (id, item, kind, scheduled, state, attempt, created, started,"
             " finished, bytes_read, payload) VALUES (?, ?, 'backup', ?, ?, 1, ?, ?, ?, ?, '{}')",
