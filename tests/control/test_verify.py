@@ -8,9 +8,12 @@ from pathlib import Path
 
 import blake3
 
-from strongroom.server.catalog import Catalog
+from strongroom.server.catalog import AuditEntry, Catalog
 from strongroom.server.control.plane import ControlPlane
+from strongroom.server.control.watch import watch_addresses
+from strongroom.server.run import init_catalog
 from strongroom.server.vaults import VaultRegistry
+from tests.control.postgres import new_database, postgres_cluster
 from tests.control.test_plane import T0, ManualClock
 
 DAY = 86400.0
@@ -65,7 +68,27 @@ def test_every_object_within_the_days_a_share_per_run(tmp_path: Path) -> None:
 
 
 def test_damage_raises_an_alert_and_a_clean_run_clears_it(tmp_path: Path) -> None:
-    catalog = Catalog(tmp_path / "data", create=True)
+    _damage_and_repair(Catalog(tmp_path / "data", create=True), tmp_path)
+
+
+def test_verify_and_address_watch_on_postgres(tmp_path: Path) -> None:
+    """The same SQL on PostgreSQL: a verify run, and the audit log read for new addresses."""
+    with postgres_cluster() as base:
+        init_catalog(tmp_path / "data", new_database(base, "upkeep"))
+        catalog = Catalog(tmp_path / "data")
+        try:
+            _damage_and_repair(catalog, tmp_path)
+            assert watch_addresses(catalog, T0) == 0  # the first pass: history, no notices
+            for address in ("10.0.0.1", "10.0.0.2", "10.0.0.2"):
+                row = AuditEntry(1.0, "tok1", "admin", address, "GET", None, "x", None, 200, "")
+                catalog.audit(row)
+            assert watch_addresses(catalog, T0) == 1  # 10.0.0.2 after 10.0.0.1: one notice
+            assert watch_addresses(catalog, T0) == 0  # once per pair
+        finally:
+            catalog.close()
+
+
+def _damage_and_repair(catalog: Catalog, tmp_path: Path) -> None:
     root = tmp_path / "data" / "vaults" / "v"
     catalog.add_vault("v", str(root))
     names = _objects(root, 5)
