@@ -30,40 +30,35 @@ def render(plane: ControlPlane) -> str:
         out.append(f"# TYPE {name} {kind}")
         out.extend(f"{name}{labels} {_number(value)}" for labels, value in rows)
 
-    items = plane.items_view()
+    last_jobs = plane.last_backups()  # shared with the items' health: one query, not two
+    items = plane.items_view(last_jobs)
+    labels = {str(i["name"]): f"{{item={_label(i['name'])}" for i in items}
     metric(
         "strongroom_item_last_success_timestamp_seconds",
         "gauge",
         "Unix time of the item's last successful backup.",
         [
-            (f"{{item={_label(i['name'])}}}", float(i["last_success"]))
+            (labels[i["name"]] + "}", float(i["last_success"]))
             for i in items
             if i["last_success"] is not None
         ],
     )
+    health = {h: f",health={_label(h)}}}" for h in HEALTH}
     metric(
         "strongroom_item_health",
         "gauge",
         "1 for the item's current health (ok, warning, failed, overdue).",
-        [
-            (f"{{item={_label(i['name'])},health={_label(h)}}}", float(i["health"] == h))
-            for i in items
-            for h in HEALTH
-        ],
+        [(labels[i["name"]] + health[h], float(i["health"] == h)) for i in items for h in HEALTH],
     )
-    with plane.catalog.read() as db:
-        states = db.execute(
-            "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state"
+    with plane.catalog.read() as db:  # one scan of the history for counts and sums
+        by_state = db.execute(
+            "SELECT kind, state, count(*), sum(CASE WHEN finished IS NOT NULL AND started IS NOT"
+            " NULL THEN 1 ELSE 0 END), sum(CASE WHEN finished IS NOT NULL THEN finished - started"
+            " END), sum(bytes_read), sum(bytes_added) FROM jobs GROUP BY kind, state"
         ).fetchall()
-        done = db.execute(
-            "SELECT kind, count(*), sum(finished - started), sum(bytes_read), sum(bytes_added)"
-            " FROM jobs WHERE finished IS NOT NULL AND started IS NOT NULL GROUP BY kind"
-        ).fetchall()
-        last = db.execute(
-            "SELECT item, finished - started, bytes_read, bytes_added FROM jobs WHERE id IN"
-            " (SELECT max(id) FROM jobs WHERE kind = 'backup' AND finished IS NOT NULL"
-            " AND started IS NOT NULL GROUP BY item)"
-        ).fetchall()
+    states = [(k, s, n) for k, s, n, *_ in by_state]
+    done = _sum_by_kind(by_state)
+    last = [(i, d, r, a) for i, (_, d, r, a) in last_jobs.items() if d is not None]
     metric(
         "strongroom_jobs",
         "gauge",
@@ -108,6 +103,18 @@ def render(plane: ControlPlane) -> str:
     )
     _vault_metrics(plane, metric)
     return "\n".join(out) + "\n"
+
+
+def _sum_by_kind(rows: list[tuple[object, ...]]) -> list[tuple[str, int, float, int, int]]:
+    """Finished jobs per kind: count, durations, bytes read and added (from per-state sums)."""
+    sums: dict[str, list[float]] = {}
+    for kind, state, _, finished, duration, read, added in rows:
+        if state in ("queued", "running") or not finished:
+            continue
+        acc = sums.setdefault(str(kind), [0, 0.0, 0, 0])
+        for n, value in enumerate((finished, duration, read, added)):
+            acc[n] += float(value or 0)  # type: ignore[arg-type]
+    return [(k, int(c), d, int(r), int(a)) for k, (c, d, r, a) in sorted(sums.items())]
 
 
 def _vault_metrics(plane: ControlPlane, metric: Callable[[str, str, str, Rows], None]) -> None:

@@ -276,18 +276,25 @@ class ControlPlane:
 
     # --- views -----------------------------------------------------------------------------
 
-    def items_view(self) -> list[dict[str, Any]]:
+    def last_backups(self) -> dict[str, tuple[str, float | None, int, int]]:
+        """Each item's last finished backup: state, duration, bytes read and added (one
+        query the index ``jobs (kind, item, state, id)`` answers)."""
+        with self.catalog.read() as db:
+            rows = db.execute(
+                "SELECT item, state, finished - started, bytes_read, bytes_added FROM jobs"
+                " WHERE id IN (SELECT max(id) FROM jobs WHERE kind = 'backup'"
+                " AND state IN ('succeeded', 'partial', 'failed') GROUP BY item)"
+            ).fetchall()
+        return {str(r[0]): (str(r[1]), r[2], int(r[3]), int(r[4])) for r in rows}
+
+    def items_view(
+        self, last_jobs: dict[str, tuple[str, float | None, int, int]] | None = None
+    ) -> list[dict[str, Any]]:
         now = self.clock.now()
         policies = {p.name: p for p in self.defs.policies()}
         active = self.alerts.active()
-        with self.catalog.read() as db:
-            last = dict(
-                db.execute(
-                    "SELECT item, state FROM jobs WHERE id IN (SELECT max(id) FROM jobs"
-                    " WHERE kind = 'backup' AND state IN ('succeeded', 'partial', 'failed')"
-                    " GROUP BY item)"
-                ).fetchall()
-            )
+        found = self.last_backups() if last_jobs is None else last_jobs
+        last = {item: row[0] for item, row in found.items()}
         rows = []
         for item in self.defs.items():
             policy = policies[item.policy]
