@@ -113,6 +113,12 @@ class Verifier:
         for s in self.schedules():
             if s.next_verify is not None and s.next_verify <= now:
                 self._enqueue(s, now)
+        with self.catalog.read() as db:  # most passes: nothing queued, no write transaction
+            queued = db.execute(
+                "SELECT 1 FROM jobs WHERE kind = 'verify' AND state = 'queued' LIMIT 1"
+            ).fetchone()
+        if queued is None:
+            return
         if not self.background:
             self._drain()
         elif self._worker is None or not self._worker.is_alive():
