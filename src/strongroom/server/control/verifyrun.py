@@ -3,6 +3,7 @@ each, record when it was checked and what was wrong (see :mod:`.verify`)."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from strongroom.server.control.verify import Verifier
     from strongroom.storage.backend import Backend
 
+_HASH = re.compile(r"(data/[0-9a-f]{2}/|index/|points/)[0-9a-f]{64}$")
+"""Content-named objects only (a stray or foreign name is not the verifier's to judge)."""
 HEARTBEAT_S = 5.0
 """Real seconds between the run's heartbeats (the lost-job rule re-queues a silent one)."""
 
@@ -38,7 +41,7 @@ class VerifyRun:
         backend = gateway.backend
         listing = {p: list(backend.list(p)) for p in (*PREFIXES, "deleted/")}
         record(self.catalog, self.vault, listing)  # the vault's size for /metrics, free
-        sizes = {i.name: i.size for p in PREFIXES for i in listing[p]}
+        sizes = {i.name: i.size for p in PREFIXES for i in listing[p] if _HASH.match(i.name)}
         chosen = self._choose(sizes, now, schedule.verify, schedule.verify_days)
         for name in chosen:
             if self._cancelled():
