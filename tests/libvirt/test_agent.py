@@ -40,6 +40,10 @@ def test_two_agents_files_and_vm(
     for i in range(10):
         (site / f"f{i}").write_bytes(os.urandom(3000))
     ok(control.admin, "alert", "add", "webhook", receivers.webhook, "--server", control.url)
+    ok(
+        control.admin, "alert", "add", "email", "ops@example.com", "--smtp", receivers.smtp,
+        "--server", control.url,
+    )  # fmt: skip
     control.admin_json(
         "policy", "create", "every-minute", "--vault", "fleet", "--schedule", "*:*",
         "--keep-last", "2", "--grace", "3", "--consistency", "auto",
@@ -65,12 +69,19 @@ def test_two_agents_files_and_vm(
     assert any(f"vm {guest.name}: read" in x["line"] for x in shown["log"]), shown
     control.stop_agent("web01")
     check_keep_last_2(control, url, "site", "site")
-    # the VM agent stopped: its item turns overdue and the webhook hears of it
+    # the VM agent stopped: its item turns overdue, the webhook and the SMTP server hear of
+    # it; the agent started again brings a recovery notice
     wait_for("overdue", lambda: control.item("guest-vm")["health"] == "overdue", 60)
-    wait_for(
-        "the overdue alert",
-        lambda: any(
-            p.get("item") == "guest-vm" and p["event"] == "overdue" for p in receivers.posts
-        ),
-        30,
-    )
+    wait_for("the overdue alert", lambda: "overdue" in _events(receivers), 30)
+    wait_for("the overdue mail", lambda: any("guest-vm: overdue" in m for m in receivers.mails))
+    control.start_agent("kvm1", tmp_path / "kvm1")
+    wait_for("recovered", lambda: "recovered" in _events(receivers), 60)
+    wait_for("the mail", lambda: any("guest-vm: recovered" in m for m in receivers.mails))
+    # once each (a "failed" may come first: the stop can land in a job)
+    events = [e for e in _events(receivers) if e != "failed"]
+    assert events == ["overdue", "recovered"], _events(receivers)
+    control.stop_agent("kvm1")
+
+
+def _events(receivers: Receivers) -> list[str]:
+    return [p["event"] for p in receivers.posts if p.get("item") == "guest-vm"]
