@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,5 +84,50 @@ def test_two_agents_files_and_vm(
     control.stop_agent("kvm1")
 
 
+def _finished(control: Control, job: int) -> Callable[[], dict[str, Any] | None]:
+    def check() -> dict[str, Any] | None:
+        j: dict[str, Any] = control.admin_json("jobs", "show", str(job))
+        return None if j["state"] in ("queued", "running") else j
+
+    return check
+
+
 def _events(receivers: Receivers) -> list[str]:
     return [p["event"] for p in receivers.posts if p.get("item") == "guest-vm"]
+
+
+@pytest.fixture(scope="module")
+def running(make_guest: Callable[..., Guest]) -> Iterator[Guest]:
+    g = make_guest("agentrun", [DiskSpec("vda", size=16 * MiB)], agent=False)
+    g.start()
+    yield g
+    g.remove()
+
+
+def test_the_policy_consistency_reaches_the_engine(
+    control: Control, running: Guest, tmp_path: Path
+) -> None:
+    """A running guest without a guest agent: `app` fails (nothing committed), `crash` makes
+    a crash-consistent point."""
+    vault(control, "cons")
+    control.register("kvm2", tmp_path / "kvm2")
+    for mode in ("app", "crash"):
+        control.admin_json(
+            "policy", "create", f"{mode}-only", "--vault", "cons", "--schedule", "yearly",
+            "--consistency", mode,
+        )  # fmt: skip
+        control.admin_json(
+            "protect", "vm", "kvm2", running.name, "--name", f"run-{mode}",
+            "--policy", f"{mode}-only",
+        )  # fmt: skip
+    control.start_agent("kvm2", tmp_path / "kvm2")
+    results = {}
+    for mode in ("app", "crash"):
+        job = control.admin_json("backup-now", f"run-{mode}")["job"]
+        results[mode] = wait_for(f"the {mode} backup", _finished(control, job), 120)
+    control.stop_agent("kvm2")
+    app, crash = results["app"], results["crash"]
+    assert app["state"] == "failed" and "app-consistent" in app["reason"], app
+    assert app["point"] is None
+    assert crash["state"] == "succeeded" and crash["point"], crash
+    assert any(", crash; point" in x["line"] for x in crash["log"]), crash["log"]
