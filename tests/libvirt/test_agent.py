@@ -1,7 +1,8 @@
 """The control plane's "done when" with a VM: a server and two agents on this machine, one
 backing up files and one the libvirt test guest (shut off: read through qemu-nbd), a policy
-of every minute producing points, retention keeping exactly what its rule says, and the
-stopped VM agent's item turning overdue with an alert."""
+of every minute producing points, retention keeping exactly what its rule says, the stopped
+VM agent's item turning overdue with alerts and recovering; and the policy's consistency
+reaching the engine on a running guest."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ import math
 import socket
 import threading
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import blake3
@@ -58,8 +59,6 @@ class VaultSchedule:
 
 
 def next_time(expr: str, after: float) -> float | None:
-    from datetime import UTC, datetime
-
     found = parse_schedule(expr).next_after(datetime.fromtimestamp(after, UTC))
     return None if found is None else found.timestamp()
 
@@ -168,7 +167,7 @@ class Verifier:
     # --- one run ---------------------------------------------------------------------------
 
     def run(self, job: int, vault: str) -> None:
-        from strongroom.server.control.verifyrun import VerifyRun
+        from strongroom.server.control.verifyrun import VerifyRun  # it imports this module
 
         VerifyRun(self, job, vault).run()
 
