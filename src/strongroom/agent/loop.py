@@ -20,6 +20,7 @@ from typing import Any
 
 from strongroom.agent.client import AgentClient
 from strongroom.agent.config import AgentConfig, AgentError, load_passphrase
+from strongroom.agent.imagework import backup_image_job
 from strongroom.agent.work import (
     JobCancelled,
     Outcome,
@@ -166,6 +167,8 @@ class Agent:
             from strongroom.agent.restorework import restore_job
 
             return restore_job(v, work, reporter, self.config.machine)
+        if work.get("item_kind") in ("vm", "disk"):
+            return backup_image_job(v, work, reporter)
         if work.get("item_kind") != "files":
             return Outcome(
                 "failed",

@@ -34,6 +34,8 @@ class Outcome:
     files: int = 0
     reason: str | None = None
     log: list[str] = field(default_factory=list)
+    logical: int = 0
+    """The point's logical size (files' bytes, disks' data): the server's dedup ratio."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +55,8 @@ class Reporter:
     def __init__(self, client: AgentClient, job: int, total_files: int) -> None:
         self.client, self.job, self.total = client, job, total_files
         self.files = self.bytes = 0
+        self.total_bytes = 0
+        """Set by image jobs: percent and ETA then follow the bytes, not the files."""
         self.started = time.monotonic()
         self.cancelled = threading.Event()
         self._done = threading.Event()
@@ -71,13 +75,21 @@ class Reporter:
         if self.cancelled.is_set():
             raise JobCancelled("cancelled by the server")
 
+    def update_bytes(self, done: int, total: int) -> None:
+        self.bytes, self.total_bytes = done, total
+        if self.cancelled.is_set():
+            raise JobCancelled("cancelled by the server")
+
     def snapshot(self) -> dict[str, Any]:
         percent = eta = None
-        if self.total:
-            percent = min(100.0, 100.0 * self.files / self.total)
+        done, total = self.files, self.total
+        if self.total_bytes:
+            done, total = self.bytes, self.total_bytes
+        if total:
+            percent = min(100.0, 100.0 * done / total)
             elapsed = time.monotonic() - self.started
-            if self.files:
-                eta = elapsed * (self.total - min(self.files, self.total)) / self.files
+            if done:
+                eta = elapsed * (total - min(done, total)) / done
         return {"bytes_read": self.bytes, "files": self.files, "percent": percent, "eta": eta}
 
     def _loop(self) -> None:
@@ -144,6 +156,7 @@ def backup_files_job(v: Vault, work: dict[str, Any], reporter: Reporter, cache: 
         s.files,
         "some files could not be read" if s.errors else None,
         lines,
+        s.logical_bytes,
     )
 
 

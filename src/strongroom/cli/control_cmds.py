@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(alert_app, name="alert")
     app.command("backup-now")(backup_now)
     app.command("machines")(machines)
+    from strongroom.cli.upkeep_cmds import schedule_app
+
+    app.add_typer(schedule_app, name="vault-schedule")
 
 
 def _call(server: str | None, token_file: Path | None, what: str, *args: Any) -> Any:
@@ -110,7 +113,7 @@ def protect_vm(
     token_file: TokenFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Back up the libvirt DOMAIN on the host MACHINE (agents run files jobs only so far)."""
+    """Back up the libvirt DOMAIN on the host MACHINE (its points' source: the domain)."""
     _protect("vm", machine, [domain], name, policy, [], server, token_file, as_json)
 
 
@@ -124,7 +127,7 @@ def protect_disk(
     token_file: TokenFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Back up the disk IMAGE on MACHINE (agents run files jobs only so far)."""
+    """Back up the disk IMAGE (a file or block device) on MACHINE."""
     _protect("disk", machine, [image], name, policy, [], server, token_file, as_json)
 
 

@@ -26,12 +26,13 @@ from strongroom.server.catalog_db import (
     open_sqlite,
 )
 from strongroom.server.control.schema import SCHEMA_3
+from strongroom.server.control.upkeep_schema import SCHEMA_UPKEEP
 from strongroom.server.pointmeta_schema import SCHEMA_6
 from strongroom.server.web.schema import SCHEMA_4
 from strongroom.server.web.usage_schema import SCHEMA_USAGE
 
 CATALOG_FILE = "catalog.sqlite"
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,7 +62,7 @@ CREATE TABLE IF NOT EXISTS approvals (
     created REAL NOT NULL, decided_by TEXT, decided REAL, state TEXT NOT NULL);
 """
 # Each version's tables, in order: a catalog of version N gets the scripts after its own.
-_MIGRATIONS = (_SCHEMA, _SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_USAGE, SCHEMA_6)
+_MIGRATIONS = (_SCHEMA, _SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_USAGE, SCHEMA_6, SCHEMA_UPKEEP)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,9 @@ class Alerts:
         return True
 
     @staticmethod
-    def recover(db: Db, item: str, now: float, about: dict[str, Any]) -> bool:
+    def recover(
+        db: Db, item: str, now: float, about: dict[str, Any], what: str = "backed up again"
+    ) -> bool:
         rows = db.execute(
             "SELECT condition FROM alert_state WHERE item = ? ORDER BY condition", (item,)
         ).fetchall()
@@ -122,7 +124,7 @@ class Alerts:
             return False
         db.execute("DELETE FROM alert_state WHERE item = ?", (item,))
         was = [str(r[0]) for r in rows]
-        detail = f"backed up again (was {', '.join(was)})"
+        detail = f"{what} (was {', '.join(was)})"
         _notify(
             db, now, {**about, "event": "recovered", "item": item, "detail": detail, "cleared": was}
         )
@@ -156,6 +158,11 @@ class Alerts:
                 )
             sent += error is None
         return sent
+
+
+def notify(db: Db, now: float, body: dict[str, Any]) -> None:
+    """Queue a notice to every target (inside the caller's transaction)."""
+    _notify(db, now, body)
 
 
 def _notify(db: Db, now: float, body: dict[str, Any]) -> None:

@@ -55,3 +55,11 @@ class ControlClient(AdminClient):
     def alerts(self) -> dict[str, Any]:
         found: dict[str, Any] = self._call("GET", "/v1/alerts", "list alerts")
         return found
+
+    def set_vault_schedule(self, body: dict[str, Any]) -> dict[str, Any]:
+        what = f"set the schedule of {body['vault']}"
+        found: dict[str, Any] = self._call("POST", "/v1/vault-schedules", what, body)
+        return found
+
+    def vault_schedules(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/vault-schedules", "list schedules")["schedules"])

@@ -9,7 +9,7 @@ never one of an item that has a job running: one item is never backed up twice a
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from strongroom.server.auth import ApiError
@@ -18,7 +18,7 @@ from strongroom.server.catalog_db import Db
 
 STATES = ("queued", "running", "succeeded", "partial", "failed", "cancelled")
 FINAL = ("succeeded", "partial", "failed", "cancelled")
-KINDS = ("backup", "retention", "restore")
+KINDS = ("backup", "retention", "restore", "verify")
 MAX_LOG_LINES = 1000
 
 
@@ -47,7 +47,7 @@ class Job:
     payload: str
 
     def public(self) -> dict[str, Any]:
-        doc = asdict(self)
+        doc = {f: getattr(self, f) for f in Job.__slots__}  # asdict's deep copies are slow
         doc["payload"] = json.loads(self.payload)
         doc["cancel"] = bool(self.cancel)
         return doc
@@ -66,6 +66,7 @@ class Result:
     bytes_added: int = 0
     files: int = 0
     reason: str | None = None
+    logical: int = 0
 
 
 class Jobs:

@@ -23,6 +23,8 @@ from strongroom.server.control.calendar import parse_schedule
 from strongroom.server.control.clock import Clock, lost_seconds, tick_seconds
 from strongroom.server.control.jobs import FINAL, Job, Jobs, Result
 from strongroom.server.control.store import Definitions, Item, Policy, item_in
+from strongroom.server.control.verify import Verifier
+from strongroom.server.control.watch import watch_addresses
 from strongroom.server.vaults import VaultRegistry
 
 log = logging.getLogger("strongroom.control")
@@ -44,6 +46,7 @@ class ControlPlane:
         self.catalog, self.registry = catalog, registry
         self.clock = clock or Clock.from_env()
         self.defs, self.jobs, self.alerts = Definitions(catalog), Jobs(catalog), Alerts(catalog)
+        self.verifier = Verifier(catalog, registry, self.jobs, self.alerts, self.clock)
         self.history_days = HISTORY_DAYS
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,6 +91,8 @@ class ControlPlane:
                 self._schedule(item, policy, now)
             self._check_overdue(item, policy, now)
         self.jobs.requeue_lost(now, now - self.clock.span(lost_seconds(LOST_AFTER_S)))
+        self.verifier.tick(now)
+        watch_addresses(self.catalog, now)
         self.alerts.deliver(now)
         self.jobs.expire(now - self.history_days * 86400)
 
@@ -208,6 +213,12 @@ class ControlPlane:
                 " WHERE name = ?",
                 (now, r.point, item.name),
             )
+            if r.point and r.logical:
+                db.execute(
+                    "INSERT INTO point_sizes (vault, point, logical) VALUES (?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (policy.vault, r.point, r.logical),
+                )
             self.alerts.recover(db, item.name, now, _about(item))
         elif state == "cancelled":
             db.execute(set_final, (state, *final))
@@ -265,18 +276,25 @@ class ControlPlane:
 
     # --- views -----------------------------------------------------------------------------
 
-    def items_view(self) -> list[dict[str, Any]]:
+    def last_backups(self) -> dict[str, tuple[str, float | None, int, int]]:
+        """Each item's last finished backup: state, duration, bytes read and added (one
+        query the index ``jobs (kind, item, state, id)`` answers)."""
+        with self.catalog.read() as db:
+            rows = db.execute(
+                "SELECT item, state, finished - started, bytes_read, bytes_added FROM jobs"
+                " WHERE id IN (SELECT max(id) FROM jobs WHERE kind = 'backup'"
+                " AND state IN ('succeeded', 'partial', 'failed') GROUP BY item)"
+            ).fetchall()
+        return {str(r[0]): (str(r[1]), r[2], int(r[3]), int(r[4])) for r in rows}
+
+    def items_view(
+        self, last_jobs: dict[str, tuple[str, float | None, int, int]] | None = None
+    ) -> list[dict[str, Any]]:
         now = self.clock.now()
         policies = {p.name: p for p in self.defs.policies()}
         active = self.alerts.active()
-        with self.catalog.read() as db:
-            last = dict(
-                db.execute(
-                    "SELECT item, state FROM jobs WHERE id IN (SELECT max(id) FROM jobs"
-                    " WHERE kind = 'backup' AND state IN ('succeeded', 'partial', 'failed')"
-                    " GROUP BY item)"
-                ).fetchall()
-            )
+        found = self.last_backups() if last_jobs is None else last_jobs
+        last = {item: row[0] for item, row in found.items()}
         rows = []
         for item in self.defs.items():
             policy = policies[item.policy]

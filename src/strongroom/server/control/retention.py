@@ -56,7 +56,7 @@ def live_points(
 ) -> list[tuple[str, float]]:
     """The points recorded for ``source`` that exist and have no tombstone, with their
     storage times."""
-    gateway = registry.gateway(vault, _SYSTEM)
+    gateway = registry.gateway(vault, SYSTEM)
     if gateway is None:
         return []
     mine = {
@@ -77,4 +77,4 @@ def _time(info: ObjectInfo) -> float:
 
 
 # The scheduler reads the vault's listings as the server itself, not as a client's token.
-_SYSTEM = TokenRow("scheduler", "admin", b"", [], "the control plane", 0.0, None, None, None)
+SYSTEM = TokenRow("scheduler", "admin", b"", [], "the control plane", 0.0, None, None, None)

@@ -77,6 +77,7 @@ class ResultBody(BaseModel):
     files: int = Field(0, ge=0, le=BIG)
     reason: str | None = None
     log: list[str] = Field(default_factory=list)
+    logical: int = Field(0, ge=0, le=BIG)
 
 
 class AlertBody(BaseModel):
@@ -118,6 +119,9 @@ def install(app: FastAPI, server: Server) -> ControlPlane:
     _definition_routes(app, server, plane)
     _job_routes(app, server, plane)
     _alert_routes(app, server, plane)
+    from strongroom.server.control import upkeep_routes
+
+    upkeep_routes.install(app, server, plane)
     return plane
 
 
@@ -224,7 +228,13 @@ def _agent_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
             machine = await machine_of(call, token)
             body = await _parse(server, request, ResultBody)
             outcome = Result(
-                body.state, body.point, body.bytes_read, body.bytes_added, body.files, body.reason
+                body.state,
+                body.point,
+                body.bytes_read,
+                body.bytes_added,
+                body.files,
+                body.reason,
+                body.logical,
             )
             job = await run_in_threadpool(plane.finish, job_id, machine, outcome, body.log)
             call.detail = f"{job.kind} of {job.item}: {job.state}"
