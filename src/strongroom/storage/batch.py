@@ -60,12 +60,11 @@ def batches(ranges: Sequence[Range]) -> list[Sequence[Range]]:
 
 
 def frame(parts: Sequence[bytes]) -> bytes:
-    """The answer to a batch read: each part after its length."""
-    out = bytearray()
+    """The answer to a batch read: each part after its length (one copy of the bytes)."""
+    pieces: list[bytes] = []
     for part in parts:
-        out += len(part).to_bytes(_LEN, "big")
-        out += part
-    return bytes(out)
+        pieces += (len(part).to_bytes(_LEN, "big"), part)
+    return b"".join(pieces)
 
 
 def unframe(body: bytes, lengths: Sequence[int]) -> list[memoryview]:

@@ -326,7 +326,11 @@ class HttpBackend:
             asked = [{"name": n, "offset": o, "length": size} for n, o, size in group]
             body = json.dumps({"ranges": asked}).encode()
             extra = {"Content-Type": "application/json"}
-            reply = self._call("POST", f"{self._base}/read", group[0][0], body, extra)
+            reply = self._client.request("POST", f"{self._base}/read", body, extra)
+            if reply.status in (404, 405) and _no_such_route(reply):  # a server before batches
+                out += [memoryview(self.get_range(*r)) for r in group]
+                continue
+            raise_for(reply, f"{self.describe()}: read {group[0][0]}", group[0][0])
             out += unframe(reply.body, [size for _, _, size in group])
         return out
 
@@ -365,6 +369,11 @@ class HttpBackend:
             if isinstance(sources, list) and all(isinstance(s, str) for s in sources):
                 self.object_sources[info.name] = sources
         return iter(infos)
+
+
+def _no_such_route(reply: Reply) -> bool:
+    """Whether a 404 or 405 says the route is missing (not a missing vault or object)."""
+    return reply.headers.get(ERROR_KIND_HEADER.lower(), "") in ("", "refused")
 
 
 def _sources_headers(name: str) -> dict[str, str] | None:
