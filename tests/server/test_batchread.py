@@ -139,3 +139,18 @@ def test_a_scoped_token_cannot_batch_read_other_sources(tmp_path: Path) -> None:
         assert len(scoped["a"].get_ranges([(mine, 0, 10), (mine, 20, 10)])) == 2
         with pytest.raises(AccessDenied, match="other sources"):
             scoped["a"].get_ranges([(mine, 0, 10), (theirs, 0, 10)])
+
+
+def test_a_server_without_the_batch_route_is_read_range_by_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strongroom.server import batchread
+
+    monkeypatch.setattr(batchread, "add_routes", lambda app, server: None)  # an older server
+    with in_process(tmp_path / "srv") as srv:
+        one = os.urandom(3000)
+        a = _pack(srv.backend("backup"), one)
+        got = srv.backend("restore").get_ranges([(a, 0, 10), (a, 2990, 20)])
+        assert [bytes(g) for g in got] == [one[:10], one[2990:]]
+        with pytest.raises(ObjectNotFound):  # a missing object is still reported as missing
+            srv.backend("restore").get_ranges([(a, 0, 1), ("data/ab/ab" + "0" * 62, 0, 1)])
