@@ -103,6 +103,13 @@ def _b_pack(s: Scoped) -> str:
     return sorted(every - names(backend(s.vault, s.tokens["restore-a"]), "data/"))[0]
 
 
+def _batch_b_pack(s: Scoped) -> object:
+    """A batch read of one of a's packs and one of b's with a's backup token."""
+    mine = backend(s.vault, s.tokens["backup-a"])
+    own = sorted(names(mine, "data/"))[0]
+    return mine.get_ranges([(own, 0, 10), (_b_pack(s), 0, 10), (own, 10, 10)])
+
+
 def _foreign_point(s: Scoped) -> bytes:
     data = os.urandom(64)
     with committing_point("b"):
@@ -123,6 +130,7 @@ REFUSALS: dict[str, tuple[type[StorageError], Callable[[Scoped], object]]] = {
         AccessDenied,
         lambda s: backend(s.vault, s.tokens["backup-a"]).get_range(_b_pack(s), 0, 10),
     ),
+    "read another source's pack in a batch read": (AccessDenied, _batch_b_pack),
     "commit a point for another source": (AccessDenied, _foreign_point),
     "commit a point without a source": (
         RequestRefused,

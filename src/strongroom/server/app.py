@@ -174,21 +174,22 @@ class Server:
                 self._in_flight -= need
                 self._budget.notify_all()
 
-    async def _receive(self, request: Request, sink: upload.Sink) -> int:
+    async def _receive(self, request: Request, sink: upload.Sink, limit: int | None = None) -> int:
         lim = self.limits
         return await upload.receive(
             request,
             sink,
-            limit=lim.max_upload,
+            limit=min(limit or lim.max_upload, lim.max_upload),
             idle_timeout=lim.body_idle_timeout,
             total_timeout=lim.body_timeout,
         )
 
-    async def body(self, request: Request) -> bytes:
-        """The request body, refused when larger than the limit or slower than the timeouts."""
+    async def body(self, request: Request, limit: int | None = None) -> bytes:
+        """The request body, refused when larger than the limit (``limit`` bytes, if lower
+        than the server's) or slower than the timeouts."""
         sink = upload.MemorySink(self.held)
         try:
-            await self._receive(request, sink)
+            await self._receive(request, sink, limit)
             return bytes(sink.buf)
         finally:
             sink.release()
@@ -262,6 +263,9 @@ def create_app(server: Server) -> FastAPI:
     from strongroom.server import routes
 
     routes.add_object_routes(app, server)
+    from strongroom.server import batchread
+
+    batchread.add_routes(app, server)
     routes.add_admin_routes(app, server)
     routes.add_approval_routes(app, server)
     from strongroom.server.control import routes as control_routes

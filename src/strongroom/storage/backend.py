@@ -89,6 +89,10 @@ class BackendCapabilities:
     the interpreter lock)."""
     upload_workers: int = 4
     """Threads worth uploading packs with at once (each holds a pack buffer)."""
+    batch_reads: bool = False
+    """Whether fetching several ranges in one call (:func:`strongroom.storage.batch.get_ranges`)
+    saves round trips: worth gathering a run's spans first (a served vault, where each
+    request costs CPU on both sides)."""
 
 
 REMOTE = BackendCapabilities()

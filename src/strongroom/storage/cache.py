@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from strongroom.errors import ObjectNotFound, StorageError
 from strongroom.storage.backend import Backend, BackendCapabilities, ObjectInfo, capabilities_of
+from strongroom.storage.batch import Range, get_ranges
 from strongroom.storage.local import LocalBackend
 from strongroom.storage.names import check_name, check_range, content_digest
 
@@ -108,6 +109,11 @@ class CachingBackend:
             return self.inner.get_range(name, offset, length)
         check_range(name, offset, length)
         return self.get(name)[offset : offset + length]
+
+    def get_ranges(self, ranges: Sequence[Range]) -> list[memoryview]:
+        if any(self._cacheable(name) for name, _, _ in ranges):
+            return [memoryview(self.get_range(*r)) for r in ranges]
+        return get_ranges(self.inner, ranges)
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
         self.inner.put(name, data)

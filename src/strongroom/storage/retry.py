@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from strongroom.errors import TransientStorageError
 from strongroom.storage.backend import Backend, BackendCapabilities, ObjectInfo, capabilities_of
+from strongroom.storage.batch import Range, get_ranges
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ class RetryingBackend:
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         return self._call("get_range", name, lambda: self.inner.get_range(name, offset, length))
+
+    def get_ranges(self, ranges: Sequence[Range]) -> list[memoryview]:
+        first = ranges[0][0] if ranges else "/"
+        return self._call("get_ranges", first, lambda: get_ranges(self.inner, ranges))
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
         self._call("put", name, lambda: self.inner.put(name, data))

@@ -17,7 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom.errors import IntegrityError, ObjectNotFound, StrongroomError
-from strongroom.storage.backend import Backend
+from strongroom.storage.backend import Backend, capabilities_of
+from strongroom.storage.batch import Range, get_ranges
 from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.index import ChunkIndex, IndexEntry
 from strongroom.vault.pack import BlobDecoder, pack_name
@@ -40,6 +41,10 @@ SPAN_BYTES = 1 << 20
 # Blobs this close together are read in one go, the gap with them (a few KiB cost less than
 # another request).
 SPAN_GAP = 4096
+# The most bytes one batch read gathers (where the storage offers them, a served vault): the
+# spans of a restore job's run come in one request instead of one each; the reading thread
+# holds them while it decodes.
+BATCH_BYTES = 8 << 20
 
 
 class ChunkReader:
@@ -48,6 +53,7 @@ class ChunkReader:
         self._local = threading.local()
         self._ciphers: dict[bytes, AESGCM] = {}
         self._cipher_lock = threading.Lock()
+        self._batches = capabilities_of(backend).batch_reads
 
     def _decoder(self) -> BlobDecoder:
         dec = getattr(self._local, "decoder", None)
@@ -124,20 +130,46 @@ class ChunkReader:
 
         Blobs adjacent in one pack (up to ``span`` bytes, gaps up to :data:`SPAN_GAP`) are
         fetched with one ranged read: on a local vault that saves an open, a read and a close
-        per chunk, on object storage a request.  A chunk whose span cannot be fetched is read
-        alone, with :meth:`read`'s retry; one that fails verification in its span is read alone
-        once more, so every chunk gets the same two chances and the same messages as with
-        :meth:`read`.  Errors come back as values so that one damaged chunk fails one file, not
-        the run.
+        per chunk, on object storage a request (and where the storage offers batch reads, a
+        served vault, the spans of up to :data:`BATCH_BYTES` come in one call).  A chunk whose
+        span cannot be fetched is read alone, with :meth:`read`'s retry; one that fails
+        verification in its span is read alone once more, so every chunk gets the same two
+        chances and the same messages as with :meth:`read`.  Errors come back as values so
+        that one damaged chunk fails one file, not the run.
         """
-        start = 0
-        while start < len(chunks):
-            stop = _span_end(chunks, start, span)
-            if stop - start == 1:
-                yield self._read_one(*chunks[start])
-            else:
-                yield from self._read_span(chunks[start:stop])
-            start = stop
+        spans = _spans(chunks, span)
+        if not self._batches or len(spans) < 2:
+            for start, stop in spans:
+                if stop - start == 1:
+                    yield self._read_one(*chunks[start])
+                else:
+                    yield from self._read_span(chunks[start:stop])
+            return
+        for group in _groups(chunks, spans):
+            fetched = self._fetch(chunks, group)
+            for (start, stop), data in zip(group, fetched, strict=True):
+                if data is None and stop - start == 1:
+                    yield self._read_one(*chunks[start])
+                else:
+                    yield from self._read_span(chunks[start:stop], data)
+
+    def _fetch(
+        self, chunks: Sequence[Located], group: Sequence[tuple[int, int]]
+    ) -> list[memoryview | None]:
+        """The bytes of each span of ``group`` in one batch read (None for a chunk the index
+        does not know, and for every span when the batch fails: each span is then fetched
+        by a read of its own, as without batches, so its own read names the problem)."""
+        wanted: list[Range] = []
+        for start, stop in group:
+            first, last = chunks[start][1], chunks[stop - 1][1]
+            if first is not None and last is not None:
+                end = last.offset + last.length
+                wanted.append((pack_name(first.pack), first.offset, end - first.offset))
+        try:
+            got = iter(get_ranges(self._backend, wanted))
+        except StrongroomError:
+            return [None] * len(group)
+        return [next(got) if chunks[start][1] is not None else None for start, _ in group]
 
     def _read_one(
         self, chunk_id: bytes, entry: IndexEntry | None, attempts: int = 2
@@ -149,15 +181,22 @@ class ChunkReader:
         except StrongroomError as exc:
             return exc
 
-    def _read_span(self, run: Sequence[Located]) -> Iterator[bytes | StrongroomError]:
+    def _read_span(
+        self, run: Sequence[Located], fetched: memoryview | None = None
+    ) -> Iterator[bytes | StrongroomError]:
+        """The chunks of one span, from ``fetched`` (the span's bytes) or one ranged read."""
         first, last = run[0][1], run[-1][1]
         assert first is not None and last is not None  # _span_end only joins indexed chunks
         base = first.offset
         name = pack_name(first.pack)
-        try:
-            span = memoryview(self._backend.get_range(name, base, last.offset + last.length - base))
-        except StrongroomError:
-            span = memoryview(b"")  # every chunk is read alone: its own read names the problem
+        span = fetched
+        if span is None:
+            try:
+                span = memoryview(
+                    self._backend.get_range(name, base, last.offset + last.length - base)
+                )
+            except StrongroomError:
+                span = memoryview(b"")  # every chunk is read alone: its own read names why
         for chunk_id, entry in run:
             assert entry is not None
             at = entry.offset - base
@@ -190,6 +229,34 @@ class ChunkReader:
 
 def _not_indexed(chunk_id: bytes) -> IntegrityError:
     return IntegrityError(f"chunk {chunk_id.hex()[:16]} is not in the vault's index")
+
+
+def _spans(chunks: Sequence[Located], span: int) -> list[tuple[int, int]]:
+    """``chunks`` cut into the runs one ranged read each fetches: (start, stop) pairs."""
+    out, start = [], 0
+    while start < len(chunks):
+        stop = _span_end(chunks, start, span)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def _groups(
+    chunks: Sequence[Located], spans: list[tuple[int, int]]
+) -> Iterator[list[tuple[int, int]]]:
+    """Consecutive spans fetched by one batch read: up to :data:`BATCH_BYTES` of them."""
+    group: list[tuple[int, int]] = []
+    size = 0
+    for start, stop in spans:
+        first, last = chunks[start][1], chunks[stop - 1][1]
+        length = 0 if first is None or last is None else last.offset + last.length - first.offset
+        if group and size + length > BATCH_BYTES:
+            yield group
+            group, size = [], 0
+        group.append((start, stop))
+        size += length
+    if group:
+        yield group
 
 
 def _span_end(chunks: Sequence[Located], start: int, span: int) -> int:
