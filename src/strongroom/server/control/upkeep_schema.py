@@ -7,7 +7,7 @@
 - ``token_addresses``: the client addresses each token was used from (alerts on a new one);
   ``control_marks``: how far the scheduler has read the audit log.
 - ``point_sizes``: the logical size of each point a control-plane job made (dedup ratio);
-  ``vault_usage``: each vault's stored bytes, measured by a listing now and then.
+  ``vault_sizes``: each vault's stored bytes, measured by a listing now and then.
 - indexes the list endpoints need with a long job history (``bench/control.py``).
 """
 
@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS control_marks (
 CREATE TABLE IF NOT EXISTS point_sizes (
     vault TEXT NOT NULL, point TEXT NOT NULL, logical INTEGER NOT NULL,
     PRIMARY KEY (vault, point));
-CREATE TABLE IF NOT EXISTS vault_usage (
+CREATE TABLE IF NOT EXISTS vault_sizes (
     vault TEXT PRIMARY KEY, stored INTEGER NOT NULL, objects INTEGER NOT NULL,
     logical INTEGER NOT NULL, measured REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_kind_item ON jobs (kind, item, state, id);

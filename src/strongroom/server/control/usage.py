@@ -1,7 +1,7 @@
 """Each vault's stored bytes and deduplication ratio, for ``/metrics``.
 
 The stored bytes are a listing of the vault's content-named objects (packs, index objects,
-points), cached in ``vault_usage`` for :data:`USAGE_TTL_S` real seconds (a scrape every 15 s
+points), cached in ``vault_sizes`` for :data:`USAGE_TTL_S` real seconds (a scrape every 15 s
 must not list a large bucket each time; a verify run refreshes it too).  The server cannot
 read a point, so the logical size of each point comes from the agent that made it (a files
 backup's bytes, an image backup's data bytes; ``point_sizes``): the ratio is the live
@@ -54,9 +54,9 @@ def record(catalog: Catalog, vault: str, listing: dict[str, list[ObjectInfo]]) -
         ).fetchall()
         logical = sum(int(n) for p, n in sizes if p in live)
         u = Usage(vault, sum(i.size for i in content), len(content), logical)
-        db.execute("DELETE FROM vault_usage WHERE vault = ?", (vault,))
+        db.execute("DELETE FROM vault_sizes WHERE vault = ?", (vault,))
         db.execute(
-            "INSERT INTO vault_usage (vault, stored, objects, logical, measured)"
+            "INSERT INTO vault_sizes (vault, stored, objects, logical, measured)"
             " VALUES (?, ?, ?, ?, ?)",
             (vault, u.stored, u.objects, u.logical, time.time()),
         )
@@ -77,7 +77,7 @@ def usages(catalog: Catalog, registry: VaultRegistry) -> list[Usage]:
         cached = {
             str(r[0]): (Usage(str(r[0]), int(r[1]), int(r[2]), int(r[3])), float(r[4]))
             for r in db.execute(
-                "SELECT vault, stored, objects, logical, measured FROM vault_usage"
+                "SELECT vault, stored, objects, logical, measured FROM vault_sizes"
             ).fetchall()
         }
     found = []
