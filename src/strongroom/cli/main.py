@@ -3,11 +3,11 @@
 Exit codes: 0 success; 1 error; 2 bad usage; 3 partial success (the backup finished but some
 files could not be read); 130 interrupted.
 
-Start-up cost is paid on every command, so loading the CLI loads little: the command modules
-import the engines, numpy and rich inside the commands that use them (after the vault is
-open, so the key derivation's memory adds to a small base), and parameters are converted
-without pydantic (:mod:`strongroom.cli.coercion`).  ``tests/cli/test_startup.py`` holds
-this.
+Start-up cost is paid on every command, so loading the CLI loads little: a run imports only
+the command modules of the command it runs (``_HOMES``), those import the engines, numpy and
+rich inside the commands that use them (after the vault is open, so the key derivation's
+memory adds to a small base), and parameters are converted without pydantic
+(:mod:`strongroom.cli.coercion`).  ``tests/cli/test_startup.py`` holds this.
 """
 
 from __future__ import annotations
