@@ -140,12 +140,19 @@ def test_a_command_loads_only_its_own_command_module(
     code, done, _ = loaded_by(["version"], None, ON_DEMAND)
     assert code == 0 and not done
     (tmp_path / "src").mkdir()
-    code, done, _ = loaded_by(
-        ["backup", "files", str(tmp_path / "src"), "--json"], vault_env, ON_DEMAND
-    )
+    (tmp_path / "src" / "[red]a").write_text("alpha")
+    # human output on a pipe, as from cron: no rich
+    code, done, _ = loaded_by(["backup", "files", str(tmp_path / "src")], vault_env, ON_DEMAND)
     assert code == 0
     backup_side = {"files", "image", "stream", "vm"}  # the backup group; image uses vm's
     assert done == {f"strongroom.cli.{m}" for m in backup_side}
+    target = str(tmp_path / "restored")
+    code, done, _ = loaded_by(["restore", "files", "latest", "-t", target], vault_env, ON_DEMAND)
+    assert code == 0 and done == {f"strongroom.cli.{m}" for m in ("files", "image", "vm")}
+    code, done, _ = loaded_by(
+        ["diff", "latest", "--live", str(tmp_path / "src")], vault_env, ON_DEMAND
+    )
+    assert code == 0 and done == {"strongroom.cli.files"}
     code, done, _ = loaded_by(["--help"], None, ON_DEMAND)
     assert code == 0 and done == {*COMMAND_MODULES, "rich"}  # the whole tree, drawn with rich
 
