@@ -19,8 +19,10 @@ from typer._coercion import build_runtime_param
 
 import strongroom.files
 from strongroom.cli import coercion, vault_cmds
+from strongroom.cli import main as cli_main
 from strongroom.cli.files import CONFLICT_POLICIES
 from strongroom.cli.main import app, main
+from strongroom.cli.output import Table
 from strongroom.storage import LocalBackend
 from strongroom.vault import KDFParams, Vault
 from strongroom.vault import keys as keyslots
@@ -43,14 +45,16 @@ WATCHED = (
 VAULT = {"numpy", "cryptography", "strongroom.storage", "strongroom.vault.vault"}
 
 
-def loaded_by(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, set[str], set[str]]:
+def loaded_by(
+    argv: list[str], env: dict[str, str] | None = None, watched: tuple[str, ...] = WATCHED
+) -> tuple[int, set[str], set[str]]:
     """Run the CLI in a fresh interpreter: its exit code, the watched modules loaded by the
     end, and those loaded when the key derivation started."""
     script = textwrap.dedent(
         f"""
         import json, sys
         import argon2.low_level
-        watched = {WATCHED!r}
+        watched = {watched!r}
         at_kdf = []
         derive = argon2.low_level.hash_secret_raw
 
@@ -117,6 +121,65 @@ def test_json_commands_load_neither_rich_nor_pydantic(
     assert code == 0
     assert at_kdf == {"strongroom.storage"}
     assert done == VAULT - {"numpy"}  # listing points needs no chunk index (issue 19)
+
+
+# the command modules (completion is always loaded: it answers completion requests) and rich
+COMMAND_MODULES = tuple(f"strongroom.cli.{m}" for m in cli_main._MODULES if m != "completion")
+# and the storage layer's test backends, which no command uses
+TEST_BACKENDS = ("strongroom.storage.faults", "strongroom.storage.memory")
+ON_DEMAND = (*COMMAND_MODULES, "rich", *TEST_BACKENDS)
+
+
+def test_a_command_loads_only_its_own_command_module(
+    vault_env: dict[str, str], tmp_path: Path
+) -> None:
+    code, done, _ = loaded_by(["points"], vault_env, ON_DEMAND)
+    assert code == 0 and done == {"strongroom.cli.vault_cmds"}  # the table is drawn plainly
+    code, done, _ = loaded_by(["key", "list"], vault_env, ON_DEMAND)
+    assert code == 0 and done == {"strongroom.cli.keys"}
+    code, done, _ = loaded_by(["version"], None, ON_DEMAND)
+    assert code == 0 and not done
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "[red]a").write_text("alpha")
+    # human output on a pipe, as from cron: no rich
+    code, done, _ = loaded_by(["backup", "files", str(tmp_path / "src")], vault_env, ON_DEMAND)
+    assert code == 0
+    backup_side = {"files", "image", "stream", "vm"}  # the backup group; image uses vm's
+    assert done == {f"strongroom.cli.{m}" for m in backup_side}
+    target = str(tmp_path / "restored")
+    code, done, _ = loaded_by(["restore", "files", "latest", "-t", target], vault_env, ON_DEMAND)
+    assert code == 0 and done == {f"strongroom.cli.{m}" for m in ("files", "image", "vm")}
+    code, done, _ = loaded_by(
+        ["diff", "latest", "--live", str(tmp_path / "src")], vault_env, ON_DEMAND
+    )
+    assert code == 0 and done == {"strongroom.cli.files"}
+    code, done, _ = loaded_by(["--help"], None, ON_DEMAND)
+    assert code == 0 and done == {*COMMAND_MODULES, "rich"}  # the whole tree, drawn with rich
+
+
+def test_every_command_has_its_modules_listed() -> None:
+    whole = typer.main.get_command(app)
+    assert set(cli_main._HOMES) == set(whole.commands)  # type: ignore[attr-defined]
+    for name in whole.commands:  # type: ignore[attr-defined]
+        only = typer.main.get_command(cli_main._app_for([name, "--help"]))
+        assert set(only.commands) == {name}  # type: ignore[attr-defined]
+        help_of = only.commands[name].help  # type: ignore[attr-defined]
+        assert help_of == whole.commands[name].help  # type: ignore[attr-defined]
+
+
+def test_plain_table_lines_up_columns() -> None:
+    table = Table("id", "source", "size")
+    table.add_row("ab12", "\u65e5\u672c", "1 B")
+    table.add_row("cd3456", "[red]x[/]", "")
+    assert table.lines() == [
+        " id      source     size",
+        " ab12    \u65e5\u672c       1 B",
+        " cd3456  [red]x[/]",
+    ]
+    bare = Table(show_header=False)
+    bare.add_row("key", "value")
+    assert bare.lines(bold=True) == [" key  value"]
+    assert Table("a", "b").lines(bold=True) == ["\x1b[1m a  b\x1b[0m"]
 
 
 def test_openblas_gets_one_thread_unless_told_otherwise() -> None:

@@ -81,10 +81,11 @@ def _number(kind: type[int] | type[float], low: float | None, high: float | None
             number = value
         else:
             raise _Unexpected
-        if low is not None and not number >= low:
-            raise _Invalid(f"Input should be greater than or equal to {_bound(low)}")
+        # the upper bound first, as pydantic: NaN breaks both and is reported against it
         if high is not None and not number <= high:
             raise _Invalid(f"Input should be less than or equal to {_bound(high)}")
+        if low is not None and not number >= low:
+            raise _Invalid(f"Input should be greater than or equal to {_bound(low)}")
         return number
 
     return convert

@@ -23,7 +23,7 @@ from strongroom.cli.options import (
     VaultOpt,
     open_vault,
 )
-from strongroom.cli.output import console, escape, human_bytes, is_tty, print_json, warn
+from strongroom.cli.output import console, escape, human_bytes, is_tty, print_json, say, warn
 from strongroom.errors import StrongroomError
 
 if TYPE_CHECKING:
@@ -219,9 +219,9 @@ def _backup_files(
         for path in summary.inconsistent:
             warn(f"{path}: changed while it was read (recorded as inconsistent)")
         for path, reason in summary.skipped:
-            console().print(f"note: {escape(path)}: {reason}", soft_wrap=True)
+            say(f"note: {path}: {reason}")
         s = summary
-        console().print(
+        say(  # plain: a backup run from cron then never loads rich (issue 19)
             f"files: {s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged;"
             f" read {human_bytes(s.bytes_read)}, added {human_bytes(s.bytes_added)}"
             f" in {s.duration:.1f}s"
@@ -273,12 +273,12 @@ def restore_files_cmd(
         print_json(summary.to_dict())
     else:
         for action, path in summary.actions:
-            console().print(f"{action:>10} {escape(path)}", soft_wrap=True)
+            say(f"{action:>10} {path}")
         for path, reason in [*summary.warnings, *summary.errors]:
             warn(f"{path}: {reason}")
         verb = "would restore" if dry_run else "restored"
         n = len(summary.actions) if dry_run else summary.files + summary.links
-        console().print(
+        say(
             f"{verb} {n} {'entries' if dry_run else 'files'} from {p.short_id} to {summary.target}"
             + (f", {len(summary.skipped)} skipped" if summary.skipped else "")
         )
@@ -360,11 +360,9 @@ def find_cmd(
         return
     for p, path, node in hits:
         when = p.manifest.time[:19].replace("T", " ")
-        console().print(
-            f"{p.short_id}  {when}  {node.size:>12}  {escape(shown_path(path))}", soft_wrap=True
-        )
+        say(f"{p.short_id}  {when}  {node.size:>12}  {shown_path(path)}")
     if not hits:
-        console().print("no match")
+        say("no match")
 
 
 def _find_in_images(
@@ -433,9 +431,8 @@ def diff_cmd(
         return
     for c in changes:
         extra = f"  ({', '.join(c.fields)})" if c.fields else ""
-        shown = escape(shown_path(c.path))
-        console().print(f"{_DIFF_MARKS[c.change]} {shown}{extra}", soft_wrap=True)
-    console().print(f"{len(changes)} change(s)")
+        say(f"{_DIFF_MARKS[c.change]} {shown_path(c.path)}{extra}")
+    say(f"{len(changes)} change(s)")
 
 
 def _diff_images(

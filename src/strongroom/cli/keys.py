@@ -15,7 +15,7 @@ from strongroom.cli.options import (
     open_vault,
     passphrase_from_file,
 )
-from strongroom.cli.output import console, print_json
+from strongroom.cli.output import Table, console, print_json
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -63,9 +63,7 @@ def list_keys(
             ]
         )
         return
-    from rich.table import Table  # only for human output (see strongroom.cli.output)
-
-    table = Table(" ", "id", "created", "user@host", "label", box=None)
+    table = Table(" ", "id", "created", "user@host", "label")
     for s in slots:
         table.add_row(
             "*" if s.slot_id == v.slot_id else "",
@@ -74,7 +72,7 @@ def list_keys(
             f"{s.user}@{s.host}",
             s.label,
         )
-    console().print(table)
+    table.print()
 
 
 @app.command("add")

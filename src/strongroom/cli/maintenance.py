@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from strongroom.cli.options import CLIError, JsonOpt, PasswordFileOpt, VaultOpt, open_vault
+from strongroom.cli.output import Table as PlainTable
 from strongroom.cli.output import console, human_bytes, print_json
 
 if TYPE_CHECKING:
@@ -297,9 +298,7 @@ def settings(
     if as_json:
         print_json(doc)
         return
-    from rich.table import Table
-
-    table = Table(box=None, show_header=False)
+    table = PlainTable(show_header=False)
     for key, value in doc.items():
         table.add_row(key.replace("_", "-"), str(value))
-    console().print(table)
+    table.print()

@@ -1,6 +1,6 @@
 """Vault-wide commands: init, points, stats, check (and check --repair).
 
-The vault's modules and rich's tables are imported inside the commands, where they are used
+The vault's modules are imported inside the commands, where they are used
 (see ``strongroom.cli.main``).
 """
 
@@ -20,11 +20,9 @@ from strongroom.cli.options import (
     read_passphrase,
     vault_location,
 )
-from strongroom.cli.output import console, human_bytes, is_tty, print_json, warn
+from strongroom.cli.output import Table, console, human_bytes, is_tty, print_json, say, warn
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from strongroom.vault import CheckReport, RecoveryPoint, Vault
     from strongroom.vault.repair import RepairReport
     from strongroom.vault.tombstones import Tombstone
@@ -132,14 +130,12 @@ def points(
         print_json([_point_doc(p, stones.get(p.point_id)) for p in found])
         return
     table = _deleted_table(found, stones) if deleted else _points_table(found)
-    console().print(table)
-    console().print(f"{len(found)} {'soft-deleted ' if deleted else ''}recovery point(s)")
+    table.print()
+    say(f"{len(found)} {'soft-deleted ' if deleted else ''}recovery point(s)")
 
 
 def _points_table(found: list[RecoveryPoint]) -> Table:
-    from rich.table import Table
-
-    table = Table("id", "time", "kind", "source", "consistency", "size", "tags", box=None)
+    table = Table("id", "time", "kind", "source", "consistency", "size", "tags")
     for p in found:
         m = p.manifest
         size = m.summary.get("logical_bytes")
@@ -156,9 +152,7 @@ def _points_table(found: list[RecoveryPoint]) -> Table:
 
 
 def _deleted_table(found: list[RecoveryPoint], stones: dict[str, Tombstone]) -> Table:
-    from rich.table import Table
-
-    table = Table("id", "time", "kind", "source", "deleted", "purged after", "reason", box=None)
+    table = Table("id", "time", "kind", "source", "deleted", "purged after", "reason")
     for p in found:
         m, stone = p.manifest, stones[p.point_id]
         table.add_row(
@@ -205,9 +199,7 @@ def stats(
     if as_json:
         print_json(doc)
         return
-    from rich.table import Table
-
-    table = Table(box=None, show_header=False)
+    table = Table(show_header=False)
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(s.points_by_kind.items()))
     table.add_row("recovery points", f"{s.points}" + (f" ({kinds})" if kinds else ""))
     table.add_row("original size", human_bytes(s.logical_bytes))
@@ -215,7 +207,7 @@ def stats(
     table.add_row("stored size", f"{human_bytes(s.pack_bytes)} in {s.packs} packs")
     table.add_row("dedup ratio", f"{s.dedup_ratio:.2f}x")
     table.add_row("compression ratio", f"{s.compression_ratio:.2f}x")
-    console().print(table)
+    table.print()
 
 
 def check(

@@ -1,20 +1,29 @@
 """Storage layer: where a vault's objects live (local folder, Azure Blob, S3) and wrappers.
 
-:class:`ObjectStoreBackend` (obstore) loads on first use: local vaults never need it.
+:class:`ObjectStoreBackend` (obstore) loads on first use: local vaults never need it; nor
+does a command need the fault-injecting and in-memory backends of the tests (issue 19: each
+command pays for what it imports).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from strongroom.lazyexports import lazy_exports
 from strongroom.storage.backend import Backend, BackendCapabilities, ObjectInfo, capabilities_of
 from strongroom.storage.cache import CachingBackend
-from strongroom.storage.faults import FaultKind, FaultOp, FaultRule, FaultyBackend, InjectedFault
 from strongroom.storage.local import LocalBackend
-from strongroom.storage.memory import MemoryBackend
 from strongroom.storage.names import check_name
 from strongroom.storage.retry import RetryingBackend
 from strongroom.storage.url import default_cache_root, open_backend
 
 if TYPE_CHECKING:
+    from strongroom.storage.faults import (
+        FaultKind,
+        FaultOp,
+        FaultRule,
+        FaultyBackend,
+        InjectedFault,
+    )
+    from strongroom.storage.memory import MemoryBackend
     from strongroom.storage.objectstore import ObjectStoreBackend
 
 __all__ = [
@@ -38,9 +47,13 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "ObjectStoreBackend":
-        from strongroom.storage.objectstore import ObjectStoreBackend
-
-        return ObjectStoreBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_HOME = {
+    "FaultKind": "faults",
+    "FaultOp": "faults",
+    "FaultRule": "faults",
+    "FaultyBackend": "faults",
+    "InjectedFault": "faults",
+    "MemoryBackend": "memory",
+    "ObjectStoreBackend": "objectstore",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, __all__)
