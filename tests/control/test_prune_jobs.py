@@ -136,6 +136,7 @@ def test_prune_schedule_bad_input(control: Control, tmp_path: Path) -> None:
     base = ("vault-schedule", "set", "badin", "--server", control.url)
     cases = [
         (("--prune", "*:*", "--prune-machine", "nobody"), 1, "no machine 'nobody'"),
+        (("--verify", "*:*", "--prune", "*:*", "--prune-machine", "nobody"), 1, "no machine"),
         (("--prune", "someday", "--prune-machine", "nobody"), 1, "someday"),
         (("--prune", "*:*"), 2, "--prune-machine"),
         ((), 2, "--verify EXPR, --prune EXPR"),
@@ -144,6 +145,8 @@ def test_prune_schedule_bad_input(control: Control, tmp_path: Path) -> None:
         done = cli(control.admin, *base, *extra)
         assert done.returncode == code, (extra, done.stderr)
         assert text in done.stderr and "Traceback" not in done.stderr, done.stderr
+    shown = control.admin_json("vault-schedule", "list")
+    assert all(s["vault"] != "badin" for s in shown)  # nothing set by a refused request
     folder = tmp_path / "cfg"
     done = cli("", "agent", "add-token", "--role", "backup", "--token-file", "/dev/null",
                "--config", str(folder))  # fmt: skip

@@ -61,6 +61,15 @@ class Pruner:
     def set_schedule(
         self, vault: str, expr: str, machine: str, grace_hours: float, now: float
     ) -> PruneSchedule:
+        self.check(vault, expr, machine, grace_hours)
+        row = (vault, expr, machine, float(grace_hours), _next(expr, now), now)
+        with self.catalog.tx() as db:
+            db.execute("DELETE FROM prune_schedules WHERE vault = ?", (vault,))
+            db.execute(f"INSERT INTO prune_schedules ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", row)
+        return PruneSchedule(*row)
+
+    def check(self, vault: str, expr: str, machine: str, grace_hours: float) -> None:
+        """Refuse a bad schedule before anything is written (ApiError 400 or 404)."""
         check_name(vault, "vault")
         check_name(machine, "machine")
         try:
@@ -71,15 +80,10 @@ class Pruner:
             raise ApiError(400, "--prune-grace-hours must be 0 or more (at most a year)")
         if self.registry.gateway(vault, SYSTEM) is None:
             raise ApiError(404, f"no vault {vault!r} on this server", "no-vault")
-        row = (vault, expr, machine, float(grace_hours), _next(expr, now), now)
-        with self.catalog.tx() as db:
-            if db.execute("SELECT 1 FROM machines WHERE name = ?", (machine,)).fetchone() is None:
-                raise ApiError(
-                    404, f"no machine {machine!r}: register its agent first", "no-machine"
-                )
-            db.execute("DELETE FROM prune_schedules WHERE vault = ?", (vault,))
-            db.execute(f"INSERT INTO prune_schedules ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", row)
-        return PruneSchedule(*row)
+        with self.catalog.read() as db:
+            found = db.execute("SELECT 1 FROM machines WHERE name = ?", (machine,)).fetchone()
+        if found is None:
+            raise ApiError(404, f"no machine {machine!r}: register its agent first", "no-machine")
 
     def schedules(self) -> list[PruneSchedule]:
         with self.catalog.read() as db:

@@ -33,14 +33,16 @@ def _set(plane: ControlPlane, b: ScheduleBody) -> dict[str, Any]:
     if (b.prune is None) != (b.prune_machine is None):
         raise ApiError(400, "--prune and --prune-machine go together")
     doc: dict[str, Any] = {"vault": b.vault}
+    if b.prune is not None and b.prune_machine is not None:  # checked before verify is set
+        plane.pruner.check(b.vault, b.prune, b.prune_machine, b.prune_grace_hours)
+    if b.verify is not None:
+        doc.update(plane.verifier.set_schedule(b.vault, b.verify, b.verify_days).public())
     if b.prune is not None and b.prune_machine is not None:
         now = plane.clock.now()
         found = plane.pruner.set_schedule(
             b.vault, b.prune, b.prune_machine, b.prune_grace_hours, now
         )
         doc.update(found.public())
-    if b.verify is not None:
-        doc.update(plane.verifier.set_schedule(b.vault, b.verify, b.verify_days).public())
     return doc
 
 
