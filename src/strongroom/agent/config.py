@@ -4,7 +4,10 @@ files cache and per-item lock files.
 
 The passphrase lives on the machine because encryption happens there: the server holds no
 key.  Whoever reads this folder can read and add backups of this machine's items (its token
-is scoped to them) but cannot delete any (a backup token never can).
+is scoped to them) but cannot delete any (a backup token never can).  A designated
+maintenance agent (``strongroom agent add-token --role maintenance``) also holds a
+maintenance token, used only for the prune jobs of the vaults it is named for; whoever reads
+its folder can then prune, which the server's soft delete and immutability still bound.
 """
 
 from __future__ import annotations
@@ -40,11 +43,17 @@ class AgentConfig:
     machine: str
     token: str
     ca_file: str | None = None
+    maintenance_token: str | None = None
+    """Used only for prune jobs (``strongroom agent add-token --role maintenance``)."""
 
     def save(self, folder: Path, passphrase: str) -> None:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(folder, 0o700)
         _write_private(folder / PASSPHRASE_FILE, passphrase + "\n")
+        self.save_config(folder)
+
+    def save_config(self, folder: Path) -> None:
+        """Rewrite ``agent.json`` alone (mode 0600)."""
         _write_private(folder / CONFIG_FILE, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
@@ -53,7 +62,11 @@ class AgentConfig:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
             return cls(
-                str(doc["server"]), str(doc["machine"]), str(doc["token"]), doc.get("ca_file")
+                str(doc["server"]),
+                str(doc["machine"]),
+                str(doc["token"]),
+                doc.get("ca_file"),
+                doc.get("maintenance_token"),
             )
         except FileNotFoundError:
             raise AgentError(

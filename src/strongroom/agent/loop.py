@@ -34,6 +34,10 @@ from strongroom.errors import AccessDenied, StorageError, StrongroomError
 from strongroom.storage.http import CA_FILE_ENV
 
 MAX_BACKOFF_S = 60.0
+NO_MAINTENANCE_TOKEN = (
+    "this agent holds no maintenance token: run `strongroom agent add-token --role"
+    " maintenance --token-file F` on it (a backup token cannot prune)"
+)
 
 
 def say(text: str) -> None:
@@ -137,12 +141,17 @@ class Agent:
         lines: list[str] = []
         targets = [str(t) for t in work.get("targets", [])]
         total = count_files(targets) if work["kind"] == "backup" else 0
+        token = self.config.token
+        if work["kind"] == "prune":  # only prune needs (and uses) the maintenance token
+            if self.config.maintenance_token is None:
+                return Outcome("failed", reason=NO_MAINTENANCE_TOKEN)
+            token = self.config.maintenance_token
         try:
             with Reporter(self.client, job, total) as reporter:
                 v = open_served_vault(
                     self.config.server,
                     str(work["vault"]),
-                    self.config.token,
+                    token,
                     self.passphrase,
                     lines.append,
                 )
@@ -163,6 +172,10 @@ class Agent:
     def _dispatch(self, v: Any, work: dict[str, Any], reporter: Reporter) -> Outcome:
         if work["kind"] == "retention":
             return retention_job(v, work)
+        if work["kind"] == "prune":
+            from strongroom.agent.prunework import prune_job
+
+            return prune_job(v, work, reporter)
         if work["kind"] == "restore":  # the dashboard's (normally handed over by the relay)
             from strongroom.agent.restorework import restore_job
 

@@ -1,4 +1,4 @@
-"""``strongroom agent register`` and ``strongroom agent run``."""
+"""``strongroom agent register``, ``agent add-token`` and ``agent run``."""
 
 from __future__ import annotations
 
@@ -79,3 +79,29 @@ def agent_run(
     from strongroom.agent.loop import Agent
 
     Agent(_folder(config), wait=min(wait, 60.0)).run(once=once)
+
+
+@agent_app.command("add-token")
+def agent_add_token(
+    role: Annotated[str, typer.Option("--role", help="The token's role: maintenance.")],
+    token_file: Annotated[
+        Path, typer.Option("--token-file", help="A file holding the token (`token create`).")
+    ],
+    config: ConfigOpt = None,
+) -> None:
+    """Keep a maintenance token in the agent's config (mode 0600), used only for the prune
+    jobs of the vaults whose prune schedule names this machine."""
+    from dataclasses import replace
+
+    from strongroom.agent.config import AgentConfig
+    from strongroom.cli.options import passphrase_from_file
+
+    if role != "maintenance":
+        raise typer.BadParameter(f"--role must be maintenance, not {role!r}")
+    token = passphrase_from_file(token_file).strip()
+    if not token:
+        raise CLIError(f"the token file {token_file} is empty")
+    folder = _folder(config)
+    made = replace(AgentConfig.load(folder), maintenance_token=token)
+    made.save_config(folder)
+    typer.echo(f"machine {made.machine} keeps a maintenance token for prune jobs")

@@ -25,6 +25,7 @@ from strongroom.server.catalog_db import (
     open_postgres,
     open_sqlite,
 )
+from strongroom.server.control.prune_schema import SCHEMA_PRUNE
 from strongroom.server.control.schema import SCHEMA_3
 from strongroom.server.control.upkeep_schema import SCHEMA_UPKEEP
 from strongroom.server.pointmeta_schema import SCHEMA_6
@@ -32,7 +33,7 @@ from strongroom.server.web.schema import SCHEMA_4
 from strongroom.server.web.usage_schema import SCHEMA_USAGE
 
 CATALOG_FILE = "catalog.sqlite"
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,7 +63,16 @@ CREATE TABLE IF NOT EXISTS approvals (
     created REAL NOT NULL, decided_by TEXT, decided REAL, state TEXT NOT NULL);
 """
 # Each version's tables, in order: a catalog of version N gets the scripts after its own.
-_MIGRATIONS = (_SCHEMA, _SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_USAGE, SCHEMA_6, SCHEMA_UPKEEP)
+_MIGRATIONS = (
+    _SCHEMA,
+    _SCHEMA_2,
+    SCHEMA_3,
+    SCHEMA_4,
+    SCHEMA_USAGE,
+    SCHEMA_6,
+    SCHEMA_UPKEEP,
+    SCHEMA_PRUNE,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,4 +62,9 @@ class ControlClient(AdminClient):
         return found
 
     def vault_schedules(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/vault-schedules", "list schedules")["schedules"])
+        """Each vault's schedules: verify fields and prune fields merged per vault."""
+        doc = self._call("GET", "/v1/vault-schedules", "list schedules")
+        merged: dict[str, dict[str, Any]] = {}
+        for row in [*doc["schedules"], *doc.get("prune_schedules", [])]:
+            merged.setdefault(str(row["vault"]), {}).update(row)
+        return [merged[v] for v in sorted(merged)]

@@ -18,7 +18,7 @@ from strongroom.server.catalog_db import Db
 
 STATES = ("queued", "running", "succeeded", "partial", "failed", "cancelled")
 FINAL = ("succeeded", "partial", "failed", "cancelled")
-KINDS = ("backup", "retention", "restore", "verify")
+KINDS = ("backup", "retention", "restore", "verify", "prune")
 MAX_LOG_LINES = 1000
 
 

@@ -22,6 +22,8 @@ from strongroom.server.control.alerts import Alerts
 from strongroom.server.control.calendar import parse_schedule
 from strongroom.server.control.clock import Clock, lost_seconds, tick_seconds
 from strongroom.server.control.jobs import FINAL, Job, Jobs, Result
+from strongroom.server.control.prunejobs import Pruner
+from strongroom.server.control.prunejobs import record as record_prune
 from strongroom.server.control.store import Definitions, Item, Policy, item_in
 from strongroom.server.control.verify import Verifier
 from strongroom.server.control.watch import watch_addresses
@@ -47,6 +49,7 @@ class ControlPlane:
         self.clock = clock or Clock.from_env()
         self.defs, self.jobs, self.alerts = Definitions(catalog), Jobs(catalog), Alerts(catalog)
         self.verifier = Verifier(catalog, registry, self.jobs, self.alerts, self.clock)
+        self.pruner = Pruner(catalog, registry, self.jobs)
         self.history_days = HISTORY_DAYS
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,6 +95,7 @@ class ControlPlane:
             self._check_overdue(item, policy, now)
         self.jobs.requeue_lost(now, now - self.clock.span(lost_seconds(LOST_AFTER_S)))
         self.verifier.tick(now)
+        self.pruner.tick(now)
         watch_addresses(self.catalog, now)
         self.alerts.deliver(now)
         self.jobs.expire(now - self.history_days * 86400)
@@ -151,7 +155,7 @@ class ControlPlane:
         startable = {n for n, i in items.items() if policies[i.policy].in_window(minute)}
         job = self.jobs.claim(machine, now, startable)
         if job is None:
-            return None
+            return self.pruner.claim(machine, now)
         item = items[job.item]
         policy = policies[item.policy]
         work = {
@@ -181,8 +185,11 @@ class ControlPlane:
             if job.state != "running" or job.agent != machine:
                 raise ApiError(409, f"job {job_id} is not running on {machine}", "not-running")
             self.jobs.log(db, job_id, now, lines)
-            item = self._item_in(db, job.item)
-            self._record(db, job, item, result, now)
+            if job.kind == "prune":  # a vault's, not an item's
+                record_prune(db, job, result, now)
+            else:
+                item = self._item_in(db, job.item)
+                self._record(db, job, item, result, now)
         if job.kind == "backup" and result.state in ("succeeded", "partial"):
             self._plan_retention(job, item, machine, now)
         return self.jobs.get(job_id)

@@ -133,7 +133,12 @@ class Verifier:
             if row is None or row[0] != s.next_verify:
                 return  # another server took this run
             item = VAULT_ITEM + s.vault
-            if self.jobs.open_job(db, item) is None:
+            open_verify = db.execute(  # a queued prune of the vault does not skip this run
+                "SELECT 1 FROM jobs WHERE item = ? AND kind = 'verify'"
+                " AND state IN ('queued', 'running') LIMIT 1",
+                (item,),
+            ).fetchone()
+            if open_verify is None:
                 self.jobs.enqueue(db, item, "verify", s.next_verify, now, {"vault": s.vault})
             db.execute(
                 "UPDATE vault_schedules SET next_verify = ? WHERE vault = ?",
@@ -151,7 +156,9 @@ class Verifier:
         now = self.clock.now()
         with self.catalog.tx() as db:
             row = db.execute(
-                "SELECT id, item FROM jobs WHERE kind = 'verify' AND state = 'queued'"
+                "SELECT id, item FROM jobs j WHERE kind = 'verify' AND state = 'queued'"
+                " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.item = j.item"
+                " AND r.state = 'running')"  # not while the vault's prune runs
                 " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
             ).fetchone()
             if row is None:
