@@ -80,8 +80,12 @@ def test_disk_item_on_a_schedule(control: Control, tmp_path: Path) -> None:
     wait_for("health ok", lambda: control.item("data-disk")["health"] == "ok", 30)
     control.stop_agent("hv01")
     points = check_keep_last_2(control, url, "data-disk", "data-disk")
-    backup = next(j for j in control.jobs("data-disk") if j["point"] == points[-1])
-    assert backup["bytes_read"] == 8 * MiB and backup["files"] == 1, backup
+    backups = [j for j in control.jobs("data-disk") if j["kind"] == "backup" and j["point"]]
+    # the first backup reads the image; later ones of the unchanged image may skip it by its
+    # file state (image/unchanged.py) and read nothing
+    assert all(j["bytes_read"] in (0, 8 * MiB) and j["files"] == 1 for j in backups), backups
+    backup = min(backups, key=lambda j: int(j["id"]))
+    assert backup["bytes_read"] == 8 * MiB, backup
     shown = control.admin_json("jobs", "show", str(backup["id"]))
     assert any("disk data-disk: read" in line["line"] for line in shown["log"]), shown
     restored = tmp_path / "restored.qcow2"
