@@ -219,7 +219,12 @@ class Guest:
             time.sleep(0.2)
 
     def sha(self, dev: str) -> str:
-        return self.sh.check(f"sha256sum /dev/{dev}").split()[0]
+        # the kernel may print to the serial console meanwhile (I/O errors while an instant
+        # recovery's export restarts): take the digest itself, not the output's first word
+        out = self.sh.check(f"sha256sum /dev/{dev}")
+        found = re.search(rf"\b([0-9a-f]{{64}})\s+/dev/{dev}\b", out)
+        assert found, f"no sha256sum of /dev/{dev} in the console output: {out!r}"
+        return found.group(1)
 
     def write(self, dev: str, offset_mib: int, count_mib: int = 1, seed: str = "") -> None:
         """Write ``count_mib`` MiB of fresh random data at ``offset_mib`` MiB (fsync'ed)."""
