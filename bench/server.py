@@ -143,32 +143,55 @@ def restore_args(kind: str, source: str, out: Path) -> list[str]:
     return ["restore", "files", "latest", "--source", source, "--target", str(out)]
 
 
-def one_round(work: Path, kind: str, path: Path, served: Served) -> dict[str, float]:
-    """Backup and restore of ``path``: local vault, then through the server."""
+def settle_deletes() -> None:
+    """Wait out ext4's "recently deleted" window (see ``harness.settle_deletes``): creating
+    inodes right after deleting a 20,000-file tree costs the next restore 2-5x its kernel time,
+    which made whichever side ran second look slower."""
+    subprocess.run(["sync"], check=True)
+    time.sleep(int(Path("/proc/sys/vm/dirty_expire_centisecs").read_text()) / 100 + 5)
+
+
+def one_round(
+    work: Path, kind: str, path: Path, served: Served, server_first: bool
+) -> dict[str, float]:
+    """Backup and restore of ``path`` into a local vault and through the server, in the given
+    order (alternated between rounds); every deletion happens before the round, then waited
+    out, so neither side pays for the other's deleted files."""
     times: dict[str, float] = {}
-    for where in ("local", "server"):
-        cache, out = work / f"cache-{where}", work / f"restore-{where}"
-        for d in (cache, out, work / "vault-local"):
+    order = ("server", "local") if server_first else ("local", "server")
+    for where in order:
+        for d in (work / f"cache-{where}", work / f"restore-{where}"):
             shutil.rmtree(d, ignore_errors=True)
+    shutil.rmtree(work / "vault-local", ignore_errors=True)
+    settle_deletes()
+    plan: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {}
+    for where in order:
+        cache = work / f"cache-{where}"
         if where == "local":
             env = env_with(XDG_CACHE_HOME=str(cache))
             vault = str(work / "vault-local")
             cli(env, "init", "--vault", vault, *KDF)
-            env_b = env_r = env
+            plan[where] = (vault, env, env)
         else:
             vault = f"{served.url}/{kind}-{time.monotonic_ns()}"
             cli(served.as_admin(cache), "init", "--vault", vault, *KDF)
             env_b = env_with(XDG_CACHE_HOME=str(cache), STRONGROOM_TOKEN=served.token("backup"))
             env_r = env_with(XDG_CACHE_HOME=str(cache), STRONGROOM_TOKEN=served.token("restore"))
+            plan[where] = (vault, env_b, env_r)
+    for where in order:
+        vault, env_b, _ = plan[where]
         pid = served.proc.pid if where == "server" else None
-        backup = backup_args(kind, path, kind)
         subprocess.run(["sync"], check=True)
+        backup = backup_args(kind, path, kind)
         record(times, f"{where} backup", timed(env_b, *backup, "--vault", vault, server=pid))
+    for where in order:
+        vault, _, env_r = plan[where]
+        pid = served.proc.pid if where == "server" else None
+        out = work / f"restore-{where}"
         out.mkdir(parents=True)
         subprocess.run(["sync"], check=True)
         restore = restore_args(kind, kind, out)
         record(times, f"{where} restore", timed(env_r, *restore, "--vault", vault, server=pid))
-        shutil.rmtree(out, ignore_errors=True)
     return times
 
 
@@ -233,7 +256,7 @@ def main() -> None:
     try:
         sets = [(k, ds) for k, ds in (("tree", tree), ("image", image)) if k in args.sets]
         for kind, ds in sets:
-            rounds = [one_round(work, kind, ds.path, served) for _ in range(args.runs)]
+            rounds = [one_round(work, kind, ds.path, served, i % 2 == 1) for i in range(args.runs)]
             med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
             for op in ("backup", "restore"):
                 med[f"{op} ratio"] = med[f"server {op}"] / med[f"local {op}"]
