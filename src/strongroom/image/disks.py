@@ -164,7 +164,45 @@ class RawDisk:
 READ_MODE_VHDX: Final = "vhdx-bat"  # data blocks from a vhdx's own allocation table
 
 
-class NBDDisk:
+class _NBDReads:
+    """The reads both NBD-backed disks share: plain, and submitted for read-ahead
+    (``image/readahead.py``); a subclass names its errors with ``_read_error``."""
+
+    path: Path
+    _client: NBDClient
+
+    def _read_error(self, exc: NBDError) -> ImageError:
+        raise NotImplementedError
+
+    def read_into(self, offset: int, view: memoryview) -> None:
+        try:
+            self._client.read_into(offset, view)
+        except NBDError as exc:
+            raise self._read_error(exc) from None
+
+    @property
+    def max_request(self) -> int:
+        return self._client.max_request
+
+    @property
+    def read_counts(self) -> ReadCounts:
+        """The READs sent so far (count, bytes, largest, most in flight)."""
+        return self._client.reads
+
+    def submit_read(self, offset: int, view: memoryview) -> Future[int]:
+        try:
+            return self._client.submit_read(offset, len(view), view)
+        except NBDError as exc:
+            raise self._read_error(exc) from None
+
+    def wait_read(self, future: Future[int]) -> None:
+        try:
+            future.result()
+        except NBDError as exc:
+            raise self._read_error(exc) from None
+
+
+class NBDDisk(_NBDReads):
     """Any image qemu can open, served by a private qemu-nbd.
 
     Writes are pipelined: up to a window of WRITE requests stay in flight and ``flush``
@@ -217,32 +255,8 @@ class NBDDisk:
         context = f"qemu:dirty-bitmap:{self.bitmap}"
         return merged_extents(self._client, context, lambda flags: bool(flags & STATE_DIRTY))
 
-    def read_into(self, offset: int, view: memoryview) -> None:
-        try:
-            self._client.read_into(offset, view)
-        except NBDError as exc:
-            raise ImageError(f"cannot read {self.path}: {exc}") from None
-
-    @property
-    def max_request(self) -> int:
-        return self._client.max_request
-
-    @property
-    def read_counts(self) -> ReadCounts:
-        """The READs sent so far (count, bytes, largest, most in flight)."""
-        return self._client.reads
-
-    def submit_read(self, offset: int, view: memoryview) -> Future[int]:
-        try:
-            return self._client.submit_read(offset, len(view), view)
-        except NBDError as exc:
-            raise ImageError(f"cannot read {self.path}: {exc}") from None
-
-    def wait_read(self, future: Future[int]) -> None:
-        try:
-            future.result()
-        except NBDError as exc:
-            raise ImageError(f"cannot read {self.path}: {exc}") from None
+    def _read_error(self, exc: NBDError) -> ImageError:
+        return ImageError(f"cannot read {self.path}: {exc}")
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -307,7 +321,7 @@ def merged_extents(
         yield start, end - start
 
 
-class ExportDisk:
+class ExportDisk(_NBDReads):
     """A read-only export someone else serves (libvirt's pull-mode backup): the export
     ``name`` at ``address``, with ``base:allocation`` and optionally a dirty bitmap."""
 
@@ -336,35 +350,8 @@ class ExportDisk:
             raise ImageError(f"the NBD export {self.path.name!r} offers no {context}")
         return merged_extents(self._client, context, lambda flags: bool(flags & STATE_DIRTY))
 
-    def read_into(self, offset: int, view: memoryview) -> None:
-        try:
-            self._client.read_into(offset, view)
-        except NBDError as exc:
-            raise self._read_error(exc) from None
-
     def _read_error(self, exc: NBDError) -> ImageError:
         return ImageError(f"cannot read NBD export {self.path.name!r}: {exc}")
-
-    @property
-    def max_request(self) -> int:
-        return self._client.max_request
-
-    @property
-    def read_counts(self) -> ReadCounts:
-        """The READs sent so far (count, bytes, largest, most in flight)."""
-        return self._client.reads
-
-    def submit_read(self, offset: int, view: memoryview) -> Future[int]:
-        try:
-            return self._client.submit_read(offset, len(view), view)
-        except NBDError as exc:
-            raise self._read_error(exc) from None
-
-    def wait_read(self, future: Future[int]) -> None:
-        try:
-            future.result()
-        except NBDError as exc:
-            raise self._read_error(exc) from None
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         raise ImageError("NBD backup exports are read-only")
