@@ -110,7 +110,7 @@ def test_the_overview_tells_full_reduction_and_never_verified(tmp_path: Path) ->
             " bytes_added = 1000 WHERE id = ?",
             (T0, job),
         )
-    (view,) = overview.views(plane.catalog)
+    (view,) = overview.views(plane.catalog, plane.registry)
     assert view.full_at is not None and abs(view.full_at - (T0 + 9 * DAY)) < 1
     html = overview.sections([view])
     assert "3.0x" in html and "never verified" in html
@@ -184,10 +184,10 @@ def test_samples_overview_and_edits_on_a_postgresql_catalog(tmp_path: Path) -> N
                     (T0, job),
                 )
             assert sampler.due(T0 + DAY + 60) == ["v"]
-            (view,) = overview.views(catalog)
+            (view,) = overview.views(catalog, plane.registry)
             assert [s.used for s in view.samples] == [700, 1400]
             assert view.full_at is not None and abs(view.full_at - (T0 + 3 * DAY)) < 1
-            assert (view.read, view.added, view.verified) == (10, 5, None)
+            assert (view.read, view.added, view.coverage.listed) == (10, 5, None)
             edits.update_policy(catalog, Policy("p", "v", "hourly", keep_last=2), clock.now())
             edits.update_item(catalog, "site", "m2", ["/a"], [], "p", clock.now())
             moved = plane.defs.item("site")

@@ -44,7 +44,7 @@ def test_an_older_catalog_gains_the_users_table(tmp_path: Path) -> None:
     catalog.set_meta("schema", "3")
     catalog.close()
     reopened = Catalog(tmp_path)
-    assert reopened.meta("schema") == str(SCHEMA_VERSION) == "8"
+    assert reopened.meta("schema") == str(SCHEMA_VERSION) == "9"
     with reopened.read() as db:
         assert db.execute("SELECT count(*) FROM users").fetchone() == (0,)
     reopened.close()

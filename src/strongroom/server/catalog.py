@@ -28,12 +28,12 @@ from strongroom.server.catalog_db import (
 from strongroom.server.control.prune_schema import SCHEMA_PRUNE
 from strongroom.server.control.schema import SCHEMA_3
 from strongroom.server.control.upkeep_schema import SCHEMA_UPKEEP
-from strongroom.server.pointmeta_schema import SCHEMA_6
+from strongroom.server.pointmeta_schema import SCHEMA_6, SCHEMA_REDUCTION
 from strongroom.server.web.schema import SCHEMA_4
 from strongroom.server.web.usage_schema import SCHEMA_USAGE
 
 CATALOG_FILE = "catalog.sqlite"
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -72,6 +72,7 @@ _MIGRATIONS = (
     SCHEMA_6,
     SCHEMA_UPKEEP,
     SCHEMA_PRUNE,
+    SCHEMA_REDUCTION,
 )
 
 

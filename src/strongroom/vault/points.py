@@ -48,15 +48,28 @@ class PointManifest:
 
     def plain_facts(self) -> dict[str, Any]:
         """What a vault server's dashboard shows of the point (sent in the clear as the point
-        is committed): never its roots, paths, host or user."""
-        added = self.summary.get("bytes_added", self.summary.get("bytes_new"))
+        is committed): never its roots, paths, host or user.  ``added`` is what the backup
+        stored (new chunks after compression), ``raw`` the same chunks before compression,
+        ``logical`` the point's size (files' bytes, disks' data): the dashboard's dedup and
+        compression factors (docs/server.md)."""
+        s = self.summary
+        files = self.kind == "files"
+        added = s.get("bytes_added") if files else s.get("bytes_stored", s.get("bytes_new"))
+        raw = s.get("data_added") if files else s.get("bytes_new")
+        logical = s.get("logical_bytes") if files else s.get("data_bytes")
         return {
             "kind": self.kind,
             "time": self.time,
             "consistency": self.consistency,
             "tags": list(self.tags),
-            "added": added if isinstance(added, int) else None,
+            "added": _count(added),
+            "raw": _count(raw) if "bytes_stored" in s or files else None,
+            "logical": _count(logical),
         }
+
+
+def _count(n: object) -> int | None:
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
 
 
 @dataclass(frozen=True)

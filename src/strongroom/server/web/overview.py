@@ -1,5 +1,5 @@
-"""The overview's vault sections: usage over time with the estimated date of full, the data
-reduction backups achieved, and each vault's last verify."""
+"""The overview's vault sections: usage over time with the estimated date of full, the
+deduplication and compression factors (or their product), and each vault's verify state."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from strongroom.server.catalog import Catalog
-from strongroom.server.web import charts, usage
+from strongroom.server.control import usage as sizes
+from strongroom.server.vaults import VaultRegistry
+from strongroom.server.web import charts, usage, verifystate
 from strongroom.server.web.pages import e, table, when
+from strongroom.server.web.reduction import Factors, factors
 from strongroom.server.web.usage import Sample
+from strongroom.server.web.verifystate import Coverage
 
 CHART_POINTS = 60
 """At most this many samples are drawn (and listed): the newest of each period."""
@@ -24,8 +28,11 @@ class VaultView:
     """Bytes the vault's backups read (their original size), over the job history."""
     added: int
     """Bytes they added to the storage (new data, after dedup and compression)."""
-    verified: tuple[float | None, str] | None
-    """The newest verify job's finish time and state, None if the vault was never verified."""
+    coverage: Coverage
+    """The vault's verify records (``verifystate``: the same rule as the points table)."""
+    counts: dict[str, int]
+    """How many of its points are verified, pending or damaged."""
+    factors: Factors
 
 
 def size(n: float) -> str:
@@ -49,11 +56,12 @@ def thin(points: list[Sample], most: int = CHART_POINTS) -> list[Sample]:
     return [*picked, points[-1]]
 
 
-def views(catalog: Catalog) -> list[VaultView]:
-    return [_view(catalog, name) for name, _ in catalog.vaults()]
+def views(catalog: Catalog, registry: VaultRegistry) -> list[VaultView]:
+    stored = {u.vault: u.stored for u in sizes.usages(catalog, registry)}
+    return [_view(catalog, registry, name, stored.get(name)) for name, _ in catalog.vaults()]
 
 
-def _view(catalog: Catalog, vault: str) -> VaultView:
+def _view(catalog: Catalog, registry: VaultRegistry, vault: str, stored: int | None) -> VaultView:
     found = usage.samples(catalog, vault)
     with catalog.read() as db:
         read, added = db.execute(
@@ -62,20 +70,16 @@ def _view(catalog: Catalog, vault: str) -> VaultView:
             " WHERE p.vault = ? AND j.kind = 'backup' AND j.state IN ('succeeded', 'partial')",
             (vault,),
         ).fetchone()
-        # verify jobs (scheduled verification) of an item stored in this vault
-        verify = db.execute(
-            "SELECT j.finished, j.state FROM jobs j JOIN items i ON i.name = j.item"
-            " JOIN policies p ON p.name = i.policy WHERE p.vault = ? AND j.kind = 'verify'"
-            " AND j.finished IS NOT NULL ORDER BY j.finished DESC LIMIT 1",
-            (vault,),
-        ).fetchone()
+    cover, counts = verifystate.vault_state(catalog, vault)
     return VaultView(
         vault,
         found,
         usage.full_at(found),
         int(read),
         int(added),
-        (float(verify[0]), str(verify[1])) if verify else None,
+        cover,
+        counts,
+        factors(catalog, registry, vault, stored),
     )
 
 
@@ -104,7 +108,16 @@ def _cards(vaults: list[VaultView]) -> str:
 
 
 def _reduction(v: VaultView) -> str:
+    f = v.factors
+    if f.dedup is not None and f.compression is not None:
+        return f"{f.dedup * f.compression:.1f}x"
     return f"{v.read / v.added:.1f}x" if v.added else "-"
+
+
+def _factor(n: float | None, why: str) -> str:
+    if n is None:
+        return f'<span title="{e(why)}">-</span>'
+    return f'<span data-value="{n:.4f}">{n:.2f}x</span>'
 
 
 def _full(v: VaultView) -> str:
@@ -119,10 +132,16 @@ def _full(v: VaultView) -> str:
 
 
 def _verify(v: VaultView) -> str:
-    if v.verified is None:
+    """Damage, else how many points are verified (points table rule), else never verified."""
+    c, n = v.coverage, v.counts
+    if c.damaged:
+        return verifystate.cell(c.of("", 0.0))  # damage is vault-wide: any point shows it
+    if c.listed is None:
         return "never verified"
-    finished, state = v.verified
-    return f'{when(finished)} <span class="badge s-{e(state)}">{e(state)}</span>'
+    return (
+        f"{n[verifystate.VERIFIED]} point(s) verified, {n[verifystate.PENDING]} pending;"
+        f" last run {e(when(c.listed))}"
+    )
 
 
 def _summary(vaults: list[VaultView]) -> str:
@@ -134,19 +153,30 @@ def _summary(vaults: list[VaultView]) -> str:
         return (
             f'<tr data-vault="{e(v.name)}"><th scope="row">{e(v.name)}</th><td>{used}</td>'
             f'<td>{cap}</td><td>{pct}</td><td class="full">{e(_full(v))}</td>'
+            f'<td class="dedup">{_factor(v.factors.dedup, v.factors.why)}</td>'
+            f'<td class="compression">{_factor(v.factors.compression, v.factors.why)}</td>'
             f'<td class="reduction">{_reduction(v)}</td><td>{size(v.read)}</td>'
             f'<td>{size(v.added)}</td><td class="verify">{_verify(v)}</td></tr>'
         )
 
-    heads = ["Vault", "Used", "Capacity", "Used %", "Estimated full", "Data reduction"]
-    heads += ["Backups read", "Backups stored", "Last verify"]
-    note = (
-        '<p class="note">Data reduction: what backups read over what they added to the '
-        "storage (deduplication and compression together; the server holds no key, so it "
-        "cannot tell them apart: <code>strongroom stats</code> shows each). Estimated full: "
-        "a least-squares line through the usage samples, as Proxmox Backup Server draws it.</p>"
+    heads = ["Vault", "Used", "Capacity", "Used %", "Estimated full", "Dedup", "Compression"]
+    heads += ["Data reduction", "Backups read", "Backups stored", "Verify state"]
+    without = "".join(
+        f"<li>{e(v.name)}: only the product ({e(v.factors.why)})</li>"
+        for v in vaults
+        if v.factors.dedup is None
     )
-    return table("Vault usage, data reduction and verify state", heads, map(row, vaults), "") + note
+    note = (
+        '<p class="note">Dedup: the live points\' logical bytes over the unique raw bytes '
+        "stored; compression: those raw bytes over the stored bytes, as the clients' chunk "
+        "writers counted them (docs/server.md). Data reduction: their product, or, where the "
+        "factors are not known, what backups read over what they added. Estimated full: "
+        "a least-squares line through the usage samples, as Proxmox Backup Server draws it. "
+        "Verify state: a point is verified when every object it can use was re-hashed clean "
+        "after it was written.</p>" + (f'<ul class="note">{without}</ul>' if without else "")
+    )
+    caption = "Vault usage, dedup and compression, verify state"
+    return table(caption, heads, map(row, vaults), "") + note
 
 
 def _usage(v: VaultView) -> str:

@@ -24,7 +24,7 @@ from strongroom.server.auth import ApiError
 from strongroom.server.catalog import TokenRow
 from strongroom.server.control.plane import ControlPlane
 from strongroom.server.gateway import VaultGateway
-from strongroom.server.web import frame
+from strongroom.server.web import frame, verifystate
 from strongroom.server.web.frame import Form, html, redirect
 from strongroom.server.web.pages import WRITERS, csrf_field, e, layout, table, when
 from strongroom.server.web.users import Session
@@ -79,12 +79,15 @@ def listing(
         i.name.rpartition("/")[2]: i.mtime for i in gateway.backend.list("deleted/") if i.name
     }
     facts = pointmeta.of_source(plane.catalog, vault, source)
+    cover = verifystate.coverage(plane.catalog, vault)
     live, gone = [], []
     for info in gateway.backend.list("points/"):
         pid = info.name.rpartition("/")[2]
         if pid not in mine:
             continue
         row: dict[str, Any] = {"id": pid, "stored": info.mtime, **facts.get(pid, {})}
+        # a storage that gives no time: the point counts as newer than any check
+        row["verify"] = cover.of(pid, info.mtime if info.mtime is not None else float("inf"))
         if pid in stones:
             gone.append({**row, "forgotten": stones[pid]})
         else:
@@ -118,7 +121,8 @@ def _cells(r: dict[str, Any]) -> str:
     return (
         f'<td><code title="{e(r["id"])}">{e(r["id"][:12])}</code></td>'
         f"<td>{e(_time(r))}</td><td>{e(r.get('kind'))}</td><td>{e(r.get('consistency'))}</td>"
-        f"<td>{e(_size(added))}</td><td>not recorded</td><td>{e(tags)}</td>"
+        f'<td>{e(_size(added))}</td><td class="verify">{verifystate.cell(r["verify"])}</td>'
+        f"<td>{e(tags)}</td>"
     )
 
 

@@ -156,7 +156,7 @@ def _page_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
             recent = [
                 j for j in await run_in_threadpool(jobs, None, 10_000) if j["created"] >= since
             ]
-            vaults = await run_in_threadpool(vault_overview.views, server.catalog)
+            vaults = await run_in_threadpool(vault_overview.views, server.catalog, server.vaults)
             return html(pages.overview(who, items, recent, vault_overview.sections(vaults)))
 
         return await frame.page(server, request, build)
