@@ -8,6 +8,7 @@ import json
 import os
 import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,14 @@ def _verify(s: Site) -> None:
     wait_for("the verify run", done, 60)
 
 
+def _get(s: Site, path: str) -> Any:
+    """The dashboard's JSON API, with the admin token."""
+    req = urllib.request.Request(f"http://127.0.0.1:{s.ip.port}{path}")
+    req.add_header("Authorization", f"Bearer {s.ip.tokens['admin']}")
+    with urllib.request.urlopen(req, timeout=30) as reply:
+        return json.loads(reply.read())
+
+
 def _states(s: Site) -> dict[str, verifystate.PointVerify]:
     _, live, _ = points_pages.listing(s.plane, "site")
     return {r["id"]: r["verify"] for r in live}
@@ -116,6 +125,9 @@ def test_a_point_is_pending_verified_after_a_run_and_damage_shows_on_every_point
     second = next(p for p in _backup(run, site, src) if p != first)
     states = _states(site)
     assert (states[first].state, states[second].state) == ("verified", "pending")
+    served = {p["id"]: p["verify"] for p in _get(site, "/v1/items/site/points")["points"]}
+    assert served[first]["state"] == "verified" and served[first]["checked"] == state.checked
+    assert served[second]["state"] == "pending"
     _, live, gone = points_pages.listing(site.plane, "site")
     page = points_pages.points_page(ADMIN, "site", "v", live, gone)
     when = pages.when(state.checked)
@@ -138,6 +150,11 @@ def test_a_point_is_pending_verified_after_a_run_and_damage_shows_on_every_point
     assert page.count(f'href="/ui/jobs/{job}"') == 2
     view = overview.sections(overview.views(site.plane.catalog, site.ip.server.vaults))
     assert f'href="/ui/jobs/{job}"' in view and "damage found" in view
+    (vault,) = _get(site, "/v1/vault-overview")["vaults"]
+    assert vault["verify"]["damage_job"] == job and vault["verify"]["damaged_objects"] == 1
+    assert {p["verify"]["state"] for p in _get(site, "/v1/items/site/points")["points"]} == {
+        "damage found"
+    }
 
 
 def _factor(html: str, cls: str) -> float:
@@ -176,6 +193,9 @@ def test_dedup_and_compression_are_shown_apart_from_the_writers_counts(
     html = overview.sections(views)
     assert _factor(html, "dedup") == pytest.approx(dedup, rel=0.03)
     assert _factor(html, "compression") == pytest.approx(compression, rel=0.03)
+    (served,) = _get(site, "/v1/vault-overview")["vaults"]
+    assert served["dedup"] == pytest.approx(dedup, rel=0.03)
+    assert served["compression"] == pytest.approx(compression, rel=0.03)
 
     # a point from an older client (no counts in its facts): the product only, and why
     with site.plane.catalog.tx() as db:

@@ -63,6 +63,9 @@ def install(app: FastAPI, server: Server, plane: ControlPlane) -> None:
     from strongroom.server.web import restore_routes
 
     restore_routes.install(app, server, plane)
+    from strongroom.server.web import dashboard_api
+
+    dashboard_api.install(app, server, plane)
 
 
 def _user_api(app: FastAPI, server: Server) -> None:
