@@ -178,6 +178,12 @@ def points_page(
         "a point itself. Forgotten points stay in the vault until a prune "
         "after their soft-delete window; until then they can be brought back.</p>"
         + table("Recovery points, newest first", HEADS, map(live_row, live), "No points yet.")
+        + '<p class="note">Verify: <em>verified</em> DATE when the server\'s verify re-hashed '
+        "every object the point can use, clean, after it was written (DATE: the oldest of "
+        "those checks); <em>pending</em> until then; <em>damage found</em> when any object "
+        "of the vault failed its check: the server cannot tell whose, <code>strongroom check "
+        "--read-data</code> with the key can. It proves the stored bytes intact, not that "
+        "the point decrypts.</p>"
         + "<h2>Forgotten points</h2>"
         + table(
             "Forgotten (soft-deleted) points",
