@@ -14,9 +14,12 @@ CREATE INDEX IF NOT EXISTS point_meta_source ON point_meta (vault, source);
 
 # Version 9: the raw (uncompressed) bytes of a point's new chunks and its logical size, which
 # the dashboard's dedup and compression factors need; a table of its own (no row for points
-# older clients sent) so the script stays idempotent like the others.
+# older clients sent) so the script stays idempotent like the others.  And the deletions in
+# the audit log, which the points' verify state reads on every page (a prune's repack,
+# ``server/web/verifystate.py``): a partial index, so other requests' rows cost nothing more.
 SCHEMA_REDUCTION = """
 CREATE TABLE IF NOT EXISTS point_counts (
     vault TEXT NOT NULL, point TEXT NOT NULL, raw_added INTEGER, logical_bytes INTEGER,
     PRIMARY KEY (vault, point));
+CREATE INDEX IF NOT EXISTS audit_deletes ON audit (vault, time) WHERE action = 'delete';
 """
