@@ -8,20 +8,17 @@ import json
 import re
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 
 from tests.control.conftest import Control, cli, ok, wait_for
 from tests.server.conftest import free_port, init_server
 from tests.web.conftest import api, user_add
+from tests.web.http_session import HttpSession
 
 PASSWORDS = {
     "alice": "alice's long password",
@@ -71,30 +68,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         c.stop()
 
 
-class Session:
-    """A logged-in dashboard user over plain HTTP: the cookie jar and the CSRF token."""
-
-    def __init__(self, url: str, user: str) -> None:
-        self.url = url
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
-        form = self.opener.open(url + "/ui/login").read().decode()
-        body = {"user": user, "password": PASSWORDS[user], "csrf": _csrf(form)}
-        home = self.opener.open(url + "/ui/login", urlencode(body).encode()).read().decode()
-        self.csrf = _csrf(home)
-
-    def post(self, path: str, fields: dict[str, str], csrf: bool = True) -> tuple[int, str]:
-        sent = {**fields, "csrf": self.csrf} if csrf else fields
-        try:
-            with self.opener.open(self.url + path, urlencode(sent).encode(), timeout=60) as r:
-                return int(r.status), r.read().decode()
-        except urllib.error.HTTPError as exc:
-            return int(exc.code), exc.read().decode()
-
-
-def _csrf(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None, page[:500]
-    return found.group(1)
+def login(url: str, user: str) -> HttpSession:
+    return HttpSession(url, user, PASSWORDS[user])
 
 
 def settings(rig: Rig) -> dict[str, Any]:
@@ -113,7 +88,7 @@ def approval(rig: Rig, ident: str) -> dict[str, Any]:
     return next(r for r in rows if r["id"] == ident)
 
 
-def change(who: Session, **days: int) -> tuple[int, str]:
+def change(who: HttpSession, **days: int) -> tuple[int, str]:
     """The settings form; the first time, until the agent has polled the relay."""
     fields = {k: str(v) for k, v in days.items()}
     found: list[tuple[int, str]] = []
@@ -140,7 +115,7 @@ def audit(rig: Rig) -> list[dict[str, Any]]:
 
 
 def test_a_dashboard_request_waits_for_another_admin_user(rig: Rig) -> None:
-    alice, bob = Session(rig.url, "alice"), Session(rig.url, "bob")
+    alice, bob = login(rig.url, "alice"), login(rig.url, "bob")
     status, page = change(alice, soft_delete_days=30)  # raising: at once
     assert status == 200 and settings(rig)["soft_delete_days"] == 30, page
     status, page = change(alice, soft_delete_days=7)
@@ -152,9 +127,9 @@ def test_a_dashboard_request_waits_for_another_admin_user(rig: Rig) -> None:
     status, page = alice.post(f"/ui/approvals/{ident}/approve", {})
     assert status == 403 and "cannot approve its own request" in page
     for user in ("olga", "vic"):
-        status, page = Session(rig.url, user).post(f"/ui/approvals/{ident}/approve", {})
+        status, page = login(rig.url, user).post(f"/ui/approvals/{ident}/approve", {})
         assert status == 403 and "may not approve" in page, (user, page)
-    status, page = bob.post(f"/ui/approvals/{ident}/approve", {}, csrf=False)
+    status, page = bob.post(f"/ui/approvals/{ident}/approve", {}, csrf="")
     assert status == 403 and "CSRF" in page
     assert approval(rig, ident)["state"] == "pending" and settings(rig)["soft_delete_days"] == 30
 
@@ -184,7 +159,7 @@ def test_an_admin_token_request_is_approved_by_a_dashboard_admin(rig: Rig) -> No
     assert done.returncode == 1 and found, done.stderr
     ident = found.group(1)
     assert approval(rig, ident)["requested_by"].startswith("token:")
-    status, page = Session(rig.url, "bob").post(f"/ui/approvals/{ident}/approve", {})
+    status, page = login(rig.url, "bob").post(f"/ui/approvals/{ident}/approve", {})
     assert status == 200, page
     assert settings(rig)["soft_delete_days"] == 3
     assert approval(rig, ident)["decided_by"] == "user:bob"
@@ -193,7 +168,7 @@ def test_an_admin_token_request_is_approved_by_a_dashboard_admin(rig: Rig) -> No
 def test_a_token_an_admin_user_created_is_that_admin(rig: Rig) -> None:
     """The strict reading: alice's own token neither approves her request nor has her approve
     its request; bob does both."""
-    alice, bob = Session(rig.url, "alice"), Session(rig.url, "bob")
+    alice, bob = login(rig.url, "alice"), login(rig.url, "bob")
     status, page = alice.post("/ui/tokens", {"role": "admin", "label": "alice's"})
     own = re.search(r'id="new-token"[^>]*>([^<]+)<', page)
     assert status == 200 and own, page
@@ -216,16 +191,14 @@ def test_a_token_an_admin_user_created_is_that_admin(rig: Rig) -> None:
 
 
 def test_bad_settings_forms_are_refused(rig: Rig) -> None:
-    alice = Session(rig.url, "alice")
+    alice = login(rig.url, "alice")
     for fields in ({}, {"soft_delete_days": "-1"}, {"immutable_days": "x"}):
         status, page = alice.post("/ui/vaults/main/settings", fields)
         assert status == 400, (fields, page)
     status, _ = alice.post("/ui/vaults/nope/settings", {"soft_delete_days": "1"})
     assert status == 404
     for user in ("olga", "vic"):
-        status, _ = Session(rig.url, user).post(
-            "/ui/vaults/main/settings", {"soft_delete_days": "0"}
-        )
+        status, _ = login(rig.url, user).post("/ui/vaults/main/settings", {"soft_delete_days": "0"})
         assert status == 403
     assert settings(rig)["soft_delete_days"] == 2
 
@@ -235,7 +208,7 @@ def test_the_only_admin_changes_settings_at_once(rig: Rig) -> None:
     module: it leaves alice the only admin)."""
     with sqlite3.connect(rig.control.data / "catalog.sqlite") as db:
         db.execute("UPDATE users SET role = 'viewer' WHERE name = 'bob'")
-    alice = Session(rig.url, "alice")
+    alice = login(rig.url, "alice")
     status, page = change(alice, soft_delete_days=1)
     assert status == 202, page  # the first admin token could still approve
     for row in api(rig.url, rig.admin, "GET", "/v1/tokens")[1]["tokens"]:
