@@ -61,12 +61,12 @@ def actor_of(catalog: Catalog, ident: str) -> Actor:
 
 def approvers(catalog: Catalog, asker: Actor) -> list[str]:
     """The admins (tokens that can act, admin users) who could approve ``asker``'s request."""
-    found = [f"user:{name}" for name in catalog.admin_users()]
+    found = [user_actor(name) for name in catalog.admin_users()]
     for token_id in catalog.active_admins():
         row = catalog.token(token_id)
         if row is not None:
-            found.append(token_actor(row).id)
-    return [a for a in found if actor_of(catalog, a).person != asker.person]
+            found.append(token_actor(row))
+    return [a.id for a in found if a.person != asker.person]
 
 
 class PendingApproval(Exception):
