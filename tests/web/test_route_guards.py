@@ -21,8 +21,9 @@ EVERYONE_MAY = {"/ui/logout"}
 """A viewer may end its own session (it still needs its CSRF token)."""
 OWN_CSRF = {"/ui/login"}
 """Before a session exists: a double-submitted cookie instead (tested below)."""
-OWN_STATE = ("audit", "sessions", "vault_usage", "meta")
-"""Tables a refused request may change (its audit row) or the server changes on its own."""
+OWN_STATE = ("audit", "sessions", "vault_usage", "meta", "token_addresses", "control_marks")
+"""Tables a refused request may change (its audit row) or the server changes on its own (the
+usage sampler; the upkeep that reads the audit log for each token's addresses)."""
 FORM = {
     "role": "admin",
     "label": "forged",
