@@ -105,7 +105,8 @@ def test_a_second_admin_must_approve(fresh: tuple[Served, str], run: Runner) -> 
     # audit: who asked, who approved
     code, out, _ = run(first, "audit", "--server", served.url, "--json")
     approved = [e for e in json.loads(out) if e["action"] == "approve" and e["status"] == 200]
-    assert len(approved) == 1 and approved[0]["detail"].endswith(f"asked by {first[4:20]}")
+    detail = f"asked by token:{first[4:20]}, approved by token:{second[4:20]}"
+    assert len(approved) == 1 and approved[0]["detail"].endswith(detail)
 
 
 def test_an_approval_never_reverts_a_later_change(fresh: tuple[Served, str], run: Runner) -> None:

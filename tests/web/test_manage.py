@@ -237,6 +237,14 @@ def test_a_second_admin_approves_or_rejects_a_lowered_setting(
     tab.errors.clear()  # the refusal's 403
     tab.go("/ui/vaults")
     assert "pending" in tab.page.locator(f"tr[data-approval='{third}']").inner_text()
+    # the settings form needs an online agent of the vault to sign (none polls here)
+    form = tab.page.locator("form[data-settings=v]")
+    form.get_by_label("Soft delete (days)").fill("1")
+    form.get_by_role("button", name="Change settings of v").click()
+    assert "no online agent backs up into 'v'" in tab.page.locator("[role=alert]").inner_text()
+    tab.errors.clear()  # the refusal's 409
+    tab.go("/ui/vaults")
+    assert row.locator(".soft").inner_text() == "7"
     # the quota is the capacity of the estimate
     row.get_by_label("Quota of v").fill("50G")
     row.get_by_role("button", name="Set quota of v").click()

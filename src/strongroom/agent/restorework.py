@@ -9,6 +9,8 @@ on a small pool:
 - ``browse``: one folder of a point (files, or an image point's /DISK/VOLUME/PATH) as JSON;
 - ``fetch``: one file's bytes, or a folder as a zip or tar, produced incrementally and
   streamed to the server in one chunked POST (memory bounded by one chunk);
+- ``settings``: the vault's config with new soft-delete or immutability days, signed
+  (``agent/settingswork.py``);
 - ``restore``: a restore job (files to a path, a disk, a VM as new or in place, an instant
   recovery) with progress and result through the control plane's job routes, as a backup.
 
@@ -27,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from strongroom.agent.archive import Upload, send_archive, send_file
+from strongroom.agent.settingswork import signed_settings
 from strongroom.agent.work import JobCancelled, Outcome, Reporter, open_served_vault
 from strongroom.errors import StorageError, StrongroomError
 from strongroom.storage.http import CA_FILE_ENV, HttpClient, ServerAddress, raise_for
@@ -107,6 +110,8 @@ class Relay:
                         self._answer(rid, json.dumps(browse(v, doc)).encode())
                     elif kind == "fetch":
                         self._stream(rid, v, doc)
+                    elif kind == "settings":  # the dashboard's settings form: sign only
+                        self._answer(rid, signed_settings(v, doc))
                     else:
                         raise RelayError(f"unknown relay request {kind!r}")
             finally:

@@ -3,11 +3,17 @@
 ``config`` is MAC'd by the client with the vault key, so the server can neither write a new
 one itself nor edit the one it is sent: it judges the plain settings in it.  A change that
 raises or keeps ``immutable_days`` and ``soft_delete_days`` is stored at once.  A change that
-lowers either is stored at once only when the requesting admin is the only admin token that can
-act; otherwise it is kept as a pending request (HTTP 202 with its id) until a *different* admin
-approves it (Azure Backup's multi-user authorization).  Approving stores exactly the bytes
-that were sent, and only if ``config`` is still what the request was made against: an approval
-never reverts a change made in between.
+lowers either is stored at once only when nobody else could approve it; otherwise it is kept as a
+pending request (HTTP 202 with its id) until a *different* admin approves it (Azure Backup's
+multi-user authorization).  Approving stores exactly the bytes that were sent, and only if
+``config`` is still what the request was made against: an approval never reverts a change made
+in between.
+
+Admins are admin tokens and the dashboard's admin users, named ``token:ID`` and ``user:NAME``
+(an :class:`Actor`).  A user and the tokens that user created on the dashboard answer to one
+person (``Actor.person``): none of them approves a request another of them made, nor counts
+as the second admin for it.  A token created with another token stands for itself (no person
+is known behind either).
 """
 
 from __future__ import annotations
@@ -16,11 +22,51 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Approval, Catalog, TokenRow
 
 PROTECTIONS = ("immutable_days", "soft_delete_days")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asks for a change or decides on one."""
+
+    id: str
+    """``token:ID`` or ``user:NAME``: what the approvals table and the audit detail record."""
+    person: str
+    """Whom it answers to: the user for a user and for a token a user created, else ``id``."""
+
+
+def token_actor(token: TokenRow) -> Actor:
+    ident = f"token:{token.id}"
+    maker = token.created_by or ""
+    return Actor(ident, maker if maker.startswith("user:") else ident)
+
+
+def user_actor(name: str) -> Actor:
+    return Actor(f"user:{name}", f"user:{name}")
+
+
+def actor_of(catalog: Catalog, ident: str) -> Actor:
+    """The actor a stored ``requested_by`` names (a bare id: a token, as version 2 wrote)."""
+    if ident.startswith("user:"):
+        return user_actor(ident.removeprefix("user:"))
+    token_id = ident.removeprefix("token:")
+    row = catalog.token(token_id)
+    return token_actor(row) if row is not None else Actor(f"token:{token_id}", f"token:{token_id}")
+
+
+def approvers(catalog: Catalog, asker: Actor) -> list[str]:
+    """The admins (tokens that can act, admin users) who could approve ``asker``'s request."""
+    found = [user_actor(name) for name in catalog.admin_users()]
+    for token_id in catalog.active_admins():
+        row = catalog.token(token_id)
+        if row is not None:
+            found.append(token_actor(row))
+    return [a.id for a in found if a.person != asker.person]
 
 
 class PendingApproval(Exception):
@@ -66,16 +112,16 @@ def digest(data: bytes) -> str:
 
 
 def request_change(
-    catalog: Catalog, vault: str, token: TokenRow, name: str, old: bytes, new: bytes
+    catalog: Catalog, vault: str, asker: Actor, name: str, old: bytes, new: bytes
 ) -> None:
     """Return if ``new`` may be stored now; raise :class:`PendingApproval` if it must wait."""
     changes = lowered(old, new)
     if not changes:
         return
-    if not [a for a in catalog.active_admins() if a != token.id]:
+    if not approvers(catalog, asker):
         return  # the only admin: nobody could approve, and the issue asks for no approval then
     for row in catalog.approvals():  # a retried request is the same request
-        same = row.vault == vault and row.data == new and row.requested_by == token.id
+        same = row.vault == vault and row.data == new and row.requested_by == asker.id
         if same and row.state == "pending":
             raise PendingApproval(row)
     row = Approval(
@@ -85,7 +131,7 @@ def request_change(
         data=new,
         base_sha256=digest(old),
         summary=", ".join(changes),
-        requested_by=token.id,
+        requested_by=asker.id,
         created=time.time(),
         decided_by=None,
         decided=None,
@@ -95,13 +141,37 @@ def request_change(
     raise PendingApproval(row)
 
 
-def pending(catalog: Catalog, approval_id: str, token: TokenRow) -> Approval:
-    """The pending request ``token`` may approve (never its own)."""
+def pending(catalog: Catalog, approval_id: str, approver: Actor) -> Approval:
+    """The pending request ``approver`` may approve (never its own person's)."""
     row = catalog.approval(approval_id)
     if row is None:
         raise ApiError(404, f"no approval request {approval_id}", "no-approval")
     if row.state != "pending":
         raise ApiError(409, f"approval request {approval_id} is {row.state}", "exists")
-    if row.requested_by == token.id:
+    asker = actor_of(catalog, row.requested_by)
+    if asker.id == approver.id:
         raise ApiError(403, "an admin cannot approve its own request", "forbidden")
+    if asker.person == approver.person:
+        raise ApiError(403, _same_person(asker, approver), "forbidden")
     return row
+
+
+def _same_person(asker: Actor, approver: Actor) -> str:
+    if approver.id == approver.person:  # a user, about a token of their own
+        return "the request was made with a token you created: another admin must approve it"
+    return (
+        f"this token was created by {approver.person}, who made the request "
+        f"({asker.id}): another admin must approve it"
+    )
+
+
+def check_signed(old: bytes, new: bytes, wanted: dict[str, int]) -> None:
+    """A config an agent signed for a dashboard request must be ``old`` with exactly the
+    ``wanted`` protections changed: the server cannot check its MAC, so it checks the rest."""
+    before, after = settings_of(old, "the stored config"), settings_of(new, "the signed config")
+    outside = json.loads(old), json.loads(new)
+    for doc in outside:
+        doc.pop("settings", None)
+        doc.pop("mac", None)
+    if after != {**before, **wanted} or outside[0] != outside[1]:
+        raise ApiError(502, "the agent's signed config is not the change asked for", "agent-error")

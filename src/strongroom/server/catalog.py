@@ -328,6 +328,14 @@ class Catalog:
             ).fetchall()
         return [str(r[0]) for r in rows]
 
+    def admin_users(self) -> list[str]:
+        """Names of the dashboard's admin users (they approve settings changes too)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name FROM users WHERE role = 'admin' ORDER BY name"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
     # --- object sources --------------------------------------------------------------------
 
     def add_sources(self, vault: str, name: str, sources: list[str]) -> None:

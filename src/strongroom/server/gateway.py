@@ -198,21 +198,32 @@ class VaultGateway:
         """A tombstone the control plane's retention granted this (agent's) token."""
         return kind.name == "deleted" and grants.granted(self.catalog, self.name, name, token)
 
-    def approve(self, token: TokenRow, approval_id: str) -> Approval:
+    def approve(self, approver: approvals.Actor, approval_id: str) -> Approval:
         """Store the exact bytes of a pending settings change another admin asked for."""
-        row = approvals.pending(self.catalog, approval_id, token)
+        row = approvals.pending(self.catalog, approval_id, approver)
         with self._lock_for(row.name):
             current = self.backend.get(row.name)
             if approvals.digest(current) != row.base_sha256:
-                self.catalog.decide(row.id, token.id, "stale")
+                self.catalog.decide(row.id, approver.id, "stale")
                 raise ApiError(409, f"{row.name} changed since the request: ask again", "stale")
             approvals.lowered(current, row.data)  # still this vault's config
-            if not self.catalog.decide(row.id, token.id, "approved"):
+            if not self.catalog.decide(row.id, approver.id, "approved"):
                 raise ApiError(409, f"approval request {row.id} was decided meanwhile", "exists")
             self.backend.put(row.name, row.data)
             if row.name == "config":  # its redundant copy mirrors it (docs/format.md §3.1)
                 self.backend.put("config-copy", row.data)
         return row
+
+    def change_config(self, asker: approvals.Actor, data: bytes, wanted: dict[str, int]) -> None:
+        """A settings change asked for on the dashboard: ``data`` is the config an agent
+        signed; it must change exactly the ``wanted`` protections. Stored now (with its
+        copy) or raises :class:`approvals.PendingApproval`, as a client's put of ``config``."""
+        with self._lock_for("config"):
+            old = self.backend.get("config")
+            approvals.check_signed(old, data, wanted)
+            approvals.request_change(self.catalog, self.name, asker, "config", old, data)
+            self.backend.put("config", data)
+            self.backend.put("config-copy", data)
 
     def _existing(self, name: str) -> ObjectInfo | None:
         try:
@@ -232,7 +243,8 @@ class VaultGateway:
         if old == data:
             return
         if kind.name == "config":  # an admin's settings change (create is admin-only)
-            approvals.request_change(self.catalog, self.name, token, name, old, data)
+            asker = approvals.token_actor(token)
+            approvals.request_change(self.catalog, self.name, asker, name, old, data)
             self.backend.put(name, data)
             return
         raise ApiError(409, f"{name} exists and objects are never replaced", "exists")

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from strongroom.errors import ObjectNotFound
+from strongroom.server import approvals, pointmeta
 from strongroom.server import openapi as oa
-from strongroom.server import pointmeta
 from strongroom.server.app import Call, Server, _info
 from strongroom.server.approvals import PendingApproval
 from strongroom.server.auth import ApiError, new_token, require_role
@@ -290,8 +290,9 @@ def add_approval_routes(app: FastAPI, server: Server) -> None:
             gw = await server.gateway(call)
             if gw is None:
                 raise ApiError(404, f"no vault {row.vault!r} on this server", "no-vault")
-            done = await run_in_threadpool(gw.approve, call.token, approval_id)
-            call.detail = f"{done.summary}, asked by {done.requested_by}"
+            approver = approvals.token_actor(call.token)
+            done = await run_in_threadpool(gw.approve, approver, approval_id)
+            call.detail = f"{done.summary}, asked by {done.requested_by}, approved by {approver.id}"
             return JSONResponse(done.public())
 
         return await server.run(call, work)
@@ -308,7 +309,8 @@ def add_approval_routes(app: FastAPI, server: Server) -> None:
             await admin(call, "reject changes")
             assert call.token is not None
             decided = server.catalog.decide
-            if not await run_in_threadpool(decided, approval_id, call.token.id, "rejected"):
+            by = approvals.token_actor(call.token).id
+            if not await run_in_threadpool(decided, approval_id, by, "rejected"):
                 raise ApiError(404, f"no pending approval request {approval_id}", "no-approval")
             return Response(status_code=204)
 

@@ -74,15 +74,32 @@ def vaults_page(
         (f'<p role="status" class="notice">{e(notice)}</p>' if notice else "")
         + table("Vault settings", heads, map(row, vaults), "No vaults yet.")
         + '<p class="note">The settings are signed with the vault\'s key, which the server never '
-        "holds: they are changed with <code>strongroom settings --vault URL "
-        "--soft-delete-days N --immutable-days N</code>. Raising either takes effect at once; "
-        "lowering either, while a second admin token exists, waits below until another admin "
-        "approves it (an admin cannot approve their own request, nor one made with a token they "
-        "created). The quota is the capacity the overview's date of full is estimated against "
-        "(without one, a vault in a local folder uses its file system's free space).</p>"
+        "holds: they are changed below (an online agent backing up into the vault signs them) "
+        "or with <code>strongroom settings --vault URL --soft-delete-days N --immutable-days N"
+        "</code>. Raising either takes effect at once; lowering either, while another admin "
+        "(an admin token or an admin user) exists, waits below until another admin approves it "
+        "(nobody approves their own request, nor one made with a token they created). The quota "
+        "is the capacity the overview's date of full is estimated against (without one, a vault "
+        "in a local folder uses its file system's free space).</p>"
+        + ("".join(_settings_form(who, str(v["name"])) for v in vaults) if admin else "")
         + _approvals(who, approvals)
     )
     return layout("Vault settings", body, who, "/ui/vaults")
+
+
+def _settings_form(who: Session, name: str) -> str:
+    fields = "".join(
+        f'<label for="{key}-{e(name)}">{label} (days)</label>'
+        f'<input id="{key}-{e(name)}" name="{key}" size="5" inputmode="numeric">'
+        for key, label in (("soft_delete_days", "Soft delete"), ("immutable_days", "Immutable"))
+    )
+    return (
+        f'<form method="post" action="/ui/vaults/{quote(name)}/settings" class="card" '
+        f'data-settings="{e(name)}"><fieldset><legend>Change settings of {e(name)}</legend>'
+        f"{csrf_field(who)}{fields}"
+        f'<button type="submit">Change settings<span class="sr"> of {e(name)}</span></button>'
+        "</fieldset></form>"
+    )
 
 
 def _approvals(who: Session, approvals: list[Approval]) -> str:

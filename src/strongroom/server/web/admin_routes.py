@@ -14,7 +14,7 @@ from strongroom.errors import StorageError
 from strongroom.server import approvals
 from strongroom.server.app import Server
 from strongroom.server.auth import ApiError
-from strongroom.server.catalog import TokenRow
+from strongroom.server.catalog import Approval, TokenRow
 from strongroom.server.control.plane import ControlPlane
 from strongroom.server.web import admin_pages, frame, usage
 from strongroom.server.web.frame import Form, html
@@ -61,14 +61,9 @@ def _agent_route(app: FastAPI, server: Server, plane: ControlPlane) -> None:
         return await frame.page(server, request, build)
 
 
-def user_token(who: Session) -> TokenRow:
-    """A dashboard admin as the approver the approval rules know (never a requester: requests
-    come from tokens)."""
-    return TokenRow(f"user:{who.user}", "admin", b"", [], f"user {who.user}", 0.0, None, None, None)
-
-
-_READER = TokenRow("dashboard", "admin", b"", [], "the dashboard", 0.0, None, None, None)
-"""The dashboard reading a vault's plain settings, as the server itself."""
+READER = TokenRow("dashboard", "admin", b"", [], "the dashboard", 0.0, None, None, None)
+"""The dashboard reaching a vault's gateway as the server itself (reading its plain settings;
+approvals and settings requests name their user as an :class:`approvals.Actor`)."""
 
 
 def _settings(server: Server) -> list[dict[str, Any]]:
@@ -76,7 +71,7 @@ def _settings(server: Server) -> list[dict[str, Any]]:
     for name, _ in server.catalog.vaults():
         found: dict[str, Any] = {"name": name, "quota": usage.quota(server.catalog, name)}
         try:
-            gateway = server.vaults.gateway(name, _READER)
+            gateway = server.vaults.gateway(name, READER)
             raw = gateway.backend.get("config") if gateway is not None else None
             settings = approvals.settings_of(raw, "config") if raw else None
         except (StorageError, ApiError):
@@ -87,11 +82,18 @@ def _settings(server: Server) -> list[dict[str, Any]]:
     return rows
 
 
+async def vaults_response(
+    server: Server, who: Session, notice: str = "", status: int = 200
+) -> Response:
+    """The vault settings page, with what was just done."""
+    vaults = await run_in_threadpool(_settings, server)
+    found = await run_in_threadpool(server.catalog.approvals)
+    return html(admin_pages.vaults_page(who, vaults, found, notice), status)
+
+
 def _vault_routes(app: FastAPI, server: Server) -> None:
     async def page(who: Session, notice: str = "", status: int = 200) -> Response:
-        vaults = await run_in_threadpool(_settings, server)
-        found = await run_in_threadpool(server.catalog.approvals)
-        return html(admin_pages.vaults_page(who, vaults, found, notice), status)
+        return await vaults_response(server, who, notice, status)
 
     @app.get("/ui/vaults", include_in_schema=False)
     async def vaults(request: Request) -> Response:
@@ -116,6 +118,10 @@ def _vault_routes(app: FastAPI, server: Server) -> None:
     async def approve(request: Request, approval_id: str) -> Response:
         async def work(who: Session, form: Form) -> Response:
             row = await run_in_threadpool(_approve, server, who, approval_id)
+            request.state.audit = (
+                f"approval {row.id}: {row.vault}: {row.summary}, asked by {row.requested_by}, "
+                f"approved by user:{who.user}"
+            )
             return await page(who, f"Approved: {row.vault}: {row.summary}.")
 
         return await frame.write(server, request, "approve", ADMIN, work)
@@ -123,23 +129,20 @@ def _vault_routes(app: FastAPI, server: Server) -> None:
     @app.post("/ui/approvals/{approval_id}/reject", include_in_schema=False)
     async def reject(request: Request, approval_id: str) -> Response:
         async def work(who: Session, form: Form) -> Response:
-            by = user_token(who).id
+            by = approvals.user_actor(who.user).id
             if not await run_in_threadpool(server.catalog.decide, approval_id, by, "rejected"):
                 raise ApiError(404, f"no pending approval request {approval_id}", "no-approval")
+            request.state.audit = f"approval {approval_id} rejected by {by}"
             return await page(who, f"Rejected request {approval_id}.")
 
         return await frame.write(server, request, "reject", ADMIN, work)
 
 
-def _approve(server: Server, who: Session, approval_id: str) -> Any:
+def _approve(server: Server, who: Session, approval_id: str) -> Approval:
     row = server.catalog.approval(approval_id)
     if row is None:
         raise ApiError(404, f"no approval request {approval_id}", "no-approval")
-    asker = server.catalog.token(row.requested_by)
-    if asker is not None and asker.created_by == f"user:{who.user}":
-        raise ApiError(403, "the request was made with a token you created: ask another admin")
-    approver = user_token(who)
-    gateway = server.vaults.gateway(row.vault, approver)
+    gateway = server.vaults.gateway(row.vault, READER)
     if gateway is None:
         raise ApiError(404, f"no vault {row.vault!r} on this server", "no-vault")
-    return gateway.approve(approver, approval_id)
+    return gateway.approve(approvals.user_actor(who.user), approval_id)

@@ -119,7 +119,8 @@ async def write(
     work: Callable[[Session, Form], Awaitable[Response]],
 ) -> Response:
     """A state-changing request: a live session, its CSRF token (form field or header) and a
-    role allowed to ``action``; refused with 401 or 403 otherwise. Audited either way."""
+    role allowed to ``action``; refused with 401 or 403 otherwise. Audited either way (with
+    ``request.state.audit`` as the detail, where ``work`` set one)."""
     user = await who(server, request)
     detail = ""
     try:
@@ -132,6 +133,7 @@ async def write(
         if user.role not in roles:
             raise ApiError(403, f"a {user.role} may not {action.replace('-', ' ')}", "forbidden")
         response = await work(user, form)
+        detail = str(getattr(request.state, "audit", ""))
     except ApiError as exc:
         response = html(pages.error_page(exc.status, exc.reason, user), exc.status)
         detail = exc.reason

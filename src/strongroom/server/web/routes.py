@@ -60,9 +60,10 @@ def install(app: FastAPI, server: Server, plane: ControlPlane) -> None:
     items_routes.install(app, server, plane)
     admin_routes.install(app, server, plane)
     _static_routes(app)
-    from strongroom.server.web import restore_routes
+    from strongroom.server.web import restore_routes, settings_routes
 
-    restore_routes.install(app, server, plane)
+    relay = restore_routes.install(app, server, plane)
+    settings_routes.install(app, server, plane, relay)
     from strongroom.server.web import dashboard_api
 
     dashboard_api.install(app, server, plane)
