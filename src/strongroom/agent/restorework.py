@@ -10,7 +10,8 @@ on a small pool:
 - ``fetch``: one file's bytes, or a folder as a zip or tar, produced incrementally and
   streamed to the server in one chunked POST (memory bounded by one chunk);
 - ``restore``: a restore job (files to a path, a disk, a VM as new or in place, an instant
-  recovery) with progress and result through the control plane's job routes, as a backup.
+  recovery as new or in place, and its finalize or abort) with progress and result
+  through the control plane's job routes, as a backup.
 
 The agent opens no port: every byte goes over its own authenticated requests.
 """
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 RELAY_WORKERS = 4
 IMAGE_KINDS = ("vm", "disk")
-RESTORE_WHATS = ("files", "disk", "vm", "instant")
+RESTORE_WHATS = ("files", "disk", "vm", "instant", "instant-finalize", "instant-abort")
 
 
 class RelayError(StrongroomError):
