@@ -12,6 +12,7 @@ test fails."""
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import re
 import shutil
@@ -195,9 +196,12 @@ def _refused(rig: Rig, **fields: str) -> tuple[int, str]:
         return int(exc.code), exc.read().decode()
 
 
-def _failed_with(job: dict[str, Any], words: str) -> None:
+def _failed_with(rig: Rig, job: dict[str, Any], words: str) -> None:
+    """The job failed with one line, which the browser sees on the job's page."""
     assert job["state"] == "failed" and words in job["reason"], job
     assert "\n" not in job["reason"] and "Traceback" not in job["reason"], job
+    page = rig.opener.open(f"{rig.control.url}/ui/jobs/{job['id']}", timeout=60).read()
+    assert html.escape(job["reason"]).encode() in page
 
 
 def _clone(rig: Rig, name: str) -> Guest:
@@ -221,7 +225,9 @@ def test_the_image_page_offers_the_cli_options(rig: Rig) -> None:
     assert 'value="instant-finalize"' in page and 'value="instant-abort"' in page
 
 
-def test_as_new_into_libvirt_boots_and_a_taken_name_is_refused(rig: Rig) -> None:
+def test_as_new_into_libvirt_boots_a_taken_name_is_refused_and_a_disk_attaches(
+    rig: Rig,
+) -> None:
     name = f"{WEB}new"
     folder = rig.guest.folder / "new"
     fields = {"what": "vm", "mode": "new", "name": name, "disk_dir": str(folder), "start": "1"}
@@ -235,9 +241,19 @@ def test_as_new_into_libvirt_boots_and_a_taken_name_is_refused(rig: Rig) -> None
         assert clone.sh.check(MARKER) == "before"
         uuid, files = clone.dom.UUIDString(), sorted(folder.iterdir())
         # the name is taken now: one line on the job, nothing changed
-        _failed_with(_restore(rig, **fields), f"a domain named {name!r} already exists")
+        _failed_with(rig, _restore(rig, **fields), f"a domain named {name!r} already exists")
         assert clone.dom.UUIDString() == uuid and clone.dom.isActive()
         assert sorted(folder.iterdir()) == files
+        # a disk of the point, attached live to the running clone (next to its disks)
+        job = _restore(rig, what="disk", disk="vda", attach_to=name)
+        assert job["state"] == "succeeded", job
+        assert (folder / f"{name}-vdb.qcow2").is_file()
+        deadline = time.monotonic() + 30
+        while clone.sh.run("test -b /dev/vdb")[0] != 0:
+            assert time.monotonic() < deadline, "the guest never saw the hot-plugged disk"
+            time.sleep(0.3)
+        clone.sh.check("mkdir -p /m2 && mount -o ro /dev/vdb /m2")
+        assert clone.sh.check("cat /m2/marker") == "before"
     finally:
         clone.remove()
 
@@ -250,7 +266,9 @@ def test_in_place_refused_while_running_then_forced(rig: Rig) -> None:
         # the form's own checks: one line, 400, no job
         status, body = _refused(rig, what="vm", mode="in-place", disk_dir="/srv")
         assert status == 400 and "go with a restore as new" in body
-        _failed_with(_restore(rig, what="vm", mode="in-place"), "is running: shut it down first")
+        _failed_with(
+            rig, _restore(rig, what="vm", mode="in-place"), "is running: shut it down first"
+        )
         assert g.dom.isActive() and g.sh.check(MARKER) == "after"  # untouched
 
         job = _restore(rig, what="vm", mode="in-place", force="1", start="1")
@@ -275,6 +293,9 @@ def test_instant_as_new_then_finalized_from_the_browser(rig: Rig) -> None:
     folder.mkdir()
     status, body = _refused(rig, what="instant", mode="new", name=name, force="1")
     assert status == 400 and "instant recovery takes" in body  # --force goes with --in-place
+    taken = _restore(rig, what="instant", mode="new", name=rig.guest.name, disk_dir=str(folder))
+    _failed_with(rig, taken, f"a domain named {rig.guest.name!r} already exists")
+    assert _instants(rig) == [] and list(folder.iterdir()) == []  # nothing made
     job = _restore(rig, what="instant", mode="new", name=name, disk_dir=str(folder))
     clone = Guest(rig.guest.conn, name, rig.guest.folder, rig.guest.image, [], False)
     try:
@@ -308,7 +329,7 @@ def test_instant_in_place_refused_while_running_forced_then_aborted(rig: Rig) ->
     try:
         g.sh.check("echo after > /mnt/marker && sync")
         _failed_with(
-            _restore(rig, what="instant", mode="in-place"), "is running: shut it down first"
+            rig, _restore(rig, what="instant", mode="in-place"), "is running: shut it down first"
         )
         assert g.dom.isActive() and _instants(rig) == []
         xml = g.dom.XMLDesc(2)
