@@ -2,7 +2,7 @@
 holding the passphrase and the real test guest.  The guest's ext4 disk holds a marker file
 at the point; the dashboard's restore routes (an operator's session with its CSRF token,
 over HTTP) restore it as a new domain that boots, in place over a changed guest, and
-instantly (as new, then finalized; in place, then aborted), and refuse what the CLI refuses
+instantly (as new, listed and finalized; in place, then aborted), and refuse what the CLI refuses
 with one line, changing nothing.
 
 Domains are named ``srweb-<pid>-...`` (not the other tests' ``srtest-`` prefix, whose
@@ -12,6 +12,7 @@ test fails."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
 import os
 import re
@@ -211,6 +212,13 @@ def _clone(rig: Rig, name: str) -> Guest:
     return clone
 
 
+def _reconnect(g: Guest) -> None:
+    """The console of the domain started anew under the same name."""
+    if g.console is not None:
+        g.console.close()
+    g.connect()
+
+
 def _nbd_backed(dom: Any, flags: int = 0) -> bool:
     root = ET.fromstring(dom.XMLDesc(flags))
     return root.find("./devices/disk/backingStore/source[@protocol='nbd']") is not None
@@ -223,6 +231,7 @@ def test_the_image_page_offers_the_cli_options(rig: Rig) -> None:
     for name in ("mode", "name", "disk_dir", "format", "connect", "start", "force", "verify"):
         assert f'name="{name}"' in page
     assert 'value="instant-finalize"' in page and 'value="instant-abort"' in page
+    assert f"/points/{rig.point}/instant?agent=kvm1" in page  # the host's instant list
 
 
 def test_as_new_into_libvirt_boots_a_taken_name_is_refused_and_a_disk_attaches(
@@ -274,8 +283,7 @@ def test_in_place_refused_while_running_then_forced(rig: Rig) -> None:
         job = _restore(rig, what="vm", mode="in-place", force="1", start="1")
         assert job["state"] == "succeeded", job
         assert any("in-place" in line["line"] for line in job["log"]), job["log"]
-        g.console = None  # the forced power-off ended it; the restore started it again
-        g.connect()
+        _reconnect(g)  # the forced power-off ended it; the restore started it again
         assert g.sh.check(MARKER) == "before"
     finally:
         g.stop()
@@ -285,6 +293,11 @@ def _instants(rig: Rig) -> list[dict[str, Any]]:
     from strongroom.image.instant import recover
 
     return [s.to_dict() for s in _with_state(rig.state, recover.status)]
+
+
+def _instant_page(rig: Rig) -> str:
+    page: bytes = rig.opener.open(f"{rig.base}/instant?agent=kvm1", timeout=60).read()
+    return page.decode()
 
 
 def test_instant_as_new_then_finalized_from_the_browser(rig: Rig) -> None:
@@ -305,6 +318,9 @@ def test_instant_as_new_then_finalized_from_the_browser(rig: Rig) -> None:
             (name, "running", "running")
         ]
         pid, sup = rows[0]["pid"], rows[0]["supervisor_pid"]
+        listed = _instant_page(rig)  # `instant list` of the agent's host, in the browser
+        assert f'<tr data-name="{name}">' in listed and f"running (pid {pid})" in listed
+        assert f'aria-label="Finalize {name}"' in listed
         clone = _clone(rig, name)
         assert _nbd_backed(clone.dom) and clone.sh.check(MARKER) == "before"  # from the vault
         clone.sh.check("echo instant > /mnt/marker && sync")
@@ -312,6 +328,7 @@ def test_instant_as_new_then_finalized_from_the_browser(rig: Rig) -> None:
         job = _restore(rig, what="instant-finalize", name=name)
         assert job["state"] == "succeeded", job
         assert _instants(rig) == [] and not (rig.state / name).exists()
+        assert "None running." in _instant_page(rig)
         assert not pid_alive(pid) and not pid_alive(sup)  # the export and its supervisor
         assert not _nbd_backed(clone.dom) and not _nbd_backed(clone.dom, 2)
         assert [p.name for p in folder.iterdir()] == [f"{name}-vda.qcow2"]
@@ -335,16 +352,16 @@ def test_instant_in_place_refused_while_running_forced_then_aborted(rig: Rig) ->
         xml = g.dom.XMLDesc(2)
         job = _restore(rig, what="instant", mode="in-place", force="1")
         assert job["state"] == "succeeded", job
-        g.console = None
-        g.connect()
+        disk = hashlib.sha256(g.disk_path("vda").read_bytes()).hexdigest()  # powered off
+        _reconnect(g)
         assert _nbd_backed(g.dom) and g.sh.check(MARKER) == "before"
-        g.stop()
+        g.sh.check("echo never > /mnt/marker && sync")  # into the overlay
 
-        job = _restore(rig, what="instant-abort", name=g.name)
+        job = _restore(rig, what="instant-abort", name=g.name)  # powers it off
         assert job["state"] == "succeeded", job
-        assert _instants(rig) == [] and g.dom.XMLDesc(2) == xml  # its definition as it was
+        assert _instants(rig) == [] and not g.dom.isActive()
+        assert g.dom.XMLDesc(2) == xml  # its definition as it was
         assert not list(g.folder.glob("*.instant.qcow2"))
-        g.start()
-        assert g.sh.check(MARKER) == "after"  # its own disk, never written
+        assert hashlib.sha256(g.disk_path("vda").read_bytes()).hexdigest() == disk  # untouched
     finally:
         g.stop()

@@ -10,6 +10,7 @@ import os
 import subprocess
 import tarfile
 import time
+import urllib.error
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -401,3 +402,9 @@ def test_instant_and_in_place_forms_refuse_what_the_cli_refuses(rig: Rig) -> Non
     assert found["state"] == "failed" and "no instant recovery named 'nope'" in found["reason"]
     page = operator.open(f"{rig.url}/ui/jobs/{job['id']}", timeout=30).read()
     assert b"no instant recovery named" in page  # the browser sees the one line
+    listed = operator.open(f"{base}/instant?agent=web01", timeout=30).read()
+    assert b"Instant recoveries on web01" in listed and b"None running." in listed
+    viewer, _ = _session(rig, "vic")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        viewer.open(f"{base}/instant?agent=web01", timeout=30)
+    assert refused.value.code == 403

@@ -167,3 +167,12 @@ def finish_instant(v: Vault, work: dict[str, Any]) -> Outcome:
     if done.in_place and done.replaced:
         lines.append("removed the disks it replaced: " + ", ".join(done.replaced))
     return Outcome("succeeded", log=lines)
+
+
+def instant_rows(location: str) -> list[dict[str, Any]]:
+    """``instant list`` of the recoveries on this host that read the vault at ``location``."""
+    from strongroom.image.instant import recover
+    from strongroom.image.instant.state import records
+
+    names = [r.name for r in records() if r.vault == location]
+    return [row.to_dict() for name in names for row in recover.status(name)]

@@ -6,6 +6,8 @@ an agent that holds the passphrase.  A second thread of the agent long-polls
 ``GET /v1/agent/relay`` for them (so a browse is answered while a backup runs) and runs each
 on a small pool:
 
+- ``instants``: the instant recoveries this host runs from the item's vault (``instant
+  list``), as JSON;
 - ``browse``: one folder of a point (files, or an image point's /DISK/VOLUME/PATH) as JSON;
 - ``fetch``: one file's bytes, or a folder as a zip or tar, produced incrementally and
   streamed to the server in one chunked POST (memory bounded by one chunk);
@@ -101,6 +103,12 @@ class Relay:
             self._restore(doc)
             return
         try:
+            if kind == "instants":  # no vault needed: the host's instant recoveries
+                from strongroom.agent.restorevm import instant_rows
+
+                location = f"{self.server.rstrip('/')}/{doc['vault']}"
+                self._answer(rid, json.dumps(instant_rows(location)).encode())
+                return
             v = self._vault(doc)
             try:
                 with v.read_lock():

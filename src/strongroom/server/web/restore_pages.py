@@ -219,9 +219,11 @@ def image_page(who: Session, item: str, point: str, agents: Sequence[str], agent
         + _field("i-connect", "connect", "libvirt URI (optional)")
         + _check("force", "Force (power the domain off when it runs; in place)"),
     )
+    link = e(f"{base(item, point)}/instant?agent={quote(agent)}")
+    listed = f'<p><a href="{link}">Instant recoveries running on {e(agent)}…</a></p>'
     return layout(
         f"Restore from {point[:12]}",
-        disk + vm + instant + _finish(who, url, agents, agent),
+        disk + vm + instant + _finish(who, url, agents, agent) + listed,
         who,
         "/ui/items",
     )
@@ -246,3 +248,44 @@ def _finish(who: Session, url: str, agents: Sequence[str], agent: str) -> str:
         + '<button type="submit" name="what" value="instant-finalize">Finalize</button> '
         '<button type="submit" name="what" value="instant-abort">Abort</button></form>'
     )
+
+
+def instant_page(
+    who: Session,
+    item: str,
+    point: str,
+    rows: Sequence[dict[str, Any]],
+    agents: Sequence[str],
+    agent: str,
+) -> str:
+    """``instant list`` of the agent's host (recoveries from this item's vault), each with
+    its Finalize and Abort buttons."""
+    url = f"{base(item, point)}/restore"
+
+    def row(r: dict[str, Any]) -> str:
+        name = str(r.get("name", ""))
+        pid = f" (pid {e(r['pid'])})" if r.get("pid") else ""
+        buttons = (
+            f'<form method="post" action="{url}" class="inline">{csrf_field(who)}'
+            f'<input type="hidden" name="name" value="{e(name)}">'
+            f'<input type="hidden" name="agent" value="{e(agent)}">'
+            f'<button type="submit" name="what" value="instant-finalize" '
+            f'aria-label="Finalize {e(name)}">Finalize</button> '
+            f'<button type="submit" name="what" value="instant-abort" '
+            f'aria-label="Abort {e(name)}">Abort</button></form>'
+        )
+        return (
+            f'<tr data-name="{e(name)}"><td>{e(name)}</td><td>{e(str(r.get("point", ""))[:12])}'
+            f"</td><td>{e(r.get('domain'))}</td><td>{e(r.get('export'))}{pid}</td>"
+            f"<td>{e(r.get('restarts'))}</td><td>{_size(r.get('bytes_local'))} of "
+            f"{_size(r.get('virtual_size'))}</td><td>{buttons}</td></tr>"
+        )
+
+    heads = ("VM", "Point", "Domain", "Export", "Restarts", "Local", "Finish")
+    body = (
+        f'<form method="get" action="{base(item, point)}/instant" class="filters">'
+        + _select("agent", "Agent (the hypervisor host)", agents, agent, "l-agent")
+        + '<button type="submit">Use this agent</button></form>'
+        + table(f"Instant recoveries on {agent}", heads, map(row, rows), "None running.")
+    )
+    return layout(f"Instant recoveries on {agent}", body, who, "/ui/items")

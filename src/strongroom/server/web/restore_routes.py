@@ -100,6 +100,18 @@ def _page_routes(app: FastAPI, server: Server, plane: ControlPlane, relay: Relay
 
         return await frame.page(server, request, build, WRITERS)
 
+    @app.get("/ui/items/{item}/points/{point}/instant", include_in_schema=False)
+    async def instants(request: Request, item: str, point: str, agent: str = "") -> Response:
+        async def build(who: Session) -> Response:
+            ctx = await run_in_threadpool(_Ctx, plane, item, point)
+            machine = ctx.agent(agent)
+            t = await relay.open(machine, ctx.doc("instants"))
+            rows = json.loads(await relay.read_all(t))
+            page = restore_pages.instant_page(who, item, point, rows, ctx.agents, machine)
+            return html(page)
+
+        return await frame.page(server, request, build, WRITERS)
+
 
 def _write_routes(app: FastAPI, server: Server, plane: ControlPlane, relay: Relay) -> None:
     @app.post("/ui/items/{item}/points/{point}/download", include_in_schema=False)
