@@ -2,8 +2,8 @@
 holding the passphrase and the real test guest.  The guest's ext4 disk holds a marker file
 at the point; the dashboard's restore routes (an operator's session with its CSRF token,
 over HTTP) restore it as a new domain that boots, in place over a changed guest, and
-instantly (as new, listed and finalized; in place, then aborted), and refuse what the CLI refuses
-with one line, changing nothing.
+instantly (as new, listed and finalized; in place, then aborted), and refuse what the CLI
+refuses with one line, changing nothing.
 
 Domains are named ``srweb-<pid>-...`` (not the other tests' ``srtest-`` prefix, whose
 stale-domain sweep would take a shut-off domain of this module): removed here, even when a
