@@ -36,10 +36,12 @@ import libvirt
 from strongroom.image.nbd.lifetime import pid_alive
 from tests.control.conftest import Control, env, ok, wait_for
 from tests.server.conftest import free_port, init_server
-from tests.web.conftest import api, user_add
+from tests.web.conftest import api, browser, user_add
 
 from ._guest import DiskSpec, Guest, MiB, domain_xml, make_disk
 from .guest import GuestImage
+
+__all__ = ["browser"]  # the fixture this module uses from tests/web
 
 WEB = f"srweb-{os.getpid():x}-"
 USER, PASSWORD = "olga", "operator password"
@@ -265,6 +267,40 @@ def test_as_new_into_libvirt_boots_a_taken_name_is_refused_and_a_disk_attaches(
         assert clone.sh.check("cat /m2/marker") == "before"
     finally:
         clone.remove()
+
+
+def test_a_taken_name_refused_in_chromium(rig: Rig, browser: Any, tmp_path: Path) -> None:
+    """The VM form in real Chromium: the refusal is the job page's one line, live."""
+    from playwright.sync_api import expect
+
+    g, url = rig.guest, rig.control.url
+    disk = hashlib.sha256(g.disk_path("vda").read_bytes()).hexdigest()
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(url + "/ui/login")
+        page.get_by_label("User name").fill(USER)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(url + "/")
+        page.goto(f"{rig.base}/restore-image")
+        form = page.locator("#restore-vm")
+        form.get_by_label("New VM's name (as new)").fill(g.name)  # the original's own name
+        form.get_by_label("Start it (libvirt)").check()
+        form.get_by_role("button", name="Restore the VM").click()
+        page.wait_for_url(f"{url}/ui/jobs/*")
+        facts = page.locator(".facts")
+        expect(facts).to_contain_text("failed", timeout=60_000)
+        expect(facts).to_contain_text(f"a domain named '{g.name}' already exists")
+        page.screenshot(path=str(tmp_path / "refused.png"), full_page=True)
+        assert errors == []
+    finally:
+        context.close()
+    assert (
+        not g.dom.isActive() and hashlib.sha256(g.disk_path("vda").read_bytes()).hexdigest() == disk
+    )
 
 
 def test_in_place_refused_while_running_then_forced(rig: Rig) -> None:
