@@ -402,6 +402,12 @@ def test_instant_and_in_place_forms_refuse_what_the_cli_refuses(rig: Rig) -> Non
     assert found["state"] == "failed" and "no instant recovery named 'nope'" in found["reason"]
     page = operator.open(f"{rig.url}/ui/jobs/{job['id']}", timeout=30).read()
     assert b"no instant recovery named" in page  # the browser sees the one line
+    fields = {"what": "instant-finalize", "name": "../../etc", "csrf": csrf}
+    assert _post(operator, f"{base}/restore", fields)[0] == 200
+    jobs = api(rig.url, rig.control.admin, "GET", jobs_url)[1]["jobs"]
+    job = next(j for j in jobs if j["payload"]["what"] == "instant-finalize")
+    found = wait_for("the finalize job", settled, 60)
+    assert found["state"] == "failed" and "invalid VM name" in found["reason"]  # not a path
     listed = operator.open(f"{base}/instant?agent=web01", timeout=30).read()
     assert b"Instant recoveries on web01" in listed and b"None running." in listed
     viewer, _ = _session(rig, "vic")

@@ -153,9 +153,9 @@ def _instant(v: Vault, p: RecoveryPoint, work: dict[str, Any], relay: Relay | No
 def finish_instant(v: Vault, work: dict[str, Any]) -> Outcome:
     """``instant finalize|abort NAME``, for an instant recovery of one of the item's points."""
     from strongroom.image.instant import recover
-    from strongroom.image.instant.state import InstantRecord
+    from strongroom.image.instant.state import InstantRecord, check_name
 
-    name = str(work.get("name") or "")
+    name = check_name(str(work.get("name") or ""))  # a name, never a path out of the state
     record = InstantRecord.load(name)
     if v.resolve_point(record.point).manifest.source != work.get("source"):
         raise RestoreRequestError(f"instant recovery {name} is not of item {work.get('item')}")

@@ -200,13 +200,13 @@ def _image_spec(spec: dict[str, Any]) -> None:
         spec.pop("name", None)
         if what == "vm" and (spec.get("disk_dir") or spec.get("format")):
             raise ApiError(400, "the disk folder and the format go with a restore as new")
-    if what == "instant":
-        bad = [k for k in ("format", "verify", "start") if spec.get(k)]
-        if bad or (spec.get("force") and mode == "new"):
-            raise ApiError(
-                400, "an instant recovery takes a name (as new) or force (in place), a disk "
-                "folder and a libvirt URI: not format, verify or start"
-            )  # fmt: skip
+    not_instant = any(spec.get(k) for k in ("format", "verify", "start"))
+    if what == "instant" and (not_instant or (spec.get("force") and mode == "new")):
+        raise ApiError(
+            400,
+            "an instant recovery takes a name (as new) or force (in place), a disk folder "
+            "and a libvirt URI: not format, verify or start",
+        )
 
 
 def shown(doc: Any) -> Any:
