@@ -10,6 +10,7 @@ import os
 import subprocess
 import tarfile
 import time
+import urllib.error
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -359,3 +360,57 @@ def test_restore_a_vm_as_new_through_the_agent(tab: Tab, rig: Rig) -> None:
         )
         assert done.returncode == 0, done.stdout + done.stderr
     assert tab.errors == []
+
+
+def test_instant_and_in_place_forms_refuse_what_the_cli_refuses(rig: Rig) -> None:
+    """One line and no job for the combinations ``restore vm`` refuses; finishing an instant
+    recovery the agent does not run fails its job with one line."""
+    operator, csrf = _session(rig, "olga")
+    base = f"{rig.url}/ui/items/{rig.vm.name}/points/{rig.vm_point}"
+    refusals = [
+        ({"what": "vm", "mode": "in-place", "format": "raw"}, b"go with a restore as new"),
+        ({"what": "vm", "mode": "sideways", "name": "x"}, b"mode: new or in-place"),
+        ({"what": "instant", "mode": "new"}, b"instantly as new needs a name"),
+        ({"what": "instant", "mode": "new", "name": "x", "force": "1"}, b"not format"),
+        ({"what": "instant", "mode": "in-place", "start": "1"}, b"not format, verify or start"),
+        ({"what": "instant-finalize", "name": " "}, b"which instant recovery? give its VM"),
+    ]
+    jobs_url = f"/v1/jobs?item={rig.vm.name}"
+    before = len(api(rig.url, rig.control.admin, "GET", jobs_url)[1]["jobs"])
+    for fields, words in refusals:
+        status, body = _post(operator, f"{base}/restore", {**fields, "csrf": csrf})
+        assert status == 400 and words in body, (fields, body)
+    assert len(api(rig.url, rig.control.admin, "GET", jobs_url)[1]["jobs"]) == before
+    status, _ = _post(
+        operator, f"{base}/restore", {"what": "instant-abort", "name": "nope", "csrf": csrf}
+    )
+    assert status == 200
+    jobs = api(rig.url, rig.control.admin, "GET", jobs_url)[1]["jobs"]
+    job = next(j for j in jobs if j["payload"]["what"] == "instant-abort")
+    assert job["payload"] == {
+        "what": "instant-abort",
+        "point": rig.vm_point,
+        "name": "nope",
+        "agent": "web01",
+    }
+
+    def settled() -> Any:
+        found = api(rig.url, rig.control.admin, "GET", f"/v1/jobs/{job['id']}")[1]
+        return found if found["state"] not in ("queued", "running") else None
+
+    found = wait_for("the abort job", settled, 60)
+    assert found["state"] == "failed" and "no instant recovery named 'nope'" in found["reason"]
+    page = operator.open(f"{rig.url}/ui/jobs/{job['id']}", timeout=30).read()
+    assert b"no instant recovery named" in page  # the browser sees the one line
+    fields = {"what": "instant-finalize", "name": "../../etc", "csrf": csrf}
+    assert _post(operator, f"{base}/restore", fields)[0] == 200
+    jobs = api(rig.url, rig.control.admin, "GET", jobs_url)[1]["jobs"]
+    job = next(j for j in jobs if j["payload"]["what"] == "instant-finalize")
+    found = wait_for("the finalize job", settled, 60)
+    assert found["state"] == "failed" and "invalid VM name" in found["reason"]  # not a path
+    listed = operator.open(f"{base}/instant?agent=web01", timeout=30).read()
+    assert b"Instant recoveries on web01" in listed and b"None running." in listed
+    viewer, _ = _session(rig, "vic")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        viewer.open(f"{base}/instant?agent=web01", timeout=30)
+    assert refused.value.code == 403

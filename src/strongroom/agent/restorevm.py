@@ -1,6 +1,7 @@
 """Image restores the dashboard asks an agent for: one disk, a VM as new or in place, or an
-instant recovery -- through the same engine calls as ``restore disk``, ``restore vm`` and
-``restore vm --instant`` (``cli/image.py``, ``cli/instant.py``), with the same rule for
+instant recovery (as new or in place; then finalized or aborted) -- through the same engine
+calls as ``restore disk``, ``restore vm``, ``restore vm --instant`` and ``instant
+finalize|abort`` (``cli/image.py``, ``cli/instant.py``), with the same rule for
 libvirt: a point taken through libvirt goes back into libvirt (``connect`` picks the host),
 a point from XML files goes to files unless ``connect`` is given."""
 
@@ -57,6 +58,8 @@ def run(
     from strongroom.image import RestoreOptions
 
     what = str(work["what"])
+    if what.startswith("instant-"):
+        return finish_instant(v, work)
     if p.manifest.kind not in (("vm", "disk") if what == "disk" else ("vm",)):
         raise RestoreRequestError(f"a {what} restore needs a VM point, not a {p.manifest.kind}")
     if what == "instant":
@@ -117,25 +120,59 @@ def _vm(v: Vault, p: RecoveryPoint, work: dict[str, Any], opts: Any) -> RestoreS
 
 
 def _instant(v: Vault, p: RecoveryPoint, work: dict[str, Any], relay: Relay | None) -> Outcome:
-    """``restore vm --instant --as-new NAME``: the background export reads the served vault
-    with this agent's token and passphrase."""
+    """``restore vm --instant --as-new NAME | --in-place [--force]``: the background export
+    reads the served vault with this agent's token and passphrase."""
     from strongroom.image.instant import recover
+    from strongroom.image.instant.inplace import start_in_place
 
-    name = _opt_str(work, "name")
-    if name is None or relay is None:
-        raise RestoreRequestError("an instant recovery needs a name for the new VM")
+    name, in_place = _opt_str(work, "name"), work.get("mode") == "in-place"
+    if (name is None) != in_place or relay is None:
+        raise RestoreRequestError("an instant recovery is in place, or as new with a name")
     libvirt_meta: dict[str, Any] = p.manifest.meta.get("libvirt") or {}
     # the background export (a child process) reads the served vault with the agent's token
     os.environ[TOKEN_ENV] = relay.token
-    record = recover.start(
-        v,
-        p,
-        location=f"{relay.server.rstrip('/')}/{work['vault']}",
-        passphrase=relay.passphrase,
-        name=name,
-        disk_dir=_opt_path(work, "disk_dir"),
-        uri=_opt_str(work, "connect") or libvirt_meta.get("uri"),
-    )
+    common: dict[str, Any] = {
+        "location": f"{relay.server.rstrip('/')}/{work['vault']}",
+        "passphrase": relay.passphrase,
+        "disk_dir": _opt_path(work, "disk_dir"),
+        "uri": _opt_str(work, "connect") or libvirt_meta.get("uri"),
+    }
+    if in_place:
+        record = start_in_place(v, p, force=bool(work.get("force")), **common)
+    else:
+        assert name is not None
+        record = recover.start(v, p, name=name, **common)
     lines = [f"{d.target} -> {d.overlay} (qcow2 over the vault)" for d in record.disks]
-    lines.append(f"{name} started; finish with `strongroom instant finalize {name}`")
+    lines.append(
+        f"{record.name} started; finish it on the restore page (Finalize or Abort), or with "
+        f"`strongroom instant finalize {record.name}` on this host"
+    )
     return Outcome("succeeded", log=lines)
+
+
+def finish_instant(v: Vault, work: dict[str, Any]) -> Outcome:
+    """``instant finalize|abort NAME``, for an instant recovery of one of the item's points."""
+    from strongroom.image.instant import recover
+    from strongroom.image.instant.state import InstantRecord, check_name
+
+    name = check_name(str(work.get("name") or ""))  # a name, never a path out of the state
+    record = InstantRecord.load(name)
+    if v.resolve_point(record.point).manifest.source != work.get("source"):
+        raise RestoreRequestError(f"instant recovery {name} is not of item {work.get('item')}")
+    if work["what"] == "instant-abort":
+        recover.abort(name)
+        return Outcome("succeeded", log=[f"{name}: removed (domain, overlays, export)"])
+    done = recover.finalize(name)
+    lines = [f"{name} runs from local disks: " + ", ".join(d.overlay for d in done.disks)]
+    if done.in_place and done.replaced:
+        lines.append("removed the disks it replaced: " + ", ".join(done.replaced))
+    return Outcome("succeeded", log=lines)
+
+
+def instant_rows(location: str) -> list[dict[str, Any]]:
+    """``instant list`` of the recoveries on this host that read the vault at ``location``."""
+    from strongroom.image.instant import recover
+    from strongroom.image.instant.state import records
+
+    names = [r.name for r in records() if r.vault == location]
+    return [row.to_dict() for name in names for row in recover.status(name)]

@@ -6,13 +6,16 @@ an agent that holds the passphrase.  A second thread of the agent long-polls
 ``GET /v1/agent/relay`` for them (so a browse is answered while a backup runs) and runs each
 on a small pool:
 
+- ``instants``: the instant recoveries this host runs from the item's vault (``instant
+  list``), as JSON;
 - ``browse``: one folder of a point (files, or an image point's /DISK/VOLUME/PATH) as JSON;
 - ``fetch``: one file's bytes, or a folder as a zip or tar, produced incrementally and
   streamed to the server in one chunked POST (memory bounded by one chunk);
 - ``settings``: the vault's config with new soft-delete or immutability days, signed
   (``agent/settingswork.py``);
 - ``restore``: a restore job (files to a path, a disk, a VM as new or in place, an instant
-  recovery) with progress and result through the control plane's job routes, as a backup.
+  recovery as new or in place, and its finalize or abort) with progress and result
+  through the control plane's job routes, as a backup.
 
 The agent opens no port: every byte goes over its own authenticated requests.
 """
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
 
 RELAY_WORKERS = 4
 IMAGE_KINDS = ("vm", "disk")
-RESTORE_WHATS = ("files", "disk", "vm", "instant")
+RESTORE_WHATS = ("files", "disk", "vm", "instant", "instant-finalize", "instant-abort")
 
 
 class RelayError(StrongroomError):
@@ -103,6 +106,12 @@ class Relay:
             self._restore(doc)
             return
         try:
+            if kind == "instants":  # no vault needed: the host's instant recoveries
+                from strongroom.agent.restorevm import instant_rows
+
+                location = f"{self.server.rstrip('/')}/{doc['vault']}"
+                self._answer(rid, json.dumps(instant_rows(location)).encode())
+                return
             v = self._vault(doc)
             try:
                 with v.read_lock():

@@ -40,11 +40,16 @@ def _ready_pipe() -> Callable[[str], None]:
 
 
 def _passphrase() -> str:
-    """From the systemd credential when run as a unit, else the first line of stdin."""
-    from strongroom.image.instant.systemd import CREDENTIAL
+    """From the systemd credential when run as a unit (and a served vault's token from its
+    own, when there is one), else the first line of stdin."""
+    from strongroom.image.instant.systemd import CREDENTIAL, TOKEN_CREDENTIAL
+    from strongroom.storage.http import TOKEN_ENV
 
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if creds:
+        token = Path(creds) / TOKEN_CREDENTIAL
+        if token.is_file():
+            os.environ[TOKEN_ENV] = token.read_text().strip()
         return (Path(creds) / CREDENTIAL).read_text().rstrip("\n")
     return sys.stdin.readline().rstrip("\n")
 

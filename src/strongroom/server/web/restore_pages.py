@@ -199,23 +199,93 @@ def image_page(who: Session, item: str, point: str, agents: Sequence[str], agent
     vm = form(
         "vm",
         "Restore the VM",
-        '<fieldset><legend>Where</legend><label><input type="radio" name="mode" value="new" '
-        'checked> As a new VM</label><label><input type="radio" name="mode" value="in-place">'
-        " In place (only changed chunks written)</label></fieldset>"
+        _where("only changed chunks written; the domain shut off, or force")
         + _field("v-name", "name", "New VM's name (as new)")
         + _field("v-dir", "disk_dir", "Folder for its disks and XML (optional)")
         + _select("format", "Format", FORMATS, "", "v-format")
         + _field("v-connect", "connect", "libvirt URI (optional)")
         + _check("start", "Start it (libvirt)")
-        + _check("force", "Force")
+        + _check("force", "Force (overwrite; in place: power the domain off when it runs)")
         + _check("verify", "Verify"),
     )
     instant = form(
         "instant",
         "Restore instantly",
-        "<p>The VM starts at once, its disks read from the vault while they are copied.</p>"
-        + _field("i-name", "name", "New VM's name")
+        "<p>The VM starts at once, its disks read from the vault while they are copied; "
+        "finish it below (finalize: everything local; abort: nothing left).</p>"
+        + _where("the point's own domain, its disks kept until finalize")
+        + _field("i-name", "name", "New VM's name (as new)")
         + _field("i-dir", "disk_dir", "Folder for the overlays (optional)")
-        + _field("i-connect", "connect", "libvirt URI (optional)"),
+        + _field("i-connect", "connect", "libvirt URI (optional)")
+        + _check("force", "Force (power the domain off when it runs; in place)"),
     )
-    return layout(f"Restore from {point[:12]}", disk + vm + instant, who, "/ui/items")
+    link = e(f"{base(item, point)}/instant?agent={quote(agent)}")
+    listed = f'<p><a href="{link}">Instant recoveries running on {e(agent)}…</a></p>'
+    return layout(
+        f"Restore from {point[:12]}",
+        disk + vm + instant + _finish(who, url, agents, agent) + listed,
+        who,
+        "/ui/items",
+    )
+
+
+def _where(in_place: str) -> str:
+    """The as-new / in-place choice (``--as-new NAME`` or ``--in-place``)."""
+    return (
+        '<fieldset><legend>Where</legend><label><input type="radio" name="mode" value="new" '
+        'checked> As a new VM</label><label><input type="radio" name="mode" value="in-place">'
+        f" In place ({in_place})</label></fieldset>"
+    )
+
+
+def _finish(who: Session, url: str, agents: Sequence[str], agent: str) -> str:
+    """``instant finalize NAME`` / ``instant abort NAME`` on the agent running it."""
+    return (
+        f'<form method="post" action="{url}" class="card" id="instant-finish">{csrf_field(who)}'
+        "<h2>Finish an instant recovery</h2>"
+        '<label for="f-name">Its VM\'s name</label><input id="f-name" name="name" required>'
+        + _select("agent", "Agent running it", agents, agent, "f-agent")
+        + '<button type="submit" name="what" value="instant-finalize">Finalize</button> '
+        '<button type="submit" name="what" value="instant-abort">Abort</button></form>'
+    )
+
+
+def instant_page(
+    who: Session,
+    item: str,
+    point: str,
+    rows: Sequence[dict[str, Any]],
+    agents: Sequence[str],
+    agent: str,
+) -> str:
+    """``instant list`` of the agent's host (recoveries from this item's vault), each with
+    its Finalize and Abort buttons."""
+    url = f"{base(item, point)}/restore"
+
+    def row(r: dict[str, Any]) -> str:
+        name = str(r.get("name", ""))
+        pid = f" (pid {e(r['pid'])})" if r.get("pid") else ""
+        buttons = (
+            f'<form method="post" action="{url}" class="inline">{csrf_field(who)}'
+            f'<input type="hidden" name="name" value="{e(name)}">'
+            f'<input type="hidden" name="agent" value="{e(agent)}">'
+            f'<button type="submit" name="what" value="instant-finalize" '
+            f'aria-label="Finalize {e(name)}">Finalize</button> '
+            f'<button type="submit" name="what" value="instant-abort" '
+            f'aria-label="Abort {e(name)}">Abort</button></form>'
+        )
+        return (
+            f'<tr data-name="{e(name)}"><td>{e(name)}</td><td>{e(str(r.get("point", ""))[:12])}'
+            f"</td><td>{e(r.get('domain'))}</td><td>{e(r.get('export'))}{pid}</td>"
+            f"<td>{e(r.get('restarts'))}</td><td>{_size(r.get('bytes_local'))} of "
+            f"{_size(r.get('virtual_size'))}</td><td>{buttons}</td></tr>"
+        )
+
+    heads = ("VM", "Point", "Domain", "Export", "Restarts", "Local", "Finish")
+    body = (
+        f'<form method="get" action="{base(item, point)}/instant" class="filters">'
+        + _select("agent", "Agent (the hypervisor host)", agents, agent, "l-agent")
+        + '<button type="submit">Use this agent</button></form>'
+        + table(f"Instant recoveries on {agent}", heads, map(row, rows), "None running.")
+    )
+    return layout(f"Instant recoveries on {agent}", body, who, "/ui/items")

@@ -33,6 +33,7 @@ MAX_PATHS = 100
 FILES_KEYS = ("on_conflict", "target")
 IMAGE_KEYS = ("disk", "to", "format", "attach", "attach_to", "connect", "mode", "name", "disk_dir")
 FLAGS = ("verify", "dry_run", "force", "start")
+INSTANT_ENDS = ("instant-finalize", "instant-abort")
 
 
 def install(app: FastAPI, server: Server, plane: ControlPlane) -> Relay:
@@ -99,6 +100,18 @@ def _page_routes(app: FastAPI, server: Server, plane: ControlPlane, relay: Relay
 
         return await frame.page(server, request, build, WRITERS)
 
+    @app.get("/ui/items/{item}/points/{point}/instant", include_in_schema=False)
+    async def instants(request: Request, item: str, point: str, agent: str = "") -> Response:
+        async def build(who: Session) -> Response:
+            ctx = await run_in_threadpool(_Ctx, plane, item, point)
+            machine = ctx.agent(agent)
+            t = await relay.open(machine, ctx.doc("instants"))
+            rows = json.loads(await relay.read_all(t))
+            page = restore_pages.instant_page(who, item, point, rows, ctx.agents, machine)
+            return html(page)
+
+        return await frame.page(server, request, build, WRITERS)
+
 
 def _write_routes(app: FastAPI, server: Server, plane: ControlPlane, relay: Relay) -> None:
     @app.post("/ui/items/{item}/points/{point}/download", include_in_schema=False)
@@ -137,35 +150,63 @@ def _write_routes(app: FastAPI, server: Server, plane: ControlPlane, relay: Rela
 
 
 def restore_spec(form: Form, point: str) -> dict[str, Any]:
-    """The job's payload from the form: the CLI's options of ``restore files|disk|vm``."""
+    """The job's payload from the form: the CLI's options of ``restore files|disk|vm`` and
+    ``instant finalize|abort``; a combination the CLI refuses is refused here (400)."""
     what = form.get("what", "")
     spec: dict[str, Any] = {"what": what, "point": point}
     if what == "files":
-        paths = [p.strip() for p in form.get("paths", "").splitlines() if p.strip()]
-        if len(paths) > MAX_PATHS:
-            raise ApiError(400, f"at most {MAX_PATHS} paths at once")
-        spec["paths"] = [] if paths == ["/"] else paths
-        spec.update({k: form.get(k, "").strip() for k in FILES_KEYS})
-        if not spec["target"]:
-            raise ApiError(400, "a target folder on the agent is required")
-        if spec["on_conflict"] not in restore_pages.CONFLICTS:
-            raise ApiError(400, f"on conflict: one of {', '.join(restore_pages.CONFLICTS)}")
+        _files_spec(form, spec)
     elif what in ("disk", "vm", "instant"):
         spec.update({k: form[k].strip() for k in IMAGE_KEYS if form.get(k, "").strip()})
-        if what == "vm":
-            spec.setdefault("mode", "new")
-        if what == "vm" and spec["mode"] == "new" and not spec.get("name"):
-            raise ApiError(400, "a VM restored as new needs a name")
-        if what == "vm" and spec.get("mode") == "in-place":
-            spec.pop("name", None)
-        if what == "instant" and not spec.get("name"):
-            raise ApiError(400, "an instant recovery needs the new VM's name")
-        if what == "disk" and not (spec.get("to") or spec.get("attach_to")):
-            raise ApiError(400, "a disk restore needs a target path (or a domain to attach to)")
+    elif what in INSTANT_ENDS:
+        name = form.get("name", "").strip()
+        if not name:
+            raise ApiError(400, "which instant recovery? give its VM's name")
+        return {**spec, "name": name}
     else:
-        raise ApiError(400, "what: one of files, disk, vm, instant")
+        raise ApiError(400, f"what: one of files, disk, vm, instant, {', '.join(INSTANT_ENDS)}")
     spec.update({k: True for k in FLAGS if form.get(k)})
+    if what != "files":
+        _image_spec(spec)
     return spec
+
+
+def _files_spec(form: Form, spec: dict[str, Any]) -> None:
+    paths = [p.strip() for p in form.get("paths", "").splitlines() if p.strip()]
+    if len(paths) > MAX_PATHS:
+        raise ApiError(400, f"at most {MAX_PATHS} paths at once")
+    spec["paths"] = [] if paths == ["/"] else paths
+    spec.update({k: form.get(k, "").strip() for k in FILES_KEYS})
+    if not spec["target"]:
+        raise ApiError(400, "a target folder on the agent is required")
+    if spec["on_conflict"] not in restore_pages.CONFLICTS:
+        raise ApiError(400, f"on conflict: one of {', '.join(restore_pages.CONFLICTS)}")
+
+
+def _image_spec(spec: dict[str, Any]) -> None:
+    """``restore disk`` and ``restore vm [--instant]``'s rules on their options."""
+    what = spec["what"]
+    if what == "disk":
+        if not (spec.get("to") or spec.get("attach_to")):
+            raise ApiError(400, "a disk restore needs a target path (or a domain to attach to)")
+        return
+    mode = spec.setdefault("mode", "new")
+    if mode not in ("new", "in-place"):
+        raise ApiError(400, "mode: new or in-place")
+    if mode == "new" and not spec.get("name"):
+        how = "instantly as new" if what == "instant" else "as new"
+        raise ApiError(400, f"a VM restored {how} needs a name")
+    if mode == "in-place":
+        spec.pop("name", None)
+        if what == "vm" and (spec.get("disk_dir") or spec.get("format")):
+            raise ApiError(400, "the disk folder and the format go with a restore as new")
+    not_instant = any(spec.get(k) for k in ("format", "verify", "start"))
+    if what == "instant" and (not_instant or (spec.get("force") and mode == "new")):
+        raise ApiError(
+            400,
+            "an instant recovery takes a name (as new) or force (in place), a disk folder "
+            "and a libvirt URI: not format, verify or start",
+        )
 
 
 def shown(doc: Any) -> Any:
