@@ -147,6 +147,15 @@ def backup_files_cmd(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Read every file (ignore the files cache).")
     ] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            min=0,
+            max=8,
+            help="Worker processes for big trees (default: one per core; 0: none).",
+        ),
+    ] = None,
     pre_hook: Annotated[
         str | None, typer.Option("--pre-hook", help="Shell command run first; failing stops.")
     ] = None,
@@ -178,7 +187,7 @@ def backup_files_cmd(
             tag,
             patterns,
             (one_file_system, exclude_nodump),
-            no_cache,
+            (no_cache, processes),
             as_json,
             hook_run,
         )
@@ -191,7 +200,7 @@ def _backup_files(
     tag: list[str] | None,
     patterns: list[str],
     walk: tuple[bool, bool],  # --one-file-system, --exclude-nodump
-    no_cache: bool,
+    reading: tuple[bool, int | None],  # --no-cache, --processes
     as_json: bool,
     hook_run: HookRun,
 ) -> None:
@@ -204,7 +213,8 @@ def _backup_files(
         excludes=patterns,
         one_file_system=walk[0],
         exclude_nodump=walk[1],
-        use_cache=not no_cache,
+        use_cache=not reading[0],
+        processes=reading[1],
     )
     with _progress(is_tty() and not as_json, "backed up") as progress:
         summary = backup_files(v, opts, progress)

@@ -12,6 +12,7 @@ then index) and the recovery point saved: the commit.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import socket
@@ -19,13 +20,13 @@ import stat
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from strongroom.chunking import ALGORITHM, CDCParams, ContentChunker
 from strongroom.errors import FilesError
-from strongroom.files.cache import FilesCache, cache_path, cache_scope
+from strongroom.files.cache import FilesCache, cache_path, cache_scope, prepare_rows
 from strongroom.files.content import ContentReader
 from strongroom.files.longpath import Folder
 from strongroom.files.metadata import (
@@ -37,6 +38,7 @@ from strongroom.files.metadata import (
 )
 from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node, encode_dir
 from strongroom.files.patterns import PatternSet
+from strongroom.files.procpool import DirListing, DirWorkers, WrittenCounts, worker_count
 from strongroom.files.reading import CacheRow, FileItem, FileOutcome, FileReader
 from strongroom.files.selection import Selection, auto_excluded, build_selection
 from strongroom.files.vaultview import BackupVault
@@ -45,6 +47,9 @@ from strongroom.vault import CHUNK_TREE, ChunkWriter, PointManifest, encode_tree
 _BATCH_FILES = 128
 _BATCH_BYTES = 4 << 20
 _MAX_LISTED = 1000  # errors and inconsistent paths kept in the point's meta
+# summary counts a worker's listing adds to the parent's
+_MERGED: tuple[str, ...] = ("files", "files_new", "files_changed", "files_unchanged", "dirs")
+_MERGED += ("others", "bytes_read", "tree_bytes_added")
 
 Progress = Callable[[int, int, str], None]
 
@@ -64,6 +69,11 @@ class BackupOptions:
     use_cache: bool = True
     cache_root: Path | None = None
     cdc: CDCParams = field(default_factory=CDCParams)
+    # Worker processes for big trees (files/procpool.py): None picks one per core; 0 keeps
+    # everything in this process.  They start once the walk has met ``processes_after``
+    # entries: only a big tree pays back their start-up (imports, index load); /etc never does.
+    processes: int | None = None
+    processes_after: int = 3000
 
 
 @dataclass
@@ -87,6 +97,8 @@ class BackupSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # not about any file: the files cache
     duration: float = 0.0
+    processes: int = 0  # worker processes started
+    worker_dirs: int = 0  # folders they listed
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -120,7 +132,18 @@ class BackupSummary:
 class _Dir:
     """A directory being backed up: its nodes, and how many children are still in flight."""
 
-    __slots__ = ("cached", "gone", "listed", "node", "nodes", "parent", "path", "pending", "rows")
+    __slots__ = (
+        "cached",
+        "gone",
+        "listed",
+        "node",
+        "nodes",
+        "parent",
+        "path",
+        "pending",
+        "prepared",
+        "rows",
+    )
 
     def __init__(self, path: bytes, node: Node | None, parent: _Dir | None) -> None:
         self.path, self.node, self.parent = path, node, parent
@@ -128,6 +151,7 @@ class _Dir:
         self.pending = 0
         self.listed = False
         self.rows: list[CacheRow] = []  # new or changed rows for the files cache
+        self.prepared: list[object] = []  # the same, made ready by a worker process
         self.cached = False  # whether the files cache had rows for this directory
         self.gone: list[bytes] = []  # cached names that are no longer files here
 
@@ -144,7 +168,7 @@ def _flags(path: bytes) -> int:
         return 0
 
 
-class _Engine:
+class TreeWalker:
     def __init__(self, vault: BackupVault, writer: ChunkWriter, opts: BackupOptions) -> None:
         self.vault, self.writer, self.opts = vault, writer, opts
         self.summary = BackupSummary()
@@ -165,25 +189,127 @@ class _Engine:
         self.progress: Progress | None = None
         self.done_files = 0
         self.done_bytes = 0
+        self.stack: list[tuple[_Dir, Selection | None, int]] = []
+        self.procs: DirWorkers | None = None
+        self.procs_wanted = worker_count(opts.processes)
+        self.delegated: dict[int, _Dir] = {}
+        self.tags = itertools.count()
+        self.given: dict[bytes, Any] = {}  # in a worker: the parent's files-cache rows
+        self.cache_key = b""  # in a worker: the files cache's key, to prepare new rows
 
     # --- walking ---------------------------------------------------------------------------
 
     def run(self, selection: Selection) -> bytes:
         root = _Dir(b"/", None, None)
-        stack: list[tuple[_Dir, Selection | None, int]] = [(root, selection, -1)]
-        while stack:
-            d, sel, dev = stack.pop()
-            children = self._list(d, sel, dev)
-            d.listed = True
-            stack.extend(reversed(children))
-            self._maybe_finalize(d)
-            self._drain(block=False)
-        self._submit_batch()
-        while self.inflight:
-            self._drain(block=True)
+        self.stack = [(root, selection, -1)]
+        while self.stack or self.batch or self.inflight or self._workers_busy():
+            if self.stack:
+                d, sel, dev = self.stack.pop()
+                if not self._delegate(d, sel, dev):
+                    children = self._list(d, sel, dev)
+                    d.listed = True
+                    self.stack.extend(reversed(children))
+                    self._maybe_finalize(d)
+                    self._drain(block=False)
+                    self._maybe_start_workers()
+                self._pump(0)
+                continue
+            self._submit_batch()
+            if self._workers_busy():
+                self._drain(block=False)
+                self._pump(0.02 if self.inflight else None)
+            else:
+                self._drain(block=True)
         if self.root_id is None:
             raise FilesError("internal error: the root tree was never written")
         return self.root_id
+
+    # --- worker processes (files/procpool.py) ----------------------------------------------
+
+    def _workers_busy(self) -> bool:
+        return self.procs is not None and self.procs.busy
+
+    def _maybe_start_workers(self) -> None:
+        if self.procs is not None or self.procs_wanted == 0:
+            return
+        if self.summary.files + self.summary.dirs < self.opts.processes_after:
+            return
+        handoff = self.vault.handoff()
+        if handoff is None:
+            self.procs_wanted = 0
+            return
+        # one reader thread each: the processes are the parallelism, and a second thread
+        # would only trade the interpreter lock back and forth
+        source = self.summary.source
+        theirs = replace(self.opts, processes=0, workers=1, source=source)
+        self.procs = DirWorkers(handoff, theirs, self.procs_wanted)
+        self.summary.processes = self.procs_wanted
+
+    def _delegate(self, d: _Dir, sel: Selection | None, dev: int) -> bool:
+        if self.procs is None or not self.procs.ready or (sel is not None and not sel.full):
+            return False
+        tag = next(self.tags)
+        self.delegated[tag] = d
+        self.procs.submit(tag, d.path, dev, self._lookup(d.path))
+        return True
+
+    def _pump(self, timeout: float | None) -> None:
+        if self.procs is None:
+            return
+        for tag, listing in self.procs.poll(timeout):
+            self._take(self.delegated.pop(tag), listing)
+
+    def _take(self, d: _Dir, listing: DirListing) -> None:
+        """A worker's listing of ``d``: its subdirectories go on the stack (to a worker again)."""
+        d.nodes, d.prepared = listing.nodes, listing.rows
+        d.cached, d.gone = listing.cached, listing.gone
+        if listing.dir_error is not None and d.node is not None:
+            d.node.error = listing.dir_error
+        _merge(self.summary, listing)
+        self.summary.worker_dirs += 1
+        self.done_files += listing.done_files
+        self.done_bytes += listing.nread
+        for index, dev in listing.subdirs:
+            node = d.nodes[index]
+            d.pending += 1
+            self.stack.append((_Dir(os.path.join(d.path, node.name), node, d), None, dev))
+        d.listed = True
+        self._maybe_finalize(d)
+        if self.progress is not None:
+            self.progress(self.done_files, self.done_bytes, _show(d.path))
+
+    def list_only(self, path: bytes, dev: int, cached: dict[bytes, Any]) -> DirListing:
+        """In a worker process: list ``path`` and read its files, but descend nowhere."""
+        now = int(time.time())
+        self.summary, self.given = BackupSummary(), cached
+        done_files, done_bytes = self.done_files, self.done_bytes
+        d = _Dir(path, Node(name=b"", kind=DIR), None)
+        children = self._list(d, None, dev)
+        self._submit_batch()
+        while d.pending > len(children):
+            self._drain(block=True)
+        where = {id(node): i for i, node in enumerate(d.nodes)}
+        s = self.summary
+        return DirListing(
+            nodes=d.nodes,
+            subdirs=[(where[id(sub.node)], sub_dev) for sub, _, sub_dev in children],
+            rows=prepare_rows(self.cache_key, d.rows, now) if self.cache_key else [],
+            cached=d.cached,
+            gone=d.gone,
+            counts={k: getattr(s, k) for k in _MERGED},
+            errors=s.errors,
+            inconsistent=s.inconsistent,
+            skipped=s.skipped,
+            nread=self.done_bytes - done_bytes,
+            done_files=self.done_files - done_files,
+            dir_error=d.node.error if d.node is not None else None,
+        )
+
+    def _lookup(self, directory: bytes) -> dict[bytes, Any]:
+        if self.cache is not None:
+            return self.cache.lookup_dir(directory)
+        given, self.given = self.given, {}
+        return given
 
     def _list(
         self, d: _Dir, sel: Selection | None, dev: int
@@ -211,7 +337,7 @@ class _Engine:
         dev: int,
         entries: list[tuple[bytes, os.stat_result]],
     ) -> list[tuple[_Dir, Selection | None, int]]:
-        cached = self.cache.lookup_dir(d.path) if self.cache is not None else {}
+        cached = self._lookup(d.path)
         d.cached = bool(cached)
         files: set[bytes] = set()
         children: list[tuple[_Dir, Selection | None, int]] = []
@@ -408,6 +534,8 @@ class _Engine:
             if self.cache is not None:
                 if d.rows:
                     self.cache.store(d.rows)
+                if d.prepared:
+                    self.cache.store_prepared(d.prepared)
                 if d.cached:
                     self.cache.touch_dir(d.path, d.gone)
             d.nodes, d.rows = [], []
@@ -419,6 +547,14 @@ class _Engine:
             d.node.subtree = tree_id
             d.parent.pending -= 1
             d = d.parent
+
+
+def _merge(s: BackupSummary, listing: DirListing) -> None:
+    for key in _MERGED:
+        setattr(s, key, getattr(s, key) + listing.counts[key])
+    s.errors.extend(listing.errors)
+    s.inconsistent.extend(listing.inconsistent)
+    s.skipped.extend(listing.skipped)
 
 
 def _manifest(
@@ -477,9 +613,10 @@ def backup_files(
     source = opts.source or socket.gethostname()
     with vault.lock():
         writer = vault.writer()
-        engine = _Engine(vault, writer, opts)
+        engine = TreeWalker(vault, writer, opts)
         engine.progress = progress
         engine.summary.source = source
+        committed = False
         try:
             if opts.use_cache:
                 engine.cache = FilesCache(
@@ -487,19 +624,26 @@ def backup_files(
                     vault.local_cache_key(cache_scope(source)),
                 )
             root = engine.run(selection)
+            # the workers' packs and index objects first: the point may need any of them
+            theirs = engine.procs.flush() if engine.procs is not None else WrittenCounts()
             writer.flush()
             if progress is not None:  # a cancel that came while the last packs uploaded
                 progress(engine.done_files, engine.done_bytes, "")
             s = engine.summary
-            s.bytes_added, s.data_added = writer.stats.stored_new, writer.stats.raw_new
-            s.chunks_new = writer.stats.chunks_new
+            s.bytes_added = writer.stats.stored_new + theirs.stored_new
+            s.data_added = writer.stats.raw_new + theirs.raw_new
+            s.chunks_new = writer.stats.chunks_new + theirs.chunks_new
             s.duration = time.monotonic() - started
             point = vault.save_point(_manifest(vault, opts, source, root, s, roots))
             s.point_id = point.point_id
+            vault.adopt_index(theirs.index_names)  # for this handle's next backup
             if engine.cache is not None:
                 engine.cache.commit()
                 _cache_warnings(engine.cache, s)
+            committed = True
         finally:
+            if engine.procs is not None:
+                engine.procs.close(abandon=not committed)
             engine.pool.shutdown(wait=True, cancel_futures=True)
             writer.close()
             if engine.cache is not None:

@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS files (
 
 _INSERT = "INSERT OR REPLACE INTO files VALUES "
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_ROWS_PER_INSERT = 999 // 11  # SQLite before 3.32 takes at most 999 parameters
+_PER_ROW = 11  # the columns of _SCHEMA
+_ROWS_PER_INSERT = 999 // _PER_ROW  # SQLite before 3.32 takes at most 999 parameters
 _MAC_SIZE = 16  # 128 bits: forging one needs the key, guessing one 2**128 tries
 # lengths of dir, name and chunks, then ino, size, mtime, ctime, inode flags: every field at a
 # fixed place
@@ -140,6 +141,22 @@ def _damaged(exc: sqlite3.Error) -> bool:
 
 def _describe(exc: sqlite3.Error) -> str:
     return str(exc) or type(exc).__name__
+
+
+def prepare_rows(
+    key: bytes,
+    rows: list[tuple[bytes, bytes, int, int, int, int, list[bytes], object, int]],
+    now: int,
+) -> list[object]:
+    """The column values of ``rows`` (see :meth:`FilesCache.store`), one flat list, each row
+    with its MAC under ``key``."""
+    values: list[object] = []
+    for d, n, ino, size, mt, ct, ch, ext, fl in rows:
+        extents = json.dumps(ext) if ext else None
+        chunks = b"".join(ch)
+        mac = row_mac(key, d, n, ino, size, mt, ct, chunks, extents, fl)
+        values += (d, n, ino, size, mt, ct, chunks, extents, fl, now, mac)
+    return values
 
 
 class FilesCache:
@@ -260,23 +277,20 @@ class FilesCache:
     ) -> None:
         """Rows of (dir, name, ino, size, mtime_ns, ctime_ns, chunk ids, extents or None,
         inode flags)."""
-        self._guard(lambda: self._store(rows), None)
+        self._guard(lambda: self._insert(prepare_rows(self._key, rows, self._now)), None)
 
-    def _store(
-        self, rows: list[tuple[bytes, bytes, int, int, int, int, list[bytes], object, int]]
-    ) -> None:
+    def store_prepared(self, prepared: list[object]) -> None:
+        """Rows a backup worker process made ready with :func:`prepare_rows` (and this
+        cache's key): the parent only inserts them."""
+        self._guard(lambda: self._insert(prepared), None)
+
+    def _insert(self, values: list[object]) -> None:
         # Many rows per statement: SQLite releases the GIL for every step, and a backup's
         # readers hold it in between, so one step per row costs a thread switch per file.
-        key = self._key
-        for start in range(0, len(rows), _ROWS_PER_INSERT):
-            part = rows[start : start + _ROWS_PER_INSERT]
-            values: list[object] = []
-            for d, n, ino, size, mt, ct, ch, ext, fl in part:
-                extents = json.dumps(ext) if ext else None
-                chunks = b"".join(ch)
-                mac = row_mac(key, d, n, ino, size, mt, ct, chunks, extents, fl)
-                values += (d, n, ino, size, mt, ct, chunks, extents, fl, self._now, mac)
-            self.db.execute(_INSERT + ",".join([_ROW] * len(part)), values)
+        step = _ROWS_PER_INSERT * _PER_ROW
+        for start in range(0, len(values), step):
+            part = values[start : start + step]
+            self.db.execute(_INSERT + ",".join([_ROW] * (len(part) // _PER_ROW)), part)
 
     def touch_dir(self, directory: bytes, gone: list[bytes]) -> None:
         """Keep a backed-up directory's rows alive; drop the rows of names no longer there."""

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from strongroom.errors import StrongroomError
     from strongroom.storage.backend import BackendCapabilities
     from strongroom.vault import ChunkWriter, Located, Place, PointManifest, RecoveryPoint
+    from strongroom.vault.handoff import VaultHandoff
 
 
 class Hashes(Protocol):
@@ -70,6 +71,8 @@ class BackupVault(OnStorage, Protocol):
     ) -> list[RecoveryPoint]: ...
     def has_chunks(self, ids: Iterable[bytes]) -> bool: ...
     def save_point(self, manifest: PointManifest) -> RecoveryPoint: ...
+    def handoff(self) -> VaultHandoff | None: ...
+    def adopt_index(self, names: Iterable[str]) -> None: ...
 
 
 class RestoreVault(TreeSource, PlannedReads, OnStorage, Protocol):

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from strongroom.vault.check import CheckReport, Problem, check_vault
     from strongroom.vault.config import VaultSettings
     from strongroom.vault.forget import soft_delete, undelete
+    from strongroom.vault.handoff import VaultHandoff, open_handoff
     from strongroom.vault.keys import KDFParams, KeySlot
     from strongroom.vault.points import PointManifest, RecoveryPoint
     from strongroom.vault.prune import PruneOptions, PruneReport, prune
@@ -55,6 +56,7 @@ _HOME = {
     "Tombstone": "tombstones",
     "Unstored": "stored",
     "Vault": "vault",
+    "VaultHandoff": "handoff",
     "VaultSettings": "config",
     "VaultStats": "stats",
     "WriterStats": "writer",
@@ -62,6 +64,7 @@ _HOME = {
     "check_vault": "check",
     "decode_tree": "trees",
     "encode_tree": "trees",
+    "open_handoff": "handoff",
     "prune": "prune",
     "repair": "repair",
     "soft_delete": "forget",
@@ -90,6 +93,7 @@ __all__ = [
     "Tombstone",
     "Unstored",
     "Vault",
+    "VaultHandoff",
     "VaultSettings",
     "VaultStats",
     "WriterStats",
@@ -97,6 +101,7 @@ __all__ = [
     "check_vault",
     "decode_tree",
     "encode_tree",
+    "open_handoff",
     "prune",
     "repair",
     "soft_delete",

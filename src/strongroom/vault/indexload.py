@@ -8,7 +8,7 @@ small command's cost (issue 19).  ``Vault.open`` loads it at once unless asked n
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from strongroom.errors import IntegrityError, ObjectNotFound
@@ -153,6 +153,26 @@ class IndexLoading(ChunkAccess):
             return None
 
         return load
+
+    def adopt_index(self, names: Iterable[str]) -> None:
+        """Add index objects this client just wrote from another process (a backup's worker
+        processes) to the loaded index, so the next backup through this handle deduplicates
+        against them; nothing to do while the index is not loaded (it will list them).  Call
+        with no writer active."""
+        with self._index_mutex:
+            index = self._index
+            if index is None:
+                return
+            from strongroom.vault.index import decode_index
+
+            for name in names:
+                if name in self._index_names:
+                    continue
+                packs, _ = decode_index(self.open_index_object(name), name)
+                for rec in packs:  # as when loading: every row, duplicates across packs too
+                    index.add_pack(rec.pack_id, rec.salt, rec.entries, bulk=True)
+                self._index_names.add(name)
+            index.finish_bulk()
 
     def reload_index(self) -> None:
         """Load the index afresh (after a prune or repair changed it); readers follow.

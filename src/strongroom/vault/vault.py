@@ -61,6 +61,7 @@ from strongroom.vault.points import POINTS_PREFIX, PointManifest, RecoveryPoint
 from strongroom.vault.tombstones import Tombstone
 
 if TYPE_CHECKING:
+    from strongroom.vault.handoff import VaultHandoff
     from strongroom.vault.writer import ChunkWriter, UnindexedPacks
 
 
@@ -94,6 +95,17 @@ class Vault(IndexLoading):
         vault), one per ``scope``: a tampered or damaged cache then costs a re-read, never a
         wrong point."""
         return blake3.blake3(scope.encode(), key=self.keys.local_cache_key).digest()
+
+    def handoff(self) -> VaultHandoff | None:
+        """What a worker process needs to open this vault without the passphrase, or ``None``
+        when its storage cannot be opened by path from another process
+        (``vault/handoff.py``)."""
+        from strongroom.vault.handoff import VaultHandoff
+
+        root = self.capabilities.local_root
+        if root is None:
+            return None
+        return VaultHandoff(str(root), self.keys.master, self.slot_id, self.config)
 
     # --- creating and opening --------------------------------------------------------------
 

@@ -1,0 +1,153 @@
+"""Files backups with worker processes (files/procpool.py, procwork.py): the same point as
+without them, the files cache and incrementals through them, and a worker's death failing the
+backup without a point."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from strongroom.errors import StrongroomError
+from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
+from strongroom.files.backup import TreeWalker
+from strongroom.vault import Vault, check_vault
+from tests.files._support import assert_same, build_every_kind, snapshot
+
+
+def _opts(tree: Path, source: str, processes: int = 2, **more: Any) -> BackupOptions:
+    return BackupOptions([str(tree)], source=source, processes=processes, processes_after=1, **more)
+
+
+def _tree(root: Path, rng: random.Random) -> Path:
+    root.mkdir()
+    build_every_kind(root / "kinds")
+    for n in range(20):
+        many = root / "many" / f"m{n:02}"
+        many.mkdir(parents=True)
+        for i in range(20):
+            (many / f"{i}").write_bytes(b"%d" % (n * 100 + i))
+    for a in range(6):
+        (root / f"a{a}").mkdir()
+        for b in range(rng.randint(0, 5)):
+            sub = root / f"a{a}" / f"b{b}"
+            sub.mkdir()
+            for i in range(rng.randint(0, 40)):
+                size = rng.choice((0, 100, 5000, 70_000))
+                (sub / f"f{i}").write_bytes(rng.randbytes(size))
+        (root / f"a{a}" / "same.txt").write_text("the same in every folder\n" * 100)
+    (root / "deep" / "x" / "y" / "z").mkdir(parents=True)
+    (root / "deep" / "x" / "y" / "z" / "leaf").write_bytes(b"leaf")
+    (root / "skip.tmp").write_bytes(b"excluded")
+    (root / "a0" / "skip.tmp").write_bytes(b"excluded too")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def workers_up_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test tree is walked in about the time workers take to start (0.4 s): waiting for them
+    puts every folder after the first through them."""
+    start = TreeWalker._maybe_start_workers
+
+    def start_and_wait(self: TreeWalker) -> None:
+        start(self)
+        if self.procs is not None:
+            self.procs.wait_ready(60)
+
+    monkeypatch.setattr(TreeWalker, "_maybe_start_workers", start_and_wait)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = _tree(tmp_path / "src", random.Random(19))
+    time.sleep(0.2)  # out of the racy window: files changed right before they are read
+    return root
+
+
+def _restore(vault: Vault, point_id: str, out: Path) -> None:
+    restore_files(vault, vault.resolve_point(point_id), RestoreOptions(out))
+
+
+def test_workers_make_the_same_point_as_one_process(
+    tmp_path: Path, vault: Vault, tree: Path
+) -> None:
+    common: dict[str, Any] = {"excludes": ["*.tmp"], "use_cache": False}
+    backup_files(vault, _opts(tree, "warm", 0, **common))
+    alone = backup_files(vault, _opts(tree, "one", 0, **common))
+    shared = backup_files(vault, _opts(tree, "two", **common))
+    # directory atimes settled with the first backup and files are read with O_NOATIME:
+    # equal trees give the same root chunk, byte for byte
+    points = {p.point_id: p for p in vault.points()}
+    assert points[alone.point_id].manifest.roots == points[shared.point_id].manifest.roots
+    for key in ("files", "dirs", "others", "logical_bytes", "bytes_read", "errors", "skipped"):
+        assert alone.counts()[key] == shared.counts()[key], key
+    assert sorted(alone.skipped) == sorted(shared.skipped)
+    assert shared.chunks_new == 0  # everything deduplicated against the earlier points
+    assert shared.processes == 2 and shared.worker_dirs > 20
+    out = tmp_path / "out"
+    _restore(vault, shared.point_id, out)
+    want = {k: v for k, v in snapshot(tree, atime=False).items() if not k.endswith(b".tmp")}
+    assert_same(want, snapshot(out / tree.relative_to("/"), atime=False))
+    report = check_vault(vault, read_data=True)
+    assert report.ok, [(p.name, p.message) for p in report.problems]
+
+
+def test_first_backup_with_workers_then_cache_and_one_percent(
+    tmp_path: Path, vault: Vault, tree: Path
+) -> None:
+    opts = _opts(tree, "inc", cache_root=tmp_path / "cache")
+    first = backup_files(vault, opts)
+    assert first.chunks_new > 0 and first.files_new == first.files
+    assert first.worker_dirs > 20
+    again = backup_files(vault, opts)  # the same handle: it adopted the workers' index
+    assert again.bytes_read == 0
+    assert again.data_added == again.tree_bytes_added  # only trees (directory atimes moved)
+    assert again.files_unchanged == first.files
+    changed = sorted(tree.glob("a*/b*/f*"))[:5]
+    for p in changed:
+        p.write_bytes(p.read_bytes() + b"changed")
+    third = backup_files(vault, opts)
+    assert third.files_changed == len(changed)
+    assert third.files_unchanged == first.files - len(changed)
+    out = tmp_path / "out"
+    _restore(vault, third.point_id, out)
+    assert_same(snapshot(tree, atime=False), snapshot(out / tree.relative_to("/"), atime=False))
+    report = check_vault(vault, read_data=True)
+    assert report.ok, [(p.name, p.message) for p in report.problems]
+
+
+def test_a_mount_point_inside_stays_empty_with_one_file_system(
+    tmp_path: Path, vault: Vault, tree: Path
+) -> None:
+    mnt = tree / "a1" / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], check=True)
+    try:
+        (mnt / "other-fs").write_bytes(b"not ours")
+        opts = _opts(tree, "x", one_file_system=True)
+        s = backup_files(vault, opts)
+        out = tmp_path / "out"
+        _restore(vault, s.point_id, out)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    restored = out / tree.relative_to("/") / "a1" / "mnt"
+    assert restored.is_dir() and not list(restored.iterdir())
+    assert (out / tree.relative_to("/") / "deep/x/y/z/leaf").read_bytes() == b"leaf"
+
+
+def test_a_worker_killed_fails_the_backup_and_commits_nothing(
+    vault: Vault, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = [p.point_id for p in vault.points()]
+    monkeypatch.setenv("STRONGROOM_FAILPOINT", "procwork-dir@3")  # SIGKILL at its 3rd folder
+    with pytest.raises(StrongroomError, match="backup worker process stopped"):
+        backup_files(vault, _opts(tree, "killed"))
+    monkeypatch.delenv("STRONGROOM_FAILPOINT")
+    assert [p.point_id for p in vault.points()] == before
+    assert check_vault(vault).ok
+    ok = backup_files(vault, _opts(tree, "killed"))
+    assert ok.errors == [] and ok.point_id in [p.point_id for p in vault.points()]
