@@ -100,3 +100,54 @@ def test_lock_of_a_killed_backup_is_removed_by_the_next_command(tmp_path: Path) 
     killed(cli(vault, "backup", "files", str(source), failpoint="after-packs"))
     ok(cli(vault, "backup", "files", str(source)))  # no conflict, and the lock goes
     assert not list((vault / "locks").iterdir())
+
+
+def test_interrupt_with_worker_processes_stops_them_and_cleans_up(tmp_path: Path) -> None:
+    """A tree big enough for worker processes (files/procpool.py): one of them is paused at
+    its fifth folder when the backup gets SIGINT; the workers are stopped, nothing is left
+    in the vault, and the paused worker is gone."""
+    vault, source = tmp_path / "vault", tmp_path / "src"
+    init_vault(vault)
+    rng = random.Random(11)
+    for d in range(400):  # workers start after 3,000 entries and take 0.4 s to come up
+        folder = source / f"d{d:03}"
+        folder.mkdir(parents=True)
+        for i in range(30):
+            (folder / f"f{i:02}").write_bytes(rng.randbytes(512))
+    pause = tmp_path / "paused"
+    env = {
+        **os.environ,
+        "PYTHONPATH": CHILD_PATH,
+        "STRONGROOM_PASSWORD": PASSPHRASE,
+        "STRONGROOM_VAULT": str(vault),
+        "STRONGROOM_FAILPOINT": "procwork-dir@5",
+        "STRONGROOM_FAILPOINT_PAUSE": str(pause),
+    }
+    cmd = [sys.executable, "-m", "strongroom.cli.main", "backup", "files", str(source)]
+    proc = subprocess.Popen(
+        [*cmd, "--processes", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pause.exists() or not pause.read_text().endswith("\n"):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no worker process reached its fifth folder"
+            time.sleep(0.01)
+        worker = int(pause.read_text().split()[0])
+        assert worker != proc.pid
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err.decode().startswith("error: interrupted by SIGINT: nothing was committed")
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)
+    assert not temp_files(vault)
+    assert open_vault(vault).points() == []
+    assert not list((vault / "locks").iterdir())

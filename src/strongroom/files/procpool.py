@@ -162,11 +162,14 @@ class DirWorkers:
 
     def close(self, abandon: bool = False) -> None:
         """Stop every worker: after :meth:`flush` they exit at the end of their input; when
-        the run is abandoned they get a moment to remove their temporary packs, then SIGKILL
-        (a worker deep in a big directory would not look at its input before it is done)."""
+        the run is abandoned, SIGTERM (a worker deep in a big folder would not look at its
+        input before it is done) gives them a moment to remove their temporary packs, and
+        SIGKILL follows."""
         for w in self.workers:
             with contextlib.suppress(OSError):
                 w.conn.close()
+            if abandon and w.proc.poll() is None:
+                w.proc.terminate()
         for w in self.workers:
             try:
                 w.proc.wait(timeout=_ABANDON_WAIT if abandon else _EXIT_WAIT)

@@ -7,7 +7,8 @@ FD is this end of the parent's socket pair.  The first message opens the vault; 
 ``dir`` message gets a ``dir`` answer, ``flush`` writes the packs and index objects and answers
 with their counts.  End of input without a flush abandons the run (the parent failed or was
 interrupted): nothing is flushed.  SIGINT is ignored, since the terminal sends it to the whole
-process group and the parent decides; the parent's death closes the pipe.
+process group and the parent decides; the parent's SIGTERM (an abandoned run) unwinds through
+the clean-up that removes temporary packs; the parent's death closes the pipe.
 """
 
 from __future__ import annotations
@@ -70,8 +71,13 @@ def _report(conn: Connection, exc: BaseException) -> None:
         conn.send(("failed", blob, str(exc) or type(exc).__name__))
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(1)  # unwinds through _serve's clean-up: temporary packs are removed
+
+
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminated)
     conn = Connection(int(argv[1]))
     try:
         _serve(conn)
