@@ -14,7 +14,7 @@ import pytest
 
 from strongroom.errors import StrongroomError
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
-from strongroom.files.backup import TreeWalker
+from strongroom.files.walker import TreeWalker
 from strongroom.vault import Vault, check_vault
 from tests.files._support import assert_same, build_every_kind, snapshot
 

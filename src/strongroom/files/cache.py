@@ -143,6 +143,58 @@ def _describe(exc: sqlite3.Error) -> str:
     return str(exc) or type(exc).__name__
 
 
+def read_dir_rows(
+    db: sqlite3.Connection, key: bytes, directory: bytes
+) -> tuple[dict[bytes, CacheEntry], list[bytes]]:
+    """The rows of ``directory`` whose MAC holds, by name, and the names of those it fails."""
+    rows = db.execute(
+        "SELECT name, ino, size, mtime, ctime, chunks, extents, flags, mac"
+        " FROM files WHERE dir = ?",
+        (directory,),
+    ).fetchall()
+    found: dict[bytes, CacheEntry] = {}
+    bad: list[bytes] = []
+    for name, ino, size, mtime, ctime, chunks, extents, flags, mac in rows:
+        want = row_mac(key, directory, name, ino, size, mtime, ctime, chunks, extents, flags)
+        if not hmac.compare_digest(want, mac):
+            bad.append(name)
+            continue
+        ext = [(a, b) for a, b in json.loads(extents)] if extents else None
+        found[bytes(name)] = CacheEntry(ino, size, mtime, ctime, _split(chunks), ext, flags)
+    return found, bad
+
+
+class CacheReader:
+    """Lookups only, for a backup's worker process: the parent holds the cache's write
+    transaction for the whole backup, and in WAL mode a read-only connection still sees the
+    last commit.  Rows whose MAC fails count in :attr:`rejected` (the parent replaces them
+    when their files are stored again); any SQLite failure turns lookups off (files are read)."""
+
+    def __init__(self, path: Path, key: bytes) -> None:
+        self._key = key
+        self.rejected = 0
+        self._db: sqlite3.Connection | None = None
+        with contextlib.suppress(sqlite3.Error):
+            self._db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=60)
+
+    def lookup_dir(self, directory: bytes) -> dict[bytes, CacheEntry]:
+        if self._db is None:
+            return {}
+        try:
+            found, bad = read_dir_rows(self._db, self._key, directory)
+        except sqlite3.Error:
+            self.close()
+            return {}
+        self.rejected += len(bad)
+        return found
+
+    def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
+
 def prepare_rows(
     key: bytes,
     rows: list[tuple[bytes, bytes, int, int, int, int, list[bytes], object, int]],
@@ -250,21 +302,7 @@ class FilesCache:
         return self._guard(lambda: self._lookup(directory), {})
 
     def _lookup(self, directory: bytes) -> dict[bytes, CacheEntry]:
-        rows = self.db.execute(
-            "SELECT name, ino, size, mtime, ctime, chunks, extents, flags, mac"
-            " FROM files WHERE dir = ?",
-            (directory,),
-        ).fetchall()
-        found: dict[bytes, CacheEntry] = {}
-        bad: list[bytes] = []
-        key = self._key
-        for name, ino, size, mtime, ctime, chunks, extents, flags, mac in rows:
-            want = row_mac(key, directory, name, ino, size, mtime, ctime, chunks, extents, flags)
-            if not hmac.compare_digest(want, mac):
-                bad.append(name)
-                continue
-            ext = [(a, b) for a, b in json.loads(extents)] if extents else None
-            found[bytes(name)] = CacheEntry(ino, size, mtime, ctime, _split(chunks), ext, flags)
+        found, bad = read_dir_rows(self.db, self._key, directory)
         if bad:
             self.rejected += len(bad)
             self.db.executemany(

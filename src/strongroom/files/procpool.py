@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from strongroom.files.nodes import Node
     from strongroom.vault import VaultHandoff
 
-_QUEUED_PER_WORKER = 3  # directories sent ahead, so a worker never waits for the parent
+_QUEUED_PER_WORKER = 2  # one at work, one waiting: the rest wait here for whichever is free
 _MAX_WORKERS = 8
 _EXIT_WAIT = 60.0  # seconds for a flushed worker to exit
 _ABANDON_WAIT = 2.0
@@ -43,15 +43,18 @@ _ABANDON_WAIT = 2.0
 
 @dataclass
 class DirListing:
-    """One directory as a worker saw it: every node in order (subdirectory nodes without
-    their subtree), which of them to descend into, and the files-cache news."""
+    """A folder as a worker did it: with its whole subtree (``tree_id``), or one level (every
+    node in order, subfolder nodes without their subtree, and which of them to descend into);
+    and the files cache's news: new rows (prepared: ``cache.prepare_rows``) and the folders
+    whose rows are to be kept, with the names gone from them."""
 
-    nodes: list[Node]
-    subdirs: list[tuple[int, int]]  # (index in nodes, device for --one-file-system)
-    rows: list[object]  # files-cache rows, prepared (cache.prepare_rows)
-    cached: bool
-    gone: list[bytes]
     counts: dict[str, int]
+    tree_id: bytes | None = None
+    nodes: list[Node] = field(default_factory=list)
+    subdirs: list[tuple[int, int]] = field(default_factory=list)  # (index in nodes, device)
+    rows: list[object] = field(default_factory=list)
+    touches: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
+    rejected: int = 0  # cache rows whose MAC failed
     errors: list[tuple[str, str]] = field(default_factory=list)
     inconsistent: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -89,7 +92,7 @@ class DirWorkers:
 
     def __init__(self, handoff: VaultHandoff, opts: Any, count: int) -> None:
         self.workers: list[_Worker] = []
-        self.queue: deque[tuple[int, bytes, int, dict[bytes, Any]]] = deque()
+        self.queue: deque[tuple[int, bytes, int, bool]] = deque()
         try:
             for _ in range(count):
                 self.workers.append(_spawn(handoff, opts))
@@ -105,8 +108,10 @@ class DirWorkers:
     def busy(self) -> bool:
         return bool(self.queue) or any(w.inflight for w in self.workers)
 
-    def submit(self, tag: int, path: bytes, dev: int, cached: dict[bytes, Any]) -> None:
-        self.queue.append((tag, path, dev, cached))
+    def submit(self, tag: int, path: bytes, dev: int, whole: bool) -> None:
+        """List ``path`` (``dev``: the device for --one-file-system, or -1), with its whole
+        subtree or one level."""
+        self.queue.append((tag, path, dev, whole))
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -115,8 +120,8 @@ class DirWorkers:
             if not idle:
                 return
             w = min(idle, key=lambda x: x.inflight)
-            tag, path, dev, cached = self.queue.popleft()
-            self._send(w, ("dir", tag, path, dev, cached))
+            tag, path, dev, whole = self.queue.popleft()
+            self._send(w, ("dir", tag, path, dev, whole))
             w.inflight += 1
 
     def poll(self, timeout: float | None) -> list[tuple[int, DirListing]]:

@@ -17,27 +17,83 @@ import contextlib
 import pickle
 import signal
 import sys
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from strongroom import failpoints
 from strongroom.errors import StrongroomError
-from strongroom.files.procpool import WrittenCounts
+from strongroom.files.backuptypes import BackupOptions, BackupSummary
+from strongroom.files.cache import CacheReader, cache_path, cache_scope, prepare_rows
+from strongroom.files.nodes import DIR, Node
+from strongroom.files.procpool import DirListing, WrittenCounts
+from strongroom.files.walker import MERGED, DirState, TreeWalker
+from strongroom.vault import ChunkWriter, Vault, open_handoff
+
+
+class WorkerWalker(TreeWalker):
+    """The walk inside a worker: folders come from the parent, cache rows are looked up here
+    (read only) and the news collected for the parent, which alone writes the cache."""
+
+    def __init__(self, vault: Vault, writer: ChunkWriter, opts: BackupOptions) -> None:
+        super().__init__(vault, writer, opts)
+        self.lookups: CacheReader | None = None
+        self.cache_key = b""
+        self.news = DirListing(counts={})
+        self.now = 0
+
+    def _lookup(self, directory: bytes) -> dict[bytes, Any]:
+        return self.lookups.lookup_dir(directory) if self.lookups is not None else {}
+
+    def _keep_rows(self, d: DirState) -> None:
+        if self.cache_key and d.rows:
+            self.news.rows += prepare_rows(self.cache_key, d.rows, self.now)
+        if d.cached:
+            self.news.touches.append((d.path, d.gone))
+
+    def do(self, path: bytes, dev: int, whole: bool) -> DirListing:
+        """``path`` with its subtree, or one level; see :class:`DirListing`."""
+        self.summary, self.news, self.now = BackupSummary(), DirListing(counts={}), int(time.time())
+        rejected = self.lookups.rejected if self.lookups is not None else 0
+        done_files, done_bytes = self.done_files, self.done_bytes
+        top = DirState(path, Node(name=b"", kind=DIR), None)
+        news = self.news
+        if whole:
+            self.stack = [(top, None, dev)]
+            news.tree_id = self._walk()
+        else:
+            self._one_level(top, dev)
+        s = self.summary
+        news.counts = {k: getattr(s, k) for k in MERGED}
+        news.errors, news.inconsistent, news.skipped = s.errors, s.inconsistent, s.skipped
+        news.nread, news.done_files = self.done_bytes - done_bytes, self.done_files - done_files
+        news.dir_error = top.node.error if top.node is not None else None
+        if self.lookups is not None:
+            news.rejected = self.lookups.rejected - rejected
+        return news
+
+    def _one_level(self, top: DirState, dev: int) -> None:
+        children = self._list(top, None, dev)
+        self._submit_batch()
+        while top.pending > len(children):  # its files; never its subfolders
+            self._drain(block=True)
+        where = {id(node): i for i, node in enumerate(top.nodes)}
+        self.news.nodes = top.nodes
+        self.news.subdirs = [(where[id(sub.node)], sub_dev) for sub, _, sub_dev in children]
+        self._keep_rows(top)
 
 
 def _serve(conn: Connection) -> None:
-    from strongroom.files.backup import TreeWalker
-    from strongroom.files.cache import cache_scope
-    from strongroom.vault import open_handoff
-
     kind, handoff, opts = conn.recv()
     if kind != "open":
         return
     vault = open_handoff(handoff)
     writer = vault.writer()
-    engine = TreeWalker(vault, writer, opts)
+    walker = WorkerWalker(vault, writer, opts)
     if opts.use_cache and opts.source:
-        engine.cache_key = vault.local_cache_key(cache_scope(opts.source))
+        walker.cache_key = vault.local_cache_key(cache_scope(opts.source))
+        path = cache_path(vault.vault_id, opts.source, opts.cache_root)
+        walker.lookups = CacheReader(path, walker.cache_key)
     try:
         conn.send(("ready",))
         while True:
@@ -47,8 +103,8 @@ def _serve(conn: Connection) -> None:
                 return
             if msg[0] == "dir":
                 failpoints.hit("procwork-dir")
-                _, tag, path, dev, cached = msg
-                conn.send(("dir", tag, engine.list_only(path, dev, cached)))
+                _, tag, path, dev, whole = msg
+                conn.send(("dir", tag, walker.do(path, dev, whole)))
             elif msg[0] == "flush":
                 before = set(vault.index_names)
                 writer.flush()
@@ -57,7 +113,9 @@ def _serve(conn: Connection) -> None:
                 counts = WrittenCounts(st.stored_new, st.raw_new, st.chunks_new, names)
                 conn.send(("flushed", counts))
     finally:
-        engine.pool.shutdown(wait=True, cancel_futures=True)
+        if walker.lookups is not None:
+            walker.lookups.close()
+        walker.pool.shutdown(wait=True, cancel_futures=True)
         writer.close()
         vault.close()
 

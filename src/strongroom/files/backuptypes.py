@@ -1,0 +1,89 @@
+"""What a files backup is asked to do (:class:`BackupOptions`) and what it reports
+(:class:`BackupSummary`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from strongroom.chunking import CDCParams
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class BackupOptions:
+    paths: Sequence[str]
+    source: str | None = None
+    tags: Sequence[str] = ()
+    excludes: Sequence[str] = ()
+    one_file_system: bool = False
+    exclude_nodump: bool = False  # leave out files and folders flagged no-dump (chattr +d)
+    # Readers: compression, hashing and encryption release the GIL, but every system call of
+    # a small file hands it over too; two readers keep two cores busy with about half the
+    # context switches of three (restic also reads two files at a time by default).  0: the
+    # walking thread reads (in a worker process, where the processes are the parallelism).
+    workers: int = 2
+    use_cache: bool = True
+    cache_root: Path | None = None
+    cdc: CDCParams = field(default_factory=CDCParams)
+    # Worker processes for big trees (files/procpool.py): None picks one per core; 0 keeps
+    # everything in this process.  They start once the walk has met ``processes_after``
+    # entries: only a big tree pays back their start-up (imports, index load); /etc never does.
+    processes: int | None = None
+    processes_after: int = 3000
+
+
+@dataclass
+class BackupSummary:
+    point_id: str = ""
+    source: str = ""
+    files: int = 0
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    dirs: int = 0
+    others: int = 0
+    logical_bytes: int = 0
+    bytes_read: int = 0
+    bytes_added: int = 0
+    data_added: int = 0
+    chunks_new: int = 0
+    tree_bytes_added: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    inconsistent: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # not about any file: the files cache
+    duration: float = 0.0
+    processes: int = 0  # worker processes started
+    worker_dirs: int = 0  # folders they listed
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "files_new": self.files_new,
+            "files_changed": self.files_changed,
+            "files_unchanged": self.files_unchanged,
+            "dirs": self.dirs,
+            "others": self.others,
+            "logical_bytes": self.logical_bytes,
+            "bytes_read": self.bytes_read,
+            "bytes_added": self.bytes_added,
+            "data_added": self.data_added,
+            "chunks_new": self.chunks_new,
+            "content_added": self.data_added - self.tree_bytes_added,
+            "errors": len(self.errors),
+            "inconsistent": len(self.inconsistent),
+            "skipped": len(self.skipped),
+            "duration": round(self.duration, 3),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {"point": self.point_id, "source": self.source, **self.counts()}
+        doc["error_list"] = [{"path": p, "reason": r} for p, r in self.errors]
+        doc["inconsistent_list"] = self.inconsistent
+        doc["skipped_list"] = [{"path": p, "reason": r} for p, r in self.skipped]
+        doc["warnings"] = self.warnings
+        return doc
