@@ -151,3 +151,15 @@ def test_a_worker_killed_fails_the_backup_and_commits_nothing(
     assert check_vault(vault).ok
     ok = backup_files(vault, _opts(tree, "killed"))
     assert ok.errors == [] and ok.point_id in [p.point_id for p in vault.points()]
+
+
+def test_an_unchanged_tree_starts_no_workers(tmp_path: Path, vault: Vault, tree: Path) -> None:
+    """Workers start once the walk has met ``processes_after`` entries, a third of them files
+    to read: the first backup gets them, an unchanged one (nothing to read) does not."""
+    opts = BackupOptions(
+        [str(tree)], source="u", cache_root=tmp_path / "c", processes=2, processes_after=60
+    )
+    first = backup_files(vault, opts)
+    assert first.processes == 2 and first.worker_dirs > 0
+    again = backup_files(vault, opts)
+    assert again.processes == 0 and again.files_unchanged == first.files

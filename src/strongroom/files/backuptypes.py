@@ -31,7 +31,8 @@ class BackupOptions:
     cdc: CDCParams = field(default_factory=CDCParams)
     # Worker processes for big trees (files/procpool.py): None picks one per core; 0 keeps
     # everything in this process.  They start once the walk has met ``processes_after``
-    # entries: only a big tree pays back their start-up (imports, index load); /etc never does.
+    # entries, a third of them files to read: only a big tree with much to read pays back
+    # their start-up (imports, index load); /etc and an unchanged tree never do.
     processes: int | None = None
     processes_after: int = 3000
 

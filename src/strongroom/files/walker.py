@@ -115,6 +115,7 @@ class TreeWalker:
         self.stack: list[tuple[DirState, Selection | None, int]] = []
         self.procs: DirWorkers | None = None
         self.procs_wanted = worker_count(opts.processes)
+        self.to_read = 0  # files the walk found it must read
         self.delegated: dict[int, DirState] = {}
         self.tags = itertools.count()
 
@@ -156,7 +157,9 @@ class TreeWalker:
     def _maybe_start_workers(self) -> None:
         if self.procs is not None or self.procs_wanted == 0:
             return
-        if self.summary.files + self.summary.dirs < self.opts.processes_after:
+        # only a walk with much to read pays for their start-up: an unchanged tree never does
+        after = self.opts.processes_after
+        if self.summary.files + self.summary.dirs < after or self.to_read < after // 3:
             return
         handoff = self.vault.handoff()
         if handoff is None:
@@ -363,6 +366,7 @@ class TreeWalker:
             self.done_files += 1
             return
         d.pending += 1
+        self.to_read += 1
         item = FileItem(d, d.path, node, hit, st)
         if st.st_size >= self.small or st.st_blocks * 512 < st.st_size:
             self._submit([item])
