@@ -46,6 +46,7 @@ from info import NOISE_CORES, NOISE_FLOOR, facts, header, machine_info
 from machine import cpu_list, parse_cores
 from measure import (
     CommandFailed,
+    compact_memory,
     evict,
     run_measured,
     run_quiet,
@@ -149,11 +150,13 @@ class Bench:
             print(f"  FAILED: {tool.name}: {exc}", flush=True)
 
     def prepare(self, tool: Tool, ws: Workspace, ds: Dataset, inputs: Sequence[Path]) -> None:
-        """Flush earlier writes, then warm the program, inputs, repository and cache."""
+        """Flush earlier writes, warm the program, inputs, repository and cache, compact
+        free memory (``compact_memory``)."""
         os.sync()
         probe = tool.version_argv()
         run_quiet(probe, tool.env(ws), self.log(tool, ds))
         warm([*inputs, ws.repo, ws.cache])
+        compact_memory()
         if self.quiet_wait > 0:
             waited = wait_for_quiet(self.quiet_wait)
             if waited > 5:

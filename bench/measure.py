@@ -231,6 +231,20 @@ def foreign_seconds(before: ProcessTimes, after: ProcessTimes) -> float:
     return ticks / _CLOCK_TICKS
 
 
+def compact_memory() -> None:
+    """Have the kernel compact free memory (root only; elsewhere nothing happens).
+
+    On this machine (kernel 6.18, ext4 with large folios) writing 1.1 GB into a new file took
+    8-10 s, 7 s of it system time in direct compaction, whenever free memory was fragmented,
+    and 0.3 s right after a compaction or after another big file was deleted: whichever tool
+    wrote first paid for the memory the next one got for free (a 2 GiB image restore measured
+    1.45x restic with strongroom first; docs/benchmarks.md).  Compacting before every timed
+    command gives each the same start.
+    """
+    with contextlib.suppress(OSError):
+        Path("/proc/sys/vm/compact_memory").write_text("1")
+
+
 def wait_for_quiet(max_wait: float, busy_cores: float = 0.2, window: float = 0.5) -> float:
     """Wait until the machine is idle (below ``busy_cores`` for two windows in a row).
 
