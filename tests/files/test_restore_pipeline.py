@@ -312,3 +312,23 @@ def test_jobs_keep_small_files_whole_and_slice_big_ones(vault: Vault) -> None:
     slices = [job for job in jobs if isinstance(job, Slice)]
     assert all(s.task is slices[0].task for s in slices)
     assert slices[0].task.pieces == slices[0].task.left == 3
+
+
+def test_a_restore_of_small_files_runs_one_job_thread_on_local_storage() -> None:
+    """Small files hold the interpreter lock for most of their work: one job thread; big
+    files decompress and decrypt in parallel: two; object storage waits on the network: its
+    own count."""
+    from strongroom.files.nodes import FILE, Node
+    from strongroom.files.plan import Entry
+    from strongroom.files.restore import job_workers
+
+    def files(size: int, n: int) -> list[Entry]:
+        return [
+            Entry(b"/t", b"f%d" % i, Node(b"f%d" % i, FILE, size=size), "create") for i in range(n)
+        ]
+
+    assert job_workers(files(4096, 1000), 2) == 1
+    assert job_workers(files(8 << 20, 10), 2) == 2
+    assert job_workers(files(4096, 1000) + files(1 << 30, 2), 2) == 2  # the average decides
+    assert job_workers(files(4096, 1000), 4) == 4
+    assert job_workers([], 2) == 2
