@@ -31,17 +31,22 @@ from tests.crash._support import (
 )
 
 
-def _pause_and_signal(vault: Path, source: Path, sig: signal.Signals, pause: Path) -> Run:
-    """Back up ``source``; when the fifth streamed pack segment is about to be written (a
-    pack upload in progress, its temporary file open), send ``sig``, then let it go on."""
-    env = {
+def _paused_env(vault: Path, failpoint: str, pause: Path) -> dict[str, str]:
+    """A child's environment: this checkout, the vault, and ``failpoint`` pausing at ``pause``."""
+    return {
         **os.environ,
         "PYTHONPATH": CHILD_PATH,
         "STRONGROOM_PASSWORD": PASSPHRASE,
         "STRONGROOM_VAULT": str(vault),
-        "STRONGROOM_FAILPOINT": "pack-segment@5",
+        "STRONGROOM_FAILPOINT": failpoint,
         "STRONGROOM_FAILPOINT_PAUSE": str(pause),
     }
+
+
+def _pause_and_signal(vault: Path, source: Path, sig: signal.Signals, pause: Path) -> Run:
+    """Back up ``source``; when the fifth streamed pack segment is about to be written (a
+    pack upload in progress, its temporary file open), send ``sig``, then let it go on."""
+    env = _paused_env(vault, "pack-segment@5", pause)
     cmd = [sys.executable, "-m", "strongroom.cli.main", "backup", "files", str(source)]
     proc = subprocess.Popen(
         [*cmd, "--no-cache"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -115,14 +120,7 @@ def test_interrupt_with_worker_processes_stops_them_and_cleans_up(tmp_path: Path
         for i in range(30):
             (folder / f"f{i:02}").write_bytes(rng.randbytes(512))
     pause = tmp_path / "paused"
-    env = {
-        **os.environ,
-        "PYTHONPATH": CHILD_PATH,
-        "STRONGROOM_PASSWORD": PASSPHRASE,
-        "STRONGROOM_VAULT": str(vault),
-        "STRONGROOM_FAILPOINT": "procwork-dir@5",
-        "STRONGROOM_FAILPOINT_PAUSE": str(pause),
-    }
+    env = _paused_env(vault, "procwork-dir@5", pause)
     cmd = [sys.executable, "-m", "strongroom.cli.main", "backup", "files", str(source)]
     proc = subprocess.Popen(
         [*cmd, "--processes", "2"],

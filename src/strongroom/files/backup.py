@@ -1,13 +1,6 @@
-"""File-level backup: walk, read in worker threads, one tree chunk per directory, commit.
-
-The walker (the calling thread) lists directories depth first, stats every entry, reads
-xattrs and symlink targets, and answers unchanged files from the files cache.  Files to read go
-to a thread pool in batches (many small files per task, big files alone); workers read, chunk
-and ``put`` (hashing, compression and encryption release the GIL).  Results come back to the
-walker thread, which owns all state: a directory's tree chunk is written as soon as the
-directory is listed and all of its files and subdirectories are done, so trees are written
-post-order and memory holds only the directories in flight.  Then the writer is flushed (packs,
-then index) and the recovery point saved: the commit.
+"""File-level backup: the walk (``walker.py``) under the run's lock, then the commit: the
+worker processes' packs and index objects, this process's, the recovery point, and last the
+files cache's transaction.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ class BackupSummary:
     warnings: list[str] = field(default_factory=list)  # not about any file: the files cache
     duration: float = 0.0
     processes: int = 0  # worker processes started
-    worker_dirs: int = 0  # folders they listed
+    worker_dirs: int = 0  # folders handed to them (one level, or with their subtree)
 
     def counts(self) -> dict[str, Any]:
         return {

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from strongroom.errors import FilesError, StrongroomError
 
 if TYPE_CHECKING:
+    from strongroom.files.backuptypes import BackupOptions
     from strongroom.files.nodes import Node
     from strongroom.vault import VaultHandoff
 
@@ -90,7 +91,7 @@ class _Worker:
 class DirWorkers:
     """Worker processes listing directories; tags are the parent's handles on its records."""
 
-    def __init__(self, handoff: VaultHandoff, opts: Any, count: int) -> None:
+    def __init__(self, handoff: VaultHandoff, opts: BackupOptions, count: int) -> None:
         self.workers: list[_Worker] = []
         self.queue: deque[tuple[int, bytes, int, bool]] = deque()
         try:
@@ -197,14 +198,13 @@ class DirWorkers:
         return msg
 
 
-def _spawn(handoff: VaultHandoff, opts: Any) -> _Worker:
+def _spawn(handoff: VaultHandoff, opts: BackupOptions) -> _Worker:
     parent, child = socket.socketpair()
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "strongroom.files.procwork", str(child.fileno())],
             pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL,
-            start_new_session=False,
         )
     finally:
         child.close()
@@ -230,7 +230,7 @@ def _failure(msg: tuple[Any, ...]) -> StrongroomError:
     if msg[0] == "failed":
         try:
             exc = pickle.loads(msg[1])
-        except (pickle.UnpicklingError, AttributeError, TypeError, ValueError):
+        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError):
             return FilesError(f"a backup worker process failed: {msg[2]}")
         if isinstance(exc, StrongroomError):
             return exc

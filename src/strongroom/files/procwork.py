@@ -56,7 +56,8 @@ class WorkerWalker(TreeWalker):
         self.summary, self.news, self.now = BackupSummary(), DirListing(counts={}), int(time.time())
         rejected = self.lookups.rejected if self.lookups is not None else 0
         done_files, done_bytes = self.done_files, self.done_bytes
-        top = DirState(path, Node(name=b"", kind=DIR), None)
+        placeholder = Node(name=b"", kind=DIR)  # its error: the folder could not be listed
+        top = DirState(path, placeholder, None)
         news = self.news
         if whole:
             self.stack = [(top, None, dev)]
@@ -67,7 +68,7 @@ class WorkerWalker(TreeWalker):
         news.counts = {k: getattr(s, k) for k in MERGED}
         news.errors, news.inconsistent, news.skipped = s.errors, s.inconsistent, s.skipped
         news.nread, news.done_files = self.done_bytes - done_bytes, self.done_files - done_files
-        news.dir_error = top.node.error if top.node is not None else None
+        news.dir_error = placeholder.error
         if self.lookups is not None:
             news.rejected = self.lookups.rejected - rejected
         return news

@@ -158,21 +158,20 @@ class IndexLoading(ChunkAccess):
         """Add index objects this client just wrote from another process (a backup's worker
         processes) to the loaded index, so the next backup through this handle deduplicates
         against them; nothing to do while the index is not loaded (it will list them).  Call
-        with no writer active."""
+        with no writer active.  One that cannot be read is left out: the backup it came from
+        is committed already, and a chunk missing from this handle's index only costs a
+        re-read."""
         with self._index_mutex:
             index = self._index
             if index is None:
                 return
-            from strongroom.vault.index import decode_index
-
-            for name in names:
-                if name in self._index_names:
-                    continue
-                packs, _ = decode_index(self.open_index_object(name), name)
-                for rec in packs:  # as when loading: every row, duplicates across packs too
-                    index.add_pack(rec.pack_id, rec.salt, rec.entries, bulk=True)
-                self._index_names.add(name)
-            index.finish_bulk()
+            load = self._index_loader(index)  # as when opening: every row, duplicates too
+            try:
+                for name in names:
+                    if name not in self._index_names and load(name) is None:
+                        self._index_names.add(name)
+            finally:
+                index.finish_bulk()
 
     def reload_index(self) -> None:
         """Load the index afresh (after a prune or repair changed it); readers follow.

@@ -40,7 +40,7 @@ from strongroom.server.app import Call, Server
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import TokenRow
 from strongroom.server.control.plane import ControlPlane
-from strongroom.server.control.routes import _runner
+from strongroom.server.control.routes import runner
 from strongroom.server.control.store import Item
 
 START_S = 30.0
@@ -245,7 +245,7 @@ def create_restore_job(
 
 def install(app: FastAPI, server: Server, plane: ControlPlane, relay: Relay) -> None:
     """The agents' relay routes."""
-    run = _runner(server)
+    run = runner(server)
 
     async def machine_of(token: TokenRow) -> str:
         name = await run_in_threadpool(plane.defs.machine_of_token, token.id)

@@ -125,7 +125,7 @@ def install(app: FastAPI, server: Server) -> ControlPlane:
     return plane
 
 
-def _runner(
+def runner(
     server: Server,
 ) -> Callable[
     [Call, Callable[[TokenRow], Awaitable[Response]], tuple[str, ...]], Awaitable[Response]
@@ -144,7 +144,7 @@ def _runner(
 
 
 def _agent_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
-    run = _runner(server)
+    run = runner(server)
 
     async def machine_of(call: Call, token: TokenRow) -> str:
         name = await run_in_threadpool(plane.defs.machine_of_token, token.id)
@@ -244,7 +244,7 @@ def _agent_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
 
 
 def _definition_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
-    run = _runner(server)
+    run = runner(server)
 
     @app.post(
         "/v1/policies",
@@ -333,7 +333,7 @@ def _definition_routes(app: FastAPI, server: Server, plane: ControlPlane) -> Non
 
 
 def _job_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
-    run = _runner(server)
+    run = runner(server)
 
     @app.get("/v1/jobs", responses=oa.responses(s200=oa.json_body("newest jobs first")))
     async def list_jobs(
@@ -377,7 +377,7 @@ def _job_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
 
 
 def _alert_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
-    run = _runner(server)
+    run = runner(server)
 
     @app.post(
         "/v1/alerts",

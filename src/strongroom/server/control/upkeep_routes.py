@@ -14,7 +14,7 @@ from strongroom.server.app import Call, Server
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import TokenRow
 from strongroom.server.control.plane import ControlPlane
-from strongroom.server.control.routes import _body, _parse, _runner
+from strongroom.server.control.routes import _body, _parse, runner
 
 
 class ScheduleBody(BaseModel):
@@ -47,7 +47,7 @@ def _set(plane: ControlPlane, b: ScheduleBody) -> dict[str, Any]:
 
 
 def install(app: FastAPI, server: Server, plane: ControlPlane) -> None:
-    run = _runner(server)
+    run = runner(server)
 
     @app.post(
         "/v1/vault-schedules",

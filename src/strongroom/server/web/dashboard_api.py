@@ -14,7 +14,7 @@ from strongroom.server import openapi as oa
 from strongroom.server.app import Call, Server
 from strongroom.server.catalog import TokenRow
 from strongroom.server.control.plane import ControlPlane
-from strongroom.server.control.routes import _runner
+from strongroom.server.control.routes import runner
 from strongroom.server.web import overview, points_pages
 from strongroom.server.web.verifystate import PointVerify
 
@@ -54,7 +54,7 @@ def overview_doc(plane: ControlPlane) -> dict[str, Any]:
 
 
 def install(app: FastAPI, server: Server, plane: ControlPlane) -> None:
-    run = _runner(server)
+    run = runner(server)
 
     @app.get(
         "/v1/items/{item}/points",
