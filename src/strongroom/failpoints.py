@@ -25,6 +25,7 @@ Points (where they sit, and what a crash there must leave intact):
 ``image-backup-chunk``    image backup: a chunk read from the disk (qemu-nbd serving it)
 ``image-restore-chunk``   disk restore: a chunk about to be written to the (temporary) image
 ``procwork-dir``          files backup worker process: a folder to list received
+``restorework-batch``     files restore worker process: a batch of files to write received
 ``restore-rename``        files restore: a batch of files durable under temporary names, about
                           to be renamed into place (one hit per file)
 ========================  ==================================================================

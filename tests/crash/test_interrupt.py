@@ -149,3 +149,54 @@ def test_interrupt_with_worker_processes_stops_them_and_cleans_up(tmp_path: Path
     assert not temp_files(vault)
     assert open_vault(vault).points() == []
     assert not list((vault / "locks").iterdir())
+
+
+def test_interrupted_restore_with_worker_processes_stops_them_and_cleans_up(
+    tmp_path: Path,
+) -> None:
+    """A restore whose files go to worker processes (files/restoreprocs.py): one worker is
+    paused at its second batch when the restore gets SIGINT; the workers are stopped and no
+    temporary file is left in the target."""
+    vault, source, target = tmp_path / "vault", tmp_path / "src", tmp_path / "out"
+    init_vault(vault)
+    for d in range(100):
+        folder = source / f"d{d:03}"
+        folder.mkdir(parents=True)
+        for i in range(40):
+            (folder / f"f{i:02}").write_bytes(b"%d-%d" % (d, i))
+    ok(cli(vault, "backup", "files", str(source)))
+    pause = tmp_path / "paused"
+    env = _paused_env(vault, "restorework-batch@2", pause)
+    cmd = [sys.executable, "-m", "strongroom.cli.main", "restore", "files", "latest"]
+    proc = subprocess.Popen(
+        [*cmd, "--target", str(target), "--processes", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pause.exists() or not pause.read_text().endswith("\n"):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no worker process reached its second batch"
+            time.sleep(0.01)
+        worker = int(pause.read_text().split()[0])
+        assert worker != proc.pid
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err.decode().startswith("error: interrupted by SIGINT"), err
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)
+    leftovers = [
+        name
+        for _dir, dirs, files in os.walk(target)
+        for name in dirs + files
+        if name.startswith(".strongroom-tmp-")
+    ]
+    assert not leftovers
+    assert not list((vault / "locks").iterdir())

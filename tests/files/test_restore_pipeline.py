@@ -320,7 +320,7 @@ def test_a_restore_of_small_files_runs_one_job_thread_on_local_storage() -> None
     own count."""
     from strongroom.files.nodes import FILE, Node
     from strongroom.files.plan import Entry
-    from strongroom.files.restore import job_workers
+    from strongroom.files.contents import job_workers
 
     def files(size: int, n: int) -> list[Entry]:
         return [

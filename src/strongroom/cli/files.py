@@ -125,6 +125,17 @@ def _resolve(v: Vault, spec: str, source: str | None) -> RecoveryPoint:
     return v.resolve_point(spec, source=source, kind="files")
 
 
+ProcessesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--processes",
+        min=0,
+        max=8,
+        help="Worker processes for big trees (default: one per core; 0: none).",
+    ),
+]
+
+
 def backup_files_cmd(
     paths: Annotated[list[str], typer.Argument(help="Files and folders to back up.")],
     vault: VaultOpt = None,
@@ -147,15 +158,7 @@ def backup_files_cmd(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Read every file (ignore the files cache).")
     ] = False,
-    processes: Annotated[
-        int | None,
-        typer.Option(
-            "--processes",
-            min=0,
-            max=8,
-            help="Worker processes for big trees (default: one per core; 0: none).",
-        ),
-    ] = None,
+    processes: ProcessesOpt = None,
     pre_hook: Annotated[
         str | None, typer.Option("--pre-hook", help="Shell command run first; failing stops.")
     ] = None,
@@ -254,6 +257,7 @@ def restore_files_cmd(
         bool, typer.Option("--dry-run", help="Only say what would be done.")
     ] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Re-read and check each file.")] = False,
+    processes: ProcessesOpt = None,
     luks_file: LuksOpt = None,
     source: SourceOpt = None,
     vault: VaultOpt = None,
@@ -271,7 +275,9 @@ def restore_files_cmd(
     from strongroom.cli import guest
     from strongroom.files import RestoreOptions, restore_files
 
-    opts = RestoreOptions(target, list(paths or []), on_conflict, dry_run, verify)
+    opts = RestoreOptions(
+        target, list(paths or []), on_conflict, dry_run, verify, processes=processes
+    )
     if (image := guest.image_point(v, point, source)) is not None:
         p = image
         summary = guest.restore(v, p, opts, guest.luks_passphrase(luks_file))

@@ -27,7 +27,7 @@ import operator
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from strongroom.errors import IntegrityError
@@ -88,6 +88,11 @@ class Node:
     error: str | None = None
     flags: int = 0  # inode flags (FS_IOC_GETFLAGS), the user-settable ones
 
+    def __reduce__(self) -> tuple[type[Node], tuple[Any, ...]]:
+        # Pickled by position: a restore hands tens of thousands to its worker processes,
+        # and this takes half the time of the slots' default (and two thirds of the bytes).
+        return Node, _node_fields(self)
+
     @property
     def is_dir(self) -> bool:
         return self.kind == DIR
@@ -98,6 +103,8 @@ class Node:
             return self.extents
         return [(0, self.size)] if self.size else []
 
+
+_node_fields = operator.attrgetter(*(f.name for f in fields(Node)))
 
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()

@@ -13,21 +13,18 @@ the clean-up that removes temporary packs; the parent's death closes the pipe.
 
 from __future__ import annotations
 
-import contextlib
-import pickle
-import signal
 import sys
 import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from strongroom import failpoints
-from strongroom.errors import StrongroomError
 from strongroom.files.backuptypes import BackupOptions, BackupSummary
 from strongroom.files.cache import CacheReader, cache_path, cache_scope, prepare_rows
 from strongroom.files.nodes import DIR, Node
 from strongroom.files.procpool import DirListing, WrittenCounts
 from strongroom.files.walker import MERGED, DirState, TreeWalker
+from strongroom.files.workerproc import serve_main
 from strongroom.vault import ChunkWriter, Vault, open_handoff
 
 
@@ -121,31 +118,8 @@ def _serve(conn: Connection) -> None:
         vault.close()
 
 
-def _report(conn: Connection, exc: BaseException) -> None:
-    try:
-        blob = pickle.dumps(exc)
-    except (pickle.PicklingError, TypeError, AttributeError):
-        blob = b""
-    with contextlib.suppress(OSError):
-        conn.send(("failed", blob, str(exc) or type(exc).__name__))
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise SystemExit(1)  # unwinds through _serve's clean-up: temporary packs are removed
-
-
 def main(argv: list[str]) -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _terminated)
-    conn = Connection(int(argv[1]))
-    try:
-        _serve(conn)
-    except (StrongroomError, OSError, MemoryError) as exc:
-        _report(conn, exc)
-        return 1
-    except EOFError:
-        return 0
-    return 0
+    return serve_main(argv, _serve)
 
 
 if __name__ == "__main__":

@@ -23,27 +23,18 @@ those of another restore still running.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import itertools
 import os
 import secrets
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from strongroom import failpoints
-from strongroom.files.fetch import (
-    NO_CHUNKS,
-    ContentWriter,
-    FileTask,
-    plan_jobs,
-)
+from strongroom.files.contents import ThreadedContents, average_size, job_workers
+from strongroom.files.fetch import NO_CHUNKS
 from strongroom.files.longpath import on_path, on_paths
 from strongroom.files.metadata import (
     FL_LOCKING,
@@ -54,6 +45,7 @@ from strongroom.files.metadata import (
     set_flags,
 )
 from strongroom.files.nodes import DIR, FIFO, FILE, SYMLINK, TEMP_PREFIX, Node
+from strongroom.files.placing import TempNames, rename_into_place
 from strongroom.files.plan import (
     CREATE,
     KEEP_BOTH,
@@ -64,6 +56,7 @@ from strongroom.files.plan import (
     Plan,
     Planner,
 )
+from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
 from strongroom.files.target import (
     check_space,
     has_entries,
@@ -74,10 +67,14 @@ from strongroom.files.target import (
 )
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.files.vaultview import RestoreVault
+from strongroom.files.workerproc import process_count
 from strongroom.vault import RecoveryPoint
 
-_COMMIT_FILES = 2000
-_COMMIT_BYTES = 512 << 20
+# Worker processes write the files (files/restoreprocs.py) when at least this many, of under
+# this size on average, are to be written: fewer do not repay the workers' start-up (about
+# 0.3 s of CPU each), and big files decompress in parallel on threads already.
+_PROCESS_FILES = 3000
+_PROCESS_AVERAGE = 1 << 20
 
 Progress = Callable[[int, int, str], None]
 
@@ -91,6 +88,9 @@ class RestoreOptions:
     verify: bool = False
     workers: int | None = None  # default: job_workers(), by the storage and the file sizes
     durable: bool = True
+    # Worker processes for big trees of small files on local storage: None picks one per core
+    # when the restore is worth it, 0 keeps to threads, N > 0 forces N
+    processes: int | None = None
 
 
 @dataclass
@@ -110,6 +110,7 @@ class RestoreSummary:
     # Not failures of the restore: metadata the target cannot take (inode flags)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     duration: float = 0.0
+    processes: int = 0  # worker processes that wrote the files (0: threads)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,18 +128,12 @@ class RestoreSummary:
             "actions": [{"action": a, "path": p} for a, p in self.actions],
             "warnings": [{"path": p, "reason": r} for p, r in self.warnings],
             "duration": round(self.duration, 3),
+            "processes": self.processes,
         }
 
 
 def _show(path: bytes) -> str:
     return os.fsdecode(path)
-
-
-def _syncfs(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    fn = getattr(libc, "syncfs", None)
-    if fn is None or fn(fd) != 0:
-        os.sync()
 
 
 class _Executor:
@@ -147,11 +142,7 @@ class _Executor:
     ) -> None:
         self.vault, self.opts, self.target, self.summary = vault, opts, target, summary
         self.token = secrets.token_hex(4).encode()
-        self.counter = itertools.count(1)  # next() is atomic: workers name files too
         self.as_root = os.geteuid() == 0
-        self.pending: list[FileTask] = []
-        self.pending_bytes = 0
-        self.committing: Future[list[tuple[FileTask, str | None]]] | None = None
         # The files hard links point to, and those of them in place (only those: a set of
         # every file restored would cost memory for each).
         self.link_targets: set[bytes] = set()
@@ -162,28 +153,11 @@ class _Executor:
         self.progress: Progress | None = None
         self.written = 0
         self.staging = os.path.join(target, TEMP_PREFIX + b"staging-" + self.token)
-        self.target_dev = -1  # the staging folder's file system (-1: there is none)
-        self.staged: dict[bytes, bool] = {}  # folder -> whether its temporaries are staged
+        self.names = TempNames(self.staging, self.token, -1)
+        self.procs: ProcessContents | None = None  # started before the plan was made
 
     def _tmp(self, folder: bytes) -> bytes:
-        """A fresh temporary name for an entry of ``folder`` (absolute): in the staging
-        folder, or in ``folder`` itself when that is on another file system (a mount point
-        below the target: a rename cannot cross it)."""
-        n = str(next(self.counter)).encode()
-        staged = self.staged.get(folder)
-        if staged is None:
-            staged = self.staged[folder] = self._on_target_fs(folder)
-        if staged:
-            return os.path.join(self.staging, n)
-        return os.path.join(folder, TEMP_PREFIX + self.token + b"-" + n)
-
-    def _on_target_fs(self, folder: bytes) -> bool:
-        if self.target_dev < 0:
-            return False
-        try:
-            return bool(on_path(os.lstat, folder).st_dev == self.target_dev)
-        except OSError:
-            return False  # creating the entry reports it
+        return self.names(folder)
 
     def _fail(self, e: Entry, reason: str) -> None:
         self.summary.errors.append((_show(e.dest), reason))
@@ -196,18 +170,27 @@ class _Executor:
         once the file is in place, so the memory the plan holds shrinks as files are done."""
         files: list[Entry] = []
         links: list[Entry] = []
+        others: list[Entry] = []
         entries, plan.entries = plan.entries, []
         for e in entries:
-            kind = e.node.kind
-            if kind == DIR:
-                self._dir(e)
-            elif kind == FILE:
-                (links if e.link_to is not None else files).append(e)
+            if e.node.kind != FILE:
+                others.append(e)
             else:
-                self._special(e)
+                (links if e.link_to is not None else files).append(e)
         del entries
+        procs = self._processes(files)  # they start while the folders are made
+        try:
+            for e in others:  # in plan order: a folder before what is in it
+                if e.node.kind == DIR:
+                    self._dir(e)
+                else:
+                    self._special(e)
+        except BaseException:
+            if procs is not None:
+                procs.close()
+            raise
         self.link_targets = {e.link_to for e in links if e.link_to is not None}
-        self._contents(files)
+        self._contents(files, procs)
         for e in links:
             self._link(e)
         for e in reversed(self.dirs):
@@ -287,7 +270,7 @@ class _Executor:
         except OSError as exc:
             self._fail(e, f"cannot create {node.kind}: {exc.strerror}")
             return
-        failure = _rename_into_place(tmp, e.dest)
+        failure = rename_into_place(tmp, e.dest)
         if failure is not None:
             self._fail(e, failure)
         else:
@@ -311,6 +294,28 @@ class _Executor:
 
     # --- file contents ---------------------------------------------------------------------
 
+    def _processes(self, files: list[Entry]) -> ProcessContents | None:
+        """Worker processes for the files: those started early if the plan is worth them,
+        else new ones if it is (None: threads)."""
+        procs, self.procs = self.procs, None
+        worth = len(files) >= _PROCESS_FILES and average_size(files) < _PROCESS_AVERAGE
+        if self.opts.processes is None and not worth:
+            if procs is not None:
+                procs.close()
+            return None
+        return procs or start_processes(self.vault, self.opts.processes)
+
+    def _setup(self) -> WorkerSetup:
+        return WorkerSetup(
+            self.target,
+            self.staging,
+            self.token,
+            self.names.target_dev,
+            self.opts.verify,
+            self.as_root,
+            self.opts.durable,
+        )
+
     def _sort(self, files: list[Entry]) -> None:
         """Put the files in the order of the packs that hold their first chunk (files without
         chunks first, unknown chunks last); each entry's ``place`` says where that chunk is."""
@@ -319,164 +324,68 @@ class _Executor:
             e.place = place_of(e.node.chunks[0]) if e.node.chunks else NO_CHUNKS
         files.sort(key=attrgetter("place"))
 
-    def _contents(self, files: list[Entry]) -> None:
-        """Jobs in pack order on a pool (a few per worker queued ahead, so memory stays
-        bounded); meanwhile one more thread commits (makes durable, renames) the finished
-        files in batches.  ``files`` is emptied as jobs are made."""
+    def _contents(self, files: list[Entry], procs: ProcessContents | None) -> None:
+        """The files by worker processes (each batch in the order of the packs) or threads
+        (all in that order); ``files`` is emptied.  Workers look their chunks up in their own
+        index: sorting here too would cost as much again on the parent's critical path."""
+        if procs is not None:
+            self.summary.processes = len(procs.pool.workers)
+            procs.run(files, self._setup(), self)
+            return
         self._sort(files)
-        writer = ContentWriter(self.vault, self._tmp, verify=self.opts.verify, as_root=self.as_root)
         workers = self.opts.workers or job_workers(files, self.vault.capabilities.read_workers)
-        pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="files-restore")
-        committer = ThreadPoolExecutor(1, thread_name_prefix="files-commit")
-        ahead: deque[Future[list[FileTask]]] = deque()
-        try:
-            for job in plan_jobs(_drain(files), writer.task):
-                ahead.append(pool.submit(writer.run, job))
-                if len(ahead) > 2 * workers:
-                    self._finished(ahead.popleft().result(), writer, committer)
-            while ahead:
-                self._finished(ahead.popleft().result(), writer, committer)
-            self._commit(writer, committer)
-            self._join_commit()
-        except BaseException:
-            # Stop every job and the commit before removing what they left: a descriptor is
-            # closed only once no thread can write to it any more.
-            pool.shutdown(wait=True, cancel_futures=True)
-            committer.shutdown(wait=True)
-            writer.discard_all()
-            raise
-        finally:
-            pool.shutdown()
-            committer.shutdown()
+        ThreadedContents(
+            self.vault,
+            self.names,
+            self.target,
+            verify=self.opts.verify,
+            as_root=self.as_root,
+            durable=self.opts.durable,
+        ).run(files, workers, self)
 
-    def _finished(
-        self, tasks: list[FileTask], writer: ContentWriter, committer: ThreadPoolExecutor
-    ) -> None:
-        """Record the files a job finished; queue the good ones for the next commit."""
-        for task in tasks:
-            e = task.entry
-            for reason in task.issues or ():
-                self._fail(e, reason)
-            if task.failure is not None:
-                self._fail(e, task.failure)
-                continue
-            self.summary.bytes_written += task.written
-            self.summary.verified += task.verified
-            self.pending.append(task)
-            self.pending_bytes += e.node.size
-            if len(self.pending) >= _COMMIT_FILES or self.pending_bytes >= _COMMIT_BYTES:
-                self._commit(writer, committer)
-            self.written += 1
-            if self.progress is not None:
-                self.progress(self.written, self.summary.bytes_written, _show(e.dest))
+    # ContentSink: what became of the files
 
-    def _commit(self, writer: ContentWriter, committer: ThreadPoolExecutor) -> None:
-        """Hand the pending files to the committer once the previous batch is in place (so
-        at most two batches of temporary files wait at any time)."""
-        if not self.pending:
-            return
-        batch, self.pending, self.pending_bytes = self.pending, [], 0
-        self._join_commit()
-        self.committing = committer.submit(self._commit_batch, batch, writer)
+    def failed(self, e: Entry, reason: str) -> None:
+        self._fail(e, reason)
 
-    def _commit_batch(
-        self, batch: list[FileTask], writer: ContentWriter
-    ) -> list[tuple[FileTask, str | None]]:
-        """On the committer thread: make the batch durable, then rename it into place."""
-        if self.opts.durable:
-            fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                _syncfs(fd)
-            finally:
-                os.close(fd)
-        renamed: list[tuple[FileTask, str | None]] = []
-        for task in batch:
-            failpoints.hit("restore-rename")
-            renamed.append((task, _rename_into_place(task.tmp, task.entry.dest)))
-            writer.live.discard(task)
-        return renamed
+    def wrote(self, files: int, nbytes: int, verified: int, last: Entry) -> None:
+        self.summary.bytes_written += nbytes
+        self.summary.verified += verified
+        self.written += files
+        if self.progress is not None:
+            self.progress(self.written, self.summary.bytes_written, _show(last.dest))
 
-    def _join_commit(self) -> None:
-        """Wait for the batch being committed and record how it went."""
-        if self.committing is None:
-            return
-        committing, self.committing = self.committing, None
-        for task, failure in committing.result():
-            e = task.entry
-            if failure is not None:
-                self._fail(e, failure)
-                continue
-            if self.link_targets and e.dest in self.link_targets:
-                self.done.add(e.dest)
-            if e.node.flags:
-                self.flagged.append((e.dest, e.node.flags))
-            self.summary.files += 1
-            if e.action == KEEP_BOTH:
-                self.summary.kept_both.append(_show(e.dest))
+    def placed(self, e: Entry) -> None:
+        if self.link_targets and e.dest in self.link_targets:
+            self.done.add(e.dest)
+        if e.node.flags:
+            self.flagged.append((e.dest, e.node.flags))
+        self.summary.files += 1
+        if e.action == KEEP_BOTH:
+            self.summary.kept_both.append(_show(e.dest))
 
 
-_SMALL_AVERAGE = 1 << 20  # bytes a file: below, one job worker on local storage
+def start_processes(vault: RestoreVault, requested: int | None) -> ProcessContents | None:
+    """Worker processes for a restore's files (None: not on this storage, or one core)."""
+    count = process_count(requested)
+    handoff = vault.handoff() if count else None
+    return None if handoff is None else ProcessContents(handoff, count)
 
 
-def job_workers(files: Sequence[Entry], storage_workers: int) -> int:
-    """How many threads run jobs: as many as the storage is worth (reads from object storage
-    wait on the network), but on local storage (2) only one when the files are small on
-    average.  Their per-file work holds the interpreter lock, and a second thread only trades
-    it back and forth: restoring 50,000 files of under 4 KiB took 5.5-6.0 s with one and
-    6.7-8.0 s (and 40 % more CPU) with two, 20,000 files of 1-64 KiB 4.4 s against 4.3-5.9 s
-    (docs/benchmarks.md); big files still get two, which decompress and decrypt in parallel.
-    """
-    if storage_workers > 2 or not files:
-        return storage_workers
-    average = sum(e.node.size for e in files) / len(files)
-    return 1 if average < _SMALL_AVERAGE else storage_workers
-
-
-def _drain(files: list[Entry]) -> Iterator[Entry]:
-    """The files in order, each dropped from the list as it is handed out."""
-    files.reverse()
-    while files:
-        yield files.pop()
-
-
-def _rename_into_place(tmp: bytes, dest: bytes) -> str | None:
-    """The last step of every entry; a failed rename leaves no temp file behind (the reason
-    is returned)."""
-    try:
-        try:
-            on_paths(os.rename, tmp, dest)
-        except PermissionError as exc:
-            if exc.errno != errno.EPERM or not _unlock(dest):
-                raise
-            on_paths(os.rename, tmp, dest)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            on_path(os.unlink, tmp)
-        return f"cannot rename into place: {exc.strerror}{_locked_hint(dest)}"
-    return None
-
-
-def _unlock(dest: bytes) -> bool:
-    """Clear immutable and append-only of an existing file the restore replaces (root
-    only); whether they were cleared."""
-    try:
-        flags = on_path(read_flags_at, dest)
-        if not flags & FL_LOCKING:
-            return False
-        on_path(set_flags, dest, flags & ~FL_LOCKING)
-    except OSError:
-        return False
-    return True
-
-
-def _locked_hint(dest: bytes) -> str:
-    try:
-        flags = on_path(read_flags_at, dest)
-    except OSError:
-        return ""
-    if flags & FL_LOCKING:
-        return " (the existing file is immutable or append-only; only root can replace it)"
-    return ""
+def _early_processes(
+    vault: RestoreVault, point: RecoveryPoint, opts: RestoreOptions
+) -> ProcessContents | None:
+    """Workers started before the plan is made, when the whole of a big point of small
+    files is restored (its summary says so): their start-up then overlaps the planning."""
+    if opts.dry_run or opts.selectors or opts.processes == 0:
+        return None
+    summary = point.manifest.summary
+    files, size = summary.get("files"), summary.get("logical_bytes")
+    if not isinstance(files, int) or not isinstance(size, int) or files < _PROCESS_FILES:
+        return None
+    if size / files >= _PROCESS_AVERAGE:
+        return None
+    return start_processes(vault, opts.processes)
 
 
 def restore_files(
@@ -493,7 +402,12 @@ def restore_files(
     with target_lock(target, opts.dry_run):
         if not opts.dry_run:
             remove_stale_temps(target, summary.errors)
-        _restore(vault, root, opts, target, summary, progress)
+        procs = _early_processes(vault, point, opts)
+        try:
+            _restore(vault, root, opts, target, summary, progress, procs)
+        finally:
+            if procs is not None:
+                procs.close()  # unless used (then closed already): an early failure
     summary.duration = time.monotonic() - started
     return summary
 
@@ -505,6 +419,7 @@ def _restore(
     target: bytes,
     summary: RestoreSummary,
     progress: Progress | None,
+    procs: ProcessContents | None = None,
 ) -> None:
     suffix = b".restored-" + summary.point_id[:8].encode()
     with vault.read_lock():
@@ -520,7 +435,7 @@ def _restore(
         else:
             check_space(target, plan)
             ex = _Executor(vault, opts, target, summary)
-            ex.progress = progress
+            ex.progress, ex.procs = progress, procs
             with staging_folder(ex.staging) as dev:
-                ex.target_dev = dev
+                ex.names.target_dev = dev
                 ex.run(plan)

@@ -76,9 +76,11 @@ class BackupVault(OnStorage, Protocol):
 
 
 class RestoreVault(TreeSource, PlannedReads, OnStorage, Protocol):
-    """A files restore: the point's trees, then its contents in pack order."""
+    """A files restore: the point's trees, then its contents in pack order (in worker
+    processes too, where the storage allows: :meth:`handoff`)."""
 
     def read_lock(self, wait: float | None = None) -> AbstractContextManager[object]: ...
+    def handoff(self) -> VaultHandoff | None: ...
 
 
 class MountVault(TreeSource, Protocol):

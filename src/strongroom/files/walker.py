@@ -181,7 +181,7 @@ class TreeWalker:
         # A whole subtree costs the parent nothing per file; one level at a time keeps the
         # workers evenly loaded where a subtree may be most of the tree (near the top).
         whole = d.leaf or d.depth >= _WHOLE_BELOW
-        self.procs.submit(tag, d.path, dev, whole)
+        self.procs.list_dir(tag, d.path, dev, whole)
         return True
 
     def _pump(self, timeout: float | None) -> None:

@@ -12,7 +12,6 @@ filesystem) is reported and the rest restored.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import itertools
 import os
@@ -23,6 +22,7 @@ from collections.abc import Callable
 from strongroom.errors import GuestFilesError
 from strongroom.files.metadata import apply_metadata, ifmt_of
 from strongroom.files.nodes import DIR, FIFO, FILE, SYMLINK, TEMP_PREFIX
+from strongroom.files.placing import make_durable
 from strongroom.files.plan import CREATE, KEEP_BOTH, REPLACE, SKIP_META, Entry, Planner
 from strongroom.files.restore import RestoreOptions, RestoreSummary
 from strongroom.files.target import has_entries, prepare_target, remove_stale_temps, target_lock
@@ -144,7 +144,7 @@ class _Writer:
     def commit(self, target: bytes) -> None:
         """Make the written files durable, then give them their names."""
         if self.opts.durable and self.renames:
-            _syncfs(target)
+            make_durable(target)
         for tmp, e in self.renames:
             try:
                 os.rename(tmp, e.dest)
@@ -168,16 +168,6 @@ def _digest_of(path: bytes, node: GuestNode) -> bytes:
             f.seek(offset)
             h.update(f.read(length))
     return h.digest()
-
-
-def _syncfs(target: bytes) -> None:
-    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fn = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
-        if fn is None or fn(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
 
 
 def restore_guest_files(guest: GuestPoint, opts: RestoreOptions) -> RestoreSummary:

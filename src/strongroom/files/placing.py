@@ -1,0 +1,96 @@
+"""Putting a restore's entries into place: their temporary names, making them durable, and
+the rename that gives each its final name (see :mod:`strongroom.files.restore`)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import itertools
+import os
+
+from strongroom.files.longpath import on_path, on_paths
+from strongroom.files.metadata import FL_LOCKING, read_flags_at, set_flags
+from strongroom.files.nodes import TEMP_PREFIX
+
+
+class TempNames:
+    """Fresh temporary names for one restore (thread-safe: jobs name their files too): in
+    the staging folder, or in the entry's own folder when that is on another file system
+    (a mount point below the target: a rename cannot cross it).  Worker processes of one
+    restore share its token and count from their own ``first``."""
+
+    def __init__(self, staging: bytes, token: bytes, target_dev: int, first: int = 1) -> None:
+        self.staging, self.token, self.target_dev = staging, token, target_dev
+        self.counter = itertools.count(first)  # next() is atomic
+        self.staged: dict[bytes, bool] = {}  # folder -> whether its temporaries are staged
+
+    def __call__(self, folder: bytes) -> bytes:
+        n = str(next(self.counter)).encode()
+        staged = self.staged.get(folder)
+        if staged is None:
+            staged = self.staged[folder] = self._on_target_fs(folder)
+        if staged:
+            return os.path.join(self.staging, n)
+        return os.path.join(folder, TEMP_PREFIX + self.token + b"-" + n)
+
+    def _on_target_fs(self, folder: bytes) -> bool:
+        if self.target_dev < 0:
+            return False
+        try:
+            return bool(on_path(os.lstat, folder).st_dev == self.target_dev)
+        except OSError:
+            return False  # creating the entry reports it
+
+
+def make_durable(target: bytes) -> None:
+    """Everything written to the target's file system so far reaches the disk: one
+    ``syncfs`` for a batch of files rather than an ``fsync`` each."""
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = getattr(libc, "syncfs", None)
+        if fn is None or fn(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def rename_into_place(tmp: bytes, dest: bytes) -> str | None:
+    """The last step of every entry; a failed rename leaves no temp file behind (the reason
+    is returned)."""
+    try:
+        try:
+            on_paths(os.rename, tmp, dest)
+        except PermissionError as exc:
+            if exc.errno != errno.EPERM or not _unlock(dest):
+                raise
+            on_paths(os.rename, tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            on_path(os.unlink, tmp)
+        return f"cannot rename into place: {exc.strerror}{_locked_hint(dest)}"
+    return None
+
+
+def _unlock(dest: bytes) -> bool:
+    """Clear immutable and append-only of an existing file the restore replaces (root
+    only); whether they were cleared."""
+    try:
+        flags = on_path(read_flags_at, dest)
+        if not flags & FL_LOCKING:
+            return False
+        on_path(set_flags, dest, flags & ~FL_LOCKING)
+    except OSError:
+        return False
+    return True
+
+
+def _locked_hint(dest: bytes) -> str:
+    try:
+        flags = on_path(read_flags_at, dest)
+    except OSError:
+        return ""
+    if flags & FL_LOCKING:
+        return " (the existing file is immutable or append-only; only root can replace it)"
+    return ""

@@ -1,0 +1,204 @@
+"""One helper process of a files backup or restore, on one end of a socket pair.
+
+The helper is ``python -m MODULE FD`` (FD: its end of the pair); messages are pickles framed
+by :mod:`multiprocessing.connection`, and the first one carries the vault's keys
+(:class:`~strongroom.vault.VaultHandoff`), so they never reach argv or the environment.  A
+helper that dies, or reports a failure, becomes a :class:`FilesError` (or the
+:class:`StrongroomError` it reported) in the parent.  The helper's side of the conventions is
+:func:`serve_main`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from strongroom.errors import FilesError, StrongroomError
+
+_EXIT_WAIT = 60.0  # seconds for a helper to exit at the end of its input
+_ABANDON_WAIT = 2.0  # after SIGTERM, before SIGKILL
+
+
+def process_count(requested: int | None, most: int = 8) -> int:
+    """How many helper processes: ``requested``, or one per core this process may run on
+    (none on one core, where they would only add their start-up)."""
+    if requested is not None:
+        return max(0, min(requested, most))
+    cores = len(os.sched_getaffinity(0))
+    return 0 if cores < 2 else min(cores, most)
+
+
+class WorkerProcess:
+    """The parent's handle on one helper: its pipe, its process, and the parent's
+    bookkeeping (``ready`` once it said so, ``inflight`` requests it has not answered)."""
+
+    def __init__(self, module: str, first: tuple[Any, ...], role: str) -> None:
+        self.role = role  # "backup" or "restore": for messages
+        self.ready = False
+        self.inflight = 0
+        parent, child = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", module, str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        self.conn = Connection(parent.detach())
+        try:
+            self.conn.send(first)
+        except OSError:
+            self.proc.kill()
+            self.proc.wait()
+            self.conn.close()
+            raise
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        try:
+            self.conn.send(msg)
+        except OSError:
+            raise FilesError(self._died()) from None
+
+    def recv(self) -> tuple[Any, ...]:
+        try:
+            msg: tuple[Any, ...] = self.conn.recv()
+        except (EOFError, OSError):
+            raise FilesError(self._died()) from None
+        return msg
+
+    def failure(self, msg: tuple[Any, ...]) -> StrongroomError:
+        """The error a ``failed`` message (or any unexpected one) stands for."""
+        what = f"a {self.role} worker process"
+        if msg[0] != "failed":
+            return FilesError(f"unexpected message from {what}: {msg[0]!r}")
+        try:
+            exc = pickle.loads(msg[1])
+        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError):
+            return FilesError(f"{what} failed: {msg[2]}")
+        if isinstance(exc, StrongroomError):
+            return exc
+        return FilesError(f"{what} failed: {msg[2]}")
+
+    def _died(self) -> str:
+        code = self.proc.poll()
+        how = f"exit status {code}" if code is not None else "its pipe closed"
+        return f"a {self.role} worker process stopped ({how})"
+
+
+class WorkerPool:
+    """Helpers that take requests (tuples, the first item their kind) in turn: each request
+    goes to a ready helper with fewer than :attr:`queued` unanswered, the rest wait here
+    for whichever is free first.  Answers other than ``ready`` and ``failed`` come back from
+    :meth:`answers`, one per request."""
+
+    queued = 2  # one at work, one waiting in its pipe
+
+    def __init__(self, module: str, firsts: Iterable[tuple[Any, ...]], role: str) -> None:
+        self.workers: list[WorkerProcess] = []
+        self.queue: deque[tuple[Any, ...]] = deque()
+        try:
+            for first in firsts:
+                self.workers.append(WorkerProcess(module, first, role))
+        except OSError as exc:
+            self.close()
+            raise FilesError(f"cannot start a {role} worker process: {exc.strerror}") from None
+
+    @property
+    def ready(self) -> bool:
+        return any(w.ready for w in self.workers)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue) or any(w.inflight for w in self.workers)
+
+    def submit(self, request: tuple[Any, ...]) -> None:
+        self.queue.append(request)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self.queue:
+            idle = [w for w in self.workers if w.ready and w.inflight < self.queued]
+            if not idle:
+                return
+            w = min(idle, key=lambda x: x.inflight)
+            w.send(self.queue.popleft())
+            w.inflight += 1
+
+    def answers(self, timeout: float | None) -> list[tuple[Any, ...]]:
+        """The answers that arrived within ``timeout`` (None: until some message came)."""
+        got: list[tuple[Any, ...]] = []
+        for conn in wait([w.conn for w in self.workers], timeout):
+            w = next(x for x in self.workers if x.conn is conn)
+            msg = w.recv()
+            if msg[0] == "ready":
+                w.ready = True
+            elif msg[0] == "failed":
+                raise w.failure(msg)
+            else:
+                w.inflight -= 1
+                got.append(msg)
+        self._dispatch()
+        return got
+
+    def close(self, abandon: bool = False) -> None:
+        """Stop every helper (:func:`close_all`)."""
+        close_all(self.workers, abandon)
+        self.workers = []
+
+
+def close_all(workers: Iterable[WorkerProcess], abandon: bool = False) -> None:
+    """Stop the helpers: at the end of their input they exit by themselves; when the run is
+    abandoned, SIGTERM (one deep in its work would not look at its input before it is done)
+    gives them a moment to remove their temporary files, and SIGKILL follows."""
+    workers = list(workers)
+    for w in workers:
+        with contextlib.suppress(OSError):
+            w.conn.close()
+        if abandon and w.proc.poll() is None:
+            w.proc.terminate()
+    for w in workers:
+        try:
+            w.proc.wait(timeout=_ABANDON_WAIT if abandon else _EXIT_WAIT)
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            w.proc.wait()
+
+
+def _report(conn: Connection, exc: BaseException) -> None:
+    try:
+        blob = pickle.dumps(exc)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        blob = b""
+    with contextlib.suppress(OSError):
+        conn.send(("failed", blob, str(exc) or type(exc).__name__))
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(1)  # unwinds through the helper's clean-up: its temporary files go
+
+
+def serve_main(argv: list[str], serve: Callable[[Connection], None]) -> int:
+    """A helper's ``main``: SIGINT is ignored (the terminal sends it to the whole process
+    group, and the parent decides), SIGTERM unwinds through ``serve``'s clean-up, and a
+    failure is reported to the parent as a ``failed`` message."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminated)
+    conn = Connection(int(argv[1]))
+    try:
+        serve(conn)
+    except (StrongroomError, OSError, MemoryError) as exc:
+        _report(conn, exc)
+        return 1
+    except EOFError:
+        return 0
+    return 0
