@@ -318,9 +318,9 @@ def test_a_restore_of_small_files_runs_one_job_thread_on_local_storage() -> None
     """Small files hold the interpreter lock for most of their work: one job thread; big
     files decompress and decrypt in parallel: two; object storage waits on the network: its
     own count."""
+    from strongroom.files.contents import job_workers
     from strongroom.files.nodes import FILE, Node
     from strongroom.files.plan import Entry
-    from strongroom.files.contents import job_workers
 
     def files(size: int, n: int) -> list[Entry]:
         return [

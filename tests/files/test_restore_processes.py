@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,8 @@ from strongroom.errors import StrongroomError
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
 from strongroom.files.nodes import TEMP_PREFIX
 from strongroom.files.restore import RestoreSummary
+from strongroom.files.restoretree import restore_tree
+from strongroom.files.tree import TreeReader, root_node
 from strongroom.vault import Vault
 from tests.files._support import assert_same, build_every_kind, snapshot
 
@@ -60,10 +63,30 @@ def _temporaries(root: Path) -> list[str]:
     return found
 
 
-def test_workers_restore_what_threads_restore(tmp_path: Path, vault: Vault, source: Path) -> None:
+@pytest.fixture
+def subtree_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many restores went by subtrees (the workers planning: restoretree.py)."""
+    runs: list[int] = []
+
+    def counted(*args: Any) -> Any:
+        runs.append(1)
+        return restore_tree(*args)
+
+    monkeypatch.setattr("strongroom.files.restore.restore_tree", counted)
+    return runs
+
+
+@pytest.mark.parametrize("by", ["subtrees", "batches"])
+def test_workers_restore_what_threads_restore(
+    tmp_path: Path, vault: Vault, source: Path, subtree_runs: list[int], by: str
+) -> None:
+    """The whole point into an empty target goes by subtrees; a selection (here all of the
+    source) by batches of a plan the parent made."""
     point = _backup(vault, source)
-    by_threads = _restore(vault, point, tmp_path / "threads", 0)
-    by_workers = _restore(vault, point, tmp_path / "workers", 2)
+    selectors = [] if by == "subtrees" else [str(source)]
+    by_threads = _restore(vault, point, tmp_path / "threads", 0, selectors=selectors)
+    by_workers = _restore(vault, point, tmp_path / "workers", 2, selectors=selectors)
+    assert len(subtree_runs) == (1 if by == "subtrees" else 0)
     assert by_threads.processes == 0 and by_workers.processes == 2
     assert by_workers.errors == by_threads.errors == []
     for key in ("files", "dirs", "links", "others", "bytes_written"):
@@ -72,9 +95,41 @@ def test_workers_restore_what_threads_restore(tmp_path: Path, vault: Vault, sour
     want = snapshot(source, atime=False)
     assert_same(want, snapshot(tmp_path / "threads" / rel, atime=False))
     assert_same(want, snapshot(tmp_path / "workers" / rel, atime=False))
+    assert_same(snapshot(tmp_path / "threads"), snapshot(tmp_path / "workers"))  # ancestors too
     linked = tmp_path / "workers" / rel / "many"
     assert os.path.samefile(linked / "d000" / "f001", linked / "d029" / "linked")
     assert not _temporaries(tmp_path / "workers")
+
+
+@pytest.mark.parametrize("by", ["subtrees", "batches"])
+def test_a_damaged_chunk_fails_exactly_its_file(
+    tmp_path: Path, vault_dir: Path, vault: Vault, source: Path, by: str
+) -> None:
+    """Files whose chunk is damaged fail, each by its own name, wherever it fell in a batch
+    (a worker sorts its batch by pack, and answers by the parent's order)."""
+    point = _backup(vault, source)
+    trees, root = TreeReader(vault), root_node(vault.resolve_point(point))
+    sized = sorted(p for p in (source / "many").glob("d*/f*") if p.stat().st_size == 9000)
+    damaged = [sized[3], sized[len(sized) // 2], sized[-2]]
+    for path in damaged:
+        node = trees.lookup(root, str(path))
+        assert node is not None and len(node.chunks) == 1 and node.size > 0
+        entry = vault.index.lookup(node.chunks[0])
+        assert entry is not None
+        pack = vault_dir / "data" / entry.pack.hex()[:2] / entry.pack.hex()
+        data = bytearray(pack.read_bytes())
+        data[entry.offset + entry.length // 2] ^= 0x40
+        pack.write_bytes(data)
+    selectors = [] if by == "subtrees" else [str(source)]
+    got = _restore(vault, point, tmp_path / "out", 2, selectors=selectors)
+    out = tmp_path / "out" / source.relative_to("/")
+    failed = sorted(path for path, _reason in got.errors)
+    assert failed == sorted(str(tmp_path / "out") + str(p) for p in damaged)
+    assert all("cannot read its data" in reason for _path, reason in got.errors)
+    for path in damaged:
+        assert not (out / path.relative_to(source)).exists()
+    intact = sized[4]
+    assert (out / intact.relative_to(source)).read_bytes() == intact.read_bytes()
 
 
 def test_workers_follow_every_conflict_policy(tmp_path: Path, vault: Vault, source: Path) -> None:

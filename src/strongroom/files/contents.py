@@ -26,7 +26,7 @@ class ContentSink(Protocol):
 
     def failed(self, e: Entry, reason: str) -> None: ...
 
-    def wrote(self, files: int, nbytes: int, verified: int, last: Entry) -> None: ...
+    def wrote(self, files: int, nbytes: int, verified: int, last: bytes) -> None: ...
 
     def placed(self, e: Entry) -> None: ...
 
@@ -109,7 +109,7 @@ class ThreadedContents:
             if task.failure is not None:
                 sink.failed(e, task.failure)
                 continue
-            sink.wrote(1, task.written, int(task.verified), e)
+            sink.wrote(1, task.written, int(task.verified), e.dest)
             self.pending.append(task)
             self.pending_bytes += e.node.size
             if len(self.pending) >= COMMIT_FILES or self.pending_bytes >= COMMIT_BYTES:

@@ -8,10 +8,17 @@ import ctypes
 import errno
 import itertools
 import os
+from collections.abc import Callable
 
 from strongroom.files.longpath import on_path, on_paths
-from strongroom.files.metadata import FL_LOCKING, read_flags_at, set_flags
-from strongroom.files.nodes import TEMP_PREFIX
+from strongroom.files.metadata import (
+    FL_LOCKING,
+    apply_metadata,
+    ifmt_of,
+    read_flags_at,
+    set_flags,
+)
+from strongroom.files.nodes import FIFO, SYMLINK, TEMP_PREFIX, Node
 
 
 class TempNames:
@@ -54,6 +61,24 @@ def make_durable(target: bytes) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+def make_special(
+    node: Node, tmp: bytes, dest: bytes, *, as_root: bool, issue: Callable[[str], None]
+) -> str | None:
+    """A symlink, FIFO, socket or device node created under ``tmp`` with its metadata, then
+    renamed to ``dest``; the reason it failed, or None."""
+    try:
+        if node.kind == SYMLINK:
+            on_path(lambda p: os.symlink(node.target or b"", p), tmp)
+        elif node.kind == FIFO:
+            on_path(os.mkfifo, tmp, 0o600)
+        else:
+            on_path(os.mknod, tmp, 0o600 | ifmt_of(node.kind), node.rdev)
+        on_path(apply_metadata, tmp, node, as_root=as_root, issue=issue)
+    except OSError as exc:
+        return f"cannot create {node.kind}: {exc.strerror}"
+    return rename_into_place(tmp, dest)
 
 
 def rename_into_place(tmp: bytes, dest: bytes) -> str | None:

@@ -40,12 +40,11 @@ from strongroom.files.metadata import (
     FL_LOCKING,
     apply_metadata,
     flags_unsupported,
-    ifmt_of,
     read_flags_at,
     set_flags,
 )
-from strongroom.files.nodes import DIR, FIFO, FILE, SYMLINK, TEMP_PREFIX, Node
-from strongroom.files.placing import TempNames, rename_into_place
+from strongroom.files.nodes import DIR, FILE, TEMP_PREFIX, Node
+from strongroom.files.placing import TempNames, make_special
 from strongroom.files.plan import (
     CREATE,
     KEEP_BOTH,
@@ -57,6 +56,7 @@ from strongroom.files.plan import (
     Planner,
 )
 from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
+from strongroom.files.restoretree import restore_tree
 from strongroom.files.target import (
     check_space,
     has_entries,
@@ -193,6 +193,34 @@ class _Executor:
         self._contents(files, procs)
         for e in links:
             self._link(e)
+        self._finish()
+
+    def run_tree(self, root: Node, procs: ProcessContents) -> None:
+        """The whole point into an empty target, planned by the workers as they go
+        (``restoretree.py``); then the hard-link groups, folder metadata and flags."""
+        self.summary.processes = len(procs.pool.workers)
+        out = restore_tree(procs, root, self.target, self._setup(), self)
+        s = self.summary
+        s.files, s.others, s.dirs = s.files + out.files, s.others + out.others, len(out.dirs)
+        s.errors += out.errors
+        self.dirs, self.flagged = out.dirs, out.flagged
+        firsts: dict[str | None, bytes] = {}
+        files, links = [], []
+        for e in out.links:  # each group's first member written, the others linked to it
+            first = firsts.setdefault(e.node.link, e.dest)
+            if first == e.dest:
+                files.append(e)
+            else:
+                e.link_to = first
+                links.append(e)
+        self.link_targets = set(firsts.values())
+        self._contents(files, None)
+        for e in links:
+            self._link(e)
+        self._finish()
+
+    def _finish(self) -> None:
+        """Folder metadata, children first, then inode flags."""
         for e in reversed(self.dirs):
             try:
                 on_path(apply_metadata, e.dest, e.node, as_root=self.as_root, issue=self._issue(e))
@@ -257,20 +285,9 @@ class _Executor:
             return  # creating its entries reports what is wrong
 
     def _special(self, e: Entry) -> None:
-        node = e.node
-        tmp = self._tmp(e.folder)
-        try:
-            if node.kind == SYMLINK:
-                on_path(lambda p: os.symlink(node.target or b"", p), tmp)
-            elif node.kind == FIFO:
-                on_path(os.mkfifo, tmp, 0o600)
-            else:
-                on_path(os.mknod, tmp, 0o600 | ifmt_of(node.kind), node.rdev)
-            on_path(apply_metadata, tmp, node, as_root=self.as_root, issue=self._issue(e))
-        except OSError as exc:
-            self._fail(e, f"cannot create {node.kind}: {exc.strerror}")
-            return
-        failure = rename_into_place(tmp, e.dest)
+        failure = make_special(
+            e.node, self._tmp(e.folder), e.dest, as_root=self.as_root, issue=self._issue(e)
+        )
         if failure is not None:
             self._fail(e, failure)
         else:
@@ -348,12 +365,12 @@ class _Executor:
     def failed(self, e: Entry, reason: str) -> None:
         self._fail(e, reason)
 
-    def wrote(self, files: int, nbytes: int, verified: int, last: Entry) -> None:
+    def wrote(self, files: int, nbytes: int, verified: int, last: bytes) -> None:
         self.summary.bytes_written += nbytes
         self.summary.verified += verified
         self.written += files
         if self.progress is not None:
-            self.progress(self.written, self.summary.bytes_written, _show(last.dest))
+            self.progress(self.written, self.summary.bytes_written, _show(last))
 
     def placed(self, e: Entry) -> None:
         if self.link_targets and e.dest in self.link_targets:
@@ -379,6 +396,8 @@ def _early_processes(
     files is restored (its summary says so): their start-up then overlaps the planning."""
     if opts.dry_run or opts.selectors or opts.processes == 0:
         return None
+    if opts.processes is not None:  # asked for: whatever the point's size
+        return start_processes(vault, opts.processes)
     summary = point.manifest.summary
     files, size = summary.get("files"), summary.get("logical_bytes")
     if not isinstance(files, int) or not isinstance(size, int) or files < _PROCESS_FILES:
@@ -424,6 +443,12 @@ def _restore(
     suffix = b".restored-" + summary.point_id[:8].encode()
     with vault.read_lock():
         probe = has_entries(target) or opts.dry_run
+        if procs is not None and not probe and not opts.selectors:
+            ex = _executor(vault, opts, target, summary, progress)
+            with staging_folder(ex.staging) as dev:
+                ex.names.target_dev = dev
+                ex.run_tree(root, procs)
+            return
         # No reference to the trees outlives the planning: their cache goes with the planner.
         planner = Planner(TreeReader(vault), target, opts.on_conflict, suffix, probe)
         plan = planner.build(root, opts.selectors)
@@ -432,10 +457,22 @@ def _restore(
         summary.skipped.extend(_show(e.dest) for e in plan.skipped)
         if opts.dry_run:
             summary.actions = [(e.action, _show(e.dest)) for e in plan.entries]
-        else:
-            check_space(target, plan)
-            ex = _Executor(vault, opts, target, summary)
-            ex.progress, ex.procs = progress, procs
-            with staging_folder(ex.staging) as dev:
-                ex.names.target_dev = dev
-                ex.run(plan)
+            return
+        check_space(target, plan)
+        ex = _executor(vault, opts, target, summary, progress)
+        ex.procs = procs
+        with staging_folder(ex.staging) as dev:
+            ex.names.target_dev = dev
+            ex.run(plan)
+
+
+def _executor(
+    vault: RestoreVault,
+    opts: RestoreOptions,
+    target: bytes,
+    summary: RestoreSummary,
+    progress: Progress | None,
+) -> _Executor:
+    ex = _Executor(vault, opts, target, summary)
+    ex.progress = progress
+    return ex

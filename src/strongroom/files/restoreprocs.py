@@ -21,21 +21,21 @@ from typing import TYPE_CHECKING
 
 from strongroom.errors import FilesError
 from strongroom.files.contents import COMMIT_BYTES, COMMIT_FILES, ContentSink, drain
+from strongroom.files.nodes import Node
 from strongroom.files.plan import Entry
 from strongroom.files.workerproc import WorkerPool
 
 if TYPE_CHECKING:
-    from strongroom.files.nodes import Node
     from strongroom.vault import VaultHandoff
 
 # A batch is what a worker makes durable at once: the threads' commit batch, so that the
 # number of syncfs calls stays the same.
-_BATCH_FILES = COMMIT_FILES // 2
-_BATCH_BYTES = COMMIT_BYTES // 8
+BATCH_FILES = COMMIT_FILES // 2
+BATCH_BYTES = COMMIT_BYTES // 8
 _NAMES_APART = 10**12  # each worker's temporary names count from its own multiple of this
 
 # One file to write: its folder, name, node and planned action.
-Item = tuple[bytes, bytes, "Node", str]
+Item = tuple[bytes, bytes, Node, str]
 
 
 @dataclass(frozen=True)
@@ -62,22 +62,45 @@ class BatchResult:
     verified: int = 0
 
 
+@dataclass
+class DirResult:
+    """A folder a worker planned (a restore by subtrees, ``restoretree.py``): its subfolders
+    (created, to be handed out next), the members of hard-link groups (for the parent), the
+    special files it made and what failed (destination, reason)."""
+
+    subdirs: list[Node] = field(default_factory=list)
+    links: list[Node] = field(default_factory=list)
+    others: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class FilesDone:
+    """Files a worker of a restore by subtrees put in place (or failed to)."""
+
+    placed: int = 0
+    wrote: int = 0
+    written: int = 0
+    verified: int = 0
+    last: bytes = b""
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    flagged: list[tuple[bytes, int]] = field(default_factory=list)  # (dest, inode flags)
+
+
 class ProcessContents:
     """Worker processes writing the files of one restore: started early (they open the
     vault and load its index while the parent plans), told where to write by :meth:`run`."""
 
     def __init__(self, handoff: VaultHandoff, count: int) -> None:
-        self.pool = WorkerPool(
-            "strongroom.files.restorework", [("open", handoff)] * count, "restore"
-        )
+        firsts = [("open", handoff)] * count
+        self.pool = WorkerPool("strongroom.files.restorework", firsts, "restore", ("written",))
         self.pending: dict[int, list[Entry]] = {}
 
     def run(self, files: list[Entry], setup: WorkerSetup, sink: ContentSink) -> None:
         """Write ``files`` (in pack order; the list is emptied as batches go out)."""
         pool = self.pool
         try:
-            for k, w in enumerate(pool.workers):
-                w.send(("setup", replace(setup, first_name=(k + 1) * _NAMES_APART)))
+            self.send_setup(setup)
             for tag, batch in enumerate(_batches(drain(files))):
                 self.pending[tag] = batch
                 pool.submit(("files", tag, [(e.folder, e.name, e.node, e.action) for e in batch]))
@@ -89,6 +112,10 @@ class ProcessContents:
             pool.close(abandon=True)
             raise
         pool.close()
+
+    def send_setup(self, setup: WorkerSetup) -> None:
+        for k, w in enumerate(self.pool.workers):
+            w.send(("setup", replace(setup, first_name=(k + 1) * _NAMES_APART)))
 
     def close(self) -> None:
         """Stop the workers without using them (the restore failed before its files)."""
@@ -104,7 +131,7 @@ class ProcessContents:
                 sink.failed(batch[i], issue)
             failed = dict(result.failed)
             if result.wrote:
-                sink.wrote(result.wrote, result.written, result.verified, batch[-1])
+                sink.wrote(result.wrote, result.written, result.verified, batch[-1].dest)
             for i, e in enumerate(batch):
                 reason = failed.get(i)
                 if reason is None:
@@ -119,7 +146,7 @@ def _batches(files: Iterator[Entry]) -> Iterator[list[Entry]]:
     for e in files:
         batch.append(e)
         size += e.node.size
-        if len(batch) >= _BATCH_FILES or size >= _BATCH_BYTES:
+        if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
             yield batch
             batch, size = [], 0
     if batch:

@@ -11,6 +11,7 @@ removes the batch's temporary files.
 
 from __future__ import annotations
 
+import os
 import sys
 from multiprocessing.connection import Connection
 from operator import attrgetter
@@ -19,9 +20,20 @@ from typing import Any
 from strongroom import failpoints
 from strongroom.files.contents import job_workers
 from strongroom.files.fetch import NO_CHUNKS, ContentWriter, FileTask, plan_jobs
-from strongroom.files.placing import TempNames, make_durable, rename_into_place
-from strongroom.files.plan import Entry
-from strongroom.files.restoreprocs import BatchResult, Item, WorkerSetup
+from strongroom.files.longpath import on_path
+from strongroom.files.nodes import DIR, FILE, Node
+from strongroom.files.placing import TempNames, make_durable, make_special, rename_into_place
+from strongroom.files.plan import CREATE, Entry
+from strongroom.files.restoreprocs import (
+    BATCH_BYTES,
+    BATCH_FILES,
+    BatchResult,
+    DirResult,
+    FilesDone,
+    Item,
+    WorkerSetup,
+)
+from strongroom.files.tree import TreeReader
 from strongroom.files.workerproc import serve_main
 from strongroom.vault import Vault, open_handoff
 
@@ -29,15 +41,23 @@ from strongroom.vault import Vault, open_handoff
 def run_batch(vault: Vault, setup: WorkerSetup, names: TempNames, items: list[Item]) -> BatchResult:
     """Write the files, make them durable, rename them into place."""
     entries = [Entry(folder, name, node, action) for folder, name, node, action in items]
+    return write_batch(vault, setup, names, entries)
+
+
+def write_batch(
+    vault: Vault, setup: WorkerSetup, names: TempNames, entries: list[Entry]
+) -> BatchResult:
+    """Write the files, make them durable, rename them into place; the result names them
+    by their index in ``entries``."""
+    at = {id(e): i for i, e in enumerate(entries)}  # before the sort: the caller's order
     place_of = vault.place_of
     for e in entries:
         e.place = place_of(e.node.chunks[0]) if e.node.chunks else NO_CHUNKS
-    entries.sort(key=attrgetter("place"))  # the batch in the order of the packs
+    entries = sorted(entries, key=attrgetter("place"))  # the batch in the order of the packs
     writer = ContentWriter(vault, names, verify=setup.verify, as_root=setup.as_root)
     result = BatchResult()
     try:
         done = _write(writer, entries, job_workers(entries, vault.capabilities.read_workers))
-        at = {id(e): i for i, e in enumerate(entries)}
         good: list[tuple[int, FileTask]] = []
         for task in done:
             i = at[id(task.entry)]
@@ -73,6 +93,86 @@ def _write(writer: ContentWriter, entries: list[Entry], threads: int) -> list[Fi
         return [task for tasks in pool.map(writer.run, jobs) for task in tasks]
 
 
+class TreeWorker:
+    """A worker's part of a restore by subtrees (``restoretree.py``): it plans the folders it
+    is handed (creating their subfolders and special files) and writes their files in
+    batches across folders."""
+
+    def __init__(self, vault: Vault, setup: WorkerSetup, names: TempNames) -> None:
+        self.vault, self.setup, self.names = vault, setup, names
+        self.trees = TreeReader(vault)
+        self.pending: list[Entry] = []
+        self.pending_bytes = 0
+
+    def plan_dir(self, node: Node, dest: bytes) -> DirResult:
+        out = DirResult()
+        for kid in self.trees.children(node):
+            kdest = os.path.join(dest, kid.name)
+            if kid.kind == DIR:
+                failure = _make_dir(kdest)
+                if failure is None:
+                    out.subdirs.append(kid)
+                else:
+                    out.errors.append((os.fsdecode(kdest), failure))
+            elif kid.kind == FILE:
+                if kid.link is not None:
+                    out.links.append(kid)  # the parent links the group's members together
+                    continue
+                self.pending.append(Entry(dest, kid.name, kid, CREATE))
+                self.pending_bytes += kid.size
+            else:
+                self._special(kid, dest, kdest, out)
+        return out
+
+    def _special(self, node: Node, dest: bytes, kdest: bytes, out: DirResult) -> None:
+        shown = os.fsdecode(kdest)
+        failure = make_special(
+            node,
+            self.names(dest),
+            kdest,
+            as_root=self.setup.as_root,
+            issue=lambda reason: out.errors.append((shown, reason)),
+        )
+        if failure is None:
+            out.others += 1
+        else:
+            out.errors.append((shown, failure))
+
+    @property
+    def due(self) -> bool:
+        return len(self.pending) >= BATCH_FILES or self.pending_bytes >= BATCH_BYTES
+
+    def flush(self) -> FilesDone:
+        """Write the pending files (see :func:`write_batch`)."""
+        entries, self.pending, self.pending_bytes = self.pending, [], 0
+        done = FilesDone()
+        if not entries:
+            return done
+        result = write_batch(self.vault, self.setup, self.names, entries)
+        failed = {i for i, _ in result.failed}
+        done.errors = [(os.fsdecode(entries[i].dest), r) for i, r in result.issues + result.failed]
+        done.placed = len(entries) - len(failed)
+        done.wrote, done.written, done.verified = result.wrote, result.written, result.verified
+        done.last = entries[-1].dest
+        done.flagged = [
+            (e.dest, e.node.flags)
+            for i, e in enumerate(entries)
+            if e.node.flags and i not in failed
+        ]
+        return done
+
+
+def _make_dir(path: bytes) -> str | None:
+    try:
+        on_path(os.mkdir, path, 0o700)
+    except FileExistsError:
+        if not on_path(os.path.isdir, path):
+            return "cannot create directory: File exists"
+    except OSError as exc:
+        return f"cannot create directory: {exc.strerror}"
+    return None
+
+
 def _serve(conn: Connection) -> None:
     kind, handoff = conn.recv()
     if kind != "open":
@@ -85,16 +185,28 @@ def _serve(conn: Connection) -> None:
         if kind != "setup":
             return
         names = TempNames(setup.staging, setup.token, setup.target_dev, setup.first_name)
+        tree = TreeWorker(vault, setup, names)
         while True:
             try:
                 msg: tuple[Any, ...] = conn.recv()
             except EOFError:
                 return
-            if msg[0] == "files":
-                failpoints.hit("restorework-batch")
-                conn.send(("files", msg[1], run_batch(vault, setup, names, msg[2])))
+            _answer(conn, msg, vault, tree)
     finally:
         vault.close()
+
+
+def _answer(conn: Connection, msg: tuple[Any, ...], vault: Vault, tree: TreeWorker) -> None:
+    if msg[0] == "files":  # a batch the parent planned
+        failpoints.hit("restorework-batch")
+        conn.send(("files", msg[1], run_batch(vault, tree.setup, tree.names, msg[2])))
+    elif msg[0] == "dir":  # a folder to plan: answered at once, its files written later
+        failpoints.hit("restorework-batch")
+        conn.send(("dir", msg[1], tree.plan_dir(msg[2], msg[3])))
+        if tree.due:
+            conn.send(("written", tree.flush()))
+    elif msg[0] == "flush":
+        conn.send(("flushed", tree.flush()))
 
 
 def main(argv: list[str]) -> int:

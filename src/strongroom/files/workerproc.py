@@ -99,11 +99,19 @@ class WorkerPool:
     """Helpers that take requests (tuples, the first item their kind) in turn: each request
     goes to a ready helper with fewer than :attr:`queued` unanswered, the rest wait here
     for whichever is free first.  Answers other than ``ready`` and ``failed`` come back from
-    :meth:`answers`, one per request."""
+    :meth:`answers`, one per request; so do messages of the ``unsolicited`` kinds, which a
+    helper sends when it likes (they answer no request)."""
 
     queued = 2  # one at work, one waiting in its pipe
 
-    def __init__(self, module: str, firsts: Iterable[tuple[Any, ...]], role: str) -> None:
+    def __init__(
+        self,
+        module: str,
+        firsts: Iterable[tuple[Any, ...]],
+        role: str,
+        unsolicited: Iterable[str] = (),
+    ) -> None:
+        self.unsolicited = frozenset(unsolicited)
         self.workers: list[WorkerProcess] = []
         self.queue: deque[tuple[Any, ...]] = deque()
         try:
@@ -145,7 +153,8 @@ class WorkerPool:
             elif msg[0] == "failed":
                 raise w.failure(msg)
             else:
-                w.inflight -= 1
+                if msg[0] not in self.unsolicited:
+                    w.inflight -= 1
                 got.append(msg)
         self._dispatch()
         return got
