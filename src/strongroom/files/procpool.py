@@ -103,9 +103,7 @@ class DirWorkers(WorkerPool):
         for w in self.workers:
             w.send(("flush",))
         for w in self.workers:
-            msg = w.recv()
-            while msg[0] == "ready":
-                msg = w.recv()
+            msg = w.next_reply()
             if msg[0] != "flushed":
                 raise w.failure(msg)
             got: WrittenCounts = msg[1]

@@ -38,6 +38,7 @@ class WorkerWalker(TreeWalker):
         self.cache_key = b""
         self.news = DirListing(counts={})
         self.now = 0
+        self.listed = 0  # folders asked for
 
     def _lookup(self, directory: bytes) -> dict[bytes, Any]:
         return self.lookups.lookup_dir(directory) if self.lookups is not None else {}
@@ -99,7 +100,10 @@ def _serve(conn: Connection) -> None:
                 msg: tuple[Any, ...] = conn.recv()
             except EOFError:
                 return
-            if msg[0] == "dir":
+            if msg[0] == "status":  # how many folders it has listed (procpool's check)
+                conn.send(("status", walker.listed))
+            elif msg[0] == "dir":
+                walker.listed += 1
                 failpoints.hit("procwork-dir")
                 _, tag, path, dev, whole = msg
                 conn.send(("dir", tag, walker.do(path, dev, whole)))

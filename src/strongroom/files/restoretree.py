@@ -108,10 +108,9 @@ class _TreeRun:
             w.send(("flush",))
         for w in workers:
             while True:
-                msg = w.recv()
-                if msg[0] == "written" or msg[0] == "flushed":
-                    self.take([("written", msg[1])])
-                    if msg[0] == "flushed":
-                        break
-                elif msg[0] != "ready":
+                msg = w.next_reply()
+                if msg[0] not in ("written", "flushed"):
                     raise w.failure(msg)
+                self.take([("written", msg[1])])
+                if msg[0] == "flushed":
+                    break

@@ -186,11 +186,16 @@ def _serve(conn: Connection) -> None:
             return
         names = TempNames(setup.staging, setup.token, setup.target_dev, setup.first_name)
         tree = TreeWorker(vault, setup, names)
+        handled = 0  # requests of the pool's (a status reply says how many)
         while True:
             try:
                 msg: tuple[Any, ...] = conn.recv()
             except EOFError:
                 return
+            if msg[0] == "status":
+                conn.send(("status", handled))
+                continue
+            handled += msg[0] in ("files", "dir")
             _answer(conn, msg, vault, tree)
     finally:
         vault.close()

@@ -25,6 +25,7 @@ from typing import Any
 from strongroom.errors import FilesError, StrongroomError
 
 _EXIT_WAIT = 60.0  # seconds for a helper to exit at the end of its input
+_SILENCE = 60.0  # seconds without a message while answers are owed: ask where they are
 _ABANDON_WAIT = 2.0  # after SIGTERM, before SIGKILL
 
 
@@ -45,6 +46,8 @@ class WorkerProcess:
         self.role = role  # "backup" or "restore": for messages
         self.ready = False
         self.inflight = 0
+        self.sent = self.answered = 0  # requests through the pool, answers to them
+        self.probe: int | None = None  # requests sent when a status was asked for
         parent, child = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
@@ -74,6 +77,14 @@ class WorkerProcess:
             msg: tuple[Any, ...] = self.conn.recv()
         except (EOFError, OSError):
             raise FilesError(self._died()) from None
+        return msg
+
+    def next_reply(self) -> tuple[Any, ...]:
+        """The next message that is not a note (``ready``, a late ``status``): for a request
+        sent outside the pool, once the pool is idle."""
+        msg = self.recv()
+        while msg[0] in ("ready", "status"):
+            msg = self.recv()
         return msg
 
     def failure(self, msg: tuple[Any, ...]) -> StrongroomError:
@@ -141,23 +152,52 @@ class WorkerPool:
             w = min(idle, key=lambda x: x.inflight)
             w.send(self.queue.popleft())
             w.inflight += 1
+            w.sent += 1
 
     def answers(self, timeout: float | None) -> list[tuple[Any, ...]]:
-        """The answers that arrived within ``timeout`` (None: until some message came)."""
+        """The answers that arrived within ``timeout`` (None: until some message came).
+
+        Waiting without a timeout, a long silence while answers are owed makes each such
+        helper report how many requests it has handled: one whose earlier answers did not all
+        arrive fails the run instead of leaving it waiting for ever.
+        """
+        conns = [w.conn for w in self.workers]
+        ready = wait(conns, _SILENCE if timeout is None else timeout)
+        while not ready and timeout is None:
+            self._probe()
+            ready = wait(conns, _SILENCE)
         got: list[tuple[Any, ...]] = []
-        for conn in wait([w.conn for w in self.workers], timeout):
+        for conn in ready:
             w = next(x for x in self.workers if x.conn is conn)
             msg = w.recv()
             if msg[0] == "ready":
                 w.ready = True
             elif msg[0] == "failed":
                 raise w.failure(msg)
+            elif msg[0] == "status":
+                self._check(w, msg[1])
             else:
                 if msg[0] not in self.unsolicited:
                     w.inflight -= 1
+                    w.answered += 1
                 got.append(msg)
         self._dispatch()
         return got
+
+    def _probe(self) -> None:
+        for w in self.workers:
+            if w.inflight and w.probe is None:
+                w.probe = w.sent
+                w.send(("status",))
+
+    def _check(self, w: WorkerProcess, handled: object) -> None:
+        """A status reply comes after the answers to every request sent before it."""
+        probe, w.probe = w.probe, None
+        if probe is not None and w.answered < probe:
+            raise FilesError(
+                f"a {w.role} worker process is out of step: {w.answered} answers to {probe} "
+                f"requests ({handled} handled)"
+            )
 
     def close(self, abandon: bool = False) -> None:
         """Stop every helper (:func:`close_all`)."""

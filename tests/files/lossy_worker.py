@@ -1,0 +1,38 @@
+"""A stand-in helper for the worker pool's tests (files/workerproc.py): it answers ``job``
+requests, slowly when asked to, and drops the one marked ``lose``, a fault real workers cannot
+be made to show.
+
+    python -m tests.files.lossy_worker FD
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from strongroom.files.workerproc import serve_main
+
+
+def _serve(conn: Connection) -> None:
+    conn.recv()  # ("open",)
+    conn.send(("ready",))
+    handled = 0
+    while True:
+        try:
+            msg: tuple[Any, ...] = conn.recv()
+        except EOFError:
+            return
+        if msg[0] == "status":
+            conn.send(("status", handled))
+            continue
+        handled += 1
+        if msg[1] == "slow":
+            time.sleep(1.0)
+        if msg[1] != "lose":
+            conn.send(("job", msg[1]))
+
+
+if __name__ == "__main__":
+    sys.exit(serve_main(sys.argv, _serve))
