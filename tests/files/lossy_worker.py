@@ -1,6 +1,6 @@
 """A stand-in helper for the worker pool's tests (files/workerproc.py): it answers ``job``
 requests, slowly when asked to, and drops the one marked ``lose``, a fault real workers cannot
-be made to show.
+be made to show, and leaves out its ``ready`` when told to.
 
     python -m tests.files.lossy_worker FD
 """
@@ -16,8 +16,9 @@ from strongroom.files.workerproc import serve_main
 
 
 def _serve(conn: Connection) -> None:
-    conn.recv()  # ("open",)
-    conn.send(("ready",))
+    first = conn.recv()  # ("open",) or ("open", "no ready")
+    if len(first) == 1:
+        conn.send(("ready",))
     handled = 0
     while True:
         try:

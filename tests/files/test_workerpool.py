@@ -39,3 +39,15 @@ def test_a_slow_helper_is_only_asked(pool: WorkerPool) -> None:
     for job in ("slow", "two", "slow", "four"):
         pool.submit(("job", job))
     assert _drain(pool) == ["slow", "two", "slow", "four"]
+
+
+def test_a_helper_whose_ready_went_missing_is_put_to_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(workerproc, "_SILENCE", 0.3)
+    pool = WorkerPool("tests.files.lossy_worker", [("open", "no ready")], "restore")
+    try:
+        pool.submit(("job", "one"))
+        assert _drain(pool) == ["one"]
+    finally:
+        pool.close(abandon=True)

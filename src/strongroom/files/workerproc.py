@@ -157,9 +157,10 @@ class WorkerPool:
     def answers(self, timeout: float | None) -> list[tuple[Any, ...]]:
         """The answers that arrived within ``timeout`` (None: until some message came).
 
-        Waiting without a timeout, a long silence while answers are owed makes each such
-        helper report how many requests it has handled: one whose earlier answers did not all
-        arrive fails the run instead of leaving it waiting for ever.
+        Waiting without a timeout, a long silence while answers are owed (or a helper has not
+        said it is ready) makes each such helper report how many requests it has handled: one
+        whose earlier answers did not all arrive fails the run instead of leaving it waiting
+        for ever.
         """
         conns = [w.conn for w in self.workers]
         ready = wait(conns, _SILENCE if timeout is None else timeout)
@@ -186,13 +187,15 @@ class WorkerPool:
 
     def _probe(self) -> None:
         for w in self.workers:
-            if w.inflight and w.probe is None:
+            if (w.inflight or not w.ready) and w.probe is None:
                 w.probe = w.sent
                 w.send(("status",))
 
     def _check(self, w: WorkerProcess, handled: object) -> None:
-        """A status reply comes after the answers to every request sent before it."""
+        """A status reply comes after the answers to every request sent before it, and only
+        from a helper at work (so it is ready, whether or not its ``ready`` came)."""
         probe, w.probe = w.probe, None
+        w.ready = True
         if probe is not None and w.answered < probe:
             raise FilesError(
                 f"a {w.role} worker process is out of step: {w.answered} answers to {probe} "
