@@ -236,6 +236,7 @@ def _report(conn: Connection, exc: BaseException) -> None:
 
 
 def _terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the clean-up is not cut short
     raise SystemExit(1)  # unwinds through the helper's clean-up: its temporary files go
 
 
@@ -253,4 +254,9 @@ def serve_main(argv: list[str], serve: Callable[[Connection], None]) -> int:
         return 1
     except EOFError:
         return 0
+    finally:
+        # Done, one way or another: the parent's SIGTERM of an abandoned run may come while
+        # this helper exits on the end of its input, and must not raise in the middle of that.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        conn.close()
     return 0
