@@ -107,6 +107,29 @@ def test_lock_of_a_killed_backup_is_removed_by_the_next_command(tmp_path: Path) 
     assert not list((vault / "locks").iterdir())
 
 
+def _interrupt_at_paused_worker(
+    argv: list[str], env: dict[str, str], pause: Path
+) -> tuple[int, str, int]:
+    """Run the CLI with ``argv``; once a worker process is paused at its failpoint, SIGINT the
+    parent.  Returns how it ended and the paused worker's pid."""
+    cmd = [sys.executable, "-m", "strongroom.cli.main", *argv]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not pause.exists() or not pause.read_text().endswith("\n"):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no worker process reached its failpoint"
+            time.sleep(0.01)
+        worker = int(pause.read_text().split()[0])
+        assert worker != proc.pid
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err.decode(), worker
+
+
 def test_interrupt_with_worker_processes_stops_them_and_cleans_up(tmp_path: Path) -> None:
     """A tree big enough for worker processes (files/procpool.py): one of them is paused at
     its fifth folder when the backup gets SIGINT; the workers are stopped, nothing is left
@@ -121,29 +144,10 @@ def test_interrupt_with_worker_processes_stops_them_and_cleans_up(tmp_path: Path
             (folder / f"f{i:02}").write_bytes(rng.randbytes(512))
     pause = tmp_path / "paused"
     env = _paused_env(vault, "procwork-dir@5", pause)
-    cmd = [sys.executable, "-m", "strongroom.cli.main", "backup", "files", str(source)]
-    proc = subprocess.Popen(
-        [*cmd, "--processes", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not pause.exists() or not pause.read_text().endswith("\n"):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no worker process reached its fifth folder"
-            time.sleep(0.01)
-        worker = int(pause.read_text().split()[0])
-        assert worker != proc.pid
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
-    assert err.decode().startswith("error: interrupted by SIGINT: nothing was committed")
+    argv = ["backup", "files", str(source), "--processes", "2"]
+    code, err, worker = _interrupt_at_paused_worker(argv, env, pause)
+    assert code == 130, err
+    assert err.startswith("error: interrupted by SIGINT: nothing was committed")
     with pytest.raises(ProcessLookupError):
         os.kill(worker, 0)
     assert not temp_files(vault)
@@ -167,29 +171,10 @@ def test_interrupted_restore_with_worker_processes_stops_them_and_cleans_up(
     ok(cli(vault, "backup", "files", str(source)))
     pause = tmp_path / "paused"
     env = _paused_env(vault, "restorework-batch@2", pause)
-    cmd = [sys.executable, "-m", "strongroom.cli.main", "restore", "files", "latest"]
-    proc = subprocess.Popen(
-        [*cmd, "--target", str(target), "--processes", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not pause.exists() or not pause.read_text().endswith("\n"):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no worker process reached its second batch"
-            time.sleep(0.01)
-        worker = int(pause.read_text().split()[0])
-        assert worker != proc.pid
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
-    assert err.decode().startswith("error: interrupted by SIGINT"), err
+    argv = ["restore", "files", "latest", "--target", str(target), "--processes", "2"]
+    code, err, worker = _interrupt_at_paused_worker(argv, env, pause)
+    assert code == 130, err
+    assert err.startswith("error: interrupted by SIGINT"), err
     with pytest.raises(ProcessLookupError):
         os.kill(worker, 0)
     leftovers = [

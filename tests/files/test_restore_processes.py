@@ -72,7 +72,7 @@ def subtree_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         runs.append(1)
         return restore_tree(*args)
 
-    monkeypatch.setattr("strongroom.files.restore.restore_tree", counted)
+    monkeypatch.setattr("strongroom.files.restoretree.restore_tree", counted)
     return runs
 
 

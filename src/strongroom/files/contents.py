@@ -55,6 +55,21 @@ def drain(files: list[Entry]) -> Iterator[Entry]:
         yield files.pop()
 
 
+def commit(
+    writer: ContentWriter, batch: list[FileTask], target: bytes, durable: bool
+) -> list[tuple[FileTask, str | None]]:
+    """Make a batch of written files durable (one ``syncfs``), then rename each into place;
+    each file with the reason its rename failed, or None."""
+    if durable and batch:
+        make_durable(target)
+    renamed: list[tuple[FileTask, str | None]] = []
+    for task in batch:
+        failpoints.hit("restore-rename")
+        renamed.append((task, rename_into_place(task.tmp, task.entry.dest)))
+        writer.live.discard(task)
+    return renamed
+
+
 class ThreadedContents:
     """Writes files (in pack order) on job threads and commits them on one more."""
 
@@ -125,15 +140,8 @@ class ThreadedContents:
         self.committing = self.committer.submit(self._commit_batch, batch)
 
     def _commit_batch(self, batch: list[FileTask]) -> list[tuple[FileTask, str | None]]:
-        """On the committer thread: make the batch durable, then rename it into place."""
-        if self.durable:
-            make_durable(self.target)
-        renamed: list[tuple[FileTask, str | None]] = []
-        for task in batch:
-            failpoints.hit("restore-rename")
-            renamed.append((task, rename_into_place(task.tmp, task.entry.dest)))
-            self.writer.live.discard(task)
-        return renamed
+        """On the committer thread: see :func:`commit`."""
+        return commit(self.writer, batch, self.target, self.durable)
 
     def _join_commit(self, sink: ContentSink) -> None:
         """Wait for the batch being committed and record how it went."""

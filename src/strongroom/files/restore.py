@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.files.contents import ThreadedContents, average_size, job_workers
 from strongroom.files.fetch import NO_CHUNKS
@@ -55,8 +55,6 @@ from strongroom.files.plan import (
     Plan,
     Planner,
 )
-from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
-from strongroom.files.restoretree import restore_tree
 from strongroom.files.target import (
     check_space,
     has_entries,
@@ -67,8 +65,10 @@ from strongroom.files.target import (
 )
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.files.vaultview import RestoreVault
-from strongroom.files.workerproc import process_count
 from strongroom.vault import RecoveryPoint
+
+if TYPE_CHECKING:  # worker processes load only for a restore that uses them
+    from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
 
 # Worker processes write the files (files/restoreprocs.py) when at least this many, of under
 # this size on average, are to be written: fewer do not repay the workers' start-up (about
@@ -198,6 +198,8 @@ class _Executor:
     def run_tree(self, root: Node, procs: ProcessContents) -> None:
         """The whole point into an empty target, planned by the workers as they go
         (``restoretree.py``); then the hard-link groups, folder metadata and flags."""
+        from strongroom.files.restoretree import restore_tree
+
         self.summary.processes = len(procs.pool.workers)
         out = restore_tree(procs, root, self.target, self._setup(), self)
         s = self.summary
@@ -323,6 +325,8 @@ class _Executor:
         return procs or start_processes(self.vault, self.opts.processes)
 
     def _setup(self) -> WorkerSetup:
+        from strongroom.files.restoreprocs import WorkerSetup
+
         return WorkerSetup(
             self.target,
             self.staging,
@@ -384,6 +388,9 @@ class _Executor:
 
 def start_processes(vault: RestoreVault, requested: int | None) -> ProcessContents | None:
     """Worker processes for a restore's files (None: not on this storage, or one core)."""
+    from strongroom.files.restoreprocs import ProcessContents
+    from strongroom.files.workerproc import process_count
+
     count = process_count(requested)
     handoff = vault.handoff() if count else None
     return None if handoff is None else ProcessContents(handoff, count)

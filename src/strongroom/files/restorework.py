@@ -3,10 +3,13 @@
 
     python -m strongroom.files.restorework FD
 
-FD is this end of the parent's socket pair.  The first message opens the vault; then each
-``files`` message gets a ``files`` answer once its files are in place.  End of input ends
-the worker; the parent's SIGTERM (an abandoned restore) unwinds through the clean-up that
-removes the batch's temporary files.
+FD is this end of the parent's socket pair.  The first message opens the vault, the second
+(``setup``) says where to write.  Then a ``files`` request (a batch of the parent's plan) gets
+a ``files`` answer once its files are in place; a ``dir`` request (a restore by subtrees,
+``restoretree.py``) is answered at once with the folder's plan, its files written later in
+batches (``written``; ``flush`` writes the rest); ``status`` says how many requests were
+handled.  End of input ends the worker; the parent's SIGTERM (an abandoned restore) unwinds
+through the clean-up that removes the batch's temporary files.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ from operator import attrgetter
 from typing import Any
 
 from strongroom import failpoints
-from strongroom.files.contents import job_workers
+from strongroom.files.contents import commit, job_workers
 from strongroom.files.fetch import NO_CHUNKS, ContentWriter, FileTask, plan_jobs
 from strongroom.files.longpath import on_path
 from strongroom.files.nodes import DIR, FILE, Node
-from strongroom.files.placing import TempNames, make_durable, make_special, rename_into_place
+from strongroom.files.placing import TempNames, make_special
 from strongroom.files.plan import CREATE, Entry
 from strongroom.files.restoreprocs import (
     BATCH_BYTES,
@@ -69,12 +72,8 @@ def write_batch(
             result.written += task.written
             result.verified += task.verified
             good.append((i, task))
-        if setup.durable and good:
-            make_durable(setup.target)
-        for i, task in good:
-            failpoints.hit("restore-rename")
-            failure = rename_into_place(task.tmp, task.entry.dest)
-            writer.live.discard(task)
+        renamed = commit(writer, [task for _, task in good], setup.target, setup.durable)
+        for (i, _task), (_, failure) in zip(good, renamed, strict=True):
             if failure is not None:
                 result.failed.append((i, failure))
     except BaseException:
