@@ -134,3 +134,36 @@ def test_chunk_index_matches_a_dict(items: list[tuple[bytes, bool]]) -> None:
         )
     assert index.lookup(os.urandom(32)) is None
     assert {cid for cid, _ in index.iter_entries()} == set(model)
+
+
+# ids that often share their first 32 bits (the sorted keys' top half), so the vectorized
+# search meets runs of equal keys
+_close_ids = st.builds(
+    lambda head, tail: head + tail,
+    st.sampled_from([bytes(4), b"\xff" * 4, b"ab\x00z"]),
+    st.binary(min_size=28, max_size=28),
+)
+
+
+@given(
+    st.lists(st.tuples(_close_ids | ids, st.booleans()), max_size=200, unique_by=lambda t: t[0]),
+    st.lists(_close_ids | ids, max_size=50),
+    st.booleans(),
+)
+@settings(max_examples=60, deadline=None)
+def test_missing_agrees_with_membership(
+    items: list[tuple[bytes, bool]], asked: list[bytes], settle: bool
+) -> None:
+    """One vectorized search for many ids says what a lookup of each says, with entries
+    both loaded in bulk and recently added (not yet merged into the sorted arrays)."""
+    index = ChunkIndex()
+    for n, (cid, bulk) in enumerate(items):
+        pack = n.to_bytes(32, "little")
+        index.add_pack(pack, bytes(32), _entries([(cid, n, n + 1, n + 2)]), bulk=bulk)
+    index.finish_bulk()
+    if settle:
+        assert index.rows == len(items)  # merges the recent ones into the arrays
+    queries = [cid for cid, _ in items[::2]] + asked
+    want = {cid for cid in queries if cid not in index}
+    assert index.missing(queries) == want
+    assert want.isdisjoint(cid for cid, _ in items)

@@ -97,7 +97,7 @@ def row_mac(
     return blake3.blake3(data, key=key).digest(_MAC_SIZE)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs a call per field, per cached file
 class CacheEntry:
     ino: int
     size: int

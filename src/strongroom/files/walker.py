@@ -250,12 +250,14 @@ class TreeWalker:
     ) -> list[tuple[DirState, Selection | None, int]]:
         cached = self._lookup(d.path)
         d.cached = bool(cached)
+        lost = self.vault.missing_chunks(c for hit in cached.values() for c in hit.chunks)
         files: set[bytes] = set()
         children: list[tuple[DirState, Selection | None, int]] = []
+        prefix = d.path if d.path.endswith(b"/") else d.path + b"/"  # os.path.join, per name
         for name, st in entries:
             child_sel = sel.children.get(name) if sel is not None and not sel.full else None
             restricted = child_sel is not None and not child_sel.full
-            path = os.path.join(d.path, name)
+            path = prefix + name
             if not restricted and (sel is None or sel.full) and self._excluded(path, st):
                 continue
             # a file that is read gets its xattrs in the worker (from the open descriptor)
@@ -281,7 +283,7 @@ class TreeWalker:
                     children.append((sub, None, dev))
             elif node.kind == FILE:
                 files.add(name)
-                self._file(folder, d, path, node, st, cached.get(name))
+                self._file(folder, d, path, node, st, cached.get(name), lost)
             else:
                 self.summary.others += 1
             d.nodes.append(node)
@@ -351,10 +353,17 @@ class TreeWalker:
     # --- files -----------------------------------------------------------------------------
 
     def _file(
-        self, folder: Folder, d: DirState, path: bytes, node: Node, st: os.stat_result, hit: Any
+        self,
+        folder: Folder,
+        d: DirState,
+        path: bytes,
+        node: Node,
+        st: os.stat_result,
+        hit: Any,
+        lost: set[bytes],  # chunks of the folder's cache rows that the index no longer holds
     ) -> None:
         self.summary.files += 1
-        if hit is not None and hit.matches(st) and self.vault.has_chunks(hit.chunks):
+        if hit is not None and hit.matches(st) and not (lost and lost.intersection(hit.chunks)):
             node.chunks, node.extents = hit.chunks, hit.extents
             try:
                 node.xattrs = read_xattrs(folder.reach(node.name, path))

@@ -402,20 +402,35 @@ class ChunkIndex:
         self._settle()
         ids = np.ascontiguousarray(ids, dtype="V32")
         with self._lock:
-            n = self._n
-            if n == 0 or len(ids) == 0:
-                return np.full(len(ids), -1, dtype=np.int64)
-            keys = self._keys[:n]
-            top = np.frombuffer(ids.tobytes(), dtype=">u4")[::8].astype(np.uint64) << _ROW_BITS
-            pos = np.minimum(np.searchsorted(keys, top), n - 1)
-            found = keys[pos]
-            rows = (found & np.uint64(0xFFFFFFFF)).astype(np.int64)
-            same = (found >> _ROW_BITS) == (top >> _ROW_BITS)
-            same[same] = self._cols["ids"][rows[same]] == ids[same]
-            rows[~same] = -1
-            for i in np.flatnonzero(~same):  # missing, or a later key with the same top bits
-                rows[i] = self._find(ids[i].tobytes())
-            return rows
+            return self._rows_locked(ids)
+
+    def missing(self, ids: list[bytes]) -> set[bytes]:
+        """Those of ``ids`` not indexed, in one vectorized search.  Recent additions are looked
+        up where they wait: merging them (a sort) for every call would cost a backup, which
+        asks this once per folder while it adds chunks, a sort per folder."""
+        if not ids:
+            return set()
+        with self._lock:
+            self._sort()
+            rows = self._rows_locked(np.frombuffer(b"".join(ids), dtype="V32"))
+            recent = self._recent
+            return {ids[i] for i in np.flatnonzero(rows < 0).tolist() if ids[i] not in recent}
+
+    def _rows_locked(self, ids: np.ndarray) -> np.ndarray:
+        n = self._n
+        if n == 0 or len(ids) == 0:
+            return np.full(len(ids), -1, dtype=np.int64)
+        keys = self._keys[:n]
+        top = np.frombuffer(ids.tobytes(), dtype=">u4")[::8].astype(np.uint64) << _ROW_BITS
+        pos = np.minimum(np.searchsorted(keys, top), n - 1)
+        found = keys[pos]
+        rows = (found & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        same = (found >> _ROW_BITS) == (top >> _ROW_BITS)
+        same[same] = self._cols["ids"][rows[same]] == ids[same]
+        rows[~same] = -1
+        for i in np.flatnonzero(~same):  # missing, or a later key with the same top bits
+            rows[i] = self._find(ids[i].tobytes())
+        return rows
 
     def entries_at(self, rows: np.ndarray) -> np.ndarray:
         """Pack-header entries (:data:`ENTRY_DTYPE`) rebuilt from the given rows."""
