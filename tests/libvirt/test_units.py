@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from strongroom.image.libvirt.chain import DiskFacts, DomainFacts, decide
 from strongroom.image.libvirt.domxml import (
@@ -23,6 +25,7 @@ from strongroom.image.libvirt.domxml import (
     parse_reset,
     reset_xml,
     rewrite_for_libvirt,
+    xml_attr,
 )
 from strongroom.vault import PointManifest, RecoveryPoint
 from tests.image._vm import cli
@@ -198,3 +201,24 @@ def test_backup_vm_usage() -> None:
     assert cli("backup", "vm", "web", "--xml", "web.xml").code == 2
     assert cli("backup", "vm", "--xml", "web.xml", "--full").code == 2
     assert cli("backup", "vm", "web", "--consistency", "maybe").code == 2
+
+
+# every character XML 1.0 allows (no other control characters, no surrogates)
+_xml_text = st.text(
+    st.characters(
+        codec="utf-8",
+        exclude_characters=[
+            *(chr(c) for c in range(32) if c not in (9, 10, 13)),
+            "\ufffe",
+            "\uffff",
+        ],
+    )
+)
+
+
+@given(_xml_text)
+@settings(max_examples=200, deadline=None)
+def test_attribute_values_survive_an_xml_parser(value: str) -> None:
+    """What strongroom puts in the XML it sends libvirt (disk names, paths, checkpoint names)
+    reads back exactly, quotes, ampersands, tabs and newlines included."""
+    assert ET.fromstring(f"<a b={xml_attr(value)}/>").get("b") == value

@@ -143,25 +143,38 @@ def _describe(exc: sqlite3.Error) -> str:
     return str(exc) or type(exc).__name__
 
 
+@dataclass(slots=True)
+class DirRows:
+    """A directory's authentic rows by name, and whether one of them is due a new ``seen``
+    (most backups find none, and then write nothing for the directory)."""
+
+    found: dict[bytes, CacheEntry]
+    stale: bool = False
+
+
 def read_dir_rows(
-    db: sqlite3.Connection, key: bytes, directory: bytes
-) -> tuple[dict[bytes, CacheEntry], list[bytes]]:
-    """The rows of ``directory`` whose MAC holds, by name, and the names of those it fails."""
+    db: sqlite3.Connection, key: bytes, directory: bytes, now: int
+) -> tuple[DirRows, list[bytes]]:
+    """The rows of ``directory`` whose MAC holds, and the names of those it fails."""
     rows = db.execute(
-        "SELECT name, ino, size, mtime, ctime, chunks, extents, flags, mac"
+        "SELECT name, ino, size, mtime, ctime, chunks, extents, flags, seen, mac"
         " FROM files WHERE dir = ?",
         (directory,),
     ).fetchall()
-    found: dict[bytes, CacheEntry] = {}
+    out = DirRows({})
+    found = out.found
     bad: list[bytes] = []
-    for name, ino, size, mtime, ctime, chunks, extents, flags, mac in rows:
+    stale_before = now - _TOUCH_AFTER_S
+    for name, ino, size, mtime, ctime, chunks, extents, flags, seen, mac in rows:
         want = row_mac(key, directory, name, ino, size, mtime, ctime, chunks, extents, flags)
         if not hmac.compare_digest(want, mac):
             bad.append(name)
             continue
         ext = [(a, b) for a, b in json.loads(extents)] if extents else None
         found[bytes(name)] = CacheEntry(ino, size, mtime, ctime, _split(chunks), ext, flags)
-    return found, bad
+        if seen < stale_before:
+            out.stale = True
+    return out, bad
 
 
 class CacheReader:
@@ -172,19 +185,20 @@ class CacheReader:
 
     def __init__(self, path: Path, key: bytes) -> None:
         self._key = key
+        self._now = int(time.time())
         self.rejected = 0
         self._db: sqlite3.Connection | None = None
         with contextlib.suppress(sqlite3.Error):
             self._db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=60)
 
-    def lookup_dir(self, directory: bytes) -> dict[bytes, CacheEntry]:
+    def lookup_dir(self, directory: bytes) -> DirRows:
         if self._db is None:
-            return {}
+            return DirRows({})
         try:
-            found, bad = read_dir_rows(self._db, self._key, directory)
+            found, bad = read_dir_rows(self._db, self._key, directory, self._now)
         except sqlite3.Error:
             self.close()
-            return {}
+            return DirRows({})
         self.rejected += len(bad)
         return found
 
@@ -297,12 +311,12 @@ class FilesCache:
         assert self._db is not None  # only reached through _guard
         return self._db
 
-    def lookup_dir(self, directory: bytes) -> dict[bytes, CacheEntry]:
-        """The authentic rows of ``directory`` by name; rows whose MAC fails are dropped."""
-        return self._guard(lambda: self._lookup(directory), {})
+    def lookup_dir(self, directory: bytes) -> DirRows:
+        """The authentic rows of ``directory``; rows whose MAC fails are dropped."""
+        return self._guard(lambda: self._lookup(directory), DirRows({}))
 
-    def _lookup(self, directory: bytes) -> dict[bytes, CacheEntry]:
-        found, bad = read_dir_rows(self.db, self._key, directory)
+    def _lookup(self, directory: bytes) -> DirRows:
+        found, bad = read_dir_rows(self.db, self._key, directory, self._now)
         if bad:
             self.rejected += len(bad)
             self.db.executemany(

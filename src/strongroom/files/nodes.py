@@ -157,15 +157,17 @@ def _ref(cid: bytes, ref: dict[bytes, int], refs: list[bytes]) -> int:
     return i
 
 
+# one encoder: json.dumps with options builds a new one per call (a tree per folder)
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
 def encode_dir(nodes: list[Node]) -> tuple[list[bytes], bytes]:
     """(reference table, body) of one directory's tree chunk."""
     refs: list[bytes] = []
     ref: dict[bytes, int] = {}
     ordered = sorted(nodes, key=lambda n: n.name)
     items = [_encode_node(n, ref, refs) for n in ordered]
-    body = json.dumps(
-        {"v": FORMAT_VERSION, "nodes": items}, separators=(",", ":"), ensure_ascii=True
-    )
+    body = _JSON.encode({"v": FORMAT_VERSION, "nodes": items})
     return refs, body.encode("ascii")
 
 

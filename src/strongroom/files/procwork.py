@@ -20,7 +20,7 @@ from typing import Any
 
 from strongroom import failpoints
 from strongroom.files.backuptypes import BackupOptions, BackupSummary
-from strongroom.files.cache import CacheReader, cache_path, cache_scope, prepare_rows
+from strongroom.files.cache import CacheReader, DirRows, cache_path, cache_scope, prepare_rows
 from strongroom.files.nodes import DIR, Node
 from strongroom.files.procpool import DirListing, WrittenCounts
 from strongroom.files.walker import MERGED, DirState, TreeWalker
@@ -40,13 +40,13 @@ class WorkerWalker(TreeWalker):
         self.now = 0
         self.listed = 0  # folders asked for
 
-    def _lookup(self, directory: bytes) -> dict[bytes, Any]:
-        return self.lookups.lookup_dir(directory) if self.lookups is not None else {}
+    def _lookup(self, directory: bytes) -> DirRows:
+        return self.lookups.lookup_dir(directory) if self.lookups is not None else DirRows({})
 
     def _keep_rows(self, d: DirState) -> None:
         if self.cache_key and d.rows:
             self.news.rows += prepare_rows(self.cache_key, d.rows, self.now)
-        if d.cached:
+        if d.touch:
             self.news.touches.append((d.path, d.gone))
 
     def do(self, path: bytes, dev: int, whole: bool) -> DirListing:

@@ -24,7 +24,7 @@ from typing import Any
 from strongroom.chunking import ContentChunker
 from strongroom.errors import FilesError
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
-from strongroom.files.cache import FilesCache
+from strongroom.files.cache import DirRows, FilesCache
 from strongroom.files.content import ContentReader
 from strongroom.files.longpath import Folder
 from strongroom.files.metadata import (
@@ -54,7 +54,6 @@ class DirState:
     """A directory being backed up: its nodes, and how many children are still in flight."""
 
     __slots__ = (
-        "cached",
         "depth",
         "gone",
         "leaf",
@@ -65,6 +64,7 @@ class DirState:
         "path",
         "pending",
         "rows",
+        "touch",
     )
 
     def __init__(self, path: bytes, node: Node | None, parent: DirState | None) -> None:
@@ -73,7 +73,7 @@ class DirState:
         self.pending = 0
         self.listed = False
         self.rows: list[CacheRow] = []  # new or changed rows for the files cache
-        self.cached = False  # whether the files cache had rows for this directory
+        self.touch = False  # whether the files cache's rows for this directory need news
         self.gone: list[bytes] = []  # cached names that are no longer files here
         self.depth = 0  # below the nearest selected path
         self.leaf = False  # has no subfolders (its link count says so, where it can)
@@ -219,8 +219,8 @@ class TreeWalker:
         if self.progress is not None:
             self.progress(self.done_files, self.done_bytes, _show(d.path))
 
-    def _lookup(self, directory: bytes) -> dict[bytes, Any]:
-        return self.cache.lookup_dir(directory) if self.cache is not None else {}
+    def _lookup(self, directory: bytes) -> DirRows:
+        return self.cache.lookup_dir(directory) if self.cache is not None else DirRows({})
 
     def _list(
         self, d: DirState, sel: Selection | None, dev: int
@@ -248,8 +248,8 @@ class TreeWalker:
         dev: int,
         entries: list[tuple[bytes, os.stat_result]],
     ) -> list[tuple[DirState, Selection | None, int]]:
-        cached = self._lookup(d.path)
-        d.cached = bool(cached)
+        rows = self._lookup(d.path)
+        cached = rows.found
         lost = self.vault.missing_chunks(c for hit in cached.values() for c in hit.chunks)
         files: set[bytes] = set()
         children: list[tuple[DirState, Selection | None, int]] = []
@@ -288,6 +288,7 @@ class TreeWalker:
                 self.summary.others += 1
             d.nodes.append(node)
         d.gone = [name for name in cached if name not in files]
+        d.touch = rows.stale or bool(d.gone)
         return children
 
     def _named_entries(self, folder: Folder, sel: Selection) -> list[tuple[bytes, os.stat_result]]:
@@ -465,7 +466,7 @@ class TreeWalker:
         if self.cache is not None:
             if d.rows:
                 self.cache.store(d.rows)
-            if d.cached:
+            if d.touch:
                 self.cache.touch_dir(d.path, d.gone)
 
     def _subtree_done(self, d: DirState, tree_id: bytes) -> DirState | None:

@@ -18,7 +18,6 @@ import contextlib
 import time
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 from strongroom.errors import ImageError
 from strongroom.image.domain import free_target, parse_domain, rewrite_as_new
@@ -29,7 +28,7 @@ from strongroom.image.libvirt.checkpoints import (
     remove_image_bitmaps,
 )
 from strongroom.image.libvirt.conn import Connection, is_active, libvirt_errors
-from strongroom.image.libvirt.domxml import rewrite_for_libvirt
+from strongroom.image.libvirt.domxml import rewrite_for_libvirt, xml_attr
 from strongroom.image.libvirt.meta import set_reset
 from strongroom.image.records import load_point
 from strongroom.image.restore import RestoreOptions
@@ -139,9 +138,9 @@ def restore_domain_as_new(
 def _disk_xml(path: Path, fmt: str, target: str, bus: str) -> str:
     return (
         "<disk type='file' device='disk'>"
-        f"<driver name='qemu' type={quoteattr(fmt)}/>"
-        f"<source file={quoteattr(str(path))}/>"
-        f"<target dev={quoteattr(target)} bus={quoteattr(bus)}/></disk>"
+        f"<driver name='qemu' type={xml_attr(fmt)}/>"
+        f"<source file={xml_attr(str(path))}/>"
+        f"<target dev={xml_attr(target)} bus={xml_attr(bus)}/></disk>"
     )
 
 

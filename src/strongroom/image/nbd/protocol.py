@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import errno
 import socket
-import ssl
 import struct
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -269,7 +269,10 @@ def pack_string(text: str) -> bytes:
 
 def send_parts(sock: socket.socket, parts: list[Buffer]) -> None:
     """Send buffers with ``sendmsg`` (header + payload without concatenating them)."""
-    if isinstance(sock, ssl.SSLSocket):  # TLS has no sendmsg: one record per buffer
+    # TLS has no sendmsg: one record per buffer.  ssl (4 ms to import) is looked up, not
+    # imported: a socket can only be an SSLSocket once something has loaded it.
+    tls = sys.modules.get("ssl")
+    if tls is not None and isinstance(sock, tls.SSLSocket):
         for part in parts:
             sock.sendall(part)
         return
