@@ -30,9 +30,15 @@ from strongroom.files.longpath import on_path
 from strongroom.files.metadata import ExtentReader, apply_metadata
 from strongroom.files.plan import Entry
 from strongroom.files.vaultview import PlannedReads
+from strongroom.storage.directio import DirectSink, open_direct
 from strongroom.vault import Located, Place
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# files this big are written past the page cache (storage/directio.py: on a VM whose free
+# memory went back to the host, each new page of the cache costs a fault in the host; a
+# restore of 2 x 512 MiB went from 6.5 s, 7.3 s of it system time, to 1.8 s); smaller ones
+# are most of a restore of small files, where the cache's write-back overlaps the work
+DIRECT_FROM = 8 << 20
 _CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 Fetched = bytes | StrongroomError
@@ -61,6 +67,7 @@ class FileTask:
     pieces: int = 1  # jobs that write a part of it (fixed once planned)
     left: int = 1  # of those, how many have not finished yet (under ContentWriter's lock)
     fd: int = -1
+    direct_fd: int = -1  # a big file's O_DIRECT descriptor, if any
     end: int = 0  # the file's size so far: the highest offset written
     written: int = 0  # content bytes written
     failure: str | None = None
@@ -149,8 +156,15 @@ def _slices(task: FileTask, limits: JobLimits) -> Iterator[Slice]:
         yield Slice(task, lo, hi)
 
 
-def write_at(fd: int, extents: list[tuple[int, int]], pos: int, data: bytes) -> int:
-    """Write ``data``, found at ``pos`` of the file's content, into its data extents.
+def write_at(
+    fd: int,
+    extents: list[tuple[int, int]],
+    pos: int,
+    data: bytes,
+    sink: DirectSink | None = None,
+) -> int:
+    """Write ``data``, found at ``pos`` of the file's content, into its data extents (through
+    ``sink`` when given).
 
     The content is the extents back to back; what lies beyond the last extent is dropped (the
     point said the file is that big).  Returns the file offset just past the last byte written
@@ -167,12 +181,22 @@ def write_at(fd: int, extents: list[tuple[int, int]], pos: int, data: bytes) -> 
             continue
         into = pos - base
         n = min(length - into, len(view))
-        _pwrite_all(fd, view[:n], offset + into)
+        if sink is not None:
+            sink.write(view[:n], offset + into)
+        else:
+            _pwrite_all(fd, view[:n], offset + into)
         end = offset + into + n
         view = view[n:]
         pos += n
         base += length
     return end
+
+
+def _close_direct(task: FileTask) -> None:
+    if task.direct_fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(task.direct_fd)
+        task.direct_fd = -1
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
@@ -238,6 +262,7 @@ class ContentWriter:
     def discard_all(self) -> None:
         """Close and remove every live temporary file; only once no job runs any more."""
         for task in self.live:
+            _close_direct(task)
             if task.fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(task.fd)
@@ -254,6 +279,7 @@ class ContentWriter:
                 next(stream)  # another file of the job may need the chunks after these
             return
         end = written = 0
+        sink = DirectSink(task.fd, task.direct_fd) if task.direct_fd >= 0 else None
         for k in range(lo, hi):
             piece = next(stream)
             if task.failure is not None:
@@ -262,11 +288,16 @@ class ContentWriter:
                 task.failure = f"cannot read its data: {piece}"
                 continue
             try:
-                end = max(end, write_at(task.fd, task.extents, task.starts[k], piece))
+                end = max(end, write_at(task.fd, task.extents, task.starts[k], piece, sink))
             except OSError as exc:
                 task.failure = self._os_reason(task, exc, "cannot write")
                 continue
             written += len(piece)
+        if sink is not None and task.failure is None:
+            try:
+                sink.flush()
+            except OSError as exc:
+                task.failure = self._os_reason(task, exc, "cannot write")
         if task.pieces == 1:
             task.end, task.written = end, written
         else:
@@ -291,6 +322,8 @@ class ContentWriter:
             task.failure = self._os_reason(task, exc, "cannot create file")
             return
         self.live.add(task)
+        if task.raw >= DIRECT_FROM:
+            task.direct_fd = open_direct(task.fd)
 
     def _last_piece(self, task: FileTask) -> bool:
         if task.pieces == 1:
@@ -305,6 +338,7 @@ class ContentWriter:
         """Size, verification and metadata, then close; a failed file's temp file goes."""
         if task.fd >= 0 and task.failure is None:
             self._settle(task)
+        _close_direct(task)
         if task.fd >= 0:
             os.close(task.fd)
             task.fd = -1
