@@ -42,7 +42,12 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.strongroom-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+stale=0
+# the package's build: its metadata, and the compiled chunk scan (built in place by pip -e)
+for f in pyproject.toml setup.py src/strongroom/chunking/_gearcut.c; do
+  [ "$f" -nt "$stamp" ] && stale=1
+done
+if [ ! -f "$stamp" ] || ((stale)); then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test,libvirt,server,postgres]'
   touch "$stamp"

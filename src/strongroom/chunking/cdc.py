@@ -44,6 +44,8 @@ from __future__ import annotations
 import io
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
+from types import ModuleType
 from typing import Final, Literal, Protocol, TypeAlias, overload
 
 from strongroom.chunking._buffers import BytesLike, byte_view
@@ -56,6 +58,24 @@ except ImportError as exc:  # pragma: no cover - depends on the installed wheel
         "strongroom needs the compiled fastcdc extension (fastcdc.fastcdc_cy); "
         "reinstall fastcdc from a binary wheel"
     ) from exc
+
+
+
+def _load_gearcut() -> ModuleType | None:
+    """The same scan without the GIL (_gearcut.c, built by the package's setup.py where a
+    compiler is found): two threads then chunk two files on two cores.  fastcdc's scan stays
+    the fallback, and the reference the tests compare the cuts with."""
+    try:
+        from strongroom.chunking import _gearcut
+    except ImportError:  # pragma: no cover - built by setup.py wherever the test set-up runs
+        return None
+    from fastcdc.fastcdc_py import GEAR
+
+    _gearcut.set_gear(GEAR)
+    return _gearcut
+
+
+_gearcut = _load_gearcut()
 
 __all__ = [
     "ALGORITHM",
@@ -122,6 +142,15 @@ class CDCParams:
             )
 
 
+@lru_cache(maxsize=8)
+def _scan_args(p: CDCParams) -> tuple[int, int, int]:
+    """fastcdc's center size and its two masks for ``p`` (as fastcdc-py derives them)."""
+    offset = min(p.min_size + -(-p.min_size // 2), p.avg_size)
+    center = min(p.avg_size - offset, p.max_size)
+    bits = p.avg_size.bit_length() - 1  # a power of two: log2 exactly
+    return center, (1 << (bits + 1)) - 1, (1 << (bits - 1)) - 1
+
+
 def _as_reader(source: ChunkSource) -> Readable:
     if isinstance(source, bool):
         raise ChunkingError("cannot read from a bool")
@@ -166,8 +195,14 @@ class ContentChunker:
     def _cuts(self, view: memoryview) -> Iterator[tuple[int, int]]:
         """Yield (offset, length) of each chunk of ``view``, the last one ending at its end."""
         p = self.params
-        for chunk in _fastcdc_compiled(view, p.min_size, p.avg_size, p.max_size):
-            yield chunk.offset, chunk.length
+        if _gearcut is None:
+            for chunk in _fastcdc_compiled(view, p.min_size, p.avg_size, p.max_size):
+                yield chunk.offset, chunk.length
+            return
+        offset = 0
+        for length in _gearcut.cuts(view, p.min_size, p.max_size, *_scan_args(p)):
+            yield offset, length
+            offset += length
 
     def chunk_bytes(self, data: BytesLike) -> list[tuple[int, int]]:
         """Return (offset, length) of every chunk of ``data``; ``[]`` for empty data."""

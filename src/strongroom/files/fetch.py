@@ -30,7 +30,7 @@ from strongroom.files.longpath import on_path
 from strongroom.files.metadata import ExtentReader, apply_metadata
 from strongroom.files.plan import Entry
 from strongroom.files.vaultview import PlannedReads
-from strongroom.storage.directio import DirectSink, open_direct
+from strongroom.storage.directio import DirectSink, open_direct, reserve
 from strongroom.vault import Located, Place
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -324,6 +324,11 @@ class ContentWriter:
         self.live.add(task)
         if task.raw >= DIRECT_FROM:
             task.direct_fd = open_direct(task.fd)
+        if task.direct_fd >= 0:
+            try:
+                reserve(task.fd, task.extents)
+            except OSError as exc:
+                task.failure = self._os_reason(task, exc, "cannot allocate")
 
     def _last_piece(self, task: FileTask) -> bool:
         if task.pieces == 1:

@@ -27,7 +27,7 @@ import os
 import threading
 from typing import Final
 
-__all__ = ["ALIGN", "WINDOW", "DirectSink", "open_direct", "write_all"]
+__all__ = ["ALIGN", "WINDOW", "DirectSink", "open_direct", "reserve", "write_all"]
 
 # a multiple of every logical block size in use (512 and 4096)
 ALIGN: Final = 4096
@@ -119,6 +119,25 @@ def open_direct(fd: int) -> int:
         return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | _O_DIRECT | os.O_CLOEXEC)
     except OSError:
         return -1
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+_NOT_SUPPORTED: Final = (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+def reserve(fd: int, extents: list[tuple[int, int]]) -> None:
+    """Allocate the file's data extents before direct writes fill them.  A direct write
+    allocates its blocks when it runs, so slices written by several threads in turn left a
+    file in many pieces (and ext4 an extent block more); allocated up front, the file is laid
+    out as a buffered write's delayed allocation would have.  Out of space raises OSError
+    now; a file system without ``fallocate`` is left to allocate as it writes."""
+    for offset, length in extents:
+        if length and _LIBC.fallocate(fd, 0, offset, length) != 0:
+            err = ctypes.get_errno()
+            if err in _NOT_SUPPORTED:
+                return
+            raise OSError(err, os.strerror(err))
 
 
 def _window() -> memoryview:
