@@ -60,7 +60,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed wheel
     ) from exc
 
 
-
 def _load_gearcut() -> ModuleType | None:
     """The same scan without the GIL (_gearcut.c, built by the package's setup.py where a
     compiler is found): two threads then chunk two files on two cores.  fastcdc's scan stays
