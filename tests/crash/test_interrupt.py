@@ -137,7 +137,9 @@ def test_interrupt_with_worker_processes_stops_them_and_cleans_up(tmp_path: Path
     vault, source = tmp_path / "vault", tmp_path / "src"
     init_vault(vault)
     rng = random.Random(11)
-    for d in range(400):  # workers start after 3,000 entries and take 0.4 s to come up
+    # workers start after 3,000 entries and take 0.4 s to come up: the parent must not have
+    # walked the whole tree by then (400 folders of 30 files it once took 0.8 s to)
+    for d in range(1200):
         folder = source / f"d{d:03}"
         folder.mkdir(parents=True)
         for i in range(30):
