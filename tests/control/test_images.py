@@ -53,7 +53,12 @@ def check_keep_last_2(control: Control, url: str, item: str, source: str) -> lis
     live = live_points(control, url, source)
     # of the points jobs recorded, exactly the rule's are live (a job the agent's SIGTERM ended
     # between its commit and its report leaves a point no job records: it was reported failed)
-    assert live & set(points) == set(points[max(0, at - 1) :])
+    kept = set(points[max(0, at - 1) :])
+    unfinished = [j for j in jobs if j["kind"] == "retention" and j["id"] > retentions[-1]["id"]]
+    if unfinished:  # a retention the agent's SIGTERM ended may have forgotten some of them
+        assert live & set(points) <= kept and points[-1] in live, (unfinished, live, kept)
+    else:
+        assert live & set(points) == kept
     forgotten = {p for r in retentions for p in r["payload"]["points"]}
     assert forgotten == set(points[: max(0, at - 1)])
     return points
