@@ -3,9 +3,13 @@ while it runs."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
+from fastcdc.fastcdc_cy import fastcdc_cy
+from fastcdc.fastcdc_py import GEAR
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,13 +20,23 @@ from ._support import seeded_bytes
 
 def _reference(data: bytes, p: CDCParams) -> list[tuple[int, int]]:
     """fastcdc-py's compiled scan, as strongroom used it before."""
-    compiled = vars(cdc)["_fastcdc_compiled"]
-    return [(c.offset, c.length) for c in compiled(data, p.min_size, p.avg_size, p.max_size)]
+    return [(c.offset, c.length) for c in fastcdc_cy(data, p.min_size, p.avg_size, p.max_size)]
 
 
 def test_the_package_build_made_the_scan() -> None:
     """setup.py builds it wherever the test set-up runs: no silent fallback here."""
     assert cdc._gearcut is not None
+
+
+def test_gear_table_read_from_fastcdc_source_is_fastcdc_s() -> None:
+    assert cdc._gear_table() == list(GEAR)
+
+
+def test_chunking_does_not_load_the_fastcdc_package() -> None:
+    """Its ``__init__`` loads click, 10 ms of every files command's start-up."""
+    probe = "import sys, strongroom.chunking.cdc; print({'click', 'fastcdc'} & {*sys.modules})"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "set()"
 
 
 _params = st.sampled_from(

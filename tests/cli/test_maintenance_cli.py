@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -120,3 +121,45 @@ def test_check_repair(loc: str, capsys: pytest.CaptureFixture[str], tmp_path: Pa
     code, out, _ = run(capsys, "check", "--vault", loc, "--repair", "--json")
     doc = json.loads(out)
     assert code == 0 and doc["ok"] and doc["repair"]["packs_newly_indexed"] == []
+
+
+def _stored_text(capsys: pytest.CaptureFixture[str], loc: str, tree: Path) -> int:
+    code, _, err = run(capsys, "backup", "files", "--vault", loc, str(tree))
+    assert code == 0, err
+    code, out, _ = run(capsys, "stats", "--vault", loc, "--json")
+    return int(json.loads(out)["unique_stored_bytes"])
+
+
+def test_compression_level_is_recorded_changed_and_used(
+    loc: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "settings", "--vault", loc, "--json")
+    assert code == 0 and json.loads(out)["compression_level"] == 2  # the default
+    tree = tmp_path / "text"
+    tree.mkdir()
+    rng = random.Random(1)
+    words = [
+        "".join(rng.choice("abcdefghij") for _ in range(rng.randint(2, 9))) for _ in range(3000)
+    ]
+    (tree / "a.txt").write_text(" ".join(rng.choice(words) for _ in range(200_000)))
+    fast = str(tmp_path / "fast")
+    code, _, err = run(
+        capsys, "init", "--vault", fast, "--kdf-memory", "1", "--kdf-time", "1",
+        "--compression-level", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, _ = run(capsys, "settings", "--vault", fast, "--json")
+    assert json.loads(out)["compression_level"] == 1
+    code, out, _ = run(capsys, "settings", "--vault", loc, "--compression-level", "19", "--json")
+    assert code == 0 and json.loads(out)["compression_level"] == 19
+    reopened = Vault.open(open_backend(loc), PW)
+    assert reopened.config.settings.compression_level == 19
+    assert _stored_text(capsys, loc, tree) < _stored_text(capsys, fast, tree) * 0.95
+    for bad in ("0", "20", "-3"):
+        code, _, err = run(capsys, "settings", "--vault", loc, "--compression-level", bad)
+        assert code == 2 and "compression-level" in err, err
+        code, _, err = run(
+            capsys, "init", "--vault", str(tmp_path / bad), "--compression-level", bad
+        )
+        assert code == 2 and not (tmp_path / bad).exists()
+    assert Vault.open(open_backend(loc), PW).config.settings.compression_level == 19

@@ -10,7 +10,7 @@ import pytest
 
 from strongroom.errors import ImmutablePoint, PointNotFound, SettingsError
 from strongroom.storage import LocalBackend, MemoryBackend
-from strongroom.vault import Vault
+from strongroom.vault import Vault, VaultSettings
 from strongroom.vault.forget import (
     apply_forget,
     plan_forget,
@@ -126,3 +126,13 @@ def test_settings_rules(vault: Vault) -> None:
     s = reopened.config.settings
     assert (s.immutable_days, s.soft_delete_days) == (20, 30)
     assert s.pack_size == vault.config.settings.pack_size
+
+
+def test_compression_level_rules(vault: Vault) -> None:
+    for bad in (0, 20, -1):
+        with pytest.raises(SettingsError, match="compression-level"):
+            change_settings(vault, compression_level=bad)
+        with pytest.raises(SettingsError, match="compression-level"):
+            Vault.init(MemoryBackend(), "pw", settings=VaultSettings(compression_level=bad))
+    assert change_settings(vault, compression_level=7).compression_level == 7
+    assert Vault.open(vault.backend, PASSPHRASE).config.settings.compression_level == 7

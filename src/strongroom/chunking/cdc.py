@@ -2,9 +2,11 @@
 
 Algorithm
 ---------
-Boundaries come from the ``fastcdc`` PyPI package (fastcdc-py 1.7), always through its
-compiled Cython implementation ``fastcdc.fastcdc_cy.fastcdc_cy``; importing this module fails
-if that extension is missing rather than silently using the pure-Python path (~200x slower).
+Boundaries are those of the ``fastcdc`` PyPI package (fastcdc-py 1.7): found by the package's
+own GIL-free scan (``_gearcut.c``, with fastcdc-py's gear table) where it was built, else by
+fastcdc's compiled Cython implementation ``fastcdc.fastcdc_cy.fastcdc_cy``; importing this
+module fails if neither is there rather than silently using the pure-Python path (~200x
+slower).
 
 fastcdc-py implements a single algorithm: FastCDC as published in 2016 (Xia et al., USENIX
 ATC '16) in the variant of ronomon/deduplication and fastcdc-rs v1 (the "ronomon" variant):
@@ -41,23 +43,36 @@ can chunk in one stage and hash/compress (which release the GIL) in worker threa
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import io
-from collections.abc import Generator, Iterator
+import re
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from types import ModuleType
-from typing import Final, Literal, Protocol, TypeAlias, overload
+from typing import Any, Final, Literal, Protocol, TypeAlias, overload
 
 from strongroom.chunking._buffers import BytesLike, byte_view
 from strongroom.errors import ChunkingError
 
-try:
-    from fastcdc.fastcdc_cy import fastcdc_cy as _fastcdc_compiled
-except ImportError as exc:  # pragma: no cover - depends on the installed wheel
-    raise ImportError(
-        "strongroom needs the compiled fastcdc extension (fastcdc.fastcdc_cy); "
-        "reinstall fastcdc from a binary wheel"
-    ) from exc
+
+def _gear_table() -> list[int]:
+    """fastcdc-py's gear table, read from its source: importing ``fastcdc`` runs its package
+    ``__init__``, which loads its command line (click: 10 ms of every files command)."""
+    spec = importlib.util.find_spec("fastcdc")  # finds the package without running it
+    folder = spec.submodule_search_locations if spec is not None else None
+    if folder:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            text = (Path(next(iter(folder))) / "fastcdc_py.py").read_text("utf-8")
+            found = re.search(r"^GEAR = \[([0-9,\s]*)\]", text, re.MULTILINE)
+            table = [int(n) for n in found.group(1).split(",") if n.strip()] if found else []
+            if len(table) == 256 and all(0 <= n < 1 << 32 for n in table):
+                return table
+    from fastcdc.fastcdc_py import GEAR  # a layout this parser does not know
+
+    return list(GEAR)
 
 
 def _load_gearcut() -> ModuleType | None:
@@ -68,13 +83,23 @@ def _load_gearcut() -> ModuleType | None:
         from strongroom.chunking import _gearcut
     except ImportError:  # pragma: no cover - built by setup.py wherever the test set-up runs
         return None
-    from fastcdc.fastcdc_py import GEAR
-
-    _gearcut.set_gear(GEAR)
+    _gearcut.set_gear(_gear_table())
     return _gearcut
 
 
+def _load_fastcdc() -> Callable[..., Iterator[Any]]:
+    try:
+        from fastcdc.fastcdc_cy import fastcdc_cy
+    except ImportError as exc:  # pragma: no cover - depends on the installed wheel
+        raise ImportError(
+            "strongroom needs the compiled fastcdc extension (fastcdc.fastcdc_cy); "
+            "reinstall fastcdc from a binary wheel"
+        ) from exc
+    return fastcdc_cy  # type: ignore[no-any-return]
+
+
 _gearcut = _load_gearcut()
+_fastcdc_compiled = _load_fastcdc() if _gearcut is None else None
 
 __all__ = [
     "ALGORITHM",
@@ -195,6 +220,7 @@ class ContentChunker:
         """Yield (offset, length) of each chunk of ``view``, the last one ending at its end."""
         p = self.params
         if _gearcut is None:
+            assert _fastcdc_compiled is not None
             for chunk in _fastcdc_compiled(view, p.min_size, p.avg_size, p.max_size):
                 yield chunk.offset, chunk.length
             return

@@ -277,18 +277,32 @@ def settings(
             "(on a vault server: by its admins, with a second admin's approval).",
         ),
     ] = None,
+    compression_level: Annotated[
+        int | None,
+        typer.Option(
+            "--compression-level",
+            min=1,
+            max=19,
+            help="zstd level of what is written from now on, 1-19 (stored data keeps its own).",
+        ),
+    ] = None,
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show or change the vault's soft-delete and immutability settings."""
+    """Show or change the vault's soft-delete, immutability and compression settings."""
     v = open_vault(vault, password_file)
-    if soft_delete_days is None and immutable_days is None:
+    if soft_delete_days is None and immutable_days is None and compression_level is None:
         s = v.refresh_config().settings
     else:
         from strongroom.vault.settings import change_settings
 
-        s = change_settings(v, soft_delete_days=soft_delete_days, immutable_days=immutable_days)
+        s = change_settings(
+            v,
+            soft_delete_days=soft_delete_days,
+            immutable_days=immutable_days,
+            compression_level=compression_level,
+        )
     doc = {
         "soft_delete_days": s.soft_delete_days,
         "immutable_days": s.immutable_days,

@@ -6,7 +6,7 @@ The vault's modules are imported inside the commands, where they are used
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -51,6 +51,15 @@ def init(
     pack_size_mib: Annotated[
         int, typer.Option("--pack-size", help="Target pack size in MiB.", min=1)
     ] = 16,
+    compression_level: Annotated[
+        int | None,
+        typer.Option(
+            "--compression-level",
+            help="zstd level of what is written, 1-19 (default 2); 'settings' changes it.",
+            min=1,
+            max=19,
+        ),
+    ] = None,
     kdf_memory_mib: Annotated[
         int,
         typer.Option("--kdf-memory", help="Argon2id memory in MiB.", min=1, max=KDF_MEMORY_MAX_MIB),
@@ -69,9 +78,10 @@ def init(
     backend = open_backend(location)
     try:
         kdf = KDFParams(time_cost=kdf_time, memory_kib=kdf_memory_mib * 1024)
-        created = Vault.init(
-            backend, passphrase, settings=VaultSettings(pack_size=pack_size_mib * MiB), kdf=kdf
-        )
+        settings = VaultSettings(pack_size=pack_size_mib * MiB)
+        if compression_level is not None:
+            settings = replace(settings, compression_level=compression_level)
+        created = Vault.init(backend, passphrase, settings=settings, kdf=kdf)
     finally:
         backend.close()
     if as_json:

@@ -10,9 +10,8 @@ import time
 from typing import Any
 
 from strongroom.chunking import ALGORITHM
-from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
+from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress, WrittenCounts
 from strongroom.files.cache import FilesCache, cache_path, cache_scope
-from strongroom.files.procpool import WrittenCounts
 from strongroom.files.selection import build_selection
 from strongroom.files.vaultview import BackupVault
 from strongroom.files.walker import TreeWalker

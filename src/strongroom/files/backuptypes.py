@@ -88,3 +88,13 @@ class BackupSummary:
         doc["skipped_list"] = [{"path": p, "reason": r} for p, r in self.skipped]
         doc["warnings"] = self.warnings
         return doc
+
+
+@dataclass
+class WrittenCounts:
+    """What a backup's worker processes wrote (their packs and index objects)."""
+
+    stored_new: int = 0
+    raw_new: int = 0
+    chunks_new: int = 0
+    index_names: list[str] = field(default_factory=list)  # the index objects written

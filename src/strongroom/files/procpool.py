@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from strongroom.errors import FilesError
-from strongroom.files.workerproc import WorkerPool, process_count
+from strongroom.files.backuptypes import WrittenCounts
+from strongroom.files.workerproc import WorkerPool
 
 if TYPE_CHECKING:
     from strongroom.files.backuptypes import BackupOptions
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from strongroom.vault import VaultHandoff
 
 _QUEUED_PER_WORKER = 2  # one at work, one waiting: the rest wait here for whichever is free
-_MAX_WORKERS = 8
 
 
 @dataclass
@@ -52,19 +52,6 @@ class DirListing:
     nread: int = 0
     done_files: int = 0
     dir_error: str | None = None  # the directory could not be listed
-
-
-@dataclass
-class WrittenCounts:
-    stored_new: int = 0
-    raw_new: int = 0
-    chunks_new: int = 0
-    index_names: list[str] = field(default_factory=list)  # the index objects written
-
-
-def worker_count(requested: int | None) -> int:
-    """How many worker processes (:func:`~strongroom.files.workerproc.process_count`)."""
-    return process_count(requested, _MAX_WORKERS)
 
 
 class DirWorkers(WorkerPool):

@@ -19,10 +19,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from strongroom import failpoints
-from strongroom.files.backuptypes import BackupOptions, BackupSummary
+from strongroom.files.backuptypes import BackupOptions, BackupSummary, WrittenCounts
 from strongroom.files.cache import CacheReader, DirRows, cache_path, cache_scope, prepare_rows
 from strongroom.files.nodes import DIR, Node
-from strongroom.files.procpool import DirListing, WrittenCounts
+from strongroom.files.procpool import DirListing
 from strongroom.files.walker import MERGED, DirState, TreeWalker
 from strongroom.files.workerproc import serve_main
 from strongroom.vault import ChunkWriter, Vault, open_handoff

@@ -388,8 +388,8 @@ class _Executor:
 
 def start_processes(vault: RestoreVault, requested: int | None) -> ProcessContents | None:
     """Worker processes for a restore's files (None: not on this storage, or one core)."""
+    from strongroom.files.cores import process_count
     from strongroom.files.restoreprocs import ProcessContents
-    from strongroom.files.workerproc import process_count
 
     count = process_count(requested)
     handoff = vault.handoff() if count else None

@@ -19,13 +19,14 @@ import queue
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.chunking import ContentChunker
 from strongroom.errors import FilesError
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
 from strongroom.files.cache import DirRows, FilesCache
 from strongroom.files.content import ContentReader
+from strongroom.files.cores import process_count
 from strongroom.files.longpath import Folder
 from strongroom.files.metadata import (
     FL_NODUMP,
@@ -36,11 +37,13 @@ from strongroom.files.metadata import (
 )
 from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node, encode_dir
 from strongroom.files.patterns import PatternSet
-from strongroom.files.procpool import DirListing, DirWorkers, worker_count
 from strongroom.files.reading import CacheRow, FileItem, FileOutcome, FileReader
 from strongroom.files.selection import Selection, auto_excluded
 from strongroom.files.vaultview import BackupVault
 from strongroom.vault import CHUNK_TREE, ChunkWriter, encode_tree
+
+if TYPE_CHECKING:
+    from strongroom.files.procpool import DirListing, DirWorkers
 
 _BATCH_FILES = 128
 _BATCH_BYTES = 4 << 20
@@ -114,7 +117,7 @@ class TreeWalker:
         self.done_bytes = 0
         self.stack: list[tuple[DirState, Selection | None, int]] = []
         self.procs: DirWorkers | None = None
-        self.procs_wanted = worker_count(opts.processes)
+        self.procs_wanted = process_count(opts.processes)
         self.to_read = 0  # files the walk found it must read
         self.delegated: dict[int, DirState] = {}
         self.tags = itertools.count()
@@ -170,6 +173,8 @@ class TreeWalker:
         source = self.summary.source
         use_cache = self.cache is not None
         theirs = replace(self.opts, processes=0, workers=0, source=source, use_cache=use_cache)
+        from strongroom.files.procpool import DirWorkers  # only a run that starts them
+
         self.procs = DirWorkers(handoff, theirs, self.procs_wanted)
         self.summary.processes = self.procs_wanted
 

@@ -11,7 +11,6 @@ helper that dies, or reports a failure, becomes a :class:`FilesError` (or the
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import signal
 import socket
@@ -27,15 +26,6 @@ from strongroom.errors import FilesError, StrongroomError
 _EXIT_WAIT = 60.0  # seconds for a helper to exit at the end of its input
 _SILENCE = 60.0  # seconds without a message while answers are owed: ask where they are
 _ABANDON_WAIT = 2.0  # after SIGTERM, before SIGKILL
-
-
-def process_count(requested: int | None, most: int = 8) -> int:
-    """How many helper processes: ``requested``, or one per core this process may run on
-    (none on one core, where they would only add their start-up)."""
-    if requested is not None:
-        return max(0, min(requested, most))
-    cores = len(os.sched_getaffinity(0))
-    return 0 if cores < 2 else min(cores, most)
 
 
 class WorkerProcess:

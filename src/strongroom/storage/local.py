@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat as stat_mod
 import time
 from collections.abc import Iterator
@@ -221,7 +220,7 @@ class LocalBackend:
         self, folder: str, name: str, data: bytes | bytearray | memoryview
     ) -> None:
         folder_path = os.path.join(self._root_str, folder) if folder else self._root_str
-        tmp = os.path.join(folder_path, TEMP_PREFIX + secrets.token_hex(8))
+        tmp = os.path.join(folder_path, TEMP_PREFIX + os.urandom(8).hex())
         fd = os.open(tmp, _OPEN_WRITE_FLAGS, 0o644)
         try:
             try:

@@ -1,10 +1,12 @@
-"""Changing a vault's maintenance settings: soft-delete window and immutability period.
+"""Changing a vault's settings: soft-delete window, immutability period, compression level.
 
 ``config`` and its copy are rewritten with a new MAC (only key holders can change settings).  Rules:
 
 - ``immutable_days`` can be raised but never lowered, like a locked immutable vault; in a
   vault served by ``strongroom server`` the server decides instead (an admin may lower it,
   with a second admin's approval when one exists: ``docs/server.md``).
+- ``compression_level`` (zstd 1-19) may change either way: it applies to what is written from
+  then on; stored blobs keep the level they were written with (reading does not need it).
 - ``soft_delete_days`` may change either way (0 turns soft delete off); a point already
   forgotten keeps the purge date its tombstone records, so lowering it never shortens the
   window of a soft-deleted point.
@@ -19,7 +21,7 @@ from dataclasses import replace
 
 from strongroom.errors import SettingsError
 from strongroom.storage.served import server_decides_settings
-from strongroom.vault.config import VaultSettings, write_config
+from strongroom.vault.config import VaultSettings, check_compression_level, write_config
 from strongroom.vault.vault import Vault
 
 MAX_DAYS = 36_500
@@ -31,11 +33,18 @@ def _check_days(name: str, value: int) -> None:
 
 
 def change_settings(
-    vault: Vault, *, soft_delete_days: int | None = None, immutable_days: int | None = None
+    vault: Vault,
+    *,
+    soft_delete_days: int | None = None,
+    immutable_days: int | None = None,
+    compression_level: int | None = None,
 ) -> VaultSettings:
     """Apply the changes to the current ``config`` (read again first) and write it."""
     current = vault.refresh_config().settings
     new = current
+    if compression_level is not None:
+        check_compression_level(compression_level)
+        new = replace(new, compression_level=compression_level)
     if soft_delete_days is not None:
         _check_days("soft-delete-days", soft_delete_days)
         new = replace(new, soft_delete_days=soft_delete_days)

@@ -38,6 +38,7 @@ from strongroom.vault.config import (
     StoredConfig,
     VaultConfig,
     VaultSettings,
+    check_compression_level,
     choose_config,
     read_configs,
     write_config,
@@ -126,8 +127,10 @@ class Vault(IndexLoading):
             except ObjectNotFound:
                 continue
             raise VaultExists(f"{backend.describe()} already holds a vault")
+        settings = settings or VaultSettings()
+        check_compression_level(settings.compression_level)
         master = os.urandom(MASTER_SECRET_SIZE)
-        config = VaultConfig.new(os.urandom(16), settings or VaultSettings())
+        config = VaultConfig.new(os.urandom(16), settings)
         keys = VaultKeys.from_master(master)
         slot, stored = keyslots.new_slot(
             master, passphrase, config.vault_id, kdf or keyslots.KDFParams(), label

@@ -1,0 +1,15 @@
+"""How many helper processes a files backup or restore starts (kept apart from
+``workerproc.py`` so a run that starts none does not load the process machinery)."""
+
+from __future__ import annotations
+
+import os
+
+
+def process_count(requested: int | None, most: int = 8) -> int:
+    """How many helper processes: ``requested``, or one per core this process may run on
+    (none on one core, where they would only add their start-up)."""
+    if requested is not None:
+        return max(0, min(requested, most))
+    cores = len(os.sched_getaffinity(0))
+    return 0 if cores < 2 else min(cores, most)
