@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from strongroom.files import (
     BackupOptions,
@@ -19,7 +21,13 @@ from strongroom.files import (
     reading,
     restore_files,
 )
-from strongroom.files.cache import cache_path, cache_scope, row_mac
+from strongroom.files.cache import (
+    cache_path,
+    cache_scope,
+    decode_xattrs,
+    encode_xattrs,
+    row_mac,
+)
 from strongroom.files.content import Content, ContentReader
 from strongroom.vault import Vault
 from tests.files._support import assert_same, snapshot
@@ -241,3 +249,69 @@ def test_file_replaced_by_a_fifo_after_the_walker_saw_it(
     summary = backup_files(vault, BackupOptions([str(src)], source="swap"))
     assert summary.errors == [(str(victim), "no longer a regular file")]
     assert summary.files == 1  # "other"; the backup went on
+
+
+def _xattrs_of(path: Path) -> dict[str, bytes]:
+    return {k: os.getxattr(path, k) for k in os.listxattr(path)}
+
+
+def test_unchanged_files_take_their_xattrs_from_the_cache(tmp_path: Path, vault: Vault) -> None:
+    """setxattr moves ctime, so a row that still matches has the file's xattrs: they are not
+    listed again; a change is seen, and a row whose xattrs were edited without the key is not
+    trusted."""
+    src = tmp_path / "src"
+    src.mkdir()
+    a, b = src / "a", src / "b"
+    a.write_bytes(b"A" * 5000)
+    b.write_bytes(b"B" * 5000)
+    os.setxattr(a, "user.one", b"1")
+    os.setxattr(a, "trusted.two", bytes(range(256)))
+    time.sleep(0.2)
+    opts = BackupOptions([str(src)], source="s")
+    backup_files(vault, opts)
+    db_path = cache_path(vault.vault_id, "s")
+    with sqlite3.connect(db_path) as db:
+        stored = dict(db.execute("SELECT name, xattrs FROM files").fetchall())
+    assert stored[b"b"] is None
+    assert decode_xattrs(stored[b"a"]) == (("trusted.two", bytes(range(256))), ("user.one", b"1"))
+
+    def restored(point_id: str) -> Path:
+        out = tmp_path / f"out-{point_id[:8]}"
+        restore_files(vault, vault.resolve_point(point_id), RestoreOptions(out))
+        return out / os.path.relpath(src, "/")
+
+    second = backup_files(vault, opts)
+    assert second.files_unchanged == 2 and second.bytes_read == 0
+    assert_same(snapshot(src), snapshot(restored(second.point_id)))
+
+    os.setxattr(b, "user.new", b"n")
+    os.removexattr(a, "user.one")
+    time.sleep(0.2)
+    third = backup_files(vault, opts)
+    assert third.bytes_read == 10_000  # both read again: their ctime moved
+    out = restored(third.point_id)
+    assert _xattrs_of(out / "b") == {"user.new": b"n"}
+    assert _xattrs_of(out / "a") == {"trusted.two": bytes(range(256))}
+
+    with sqlite3.connect(db_path) as db:
+        db.execute(
+            "UPDATE files SET xattrs = ? WHERE name = ?",
+            (encode_xattrs((("user.evil", b"x"),)), b"a"),
+        )
+    fourth = backup_files(vault, opts)
+    assert fourth.bytes_read == 5000  # "a" again: its row failed its MAC
+    assert _xattrs_of(restored(fourth.point_id) / "a") == {"trusted.two": bytes(range(256))}
+
+
+_xattr_names = st.text(
+    st.characters(codec="utf-8", exclude_characters="\0"), min_size=1, max_size=40
+).map(lambda s: "user." + s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_xattr_names, st.binary(max_size=300)), max_size=6))
+def test_xattrs_survive_the_cache_encoding(pairs: list[tuple[str, bytes]]) -> None:
+    xattrs = tuple(sorted(dict(pairs).items()))
+    blob = encode_xattrs(xattrs)
+    assert (blob is None) == (not xattrs)
+    assert decode_xattrs(blob) == xattrs

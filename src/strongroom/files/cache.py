@@ -11,13 +11,15 @@ rows not seen for :data:`FORGET_AFTER_S` are dropped.  A row that still matches 
 its directory's rows get a new ``seen`` at most once a day, so a backup of unchanged files
 writes almost nothing to the cache.
 
-Every row carries a MAC (keyed BLAKE3, 16 bytes) over everything that decides reuse: path,
-inode, size, mtime, ctime, chunk ids and extents, under a key derived from the vault's key and
-the source (:meth:`Vault.local_cache_key`).  A row whose MAC fails (edited, swapped with
-another row, from another vault) is treated as absent: the file is read again.  A cache file
-SQLite calls damaged (not a database, malformed) is set aside under a ``.damaged-<time>``
-suffix and rebuilt; any other SQLite failure (locked for a minute, read-only, out of space)
-costs only the cache for this backup.  Either way the backup goes on, with a warning.
+Every row carries a MAC (keyed BLAKE3, 16 bytes) over everything that decides reuse or is
+reused: path, inode, size, mtime, ctime, chunk ids and extents, inode flags and xattrs (both
+move ctime when they change, so a matching row has the current ones), under a key derived
+from the vault's key and the source (:meth:`Vault.local_cache_key`).  A row whose MAC fails
+(edited, swapped with another row, from another vault) is treated as absent: the file is read
+again.  A cache file SQLite calls damaged (not a database, malformed) is set aside under a
+``.damaged-<time>`` suffix and rebuilt; any other SQLite failure (locked for a minute,
+read-only, out of space) costs only the cache for this backup.  Either way the backup goes
+on, with a warning.
 """
 
 from __future__ import annotations
@@ -37,11 +39,15 @@ from urllib.parse import quote
 
 import blake3
 
+from strongroom.files.nodes import Xattrs
+
 FORGET_AFTER_S = 30 * 24 * 3600
+# (dir, name, ino, size, mtime_ns, ctime_ns, chunk ids, extents or None, inode flags, xattrs)
+CacheRow = tuple[bytes, bytes, int, int, int, int, list[bytes], object, int, Xattrs]
 _TOUCH_AFTER_S = 24 * 3600
 # PRAGMA user_version: a cache of another layout (version 1 had no MACs, version 2 no inode
-# flags) is emptied on open
-_VERSION = 3
+# flags, version 3 no xattrs) is emptied on open
+_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     dir BLOB NOT NULL,
@@ -53,6 +59,7 @@ CREATE TABLE IF NOT EXISTS files (
     chunks BLOB NOT NULL,
     extents TEXT,
     flags INTEGER NOT NULL,
+    xattrs BLOB,
     seen INTEGER NOT NULL,
     mac BLOB NOT NULL,
     PRIMARY KEY (dir, name)
@@ -61,13 +68,14 @@ CREATE TABLE IF NOT EXISTS files (
 
 
 _INSERT = "INSERT OR REPLACE INTO files VALUES "
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_PER_ROW = 11  # the columns of _SCHEMA
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_PER_ROW = 12  # the columns of _SCHEMA
 _ROWS_PER_INSERT = 999 // _PER_ROW  # SQLite before 3.32 takes at most 999 parameters
 _MAC_SIZE = 16  # 128 bits: forging one needs the key, guessing one 2**128 tries
-# lengths of dir, name and chunks, then ino, size, mtime, ctime, inode flags: every field at a
-# fixed place
-_MAC_HEAD = struct.Struct("<IIIQqqqq")
+# lengths of dir, name, chunks and xattrs (-1: none), then ino, size, mtime, ctime, inode
+# flags: every field at a fixed place
+_MAC_HEAD = struct.Struct("<IIIiQqqqq")
+_XATTR_HEAD = struct.Struct("<HI")  # an xattr's name and value lengths
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _T = TypeVar("_T")
 _NAME_MAX = 200  # of a cache file's name before ".sqlite" and a ".damaged-<time>-wal" suffix
@@ -89,11 +97,15 @@ def row_mac(
     chunks: bytes,
     extents: str | None,
     flags: int,
+    xattrs: bytes | None = None,
 ) -> bytes:
-    """The MAC of one row (``extents`` as stored: JSON text or None)."""
-    head = _MAC_HEAD.pack(len(directory), len(name), len(chunks), ino, size, mtime, ctime, flags)
+    """The MAC of one row (``extents`` and ``xattrs`` as stored: JSON text, bytes or None)."""
+    xa = -1 if xattrs is None else len(xattrs)
+    head = _MAC_HEAD.pack(
+        len(directory), len(name), len(chunks), xa, ino, size, mtime, ctime, flags
+    )
     tail = b"\0" if extents is None else b"\1" + extents.encode()
-    data = b"".join((head, directory, name, chunks, tail))
+    data = b"".join((head, directory, name, chunks, xattrs or b"", tail))
     return blake3.blake3(data, key=key).digest(_MAC_SIZE)
 
 
@@ -105,8 +117,10 @@ class CacheEntry:
     ctime_ns: int
     chunks: list[bytes]
     extents: list[tuple[int, int]] | None
-    # inode flags: chattr moves ctime, so a row that matches has the file's flags too
+    # inode flags and xattrs: chattr and setxattr move ctime, so a row that matches has the
+    # file's flags and xattrs too (they are not read again)
     flags: int = 0
+    xattrs: Xattrs = ()
 
     def matches(self, st: os.stat_result) -> bool:
         return (
@@ -131,7 +145,33 @@ def cache_path(vault_id: bytes, source: str, root: Path | None = None) -> Path:
 
 
 def _split(blob: bytes) -> list[bytes]:
-    return [blob[i : i + 32] for i in range(0, len(blob), 32)]
+    return [blob] if len(blob) == 32 else [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+
+def encode_xattrs(xattrs: Xattrs) -> bytes | None:
+    """As the row stores them: None for none (most files), else name and value lengths, name
+    (file system encoding), value, per xattr."""
+    if not xattrs:
+        return None
+    parts: list[bytes] = []
+    for key, value in xattrs:
+        raw = os.fsencode(key)
+        parts += (_XATTR_HEAD.pack(len(raw), len(value)), raw, value)
+    return b"".join(parts)
+
+
+def decode_xattrs(blob: bytes | None) -> Xattrs:
+    """Inverse of :func:`encode_xattrs` (the row's MAC held, so the layout is ours)."""
+    if not blob:
+        return ()
+    found: list[tuple[str, bytes]] = []
+    pos = 0
+    while pos < len(blob):
+        n, m = _XATTR_HEAD.unpack_from(blob, pos)
+        pos += _XATTR_HEAD.size
+        found.append((os.fsdecode(blob[pos : pos + n]), bytes(blob[pos + n : pos + n + m])))
+        pos += n + m
+    return tuple(found)
 
 
 def _damaged(exc: sqlite3.Error) -> bool:
@@ -157,7 +197,7 @@ def read_dir_rows(
 ) -> tuple[DirRows, list[bytes]]:
     """The rows of ``directory`` whose MAC holds, and the names of those it fails."""
     rows = db.execute(
-        "SELECT name, ino, size, mtime, ctime, chunks, extents, flags, seen, mac"
+        "SELECT name, ino, size, mtime, ctime, chunks, extents, flags, xattrs, seen, mac"
         " FROM files WHERE dir = ?",
         (directory,),
     ).fetchall()
@@ -165,13 +205,16 @@ def read_dir_rows(
     found = out.found
     bad: list[bytes] = []
     stale_before = now - _TOUCH_AFTER_S
-    for name, ino, size, mtime, ctime, chunks, extents, flags, seen, mac in rows:
-        want = row_mac(key, directory, name, ino, size, mtime, ctime, chunks, extents, flags)
+    for name, ino, size, mtime, ctime, chunks, extents, flags, xattrs, seen, mac in rows:
+        want = row_mac(
+            key, directory, name, ino, size, mtime, ctime, chunks, extents, flags, xattrs
+        )
         if not hmac.compare_digest(want, mac):
             bad.append(name)
             continue
         ext = [(a, b) for a, b in json.loads(extents)] if extents else None
-        found[bytes(name)] = CacheEntry(ino, size, mtime, ctime, _split(chunks), ext, flags)
+        xa = decode_xattrs(xattrs) if xattrs else ()
+        found[bytes(name)] = CacheEntry(ino, size, mtime, ctime, _split(chunks), ext, flags, xa)
         if seen < stale_before:
             out.stale = True
     return out, bad
@@ -211,17 +254,18 @@ class CacheReader:
 
 def prepare_rows(
     key: bytes,
-    rows: list[tuple[bytes, bytes, int, int, int, int, list[bytes], object, int]],
+    rows: list[CacheRow],
     now: int,
 ) -> list[object]:
     """The column values of ``rows`` (see :meth:`FilesCache.store`), one flat list, each row
     with its MAC under ``key``."""
     values: list[object] = []
-    for d, n, ino, size, mt, ct, ch, ext, fl in rows:
+    for d, n, ino, size, mt, ct, ch, ext, fl, xattrs in rows:
         extents = json.dumps(ext) if ext else None
         chunks = b"".join(ch)
-        mac = row_mac(key, d, n, ino, size, mt, ct, chunks, extents, fl)
-        values += (d, n, ino, size, mt, ct, chunks, extents, fl, now, mac)
+        xa = encode_xattrs(xattrs)
+        mac = row_mac(key, d, n, ino, size, mt, ct, chunks, extents, fl, xa)
+        values += (d, n, ino, size, mt, ct, chunks, extents, fl, xa, now, mac)
     return values
 
 
@@ -324,11 +368,9 @@ class FilesCache:
             )
         return found
 
-    def store(
-        self, rows: list[tuple[bytes, bytes, int, int, int, int, list[bytes], object, int]]
-    ) -> None:
+    def store(self, rows: list[CacheRow]) -> None:
         """Rows of (dir, name, ino, size, mtime_ns, ctime_ns, chunk ids, extents or None,
-        inode flags)."""
+        inode flags, xattrs)."""
         self._guard(lambda: self._insert(prepare_rows(self._key, rows, self._now)), None)
 
     def store_prepared(self, prepared: list[object]) -> None:

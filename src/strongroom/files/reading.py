@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from strongroom.files.cache import CacheEntry
+from strongroom.files.cache import CacheEntry, CacheRow
 from strongroom.files.content import Content, ContentReader, open_for_reading
 from strongroom.files.metadata import PERMS, Names, read_flags, read_xattrs
 from strongroom.files.nodes import Node
@@ -23,8 +23,6 @@ from strongroom.files.nodes import Node
 # A file changed within this window before we stat it may change again within the same
 # timestamp tick after we read it; it is not put in the files cache (git's "racily clean").
 RACY_NS = 100_000_000
-
-CacheRow = tuple[bytes, bytes, int, int, int, int, list[bytes], object, int]
 
 
 @dataclass(slots=True)
@@ -147,5 +145,6 @@ class FileReader:
                 content.chunks,
                 content.extents,
                 node.flags,
+                node.xattrs,
             )
         return FileOutcome(item, status, nread, cache_row=row, meta_error=meta_error)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from strongroom.chunking import ContentChunker
 from strongroom.errors import FilesError
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
-from strongroom.files.cache import DirRows, FilesCache
+from strongroom.files.cache import CacheRow, DirRows, FilesCache
 from strongroom.files.content import ContentReader
 from strongroom.files.cores import process_count
 from strongroom.files.longpath import Folder
@@ -37,7 +37,7 @@ from strongroom.files.metadata import (
 )
 from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node, encode_dir
 from strongroom.files.patterns import PatternSet
-from strongroom.files.reading import CacheRow, FileItem, FileOutcome, FileReader
+from strongroom.files.reading import FileItem, FileOutcome, FileReader
 from strongroom.files.selection import Selection, auto_excluded
 from strongroom.files.vaultview import BackupVault
 from strongroom.vault import CHUNK_TREE, ChunkWriter, encode_tree
@@ -288,7 +288,7 @@ class TreeWalker:
                     children.append((sub, None, dev))
             elif node.kind == FILE:
                 files.add(name)
-                self._file(folder, d, path, node, st, cached.get(name), lost)
+                self._file(d, path, node, st, cached.get(name), lost)
             else:
                 self.summary.others += 1
             d.nodes.append(node)
@@ -360,7 +360,6 @@ class TreeWalker:
 
     def _file(
         self,
-        folder: Folder,
         d: DirState,
         path: bytes,
         node: Node,
@@ -370,13 +369,10 @@ class TreeWalker:
     ) -> None:
         self.summary.files += 1
         if hit is not None and hit.matches(st) and not (lost and lost.intersection(hit.chunks)):
-            node.chunks, node.extents = hit.chunks, hit.extents
-            try:
-                node.xattrs = read_xattrs(folder.reach(node.name, path))
-            except OSError as exc:
-                self._error(path, f"cannot read metadata: {exc.strerror}")
+            # chattr and setxattr move ctime: the row is as new as the flags and xattrs
+            node.chunks, node.extents, node.xattrs = hit.chunks, hit.extents, hit.xattrs
             if not self.opts.exclude_nodump:  # else read already
-                node.flags = hit.flags  # chattr moves ctime: the row is as new as the flags
+                node.flags = hit.flags
             self.summary.files_unchanged += 1
             self.done_files += 1
             return
