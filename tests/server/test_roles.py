@@ -188,6 +188,7 @@ def test_destructive_commands_refused_for_backup_token(
         ("forget", "latest", "--vault", url),
         ("prune", "--vault", url),
         ("settings", "--immutable-days", "5", "--vault", url),
+        ("settings", "--compression-level", "19", "--vault", url),
         ("key", "add", "--vault", url, "--new-password-file", __file__),
         ("token", "create", "--role", "admin", "--server", served.url),
         ("audit", "--server", served.url),
@@ -246,3 +247,12 @@ def test_a_body_that_never_finishes_is_cut_off(populated: ServedVault) -> None:
     resp = conn.getresponse()
     assert resp.status == 408 and b"timed out" in resp.read()
     conn.close()
+
+
+def test_admin_token_changes_the_compression_level(populated: ServedVault, run: Runner) -> None:
+    """Not a protection: an admin's change is stored at once, with no second admin asked."""
+    url, admin = populated.url, populated.tokens["admin"]
+    code, out, err = run(admin, "settings", "--compression-level", "3", "--json", "--vault", url)
+    assert code == 0 and json.loads(out)["compression_level"] == 3, err
+    code, out, err = run(admin, "settings", "--json", "--vault", url)
+    assert code == 0 and json.loads(out)["compression_level"] == 3, err
