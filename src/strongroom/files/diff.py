@@ -67,7 +67,7 @@ def _meta_differs(a: Node, b: Node) -> tuple[str, ...]:
 Step = Iterator["Change | Step"]
 
 
-def _flatten(top: Step) -> Iterator[Change]:
+def flatten_changes(top: Step) -> Iterator[Change]:
     """The changes of ``top`` and of every step it hands out, in order.  Steps are run from
     an explicit stack, so a tree 1,000 folders deep does not exhaust Python's stack."""
     stack = [top]
@@ -81,7 +81,7 @@ def _flatten(top: Step) -> Iterator[Change]:
             stack.append(item)
 
 
-class _Differ:
+class TreeDiffer:
     """Compares two trees; each method is a step yielding changes and sub-steps."""
 
     def __init__(self, kids_a: Children, kids_b: Children, content: Content) -> None:
@@ -138,8 +138,8 @@ def diff_points(vault: DiffVault, old: RecoveryPoint, new: RecoveryPoint) -> lis
     def kids(_: bytes, node: Node) -> list[Node]:
         return trees.children(node)
 
-    differ = _Differ(kids, kids, lambda _, a, b: _content_differs(a, b))
-    changes = _flatten(differ.tree(b"/", root_node(old), root_node(new)))
+    differ = TreeDiffer(kids, kids, lambda _, a, b: _content_differs(a, b))
+    changes = flatten_changes(differ.tree(b"/", root_node(old), root_node(new)))
     return _without_ancestor_mtimes(changes, [old, new])
 
 
@@ -177,7 +177,7 @@ def _flags(path: bytes) -> int:
         return 0
 
 
-class _Live:
+class LiveTree:
     """Nodes of the live file system, built the way a backup builds them."""
 
     def __init__(self, vault: DiffVault, params: CDCParams) -> None:
@@ -245,19 +245,19 @@ def diff_live(vault: DiffVault, point: RecoveryPoint, path: str) -> list[Change]
     old = trees.lookup(root_node(point), where)
     if old is None:
         raise FilesError(f"{path}: not in recovery point {point.short_id}")
-    live = _Live(vault, _params(point))
+    live = LiveTree(vault, _params(point))
     try:
         now = live.node(where)
     except OSError as exc:
         raise FilesError(f"{path}: {exc.strerror}") from None
     if now is None:
         raise FilesError(f"{path}: a socket cannot be compared")
-    differ = _Differ(lambda _, n: trees.children(n), live.children, live.content_differs)
-    changes = _without_ancestor_mtimes(_flatten(differ.entry(where, old, now)), [point])
+    differ = TreeDiffer(lambda _, n: trees.children(n), live.children, live.content_differs)
+    changes = _without_ancestor_mtimes(flatten_changes(differ.entry(where, old, now)), [point])
     if old.kind == DIR and now.kind == DIR:
         try:
             changes.extend(
-                _without_ancestor_mtimes(_flatten(differ.tree(where, old, now)), [point])
+                _without_ancestor_mtimes(flatten_changes(differ.tree(where, old, now)), [point])
             )
         except OSError as exc:  # a folder or file below that cannot be read
             shown = os.fsdecode(exc.filename) if exc.filename else path

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from strongroom.chunking import CDCParams
 from strongroom.errors import GuestFilesError
-from strongroom.files.diff import Change, _Differ, _flatten, _Live  # the files engine's differ
+from strongroom.files.diff import Change, LiveTree, TreeDiffer, flatten_changes
 from strongroom.files.nodes import DIR, FILE, SYMLINK, Node
 from strongroom.files.patterns import PatternSet
 from strongroom.files.selection import absolute
@@ -146,11 +146,11 @@ def diff_guest_points(old: GuestPoint, new: GuestPoint) -> GuestDiff:
     """Changes from ``old`` to ``new`` (every disk and volume), in path order."""
     ta, tb = GuestTree(old, strict=False), GuestTree(new, strict=False)
     contents = _Contents()
-    differ = _Differ(
+    differ = TreeDiffer(
         lambda _, n: ta.children(n), lambda _, n: tb.children(n),
         lambda _, a, b: _guarded(contents, a, b),
     )  # fmt: skip
-    changes = list(_flatten(differ.tree(b"/", ta.root(), tb.root())))
+    changes = list(flatten_changes(differ.tree(b"/", ta.root(), tb.root())))
     return GuestDiff(changes, [*ta.failures, *tb.failures], contents)
 
 
@@ -169,7 +169,7 @@ def diff_guest_live(guest: GuestPoint, inside: str, live: str) -> list[Change]:
     if old is None:
         raise GuestFilesError(f"{inside}: not in recovery point {guest.point.short_id}")
     where = absolute(live)
-    checker = _Live(guest.vault, CDCParams())
+    checker = LiveTree(guest.vault, CDCParams())
     try:
         now = checker.node(where)
     except OSError as exc:
@@ -183,11 +183,11 @@ def diff_guest_live(guest: GuestPoint, inside: str, live: str) -> list[Change]:
         with open(path, "rb") as f:
             return not _same_stream(_open(a), f)
 
-    differ = _Differ(lambda _, n: trees.children(n), checker.children, content)
-    changes = list(_flatten(differ.entry(where, old, now)))
+    differ = TreeDiffer(lambda _, n: trees.children(n), checker.children, content)
+    changes = list(flatten_changes(differ.entry(where, old, now)))
     if old.kind == DIR and now.kind == DIR:
         try:
-            changes.extend(_flatten(differ.tree(where, old, now)))
+            changes.extend(flatten_changes(differ.tree(where, old, now)))
         except OSError as exc:
             shown = os.fsdecode(exc.filename) if exc.filename else live
             raise GuestFilesError(f"{shown}: {exc.strerror or exc}") from None

@@ -239,7 +239,7 @@ def _error(status: int, reason: str, kind: str) -> JSONResponse:
     return JSONResponse({"error": reason, "kind": kind}, status, {ERROR_KIND_HEADER: kind})
 
 
-def _info(info: ObjectInfo) -> dict[str, Any]:
+def object_info(info: ObjectInfo) -> dict[str, Any]:
     return {"name": info.name, "size": info.size, "mtime": info.mtime}
 
 

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from strongroom.errors import ObjectNotFound
 from strongroom.server import approvals, pointmeta
 from strongroom.server import openapi as oa
-from strongroom.server.app import Call, Server, _info
+from strongroom.server.app import Call, Server, object_info
 from strongroom.server.approvals import PendingApproval
 from strongroom.server.auth import ApiError, new_token, require_role
 from strongroom.server.gateway import kind_of
@@ -86,7 +86,7 @@ def add_object_routes(app: FastAPI, server: Server) -> None:
             if gw is None:
                 kind_of(name)
                 raise ObjectNotFound(name)
-            return JSONResponse(_info(await run_in_threadpool(gw.stat, token, name)))
+            return JSONResponse(object_info(await run_in_threadpool(gw.stat, token, name)))
 
         return await server.run(call, work)
 
@@ -340,7 +340,7 @@ def _sources(header: str | None) -> list[str]:
 
 
 def _listed(info: ObjectInfo, source: str | None, sources: list[str]) -> dict[str, Any]:
-    listed = _info(info)
+    listed = object_info(info)
     if source is not None:
         listed["source"] = source
     if sources:

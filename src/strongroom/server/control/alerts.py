@@ -110,7 +110,7 @@ class Alerts:
         )
         if cur.rowcount != 1:
             return False
-        _notify(db, now, {**about, "event": condition, "item": item, "detail": detail})
+        notify(db, now, {**about, "event": condition, "item": item, "detail": detail})
         return True
 
     @staticmethod
@@ -125,7 +125,7 @@ class Alerts:
         db.execute("DELETE FROM alert_state WHERE item = ?", (item,))
         was = [str(r[0]) for r in rows]
         detail = f"{what} (was {', '.join(was)})"
-        _notify(
+        notify(
             db, now, {**about, "event": "recovered", "item": item, "detail": detail, "cleared": was}
         )
         return True
@@ -162,10 +162,6 @@ class Alerts:
 
 def notify(db: Db, now: float, body: dict[str, Any]) -> None:
     """Queue a notice to every target (inside the caller's transaction)."""
-    _notify(db, now, body)
-
-
-def _notify(db: Db, now: float, body: dict[str, Any]) -> None:
     body = {
         **body,
         "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),

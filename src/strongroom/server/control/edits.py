@@ -12,7 +12,7 @@ import json
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
 from strongroom.server.control.plane import next_run
-from strongroom.server.control.store import Policy, _rescope, item_in
+from strongroom.server.control.store import Policy, item_in, rescope
 
 
 def update_policy(catalog: Catalog, policy: Policy, now: float) -> None:
@@ -60,9 +60,9 @@ def update_item(
             " WHERE name = ?",
             (machine, json.dumps(targets), json.dumps(excludes), policy, following, name),
         )
-        _rescope(db, machine, str(token[0]))
+        rescope(db, machine, str(token[0]))
         if item.machine != machine:
             old = db.execute("SELECT token FROM machines WHERE name = ?", (item.machine,))
             found = old.fetchone()
             if found is not None:
-                _rescope(db, item.machine, str(found[0]))
+                rescope(db, item.machine, str(found[0]))

@@ -22,7 +22,7 @@ from typing import Any
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
 from strongroom.server.catalog_db import Db
-from strongroom.server.control.alerts import Alerts, _notify
+from strongroom.server.control.alerts import Alerts, notify
 from strongroom.server.control.calendar import ScheduleError, parse_schedule
 from strongroom.server.control.jobs import FINAL, Job, Jobs, Result
 from strongroom.server.control.retention import SYSTEM
@@ -173,4 +173,4 @@ def _recover(db: Db, item: str, now: float, about: dict[str, Any]) -> None:
     if cur.rowcount:
         detail = f"pruned again (was {CONDITION})"
         body = {**about, "event": "recovered", "item": item, "detail": detail}
-        _notify(db, now, {**body, "cleared": [CONDITION]})
+        notify(db, now, {**body, "cleared": [CONDITION]})

@@ -86,12 +86,12 @@ class AlertBody(BaseModel):
     smtp: str | None = None
 
 
-def _body(model: type[BaseModel]) -> dict[str, Any]:
+def json_body_spec(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     return {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
 
 
-async def _parse(server: Server, request: Request, model: type[M]) -> M:
+async def parse_json(server: Server, request: Request, model: type[M]) -> M:
     try:
         return model.model_validate_json(await server.body(request))
     except ValidationError as exc:
@@ -156,14 +156,14 @@ def _agent_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
 
     @app.post(
         "/v1/agent/register",
-        openapi_extra=_body(RegisterBody),
+        openapi_extra=json_body_spec(RegisterBody),
         responses=oa.responses(409, s201=oa.json_body("the machine's token, shown once")),
     )
     async def register(request: Request) -> Response:
         call = Call(request, "register-agent")
 
         async def work(token: TokenRow) -> Response:
-            body = await _parse(server, request, RegisterBody)
+            body = await parse_json(server, request, RegisterBody)
             name = check_name(body.name, "machine")
             made = new_token(
                 "backup", sources=[AGENT_SOURCE + name], label=f"agent {name}", created_by=token.id
@@ -200,7 +200,7 @@ def _agent_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
 
     @app.post(
         "/v1/agent/jobs/{job_id}/progress",
-        openapi_extra=_body(ProgressBody),
+        openapi_extra=json_body_spec(ProgressBody),
         responses=oa.responses(s200=oa.json_body("whether to cancel")),
     )
     async def progress(request: Request, job_id: JobId) -> Response:
@@ -208,7 +208,7 @@ def _agent_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
 
         async def work(token: TokenRow) -> Response:
             machine = await machine_of(call, token)
-            body = await _parse(server, request, ProgressBody)
+            body = await parse_json(server, request, ProgressBody)
             cancel = await run_in_threadpool(
                 plane.jobs.progress, job_id, machine, plane.clock.now(), body.model_dump()
             )
@@ -218,7 +218,7 @@ def _agent_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
 
     @app.post(
         "/v1/agent/jobs/{job_id}/result",
-        openapi_extra=_body(ResultBody),
+        openapi_extra=json_body_spec(ResultBody),
         responses=oa.responses(409, s200=oa.json_body("the job as recorded")),
     )
     async def result(request: Request, job_id: JobId) -> Response:
@@ -226,7 +226,7 @@ def _agent_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
 
         async def work(token: TokenRow) -> Response:
             machine = await machine_of(call, token)
-            body = await _parse(server, request, ResultBody)
+            body = await parse_json(server, request, ResultBody)
             outcome = Result(
                 body.state,
                 body.point,
@@ -248,14 +248,14 @@ def _definition_routes(app: FastAPI, server: Server, plane: ControlPlane) -> Non
 
     @app.post(
         "/v1/policies",
-        openapi_extra=_body(PolicyBody),
+        openapi_extra=json_body_spec(PolicyBody),
         responses=oa.responses(409, s201=oa.json_body("created")),
     )
     async def create_policy(request: Request) -> Response:
         call = Call(request, "policy-create")
 
         async def work(token: TokenRow) -> Response:
-            b = await _parse(server, request, PolicyBody)
+            b = await parse_json(server, request, PolicyBody)
             start, end = parse_window(b.window) if b.window else (None, None)
             policy = Policy(
                 b.name,
@@ -293,14 +293,14 @@ def _definition_routes(app: FastAPI, server: Server, plane: ControlPlane) -> Non
 
     @app.post(
         "/v1/items",
-        openapi_extra=_body(ItemBody),
+        openapi_extra=json_body_spec(ItemBody),
         responses=oa.responses(409, s201=oa.json_body("protected")),
     )
     async def protect(request: Request) -> Response:
         call = Call(request, "protect")
 
         async def work(token: TokenRow) -> Response:
-            b = await _parse(server, request, ItemBody)
+            b = await parse_json(server, request, ItemBody)
             item = Item(
                 b.name,
                 b.kind,
@@ -381,12 +381,12 @@ def _alert_routes(app: FastAPI, server: Server, plane: ControlPlane) -> None:
 
     @app.post(
         "/v1/alerts",
-        openapi_extra=_body(AlertBody),
+        openapi_extra=json_body_spec(AlertBody),
         responses=oa.responses(409, s201=oa.json_body("the alert target")),
     )
     async def add_alert(request: Request) -> Response:
         async def work(token: TokenRow) -> Response:
-            b = await _parse(server, request, AlertBody)
+            b = await parse_json(server, request, AlertBody)
             target = await run_in_threadpool(
                 plane.alerts.add_target, b.kind, b.address, b.smtp, plane.clock.now()
             )

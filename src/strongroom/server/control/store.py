@@ -201,7 +201,7 @@ class Definitions:
                 )
             except Conflict:
                 raise ApiError(409, f"item {item.name!r} exists already", "exists") from None
-            _rescope(db, item.machine, str(machine[0]))
+            rescope(db, item.machine, str(machine[0]))
 
     def item(self, name: str) -> Item | None:
         with self.catalog.read() as db:
@@ -250,7 +250,7 @@ class Definitions:
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
-def _rescope(db: Db, machine: str, token_id: str) -> None:
+def rescope(db: Db, machine: str, token_id: str) -> None:
     """The machine's token: scoped to ``agent:MACHINE`` and its items' sources."""
     rows = db.execute("SELECT source FROM items WHERE machine = ?", (machine,)).fetchall()
     sources = sorted({AGENT_SOURCE + machine, *(str(r[0]) for r in rows)})

@@ -14,7 +14,7 @@ from strongroom.server.app import Call, Server
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import TokenRow
 from strongroom.server.control.plane import ControlPlane
-from strongroom.server.control.routes import _body, _parse, runner
+from strongroom.server.control.routes import json_body_spec, parse_json, runner
 
 
 class ScheduleBody(BaseModel):
@@ -51,14 +51,14 @@ def install(app: FastAPI, server: Server, plane: ControlPlane) -> None:
 
     @app.post(
         "/v1/vault-schedules",
-        openapi_extra=_body(ScheduleBody),
+        openapi_extra=json_body_spec(ScheduleBody),
         responses=oa.responses(404, s201=oa.json_body("the vault's schedule")),
     )
     async def set_schedule(request: Request) -> Response:
         call = Call(request, "vault-schedule-set")
 
         async def work(token: TokenRow) -> Response:
-            b = await _parse(server, request, ScheduleBody)
+            b = await parse_json(server, request, ScheduleBody)
             call.obj = b.vault
             return JSONResponse(await run_in_threadpool(_set, plane, b), 201)
 

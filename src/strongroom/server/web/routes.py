@@ -16,7 +16,7 @@ from strongroom.server import openapi as oa
 from strongroom.server.app import Call, Server
 from strongroom.server.auth import ApiError, new_token, require_role
 from strongroom.server.control.plane import ControlPlane
-from strongroom.server.control.routes import _body, _parse
+from strongroom.server.control.routes import json_body_spec, parse_json
 from strongroom.server.scoping import check_sources
 from strongroom.server.web import (
     admin_routes,
@@ -72,7 +72,7 @@ def install(app: FastAPI, server: Server, plane: ControlPlane) -> None:
 def _user_api(app: FastAPI, server: Server) -> None:
     @app.post(
         "/v1/users",
-        openapi_extra=_body(UserBody),
+        openapi_extra=json_body_spec(UserBody),
         responses=oa.responses(409, s201=oa.json_body("the user was created")),
     )
     async def add_user(request: Request) -> Response:
@@ -81,7 +81,7 @@ def _user_api(app: FastAPI, server: Server) -> None:
         async def work() -> Response:
             token = await server.auth(call)
             require_role(token, ("admin",), "add dashboard users")
-            body = await _parse(server, request, UserBody)
+            body = await parse_json(server, request, UserBody)
             call.obj, call.detail = body.name, f"role {body.role}"
             await run_in_threadpool(
                 users.add_user, server.catalog, body.name, body.role, body.password, token.id
