@@ -1,7 +1,7 @@
 """Chunking layer: content-defined chunks for files, fixed aligned chunks for disk images.
 
 Names load on first use (:mod:`strongroom.lazyexports`): an image backup needs only the fixed
-chunker, and the content-defined one loads fastcdc, which loads click (10 ms of start-up).
+chunker, and the content-defined one loads its compiled scan and reads fastcdc-py's gear table.
 """
 
 from typing import TYPE_CHECKING

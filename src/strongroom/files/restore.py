@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -141,7 +140,7 @@ class _Executor:
         self, vault: RestoreVault, opts: RestoreOptions, target: bytes, summary: RestoreSummary
     ) -> None:
         self.vault, self.opts, self.target, self.summary = vault, opts, target, summary
-        self.token = secrets.token_hex(4).encode()
+        self.token = os.urandom(4).hex().encode()
         self.as_root = os.geteuid() == 0
         # The files hard links point to, and those of them in place (only those: a set of
         # every file restored would cost memory for each).

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +40,7 @@ def prepare_target(target: str | Path, vault: OnStorage, dry_run: bool) -> bytes
             os.makedirs(t)
         except OSError as exc:
             raise FilesError(f"cannot create restore target {_show(t)}: {exc.strerror}") from None
-    probe = os.path.join(t, TEMP_PREFIX + b"probe-" + secrets.token_hex(4).encode())
+    probe = os.path.join(t, TEMP_PREFIX + b"probe-" + os.urandom(4).hex().encode())
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         os.unlink(probe)

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import itertools
 import os
-import secrets
 import time
 from collections.abc import Callable
 
@@ -41,7 +40,7 @@ def _show(path: bytes) -> str:
 class _Writer:
     def __init__(self, opts: RestoreOptions, summary: RestoreSummary) -> None:
         self.opts, self.summary = opts, summary
-        self.token = secrets.token_hex(4).encode()
+        self.token = os.urandom(4).hex().encode()
         self.counter = itertools.count(1)
         self.as_root = os.geteuid() == 0
         self.dirs: list[Entry] = []

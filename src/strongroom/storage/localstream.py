@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Callable
 
 from strongroom import failpoints
@@ -37,7 +36,7 @@ class LocalStream:
 
     def __init__(self, folder_path: str, publish: Publish, translate: Translate) -> None:
         self._publish, self._translate = publish, translate
-        self.path = os.path.join(folder_path, TEMP_PREFIX + secrets.token_hex(8))
+        self.path = os.path.join(folder_path, TEMP_PREFIX + os.urandom(8).hex())
         self.size = 0
         try:
             self._fd: int | None = os.open(self.path, _OPEN_FLAGS, 0o644)
