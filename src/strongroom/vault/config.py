@@ -41,8 +41,8 @@ class VaultSettings:
     """Tunables recorded in the vault so every client writes alike."""
 
     pack_size: int = 16 * MiB
-    # zstd level 2 keeps 96 % of level 1's output on text and /usr for 75-90 % of its speed
-    # (docs/architecture.md "Compression level"); vaults created before keep the 1 they record.
+    # zstd level 2 stores text and /usr in about 96 % of level 1's bytes, at 75-90 % of its
+    # speed (docs/architecture.md "Compression level"); older vaults keep the 1 they record.
     compression_level: int = 2
     soft_delete_days: int = 14
     immutable_days: int = 0
