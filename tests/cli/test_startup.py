@@ -18,7 +18,7 @@ import typer.main
 from typer._coercion import build_runtime_param
 
 import strongroom.files
-from strongroom.cli import coercion, vault_cmds
+from strongroom.cli import coercion, options, vault_cmds
 from strongroom.cli import main as cli_main
 from strongroom.cli.files import CONFLICT_POLICIES
 from strongroom.cli.main import app, main
@@ -26,6 +26,7 @@ from strongroom.cli.output import Table
 from strongroom.storage import LocalBackend
 from strongroom.vault import KDFParams, Vault
 from strongroom.vault import keys as keyslots
+from strongroom.vault.config import COMPRESSION_LEVELS
 from tests.conftest import FAST_KDF, PASSPHRASE
 
 WATCHED = (
@@ -206,6 +207,8 @@ def test_cli_constants_match_the_library() -> None:
     assert vault_cmds.KDF_MEMORY_MAX_MIB * 1024 == keyslots.MAX_MEMORY_KIB
     assert vault_cmds.KDF_TIME_MAX == keyslots.MAX_TIME_COST
     assert CONFLICT_POLICIES == strongroom.files.CONFLICT_POLICIES
+    levels = range(options.COMPRESSION_LEVEL_MIN, options.COMPRESSION_LEVEL_MAX + 1)
+    assert levels == COMPRESSION_LEVELS
 
 
 def test_init_uses_the_default_kdf(

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from strongroom.cli.options import CLIError, JsonOpt, PasswordFileOpt, VaultOpt, open_vault
+from strongroom.cli.options import (
+    COMPRESSION_LEVEL_MAX,
+    COMPRESSION_LEVEL_MIN,
+    CLIError,
+    JsonOpt,
+    PasswordFileOpt,
+    VaultOpt,
+    open_vault,
+)
 from strongroom.cli.output import Table as PlainTable
 from strongroom.cli.output import console, human_bytes, print_json
 
@@ -281,8 +289,8 @@ def settings(
         int | None,
         typer.Option(
             "--compression-level",
-            min=1,
-            max=19,
+            min=COMPRESSION_LEVEL_MIN,
+            max=COMPRESSION_LEVEL_MAX,
             help="zstd level of what is written from now on, 1-19 (stored data keeps its own).",
         ),
     ] = None,

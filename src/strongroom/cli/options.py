@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from strongroom.vault import Vault
 
 
+# The zstd levels a vault takes (strongroom.vault.config.COMPRESSION_LEVELS: a test checks),
+# written out so that loading the CLI does not load the vault: `init` and `settings` refuse
+# others as usage errors.
+COMPRESSION_LEVEL_MIN = 1
+COMPRESSION_LEVEL_MAX = 19
+
+
 class CLIError(StrongroomError):
     """A problem with how the command was called (missing vault, no passphrase)."""
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from strongroom.cli.options import (
+    COMPRESSION_LEVEL_MAX,
+    COMPRESSION_LEVEL_MIN,
     JsonOpt,
     NoLockOpt,
     PasswordFileOpt,
@@ -56,8 +58,8 @@ def init(
         typer.Option(
             "--compression-level",
             help="zstd level of what is written, 1-19 (default 2); 'settings' changes it.",
-            min=1,
-            max=19,
+            min=COMPRESSION_LEVEL_MIN,
+            max=COMPRESSION_LEVEL_MAX,
         ),
     ] = None,
     kdf_memory_mib: Annotated[
