@@ -106,6 +106,15 @@ def snapshot(root: Path, atime: bool = True) -> dict[bytes, dict[str, Any]]:
     return out
 
 
+def subtree_of(vault: Any, point_id: str, path: Path) -> bytes:
+    """The tree id a point recorded for the folder at ``path``."""
+    from strongroom.files.tree import TreeReader, root_node
+
+    node = TreeReader(vault).lookup(root_node(vault.resolve_point(point_id)), str(path))
+    assert node is not None and node.subtree is not None
+    return node.subtree
+
+
 def assert_same(a: dict[bytes, dict[str, Any]], b: dict[bytes, dict[str, Any]]) -> None:
     assert sorted(a) == sorted(b), set(a) ^ set(b)
     for rel, rec in a.items():

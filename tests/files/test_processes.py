@@ -16,7 +16,7 @@ from strongroom.errors import StrongroomError
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
 from strongroom.files.walker import TreeWalker
 from strongroom.vault import Vault, check_vault
-from tests.files._support import assert_same, build_every_kind, snapshot
+from tests.files._support import assert_same, build_every_kind, snapshot, subtree_of
 
 
 def _opts(tree: Path, source: str, processes: int = 2, **more: Any) -> BackupOptions:
@@ -118,6 +118,25 @@ def test_first_backup_with_workers_then_cache_and_one_percent(
     assert_same(snapshot(tree, atime=False), snapshot(out / tree.relative_to("/"), atime=False))
     report = check_vault(vault, read_data=True)
     assert report.ok, [(p.name, p.message) for p in report.problems]
+
+
+def test_workers_write_and_reuse_folder_rows(tmp_path: Path, vault: Vault, tree: Path) -> None:
+    """Folders a worker walks get folder rows (files/foldercache.py), which the next backup's
+    workers reuse: the same trees, nothing read, nothing built but the folders done one level
+    at a time (their parent builds them, without a row)."""
+    opts = _opts(tree, "rows", cache_root=tmp_path / "cache")
+    first = backup_files(vault, opts)
+    assert first.worker_dirs > 20 and first.dirs_reused == 0
+    second = backup_files(vault, opts)
+    assert second.worker_dirs > 0 and second.bytes_read == 0
+    assert second.dirs_reused >= 40  # of 56: not kinds (its socket), nor those one level
+    assert subtree_of(vault, second.point_id, tree) == subtree_of(vault, first.point_id, tree)
+    assert (second.files, second.files_unchanged) == (first.files, first.files)
+    assert second.logical_bytes == first.logical_bytes
+    point = vault.resolve_point(second.point_id)
+    out = tmp_path / "out"
+    _restore(vault, point.point_id, out)
+    assert_same(snapshot(tree), snapshot(out / tree.relative_to("/")))
 
 
 def test_a_mount_point_inside_stays_empty_with_one_file_system(

@@ -46,6 +46,7 @@ class BackupSummary:
     files_changed: int = 0
     files_unchanged: int = 0
     dirs: int = 0
+    dirs_reused: int = 0  # folders whose tree was reused from the files cache's folder rows
     others: int = 0
     logical_bytes: int = 0
     bytes_read: int = 0
@@ -68,6 +69,7 @@ class BackupSummary:
             "files_changed": self.files_changed,
             "files_unchanged": self.files_unchanged,
             "dirs": self.dirs,
+            "dirs_reused": self.dirs_reused,
             "others": self.others,
             "logical_bytes": self.logical_bytes,
             "bytes_read": self.bytes_read,

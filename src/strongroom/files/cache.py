@@ -1,4 +1,5 @@
-"""The files cache: what a file looked like when its content was last stored, per source.
+"""The files cache: what a file looked like when its content was last stored, per source
+(and, in the same file, what each folder's tree was made of: ``foldercache.py``).
 
 One SQLite file per (vault, source) at
 ``$XDG_CACHE_HOME/strongroom/files/<vault id hex>/<source>.sqlite``.  A row is keyed by the
@@ -39,6 +40,13 @@ from urllib.parse import quote
 
 import blake3
 
+from strongroom.files.foldercache import (
+    FOLDER_COLUMNS,
+    FOLDER_INSERT,
+    FOLDER_SCHEMA,
+    FolderRow,
+    FolderRows,
+)
 from strongroom.files.nodes import Xattrs
 
 FORGET_AFTER_S = 30 * 24 * 3600
@@ -46,8 +54,8 @@ FORGET_AFTER_S = 30 * 24 * 3600
 CacheRow = tuple[bytes, bytes, int, int, int, int, list[bytes], object, int, Xattrs]
 _TOUCH_AFTER_S = 24 * 3600
 # PRAGMA user_version: a cache of another layout (version 1 had no MACs, version 2 no inode
-# flags, version 3 no xattrs) is emptied on open
-_VERSION = 4
+# flags, version 3 no xattrs, version 4 no folder rows) is emptied on open
+_VERSION = 5
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     dir BLOB NOT NULL,
@@ -212,7 +220,8 @@ def read_dir_rows(
         if not hmac.compare_digest(want, mac):
             bad.append(name)
             continue
-        ext = [(a, b) for a, b in json.loads(extents)] if extents else None
+        # "[]": a sparse file of holes only (None: the content covers the whole file)
+        ext = [(a, b) for a, b in json.loads(extents)] if extents is not None else None
         xa = decode_xattrs(xattrs) if xattrs else ()
         found[bytes(name)] = CacheEntry(ino, size, mtime, ctime, _split(chunks), ext, flags, xa)
         if seen < stale_before:
@@ -230,6 +239,7 @@ class CacheReader:
         self._key = key
         self._now = int(time.time())
         self.rejected = 0
+        self._folders = FolderRows(key, self._now - _TOUCH_AFTER_S)
         self._db: sqlite3.Connection | None = None
         with contextlib.suppress(sqlite3.Error):
             self._db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=60)
@@ -244,6 +254,15 @@ class CacheReader:
             return DirRows({})
         self.rejected += len(bad)
         return found
+
+    def lookup_folder(self, directory: bytes) -> FolderRow | None:
+        if self._db is None:
+            return None
+        try:
+            return self._folders.get(self._db, directory)
+        except sqlite3.Error:
+            self.close()
+            return None
 
     def close(self) -> None:
         db, self._db = self._db, None
@@ -261,7 +280,7 @@ def prepare_rows(
     with its MAC under ``key``."""
     values: list[object] = []
     for d, n, ino, size, mt, ct, ch, ext, fl, xattrs in rows:
-        extents = json.dumps(ext) if ext else None
+        extents = json.dumps(ext) if ext is not None else None
         chunks = b"".join(ch)
         xa = encode_xattrs(xattrs)
         mac = row_mac(key, d, n, ino, size, mt, ct, chunks, extents, fl, xa)
@@ -282,6 +301,7 @@ class FilesCache:
         self._now = int(time.time())
         self.warnings: list[str] = []
         self.rejected = 0
+        self._folders = FolderRows(key, self._now - _TOUCH_AFTER_S)
         self._db: sqlite3.Connection | None = None
         self._off = False  # set when the cache cannot be used for this backup
         try:
@@ -301,8 +321,10 @@ class FilesCache:
         db.execute("PRAGMA cache_size=-512")
         if db.execute("PRAGMA user_version").fetchone()[0] != _VERSION:
             db.execute("DROP TABLE IF EXISTS files")
+            db.execute("DROP TABLE IF EXISTS folders")
             db.execute(f"PRAGMA user_version={_VERSION}")
         db.execute(_SCHEMA)
+        db.execute(FOLDER_SCHEMA)
         db.commit()
 
     def _guard(self, action: Callable[[], _T], failed: _T) -> _T:
@@ -368,6 +390,26 @@ class FilesCache:
             )
         return found
 
+    def lookup_folder(self, directory: bytes) -> FolderRow | None:
+        """The folder's authentic row (``foldercache.py``), if any."""
+        return self._guard(lambda: self._folders.get(self.db, directory), None)
+
+    @property
+    def key(self) -> bytes:
+        return self._key
+
+    @property
+    def now(self) -> int:
+        return self._now
+
+    def store_folders(self, prepared: list[object]) -> None:
+        """Folder rows made ready with :func:`foldercache.prepare_folder`, one flat list."""
+        self._guard(lambda: self._insert_folders(prepared), None)
+
+    def _insert_folders(self, values: list[object]) -> None:
+        n = FOLDER_COLUMNS
+        self.db.executemany(FOLDER_INSERT, [values[i : i + n] for i in range(0, len(values), n)])
+
     def store(self, rows: list[CacheRow]) -> None:
         """Rows of (dir, name, ino, size, mtime_ns, ctime_ns, chunk ids, extents or None,
         inode flags, xattrs)."""
@@ -391,10 +433,11 @@ class FilesCache:
         self._guard(lambda: self._touch(directory, gone), None)
 
     def _touch(self, directory: bytes, gone: list[bytes]) -> None:
-        self.db.execute(
-            "UPDATE files SET seen = ? WHERE dir = ? AND seen < ?",
-            (self._now, directory, self._now - _TOUCH_AFTER_S),
-        )
+        for table in ("files", "folders"):
+            self.db.execute(
+                f"UPDATE {table} SET seen = ? WHERE dir = ? AND seen < ?",
+                (self._now, directory, self._now - _TOUCH_AFTER_S),
+            )
         if gone:
             self.db.executemany(
                 "DELETE FROM files WHERE dir = ? AND name = ?", [(directory, n) for n in gone]
@@ -404,7 +447,11 @@ class FilesCache:
         self._guard(self._commit, None)
 
     def _commit(self) -> None:
-        self.db.execute("DELETE FROM files WHERE seen < ?", (self._now - FORGET_AFTER_S,))
+        for table in ("files", "folders"):
+            self.db.execute(
+                f"DELETE FROM {table} WHERE seen < ?",
+                (self._now - FORGET_AFTER_S,),
+            )
         self.db.commit()
 
     def close(self) -> None:

@@ -19,6 +19,10 @@ PATH_MAX = 4096  # with its NUL: a path of 4096 bytes or more is refused (ENAMET
 _NAME_MAX = 255
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _STEP_FLAGS = _DIR_FLAGS | os.O_NOFOLLOW
+# A backup lists folders without moving their atimes (relatime moves one once a day), which
+# it records: an unchanged folder then stays unchanged (files/foldercache.py).  Only the
+# owner or root may ask; others list as before.
+_NOATIME = getattr(os, "O_NOATIME", 0)
 _T = TypeVar("_T")
 
 
@@ -84,15 +88,27 @@ def on_paths(fn: Callable[[bytes, bytes], None], a: bytes, b: bytes) -> None:
     on_path(lambda a_: on_path(lambda b_: fn(a_, b_), b), a)
 
 
+def _open_listing(path: bytes) -> int | None:
+    """A descriptor to list ``path`` through without moving its atime; None where that is
+    not allowed (not the owner) or not known."""
+    if not _NOATIME:
+        return None
+    try:
+        return os.open(path, _DIR_FLAGS | _NOATIME)
+    except PermissionError:
+        return None
+
+
 class Folder:
     """One directory whose entries are reached by name (see the module docstring); a context
     manager that closes the descriptor a long path needs."""
 
-    __slots__ = ("fd", "path")
+    __slots__ = ("fd", "listing", "path")
 
     def __init__(self, path: bytes) -> None:
         self.path = path
         self.fd: int | None = open_dir(path) if is_long(path) else None
+        self.listing: int | None = None  # kept open: the entries stat through it
 
     def __enter__(self) -> Folder:
         return self
@@ -104,6 +120,9 @@ class Folder:
 
     def close(self) -> None:
         fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+        fd, self.listing = self.listing, None
         if fd is not None:
             os.close(fd)
 
@@ -134,8 +153,11 @@ class Folder:
     def scandir(self) -> list[tuple[bytes, os.DirEntry[Any]]]:
         """(name, entry) of every entry; ``entry.stat(follow_symlinks=False)`` works for a
         long path too (it is an ``fstatat`` on the descriptor)."""
-        if self.fd is None:
-            with os.scandir(self.path) as it:
-                return [(e.name, e) for e in it]
-        with os.scandir(self.fd) as it:  # names come as str from a descriptor
+        fd = self.fd
+        if fd is None:
+            fd = self.listing = _open_listing(self.path)
+            if fd is None:
+                with os.scandir(self.path) as it:
+                    return [(e.name, e) for e in it]
+        with os.scandir(fd) as it:  # names come as str from a descriptor
             return [(os.fsencode(e.name), e) for e in it]

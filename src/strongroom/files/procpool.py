@@ -45,6 +45,7 @@ class DirListing:
     subdirs: list[tuple[int, int]] = field(default_factory=list)  # (index in nodes, device)
     rows: list[object] = field(default_factory=list)
     touches: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
+    folders: list[object] = field(default_factory=list)  # folder rows (prepared)
     rejected: int = 0  # cache rows whose MAC failed
     errors: list[tuple[str, str]] = field(default_factory=list)
     inconsistent: list[str] = field(default_factory=list)

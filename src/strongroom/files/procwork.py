@@ -21,9 +21,12 @@ from typing import Any
 from strongroom import failpoints
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, WrittenCounts
 from strongroom.files.cache import CacheReader, DirRows, cache_path, cache_scope, prepare_rows
+from strongroom.files.dirstate import DirState
+from strongroom.files.foldercache import FolderRow
 from strongroom.files.nodes import DIR, Node
 from strongroom.files.procpool import DirListing
-from strongroom.files.walker import MERGED, DirState, TreeWalker
+from strongroom.files.walker import TreeWalker
+from strongroom.files.walkprocs import MERGED
 from strongroom.files.workerproc import serve_main
 from strongroom.vault import ChunkWriter, Vault, open_handoff
 
@@ -49,6 +52,18 @@ class WorkerWalker(TreeWalker):
         if d.touch:
             self.news.touches.append((d.path, d.gone))
 
+    def _folder_key(self) -> bytes | None:
+        return self.cache_key if self.lookups is not None and self.cache_key else None
+
+    def _folder_row(self, directory: bytes) -> FolderRow | None:
+        return self.lookups.lookup_folder(directory) if self.lookups is not None else None
+
+    def _store_folder(self, values: list[object]) -> None:
+        self.news.folders += values
+
+    def _folder_now(self) -> int:
+        return self.now
+
     def do(self, path: bytes, dev: int, whole: bool) -> DirListing:
         """``path`` with its subtree, or one level; see :class:`DirListing`."""
         self.summary, self.news, self.now = BackupSummary(), DirListing(counts={}), int(time.time())
@@ -56,6 +71,7 @@ class WorkerWalker(TreeWalker):
         done_files, done_bytes = self.done_files, self.done_bytes
         placeholder = Node(name=b"", kind=DIR)  # its error: the folder could not be listed
         top = DirState(path, placeholder, None)
+        top.reusable = whole  # one level: the parent builds the folder, so it has no row
         news = self.news
         if whole:
             self.stack = [(top, None, dev)]

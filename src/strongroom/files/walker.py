@@ -2,7 +2,8 @@
 one tree chunk per directory.
 
 The walker (the calling thread) lists directories depth first, stats every entry, reads
-xattrs and symlink targets, and answers unchanged files from the files cache.  Files to read go
+xattrs and symlink targets, and answers unchanged files from the files cache (and unchanged
+folders from its folder rows, without building them: ``foldercache.py``).  Files to read go
 to a thread pool in batches (many small files per task, big files alone); workers read, chunk
 and ``put`` (hashing, compression and encryption release the GIL).  Results come back to the
 walker thread, which owns all state: a directory's tree chunk is written as soon as the
@@ -18,15 +19,22 @@ import os
 import queue
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from strongroom.chunking import ContentChunker
 from strongroom.errors import FilesError
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
-from strongroom.files.cache import CacheRow, DirRows, FilesCache
+from strongroom.files.cache import DirRows, FilesCache
 from strongroom.files.content import ContentReader
 from strongroom.files.cores import process_count
+from strongroom.files.dirstate import DirState, row_fits, row_parts, subfolders_match
+from strongroom.files.foldercache import (
+    FOLDER_COLUMNS,
+    FolderRow,
+    digest_salt,
+    entries_digest,
+    prepare_folder,
+)
 from strongroom.files.longpath import Folder
 from strongroom.files.metadata import (
     FL_NODUMP,
@@ -40,46 +48,15 @@ from strongroom.files.patterns import PatternSet
 from strongroom.files.reading import FileItem, FileOutcome, FileReader
 from strongroom.files.selection import Selection, auto_excluded
 from strongroom.files.vaultview import BackupVault
+from strongroom.files.walkprocs import ProcessWalk
 from strongroom.vault import CHUNK_TREE, ChunkWriter, encode_tree
 
 if TYPE_CHECKING:
-    from strongroom.files.procpool import DirListing, DirWorkers
+    from strongroom.files.procpool import DirWorkers
 
 _BATCH_FILES = 128
 _BATCH_BYTES = 4 << 20
-# summary counts a worker's listing adds to the parent's
-MERGED: tuple[str, ...] = ("files", "files_new", "files_changed", "files_unchanged", "dirs")
-MERGED += ("others", "bytes_read", "tree_bytes_added", "logical_bytes")
-_WHOLE_BELOW = 2  # folders this deep below a selected path go to a worker with their subtree
-
-
-class DirState:
-    """A directory being backed up: its nodes, and how many children are still in flight."""
-
-    __slots__ = (
-        "depth",
-        "gone",
-        "leaf",
-        "listed",
-        "node",
-        "nodes",
-        "parent",
-        "path",
-        "pending",
-        "rows",
-        "touch",
-    )
-
-    def __init__(self, path: bytes, node: Node | None, parent: DirState | None) -> None:
-        self.path, self.node, self.parent = path, node, parent
-        self.nodes: list[Node] = []
-        self.pending = 0
-        self.listed = False
-        self.rows: list[CacheRow] = []  # new or changed rows for the files cache
-        self.touch = False  # whether the files cache's rows for this directory need news
-        self.gone: list[bytes] = []  # cached names that are no longer files here
-        self.depth = 0  # below the nearest selected path
-        self.leaf = False  # has no subfolders (its link count says so, where it can)
+_FOLDERS_PER_WRITE = 256  # folder rows written to the files cache at once
 
 
 def _show(path: bytes) -> str:
@@ -94,7 +71,7 @@ def _flags(path: bytes) -> int:
         return 0
 
 
-class TreeWalker:
+class TreeWalker(ProcessWalk):
     def __init__(self, vault: BackupVault, writer: ChunkWriter, opts: BackupOptions) -> None:
         self.vault, self.writer, self.opts = vault, writer, opts
         self.summary = BackupSummary()
@@ -121,12 +98,16 @@ class TreeWalker:
         self.to_read = 0  # files the walk found it must read
         self.delegated: dict[int, DirState] = {}
         self.tags = itertools.count()
+        self.salt = digest_salt(opts.exclude_nodump)
+        self.folder_values: list[object] = []  # folder rows to write (prepared), in batches
 
     # --- walking ---------------------------------------------------------------------------
 
     def run(self, selection: Selection) -> bytes:
         self.stack = [(DirState(b"/", None, None), selection, -1)]
-        return self._walk()
+        root = self._walk()
+        self._flush_folders()
+        return root
 
     def _walk(self) -> bytes:
         """Until the stack is empty and every read and worker is done; the top tree's id."""
@@ -152,78 +133,6 @@ class TreeWalker:
             raise FilesError("internal error: the root tree was never written")
         return self.root_id
 
-    # --- worker processes (files/procpool.py) ----------------------------------------------
-
-    def _workers_busy(self) -> bool:
-        return self.procs is not None and self.procs.busy
-
-    def _maybe_start_workers(self) -> None:
-        if self.procs is not None or self.procs_wanted == 0:
-            return
-        # only a walk with much to read pays for their start-up: an unchanged tree never does
-        after = self.opts.processes_after
-        if self.summary.files + self.summary.dirs < after or self.to_read < after // 3:
-            return
-        handoff = self.vault.handoff()
-        if handoff is None:
-            self.procs_wanted = 0
-            return
-        # no reader threads in them: the processes are the parallelism, and a thread would
-        # only trade the interpreter lock back and forth
-        source = self.summary.source
-        use_cache = self.cache is not None
-        theirs = replace(self.opts, processes=0, workers=0, source=source, use_cache=use_cache)
-        from strongroom.files.procpool import DirWorkers  # only a run that starts them
-
-        self.procs = DirWorkers(handoff, theirs, self.procs_wanted)
-        self.summary.processes = self.procs_wanted
-
-    def _delegate(self, d: DirState, sel: Selection | None, dev: int) -> bool:
-        if self.procs is None or not self.procs.ready or (sel is not None and not sel.full):
-            return False
-        tag = next(self.tags)
-        self.delegated[tag] = d
-        # A whole subtree costs the parent nothing per file; one level at a time keeps the
-        # workers evenly loaded where a subtree may be most of the tree (near the top).
-        whole = d.leaf or d.depth >= _WHOLE_BELOW
-        self.procs.list_dir(tag, d.path, dev, whole)
-        return True
-
-    def _pump(self, timeout: float | None) -> None:
-        if self.procs is None:
-            return
-        for tag, listing in self.procs.poll(timeout):
-            self._take(self.delegated.pop(tag), listing)
-
-    def _take(self, d: DirState, listing: DirListing) -> None:
-        """A worker's listing of ``d``: the whole subtree's tree id, or its nodes and the
-        subfolders still to do (they go on the stack, to a worker again)."""
-        if listing.dir_error is not None and d.node is not None:
-            d.node.error = listing.dir_error
-        _merge(self.summary, listing)
-        self.summary.worker_dirs += 1
-        self.done_files += listing.done_files
-        self.done_bytes += listing.nread
-        if self.cache is not None:
-            self.cache.rejected += listing.rejected
-            self.cache.store_prepared(listing.rows)
-            for folder, gone in listing.touches:
-                self.cache.touch_dir(folder, gone)
-        if listing.tree_id is not None:
-            self._maybe_finalize(self._subtree_done(d, listing.tree_id))
-        else:
-            d.nodes = listing.nodes
-            for index, dev in listing.subdirs:
-                node = d.nodes[index]
-                sub = DirState(os.path.join(d.path, node.name), node, d)
-                sub.depth = d.depth + 1
-                d.pending += 1
-                self.stack.append((sub, None, dev))
-            d.listed = True
-            self._maybe_finalize(d)
-        if self.progress is not None:
-            self.progress(self.done_files, self.done_bytes, _show(d.path))
-
     def _lookup(self, directory: bytes) -> DirRows:
         return self.cache.lookup_dir(directory) if self.cache is not None else DirRows({})
 
@@ -240,52 +149,61 @@ class TreeWalker:
             return []
         with folder:
             if sel is not None and not sel.full:
-                entries = self._named_entries(folder, sel)
-            else:
-                entries = self._scan(d, folder)
-            return self._entries(d, folder, sel, dev, entries)
+                return self._fill(d, folder, sel, dev, self._named_entries(folder, sel))
+            entries = self._included(d.path, self._scan(d, folder))
+            if d.reusable and self._folder_key() is not None:
+                reused = self._try_reuse(d, entries, dev)
+                if reused is not None:
+                    return reused
+                d.entries = entries
+            return self._fill(d, folder, sel, dev, entries)
 
-    def _entries(
+    def _included(
+        self, directory: bytes, entries: list[tuple[bytes, os.stat_result]]
+    ) -> list[tuple[bytes, os.stat_result]]:
+        if not self.excludes and not self.skip_dirs:
+            return entries
+        prefix = directory if directory.endswith(b"/") else directory + b"/"
+        return [(name, st) for name, st in entries if not self._excluded(prefix + name, st)]
+
+    def _fill(
         self,
         d: DirState,
         folder: Folder,
         sel: Selection | None,
         dev: int,
         entries: list[tuple[bytes, os.stat_result]],
+        done: dict[bytes, DirState] | None = None,
     ) -> list[tuple[DirState, Selection | None, int]]:
+        """Build ``d``'s nodes from its entries; the subfolders to walk (those in ``done``
+        are finished already: a folder built after all, see :meth:`_rebuild`)."""
         rows = self._lookup(d.path)
         cached = rows.found
         lost = self.vault.missing_chunks(c for hit in cached.values() for c in hit.chunks)
         files: set[bytes] = set()
         children: list[tuple[DirState, Selection | None, int]] = []
         prefix = d.path if d.path.endswith(b"/") else d.path + b"/"  # os.path.join, per name
-        for name, st in entries:
-            child_sel = sel.children.get(name) if sel is not None and not sel.full else None
-            restricted = child_sel is not None and not child_sel.full
+        named = sel is not None and not sel.full
+        for i, (name, st) in enumerate(entries):
             path = prefix + name
-            if not restricted and (sel is None or sel.full) and self._excluded(path, st):
-                continue
             # a file that is read gets its xattrs in the worker (from the open descriptor)
-            node = self._node(folder, path, name, st, xattrs=not stat.S_ISREG(st.st_mode))
+            node = self._node(d, folder, path, name, st, xattrs=not stat.S_ISREG(st.st_mode))
             if node is None:
                 continue
+            if node.kind == SYMLINK:
+                entries[i] = (name, self._after_readlink(d, folder, name, st, node))
             if self.opts.exclude_nodump and node.flags & FL_NODUMP:
                 continue
             if node.kind == DIR:
-                sub = DirState(path, node, d)
-                sub.depth = 0 if child_sel is not None else d.depth + 1
-                sub.leaf = st.st_nlink == 2  # ext4, XFS: 2 + its subfolders; btrfs says 1
-                d.pending += 1
                 self.summary.dirs += 1
-                if child_sel is not None and child_sel.full:
-                    children.append((sub, child_sel, st.st_dev))
-                elif restricted:
-                    children.append((sub, child_sel, -1))
-                elif self.opts.one_file_system and dev >= 0 and st.st_dev != dev:
-                    sub.listed = True  # a mount point: recorded, not entered
-                    self._maybe_finalize(sub)
+                old = done.get(name) if done is not None else None
+                if old is not None and old.pending == -1:
+                    node.subtree, node.error = old.tree_id, old.error
                 else:
-                    children.append((sub, None, dev))
+                    child_sel = sel.children.get(name) if sel is not None and named else None
+                    child = self._child(d, path, node, st, child_sel, dev)
+                    if child is not None:
+                        children.append(child)
             elif node.kind == FILE:
                 files.add(name)
                 self._file(d, path, node, st, cached.get(name), lost)
@@ -295,6 +213,44 @@ class TreeWalker:
         d.gone = [name for name in cached if name not in files]
         d.touch = rows.stale or bool(d.gone)
         return children
+
+    def _child(
+        self,
+        d: DirState,
+        path: bytes,
+        node: Node,
+        st: os.stat_result,
+        child_sel: Selection | None,
+        dev: int,
+    ) -> tuple[DirState, Selection | None, int] | None:
+        """A subfolder to walk (None: a mount point, recorded but not entered)."""
+        sub = DirState(path, node, d)
+        sub.depth = 0 if child_sel is not None else d.depth + 1
+        sub.leaf = st.st_nlink == 2  # ext4, XFS: 2 + its subfolders; btrfs says 1
+        d.pending += 1
+        if child_sel is not None:
+            return (sub, child_sel, st.st_dev if child_sel.full else -1)
+        if self.opts.one_file_system and dev >= 0 and st.st_dev != dev:
+            sub.listed = True
+            self._maybe_finalize(sub)
+            return None
+        return (sub, None, dev)
+
+    def _after_readlink(
+        self, d: DirState, folder: Folder, name: bytes, st: os.stat_result, node: Node
+    ) -> os.stat_result:
+        """A symlink's lstat once its target is read: reading it may move its atime (relatime),
+        and the node and the folder row record the atime the backup leaves."""
+        try:
+            again = folder.lstat(name)
+        except OSError:
+            d.clean = False
+            return st
+        if again.st_ino != st.st_ino or again.st_ctime_ns != st.st_ctime_ns:
+            d.clean = False  # replaced or changed since it was listed: the next backup sees
+            return st
+        node.atime_ns = again.st_atime_ns
+        return again
 
     def _named_entries(self, folder: Folder, sel: Selection) -> list[tuple[bytes, os.stat_result]]:
         found = []
@@ -316,12 +272,14 @@ class TreeWalker:
             try:
                 found.append((name, entry.stat(follow_symlinks=False)))
             except OSError as exc:
+                d.clean = False
                 self._error(folder.join(name), exc.strerror or str(exc))
         return found
 
     def _unlisted(self, d: DirState, exc: OSError) -> None:
         reason = f"cannot list directory: {exc.strerror}"
         self._error(d.path, reason)
+        d.error, d.clean = reason, False
         if d.node is not None:
             d.node.error = reason
 
@@ -335,10 +293,17 @@ class TreeWalker:
         return False
 
     def _node(
-        self, folder: Folder, path: bytes, name: bytes, st: os.stat_result, xattrs: bool
+        self,
+        d: DirState,
+        folder: Folder,
+        path: bytes,
+        name: bytes,
+        st: os.stat_result,
+        xattrs: bool,
     ) -> Node | None:
         node = node_from_stat(name, st, self.names)
         if node is None:
+            d.clean = False  # a folder row would leave out the note
             self.summary.skipped.append((_show(path), "socket (not backed up)"))
             return None
         try:
@@ -347,6 +312,7 @@ class TreeWalker:
             if node.kind == SYMLINK:
                 node.target = folder.readlink(name)
         except OSError as exc:
+            d.clean = False
             self._error(path, f"cannot read metadata: {exc.strerror}")
         if node.kind == DIR or (node.kind == FILE and self.opts.exclude_nodump):
             node.flags = _flags(folder.reach(name, path))
@@ -430,6 +396,7 @@ class TreeWalker:
         self.done_bytes += out.nread
         s.bytes_read += out.nread
         if out.status == "error":
+            d.clean = False
             self._error(os.path.join(d.path, node.name), out.error)
             d.nodes.remove(node)
             s.files -= 1
@@ -446,6 +413,8 @@ class TreeWalker:
                 self._error(os.path.join(d.path, node.name), out.meta_error)
             if out.cache_row is not None:
                 d.rows.append(out.cache_row)
+            if out.meta_error or not row_fits(out.cache_row, out.item.st):
+                d.clean = False  # not recorded without a doubt: the next backup reads it
         d.pending -= 1
         self._maybe_finalize(d)
 
@@ -453,13 +422,25 @@ class TreeWalker:
 
     def _maybe_finalize(self, d: DirState | None) -> None:
         while d is not None and d.listed and d.pending == 0:
+            row = d.reuse
+            if row is not None:
+                if not subfolders_match(d, row):
+                    self._rebuild(d)  # then round again: built, or waiting for its files
+                    continue
+                self.summary.logical_bytes += row.nbytes
+                self.summary.dirs_reused += 1
+                self._keep_rows(d)
+                d.reuse, d.children, d.entries = None, {}, None
+                d = self._subtree_done(d, row.tree)
+                continue
             self.summary.logical_bytes += sum(n.size for n in d.nodes if n.kind == FILE)
             refs, body = encode_dir(d.nodes)
             put = self.writer.put(encode_tree(refs, body), CHUNK_TREE)
             if put.new:
                 self.summary.tree_bytes_added += len(body) + 4 + 32 * len(refs)
             self._keep_rows(d)
-            d.nodes, d.rows = [], []
+            self._keep_folder(d, put.chunk_id)
+            d.nodes, d.rows, d.entries = [], [], None
             d = self._subtree_done(d, put.chunk_id)
 
     def _keep_rows(self, d: DirState) -> None:
@@ -473,18 +454,103 @@ class TreeWalker:
     def _subtree_done(self, d: DirState, tree_id: bytes) -> DirState | None:
         """Record ``d``'s tree in its parent; the parent, which may now be finished too."""
         d.pending = -1  # finalized
+        d.tree_id = tree_id
         if d.parent is None:
             self.root_id = tree_id
             return None
-        assert d.node is not None
-        d.node.subtree = tree_id
+        if d.node is not None:  # none below a folder that matched its row
+            d.node.subtree = tree_id
         d.parent.pending -= 1
         return d.parent
 
+    # --- folder rows (foldercache.py) ------------------------------------------------------
 
-def _merge(s: BackupSummary, listing: DirListing) -> None:
-    for key in MERGED:
-        setattr(s, key, getattr(s, key) + listing.counts[key])
-    s.errors.extend(listing.errors)
-    s.inconsistent.extend(listing.inconsistent)
-    s.skipped.extend(listing.skipped)
+    def _folder_key(self) -> bytes | None:
+        """The key of folder digests, when there is a files cache to keep them in."""
+        return self.cache.key if self.cache is not None else None
+
+    def _folder_row(self, directory: bytes) -> FolderRow | None:
+        return self.cache.lookup_folder(directory) if self.cache is not None else None
+
+    def _store_folder(self, values: list[object]) -> None:
+        self.folder_values += values
+        if len(self.folder_values) >= _FOLDERS_PER_WRITE * FOLDER_COLUMNS:
+            self._flush_folders()
+
+    def _flush_folders(self) -> None:
+        values, self.folder_values = self.folder_values, []
+        if values and self.cache is not None:
+            self.cache.store_folders(values)
+
+    def _folder_now(self) -> int:
+        return self.cache.now if self.cache is not None else 0
+
+    def _try_reuse(
+        self, d: DirState, entries: list[tuple[bytes, os.stat_result]], dev: int
+    ) -> list[tuple[DirState, Selection | None, int]] | None:
+        """A folder whose entries match its row: its subfolders to walk, with nothing built
+        (None: build it as usual)."""
+        row = self._folder_row(d.path)
+        key = self._folder_key()
+        if row is None or key is None:
+            return None
+        if entries_digest(key, self.salt, entries, self.names) != row.digest:
+            return None
+        if self.vault.missing_chunks([row.tree, *row.chunks]):
+            return None  # a prune took some: its files are read again
+        d.reuse, d.entries, d.dev = row, entries, dev
+        subs = {name for name, _ in row.subs}
+        prefix = d.path if d.path.endswith(b"/") else d.path + b"/"
+        children: list[tuple[DirState, Selection | None, int]] = []
+        for name, st in entries:
+            if name not in subs:
+                continue
+            sub = DirState(prefix + name, None, d)
+            sub.depth, sub.leaf = d.depth + 1, st.st_nlink == 2
+            d.children[name] = sub
+            d.pending += 1
+            if self.opts.one_file_system and dev >= 0 and st.st_dev != dev:
+                sub.listed = True  # a mount point: recorded, not entered
+                self._maybe_finalize(sub)
+            else:
+                children.append((sub, None, dev))
+        self._count_row(row, 1)
+        d.touch = row.stale  # keep its file rows and its own row alive, once a day
+        return children
+
+    def _count_row(self, row: FolderRow, sign: int) -> None:
+        s = self.summary
+        s.files += sign * row.files
+        s.files_unchanged += sign * row.files
+        s.others += sign * row.others
+        s.dirs += sign * len(row.subs)
+        self.done_files += sign * row.files
+
+    def _rebuild(self, d: DirState) -> None:
+        """A folder whose entries matched its row but one of whose subfolders changed: its
+        nodes, built as usual from the ``lstat`` results taken (its subfolders are done)."""
+        row, done, entries = d.reuse, d.children, d.entries
+        assert row is not None and entries is not None  # set together by _try_reuse
+        d.reuse, d.children = None, {}
+        self._count_row(row, -1)  # counted again as its entries are built
+        d.listed = False  # until every entry is in: a file read meanwhile must not finish it
+        try:
+            folder = Folder(d.path)
+        except OSError as exc:  # gone since it was listed
+            self._unlisted(d, exc)
+        else:
+            with folder:
+                self.stack.extend(reversed(self._fill(d, folder, None, d.dev, entries, done)))
+        d.listed = True
+
+    def _keep_folder(self, d: DirState, tree_id: bytes) -> None:
+        """A row for a folder whose every entry was recorded without a doubt."""
+        key = self._folder_key()
+        if key is None or d.entries is None or not d.clean:
+            return
+        parts = row_parts(d.nodes)
+        if parts is None:
+            return
+        digest = entries_digest(key, self.salt, d.entries, self.names)
+        now = self._folder_now()
+        self._store_folder(prepare_folder(key, d.path, digest, tree_id, *parts, now))

@@ -1,0 +1,131 @@
+"""The part of a files backup's walk (files/walker.py) that hands folders to worker processes
+(files/procpool.py) and takes their listings back."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
+from strongroom.files.cache import FilesCache
+from strongroom.files.dirstate import DirState
+from strongroom.files.selection import Selection
+from strongroom.files.vaultview import BackupVault
+
+if TYPE_CHECKING:
+    from strongroom.files.procpool import DirListing, DirWorkers
+
+# summary counts a worker's listing adds to the parent's
+MERGED: tuple[str, ...] = ("files", "files_new", "files_changed", "files_unchanged", "dirs")
+MERGED += ("others", "bytes_read", "tree_bytes_added", "logical_bytes", "dirs_reused")
+_WHOLE_BELOW = 2  # folders this deep below a selected path go to a worker with their subtree
+
+
+class ProcessWalk:
+    """Worker-process hand-off, mixed into :class:`TreeWalker`, which owns the state below."""
+
+    opts: BackupOptions
+    vault: BackupVault
+    summary: BackupSummary
+    cache: FilesCache | None
+    procs: DirWorkers | None
+    procs_wanted: int
+    to_read: int
+    delegated: dict[int, DirState]
+    tags: Iterator[int]
+    stack: list[tuple[DirState, Selection | None, int]]
+    done_files: int
+    done_bytes: int
+    progress: Progress | None
+
+    def _maybe_finalize(self, d: DirState | None) -> None:
+        raise NotImplementedError
+
+    def _subtree_done(self, d: DirState, tree_id: bytes) -> DirState | None:
+        raise NotImplementedError
+
+    def _store_folder(self, values: list[object]) -> None:
+        raise NotImplementedError
+
+    def _workers_busy(self) -> bool:
+        return self.procs is not None and self.procs.busy
+
+    def _maybe_start_workers(self) -> None:
+        if self.procs is not None or self.procs_wanted == 0:
+            return
+        # only a walk with much to read pays for their start-up: an unchanged tree never does
+        after = self.opts.processes_after
+        if self.summary.files + self.summary.dirs < after or self.to_read < after // 3:
+            return
+        handoff = self.vault.handoff()
+        if handoff is None:
+            self.procs_wanted = 0
+            return
+        # no reader threads in them: the processes are the parallelism, and a thread would
+        # only trade the interpreter lock back and forth
+        source = self.summary.source
+        use_cache = self.cache is not None
+        theirs = replace(self.opts, processes=0, workers=0, source=source, use_cache=use_cache)
+        from strongroom.files.procpool import DirWorkers  # only a run that starts them
+
+        self.procs = DirWorkers(handoff, theirs, self.procs_wanted)
+        self.summary.processes = self.procs_wanted
+
+    def _delegate(self, d: DirState, sel: Selection | None, dev: int) -> bool:
+        if self.procs is None or not self.procs.ready or (sel is not None and not sel.full):
+            return False
+        tag = next(self.tags)
+        self.delegated[tag] = d
+        # A whole subtree costs the parent nothing per file; one level at a time keeps the
+        # workers evenly loaded where a subtree may be most of the tree (near the top).
+        whole = d.leaf or d.depth >= _WHOLE_BELOW
+        self.procs.list_dir(tag, d.path, dev, whole)
+        return True
+
+    def _pump(self, timeout: float | None) -> None:
+        if self.procs is None:
+            return
+        for tag, listing in self.procs.poll(timeout):
+            self._take(self.delegated.pop(tag), listing)
+
+    def _take(self, d: DirState, listing: DirListing) -> None:
+        """A worker's listing of ``d``: the whole subtree's tree id, or its nodes and the
+        subfolders still to do (they go on the stack, to a worker again)."""
+        if listing.dir_error is not None:
+            d.error = listing.dir_error
+            if d.node is not None:
+                d.node.error = listing.dir_error
+        _merge(self.summary, listing)
+        self.summary.worker_dirs += 1
+        self.done_files += listing.done_files
+        self.done_bytes += listing.nread
+        if self.cache is not None:
+            self.cache.rejected += listing.rejected
+            self.cache.store_prepared(listing.rows)
+            for folder, gone in listing.touches:
+                self.cache.touch_dir(folder, gone)
+            self._store_folder(listing.folders)
+        if listing.tree_id is not None:
+            self._maybe_finalize(self._subtree_done(d, listing.tree_id))
+        else:
+            d.nodes = listing.nodes
+            for index, dev in listing.subdirs:
+                node = d.nodes[index]
+                sub = DirState(os.path.join(d.path, node.name), node, d)
+                sub.depth = d.depth + 1
+                d.pending += 1
+                self.stack.append((sub, None, dev))
+            d.listed = True
+            self._maybe_finalize(d)
+        if self.progress is not None:
+            self.progress(self.done_files, self.done_bytes, os.fsdecode(d.path))
+
+
+def _merge(s: BackupSummary, listing: DirListing) -> None:
+    for key in MERGED:
+        setattr(s, key, getattr(s, key) + listing.counts[key])
+    s.errors.extend(listing.errors)
+    s.inconsistent.extend(listing.inconsistent)
+    s.skipped.extend(listing.skipped)
