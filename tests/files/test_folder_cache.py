@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -15,10 +16,12 @@ from hypothesis import strategies as st
 
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
 from strongroom.files.backuptypes import BackupSummary
-from strongroom.files.cache import cache_path, cache_scope
-from strongroom.files.foldercache import folder_mac
+from strongroom.files.cache import cache_path
 from strongroom.files.tree import TreeReader, root_node
-from strongroom.vault import Vault
+from strongroom.vault import Vault, check_vault
+from strongroom.vault.forget import soft_delete
+from strongroom.vault.prune import PruneOptions, prune
+from strongroom.vault.settings import change_settings
 from tests.files._support import assert_same, snapshot, subtree_of
 
 RACY_S = 0.12  # past reading.RACY_NS: files changed just before a backup are not cached
@@ -111,25 +114,12 @@ def test_what_lstat_alone_shows_is_seen(tmp_path: Path, vault: Vault) -> None:
     assert node is not None and node.atime_ns == f.stat().st_atime_ns
 
 
-def _forge(db: sqlite3.Connection, key: bytes, directory: bytes, extra_chunk: bytes) -> None:
-    """Rewrite a folder row with a valid MAC (as only the key's holder can) naming one more
-    chunk, one the vault does not hold (as after a prune)."""
-    digest, tree, subs, chunks, files, others, nbytes = db.execute(
-        "SELECT digest, tree, subs, chunks, files, others, bytes FROM folders WHERE dir = ?",
-        (directory,),
-    ).fetchone()
-    chunks = bytes(chunks) + extra_chunk
-    mac = folder_mac(key, directory, digest, tree, subs, chunks, (files, others, nbytes))
-    db.execute("UPDATE folders SET chunks = ?, mac = ? WHERE dir = ?", (chunks, mac, directory))
-
-
-def test_a_missing_chunk_or_a_tampered_row_is_never_trusted(tmp_path: Path, vault: Vault) -> None:
+def test_a_tampered_row_is_never_trusted(tmp_path: Path, vault: Vault) -> None:
     src = _tree(tmp_path / "src")
     _backup(vault, src)
-    key = vault.local_cache_key(cache_scope("s"))
     with sqlite3.connect(cache_path(vault.vault_id, "s")) as db:
-        _forge(db, key, bytes(src / "b" / "y"), os.urandom(32))
         # rows swapped between two folders, and counts edited without the key: MACs fail
+        db.execute("UPDATE folders SET bytes = bytes + 1 WHERE dir = ?", (bytes(src / "b" / "y"),))
         ax, ay = bytes(src / "a" / "x"), bytes(src / "a" / "y")
         db.execute("UPDATE folders SET dir = ? WHERE dir = ?", (b"swap", ax))
         db.execute("UPDATE folders SET dir = ? WHERE dir = ?", (ax, ay))
@@ -162,6 +152,39 @@ def test_rows_are_found_past_many_windows_and_out_of_key_order(
     second = _backup(vault, src)
     assert second.dirs_reused == 605 == sum(1 for _ in os.walk(src))
     assert subtree_of(vault, second.point_id, src) == subtree_of(vault, first.point_id, src)
+
+
+def test_after_a_prune_no_row_is_trusted_until_checked(
+    tmp_path: Path, vault: Vault, reopen: Callable[[], Vault]
+) -> None:
+    """Index objects never change and only prune and repair remove one: while all those of
+    the last commit are there, a reuse needs no chunk check.  After a prune that took every
+    chunk of the tree, every folder row is dropped and the files are read again."""
+    src = _tree(tmp_path / "src")
+    first = _backup(vault, src)
+    assert _backup(vault, src).dirs_reused == 7  # rows trusted: the same index objects
+    pruner = reopen()
+    change_settings(pruner, soft_delete_days=0)
+    for point in pruner.points():
+        soft_delete(pruner, point, "test")
+    assert prune(pruner, PruneOptions(grace_seconds=0)).packs_deleted
+    again = reopen()
+    after = _backup(again, src)
+    assert after.dirs_reused == 0 and after.bytes_read == first.bytes_read
+    report = check_vault(again, read_data=True)
+    assert report.ok, [(p.name, p.message) for p in report.problems]
+    fresh = _backup(again, src, use_cache=False)
+    assert subtree_of(again, after.point_id, src) == subtree_of(again, fresh.point_id, src)
+    assert _backup(again, src).dirs_reused == 7  # rows again, under the new index objects
+
+
+def test_an_edited_record_of_index_objects_drops_the_rows(tmp_path: Path, vault: Vault) -> None:
+    src = _tree(tmp_path / "src")
+    _backup(vault, src)
+    with sqlite3.connect(cache_path(vault.vault_id, "s")) as db:
+        db.execute("UPDATE meta SET value = ? WHERE name = 'index'", (b"",))  # "none needed"
+    assert _backup(vault, src).dirs_reused == 0  # its MAC failed: rows dropped, rebuilt
+    assert _backup(vault, src).dirs_reused == 7
 
 
 def test_changed_excludes_and_options_are_seen(tmp_path: Path, vault: Vault) -> None:

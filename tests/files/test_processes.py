@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ from strongroom.errors import StrongroomError
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
 from strongroom.files.walker import TreeWalker
 from strongroom.vault import Vault, check_vault
+from strongroom.vault.forget import soft_delete
+from strongroom.vault.prune import PruneOptions, prune
+from strongroom.vault.settings import change_settings
 from tests.files._support import assert_same, build_every_kind, snapshot, subtree_of
 
 
@@ -136,6 +140,29 @@ def test_workers_write_and_reuse_folder_rows(tmp_path: Path, vault: Vault, tree:
     point = vault.resolve_point(second.point_id)
     out = tmp_path / "out"
     _restore(vault, point.point_id, out)
+    assert_same(snapshot(tree), snapshot(out / tree.relative_to("/")))
+
+
+def test_after_a_prune_workers_check_the_rows_they_read(
+    tmp_path: Path, vault: Vault, tree: Path, reopen: Callable[[], Vault]
+) -> None:
+    """The parent drops every folder row after a prune, but in its own transaction: workers
+    still read the committed rows, and check each one's chunks against the index."""
+    opts = _opts(tree, "pruned", cache_root=tmp_path / "cache")
+    first = backup_files(vault, opts)
+    pruner = reopen()
+    change_settings(pruner, soft_delete_days=0)
+    for point in pruner.points():
+        soft_delete(pruner, point, "test")
+    assert prune(pruner, PruneOptions(grace_seconds=0)).packs_deleted
+    again = reopen()
+    after = backup_files(again, opts)
+    assert after.worker_dirs > 20 and after.dirs_reused == 0
+    assert after.bytes_read == first.bytes_read
+    report = check_vault(again, read_data=True)
+    assert report.ok, [(p.name, p.message) for p in report.problems]
+    out = tmp_path / "out"
+    _restore(again, after.point_id, out)
     assert_same(snapshot(tree), snapshot(out / tree.relative_to("/")))
 
 

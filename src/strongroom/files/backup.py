@@ -103,7 +103,7 @@ def backup_files(
             s.point_id = point.point_id
             vault.adopt_index(theirs.index_names)  # for this handle's next backup
             if engine.cache is not None:
-                engine.cache.commit()
+                engine.cache.commit(vault.index_names)
                 _cache_warnings(engine.cache, s)
             committed = True
         finally:

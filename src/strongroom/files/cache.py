@@ -44,8 +44,11 @@ from strongroom.files.foldercache import (
     FOLDER_COLUMNS,
     FOLDER_INSERT,
     FOLDER_SCHEMA,
+    META_SCHEMA,
     FolderRow,
     FolderRows,
+    keep_index_names,
+    trusted_index,
 )
 from strongroom.files.nodes import Xattrs
 
@@ -322,9 +325,11 @@ class FilesCache:
         if db.execute("PRAGMA user_version").fetchone()[0] != _VERSION:
             db.execute("DROP TABLE IF EXISTS files")
             db.execute("DROP TABLE IF EXISTS folders")
+            db.execute("DROP TABLE IF EXISTS meta")
             db.execute(f"PRAGMA user_version={_VERSION}")
         db.execute(_SCHEMA)
         db.execute(FOLDER_SCHEMA)
+        db.execute(META_SCHEMA)
         db.commit()
 
     def _guard(self, action: Callable[[], _T], failed: _T) -> _T:
@@ -443,7 +448,16 @@ class FilesCache:
                 "DELETE FROM files WHERE dir = ? AND name = ?", [(directory, n) for n in gone]
             )
 
-    def commit(self) -> None:
+    def trusted_index(self, names: set[str]) -> bool:
+        """Whether folder rows need no chunk check (``foldercache.trusted_index``); if not,
+        they are dropped."""
+        return self._guard(lambda: trusted_index(self.db, self._key, names), False)
+
+    def commit(self, index_names: set[str] | None = None) -> None:
+        """Commit the backup's rows; ``index_names``: the index objects the vault relies on
+        now (after the point is saved), which the next backup compares with its own."""
+        if index_names is not None:
+            self._guard(lambda: keep_index_names(self.db, self._key, index_names), None)
         self._guard(self._commit, None)
 
     def _commit(self) -> None:

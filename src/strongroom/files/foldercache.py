@@ -53,6 +53,14 @@ CREATE TABLE IF NOT EXISTS folders (
     mac BLOB NOT NULL
 ) WITHOUT ROWID
 """
+# The index objects the vault had when the cache was last committed (see trusted_index)
+META_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT NOT NULL PRIMARY KEY,
+    value BLOB NOT NULL,
+    mac BLOB NOT NULL
+) WITHOUT ROWID
+"""
 FOLDER_INSERT = "INSERT OR REPLACE INTO folders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 FOLDER_COLUMNS = 10
 
@@ -219,3 +227,35 @@ class FolderRows:
         row = FolderRow(digest, tree, decode_subs(subs), ids, files, others, nbytes)
         row.stale = seen < self._stale_before
         return row
+
+
+def _names_blob(names: Iterable[str]) -> bytes:
+    return "\n".join(sorted(names)).encode()
+
+
+def _names_mac(key: bytes, blob: bytes) -> bytes:
+    return blake3.blake3(b"index-names\0" + blob, key=key).digest(_MAC_SIZE)
+
+
+def trusted_index(db: sqlite3.Connection, key: bytes, names: set[str]) -> bool:
+    """Whether every index object the vault had at the cache's last commit is still one it
+    relies on.  Index objects never change and only a prune or a repair removes one (a
+    prune's new object supersedes those it replaces), so then no chunk a folder row names can
+    have left the index, and a reuse needs no chunk check.  Otherwise every folder row goes
+    (asked before any is read): a row of a folder this backup does not visit would keep
+    naming what a prune took, and be trusted after the next commit."""
+    got = db.execute("SELECT value, mac FROM meta WHERE name = 'index'").fetchone()
+    if got is not None and isinstance(got[0], bytes) and isinstance(got[1], bytes):
+        blob, mac = got
+        if hmac.compare_digest(_names_mac(key, blob), mac):
+            before = set(blob.decode().split("\n")) if blob else set()
+            if before <= names:
+                return True
+    db.execute("DELETE FROM folders")
+    return False
+
+
+def keep_index_names(db: sqlite3.Connection, key: bytes, names: Iterable[str]) -> None:
+    """Record the index objects the vault relies on as the cache's rows are committed."""
+    blob = _names_blob(names)
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('index', ?, ?)", (blob, _names_mac(key, blob)))

@@ -64,6 +64,9 @@ class WorkerWalker(TreeWalker):
     def _folder_now(self) -> int:
         return self.now
 
+    def _trusted(self) -> bool:
+        return False  # the parent alone may drop rows: every reuse here checks its chunks
+
     def do(self, path: bytes, dev: int, whole: bool) -> DirListing:
         """``path`` with its subtree, or one level; see :class:`DirListing`."""
         self.summary, self.news, self.now = BackupSummary(), DirListing(counts={}), int(time.time())

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import itertools
 import os
-import queue
 import stat
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from strongroom.chunking import ContentChunker
 from strongroom.errors import FilesError
@@ -27,7 +25,7 @@ from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
 from strongroom.files.cache import DirRows, FilesCache
 from strongroom.files.content import ContentReader
 from strongroom.files.cores import process_count
-from strongroom.files.dirstate import DirState, row_fits, row_parts, subfolders_match
+from strongroom.files.dirstate import DirState, row_parts, subfolders_match
 from strongroom.files.foldercache import (
     FOLDER_COLUMNS,
     FolderRow,
@@ -45,10 +43,11 @@ from strongroom.files.metadata import (
 )
 from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node, encode_dir
 from strongroom.files.patterns import PatternSet
-from strongroom.files.reading import FileItem, FileOutcome, FileReader
+from strongroom.files.reading import FileReader
 from strongroom.files.selection import Selection, auto_excluded
 from strongroom.files.vaultview import BackupVault
 from strongroom.files.walkprocs import ProcessWalk
+from strongroom.files.walkreads import FileReads
 from strongroom.vault import CHUNK_TREE, ChunkWriter, encode_tree
 
 if TYPE_CHECKING:
@@ -71,7 +70,7 @@ def _flags(path: bytes) -> int:
         return 0
 
 
-class TreeWalker(ProcessWalk):
+class TreeWalker(FileReads, ProcessWalk):
     def __init__(self, vault: BackupVault, writer: ChunkWriter, opts: BackupOptions) -> None:
         self.vault, self.writer, self.opts = vault, writer, opts
         self.summary = BackupSummary()
@@ -79,14 +78,7 @@ class TreeWalker(ProcessWalk):
         self.excludes = PatternSet(opts.excludes)
         self.skip_dirs = auto_excluded(vault, opts.cache_root)
         content = ContentReader(ContentChunker(opts.cdc), lambda d: writer.put(d).chunk_id)
-        self.reader = FileReader(content, self.names)
-        self.small = opts.cdc.min_size
-        self.pool = ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="files-read")
-        self.results: queue.SimpleQueue[list[FileOutcome] | BaseException] = queue.SimpleQueue()
-        self.inflight = 0
-        self.max_inflight = 4 * max(1, opts.workers)
-        self.batch: list[FileItem] = []
-        self.batch_bytes = 0
+        self._init_reads(FileReader(content, self.names), opts)
         self.cache: FilesCache | None = None
         self.root_id: bytes | None = None
         self.progress: Progress | None = None
@@ -95,16 +87,20 @@ class TreeWalker(ProcessWalk):
         self.stack: list[tuple[DirState, Selection | None, int]] = []
         self.procs: DirWorkers | None = None
         self.procs_wanted = process_count(opts.processes)
-        self.to_read = 0  # files the walk found it must read
         self.delegated: dict[int, DirState] = {}
         self.tags = itertools.count()
         self.salt = digest_salt(opts.exclude_nodump)
         self.folder_values: list[object] = []  # folder rows to write (prepared), in batches
+        self.trust = False  # see _trusted
 
     # --- walking ---------------------------------------------------------------------------
 
     def run(self, selection: Selection) -> bytes:
         self.stack = [(DirState(b"/", None, None), selection, -1)]
+        if self.cache is not None:
+            # before any row is read: rows that may name what a prune took are dropped (the
+            # first folder waits for the index anyway)
+            self.trust = self.cache.trusted_index(self.vault.index_names)
         root = self._walk()
         self._flush_folders()
         return root
@@ -322,102 +318,6 @@ class TreeWalker(ProcessWalk):
         shown = path if isinstance(path, str) else _show(path)
         self.summary.errors.append((shown, reason))
 
-    # --- files -----------------------------------------------------------------------------
-
-    def _file(
-        self,
-        d: DirState,
-        path: bytes,
-        node: Node,
-        st: os.stat_result,
-        hit: Any,
-        lost: set[bytes],  # chunks of the folder's cache rows that the index no longer holds
-    ) -> None:
-        self.summary.files += 1
-        if hit is not None and hit.matches(st) and not (lost and lost.intersection(hit.chunks)):
-            # chattr and setxattr move ctime: the row is as new as the flags and xattrs
-            node.chunks, node.extents, node.xattrs = hit.chunks, hit.extents, hit.xattrs
-            if not self.opts.exclude_nodump:  # else read already
-                node.flags = hit.flags
-            self.summary.files_unchanged += 1
-            self.done_files += 1
-            return
-        d.pending += 1
-        self.to_read += 1
-        item = FileItem(d, d.path, node, hit, st)
-        if st.st_size >= self.small or st.st_blocks * 512 < st.st_size:
-            self._submit([item])
-            return
-        self.batch.append(item)
-        self.batch_bytes += st.st_size
-        if len(self.batch) >= _BATCH_FILES or self.batch_bytes >= _BATCH_BYTES:
-            self._submit_batch()
-
-    def _submit_batch(self) -> None:
-        if self.batch:
-            items, self.batch, self.batch_bytes = self.batch, [], 0
-            self._submit(items)
-
-    def _submit(self, items: list[FileItem]) -> None:
-        while self.inflight >= self.max_inflight:
-            self._drain(block=True)
-        self.inflight += 1
-        if self.opts.workers > 0:
-            self.pool.submit(self._work, items)
-        else:  # read here (a worker process: the processes are the parallelism)
-            self._work(items)
-
-    def _work(self, items: list[FileItem]) -> None:
-        try:
-            self.results.put(self.reader.batch(items))
-        except BaseException as exc:
-            self.results.put(exc)
-
-    def _drain(self, block: bool) -> None:
-        while self.inflight:
-            try:
-                got = self.results.get(block=block)
-            except queue.Empty:
-                return
-            self.inflight -= 1
-            if isinstance(got, BaseException):
-                raise got
-            for outcome in got:
-                self._settle(outcome)
-            if self.progress is not None and got:
-                self.progress(self.done_files, self.done_bytes, _show(got[-1].item.directory))
-            block = False
-
-    def _settle(self, out: FileOutcome) -> None:
-        d: DirState = out.item.owner
-        node = out.item.node
-        s = self.summary
-        self.done_files += 1
-        self.done_bytes += out.nread
-        s.bytes_read += out.nread
-        if out.status == "error":
-            d.clean = False
-            self._error(os.path.join(d.path, node.name), out.error)
-            d.nodes.remove(node)
-            s.files -= 1
-        else:
-            if out.status == "new":
-                s.files_new += 1
-            elif out.status == "changed":
-                s.files_changed += 1
-            else:
-                s.files_unchanged += 1
-            if node.inconsistent:
-                s.inconsistent.append(_show(os.path.join(d.path, node.name)))
-            if out.meta_error:
-                self._error(os.path.join(d.path, node.name), out.meta_error)
-            if out.cache_row is not None:
-                d.rows.append(out.cache_row)
-            if out.meta_error or not row_fits(out.cache_row, out.item.st):
-                d.clean = False  # not recorded without a doubt: the next backup reads it
-        d.pending -= 1
-        self._maybe_finalize(d)
-
     # --- trees -----------------------------------------------------------------------------
 
     def _maybe_finalize(self, d: DirState | None) -> None:
@@ -485,6 +385,11 @@ class TreeWalker(ProcessWalk):
     def _folder_now(self) -> int:
         return self.cache.now if self.cache is not None else 0
 
+    def _trusted(self) -> bool:
+        """Whether no chunk can have left the index since the folder rows were written (see
+        :meth:`run`)."""
+        return self.trust
+
     def _try_reuse(
         self, d: DirState, entries: list[tuple[bytes, os.stat_result]], dev: int
     ) -> list[tuple[DirState, Selection | None, int]] | None:
@@ -496,7 +401,7 @@ class TreeWalker(ProcessWalk):
             return None
         if entries_digest(key, self.salt, entries, self.names) != row.digest:
             return None
-        if self.vault.missing_chunks([row.tree, *row.chunks]):
+        if not self._trusted() and self.vault.missing_chunks([row.tree, *row.chunks]):
             return None  # a prune took some: its files are read again
         d.reuse, d.entries, d.dev = row, entries, dev
         subs = {name for name, _ in row.subs}

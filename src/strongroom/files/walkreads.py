@@ -1,0 +1,139 @@
+"""The part of a files backup's walk (files/walker.py) that reads files: answered from their
+cache rows, or queued in batches to reader threads (``reading.py``), whose outcomes come back
+to the walking thread."""
+
+from __future__ import annotations
+
+import os
+import queue
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
+from strongroom.files.dirstate import DirState, row_fits
+from strongroom.files.nodes import Node
+from strongroom.files.reading import FileItem, FileOutcome, FileReader
+
+_BATCH_FILES = 128
+_BATCH_BYTES = 4 << 20
+
+
+class FileReads:
+    """File reads, mixed into :class:`TreeWalker`, which owns the state declared here."""
+
+    opts: BackupOptions
+    summary: BackupSummary
+    done_files: int
+    done_bytes: int
+    progress: Progress | None
+
+    def _init_reads(self, reader: FileReader, opts: BackupOptions) -> None:
+        self.reader = reader
+        self.small = opts.cdc.min_size
+        self.pool = ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="files-read")
+        self.results: queue.SimpleQueue[list[FileOutcome] | BaseException] = queue.SimpleQueue()
+        self.inflight = 0
+        self.max_inflight = 4 * max(1, opts.workers)
+        self.batch: list[FileItem] = []
+        self.batch_bytes = 0
+        self.to_read = 0  # files the walk found it must read
+
+    def _maybe_finalize(self, d: DirState | None) -> None:
+        raise NotImplementedError
+
+    def _error(self, path: bytes | str, reason: str) -> None:
+        raise NotImplementedError
+
+    def _file(
+        self,
+        d: DirState,
+        path: bytes,
+        node: Node,
+        st: os.stat_result,
+        hit: Any,
+        lost: set[bytes],  # chunks of the folder's cache rows that the index no longer holds
+    ) -> None:
+        self.summary.files += 1
+        if hit is not None and hit.matches(st) and not (lost and lost.intersection(hit.chunks)):
+            # chattr and setxattr move ctime: the row is as new as the flags and xattrs
+            node.chunks, node.extents, node.xattrs = hit.chunks, hit.extents, hit.xattrs
+            if not self.opts.exclude_nodump:  # else read already
+                node.flags = hit.flags
+            self.summary.files_unchanged += 1
+            self.done_files += 1
+            return
+        d.pending += 1
+        self.to_read += 1
+        item = FileItem(d, d.path, node, hit, st)
+        if st.st_size >= self.small or st.st_blocks * 512 < st.st_size:
+            self._submit([item])
+            return
+        self.batch.append(item)
+        self.batch_bytes += st.st_size
+        if len(self.batch) >= _BATCH_FILES or self.batch_bytes >= _BATCH_BYTES:
+            self._submit_batch()
+
+    def _submit_batch(self) -> None:
+        if self.batch:
+            items, self.batch, self.batch_bytes = self.batch, [], 0
+            self._submit(items)
+
+    def _submit(self, items: list[FileItem]) -> None:
+        while self.inflight >= self.max_inflight:
+            self._drain(block=True)
+        self.inflight += 1
+        if self.opts.workers > 0:
+            self.pool.submit(self._work, items)
+        else:  # read here (a worker process: the processes are the parallelism)
+            self._work(items)
+
+    def _work(self, items: list[FileItem]) -> None:
+        try:
+            self.results.put(self.reader.batch(items))
+        except BaseException as exc:
+            self.results.put(exc)
+
+    def _drain(self, block: bool) -> None:
+        while self.inflight:
+            try:
+                got = self.results.get(block=block)
+            except queue.Empty:
+                return
+            self.inflight -= 1
+            if isinstance(got, BaseException):
+                raise got
+            for outcome in got:
+                self._settle(outcome)
+            if self.progress is not None and got:
+                self.progress(self.done_files, self.done_bytes, os.fsdecode(got[-1].item.directory))
+            block = False
+
+    def _settle(self, out: FileOutcome) -> None:
+        d: DirState = out.item.owner
+        node = out.item.node
+        s = self.summary
+        self.done_files += 1
+        self.done_bytes += out.nread
+        s.bytes_read += out.nread
+        if out.status == "error":
+            d.clean = False
+            self._error(os.path.join(d.path, node.name), out.error)
+            d.nodes.remove(node)
+            s.files -= 1
+        else:
+            if out.status == "new":
+                s.files_new += 1
+            elif out.status == "changed":
+                s.files_changed += 1
+            else:
+                s.files_unchanged += 1
+            if node.inconsistent:
+                s.inconsistent.append(os.fsdecode(os.path.join(d.path, node.name)))
+            if out.meta_error:
+                self._error(os.path.join(d.path, node.name), out.meta_error)
+            if out.cache_row is not None:
+                d.rows.append(out.cache_row)
+            if out.meta_error or not row_fits(out.cache_row, out.item.st):
+                d.clean = False  # not recorded without a doubt: the next backup reads it
+        d.pending -= 1
+        self._maybe_finalize(d)
