@@ -53,8 +53,6 @@ from strongroom.vault import CHUNK_TREE, ChunkWriter, encode_tree
 if TYPE_CHECKING:
     from strongroom.files.procpool import DirWorkers
 
-_BATCH_FILES = 128
-_BATCH_BYTES = 4 << 20
 _FOLDERS_PER_WRITE = 256  # folder rows written to the files cache at once
 
 
