@@ -27,10 +27,19 @@ from strongroom.image.nbd import BASE_ALLOCATION, STATE_DIRTY, STATE_ZERO, NBDCl
 from strongroom.image.nbd.client import ReadCounts
 from strongroom.image.nbd.negotiate import Address
 from strongroom.image.nbd.protocol import ENOSPC, NBDCommandError
+from strongroom.image.nbd.qemu import DIRECT_UNSAFE
 from strongroom.image.vhdxmap import vhdx_data_extents
 from strongroom.storage.directio import ALIGN, DirectSink, open_direct
 
-__all__ = ["Disk", "ExportDisk", "NBDDisk", "RawDisk", "in_use_message", "open_disk"]
+__all__ = [
+    "DIRECT_UNSAFE",
+    "Disk",
+    "ExportDisk",
+    "NBDDisk",
+    "RawDisk",
+    "in_use_message",
+    "open_disk",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -31,7 +31,7 @@ from strongroom import failpoints
 from strongroom.chunking import is_zero
 from strongroom.errors import ImageError
 from strongroom.image.chunkmap import ChunkMap
-from strongroom.image.disks import Disk, open_disk
+from strongroom.image.disks import DIRECT_UNSAFE, Disk, open_disk
 from strongroom.image.formats import create_image
 from strongroom.image.scan import DEFAULT_WORKERS, chunk_indexes, run_parallel, scan
 from strongroom.image.tempfiles import remove_stale_temps, temp_path
@@ -254,6 +254,17 @@ def _create(temp: Path, fmt: str, size: int, display: Path) -> None:
         os.close(fd)
 
 
+def _open_new(temp: Path, fmt: str, final: Path) -> Disk:
+    """The new image, written by qemu-nbd with O_DIRECT and flushes ignored, or buffered
+    where the file system refuses O_DIRECT.  Flushes: qemu syncs some formats' metadata after
+    every allocation (vmdk: an fdatasync per 64 KiB grain, 4,096 for 256 MiB of data); a new
+    image needs one sync at the end (``_fsync_file``)."""
+    try:
+        return open_disk(temp, fmt, writable=True, display=final, cache=DIRECT_UNSAFE)
+    except ImageError:
+        return open_disk(temp, fmt, writable=True, display=final, cache="unsafe")
+
+
 def _fsync_file(path: Path, display: Path) -> None:
     """Make a new image durable (qemu-nbd, run with ``cache=unsafe``, has exited)."""
     try:
@@ -307,9 +318,7 @@ def write_new(
     temp = temp_path(final)
     try:
         _create(temp, fmt, plan.size, final)
-        # qemu syncs some formats' metadata after every allocation (vmdk: an fdatasync per
-        # 64 KiB grain, 4,096 for 256 MiB of data); a new image needs one sync at the end
-        disk = open_disk(temp, fmt, writable=True, display=final, cache="unsafe")
+        disk = _open_new(temp, fmt, final)
         try:
             if disk.size != plan.size:
                 raise ImageError(f"a {fmt} image cannot hold exactly {plan.size} bytes")
