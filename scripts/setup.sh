@@ -52,6 +52,11 @@ if [ ! -f "$stamp" ] || ((stale)); then
   .venv/bin/python -m pip install -q -e '.[test,libvirt,server,postgres]'
   touch "$stamp"
 fi
+# Bytecode for the package's own modules: pip compiles what it installs, but an editable
+# install runs from src/, and where PYTHONDONTWRITEBYTECODE is set (as on these machines)
+# every command would compile its ~150 modules again (0.09 s of each command's start-up).
+# Up-to-date files are skipped; a source changed later is compiled in memory until the next run.
+.venv/bin/python -m compileall -q -j 0 src/strongroom >/dev/null
 
 if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
   echo "setup: npm install azurite"

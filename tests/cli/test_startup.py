@@ -272,3 +272,56 @@ def test_conversion_matches_typer_for_every_parameter(tmp_path: Path) -> None:
                 assert ours == _outcome(reference, value, param), (param.name, value)
                 checked += 1
     assert checked > 1000
+
+
+def test_the_console_script_loads_with_the_collector_off_and_runs_with_it_on(
+    vault_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``strongroom.cli.entry``: no collection while the CLI and the vault's modules load,
+    what they loaded frozen (once per process for the vault), and the collector on, with the
+    CLI's thresholds, for the command itself (the agent and the server run for days)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("alpha")
+    script = textwrap.dedent(
+        f"""
+        import gc, json, sys
+        from strongroom.cli import options
+        seen = {{}}
+        opening = options.open_vault
+
+        def spy(*args, **kwargs):
+            seen.setdefault("enabled", gc.isenabled())
+            seen.setdefault("threshold", gc.get_threshold())
+            seen.setdefault("frozen_at_open", gc.get_freeze_count())
+            vault = opening(*args, **kwargs)
+            seen.setdefault("frozen_after_open", gc.get_freeze_count())
+            options._freeze_loaded()
+            seen["frozen_again"] = gc.get_freeze_count()
+            return vault
+
+        options.open_vault = spy
+        sys.argv = ["strongroom", "backup", "files", {str(src)!r}, "--json"]
+        import strongroom.cli.entry as entry
+        seen["enabled_on_load"] = gc.isenabled()
+        try:
+            entry.run()
+        except SystemExit as exc:
+            seen["code"] = exc.code
+        sys.stderr.write("\\n" + json.dumps(seen) + "\\n")
+        """
+    )
+    # the entry module turns the collector off only once run() starts: prove it is on here
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **vault_env},
+        check=False,
+    )
+    seen = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert seen["code"] == 0, proc.stderr
+    assert seen["enabled_on_load"]  # importing the entry module changes nothing
+    assert seen["enabled"] and seen["threshold"] == list(cli_main._GC_THRESHOLD)
+    assert 0 < seen["frozen_at_open"] < seen["frozen_after_open"]
+    assert seen["frozen_again"] == seen["frozen_after_open"]  # once per process

@@ -300,9 +300,12 @@ _GC_THRESHOLD = (10_000, 10, 10)
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """The command, once the CLI has loaded (:mod:`strongroom.cli.entry`: with the collector
+    off until here)."""
     sys.setswitchinterval(_SWITCH_INTERVAL_S)
+    gc.freeze()  # the loaded modules live until exit: collections need not walk them again
     gc.set_threshold(*_GC_THRESHOLD)
+    gc.enable()
     sys.exit(main())
 
 

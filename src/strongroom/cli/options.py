@@ -6,6 +6,7 @@ so ``--help`` and usage errors stay cheap (see ``strongroom.cli.main``).
 
 from __future__ import annotations
 
+import gc
 import getpass
 import os
 import sys
@@ -184,6 +185,7 @@ def open_vault(
     except BaseException:
         backend.close()
         raise
+    _freeze_loaded()
     opened.skip_read_locks = no_lock
     opened.on_no_lock = warn
     _opened.add(opened)
@@ -191,6 +193,17 @@ def open_vault(
 
 
 _opened: weakref.WeakSet[Vault] = weakref.WeakSet()
+_froze: list[bool] = []  # one entry once opening a vault has frozen what it loaded
+
+
+def _freeze_loaded() -> None:
+    """Move what opening the first vault loaded (cryptography, the vault's modules) out of
+    the collector's sight, as ``run`` did for the CLI (:mod:`strongroom.cli.entry`).  Once
+    per process: a long-running command (the agent) would otherwise freeze each job's
+    objects too."""
+    if not _froze:
+        _froze.append(True)
+        gc.freeze()
 
 
 def committed_points() -> int:
