@@ -11,6 +11,7 @@ helper that dies, or reports a failure, becomes a :class:`FilesError` (or the
 from __future__ import annotations
 
 import contextlib
+import gc
 import pickle
 import signal
 import socket
@@ -22,6 +23,17 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from strongroom.errors import FilesError, StrongroomError
+
+# A helper runs ``python -c _BOOT FD``: ``python -m MODULE FD`` with the cyclic collector
+# off while the module loads (cryptography, numpy, the engines: each full collection during
+# that walked everything loaded so far again), as the CLI does (strongroom.cli.entry).
+_BOOT = (
+    "import gc; gc.disable(); import runpy; "
+    "runpy.run_module(%r, run_name='__main__', alter_sys=True)"
+)
+# The CLI's thresholds (strongroom.cli.main): a helper allocates a few containers per file and
+# frees nearly all of them by reference counting.
+_GC_THRESHOLD = (10_000, 10, 10)
 
 _EXIT_WAIT = 60.0  # seconds for a helper to exit at the end of its input
 _SILENCE = 60.0  # seconds without a message while answers are owed: ask where they are
@@ -41,7 +53,7 @@ class WorkerProcess:
         parent, child = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", module, str(child.fileno())],
+                [sys.executable, "-c", _BOOT % module, str(child.fileno())],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
@@ -234,6 +246,9 @@ def serve_main(argv: list[str], serve: Callable[[Connection], None]) -> int:
     """A helper's ``main``: SIGINT is ignored (the terminal sends it to the whole process
     group, and the parent decides), SIGTERM unwinds through ``serve``'s clean-up, and a
     failure is reported to the parent as a ``failed`` message."""
+    gc.freeze()  # loaded with the collector off (_BOOT): what is loaded lives until exit
+    gc.set_threshold(*_GC_THRESHOLD)
+    gc.enable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminated)
     conn = Connection(int(argv[1]))
