@@ -8,8 +8,9 @@ whole directories and read their files (``procwork.py``); the parent keeps the t
 bookkeeping: it writes each directory's tree chunk once its listing and all its
 subdirectories are back, stores files-cache rows, and commits.
 
-Each worker is ``python -m strongroom.files.procwork`` (:mod:`strongroom.files.workerproc`:
-the pipe, the handed-over keys, failures).
+Each worker runs ``strongroom.files.procwork`` as ``python -m`` would, started with the cycle
+collector off (:mod:`strongroom.files.workerproc`: the boot, the pipe, the handed-over keys,
+failures).
 A worker that dies, or reports a failure, fails the backup: nothing is committed, and what it
 wrote is unreferenced packs for prune, as after kill -9.
 """
