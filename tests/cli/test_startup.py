@@ -18,6 +18,7 @@ import typer.main
 from typer._coercion import build_runtime_param
 
 import strongroom.files
+from strongroom import collector
 from strongroom.cli import coercion, options, vault_cmds
 from strongroom.cli import main as cli_main
 from strongroom.cli.files import CONFLICT_POLICIES
@@ -322,6 +323,6 @@ def test_the_console_script_loads_with_the_collector_off_and_runs_with_it_on(
     seen = json.loads(proc.stderr.strip().splitlines()[-1])
     assert seen["code"] == 0, proc.stderr
     assert seen["enabled_on_load"]  # importing the entry module changes nothing
-    assert seen["enabled"] and seen["threshold"] == list(cli_main._GC_THRESHOLD)
+    assert seen["enabled"] and seen["threshold"] == list(collector.THRESHOLD)
     assert 0 < seen["frozen_at_open"] < seen["frozen_after_open"]
     assert seen["frozen_again"] == seen["frozen_after_open"]  # once per process

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from strongroom.files import workerproc
+from strongroom import collector
 from strongroom.files.workerproc import WorkerProcess, close_all
 
 _PROBE = textwrap.dedent(
@@ -46,5 +46,5 @@ def test_a_helper_loads_without_collections_and_works_with_them(
         close_all([helper])
     assert (kind, first) == ("state", ("hello",))
     assert not on_load  # no collection while the helper's modules load
-    assert enabled and threshold == workerproc._GC_THRESHOLD and frozen > 0
+    assert enabled and threshold == collector.THRESHOLD and frozen > 0
     assert helper.proc.returncode == 0

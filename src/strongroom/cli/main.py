@@ -12,7 +12,6 @@ memory adds to a small base), and parameters are converted without pydantic
 
 from __future__ import annotations
 
-import gc
 import importlib
 import signal
 import sys
@@ -26,7 +25,7 @@ from typing import Any, NamedTuple
 import typer
 from typer.models import CommandInfo, TyperInfo
 
-from strongroom import __version__
+from strongroom import __version__, collector
 from strongroom.cli import coercion, completion, globalopts
 from strongroom.cli.options import JsonOpt, committed_points
 from strongroom.cli.output import error
@@ -292,20 +291,13 @@ def _run_command(run_typer: Callable[[], object]) -> int:
 # system call; a thread waiting for it gets it back sooner with a 1 ms switch interval than
 # with the default 5 ms (a first backup of 20,000 small files: 1.7 s -> 1.5 s).
 _SWITCH_INTERVAL_S = 0.001
-# The engines allocate a few containers per file (nodes, tuples, results) and free nearly all
-# of them by reference counting; a cycle collection every 700 allocations (the default)
-# stopped every thread for 0.07-0.09 s in all in a first backup of 20,000 files, every
-# 10,000 for 0.01 s.
-_GC_THRESHOLD = (10_000, 10, 10)
 
 
 def run() -> None:
     """The command, once the CLI has loaded (:mod:`strongroom.cli.entry`: with the collector
     off until here)."""
     sys.setswitchinterval(_SWITCH_INTERVAL_S)
-    gc.freeze()  # the loaded modules live until exit: collections need not walk them again
-    gc.set_threshold(*_GC_THRESHOLD)
-    gc.enable()
+    collector.start_work()
     sys.exit(main())
 
 

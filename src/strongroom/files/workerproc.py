@@ -11,7 +11,6 @@ helper that dies, or reports a failure, becomes a :class:`FilesError` (or the
 from __future__ import annotations
 
 import contextlib
-import gc
 import pickle
 import signal
 import socket
@@ -22,18 +21,15 @@ from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from strongroom import collector
 from strongroom.errors import FilesError, StrongroomError
 
 # A helper runs ``python -c _BOOT FD``: ``python -m MODULE FD`` with the cyclic collector
-# off while the module loads (cryptography, numpy, the engines: each full collection during
-# that walked everything loaded so far again), as the CLI does (strongroom.cli.entry).
+# off while the module loads, as the CLI does (strongroom.collector says why).
 _BOOT = (
     "import gc; gc.disable(); import runpy; "
     "runpy.run_module(%r, run_name='__main__', alter_sys=True)"
 )
-# The CLI's thresholds (strongroom.cli.main): a helper allocates a few containers per file and
-# frees nearly all of them by reference counting.
-_GC_THRESHOLD = (10_000, 10, 10)
 
 _EXIT_WAIT = 60.0  # seconds for a helper to exit at the end of its input
 _SILENCE = 60.0  # seconds without a message while answers are owed: ask where they are
@@ -246,9 +242,7 @@ def serve_main(argv: list[str], serve: Callable[[Connection], None]) -> int:
     """A helper's ``main``: SIGINT is ignored (the terminal sends it to the whole process
     group, and the parent decides), SIGTERM unwinds through ``serve``'s clean-up, and a
     failure is reported to the parent as a ``failed`` message."""
-    gc.freeze()  # loaded with the collector off (_BOOT): what is loaded lives until exit
-    gc.set_threshold(*_GC_THRESHOLD)
-    gc.enable()
+    collector.start_work()  # loaded with the collector off (_BOOT)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminated)
     conn = Connection(int(argv[1]))

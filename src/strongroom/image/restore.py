@@ -266,7 +266,7 @@ def _open_new(temp: Path, fmt: str, final: Path) -> Disk:
 
 
 def _fsync_file(path: Path, display: Path) -> None:
-    """Make a new image durable (qemu-nbd, run with ``cache=unsafe``, has exited)."""
+    """Make a new image durable (qemu-nbd, which ignored flushes, has exited)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
