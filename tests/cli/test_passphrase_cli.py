@@ -102,3 +102,68 @@ def test_version_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["version"] and doc["python"].count(".") == 2
     code, text = run(capsys, "version")
     assert code == 0 and text.startswith("strongroom ")
+
+
+def test_key_add_new_key_file_makes_a_private_file_that_opens_the_vault(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
+    loc = tmp_path / "v"
+    assert run(capsys, *init_args(loc))[0] == 0
+    key = tmp_path / "host.key"
+    code, text = run(capsys, "key", "add", "--vault", str(loc), "--new-key-file", str(key))
+    assert code == 0 and f"--password-file {key}" in " ".join(text.split())
+    assert key.stat().st_mode & 0o777 == 0o600
+    line = key.read_text()
+    assert line.startswith("strongroom-key 1 ") and line.endswith("\n")
+    monkeypatch.delenv("STRONGROOM_PASSWORD")
+    code, text = run(capsys, "key", "list", "--vault", str(loc), "--password-file", str(key))
+    assert code == 0
+    code, text = run(
+        capsys, "key", "list", "--vault", str(loc), "--password-file", str(key), "--json"
+    )
+    rows = {row["kind"]: row for row in json.loads(text)}
+    assert rows["key file"]["current"] and rows["key file"]["label"] == "key file host.key"
+    assert not rows["passphrase"]["current"]
+
+
+def test_key_add_never_overwrites_a_file_and_takes_one_kind_of_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
+    loc = tmp_path / "v"
+    assert run(capsys, *init_args(loc))[0] == 0
+    before = sorted(p.name for p in (loc / "keys").iterdir())
+    taken = tmp_path / "taken"
+    taken.write_text("precious\n")
+    code, text = run(capsys, "key", "add", "--vault", str(loc), "--new-key-file", str(taken))
+    assert code == 1 and "File exists" in text and len(text.strip().splitlines()) == 1
+    assert taken.read_text() == "precious\n"
+    pw = tmp_path / "pw"
+    pw.write_text("new one\n")
+    both = ["--new-key-file", str(tmp_path / "k"), "--new-password-file", str(pw)]
+    code, text = run(capsys, "key", "add", "--vault", str(loc), *both)
+    assert code == 1 and "not both" in text and not (tmp_path / "k").exists()
+    code, text = run(
+        capsys, "key", "add", "--vault", str(loc), "--new-key-file", str(tmp_path / "no" / "k")
+    )
+    assert code == 1 and "cannot create key file" in text
+    assert sorted(p.name for p in (loc / "keys").iterdir()) == before
+
+
+def test_a_failed_slot_write_removes_the_new_key_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
+    loc = tmp_path / "v"
+    assert run(capsys, *init_args(loc))[0] == 0
+    real = Vault.add_key_file
+
+    def refused(self: Vault, text: str, label: str = "key file") -> str:
+        raise KeySlotError("the vault refused the slot")  # as a full or read-only vault would
+
+    monkeypatch.setattr(Vault, "add_key_file", refused)
+    key = tmp_path / "k"
+    code, text = run(capsys, "key", "add", "--vault", str(loc), "--new-key-file", str(key))
+    assert code == 1 and "refused the slot" in text and not key.exists()
+    monkeypatch.setattr(Vault, "add_key_file", real)

@@ -1,9 +1,12 @@
-"""``strongroom key``: list, add, remove and change the passphrases that open the vault."""
+"""``strongroom key``: list, add, remove and change the passphrases and key files that open
+the vault."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +20,9 @@ from strongroom.cli.options import (
 )
 from strongroom.cli.output import Table, console, print_json
 
+if TYPE_CHECKING:
+    from strongroom.vault import Vault
+
 app = typer.Typer(no_args_is_help=True)
 
 NewPasswordFileOpt = Annotated[
@@ -25,6 +31,38 @@ NewPasswordFileOpt = Annotated[
         "--new-password-file", help="Read the new passphrase from a file (default: prompt)."
     ),
 ]
+
+
+NewKeyFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--new-key-file",
+        help="Make a key file here (a random 256-bit key, mode 0600; not overwritten) and a "
+        "slot it opens: for unattended hosts, with no passphrase derivation per command.",
+    ),
+]
+
+
+def _write_key_file(path: Path, text: str) -> None:
+    """The key file, durably, readable by its owner only; an existing file is never replaced."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise CLIError(f"cannot create key file {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(text + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(parent)
+        finally:
+            os.close(parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise CLIError(f"cannot write key file {path}: {exc.strerror}") from None
 
 
 def _new_passphrase(path: str | None) -> str:
@@ -54,6 +92,7 @@ def list_keys(
                 {
                     "id": s.slot_id,
                     "current": s.slot_id == v.slot_id,
+                    "kind": "key file" if s.key_file else "passphrase",
                     "created": s.created,
                     "host": s.host,
                     "user": s.user,
@@ -63,11 +102,12 @@ def list_keys(
             ]
         )
         return
-    table = Table(" ", "id", "created", "user@host", "label")
+    table = Table(" ", "id", "kind", "created", "user@host", "label")
     for s in slots:
         table.add_row(
             "*" if s.slot_id == v.slot_id else "",
             s.slot_id,
+            "key file" if s.key_file else "passphrase",
             s.created,
             f"{s.user}@{s.host}",
             s.label,
@@ -80,12 +120,36 @@ def add_key(
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
     new_password_file: NewPasswordFileOpt = None,
+    new_key_file: NewKeyFileOpt = None,
     label: Annotated[str, typer.Option(help="A note for this key slot.")] = "",
 ) -> None:
-    """Add a passphrase that also opens the vault."""
+    """Add a passphrase, or a key file, that also opens the vault."""
+    if new_key_file is not None and new_password_file is not None:
+        raise CLIError("give --new-password-file or --new-key-file, not both")
+    if new_key_file is not None:
+        _add_key_file(new_key_file, open_vault(vault, password_file), label)
+        return
     v = open_vault(vault, password_file)
     slot_id = v.add_key(_new_passphrase(new_password_file), label=label)
     console().print(f"added key slot {slot_id}")
+
+
+def _add_key_file(path: Path, v: Vault, label: str) -> None:
+    """The file first, then its slot: a failure leaves neither a slot without its file nor
+    (removed again) a file without its slot."""
+    from strongroom.vault.keyfile import new_key_text
+
+    _, text = new_key_text()
+    _write_key_file(path, text)
+    try:
+        slot_id = v.add_key_file(text, label or f"key file {path.name}")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    console().print(
+        f"added key slot {slot_id} (key file {path}): open the vault with --password-file {path}"
+    )
 
 
 @app.command("remove")

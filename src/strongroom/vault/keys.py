@@ -30,6 +30,7 @@ from strongroom.errors import (
     UnsupportedVersion,
     WrongPassphrase,
 )
+from strongroom.vault.keyfile import slot_of
 
 if TYPE_CHECKING:
     from strongroom.storage.backend import Backend
@@ -83,6 +84,11 @@ class KDFParams:
         )
 
 
+KEY_FILE_KDF = KDFParams(time_cost=1, memory_kib=8, parallelism=1)
+"""The cost of a key file's slot: Argon2id's minimum, since its secret is 256 random bits
+(:mod:`strongroom.vault.keyfile` says why)."""
+
+
 @dataclass(frozen=True)
 class KeySlot:
     """One stored slot, as listed by ``strongroom key list``."""
@@ -93,6 +99,11 @@ class KeySlot:
     user: str
     label: str
     kdf: KDFParams
+
+    @property
+    def key_file(self) -> bool:
+        """Whether the slot was made for a key file (its cost says so)."""
+        return self.kdf == KEY_FILE_KDF
 
 
 def _b64(data: bytes) -> str:
@@ -144,16 +155,22 @@ def delete_slot(backend: Backend, slot_id: str) -> None:
 
 
 def new_slot(
-    master: bytes, passphrase: str, vault_id: bytes, kdf: KDFParams, label: str = ""
+    master: bytes,
+    passphrase: str,
+    vault_id: bytes,
+    kdf: KDFParams,
+    label: str = "",
+    slot_id: str | None = None,
 ) -> tuple[KeySlot, bytes]:
-    """A new slot for ``master`` and its stored bytes."""
+    """A new slot for ``master`` and its stored bytes (``slot_id``: the id a key file names;
+    by default a new random one)."""
     if not passphrase:
         raise KeySlotError("a key slot needs a non-empty passphrase")
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from strongroom.vault.crypto import NONCE_SIZE
 
-    slot_id = os.urandom(8).hex()
+    slot_id = slot_id or os.urandom(8).hex()
     salt, nonce = os.urandom(16), os.urandom(NONCE_SIZE)
     slot = KeySlot(
         slot_id=slot_id,
@@ -260,7 +277,8 @@ def unwrap(
 
 
 class SlotOpener:
-    """Tries one passphrase on a vault's key slots, in slot id order; what
+    """Tries one passphrase on a vault's key slots, in slot id order (a key file's own slot
+    first); what
     :meth:`Vault.open <strongroom.vault.Vault.open>` uses to find the master secret.
 
     Each slot is ``keys/<id>`` and its copy ``keys-copy/<id>``: the primary is tried first,
@@ -282,8 +300,15 @@ class SlotOpener:
         self._keks: dict[tuple[bytes, KDFParams], bytes] = {}
 
     def _slot_ids(self) -> list[str]:
+        """Slot ids in the order they are tried: id order, except that the slot a key file
+        names comes first (the others would each cost a passphrase's derivation)."""
         if self._ids is None:
-            self._ids = slot_ids(self.backend)
+            ids = slot_ids(self.backend)
+            named = slot_of(self.passphrase)
+            if named in ids:
+                ids.remove(named)
+                ids.insert(0, named)
+            self._ids = ids
         return self._ids
 
     def _kek(self, slot: KeySlot, salt: bytes) -> bytes:
@@ -291,6 +316,11 @@ class SlotOpener:
         if key not in self._keks:
             self._keks[key] = slot.kdf.derive(self.passphrase, salt)
         return self._keks[key]
+
+    @property
+    def derived(self) -> int:
+        """How many keys were derived (each one Argon2id run at its slot's cost)."""
+        return len(self._keks)
 
     def prepare(self) -> None:
         """Derive the first slot's key now.  Best effort: any problem (no vault, no slots, an
@@ -316,6 +346,12 @@ class SlotOpener:
             if master is not None:
                 return master, slot_id
         skipped = f" ({'; '.join(self.notes)})" if self.notes else ""
+        named = slot_of(self.passphrase)
+        if named is not None and named not in ids:
+            raise WrongPassphrase(
+                f"the key file's slot {named} is not in this vault (removed, or another "
+                f"vault's key file), and no other slot opens with it{skipped}"
+            )
         raise WrongPassphrase(
             f"wrong passphrase: none of the vault's {len(ids)} key slot(s) opens with it{skipped}"
         )

@@ -214,6 +214,22 @@ class Vault(IndexLoading):
         keyslots.write_slot(self.backend, slot.slot_id, stored)
         return slot.slot_id
 
+    def add_key_file(self, text: str, label: str = "key file") -> str:
+        """Add the slot a key file's line opens (made by ``vault.keyfile.new_key_text``, and
+        stored by the caller first, so that no slot exists without its file)."""
+        from strongroom.vault.keyfile import slot_of
+
+        slot_id = slot_of(text)
+        if slot_id is None:
+            raise KeySlotError("not a key file line (strongroom-key 1 <slot id> <secret>)")
+        if slot_id in keyslots.slot_ids(self.backend):
+            raise KeySlotError(f"the vault already has a key slot {slot_id}")
+        slot, stored = keyslots.new_slot(
+            self.keys.master, text, self.vault_id, keyslots.KEY_FILE_KDF, label, slot_id
+        )
+        keyslots.write_slot(self.backend, slot.slot_id, stored)
+        return slot.slot_id
+
     def remove_key(self, slot_id: str) -> None:
         ids = set(keyslots.slot_ids(self.backend))
         if slot_id not in ids:
