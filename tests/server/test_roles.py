@@ -190,6 +190,7 @@ def test_destructive_commands_refused_for_backup_token(
         ("settings", "--immutable-days", "5", "--vault", url),
         ("settings", "--compression-level", "19", "--vault", url),
         ("key", "add", "--vault", url, "--new-password-file", __file__),
+        ("key", "add", "--vault", url, "--new-key-file", str(tmp_path / "machine.key")),
         ("token", "create", "--role", "admin", "--server", served.url),
         ("audit", "--server", served.url),
     ]
@@ -199,6 +200,7 @@ def test_destructive_commands_refused_for_backup_token(
         line = one_line_error(err)
         assert "(HTTP 403)" in line or "no policy" in line, (argv, line)
         assert tree_hash(populated.path) == before, argv
+    assert not (tmp_path / "machine.key").exists()  # no key file without its slot
 
 
 def test_maintenance_token_forgets_and_prunes(
