@@ -108,3 +108,14 @@ def test_a_damaged_key_line_is_a_plain_passphrase(extra: str, where: int) -> Non
     damaged = text[:where] + extra + text[where:]
     assert slot_of(damaged) is None
     assert slot_of(text[:where] + text[where + 1 :]) is None
+
+
+def test_passwd_refuses_to_turn_a_key_file_slot_into_a_passphrase(tmp_path: Path) -> None:
+    vault = Vault.init(LocalBackend(tmp_path / "v"), PASSPHRASE, kdf=FAST_KDF)
+    slot_id, text = new_key_text()
+    vault.add_key_file(text)
+    opened = Vault.open(LocalBackend(tmp_path / "v"), text)
+    with pytest.raises(KeySlotError, match=f"key remove {slot_id}"):
+        opened.change_passphrase("a new one", FAST_KDF)
+    assert {s.slot_id for s in opened.list_keys()} == {vault.slot_id, slot_id}
+    assert Vault.open(LocalBackend(tmp_path / "v"), text).slot_id == slot_id

@@ -245,9 +245,17 @@ class Vault(IndexLoading):
         keyslots.delete_slot(self.backend, slot_id)
 
     def change_passphrase(self, new_passphrase: str, kdf: keyslots.KDFParams | None = None) -> str:
-        """Add a slot for the new passphrase, then remove the one in use."""
+        """Add a slot for the new passphrase, then remove the one in use (not a key file's:
+        its holder would be left with a file that opens nothing, and a passphrase in its
+        place that nobody chose for that host)."""
         old = self.slot_id
-        label = next((s.label for s in self.list_keys() if s.slot_id == old), "")
+        current = next((s for s in self.list_keys() if s.slot_id == old), None)
+        if current is not None and current.key_file:
+            raise KeySlotError(
+                "the vault was opened with a key file: make a new one with `key add "
+                f"--new-key-file`, then `key remove {old}`"
+            )
+        label = current.label if current is not None else ""
         self.slot_id = self.add_key(new_passphrase, kdf, label)
         keyslots.delete_slot(self.backend, old)
         return self.slot_id
