@@ -167,3 +167,25 @@ def test_a_failed_slot_write_removes_the_new_key_file(
     code, text = run(capsys, "key", "add", "--vault", str(loc), "--new-key-file", str(key))
     assert code == 1 and "refused the slot" in text and not key.exists()
     monkeypatch.setattr(Vault, "add_key_file", real)
+
+
+def test_a_key_file_readable_by_others_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
+    loc = tmp_path / "v"
+    assert run(capsys, *init_args(loc))[0] == 0
+    key = tmp_path / "host.key"
+    assert run(capsys, "key", "add", "--vault", str(loc), "--new-key-file", str(key))[0] == 0
+    monkeypatch.delenv("STRONGROOM_PASSWORD")
+    code, text = run(capsys, "points", "--vault", str(loc), "--password-file", str(key))
+    assert code == 0 and "can be read by other users" not in text
+    key.chmod(0o644)
+    code, text = run(capsys, "points", "--vault", str(loc), "--password-file", str(key))
+    flat = " ".join(text.split())
+    assert code == 0 and "can be read by other users (mode 644): chmod 600" in flat
+    pw = tmp_path / "pw"  # a passphrase file is the owner's business, as before
+    pw.write_text(PW + "\n")
+    pw.chmod(0o644)
+    code, text = run(capsys, "points", "--vault", str(loc), "--password-file", str(pw))
+    assert code == 0 and "can be read by other users" not in text

@@ -83,7 +83,23 @@ def passphrase_from_file(path: Path) -> str:
         raise CLIError(f"password file {path} is not UTF-8 text") from None
     if not text:
         raise CLIError(f"password file {path} is empty")
+    _check_key_file_mode(path, text)
     return text
+
+
+def _check_key_file_mode(path: Path, text: str) -> None:
+    """Warn when a key file (``key add --new-key-file``) can be read by others: unlike a
+    passphrase, its line alone opens the vault, from anywhere, without a guess."""
+    from strongroom.vault.keyfile import slot_of
+
+    if slot_of(text) is None:
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        warn(f"key file {path} can be read by other users (mode {mode & 0o777:o}): chmod 600 it")
 
 
 def passphrase_from_command(command: str) -> str:
