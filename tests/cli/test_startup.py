@@ -129,6 +129,20 @@ def test_json_commands_load_neither_rich_nor_pydantic(
     assert done == VAULT - {"numpy"}  # listing points needs no chunk index (issue 19)
 
 
+def test_the_key_is_derived_before_openssl_and_sockets_load(
+    vault_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Argon2id's 32 MiB add to what is loaded by then: the system's OpenSSL (``_hashlib``,
+    3.6 MiB here) and the socket module come after it (issue 19: peak RSS)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("alpha")
+    watched = ("_hashlib", "socket", "ssl")
+    for argv in (["backup", "files", str(src), "--json"], ["points", "--json"]):
+        code, _, at_kdf = loaded_by(argv, vault_env, watched)
+        assert code == 0 and at_kdf == set(), argv
+
+
 # the command modules (completion is always loaded: it answers completion requests) and rich
 COMMAND_MODULES = tuple(f"strongroom.cli.{m}" for m in cli_main._MODULES if m != "completion")
 # and the storage layer's test backends, which no command uses

@@ -15,7 +15,6 @@ import contextlib
 import getpass
 import json
 import os
-import socket
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -166,6 +165,8 @@ def new_slot(
     by default a new random one)."""
     if not passphrase:
         raise KeySlotError("a key slot needs a non-empty passphrase")
+    import socket  # here, like cryptography: opening a vault never needs it
+
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from strongroom.vault.crypto import NONCE_SIZE
