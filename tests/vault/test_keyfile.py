@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from strongroom.errors import KeySlotError, WrongPassphrase
 from strongroom.storage import LocalBackend
-from strongroom.vault import KDFParams, Vault
+from strongroom.vault import KDFParams, Vault, check_vault
 from strongroom.vault.keyfile import new_key_text, slot_of
 from strongroom.vault.keys import KEY_FILE_KDF, SlotOpener
 from tests.conftest import FAST_KDF, PASSPHRASE
@@ -52,8 +52,10 @@ def test_a_key_file_opens_its_own_slot_first_at_the_minimum_cost(
     slots = {s.slot_id: s for s in opened.list_keys()}
     assert slots["ffffffffffffffff"].key_file and slots["ffffffffffffffff"].label == "key file"
     assert not slots[vault.slot_id].key_file
-    # the passphrase still opens its own slot
+    # the passphrase still opens its own slot, and check finds both slots sound
     assert Vault.open(LocalBackend(tmp_path / "v"), PASSPHRASE).slot_id == vault.slot_id
+    report = check_vault(opened)
+    assert report.ok and not [p for p in report.problems if p.name.startswith("keys")]
 
 
 def test_a_wrong_secret_for_the_slot_does_not_open(tmp_path: Path) -> None:
