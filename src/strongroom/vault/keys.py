@@ -279,8 +279,8 @@ def unwrap(
 
 class SlotOpener:
     """Tries one passphrase on a vault's key slots, in slot id order (a key file's own slot
-    first); what
-    :meth:`Vault.open <strongroom.vault.Vault.open>` uses to find the master secret.
+    first); what :meth:`Vault.open <strongroom.vault.Vault.open>` uses to find the master
+    secret.
 
     Each slot is ``keys/<id>`` and its copy ``keys-copy/<id>``: the primary is tried first,
     the copy if the primary is missing, unreadable or does not open (a damaged wrapped key
