@@ -125,6 +125,19 @@ def test_key_add_new_key_file_makes_a_private_file_that_opens_the_vault(
     rows = {row["kind"]: row for row in json.loads(text)}
     assert rows["key file"]["current"] and rows["key file"]["label"] == "key file host.key"
     assert not rows["passphrase"]["current"]
+    # for scripts that provision hosts: the new slot and the file, then the slot removed
+    other = tmp_path / "other.key"
+    code, text = run(
+        capsys, "key", "add", "--vault", str(loc), "--password-file", str(key),
+        "--new-key-file", str(other), "--json",
+    )  # fmt: skip
+    made = json.loads(text)
+    assert code == 0 and made == {"slot": made["slot"], "key_file": str(other)}
+    code, text = run(
+        capsys, "key", "remove", made["slot"], "--vault", str(loc), "--password-file", str(key),
+        "--json",
+    )  # fmt: skip
+    assert code == 0 and json.loads(text) == {"slot": made["slot"]}
 
 
 def test_key_add_never_overwrites_a_file_and_takes_one_kind_of_secret(

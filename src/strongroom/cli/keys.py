@@ -122,19 +122,22 @@ def add_key(
     new_password_file: NewPasswordFileOpt = None,
     new_key_file: NewKeyFileOpt = None,
     label: Annotated[str, typer.Option(help="A note for this key slot.")] = "",
+    as_json: JsonOpt = False,
 ) -> None:
     """Add a passphrase, or a key file, that also opens the vault."""
     if new_key_file is not None and new_password_file is not None:
         raise CLIError("give --new-password-file or --new-key-file, not both")
     if new_key_file is not None:
-        _add_key_file(new_key_file, open_vault(vault, password_file), label)
+        slot_id = _add_key_file(new_key_file, open_vault(vault, password_file), label)
+        done = f"added key slot {slot_id} (key file {new_key_file}): open the vault with "
+        _report(as_json, done + f"--password-file {new_key_file}", slot_id, new_key_file)
         return
     v = open_vault(vault, password_file)
     slot_id = v.add_key(_new_passphrase(new_password_file), label=label)
-    console().print(f"added key slot {slot_id}")
+    _report(as_json, f"added key slot {slot_id}", slot_id)
 
 
-def _add_key_file(path: Path, v: Vault, label: str) -> None:
+def _add_key_file(path: Path, v: Vault, label: str) -> str:
     """The file first, then its slot: a failure leaves neither a slot without its file nor
     (removed again) a file without its slot."""
     from strongroom.vault.keyfile import new_key_text
@@ -142,22 +145,34 @@ def _add_key_file(path: Path, v: Vault, label: str) -> None:
     _, text = new_key_text()
     _write_key_file(path, text)
     try:
-        slot_id = v.add_key_file(text, label or f"key file {path.name}")
+        return v.add_key_file(text, label or f"key file {path.name}")
     except BaseException:
         with contextlib.suppress(OSError):
             path.unlink()
         raise
-    console().print(
-        f"added key slot {slot_id} (key file {path}): open the vault with --password-file {path}"
-    )
+
+
+def _report(as_json: bool, text: str, slot_id: str, key_file: Path | None = None) -> None:
+    if as_json:
+        doc: dict[str, object] = {"slot": slot_id}
+        if key_file is not None:
+            doc["key_file"] = str(key_file)
+        print_json(doc)
+    else:
+        console().print(text)
 
 
 @app.command("remove")
-def remove_key(slot_id: str, vault: VaultOpt = None, password_file: PasswordFileOpt = None) -> None:
+def remove_key(
+    slot_id: str,
+    vault: VaultOpt = None,
+    password_file: PasswordFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Remove a key slot (not the last one, nor the one in use)."""
     v = open_vault(vault, password_file)
     v.remove_key(slot_id)
-    console().print(f"removed key slot {slot_id}")
+    _report(as_json, f"removed key slot {slot_id}", slot_id)
 
 
 @app.command("passwd")
@@ -165,8 +180,9 @@ def passwd(
     vault: VaultOpt = None,
     password_file: PasswordFileOpt = None,
     new_password_file: NewPasswordFileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Change the passphrase of the key slot in use."""
     v = open_vault(vault, password_file)
     slot_id = v.change_passphrase(_new_passphrase(new_password_file))
-    console().print(f"passphrase changed (new key slot {slot_id})")
+    _report(as_json, f"passphrase changed (new key slot {slot_id})", slot_id)
