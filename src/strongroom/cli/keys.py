@@ -45,6 +45,8 @@ NewKeyFileOpt = Annotated[
 
 def _write_key_file(path: Path, text: str) -> None:
     """The key file, durably, readable by its owner only; an existing file is never replaced."""
+    from strongroom.storage.local import fsync_dir  # loaded by opening the vault already
+
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as exc:
@@ -54,11 +56,7 @@ def _write_key_file(path: Path, text: str) -> None:
             out.write(text + "\n")
             out.flush()
             os.fsync(out.fileno())
-        parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(parent)
-        finally:
-            os.close(parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             path.unlink()

@@ -36,6 +36,7 @@ from strongroom.image.formats import create_image
 from strongroom.image.scan import DEFAULT_WORKERS, chunk_indexes, run_parallel, scan
 from strongroom.image.tempfiles import remove_stale_temps, temp_path
 from strongroom.image.vaultview import ImageRestoreVault
+from strongroom.storage.local import fsync_dir
 
 __all__ = [
     "DiskPlan",
@@ -277,14 +278,6 @@ def _fsync_file(path: Path, display: Path) -> None:
         raise ImageError(f"cannot write {display}: {exc.strerror}") from None
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def check_new_target(path: Path, force: bool) -> None:
     if not path.parent.is_dir():
         raise ImageError(f"target folder {path.parent} does not exist")
@@ -336,7 +329,7 @@ def write_new(
             result.verified = True
         os.chmod(temp, plan.mode)
         os.replace(temp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()

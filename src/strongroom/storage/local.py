@@ -234,7 +234,7 @@ class LocalBackend:
         except BaseException:
             _unlink_quietly(tmp)
             raise
-        _fsync_dir(folder_path)
+        fsync_dir(folder_path)
 
     def open_stream(self, folder: str) -> LocalStream:
         """A large object written piece by piece, its temporary file in ``folder``; it gets
@@ -255,7 +255,7 @@ class LocalBackend:
         folder = name.rpartition("/")[0]
         self._ensure_folder(folder)
         os.rename(tmp, os.path.join(self._root_str, name))
-        _fsync_dir(os.path.join(self._root_str, folder) if folder else self._root_str)
+        fsync_dir(os.path.join(self._root_str, folder) if folder else self._root_str)
 
     def _ensure_folder(self, folder: str) -> None:
         """``mkdir -p`` the folder, fsyncing the parent of every folder it creates."""
@@ -276,14 +276,14 @@ class LocalBackend:
                 if not os.path.isdir(new):
                     raise
                 continue  # another thread made it; that thread fsyncs its parent
-            _fsync_dir(os.path.dirname(new))
+            fsync_dir(os.path.dirname(new))
         self._known_dirs.add(folder)
 
     def delete(self, name: str) -> None:
         path = self._path(name)
         try:
             os.unlink(path)
-            _fsync_dir(os.path.dirname(path))
+            fsync_dir(os.path.dirname(path))
         except OSError as e:
             raise self._error(e, "deleting", name, reading=True) from e
 
@@ -396,7 +396,8 @@ def _pread_all(fd: int, offset: int, length: int) -> bytes:
     return b"".join(parts)
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a folder's entries durable (a new or renamed file in it survives a crash)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)

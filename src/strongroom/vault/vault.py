@@ -50,6 +50,7 @@ from strongroom.vault.envelope import (
     seal_object,
 )
 from strongroom.vault.indexload import IndexLoading
+from strongroom.vault.keyfile import slot_of
 from strongroom.vault.locks import (
     LockCodec,
     LockInfo,
@@ -217,8 +218,6 @@ class Vault(IndexLoading):
     def add_key_file(self, text: str, label: str = "key file") -> str:
         """Add the slot a key file's line opens (made by ``vault.keyfile.new_key_text``, and
         stored by the caller first, so that no slot exists without its file)."""
-        from strongroom.vault.keyfile import slot_of
-
         slot_id = slot_of(text)
         if slot_id is None:
             raise KeySlotError("not a key file line (strongroom-key 1 <slot id> <secret>)")
