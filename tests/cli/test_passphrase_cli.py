@@ -35,6 +35,17 @@ def no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
+@pytest.fixture
+def initialized(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A new vault at tmp_path/v, its passphrase PW in STRONGROOM_PASSWORD."""
+    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
+    loc = tmp_path / "v"
+    assert run(capsys, *init_args(loc))[0] == 0
+    return loc
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(b"", "is empty"), (b"\n", "is empty"), (b"\xff\xfe\x00pw", "not UTF-8")],
@@ -61,11 +72,11 @@ def test_init_refuses_an_empty_environment_passphrase(
 
 
 def test_key_add_refuses_an_empty_new_password_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    initialized: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
-    loc = tmp_path / "v"
-    assert run(capsys, *init_args(loc))[0] == 0
+    loc = initialized
     empty = tmp_path / "empty"
     empty.write_text("")
     before = sorted(p.name for p in (loc / "keys").iterdir())
@@ -75,11 +86,12 @@ def test_key_add_refuses_an_empty_new_password_file(
 
 
 def test_opening_with_an_empty_password_file_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    initialized: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
-    loc = tmp_path / "v"
-    assert run(capsys, *init_args(loc))[0] == 0
+    loc = initialized
     monkeypatch.delenv("STRONGROOM_PASSWORD")
     empty = tmp_path / "empty"
     empty.write_text("")
@@ -105,11 +117,12 @@ def test_version_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_key_add_new_key_file_makes_a_private_file_that_opens_the_vault(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    initialized: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
-    loc = tmp_path / "v"
-    assert run(capsys, *init_args(loc))[0] == 0
+    loc = initialized
     key = tmp_path / "host.key"
     code, text = run(capsys, "key", "add", "--vault", str(loc), "--new-key-file", str(key))
     assert code == 0 and f"--password-file {key}" in " ".join(text.split())
@@ -141,11 +154,11 @@ def test_key_add_new_key_file_makes_a_private_file_that_opens_the_vault(
 
 
 def test_key_add_never_overwrites_a_file_and_takes_one_kind_of_secret(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    initialized: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
-    loc = tmp_path / "v"
-    assert run(capsys, *init_args(loc))[0] == 0
+    loc = initialized
     before = sorted(p.name for p in (loc / "keys").iterdir())
     taken = tmp_path / "taken"
     taken.write_text("precious\n")
@@ -165,11 +178,12 @@ def test_key_add_never_overwrites_a_file_and_takes_one_kind_of_secret(
 
 
 def test_a_failed_slot_write_removes_the_new_key_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    initialized: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
-    loc = tmp_path / "v"
-    assert run(capsys, *init_args(loc))[0] == 0
+    loc = initialized
     real = Vault.add_key_file
 
     def refused(self: Vault, text: str, label: str = "key file") -> str:
@@ -183,11 +197,12 @@ def test_a_failed_slot_write_removes_the_new_key_file(
 
 
 def test_a_key_file_readable_by_others_is_warned_about(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    initialized: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STRONGROOM_PASSWORD", PW)
-    loc = tmp_path / "v"
-    assert run(capsys, *init_args(loc))[0] == 0
+    loc = initialized
     key = tmp_path / "host.key"
     assert run(capsys, "key", "add", "--vault", str(loc), "--new-key-file", str(key))[0] == 0
     monkeypatch.delenv("STRONGROOM_PASSWORD")

@@ -23,32 +23,18 @@ def key_text(slot_id: str) -> str:
     return f"strongroom-key 1 {slot_id} {secret}"
 
 
-@pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch) -> list[KDFParams]:
-    """Every derivation's cost, in order (the real Argon2id runs)."""
-    seen: list[KDFParams] = []
-    real = KDFParams.derive
-
-    def counting(self: KDFParams, passphrase: str, salt: bytes) -> bytes:
-        seen.append(self)
-        return real(self, passphrase, salt)
-
-    monkeypatch.setattr(KDFParams, "derive", counting)
-    return seen
-
-
 def test_a_key_file_opens_its_own_slot_first_at_the_minimum_cost(
-    tmp_path: Path, counted: list[KDFParams]
+    tmp_path: Path, derivations: list[KDFParams]
 ) -> None:
     vault = Vault.init(LocalBackend(tmp_path / "v"), PASSPHRASE, kdf=FAST_KDF)
     text = key_text("ffffffffffffffff")  # sorts after the passphrase slot
     assert vault.add_key_file(text) == "ffffffffffffffff"
-    counted.clear()
+    derivations.clear()
     opener = SlotOpener(LocalBackend(tmp_path / "v"), text)
     opener.prepare()
     opened = Vault.open(opener.backend, opener)
     assert opened.slot_id == "ffffffffffffffff"
-    assert counted == [KEY_FILE_KDF] and opener.derived == 1
+    assert derivations == [KEY_FILE_KDF] and opener.derived == 1
     slots = {s.slot_id: s for s in opened.list_keys()}
     assert slots["ffffffffffffffff"].key_file and slots["ffffffffffffffff"].label == "key file"
     assert not slots[vault.slot_id].key_file

@@ -44,18 +44,11 @@ def test_a_slot_keeps_the_parameters_it_was_made_with(tmp_path: Path) -> None:
 
 
 def test_a_prepared_opener_derives_each_slot_key_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, derivations: list[KDFParams]
 ) -> None:
     vault = Vault.init(LocalBackend(tmp_path / "v"), PASSPHRASE, kdf=FAST_KDF)
     owners = {vault.slot_id: PASSPHRASE, vault.add_key("second", FAST_KDF): "second"}
-    derived: list[bytes] = []
-    real = KDFParams.derive
-
-    def counting(self: KDFParams, passphrase: str, salt: bytes) -> bytes:
-        derived.append(salt)
-        return real(self, passphrase, salt)
-
-    monkeypatch.setattr(KDFParams, "derive", counting)
+    derived = derivations
     for position, slot_id in enumerate(sorted(owners)):
         derived.clear()
         opener = SlotOpener(LocalBackend(tmp_path / "v"), owners[slot_id])
@@ -145,20 +138,14 @@ def _rewrite_slot_cost(path: Path, vault_id: bytes, **cost: int) -> None:
     ids=str,
 )
 def test_a_slot_with_an_absurd_cost_is_skipped_not_tried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cost: dict[str, int]
+    tmp_path: Path, derivations: list[KDFParams], cost: dict[str, int]
 ) -> None:
     """Unbounded, such a slot is a traceback (0 KiB) or a command that never ends."""
     vault = Vault.init(LocalBackend(tmp_path / "v"), PASSPHRASE, kdf=FAST_KDF)
     second = vault.add_key("second", FAST_KDF)
     _rewrite_slot_cost(tmp_path / "v" / "keys" / vault.slot_id, vault.vault_id, **cost)
-    derived: list[KDFParams] = []
-    real = KDFParams.derive
-
-    def counting(self: KDFParams, passphrase: str, salt: bytes) -> bytes:
-        derived.append(self)
-        return real(self, passphrase, salt)
-
-    monkeypatch.setattr(KDFParams, "derive", counting)
+    derived = derivations
+    derived.clear()
     with pytest.raises(WrongPassphrase, match=rf"skipped keys/{vault.slot_id}: not tried"):
         Vault.open(LocalBackend(tmp_path / "v"), PASSPHRASE)
     assert derived == [FAST_KDF], "the absurd slot was never derived"
