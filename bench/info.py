@@ -49,7 +49,17 @@ def machine_info(tools: Sequence[Tool]) -> dict[str, str]:
 
 
 def header(info: dict[str, str], datasets: dict[str, str], runs: int) -> list[str]:
-    known = ("date", "cpu", "nproc", "memory_gib", "os", "kernel", "python", "strongroom")
+    known = (
+        "date",
+        "cpu",
+        "nproc",
+        "memory_gib",
+        "os",
+        "kernel",
+        "python",
+        "strongroom",
+        "restores",
+    )
     peers = ", ".join(f"{k}: {v}" for k, v in info.items() if k not in known)
     lines = [
         f"Date: {info['date']}. Machine: {info['cpu']}, {info['nproc']} cores (nproc), "
@@ -59,6 +69,7 @@ def header(info: dict[str, str], datasets: dict[str, str], runs: int) -> list[st
         f"than {NOISE_CORES} of a core is noisy and repeated, up to twice as many runs). "
         "Cores used = CPU s / wall s; load = 1-minute load average at the start of each "
         "command; steal and iowait: % of all CPU time during it (/proc/stat).",
+        f"Restores written to {info.get('restores', 'the workdir')}.",
         "",
     ]
     lines += [f"- {name}: {text}" for name, text in datasets.items()]
