@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from strongroom.errors import ImageError
 from strongroom.image.backup import BackupOptions, Progress, ReadPlan, read_disk
 from strongroom.image.chunkmap import ChunkMap, store_map
 from strongroom.image.disks import Disk, ExportDisk, NBDDisk
@@ -50,7 +51,7 @@ def base_map(
     """The base point's map of ``target``, or why it cannot serve as a base."""
     try:
         record = base.disk(target)
-    except Exception:
+    except ImageError:  # not in the base point
         return None, ("disk-added", f"the base point has no disk {target}")
     if record.chunk_size != chunk_size:
         detail = f"chunk size {record.chunk_size} then, {chunk_size} now"

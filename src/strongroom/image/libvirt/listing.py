@@ -8,7 +8,13 @@ from typing import Any
 from strongroom.errors import ImageError
 from strongroom.image.libvirt.chain import recorded_checkpoint
 from strongroom.image.libvirt.checkpoints import PREFIX, checkpoints
-from strongroom.image.libvirt.conn import Connection, is_active, libvirt_errors, state_name
+from strongroom.image.libvirt.conn import (
+    Connection,
+    LibvirtError,
+    is_active,
+    libvirt_errors,
+    state_name,
+)
 from strongroom.image.libvirt.domxml import domain_info
 from strongroom.image.vaultview import ImageVault
 from strongroom.vault import RecoveryPoint
@@ -39,8 +45,9 @@ def _disks(dom: Any, running: bool) -> list[dict[str, Any]]:
         size = None
         if running:
             try:
-                size = int(dom.blockInfo(d.target, 0)[0])
-            except Exception:
+                with libvirt_errors(f"block info of {d.target}"):
+                    size = int(dom.blockInfo(d.target, 0)[0])
+            except LibvirtError:  # e.g. a disk without media: listed without a size
                 size = None
         rows.append({"target": d.target, "format": d.format, "source": str(d.source), "size": size})
     return rows
