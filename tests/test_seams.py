@@ -12,10 +12,11 @@ from pathlib import Path
 
 from strongroom.files import vaultview as files_view
 from strongroom.image import vaultview as image_view
-from strongroom.storage import FaultyBackend, LocalBackend, MemoryBackend, RetryingBackend
+from strongroom.storage import LocalBackend, MemoryBackend, RetryingBackend
 from strongroom.storage.backend import REMOTE, capabilities_of
 from strongroom.vault import Vault
 from strongroom.vault.commit import Committing
+from tests.faults import FaultyBackend
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "strongroom"
 ENGINES = ("files", "image", "guestfiles")
@@ -47,6 +48,17 @@ def test_engines_use_no_vault_internals() -> None:
                 code = line.split("#", 1)[0]
                 if FORBIDDEN.search(code):
                     found.append(f"{path.relative_to(SRC)}:{number}: {line.strip()}")
+    assert found == []
+
+
+def test_the_library_ships_no_test_tools() -> None:
+    """The fault-injecting backend is the tests' (``tests/faults.py``): nothing under ``src``
+    defines or names it."""
+    found = [
+        str(path.relative_to(SRC))
+        for path in sorted(SRC.rglob("*.py"))
+        if re.search(r"\bFaulty\w*|\bFaultRule\b|\bInjectedFault\b", path.read_text())
+    ]
     assert found == []
 
 

@@ -145,8 +145,8 @@ def test_the_key_is_derived_before_openssl_and_sockets_load(
 
 # the command modules (completion is always loaded: it answers completion requests) and rich
 COMMAND_MODULES = tuple(f"strongroom.cli.{m}" for m in cli_main._MODULES if m != "completion")
-# and the storage layer's test backends, which no command uses
-TEST_BACKENDS = ("strongroom.storage.faults", "strongroom.storage.memory")
+# and the storage layer's in-memory backend, which no command uses
+TEST_BACKENDS = ("strongroom.storage.memory",)
 ON_DEMAND = (*COMMAND_MODULES, "rich", *TEST_BACKENDS)
 
 

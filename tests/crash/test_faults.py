@@ -13,13 +13,14 @@ from strongroom.errors import (
     PrunedDuringBackup,
     StorageError,
 )
-from strongroom.storage import FaultRule, FaultyBackend, MemoryBackend, RetryingBackend
+from strongroom.storage import MemoryBackend, RetryingBackend
 from strongroom.vault import Vault, check_vault
 from strongroom.vault.forget import soft_delete
 from strongroom.vault.prune import PruneOptions, prune
 from strongroom.vault.repair import repair
 from strongroom.vault.settings import change_settings
 from tests.conftest import PASSPHRASE
+from tests.faults import FaultRule, FaultyBackend
 from tests.vault.helpers import Written, random_chunks, write_point
 
 

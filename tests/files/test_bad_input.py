@@ -127,8 +127,9 @@ def test_out_of_space_on_a_real_small_file_system(
 def test_wrapped_local_vault_is_still_left_out_and_refused(tmp_path: Path, wrap: str) -> None:
     """A wrapped local backend (faults, retries) is no LocalBackend, yet the vault folder is
     still its folder: the engines ask the storage's capabilities, not its class."""
-    from strongroom.storage import FaultyBackend, LocalBackend, RetryingBackend
+    from strongroom.storage import LocalBackend, RetryingBackend
     from tests.conftest import FAST_KDF, PASSPHRASE
+    from tests.faults import FaultyBackend
 
     vault_dir = tmp_path / "vault"
     inner = LocalBackend(vault_dir)

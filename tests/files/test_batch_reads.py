@@ -11,10 +11,10 @@ from strongroom.files import BackupOptions, backup_files
 from strongroom.storage import LocalBackend
 from strongroom.storage.backend import BackendCapabilities
 from strongroom.storage.batch import Range
-from strongroom.storage.faults import FaultRule, FaultyBackend
 from strongroom.vault import Vault
 from strongroom.vault.reader import Located
 from tests.conftest import PASSPHRASE
+from tests.faults import FaultRule, FaultyBackend
 from tests.files.test_restore_pipeline import _place, _small_tree
 
 

@@ -24,12 +24,12 @@ from strongroom.files.nodes import FILE, TEMP_PREFIX, Node
 from strongroom.files.plan import CREATE, Entry
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.storage import LocalBackend, MemoryBackend
-from strongroom.storage.faults import FaultKind, FaultRule, FaultyBackend
 from strongroom.vault import NOT_INDEXED, Vault
 from strongroom.vault.crypto import NONCE_SIZE
 from strongroom.vault.pack import pack_name
 from strongroom.vault.reader import Located
 from tests.conftest import FAST_KDF, PASSPHRASE
+from tests.faults import FaultKind, FaultRule, FaultyBackend
 from tests.files._support import assert_same, set_times, snapshot
 
 WORDS = [b"alpha", b"beta", b"gamma", b"delta", b"epsilon", b"zeta", b"eta", b"theta"]

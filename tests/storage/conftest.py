@@ -15,8 +15,6 @@ import pytest
 from strongroom.storage import (
     Backend,
     CachingBackend,
-    FaultRule,
-    FaultyBackend,
     LocalBackend,
     MemoryBackend,
     ObjectStoreBackend,
@@ -25,6 +23,7 @@ from strongroom.storage import (
 from strongroom.storage.azure import open_azure
 from strongroom.storage.s3 import open_s3
 from tests.emulators import Emulator
+from tests.faults import FaultRule, FaultyBackend
 
 
 def unique_prefix() -> str:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from strongroom.errors import ObjectNotFound
-from strongroom.storage import CachingBackend, FaultRule, FaultyBackend, LocalBackend
+from strongroom.storage import CachingBackend, LocalBackend
 from strongroom.storage.names import content_digest
+from tests.faults import FaultRule, FaultyBackend
 
 
 def content_name(prefix: str, data: bytes) -> str:

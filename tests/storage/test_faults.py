@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from strongroom.errors import ObjectNotFound, PermanentStorageError, TransientStorageError
-from strongroom.storage import FaultRule, FaultyBackend, MemoryBackend
+from strongroom.storage import MemoryBackend
+from tests.faults import FaultRule, FaultyBackend
 
 DATA = bytes(range(256)) * 4
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from strongroom.errors import ObjectNotFound, PermanentStorageError, TransientStorageError
-from strongroom.storage import FaultRule, FaultyBackend, MemoryBackend, RetryingBackend
+from strongroom.storage import MemoryBackend, RetryingBackend
+from tests.faults import FaultRule, FaultyBackend
 
 
 def setup(

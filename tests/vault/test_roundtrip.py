@@ -167,7 +167,7 @@ def test_memory_backend_roundtrip(make_vault: Callable[..., Vault]) -> None:
 
 def test_failed_pack_upload_leaves_no_dedup_entry(make_vault: Callable[..., Vault]) -> None:
     from strongroom.errors import PermanentStorageError
-    from strongroom.storage import FaultRule, FaultyBackend
+    from tests.faults import FaultRule, FaultyBackend
 
     inner = MemoryBackend()
     vault = make_vault(inner)

@@ -1,8 +1,8 @@
 """Storage layer: where a vault's objects live (local folder, Azure Blob, S3) and wrappers.
 
 :class:`ObjectStoreBackend` (obstore) loads on first use: local vaults never need it; nor
-does a command need the fault-injecting and in-memory backends of the tests (issue 19: each
-command pays for what it imports).
+does a command need the in-memory backend (issue 19: each command pays for what it imports).
+The fault-injecting wrapper the tests use lives with them (``tests/faults.py``).
 """
 
 from typing import TYPE_CHECKING
@@ -16,13 +16,6 @@ from strongroom.storage.retry import RetryingBackend
 from strongroom.storage.url import default_cache_root, open_backend
 
 if TYPE_CHECKING:
-    from strongroom.storage.faults import (
-        FaultKind,
-        FaultOp,
-        FaultRule,
-        FaultyBackend,
-        InjectedFault,
-    )
     from strongroom.storage.memory import MemoryBackend
     from strongroom.storage.objectstore import ObjectStoreBackend
 
@@ -30,11 +23,6 @@ __all__ = [
     "Backend",
     "BackendCapabilities",
     "CachingBackend",
-    "FaultKind",
-    "FaultOp",
-    "FaultRule",
-    "FaultyBackend",
-    "InjectedFault",
     "LocalBackend",
     "MemoryBackend",
     "ObjectInfo",
@@ -48,11 +36,6 @@ __all__ = [
 
 
 _HOME = {
-    "FaultKind": "faults",
-    "FaultOp": "faults",
-    "FaultRule": "faults",
-    "FaultyBackend": "faults",
-    "InjectedFault": "faults",
     "MemoryBackend": "memory",
     "ObjectStoreBackend": "objectstore",
 }
