@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from strongroom.errors import FilesError, StrongroomError
 from strongroom.files.longpath import on_path
 from strongroom.files.metadata import ExtentReader, apply_metadata
+from strongroom.files.placing import start_writeback
 from strongroom.files.plan import Entry
 from strongroom.files.vaultview import PlannedReads
 from strongroom.storage.directio import DirectSink, open_direct, reserve
@@ -39,6 +40,11 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # restore of 2 x 512 MiB went from 6.5 s, 7.3 s of it system time, to 1.8 s); smaller ones
 # are most of a restore of small files, where the cache's write-back overlaps the work
 DIRECT_FROM = 8 << 20
+# A durable restore starts the write-back of each finished file from this size on, so the
+# batch's syncfs waits for less (placing.start_writeback; text files of 256 KiB - 4 MiB:
+# restore 2.5 -> 2.0 s on a journaled ext4); smaller files are left to the syncfs, which
+# writes a folder of them in fewer, larger requests
+WRITEBACK_MIN = 256 << 10
 _CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 Fetched = bytes | StrongroomError
@@ -222,10 +228,12 @@ class ContentWriter:
         verify: bool,
         as_root: bool,
         span: int | None = None,
+        writeback: bool = False,
     ) -> None:
         self._vault = vault
         self._tmp_name, self._span = tmp_name, span
         self._verify, self._as_root = verify, as_root
+        self._writeback = writeback  # start each file's writeback when it is finished
         self._lock = threading.Lock()  # a big file's shared state: fd, left, end, written
         self.live: set[FileTask] = set()
 
@@ -343,6 +351,8 @@ class ContentWriter:
         """Size, verification and metadata, then close; a failed file's temp file goes."""
         if task.fd >= 0 and task.failure is None:
             self._settle(task)
+            if self._writeback and task.failure is None and task.entry.node.size >= WRITEBACK_MIN:
+                start_writeback(task.fd)
         _close_direct(task)
         if task.fd >= 0:
             os.close(task.fd)

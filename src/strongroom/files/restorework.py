@@ -57,7 +57,9 @@ def write_batch(
     for e in entries:
         e.place = place_of(e.node.chunks[0]) if e.node.chunks else NO_CHUNKS
     entries = sorted(entries, key=attrgetter("place"))  # the batch in the order of the packs
-    writer = ContentWriter(vault, names, verify=setup.verify, as_root=setup.as_root)
+    writer = ContentWriter(
+        vault, names, verify=setup.verify, as_root=setup.as_root, writeback=setup.durable
+    )
     result = BatchResult()
     try:
         done = _write(writer, entries, job_workers(entries, vault.capabilities.read_workers))
