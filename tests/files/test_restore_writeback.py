@@ -1,49 +1,80 @@
-"""A durable restore starts each big file's write-back as soon as the file is finished
-(``placing.start_writeback``), so the batch's ``syncfs`` waits for less; small files and
-restores that are not made durable are left to the kernel."""
+"""Big files of a restore: written past the page cache (``O_DIRECT``) from
+``fetch.DIRECT_FROM`` on; where the file system cannot, a durable restore starts each big
+file's write-back as soon as it is finished (``placing.start_writeback``) so the batch's
+``syncfs`` waits for less.  Small files, and restores that are not made durable, are left to
+the kernel."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, fetch, restore_files
 from strongroom.files.placing import start_writeback
+from strongroom.storage import directio
 from strongroom.vault import Vault
 
 BIG = fetch.WRITEBACK_MIN
+SIZES = (BIG, BIG + 12_345, 3 * BIG, 10_000, 1, BIG - 1)
+BIG_ONES = sorted(s for s in SIZES if s >= BIG)
 
 
 @pytest.fixture
 def source(tmp_path: Path, vault: Vault) -> Path:
     src = tmp_path / "src"
     src.mkdir()
-    for i, size in enumerate((BIG, BIG + 12_345, 3 * BIG, 10_000, 1, BIG - 1)):
+    for i, size in enumerate(SIZES):
         (src / f"f{i}").write_bytes(os.urandom(size))
     backup_files(vault, BackupOptions([str(src)], source="wb"))
     return src
 
 
-@pytest.mark.parametrize("durable", [True, False])
-def test_big_files_of_a_durable_restore_start_their_writeback(
-    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
-) -> None:
-    started: list[int] = []
+def _spy(
+    monkeypatch: pytest.MonkeyPatch, name: str, real: Callable[[int], int | None]
+) -> list[int]:
+    """Wrap ``fetch.<name>``: record the size of each file it is called on, then call through."""
+    sizes: list[int] = []
 
-    def spy(fd: int) -> None:  # records which files, then does the real thing
-        started.append(os.fstat(fd).st_size)
-        start_writeback(fd)
+    def wrapped(fd: int) -> int | None:
+        sizes.append(os.fstat(fd).st_size)
+        return real(fd)
 
-    monkeypatch.setattr(fetch, "start_writeback", spy)
+    monkeypatch.setattr(fetch, name, wrapped)
+    return sizes
+
+
+def _restore(tmp_path: Path, vault: Vault, source: Path, durable: bool) -> None:
     target = tmp_path / "restored"
-    opts = RestoreOptions(target, durable=durable)
-    summary = restore_files(vault, vault.resolve_point("latest"), opts)
+    summary = restore_files(
+        vault, vault.resolve_point("latest"), RestoreOptions(target, durable=durable)
+    )
     assert summary.errors == []
     for f in source.iterdir():
         assert (target / source.relative_to("/") / f.name).read_bytes() == f.read_bytes()
-    assert sorted(started) == ([BIG, BIG + 12_345, 3 * BIG] if durable else [])
+
+
+def test_big_files_are_written_direct_and_need_no_early_writeback(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    direct = _spy(monkeypatch, "open_direct", directio.open_direct)
+    started = _spy(monkeypatch, "start_writeback", start_writeback)
+    _restore(tmp_path, vault, source, durable=True)
+    assert sorted(direct) == [0] * len(BIG_ONES)  # opened direct while still empty
+    assert started == []
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_without_direct_io_a_durable_restore_starts_big_files_writeback(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    # a file system without O_DIRECT (open_direct's answer there), which this one is not
+    monkeypatch.setattr(fetch, "open_direct", lambda fd: -1)
+    started = _spy(monkeypatch, "start_writeback", start_writeback)
+    _restore(tmp_path, vault, source, durable=durable)
+    assert sorted(started) == (BIG_ONES if durable else [])
 
 
 def test_starting_writeback_leaves_the_file_as_it_was(tmp_path: Path) -> None:

@@ -35,16 +35,21 @@ from strongroom.storage.directio import DirectSink, open_direct, reserve
 from strongroom.vault import Located, Place
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-# files this big are written past the page cache (storage/directio.py: on a VM whose free
-# memory went back to the host, each new page of the cache costs a fault in the host; a
-# restore of 2 x 512 MiB went from 6.5 s, 7.3 s of it system time, to 1.8 s); smaller ones
-# are most of a restore of small files, where the cache's write-back overlaps the work
-DIRECT_FROM = 8 << 20
-# A durable restore starts the write-back of each finished file from this size on, so the
-# batch's syncfs waits for less (placing.start_writeback; text files of 256 KiB - 4 MiB:
-# restore 2.5 -> 2.0 s on a journaled ext4); smaller files are left to the syncfs, which
-# writes a folder of them in fewer, larger requests
-WRITEBACK_MIN = 256 << 10
+# Files this big are written past the page cache (storage/directio.py): on a VM whose free
+# memory went back to the host each new page of the cache costs a fault in the host (a
+# restore of 2 x 512 MiB went from 6.5 s, 7.3 s of it system time, to 1.8 s), and a durable
+# restore has to wait for the disk anyway.  From 256 KiB on: 242 text files of 256 KiB - 4 MiB
+# restored in 1.0-1.4 s instead of 2.4-3.2 s, a 1 GiB copy of /usr in 3.6-4.0 s instead of
+# 4.3-5.6 s (docs/benchmarks.md, session 13).  Smaller files are most of a restore of small
+# files, where direct writes were no faster (every write waits for the disk) and the cache's
+# write-back overlaps the work.
+DIRECT_FROM = 256 << 10
+# Where a file of that size cannot be written direct (a file system without O_DIRECT), a
+# durable restore starts its write-back as soon as it is finished, so the batch's syncfs waits
+# for less (placing.start_writeback; the text files above: 2.4 -> 1.9 s before direct writes
+# took over); smaller files are left to the syncfs, which writes a folder of them in fewer,
+# larger requests.
+WRITEBACK_MIN = DIRECT_FROM
 _CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 Fetched = bytes | StrongroomError
@@ -338,6 +343,11 @@ class ContentWriter:
             except OSError as exc:
                 task.failure = self._os_reason(task, exc, "cannot allocate")
 
+    def _buffered_big(self, task: FileTask) -> bool:
+        """A durable restore's finished file that is big but went through the page cache."""
+        big = task.entry.node.size >= WRITEBACK_MIN
+        return self._writeback and big and task.failure is None and task.direct_fd < 0
+
     def _last_piece(self, task: FileTask) -> bool:
         if task.pieces == 1:
             return True
@@ -351,7 +361,7 @@ class ContentWriter:
         """Size, verification and metadata, then close; a failed file's temp file goes."""
         if task.fd >= 0 and task.failure is None:
             self._settle(task)
-            if self._writeback and task.failure is None and task.entry.node.size >= WRITEBACK_MIN:
+            if self._buffered_big(task):
                 start_writeback(task.fd)
         _close_direct(task)
         if task.fd >= 0:
