@@ -71,15 +71,22 @@ def test_backup_into_a_full_disk(small_fs: Path, tmp_path: Path, pack_mib: int) 
 
 def _fill(path: Path) -> None:
     """Write ``path`` until the file system has no free byte left (another program filling
-    the disk)."""
+    the disk).  Again after each ``fsync``: ext4 reserves blocks for delayed allocation and
+    gives back what the write-back did not need, so a disk "full" before the write-back had
+    blocks free after it, and a prune started then found room (a CI run failed so)."""
     chunk = b"\xa5" * (64 << 10)
     with path.open("ab", buffering=0) as f:
-        for size in (64 << 10, 4096, 512, 1):
-            try:
-                while True:
-                    f.write(chunk[:size])
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
+        for _ in range(20):
+            for size in (64 << 10, 4096, 512, 1):
+                try:
+                    while True:
+                        f.write(chunk[:size])
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+            os.fsync(f.fileno())
+            if _free(path.parent) == 0:
+                return
+    raise AssertionError("the file system kept freeing space")
 
 
 def _free(path: Path) -> int:
