@@ -1,12 +1,14 @@
-"""Big files of a restore: written past the page cache (``O_DIRECT``) from
+"""What a restore leaves in the page cache.  Big files are written past it (``O_DIRECT``) from
 ``fetch.DIRECT_FROM`` on; where the file system cannot, a durable restore starts each big
 file's write-back as soon as it is finished (``placing.start_writeback``) so the batch's
-``syncfs`` waits for less.  Small files, and restores that are not made durable, are left to
-the kernel."""
+``syncfs`` waits for less.  After that ``syncfs`` a durable restore drops the batch's pages
+(``placing.drop_cached``).  Restores that are not made durable leave their files to the
+kernel."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,3 +90,30 @@ def test_starting_writeback_leaves_the_file_as_it_was(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert path.read_bytes() == data
+
+
+def _resident(path: Path) -> int:
+    """Bytes of ``path`` in the page cache (util-linux ``fincore``)."""
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout.strip())
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_durable_restore_leaves_what_it_wrote_out_of_the_page_cache(
+    tmp_path: Path, vault: Vault, source: Path, durable: bool
+) -> None:
+    target = tmp_path / "restored"
+    opts = RestoreOptions(target, durable=durable)
+    assert restore_files(vault, vault.resolve_point("latest"), opts).errors == []
+    buffered = [f for f in source.iterdir() if 4096 < f.stat().st_size < fetch.DIRECT_FROM]
+    assert buffered  # written through the page cache: 10,000 bytes and DIRECT_FROM - 1
+    cached = [_resident(target / source.relative_to("/") / f.name) for f in buffered]
+    if durable:  # made durable, then dropped (placing.drop_cached)
+        assert cached == [0] * len(buffered)
+    else:  # left to the kernel
+        assert all(n > 0 for n in cached)

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from strongroom import failpoints
 from strongroom.files.fetch import ContentWriter, FileTask, plan_jobs
-from strongroom.files.placing import TempNames, make_durable, rename_into_place
+from strongroom.files.placing import TempNames, drop_cached, make_durable, rename_into_place
 from strongroom.files.plan import Entry
 from strongroom.files.vaultview import RestoreVault
 
@@ -62,6 +62,8 @@ def commit(
     each file with the reason its rename failed, or None."""
     if durable and batch:
         make_durable(target)
+        for task in batch:  # clean now: their pages can go (placing.drop_cached)
+            drop_cached(task.tmp)
     renamed: list[tuple[FileTask, str | None]] = []
     for task in batch:
         failpoints.hit("restore-rename")
