@@ -8,19 +8,20 @@ kernel."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, fetch, restore_files
+from strongroom.files.contents import DROP_FROM
 from strongroom.files.placing import start_writeback
 from strongroom.storage import directio
 from strongroom.vault import Vault
+from tests.pagecache import resident_pages
 
-BIG = fetch.WRITEBACK_MIN
-SIZES = (BIG, BIG + 12_345, 3 * BIG, 10_000, 1, BIG - 1)
+BIG = fetch.DIRECT_FROM
+SIZES = (BIG, BIG + 12_345, 3 * BIG, 10_000, 1, BIG - 1, DROP_FROM)
 BIG_ONES = sorted(s for s in SIZES if s >= BIG)
 
 
@@ -92,17 +93,6 @@ def test_starting_writeback_leaves_the_file_as_it_was(tmp_path: Path) -> None:
     assert path.read_bytes() == data
 
 
-def _resident(path: Path) -> int:
-    """Bytes of ``path`` in the page cache (util-linux ``fincore``)."""
-    out = subprocess.run(
-        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(out.stdout.strip())
-
-
 @pytest.mark.parametrize("durable", [True, False])
 def test_a_durable_restore_leaves_what_it_wrote_out_of_the_page_cache(
     tmp_path: Path, vault: Vault, source: Path, durable: bool
@@ -110,9 +100,9 @@ def test_a_durable_restore_leaves_what_it_wrote_out_of_the_page_cache(
     target = tmp_path / "restored"
     opts = RestoreOptions(target, durable=durable)
     assert restore_files(vault, vault.resolve_point("latest"), opts).errors == []
-    buffered = [f for f in source.iterdir() if 4096 < f.stat().st_size < fetch.DIRECT_FROM]
-    assert buffered  # written through the page cache: 10,000 bytes and DIRECT_FROM - 1
-    cached = [_resident(target / source.relative_to("/") / f.name) for f in buffered]
+    buffered = [f for f in source.iterdir() if DROP_FROM <= f.stat().st_size < fetch.DIRECT_FROM]
+    assert buffered  # written through the page cache, big enough to be dropped
+    cached = [resident_pages(target / source.relative_to("/") / f.name) for f in buffered]
     if durable:  # made durable, then dropped (placing.drop_cached)
         assert cached == [0] * len(buffered)
     else:  # left to the kernel

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 
 from strongroom.storage import directio
 from strongroom.storage.local import LocalBackend
+from tests.pagecache import resident_pages
 
 MiB = 1 << 20
 
@@ -36,22 +36,12 @@ def _write(path: Path, data: bytes | bytearray | memoryview) -> bytes:
     return path.read_bytes()
 
 
-def _resident_pages(path: Path) -> int:
-    out = subprocess.run(
-        ["fincore", "--bytes", "--noheadings", "--output", "PAGES", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return int(out.split()[0])
-
-
 def test_aligned_buffer_goes_direct_and_keeps_every_byte(tmp_path: Path) -> None:
     data = os.urandom(4 * MiB + 1234)
     buf = _mapped(data)
     path = tmp_path / "pack"
     _write_only(path, memoryview(buf)[: len(data)])
-    assert _resident_pages(path) <= 2, "the aligned body must not pass through the page cache"
+    assert resident_pages(path) <= 2, "the aligned body must not pass through the page cache"
     assert path.read_bytes() == data
 
 

@@ -44,12 +44,6 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # files, where direct writes were no faster (every write waits for the disk) and the cache's
 # write-back overlaps the work.
 DIRECT_FROM = 256 << 10
-# Where a file of that size cannot be written direct (a file system without O_DIRECT), a
-# durable restore starts its write-back as soon as it is finished, so the batch's syncfs waits
-# for less (placing.start_writeback; the text files above: 2.4 -> 1.9 s before direct writes
-# took over); smaller files are left to the syncfs, which writes a folder of them in fewer,
-# larger requests.
-WRITEBACK_MIN = DIRECT_FROM
 _CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 Fetched = bytes | StrongroomError
@@ -344,8 +338,12 @@ class ContentWriter:
                 task.failure = self._os_reason(task, exc, "cannot allocate")
 
     def _buffered_big(self, task: FileTask) -> bool:
-        """A durable restore's finished file that is big but went through the page cache."""
-        big = task.entry.node.size >= WRITEBACK_MIN
+        """A durable restore's finished file big enough to go direct that could not (a file
+        system without O_DIRECT): its write-back starts now, so the batch's syncfs waits for
+        less (placing.start_writeback; the text files above: 2.4 -> 1.9 s before direct
+        writes took over).  Smaller files are left to the syncfs, which writes a folder of
+        them in fewer, larger requests."""
+        big = task.raw >= DIRECT_FROM
         return self._writeback and big and task.failure is None and task.direct_fd < 0
 
     def _last_piece(self, task: FileTask) -> bool:
