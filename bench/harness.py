@@ -267,7 +267,8 @@ class Bench:
         noise = f"  NOISY: others used {s.foreign_cpu:.1f} s CPU" if m.extra["noisy"] else ""
         print(
             f"  run {m.run + 1} {m.op:42} {m.tool:11} wall {s.wall:7.2f} s  cpu {s.cpu:7.2f} s"
-            f"  rss {s.max_rss / MiB:6,.0f} MiB{size}  load {s.load1:.1f} steal {s.steal_pct:.0f}%"
+            f"  rss {s.max_rss / MiB:6,.0f} MiB  pss {s.max_pss / MiB:6,.0f} MiB{size}"
+            f"  load {s.load1:.1f} steal {s.steal_pct:.0f}%"
             f"{noise}",
             flush=True,
         )

@@ -1,4 +1,4 @@
-"""Running one command and measuring it: wall time, CPU time and peak RSS of the child.
+"""Running one command and measuring it: wall time, CPU time and peak memory of the child.
 
 Each command runs under :mod:`spawn` (a small Python parent, so the child's peak RSS is its
 own and not the harness's, see there), which times it with ``time.perf_counter`` from spawn to
@@ -41,6 +41,7 @@ class Sample:
     wall: float  # seconds
     cpu: float  # seconds, user + system of the child
     max_rss: int  # bytes
+    max_pss: int = 0  # bytes, the peak of the summed PSS (0: not sampled; see _TreeMemory)
     foreign_cpu: float = 0.0  # CPU seconds other user-space processes used meanwhile
     sys_cpu: float = 0.0  # the system (kernel) part of ``cpu``
     load1: float = 0.0  # 1-minute load average when the command started
@@ -88,12 +89,12 @@ def run_measured(
                 os.close(report_w)
             timer = threading.Timer(timeout, _kill_group, (proc.pid,))
             timer.start()
-            tree_rss = _TreeRss(proc.pid)
+            tree = _TreeMemory(proc.pid)
             try:
                 proc.wait()
             finally:
                 timer.cancel()
-                tree_rss.stop()
+                tree.stop()
             report = report_in.read().split()
         state = state_between(stat_before, read_cpu_times(), load1)
         foreign = foreign_seconds(others, other_processes())
@@ -102,11 +103,12 @@ def run_measured(
     wall, user, system = (float(x) for x in report[:3])
     cpu = user + system
     # wait4 gives the largest single process; a tool with worker processes uses the sum
-    rss = max(int(report[3]) * 1024, tree_rss.peak)
+    rss = max(int(report[3]) * 1024, tree.peak_rss)
     return Sample(
         wall,
         cpu,
         rss,
+        max_pss=tree.peak_pss,
         foreign_cpu=foreign,
         sys_cpu=system,
         load1=state.load1,
@@ -115,39 +117,69 @@ def run_measured(
     )
 
 
-class _TreeRss:
-    """The peak of the summed RSS of every process in a session, sampled every 50 ms (a tool
-    that works in several processes holds all of their memory at once)."""
+class _TreeMemory:
+    """The peaks of the summed RSS and PSS of every process in a session (a tool that works
+    in several processes holds all of their memory at once).
+
+    RSS, sampled every 50 ms from ``/proc/PID/stat``, counts a page each time a process maps
+    it: the same interpreter, ``libcrypto`` and numpy pages in each of strongroom's worker
+    processes.  PSS (``/proc/PID/smaps_rollup``, every 4th sample: it walks the page tables)
+    splits a shared page among the processes that map it, so its sum is the memory the tool
+    holds.  restic is one process, whose PSS is its RSS."""
+
+    _PSS_EVERY = 4
 
     def __init__(self, sid: int) -> None:
-        self.sid, self.peak = sid, 0
+        self.sid, self.peak_rss, self.peak_pss = sid, 0, 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        tick = 0
         while not self._done.wait(0.05):
-            self.peak = max(self.peak, _session_rss(self.sid))
+            pids = session_pids(self.sid)
+            self.peak_rss = max(self.peak_rss, sum(map(_rss, pids)))
+            if tick % self._PSS_EVERY == 0:
+                self.peak_pss = max(self.peak_pss, sum(map(pss_of, pids)))
+            tick += 1
 
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
 
 
-def _session_rss(sid: int) -> int:
-    total = 0
+def session_pids(sid: int) -> list[int]:
+    """The processes of session ``sid`` but its leader (the harness's spawn.py)."""
+    pids = []
     for name in os.listdir("/proc"):
-        if not name.isdigit():
+        if not name.isdigit() or int(name) == sid:
             continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        # field 6 of stat, counted after the name; the leader is the harness's spawn.py
-        if int(fields[3]) == sid and int(name) != sid:
-            total += int(fields[21]) * _PAGE  # field 24: resident pages
-    return total
+        with contextlib.suppress(OSError):
+            if os.getsid(int(name)) == sid:
+                pids.append(int(name))
+    return pids
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0  # gone meanwhile
+    return int(fields[21]) * _PAGE  # field 24: resident pages
+
+
+def pss_of(pid: int) -> int:
+    """A process's proportional set size in bytes (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -176,6 +208,7 @@ def median_sample(samples: Sequence[Sample]) -> Sample:
         wall=statistics.median(s.wall for s in samples),
         cpu=statistics.median(s.cpu for s in samples),
         max_rss=int(statistics.median(s.max_rss for s in samples)),
+        max_pss=int(statistics.median(s.max_pss for s in samples)),
         foreign_cpu=statistics.median(s.foreign_cpu for s in samples),
         sys_cpu=statistics.median(s.sys_cpu for s in samples),
         load1=statistics.median(s.load1 for s in samples),

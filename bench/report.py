@@ -104,8 +104,8 @@ def checks_of(summaries: dict[tuple[str, str], Summary], op: str) -> list[Check]
 
 def main_table(summaries: dict[tuple[str, str], Summary], tools: Sequence[str]) -> list[str]:
     lines = [
-        "| operation | tool | wall s | CPU s | cores used | peak RSS MiB | vault MiB "
-        "| strongroom ÷ tool: wall / CPU / RSS / vault | targets (vs restic) "
+        "| operation | tool | wall s | CPU s | cores used | peak RSS (PSS) MiB | vault MiB "
+        "| strongroom ÷ tool: wall / CPU / RSS / PSS / vault | targets (vs restic) "
         "| load / steal % / iowait % | notes |",
         "|---|---|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
@@ -123,7 +123,7 @@ def main_table(summaries: dict[tuple[str, str], Summary], tools: Sequence[str]) 
             x = s.sample
             lines.append(
                 f"| {op} | {tool} | {x.wall:.2f} | {x.cpu:.2f} | {x.cores:.2f} "
-                f"| {x.max_rss / MiB:,.0f} | {size} | {ratios} | {checks} "
+                f"| {_memory(x)} | {size} | {ratios} | {checks} "
                 f"| {x.load1:.1f} / {x.steal_pct:.1f} / {x.iowait_pct:.1f} | {_notes(s)} |"
             )
     return lines
@@ -134,9 +134,20 @@ def _ratios(mine: Summary, other: Summary) -> str:
         _ratio(mine.sample.wall, other.sample.wall),
         _ratio(mine.sample.cpu, other.sample.cpu),
         _ratio(mine.sample.max_rss, other.sample.max_rss),
-        _ratio(mine.repo_size, other.repo_size),
     ]
-    return " / ".join(_fmt_ratio(p) for p in parts if p is not None)
+    shown = [_fmt_ratio(p) for p in parts if p is not None]
+    pss = _ratio(mine.sample.max_pss or None, other.sample.max_pss or None)
+    shown.append(_fmt_ratio(pss))  # in its place ("-") even when not sampled
+    vault = _ratio(mine.repo_size, other.repo_size)
+    if vault is not None:
+        shown.append(_fmt_ratio(vault))
+    return " / ".join(shown)
+
+
+def _memory(x: Sample) -> str:
+    """Peak RSS and, when it was sampled, peak PSS (measure._TreeMemory says why both)."""
+    pss = f" ({x.max_pss / MiB:,.0f})" if x.max_pss else ""
+    return f"{x.max_rss / MiB:,.0f}{pss}"
 
 
 def _notes(s: Summary) -> str:

@@ -123,3 +123,13 @@ def test_report_medians_targets_scaling_and_machine_state(report: ModuleType) ->
     assert "| tree: first backup | strongroom | 9.50 | 5.00 | 1.90x |" in text
     assert "speedup 1.90x (>= 1.7): met" in text
     assert "| tree | 1 | 4 | 2.0 / 2.0 | 3.0 / 3.0 |" in text
+
+
+def test_report_shows_pss_beside_rss(report: ModuleType) -> None:
+    rows = []
+    for tool, pss in (("strongroom", 48), ("restic", 96)):
+        sample = report.Sample(wall=1.0, cpu=1.0, max_rss=128 << 20, max_pss=pss << 20)
+        rows.append(report.Measurement("tree: restore", tool, 0, sample, None))
+    text = report.render_markdown(rows, ["strongroom", "restic"], ["head"], {})
+    assert "| tree: restore | strongroom | 1.00 | 1.00 | 1.00 | 128 (48) |" in text
+    assert "| 1.00x / 1.00x / 1.00x / 0.50x |" in text  # wall / CPU / RSS / PSS, no vault

@@ -1,0 +1,54 @@
+"""bench/measure.py's peak memory of a command's processes: summed RSS counts a page shared by
+two processes twice, summed PSS once."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+MiB = 1 << 20
+
+# 96 MiB touched, then a fork: parent and child share every page until either writes it.
+SHARED = """
+import os, time
+block = bytearray(96 << 20)
+for i in range(0, len(block), 4096):
+    block[i] = 1
+pid = os.fork()
+time.sleep(1.0)
+if pid:
+    os.waitpid(pid, 0)
+"""
+
+
+@pytest.fixture(scope="module")
+def measure() -> ModuleType:
+    """bench/measure.py as the harness imports it (its folder on sys.path)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module("measure")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_shared_pages_count_once_in_pss(measure: ModuleType, tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", SHARED]
+    sample = measure.run_measured(argv, {}, tmp_path / "log")
+    assert sample.max_rss >= 2 * 96 * MiB  # both processes' RSS hold the block
+    assert 96 * MiB <= sample.max_pss <= 96 * MiB + 40 * MiB  # PSS holds it once
+    assert sample.max_pss < sample.max_rss - 80 * MiB
+
+
+def test_pss_of_a_gone_process_is_zero(measure: ModuleType) -> None:
+    assert measure.pss_of(2**22 + 12345) == 0
+    assert measure.pss_of(0) == 0
+
+
+def test_median_sample_keeps_pss(measure: ModuleType) -> None:
+    samples = [measure.Sample(1.0, 1.0, 10 * MiB, max_pss=p * MiB) for p in (3, 9, 5)]
+    assert measure.median_sample(samples).max_pss == 5 * MiB
