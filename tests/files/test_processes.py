@@ -65,6 +65,13 @@ def workers_up_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TreeWalker, "_maybe_start_workers", start_and_wait)
 
 
+@pytest.fixture(autouse=True)
+def workers_walk_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every folder after the first goes to a worker, as many as these tests can get: this
+    process lists none itself when the workers are full (but in the test that says so)."""
+    monkeypatch.setattr(TreeWalker, "helps", False)
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     root = _tree(tmp_path / "src", random.Random(19))
@@ -98,6 +105,30 @@ def test_workers_make_the_same_point_as_one_process(
     assert_same(want, snapshot(out / tree.relative_to("/"), atime=False))
     report = check_vault(vault, read_data=True)
     assert report.ok, [(p.name, p.message) for p in report.problems]
+
+
+def test_this_process_walks_too_when_its_worker_is_full(
+    tmp_path: Path, vault: Vault, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One worker and this process share the walk (the default on two cores): folders go to
+    the worker while it has room and are listed here otherwise; the point is the one a
+    single process makes, and the files cache works through both."""
+    monkeypatch.setattr(TreeWalker, "helps", True)
+    common: dict[str, Any] = {"excludes": ["*.tmp"], "cache_root": tmp_path / "cache"}
+    backup_files(vault, _opts(tree, "warm", 0, **common))
+    alone = backup_files(vault, _opts(tree, "one", 0, **common))
+    shared = backup_files(vault, _opts(tree, "two", 1, **common))
+    points = {p.point_id: p for p in vault.points()}
+    assert points[alone.point_id].manifest.roots == points[shared.point_id].manifest.roots
+    for key in ("files", "dirs", "others", "logical_bytes", "bytes_read", "errors", "skipped"):
+        assert alone.counts()[key] == shared.counts()[key], key
+    assert shared.processes == 1 and shared.worker_dirs > 0 and shared.helped_dirs > 0
+    again = backup_files(vault, _opts(tree, "two", 1, **common))  # rows from both sides
+    assert again.bytes_read == 0 and again.files_unchanged == shared.files
+    out = tmp_path / "out"
+    _restore(vault, shared.point_id, out)
+    want = {k: v for k, v in snapshot(tree, atime=False).items() if not k.endswith(b".tmp")}
+    assert_same(want, snapshot(out / tree.relative_to("/"), atime=False))
 
 
 def test_first_backup_with_workers_then_cache_and_one_percent(

@@ -125,7 +125,17 @@ def _resolve(v: Vault, spec: str, source: str | None) -> RecoveryPoint:
     return v.resolve_point(spec, source=source, kind="files")
 
 
-ProcessesOpt = Annotated[
+BackupProcessesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--processes",
+        min=0,
+        max=8,
+        help="Worker processes for big trees (default: one per core but one, as the backup "
+        "walks too; 0: none).",
+    ),
+]
+RestoreProcessesOpt = Annotated[
     int | None,
     typer.Option(
         "--processes",
@@ -158,7 +168,7 @@ def backup_files_cmd(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Read every file (ignore the files cache).")
     ] = False,
-    processes: ProcessesOpt = None,
+    processes: BackupProcessesOpt = None,
     pre_hook: Annotated[
         str | None, typer.Option("--pre-hook", help="Shell command run first; failing stops.")
     ] = None,
@@ -257,7 +267,7 @@ def restore_files_cmd(
         bool, typer.Option("--dry-run", help="Only say what would be done.")
     ] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Re-read and check each file.")] = False,
-    processes: ProcessesOpt = None,
+    processes: RestoreProcessesOpt = None,
     luks_file: LuksOpt = None,
     source: SourceOpt = None,
     vault: VaultOpt = None,

@@ -29,10 +29,11 @@ class BackupOptions:
     use_cache: bool = True
     cache_root: Path | None = None
     cdc: CDCParams = field(default_factory=CDCParams)
-    # Worker processes for big trees (files/procpool.py): None picks one per core; 0 keeps
-    # everything in this process.  They start once the walk has met ``processes_after``
-    # entries, a third of them files to read: only a big tree with much to read pays back
-    # their start-up (imports, index load); /etc and an unchanged tree never do.
+    # Worker processes for big trees (files/procpool.py): None picks one per core but one,
+    # since this process walks too (walkprocs.py: it lists a folder itself whenever every
+    # worker is full); 0 keeps everything in this process.  They start once the walk has met
+    # ``processes_after`` entries, a third of them files to read: only a big tree with much to
+    # read pays back their start-up (imports, index load); /etc and an unchanged tree never do.
     processes: int | None = None
     processes_after: int = 3000
 
@@ -61,6 +62,7 @@ class BackupSummary:
     duration: float = 0.0
     processes: int = 0  # worker processes started
     worker_dirs: int = 0  # folders handed to them (one level, or with their subtree)
+    helped_dirs: int = 0  # folders this process listed itself while every worker was full
 
     def counts(self) -> dict[str, Any]:
         return {

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 
 
-def process_count(requested: int | None, most: int = 8) -> int:
+def process_count(requested: int | None, most: int = 8, spare: int = 0) -> int:
     """How many helper processes: ``requested``, or one per core this process may run on
-    (none on one core, where they would only add their start-up)."""
+    less ``spare`` (the cores left to the command's own process when it works too), at least
+    one; none on one core, where they would only add their start-up."""
     if requested is not None:
         return max(0, min(requested, most))
     cores = len(os.sched_getaffinity(0))
-    return 0 if cores < 2 else min(cores, most)
+    return 0 if cores < 2 else max(1, min(cores - spare, most))

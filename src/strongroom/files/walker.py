@@ -84,7 +84,7 @@ class TreeWalker(FileReads, ProcessWalk):
         self.done_bytes = 0
         self.stack: list[tuple[DirState, Selection | None, int]] = []
         self.procs: DirWorkers | None = None
-        self.procs_wanted = process_count(opts.processes)
+        self.procs_wanted = process_count(opts.processes, spare=1)  # this process walks too
         self.delegated: dict[int, DirState] = {}
         self.tags = itertools.count()
         self.salt = digest_salt(opts.exclude_nodump)

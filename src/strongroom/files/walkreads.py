@@ -37,6 +37,10 @@ class FileReads:
         self.batch: list[FileItem] = []
         self.batch_bytes = 0
         self.to_read = 0  # files the walk found it must read
+        # Read on the walking thread, not the pool's: with no reader threads, and once worker
+        # processes run, since they are the parallelism then and a reader thread would only
+        # trade the interpreter lock with the walk.
+        self.inline_reads = opts.workers <= 0
 
     def _maybe_finalize(self, d: DirState | None) -> None:
         raise NotImplementedError
@@ -82,10 +86,10 @@ class FileReads:
         while self.inflight >= self.max_inflight:
             self._drain(block=True)
         self.inflight += 1
-        if self.opts.workers > 0:
-            self.pool.submit(self._work, items)
-        else:  # read here (a worker process: the processes are the parallelism)
+        if self.inline_reads:
             self._work(items)
+        else:
+            self.pool.submit(self._work, items)
 
     def _work(self, items: list[FileItem]) -> None:
         try:

@@ -135,6 +135,14 @@ class WorkerPool:
         return any(w.ready for w in self.workers)
 
     @property
+    def full(self) -> bool:
+        """No helper could take a request now: each is starting or has :attr:`queued`
+        unanswered, or requests already wait here."""
+        return bool(self.queue) or not any(
+            w.ready and w.inflight < self.queued for w in self.workers
+        )
+
+    @property
     def busy(self) -> bool:
         return bool(self.queue) or any(w.inflight for w in self.workers)
 
