@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from strongroom.errors import StrongroomError
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
 from strongroom.files.nodes import TEMP_PREFIX
 from strongroom.files.restore import RestoreSummary
+from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
 from strongroom.files.restoretree import restore_tree
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.vault import Vault
@@ -61,6 +63,21 @@ def _temporaries(root: Path) -> list[str]:
     for _dirpath, dirnames, filenames in os.walk(root):
         found += [n for n in dirnames + filenames if os.fsencode(n).startswith(TEMP_PREFIX)]
     return found
+
+
+@pytest.fixture(autouse=True)
+def workers_up_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers ready before the first folder or batch goes out: in trees this small the
+    parent would otherwise plan and write all of a restore by subtrees while they start."""
+    send = ProcessContents.send_setup
+
+    def ready_then_send(self: ProcessContents, setup: WorkerSetup) -> None:
+        deadline = time.monotonic() + 60
+        while not all(w.ready for w in self.pool.workers) and time.monotonic() < deadline:
+            assert self.pool.answers(0.1) == []
+        send(self, setup)
+
+    monkeypatch.setattr(ProcessContents, "send_setup", ready_then_send)
 
 
 @pytest.fixture
@@ -169,12 +186,28 @@ def test_workers_start_by_themselves_only_for_a_big_point_of_small_files(
     point = _backup(vault, src)
     whole = _restore(vault, point, tmp_path / "all", None)
     assert whole.files == 3200
-    assert whole.processes == (2 if _TWO_CORES else 0)
+    assert whole.processes == (1 if _TWO_CORES else 0)  # and this process (restoretree.py)
     one_folder = _restore(vault, point, tmp_path / "one", None, selectors=[f"{src}/d07"])
     assert one_folder.files == 80 and one_folder.processes == 0
     assert_same(
         snapshot(src, atime=False), snapshot(tmp_path / "all" / src.relative_to("/"), atime=False)
     )
+
+
+def test_the_parent_writes_too_when_its_worker_is_full(
+    tmp_path: Path, vault: Vault, source: Path
+) -> None:
+    """One worker and the parent share a restore by subtrees: folders go to the worker while
+    it has room and are planned and written by the parent otherwise."""
+    point = _backup(vault, source)
+    by_threads = _restore(vault, point, tmp_path / "threads", 0)
+    shared = _restore(vault, point, tmp_path / "shared", 1)
+    assert shared.processes == 1 and 0 < shared.helped_dirs < shared.dirs
+    assert shared.errors == by_threads.errors == []
+    for key in ("files", "dirs", "links", "others", "bytes_written"):
+        assert getattr(shared, key) == getattr(by_threads, key), key
+    assert_same(snapshot(tmp_path / "threads"), snapshot(tmp_path / "shared"))
+    assert not _temporaries(tmp_path / "shared")
 
 
 def test_a_worker_killed_fails_the_restore_and_leaves_no_temporaries(

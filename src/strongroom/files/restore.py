@@ -110,6 +110,7 @@ class RestoreSummary:
     warnings: list[tuple[str, str]] = field(default_factory=list)
     duration: float = 0.0
     processes: int = 0  # worker processes that wrote the files (0: threads)
+    helped_dirs: int = 0  # folders the restore's own process wrote beside its workers
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -200,8 +201,9 @@ class _Executor:
         from strongroom.files.restoretree import restore_tree
 
         self.summary.processes = len(procs.pool.workers)
-        out = restore_tree(procs, root, self.target, self._setup(), self)
+        out = restore_tree(self.vault, procs, root, self.target, self._setup(), self)
         s = self.summary
+        s.helped_dirs = out.helped
         s.files, s.others, s.dirs = s.files + out.files, s.others + out.others, len(out.dirs)
         s.errors += out.errors
         self.dirs, self.flagged = out.dirs, out.flagged
@@ -385,23 +387,29 @@ class _Executor:
             self.summary.kept_both.append(_show(e.dest))
 
 
-def start_processes(vault: RestoreVault, requested: int | None) -> ProcessContents | None:
-    """Worker processes for a restore's files (None: not on this storage, or one core)."""
+def start_processes(
+    vault: RestoreVault, requested: int | None, spare: int = 0
+) -> ProcessContents | None:
+    """Worker processes for a restore's files (None: not on this storage, or one core); one
+    per core but ``spare``, for the cores of a parent that writes too."""
     from strongroom.files.cores import process_count
     from strongroom.files.restoreprocs import ProcessContents
 
-    count = process_count(requested)
+    count = process_count(requested, spare=spare)
     handoff = vault.handoff() if count else None
     return None if handoff is None else ProcessContents(handoff, count)
 
 
 def _early_processes(
-    vault: RestoreVault, point: RecoveryPoint, opts: RestoreOptions
+    vault: RestoreVault, point: RecoveryPoint, opts: RestoreOptions, target: bytes
 ) -> ProcessContents | None:
     """Workers started before the plan is made, when the whole of a big point of small
-    files is restored (its summary says so): their start-up then overlaps the planning."""
+    files is restored (its summary says so): their start-up then overlaps the planning.
+    Into an empty target the restore goes by subtrees and the parent writes too
+    (``restoretree.py``): one worker per core but one."""
     if opts.dry_run or opts.selectors or opts.processes == 0:
         return None
+    spare = 0 if has_entries(target) else 1
     if opts.processes is not None:  # asked for: whatever the point's size
         return start_processes(vault, opts.processes)
     summary = point.manifest.summary
@@ -410,7 +418,7 @@ def _early_processes(
         return None
     if size / files >= _PROCESS_AVERAGE:
         return None
-    return start_processes(vault, opts.processes)
+    return start_processes(vault, opts.processes, spare)
 
 
 def restore_files(
@@ -427,7 +435,7 @@ def restore_files(
     with target_lock(target, opts.dry_run):
         if not opts.dry_run:
             remove_stale_temps(target, summary.errors)
-        procs = _early_processes(vault, point, opts)
+        procs = _early_processes(vault, point, opts, target)
         try:
             _restore(vault, root, opts, target, summary, progress, procs)
         finally:

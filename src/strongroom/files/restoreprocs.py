@@ -120,8 +120,7 @@ class ProcessContents:
         two processes create files in at once cost the kernel twice the time per file (0.45
         against 0.22 s of system time for 10,000 files each, ext4)."""
         for k, w in enumerate(self.pool.workers):
-            own = os.path.join(setup.staging, b"w%d" % (k + 1))  # never a counter name
-            w.send(("setup", replace(setup, first_name=(k + 1) * _NAMES_APART, own=own)))
+            w.send(("setup", own_setup(setup, k + 1)))
 
     def close(self) -> None:
         """Stop the workers without using them (the restore failed before its files)."""
@@ -144,6 +143,13 @@ class ProcessContents:
                     sink.placed(e)
                 else:
                     sink.failed(e, reason)
+
+
+def own_setup(setup: WorkerSetup, k: int) -> WorkerSetup:
+    """Writer ``k``'s names and folder in the staging folder: 1, 2, ... the workers, 0 the
+    parent when it writes too (``restoretree.py``)."""
+    own = os.path.join(setup.staging, b"w%d" % k)  # never a counter name
+    return replace(setup, first_name=(k + 1) * _NAMES_APART, own=own)
 
 
 def _batches(files: Iterator[Entry]) -> Iterator[list[Entry]]:
