@@ -35,6 +35,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -422,7 +423,12 @@ def run_all(
         bench.finish(ds)
 
 
+def _stopped(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds: the running tool is killed, the loop FS removed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stopped)
     args = parse_args(argv)
     if args.report is not None:
         return reprint(args.report)

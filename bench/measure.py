@@ -92,6 +92,10 @@ def run_measured(
             tree = _TreeMemory(proc.pid)
             try:
                 proc.wait()
+            except BaseException:  # the harness is stopped: so is the tool (its own session)
+                _kill_group(proc.pid)
+                proc.wait()
+                raise
             finally:
                 timer.cancel()
                 tree.stop()

@@ -203,6 +203,7 @@ def test_the_parent_writes_too_when_its_worker_is_full(
     by_threads = _restore(vault, point, tmp_path / "threads", 0)
     shared = _restore(vault, point, tmp_path / "shared", 1)
     assert shared.processes == 1 and 0 < shared.helped_dirs < shared.dirs
+    assert shared.to_dict()["helped_dirs"] == shared.helped_dirs  # --json says so too
     assert shared.errors == by_threads.errors == []
     for key in ("files", "dirs", "links", "others", "bytes_written"):
         assert getattr(shared, key) == getattr(by_threads, key), key

@@ -129,6 +129,7 @@ class RestoreSummary:
             "warnings": [{"path": p, "reason": r} for p, r in self.warnings],
             "duration": round(self.duration, 3),
             "processes": self.processes,
+            "helped_dirs": self.helped_dirs,
         }
 
 
