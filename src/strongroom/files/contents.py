@@ -90,7 +90,9 @@ class ThreadedContents:
         durable: bool,
     ) -> None:
         self.target, self.durable = target, durable
-        self.writer = ContentWriter(vault, names, verify=verify, as_root=as_root, writeback=durable)
+        self.writer = ContentWriter(
+            vault, names, verify=verify, as_root=as_root, writeback=durable, fresh=names.fresh
+        )
         self.pending: list[FileTask] = []
         self.pending_bytes = 0
         self.committing: Future[list[tuple[FileTask, str | None]]] | None = None

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from strongroom.errors import FilesError, StrongroomError
 from strongroom.files.longpath import on_path
-from strongroom.files.metadata import ExtentReader, apply_metadata
+from strongroom.files.metadata import ExtentReader, Fresh, apply_metadata, create_mode
 from strongroom.files.placing import start_writeback
 from strongroom.files.plan import Entry
 from strongroom.files.vaultview import PlannedReads
@@ -73,6 +73,7 @@ class FileTask:
     left: int = 1  # of those, how many have not finished yet (under ContentWriter's lock)
     fd: int = -1
     direct_fd: int = -1  # a big file's O_DIRECT descriptor, if any
+    fresh: Fresh | None = None  # created private and bare (metadata.Fresh): calls to skip
     end: int = 0  # the file's size so far: the highest offset written
     written: int = 0  # content bytes written
     failure: str | None = None
@@ -228,11 +229,13 @@ class ContentWriter:
         as_root: bool,
         span: int | None = None,
         writeback: bool = False,
+        fresh: Callable[[bytes], Fresh | None] | None = None,
     ) -> None:
         self._vault = vault
         self._tmp_name, self._span = tmp_name, span
         self._verify, self._as_root = verify, as_root
         self._writeback = writeback  # start each file's writeback when it is finished
+        self._fresh = fresh  # what a file created at a temporary name has (TempNames.fresh)
         self._lock = threading.Lock()  # a big file's shared state: fd, left, end, written
         self.live: set[FileTask] = set()
 
@@ -323,12 +326,15 @@ class ContentWriter:
         return task.fd >= 0 and task.failure is None
 
     def _create(self, task: FileTask) -> None:
+        fresh = self._fresh(task.tmp) if self._fresh is not None else None
+        mode = 0o600 if fresh is None else create_mode(task.entry.node)
         try:
-            task.fd = on_path(os.open, task.tmp, _CREATE_FLAGS, 0o600)
+            task.fd = on_path(os.open, task.tmp, _CREATE_FLAGS, mode)
         except OSError as exc:
             task.failure = self._os_reason(task, exc, "cannot create file")
             return
         self.live.add(task)
+        task.fresh = fresh
         if task.raw >= DIRECT_FROM:
             task.direct_fd = open_direct(task.fd)
         if task.direct_fd >= 0:
@@ -388,7 +394,7 @@ class ContentWriter:
                 return
             task.verified = True
         issues: list[str] = []
-        apply_metadata(task.fd, node, as_root=self._as_root, issue=issues.append)
+        apply_metadata(task.fd, node, as_root=self._as_root, issue=issues.append, fresh=task.fresh)
         task.issues = issues or None
 
     def _check(self, task: FileTask) -> bool:

@@ -15,6 +15,7 @@ import pwd
 import stat
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from strongroom.files.nodes import (
     BLOCKDEV,
@@ -75,6 +76,39 @@ _NO_FLAGS = frozenset({errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINV
 _FLAG_OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Issue = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Fresh:
+    """What a regular file a restore has just created in its private staging folder has
+    already: its owner, and its mode when it was created with :func:`create_mode` under this
+    umask.  :func:`apply_metadata` skips the ``fchown`` and ``fchmod`` that would change
+    nothing: two of the nine system calls of each small file restored."""
+
+    uid: int
+    gid: int
+    umask: int
+
+
+def create_mode(node: Node) -> int:
+    """The mode a regular file's temporary copy is created with (in the restore's private
+    staging folder): its own permissions when they let the owner read and write, since a big
+    file is opened again for direct writes; otherwise 0600, changed after."""
+    mode = node.mode
+    return mode if mode <= 0o777 and mode & 0o600 == 0o600 else 0o600
+
+
+def process_umask() -> int | None:
+    """This process's umask (``/proc/self/status``; None where the kernel does not say):
+    reading it with ``os.umask`` would change it for a moment under other threads."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def kind_of(mode: int) -> str | None:
@@ -257,7 +291,8 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _set_xattrs(target: bytes | int, node: Node, issue: Issue) -> None:
+def _set_xattrs(target: bytes | int, node: Node, issue: Issue) -> bool:
+    """The node's xattrs, and no others; True if the entry had none and got none."""
     follow = isinstance(target, int)
     wanted = dict(node.xattrs)
     try:
@@ -276,6 +311,7 @@ def _set_xattrs(target: bytes | int, node: Node, issue: Issue) -> None:
             os.setxattr(target, key, value, follow_symlinks=follow)
         except OSError as exc:
             issue(f"cannot set xattr {key}: {_describe(exc)}")
+    return not present and not node.xattrs
 
 
 def _set_owner(target: bytes | int, node: Node, issue: Issue) -> None:
@@ -295,13 +331,20 @@ def _set_owner(target: bytes | int, node: Node, issue: Issue) -> None:
                 issue(f"cannot set xattr {key}: {_describe(exc)}")
 
 
-def apply_metadata(target: bytes | int, node: Node, *, as_root: bool, issue: Issue) -> None:
-    """Apply ``node``'s metadata to a path (not followed) or an open descriptor."""
+def apply_metadata(
+    target: bytes | int, node: Node, *, as_root: bool, issue: Issue, fresh: Fresh | None = None
+) -> None:
+    """Apply ``node``'s metadata to a path (not followed) or an open descriptor; ``fresh``:
+    what a file just created has already (see :class:`Fresh`)."""
+    bare = False
     if node.xattrs or node.kind != SYMLINK:
-        _set_xattrs(target, node, issue)
-    if as_root:
+        bare = _set_xattrs(target, node, issue)
+    if as_root and (fresh is None or (fresh.uid, fresh.gid) != (node.uid, node.gid)):
         _set_owner(target, node, issue)
-    if node.kind != SYMLINK:
+    # An ACL, set or removed, moves the mode's group bits: only a file without xattrs keeps
+    # the mode it was created with.
+    kept = fresh is not None and bare and create_mode(node) & ~fresh.umask == node.mode
+    if node.kind != SYMLINK and not kept:
         try:
             if isinstance(target, int):
                 os.fchmod(target, node.mode)

@@ -8,13 +8,16 @@ import ctypes
 import errno
 import itertools
 import os
+import stat
 from collections.abc import Callable
 
 from strongroom.files.longpath import on_path, on_paths
 from strongroom.files.metadata import (
     FL_LOCKING,
+    Fresh,
     apply_metadata,
     ifmt_of,
+    process_umask,
     read_flags_at,
     set_flags,
 )
@@ -31,6 +34,7 @@ class TempNames:
         self.staging, self.token, self.target_dev = staging, token, target_dev
         self.counter = itertools.count(first)  # next() is atomic
         self.staged: dict[bytes, bool] = {}  # folder -> whether its temporaries are staged
+        self._fresh: Fresh | bool | None = False  # False: not looked at yet
 
     def __call__(self, folder: bytes) -> bytes:
         n = str(next(self.counter)).encode()
@@ -41,6 +45,16 @@ class TempNames:
             return os.path.join(self.staging, n)
         return os.path.join(folder, TEMP_PREFIX + self.token + b"-" + n)
 
+    def fresh(self, tmp: bytes) -> Fresh | None:
+        """What a file created at ``tmp`` (a name of this object's) has already, if it is in
+        the staging folder and that folder is private: mode 0700 and no ACL, so a file's
+        final mode can be its mode from the start (``metadata.create_mode``)."""
+        if os.path.dirname(tmp) != self.staging:
+            return None
+        if self._fresh is False:
+            self._fresh = _fresh_in(self.staging)
+        return self._fresh if isinstance(self._fresh, Fresh) else None
+
     def _on_target_fs(self, folder: bytes) -> bool:
         if self.target_dev < 0:
             return False
@@ -48,6 +62,24 @@ class TempNames:
             return bool(on_path(os.lstat, folder).st_dev == self.target_dev)
         except OSError:
             return False  # creating the entry reports it
+
+
+def _fresh_in(folder: bytes) -> Fresh | None:
+    """A new file's owner in ``folder`` (its group if the folder is set-group-ID); None unless
+    the folder is private (0700, no ACL) and the umask known."""
+    umask = process_umask()
+    try:
+        st = os.stat(folder)
+        keys = os.listxattr(folder)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return None
+        keys = []  # no xattrs, so no ACL either
+    acl = any(key.startswith("system.posix_acl") for key in keys)
+    if umask is None or acl or st.st_mode & 0o077:
+        return None
+    gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
+    return Fresh(os.geteuid(), gid, umask)
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True)

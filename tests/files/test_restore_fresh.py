@@ -1,0 +1,139 @@
+"""A restored file created in the private staging folder already has its owner, and its mode
+when it was created with it (files/metadata.py ``Fresh``): the ``fchown`` and ``fchmod`` that
+would change nothing are skipped, and every other case still gets them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
+from strongroom.files.metadata import create_mode, process_umask
+from strongroom.files.nodes import FILE, Node
+from strongroom.vault import Vault
+from tests.files._support import assert_same, snapshot
+
+AS_ROOT = os.geteuid() == 0
+# (name, mode, uid, gid): modes the umask keeps, modes it would change, modes without owner
+# write, special bits; owners this process has and others
+FILES = [
+    ("plain", 0o644, 0, 0),
+    ("private", 0o600, 0, 0),
+    ("script", 0o755, 0, 0),
+    ("shared", 0o666, 0, 0),  # created 0644 under umask 022: fchmod
+    ("readonly", 0o444, 0, 0),  # created 0600: fchmod
+    ("setuid", 0o4755, 0, 0),  # special bits: fchmod
+    ("sticky", 0o1644, 0, 0),
+    ("theirs", 0o640, 1234, 5678),  # another owner: fchown
+    ("group", 0o640, 0, 5678),
+]
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    root.mkdir()
+    for name, mode, uid, gid in FILES:
+        p = root / name
+        p.write_bytes(name.encode() * 100)
+        if AS_ROOT:
+            os.chown(p, uid, gid)
+        os.chmod(p, mode)
+    return root
+
+
+@pytest.fixture
+def umask_022() -> Any:
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _counted(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    calls: list[int] = []
+    real: Callable[..., None] = getattr(os, name)
+
+    def counting(fd: int, *args: Any) -> None:
+        calls.append(fd)
+        real(fd, *args)
+
+    monkeypatch.setattr(os, name, counting)
+    return calls
+
+
+def _restore(vault: Vault, point: str, out: Path) -> None:
+    opts = RestoreOptions(out, processes=0)
+    summary = restore_files(vault, vault.resolve_point(point), opts)
+    assert summary.errors == [] and summary.files == len(FILES)
+
+
+def test_calls_that_change_nothing_are_skipped(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch, umask_022: Any
+) -> None:
+    point = backup_files(vault, BackupOptions([str(source)], source="s")).point_id
+    chowns, chmods = _counted(monkeypatch, "fchown"), _counted(monkeypatch, "fchmod")
+    out = tmp_path / "out"
+    _restore(vault, point, out)
+    assert_same(snapshot(source, atime=False), snapshot(out / source.relative_to("/"), atime=False))
+    # shared, readonly, setuid, sticky need their mode set; theirs and group their owner
+    assert len(chmods) == 4
+    assert len(chowns) == (2 if AS_ROOT else 0)
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="a folder's group for another user needs root")
+def test_a_set_group_id_target_gives_its_group_and_the_owner_is_set(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch, umask_022: Any
+) -> None:
+    point = backup_files(vault, BackupOptions([str(source)], source="s")).point_id
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chown(out, 0, 4321)
+    os.chmod(out, 0o2755)  # the staging folder below it inherits the group and the bit
+    chowns = _counted(monkeypatch, "fchown")
+    _restore(vault, point, out)
+    assert_same(snapshot(source, atime=False), snapshot(out / source.relative_to("/"), atime=False))
+    assert len(chowns) == len(FILES)  # every file was born in group 4321
+
+
+@pytest.mark.skipif(shutil.which("setfacl") is None, reason="needs setfacl (acl)")
+def test_a_default_acl_on_the_target_takes_the_full_path(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch, umask_022: Any
+) -> None:
+    """A staging folder that inherits a default ACL is not private: files are created 0600,
+    the inherited ACL removed, and every mode set."""
+    point = backup_files(vault, BackupOptions([str(source)], source="s")).point_id
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["setfacl", "-d", "-m", "u:nobody:rwx", str(out)], check=True)
+    chmods = _counted(monkeypatch, "fchmod")
+    _restore(vault, point, out)
+    assert_same(snapshot(source, atime=False), snapshot(out / source.relative_to("/"), atime=False))
+    assert len(chmods) == len(FILES)
+
+
+def test_create_mode_keeps_owner_read_write() -> None:
+    def node(mode: int) -> Node:
+        return Node(name=b"f", kind=FILE, mode=mode)
+
+    assert [create_mode(node(m)) for m in (0o644, 0o600, 0o755, 0o777)] == [
+        0o644,
+        0o600,
+        0o755,
+        0o777,
+    ]
+    # without owner read and write, or with special bits: 0600 and fchmod after
+    assert [create_mode(node(m)) for m in (0o444, 0o200, 0o000, 0o4755, 0o1777)] == [0o600] * 5
+
+
+def test_process_umask_is_the_umask(umask_022: Any) -> None:
+    assert process_umask() == 0o022
+    os.umask(0o077)
+    assert process_umask() == 0o077
+    assert stat.S_IMODE(0o077) == 0o077
