@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench._harness import bench_module
+
 KiB = 1 << 10
 MiB = 1 << 20
 
@@ -20,11 +19,7 @@ MiB = 1 << 20
 @pytest.fixture(scope="module")
 def sets() -> ModuleType:
     """bench/datasets_more.py as the harness imports it (its folder on sys.path)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        return importlib.import_module("datasets_more")
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module("datasets_more")
 
 
 def digest(path: Path) -> str:

@@ -3,7 +3,6 @@ two processes twice, summed PSS once."""
 
 from __future__ import annotations
 
-import importlib
 import signal
 import sys
 import time
@@ -12,7 +11,8 @@ from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench._harness import bench_module
+
 MiB = 1 << 20
 
 # 96 MiB touched, then a fork: parent and child share every page until either writes it.
@@ -31,11 +31,7 @@ if pid:
 @pytest.fixture(scope="module")
 def measure() -> ModuleType:
     """bench/measure.py as the harness imports it (its folder on sys.path)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        return importlib.import_module("measure")
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module("measure")
 
 
 def test_shared_pages_count_once_in_pss(measure: ModuleType, tmp_path: Path) -> None:

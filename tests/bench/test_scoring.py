@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -20,7 +17,7 @@ from bench.scoring import (
     vm_checks,
 )
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench._harness import bench_module
 
 
 def test_op_names_round_trip() -> None:
@@ -94,11 +91,7 @@ def test_vm_targets() -> None:
 @pytest.fixture(scope="module")
 def report() -> ModuleType:
     """bench/report.py as the harness imports it (its folder on sys.path)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        return importlib.import_module("report")
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module("report")
 
 
 def _measurement(report: ModuleType, op: str, tool: str, run: int, wall: float) -> Any:
