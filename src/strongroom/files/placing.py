@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import itertools
 import os
 import stat
@@ -34,7 +35,6 @@ class TempNames:
         self.staging, self.token, self.target_dev = staging, token, target_dev
         self.counter = itertools.count(first)  # next() is atomic
         self.staged: dict[bytes, bool] = {}  # folder -> whether its temporaries are staged
-        self._fresh: Fresh | bool | None = False  # False: not looked at yet
 
     def __call__(self, folder: bytes) -> bytes:
         n = str(next(self.counter)).encode()
@@ -49,11 +49,11 @@ class TempNames:
         """What a file created at ``tmp`` (a name of this object's) has already, if it is in
         the staging folder and that folder is private: mode 0700 and no ACL, so a file's
         final mode can be its mode from the start (``metadata.create_mode``)."""
-        if os.path.dirname(tmp) != self.staging:
-            return None
-        if self._fresh is False:
-            self._fresh = _fresh_in(self.staging)
-        return self._fresh if isinstance(self._fresh, Fresh) else None
+        return self._staged_fresh if os.path.dirname(tmp) == self.staging else None
+
+    @functools.cached_property
+    def _staged_fresh(self) -> Fresh | None:
+        return _fresh_in(self.staging)  # looked at once the folder exists (the first file)
 
     def _on_target_fs(self, folder: bytes) -> bool:
         if self.target_dev < 0:
@@ -70,6 +70,9 @@ def _fresh_in(folder: bytes) -> Fresh | None:
     umask = process_umask()
     try:
         st = os.stat(folder)
+    except OSError:
+        return None
+    try:
         keys = os.listxattr(folder)
     except OSError as exc:
         if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):

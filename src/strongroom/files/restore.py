@@ -410,7 +410,6 @@ def _early_processes(
     (``restoretree.py``): one worker per core but one."""
     if opts.dry_run or opts.selectors or opts.processes == 0:
         return None
-    spare = 0 if has_entries(target) else 1
     if opts.processes is not None:  # asked for: whatever the point's size
         return start_processes(vault, opts.processes)
     summary = point.manifest.summary
@@ -419,7 +418,7 @@ def _early_processes(
         return None
     if size / files >= _PROCESS_AVERAGE:
         return None
-    return start_processes(vault, opts.processes, spare)
+    return start_processes(vault, opts.processes, spare=0 if has_entries(target) else 1)
 
 
 def restore_files(
