@@ -13,7 +13,7 @@ from strongroom.errors import ChunkingError
 def test_defaults() -> None:
     params = CDCParams()
     assert (params.min_size, params.avg_size, params.max_size) == (2**18, 2**20, 2**22)
-    assert ContentChunker().buffer_size == 16 * 2**20
+    assert ContentChunker().buffer_size == 8 * 2**20  # two max-size chunks
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_buffer_must_hold_two_max_chunks() -> None:
     assert ContentChunker(params, buffer_size=2048).buffer_size == 2048
     with pytest.raises(ChunkingError):
         ContentChunker(params, buffer_size=2047)
-    assert ContentChunker(CDCParams(max_size=2**26)).buffer_size == 2**28
+    assert ContentChunker(CDCParams(max_size=2**26)).buffer_size == 2**27
 
 
 def test_bad_sources() -> None:

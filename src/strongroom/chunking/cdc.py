@@ -115,7 +115,12 @@ ALGORITHM: Final = "fastcdc2016-ronomon-nc1"
 
 KIB: Final = 1024
 MIB: Final = 1024 * KIB
-DEFAULT_BUFFER_SIZE: Final = 16 * MIB
+# Two chunks of the largest size, the least that lets every cut be found (8 MiB at the default
+# 4 MiB max_size).  Each file being chunked holds its buffer's touched pages: at 16 MiB a backup
+# of /usr (parent and worker, three files at a time) peaked at 195 MiB summed RSS, at 8 MiB 167,
+# and two big files at once 110 -> 92 MiB; refilling twice as often cost nothing measurable
+# (docs/benchmarks.md, "Session 15").
+DEFAULT_BUFFER_SIZE: Final = 8 * MIB
 _MAX_SPARE_BUFFERS: Final = 2
 
 # fastcdc's own limits (it asserts on them).
@@ -208,7 +213,7 @@ class ContentChunker:
         self.params = params if params is not None else CDCParams()
         floor = 2 * self.params.max_size
         if buffer_size is None:
-            buffer_size = max(DEFAULT_BUFFER_SIZE, 4 * self.params.max_size)
+            buffer_size = max(DEFAULT_BUFFER_SIZE, 2 * self.params.max_size)
         if not isinstance(buffer_size, int) or buffer_size < floor:
             raise ChunkingError(f"buffer_size must be an int of at least 2 * max_size = {floor}")
         self.buffer_size = buffer_size
@@ -280,7 +285,7 @@ class ContentChunker:
             return self._spare_buffers.pop()
         except IndexError:
             # An anonymous map, not a bytearray: its pages cost memory only once a read
-            # reaches them, so a 3 MiB file uses 3 MiB of the 16 MiB, not all of it (a
+            # reaches them, so a 3 MiB file uses 3 MiB of the 8 MiB, not all of it (a
             # bytearray is zeroed, every page, when it is made).  Peak RSS of a backup of
             # files under the buffer size drops by the untouched rest of each buffer.
             return mmap.mmap(-1, self.buffer_size)
