@@ -190,6 +190,7 @@ class Bench:
             timeout=self.timeout,
         )
         extra: dict[str, float | int | bool] = {}
+        extra.update(tool.key_params(ws))
         if isinstance(tool, Strongroom):
             extra["reserve"] = tool.reserve_size(ws)
         if json_out is not None:
@@ -211,6 +212,7 @@ class Bench:
         synced = time.perf_counter() - started
         extra: dict[str, float | int | bool] = {"sync": synced}
         extra["verified"] = self.verify(tool, ds, out)
+        extra.update(tool.key_params(ws))
         if target.is_image and out.exists():
             extra["allocated"] = out.stat().st_blocks * 512
             # one big file: deleting it costs the next restore nothing, and keeping it would

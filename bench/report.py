@@ -164,6 +164,9 @@ def _notes(s: Summary) -> str:
         notes.append(f"vault excl. its {float(s.extra['reserve']) / MiB:,.0f} MiB .reserve")
     if "bytes_read" in s.extra:
         notes.append(f"read {float(s.extra['bytes_read']) / MiB:,.0f} MiB")
+    if "scrypt_p" in s.extra:  # restic's key cost, chosen at init (tools.Restic.key_params)
+        n, r, p = (float(s.extra[f"scrypt_{k}"]) for k in ("n", "r", "p"))
+        notes.append(f"key: scrypt N={n:g} r={r:g} p={p:g}")
     return ", ".join(notes)
 
 

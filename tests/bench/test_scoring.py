@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -126,3 +129,40 @@ def test_report_shows_pss_beside_rss(report: ModuleType) -> None:
     text = report.render_markdown(rows, ["strongroom", "restic"], ["head"], {})
     assert "| tree: restore | strongroom | 1.00 | 1.00 | 1.00 | 128 (48) |" in text
     assert "| 1.00x / 1.00x / 1.00x / 0.50x |" in text  # wall / CPU / RSS / PSS, no vault
+
+
+def _restic_key(repo: Path, n: int, r: int, p: int) -> None:
+    """A key file as ``restic init`` writes it (plain JSON; the key itself is sealed)."""
+    keys = repo / "keys"
+    keys.mkdir(parents=True)
+    doc: dict[str, object] = {"created": "2026-12-03T16:00:00Z", "hostname": "bench"}
+    doc |= {"kdf": "scrypt", "N": n, "r": r, "p": p, "salt": "c2FsdA==", "data": "AAAA"}
+    (keys / "4f1b2c").write_text(json.dumps(doc))
+
+
+def test_restic_key_cost_is_read_from_its_key_file(tmp_path: Path) -> None:
+    tools = bench_module("tools")
+    ws = tools.Workspace(tmp_path / "repo", tmp_path / "cache", tmp_path / "restore")
+    restic = tools.Restic("restic")
+    assert restic.key_params(ws) == {}  # no repository yet
+    (ws.repo / "keys").mkdir(parents=True)
+    (ws.repo / "keys" / "broken").write_text("{not json")
+    assert restic.key_params(ws) == {}
+    shutil.rmtree(ws.repo)
+    _restic_key(ws.repo, 32768, 8, 3)
+    assert restic.key_params(ws) == {"scrypt_n": 32768, "scrypt_r": 8, "scrypt_p": 3}
+    assert tools.Strongroom("strongroom", exe="strongroom").key_params(ws) == {}
+
+
+def test_report_notes_restic_key_cost_median_over_runs(report: ModuleType) -> None:
+    rows = []
+    for run, p in enumerate((1, 8, 3)):  # each run's repository calibrated its own
+        sample = report.Sample(wall=1.0, cpu=1.0, max_rss=64 << 20)
+        extra = {"scrypt_n": 32768, "scrypt_r": 8, "scrypt_p": p}
+        rows.append(report.Measurement("big: unchanged", "restic", run, sample, 1, extra))
+        rows.append(report.Measurement("big: unchanged", "strongroom", run, sample, 1, {}))
+    text = report.render_markdown(rows, ["strongroom", "restic"], ["head"], {})
+    restic_row = next(line for line in text.splitlines() if "| restic |" in line)
+    assert "key: scrypt N=32768 r=8 p=3" in restic_row
+    mine = next(line for line in text.splitlines() if "big: unchanged | strongroom" in line)
+    assert "scrypt" not in mine
