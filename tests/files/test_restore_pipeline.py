@@ -3,6 +3,7 @@ one damaged chunk failing one file, running out of space mid-way."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import subprocess
@@ -284,16 +285,26 @@ def test_write_at_maps_content_onto_extents(tmp_path: Path) -> None:
     assert data[25:] == b"\0"
 
 
+class _CountedNames:
+    """Temporary names by a counter; no file starts with its final metadata."""
+
+    def __init__(self) -> None:
+        self.counter = itertools.count()
+
+    def __call__(self, folder: bytes) -> bytes:
+        return folder + str(next(self.counter)).encode()
+
+    def fresh(self, tmp: bytes) -> None:
+        return None
+
+
 def test_jobs_keep_small_files_whole_and_slice_big_ones(vault: Vault) -> None:
     def entry(name: str, chunks: int, size: int) -> Entry:
         node = Node(name=name.encode(), kind=FILE, size=size)
         node.chunks = [os.urandom(32) for _ in range(chunks)]
         return Entry(b"/t", name.encode(), node, CREATE, place=NOT_INDEXED if chunks else NO_CHUNKS)
 
-    names = iter(range(1_000_000))
-    writer = ContentWriter(
-        vault, lambda d: d + str(next(names)).encode(), verify=False, as_root=False
-    )
+    writer = ContentWriter(vault, _CountedNames(), verify=False, as_root=False)
     files = [entry(f"s{i}", 1, 100) for i in range(5)] + [entry("big", 9, 9 << 20)]
     files += [entry(f"t{i}", 1, 100) for i in range(3)] + [entry("empty", 0, 0)]
     jobs = list(plan_jobs(files, writer.task, JobLimits(files=4, chunks=4)))

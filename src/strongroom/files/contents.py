@@ -90,9 +90,7 @@ class ThreadedContents:
         durable: bool,
     ) -> None:
         self.target, self.durable = target, durable
-        self.writer = ContentWriter(
-            vault, names, verify=verify, as_root=as_root, writeback=durable, fresh=names.fresh
-        )
+        self.writer = ContentWriter(vault, names, verify=verify, as_root=as_root, writeback=durable)
         self.pending: list[FileTask] = []
         self.pending_bytes = 0
         self.committing: Future[list[tuple[FileTask, str | None]]] | None = None

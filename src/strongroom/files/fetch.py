@@ -24,6 +24,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from strongroom.errors import FilesError, StrongroomError
 from strongroom.files.longpath import on_path
@@ -212,9 +213,18 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
         offset += n
 
 
+class TempNaming(Protocol):
+    """Where a restore creates its files (``placing.TempNames``): a temporary name in (or for)
+    a folder, and what a file created at such a name already has (:class:`Fresh`, or None)."""
+
+    def __call__(self, folder: bytes) -> bytes: ...
+
+    def fresh(self, tmp: bytes) -> Fresh | None: ...
+
+
 class ContentWriter:
-    """Runs jobs (thread-safe): see the module docstring.  ``tmp_name`` gives a fresh
-    temporary name in the folder it is passed.
+    """Runs jobs (thread-safe): see the module docstring.  ``names`` gives a fresh temporary
+    name in the folder it is passed, and says what a file created there already has.
 
     ``live`` holds every task whose temporary file exists and is neither removed nor handed
     on by the caller: after a failure the caller removes them with :meth:`discard_all`.
@@ -223,19 +233,17 @@ class ContentWriter:
     def __init__(
         self,
         vault: PlannedReads,
-        tmp_name: Callable[[bytes], bytes],
+        names: TempNaming,
         *,
         verify: bool,
         as_root: bool,
         span: int | None = None,
         writeback: bool = False,
-        fresh: Callable[[bytes], Fresh | None] | None = None,
     ) -> None:
         self._vault = vault
-        self._tmp_name, self._span = tmp_name, span
+        self._names, self._span = names, span
         self._verify, self._as_root = verify, as_root
         self._writeback = writeback  # start each file's writeback when it is finished
-        self._fresh = fresh  # what a file created at a temporary name has (TempNames.fresh)
         self._lock = threading.Lock()  # a big file's shared state: fd, left, end, written
         self.live: set[FileTask] = set()
 
@@ -243,7 +251,7 @@ class ContentWriter:
         """A file's task: its temporary name and where its chunks are."""
         if chunks is None:
             chunks = self._vault.locate(e.node.chunks)
-        return FileTask(e, self._tmp_name(e.folder), chunks, e.node.data_extents())
+        return FileTask(e, self._names(e.folder), chunks, e.node.data_extents())
 
     def run(self, job: Job) -> list[FileTask]:
         """Write the job's files (or slice); return the files it finished, failed ones too."""
@@ -326,7 +334,7 @@ class ContentWriter:
         return task.fd >= 0 and task.failure is None
 
     def _create(self, task: FileTask) -> None:
-        fresh = self._fresh(task.tmp) if self._fresh is not None else None
+        fresh = self._names.fresh(task.tmp)
         mode = 0o600 if fresh is None else create_mode(task.entry.node)
         try:
             task.fd = on_path(os.open, task.tmp, _CREATE_FLAGS, mode)

@@ -46,12 +46,7 @@ def write_batch(
         e.place = place_of(e.node.chunks[0]) if e.node.chunks else NO_CHUNKS
     entries = sorted(entries, key=attrgetter("place"))  # the batch in the order of the packs
     writer = ContentWriter(
-        vault,
-        names,
-        verify=setup.verify,
-        as_root=setup.as_root,
-        writeback=setup.durable,
-        fresh=names.fresh,
+        vault, names, verify=setup.verify, as_root=setup.as_root, writeback=setup.durable
     )
     result = BatchResult()
     try:
