@@ -78,9 +78,17 @@ def test_designated_agent_prunes_on_schedule(control: Control, tmp_path: Path) -
     control.stop_agent("keeper")
     control.stop_agent("bystander")
     assert {j["agent"] for j in _prunes(control, "pruned") if j["agent"]} == {"keeper"}
-    log = [x["line"] for x in control.admin_json("jobs", "show", str(done[0]["id"]))["log"]]
+    # on a busy machine a second scheduled prune may have run meanwhile: the first one that
+    # ran removed the point, whichever of them the list shows first
+    succeeded = [j for j in _prunes(control, "pruned") if j["state"] == "succeeded"]
+    assert done and len(succeeded) >= len(done)
+    log = [
+        x["line"]
+        for job in succeeded
+        for x in control.admin_json("jobs", "show", str(job["id"]))["log"]
+    ]
     assert any("freed" in line and "removed" in line for line in log), log
-    assert any("1 removed after their soft-delete window" in line for line in log), log
+    assert sum("1 removed after their soft-delete window" in line for line in log) == 1, log
     assert _packs(control, "pruned") < before
     ok(control.admin, "check", "--read-data", "--vault", url)
     rows = json.loads(ok(control.admin, "points", "--vault", url, "--json"))

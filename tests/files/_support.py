@@ -270,3 +270,35 @@ def make_chain(root: Path, names: list[str], leaf: bytes) -> None:
         os.symlink("leaf", "link", dir_fd=fd)
     finally:
         os.close(fd)
+
+
+_MODULES_HOOK = """\
+import atexit, os, sys
+
+def _report():
+    with open(os.environ["STRONGROOM_TEST_MODULES_LOG"], "a") as log:
+        log.write(f"{sys.argv[0]} {' '.join(sorted(sys.modules))}\\n")
+
+atexit.register(_report)
+"""
+
+
+class ChildModules:
+    """Which modules each child Python process had loaded when it exited: a
+    ``sitecustomize`` on ``PYTHONPATH`` that every child (a backup's or restore's worker
+    processes) imports at start-up writes them to a log."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: Any) -> None:
+        hook = tmp_path / "modules-hook"
+        hook.mkdir()
+        (hook / "sitecustomize.py").write_text(_MODULES_HOOK)
+        self.log = tmp_path / "modules.log"
+        self.log.touch()
+        paths = [str(hook), *filter(None, [os.environ.get("PYTHONPATH")])]
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+        monkeypatch.setenv("STRONGROOM_TEST_MODULES_LOG", str(self.log))
+
+    def processes(self) -> list[set[str]]:
+        """The loaded modules of each child that exited, in exit order."""
+        lines = self.log.read_text().splitlines()
+        return [set(line.split()[1:]) for line in lines]

@@ -20,7 +20,13 @@ from strongroom.vault import Vault, check_vault
 from strongroom.vault.forget import soft_delete
 from strongroom.vault.prune import PruneOptions, prune
 from strongroom.vault.settings import change_settings
-from tests.files._support import assert_same, build_every_kind, snapshot, subtree_of
+from tests.files._support import (
+    ChildModules,
+    assert_same,
+    build_every_kind,
+    snapshot,
+    subtree_of,
+)
 
 
 def _opts(tree: Path, source: str, processes: int = 2, **more: Any) -> BackupOptions:
@@ -105,6 +111,22 @@ def test_workers_make_the_same_point_as_one_process(
     assert_same(want, snapshot(out / tree.relative_to("/"), atime=False))
     report = check_vault(vault, read_data=True)
     assert report.ok, [(p.name, p.message) for p in report.problems]
+
+
+def test_workers_load_no_numpy(
+    tmp_path: Path, vault: Vault, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's share of a backup (listing, chunking, packs, index objects, lookups in the
+    loaded index) needs no numpy: it would cost each worker 13 MiB and 0.05 CPU s at start
+    (issue 19)."""
+    children = ChildModules(tmp_path, monkeypatch)
+    first = backup_files(vault, _opts(tree, "np", cache_root=tmp_path / "cache"))
+    (tree / "a0" / "same.txt").write_text("changed")
+    again = backup_files(vault, _opts(tree, "np", cache_root=tmp_path / "cache"))
+    assert first.worker_dirs > 20 and again.worker_dirs > 20 and again.chunks_new > 0
+    workers = [m for m in children.processes() if "strongroom.files.workerproc" in m]
+    assert len(workers) == 4
+    assert all("strongroom.vault.index" in m and "numpy" not in m for m in workers)
 
 
 def test_this_process_walks_too_when_its_worker_is_full(

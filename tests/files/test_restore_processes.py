@@ -21,7 +21,7 @@ from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
 from strongroom.files.restoretree import restore_tree
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.vault import Vault
-from tests.files._support import assert_same, build_every_kind, snapshot
+from tests.files._support import ChildModules, assert_same, build_every_kind, snapshot
 
 _TWO_CORES = len(os.sched_getaffinity(0)) >= 2
 
@@ -116,6 +116,20 @@ def test_workers_restore_what_threads_restore(
     linked = tmp_path / "workers" / rel / "many"
     assert os.path.samefile(linked / "d000" / "f001", linked / "d029" / "linked")
     assert not _temporaries(tmp_path / "workers")
+
+
+def test_workers_load_no_numpy(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore's workers read chunks through the loaded index without numpy (13 MiB and
+    0.05 CPU s less per worker, issue 19)."""
+    point = _backup(vault, source)
+    children = ChildModules(tmp_path, monkeypatch)
+    done = _restore(vault, point, tmp_path / "out", 2)
+    assert done.processes == 2 and done.errors == []
+    workers = [m for m in children.processes() if "strongroom.files.workerproc" in m]
+    assert len(workers) == 2
+    assert all("strongroom.vault.index" in m and "numpy" not in m for m in workers)
 
 
 @pytest.mark.parametrize("by", ["subtrees", "batches"])

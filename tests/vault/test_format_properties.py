@@ -5,16 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strongroom.errors import IntegrityError
 from strongroom.vault.crypto import VaultKeys
+from strongroom.vault.entries import Entries
 from strongroom.vault.envelope import MAGIC_INDEX, MAGIC_POINT, open_object, seal_object
 from strongroom.vault.index import ChunkIndex, PackRecord, decode_index, encode_index
-from strongroom.vault.pack import ENTRY_DTYPE, FLAG_ZSTD, BlobDecoder, PackBuilder, read_pack_header
+from strongroom.vault.pack import FLAG_ZSTD, BlobDecoder, PackBuilder, read_pack_header
 from strongroom.vault.trees import decode_tree, encode_tree
 
 KEYS = VaultKeys.from_master(bytes(range(32)))
@@ -34,12 +34,12 @@ def test_pack_roundtrip(datas: list[bytes]) -> None:
     data = bytes(view)
     view.release()
     contents = read_pack_header(KEYS, data, "p")
-    assert contents.entries.tobytes() == entries.tobytes()
+    assert contents.entries == entries
     cipher = KEYS.pack_cipher(contents.salt)
     dec = BlobDecoder(KEYS)
-    for d, e in zip(datas, contents.entries, strict=True):
-        blob = data[int(e["offset"]) : int(e["offset"]) + int(e["length"])]
-        assert dec.decode(cipher, blob, bytes(e["id"]), 0, 0, len(d), "p") == d
+    for d, (cid, _, _, _, off, length, _) in zip(datas, contents.entries.rows(), strict=True):
+        blob = data[off : off + length]
+        assert dec.decode(cipher, blob, cid, 0, 0, len(d), "p") == d
 
 
 @given(st.binary(min_size=1, max_size=2000), st.integers(0, 255), st.integers(1, 255))
@@ -50,9 +50,8 @@ def test_blob_cannot_be_read_as_another_type_or_id(data: bytes, pos: int, xor: i
     cid = KEYS.chunk_id(data)
     builder.add(cid, 0, data, 0, len(data))
     view, entries = builder.finish()
-    stored = bytearray(
-        view[int(entries[0]["offset"]) : int(entries[0]["offset"]) + int(entries[0]["length"])]
-    )
+    _, _, _, _, off, length, _ = next(entries.rows())
+    stored = bytearray(view[off : off + length])
     view.release()
     cipher = KEYS.pack_cipher(builder.salt)
     dec = BlobDecoder(KEYS)
@@ -67,12 +66,8 @@ def test_blob_cannot_be_read_as_another_type_or_id(data: bytes, pos: int, xor: i
         dec.decode(cipher, stored, cid, 0, 0, len(data), "p")
 
 
-def _entries(rows: list[tuple[bytes, int, int, int]]) -> np.ndarray:
-    arr = np.zeros(len(rows), dtype=ENTRY_DTYPE)
-    for i, (cid, off, length, raw) in enumerate(rows):
-        arr[i]["id"] = np.void(cid)
-        arr[i]["offset"], arr[i]["length"], arr[i]["raw"] = off, length, raw
-    return arr
+def _entries(rows: list[tuple[bytes, int, int, int]]) -> Entries:
+    return Entries.of((cid, 0, 0, 0, off, length, raw) for cid, off, length, raw in rows)
 
 
 row = st.tuples(
@@ -94,8 +89,8 @@ def test_index_object_roundtrip(
         open_object(MAGIC_INDEX, KEYS.index_key, VAULT_ID, sealed, name="i"), "i"
     )
     assert back_sup == sup
-    assert [(r.pack_id, r.salt, r.entries.tobytes()) for r in back] == [
-        (r.pack_id, r.salt, r.entries.tobytes()) for r in records
+    assert [(r.pack_id, r.salt, r.entries) for r in back] == [
+        (r.pack_id, r.salt, r.entries) for r in records
     ]
     with pytest.raises(IntegrityError):
         open_object(MAGIC_POINT, KEYS.index_key, VAULT_ID, sealed, name="i")
@@ -113,10 +108,13 @@ def test_tree_roundtrip(refs: list[bytes], body: bytes) -> None:
     assert decode_tree(encode_tree(refs, body)) == (refs, body)
 
 
-@given(st.lists(st.tuples(ids, st.booleans()), max_size=300, unique_by=lambda t: t[0]))
+@given(
+    st.lists(st.tuples(ids, st.booleans()), max_size=300, unique_by=lambda t: t[0]),
+    st.booleans(),
+)
 @settings(max_examples=40, deadline=None)
-def test_chunk_index_matches_a_dict(items: list[tuple[bytes, bool]]) -> None:
-    index = ChunkIndex()
+def test_chunk_index_matches_a_dict(items: list[tuple[bytes, bool]], vector: bool) -> None:
+    index = ChunkIndex(vector=vector)
     model: dict[bytes, int] = {}
     for n, (cid, bulk) in enumerate(items):
         pack = n.to_bytes(32, "little")
@@ -149,14 +147,15 @@ _close_ids = st.builds(
     st.lists(st.tuples(_close_ids | ids, st.booleans()), max_size=200, unique_by=lambda t: t[0]),
     st.lists(_close_ids | ids, max_size=50),
     st.booleans(),
+    st.booleans(),
 )
 @settings(max_examples=60, deadline=None)
 def test_missing_agrees_with_membership(
-    items: list[tuple[bytes, bool]], asked: list[bytes], settle: bool
+    items: list[tuple[bytes, bool]], asked: list[bytes], settle: bool, vector: bool
 ) -> None:
     """One vectorized search for many ids says what a lookup of each says, with entries
     both loaded in bulk and recently added (not yet merged into the sorted arrays)."""
-    index = ChunkIndex()
+    index = ChunkIndex(vector=vector)
     for n, (cid, bulk) in enumerate(items):
         pack = n.to_bytes(32, "little")
         index.add_pack(pack, bytes(32), _entries([(cid, n, n + 1, n + 2)]), bulk=bulk)

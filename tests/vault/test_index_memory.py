@@ -7,8 +7,8 @@ import tracemalloc
 
 import numpy as np
 
+from strongroom.vault.entryarrays import ENTRY_DTYPE, entries_of
 from strongroom.vault.index import ChunkIndex
-from strongroom.vault.pack import ENTRY_DTYPE
 
 CHUNKS = 1_000_000
 PER_PACK = 5_000
@@ -32,7 +32,7 @@ def test_million_chunks_fit_the_budget() -> None:
     tracemalloc.start()
     index = ChunkIndex()
     for pack_id, entries in packs:
-        index.add_pack(pack_id, bytes(32), entries, bulk=True)
+        index.add_pack(pack_id, bytes(32), entries_of(entries), bulk=True)
     index.finish_bulk()
     heap, heap_peak = tracemalloc.get_traced_memory()  # Python heap: not the mapped arrays
     tracemalloc.stop()
@@ -55,7 +55,7 @@ def test_recent_additions_merge_within_budget() -> None:
     packs = synthetic_packs()[:60]
     index = ChunkIndex()
     for pack_id, entries in packs:
-        index.add_pack(pack_id, bytes(32), entries)
+        index.add_pack(pack_id, bytes(32), entries_of(entries))
     count = 60 * PER_PACK
     assert len(index) == count
     assert index.nbytes() / count <= 64
@@ -77,7 +77,7 @@ def test_recent_entries_read_back_exactly_before_and_after_the_merge() -> None:
         entries["flags"] = rng.integers(0, 16, 50)
         entries[0]["offset"], entries[0]["length"], entries[0]["raw"] = 2**32 - 1, 0, 2**32 - 1
         pack_id = os.urandom(32)
-        index.add_pack(pack_id, bytes(32), entries)
+        index.add_pack(pack_id, bytes(32), entries_of(entries))
         packs.append((pack_id, entries))
 
     def expected() -> list[tuple[bytes, int, int, int, int, int]]:

@@ -3,12 +3,11 @@ packs' order, from freshly written (recent) rows and from loaded (sorted) rows a
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from strongroom.vault import NOT_INDEXED, Vault
+from strongroom.vault.entries import Entries
 from strongroom.vault.index import ChunkIndex, IndexEntry
-from strongroom.vault.pack import ENTRY_DTYPE
 from strongroom.vault.reader import ChunkReader
 
 PACKS = [b"a" * 32, b"b" * 32]
@@ -24,9 +23,10 @@ def _index(bulk: bool) -> ChunkIndex:
     index = ChunkIndex()
     for pos, pack in enumerate(PACKS):
         rows = [r for r in ROWS if r[0] == pos]
-        entries = np.zeros(len(rows), ENTRY_DTYPE)
-        for i, (_, cid, off, length, raw, ctype, flags) in enumerate(rows):
-            entries[i] = (cid, ctype, flags, 0, off, length, raw)
+        entries = Entries.of(
+            (cid, ctype, flags, 0, off, length, raw)
+            for _, cid, off, length, raw, ctype, flags in rows
+        )
         index.add_pack(pack, b"s" * 16, entries, bulk=bulk)
     if bulk:
         index.finish_bulk()

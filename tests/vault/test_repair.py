@@ -7,14 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from strongroom.storage import LocalBackend
 from strongroom.vault import CheckReport, Vault, check_vault
+from strongroom.vault.entries import Entries
 from strongroom.vault.forget import soft_delete
 from strongroom.vault.index import PackRecord, encode_index
-from strongroom.vault.pack import ENTRY_DTYPE, read_pack_header
+from strongroom.vault.pack import read_pack_header
 from strongroom.vault.repair import RepairReport, repair
 from strongroom.vault.writer import write_index_object
 from tests.conftest import PASSPHRASE
@@ -38,7 +38,7 @@ class Setup:
         others = {c for w in self.points if w is not written for c in w.chunks}
         for path in self.packs():
             contents = read_pack_header(vault.keys, path.read_bytes(), path.name)
-            ids = {e.tobytes() for e in contents.entries["id"]}
+            ids = set(contents.entries.ids())
             if ids and not ids & others and ids <= set(written.chunks):
                 return path
         raise AssertionError("no pack of its own")
@@ -100,10 +100,8 @@ def test_index_pointing_at_a_missing_chunk(setup: Setup) -> None:
     vault = setup.vault()
     victim = setup.packs()[0]
     contents = read_pack_header(vault.keys, victim.read_bytes(), victim.name)
-    bogus = np.zeros(1, dtype=ENTRY_DTYPE)
-    bogus["id"] = np.frombuffer(b"\x42" * 32, dtype="V32")
-    bogus["offset"], bogus["length"], bogus["raw"] = 40, 64, 10
-    entries = np.concatenate([contents.entries, bogus])
+    bogus = Entries.of([(b"\x42" * 32, 0, 0, 0, 40, 64, 10)])
+    entries = Entries(contents.entries.data + bogus.data)
     pack_id = bytes.fromhex(victim.name)
     for index in (setup.root / "index").iterdir():
         index.unlink()

@@ -212,9 +212,7 @@ def _read_pack(
     except IntegrityError as exc:
         errors.append((name, str(exc)))
         contents = None
-    listed = (
-        {} if contents is None else {bytes(e["id"]): int(e["offset"]) for e in contents.entries}
-    )
+    listed = {} if contents is None else {row[0]: row[4] for row in contents.entries.rows()}
     cipher = vault.keys.pack_cipher(vault.index.salt_of(pack_id))
     decoder = BlobDecoder(vault.keys)
     damaged: set[bytes] = set()

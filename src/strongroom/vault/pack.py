@@ -9,7 +9,8 @@ Layout (integers little-endian)::
 
 The pack key is keyed-BLAKE3(pack subkey, salt).  A blob's associated data is
 ``"SRB1" | id | type | flags | raw length u32``, so a blob cannot be read under another id or
-type.  Header entries are :data:`ENTRY_DTYPE` records, the same layout as in index objects.
+type.  Header entries are :mod:`entry records <strongroom.vault.entries>`, the same layout as
+in index objects.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 import struct
 from dataclasses import dataclass
 
-import numpy as np
 import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from strongroom.errors import IntegrityError, UnsupportedVersion
 from strongroom.storage.directio import ALIGN
 from strongroom.vault.crypto import ID_SIZE, NONCE_SIZE, TAG_SIZE, VaultKeys
+from strongroom.vault.entries import ENTRY_SIZE, Entries
 from strongroom.vault.packstream import PackStream
 
 PACK_MAGIC = b"SRPK"
@@ -38,23 +39,10 @@ HEAD_SIZE = _PACK_HEAD.size
 BLOB_OVERHEAD = NONCE_SIZE + TAG_SIZE
 FLAG_ZSTD = 1
 
-ENTRY_DTYPE = np.dtype(
-    [
-        ("id", "V32"),
-        ("type", "u1"),
-        ("flags", "u1"),
-        ("reserved", "<u2"),
-        ("offset", "<u4"),
-        ("length", "<u4"),
-        ("raw", "<u4"),
-    ]
-)
-assert ENTRY_DTYPE.itemsize == 48
-
 
 def pack_tail_size(entries: int) -> int:
     """Bytes after the last blob: the sealed header of ``entries`` entries and the trailer."""
-    return BLOB_OVERHEAD + entries * ENTRY_DTYPE.itemsize + _TRAILER.size
+    return BLOB_OVERHEAD + entries * ENTRY_SIZE + _TRAILER.size
 
 
 def pack_name(pack_id: bytes) -> str:
@@ -188,7 +176,7 @@ class PackBuilder:
         self._nonces = n + 1
         return n.to_bytes(NONCE_SIZE, "little")
 
-    def finish(self) -> tuple[memoryview, np.ndarray]:
+    def finish(self) -> tuple[memoryview, Entries]:
         """Seal the header; return (pack bytes, entries).
 
         The bytes are a view of this builder's buffer, valid until its next ``start``: the
@@ -197,9 +185,9 @@ class PackBuilder:
         :meth:`PackStream.finish`.
         """
         assert self._cipher is not None
-        entries = np.array(self._entries, dtype=ENTRY_DTYPE)
+        entries = Entries.of(self._entries)
         nonce = self._next_nonce()
-        sealed = nonce + self._cipher.encrypt(nonce, entries.tobytes(), header_aad(self.salt))
+        sealed = nonce + self._cipher.encrypt(nonce, entries.data, header_aad(self.salt))
         self._reserve(len(sealed) + _TRAILER.size)
         end = self._pos + len(sealed)
         self._buf[self._pos : end] = sealed
@@ -218,7 +206,7 @@ def _anonymous_map(size: int) -> mmap.mmap:
 @dataclass(frozen=True)
 class PackContents:
     salt: bytes
-    entries: np.ndarray
+    entries: Entries
 
 
 def read_pack_header(keys: VaultKeys, data: bytes, name: str) -> PackContents:
@@ -241,13 +229,10 @@ def read_pack_header(keys: VaultKeys, data: bytes, name: str) -> PackContents:
         )
     except InvalidTag:
         raise IntegrityError(f"{name}: pack header fails authentication", name=name) from None
-    if len(plain) % ENTRY_DTYPE.itemsize:
+    if len(plain) % ENTRY_SIZE:
         raise IntegrityError(f"{name}: pack header has a partial entry", name=name)
-    entries = np.frombuffer(plain, dtype=ENTRY_DTYPE)
-    if (
-        len(entries)
-        and int((entries["offset"].astype(np.int64) + entries["length"]).max()) > hstart
-    ):
+    entries = Entries(plain)
+    if max((row[4] + row[5] for row in entries.rows()), default=0) > hstart:
         raise IntegrityError(f"{name}: pack header points past the blobs", name=name)
     return PackContents(salt, entries)
 

@@ -23,6 +23,7 @@ import numpy as np
 from strongroom.errors import IntegrityError, RepairNeeded
 from strongroom.storage.names import content_digest
 from strongroom.storage.served import pack_sources, storing_for
+from strongroom.vault.entries import Entries
 from strongroom.vault.envelope import read_checked
 from strongroom.vault.gcmark import Progress
 from strongroom.vault.index import ChunkIndex, PackRecord, encode_index
@@ -36,7 +37,7 @@ class RecordOnlyIndex(ChunkIndex):
     """The repack writer's index: stores nothing, so every chunk put is written anew."""
 
     def add_pack(
-        self, pack_id: bytes, salt: bytes, entries: np.ndarray, *, bulk: bool = False
+        self, pack_id: bytes, salt: bytes, entries: Entries, *, bulk: bool = False
     ) -> None:
         return None
 
@@ -123,19 +124,9 @@ def _copy_live(vault: Vault, plan: PacksPlan, pos: int, writer: ChunkWriter) -> 
     cipher = vault.keys.pack_cipher(index.pack_salts[pos])
     decoder = BlobDecoder(vault.keys)
     where = pack_name(pack_id)
-    for e in entries:
-        cid = e["id"].tobytes()
-        off, length = int(e["offset"]), int(e["length"])
-        plain = decoder.decode(
-            cipher,
-            data[off : off + length],
-            cid,
-            int(e["type"]),
-            int(e["flags"]),
-            int(e["raw"]),
-            where,
-        )
-        writer.put(plain, int(e["type"]), chunk_id=cid)
+    for cid, ctype, flags, _, off, length, raw in entries.rows():
+        plain = decoder.decode(cipher, data[off : off + length], cid, ctype, flags, raw, where)
+        writer.put(plain, ctype, chunk_id=cid)
 
 
 def write_new_index(

@@ -35,6 +35,7 @@ from strongroom.storage.backend import ObjectInfo
 from strongroom.storage.names import content_digest
 from strongroom.vault.check import check_vault
 from strongroom.vault.copies import repair_copies
+from strongroom.vault.entries import Entries
 from strongroom.vault.envelope import object_name_hash
 from strongroom.vault.gcmark import Progress, pack_runs
 from strongroom.vault.index import PackRecord, encode_index
@@ -150,7 +151,7 @@ class _Rebuild:
         self.count = 0
         self._salvager: ChunkWriter | None = None
 
-    def _old_entries(self, pack_id: bytes) -> np.ndarray | None:
+    def _old_entries(self, pack_id: bytes) -> Entries | None:
         pos = self.index.position_of(pack_id)
         if pos is None:
             return None
@@ -181,27 +182,25 @@ class _Rebuild:
             data = self.vault.backend.get(name)  # a flipped bit in transit: once more
         return data
 
-    def _keep(
-        self, pack_id: bytes, salt: bytes, entries: np.ndarray, old: np.ndarray | None
-    ) -> None:
+    def _keep(self, pack_id: bytes, salt: bytes, entries: Entries, old: Entries | None) -> None:
         name = pack_name(pack_id)
         if old is None:
             self.report.packs_newly_indexed.append(name)
             self.report.note(f"indexed {name} ({len(entries)} chunks; it was in no index)")
         else:
-            extra = np.setdiff1d(old["id"], entries["id"])
+            extra = set(old.ids()) - set(entries.ids())
             if len(extra):
                 self.report.entries_dropped += len(extra)
                 self.report.note(
                     f"dropped {len(extra)} index entr(ies) for {name}: the pack does not hold them"
                 )
-        self.records.append(PackRecord(pack_id, salt, entries.copy()))
+        self.records.append(PackRecord(pack_id, salt, entries))
         self.report.packs_indexed += 1
         self.count += len(entries)
         if self.count >= _ENTRIES_PER_INDEX:
             self._write(())
 
-    def _salvage(self, name: str, data: bytes, old: np.ndarray | None, why: str) -> None:
+    def _salvage(self, name: str, data: bytes, old: Entries | None, why: str) -> None:
         """Store every chunk of a damaged pack that still verifies; remove the pack later."""
         entries, salt = self._locate(name, data, old)
         kept = lost = 0
@@ -209,22 +208,15 @@ class _Rebuild:
             cipher = self.vault.keys.pack_cipher(salt)
             decoder = BlobDecoder(self.vault.keys)
             view = memoryview(data)
-            for e in entries:
-                cid, off, length = e["id"].tobytes(), int(e["offset"]), int(e["length"])
+            for cid, ctype, flags, _, off, length, raw in entries.rows():
                 try:
                     plain = decoder.decode(
-                        cipher,
-                        view[off : off + length],
-                        cid,
-                        int(e["type"]),
-                        int(e["flags"]),
-                        int(e["raw"]),
-                        name,
+                        cipher, view[off : off + length], cid, ctype, flags, raw, name
                     )
                 except IntegrityError:
                     lost += 1
                     continue
-                self._salvage_writer().put(plain, int(e["type"]), chunk_id=cid)
+                self._salvage_writer().put(plain, ctype, chunk_id=cid)
                 kept += 1
         self.report.chunks_salvaged += kept
         self.report.chunks_lost += lost
@@ -234,8 +226,8 @@ class _Rebuild:
         )
 
     def _locate(
-        self, name: str, data: bytes, old: np.ndarray | None
-    ) -> tuple[np.ndarray | None, bytes | None]:
+        self, name: str, data: bytes, old: Entries | None
+    ) -> tuple[Entries | None, bytes | None]:
         """The damaged pack's entries: its header if it still opens, else the old index."""
         with contextlib.suppress(IntegrityError):
             contents = read_pack_header(self.vault.keys, data, name)

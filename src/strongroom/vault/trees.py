@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from strongroom.errors import IntegrityError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _COUNT = struct.Struct("<I")
 
@@ -35,6 +37,8 @@ def decode_tree(plain: bytes) -> tuple[list[bytes], bytes]:
 
 def tree_ref_array(plain: bytes) -> np.ndarray:
     """A tree chunk's reference table as a V32 array (no per-reference Python objects)."""
+    import numpy as np  # for prune's bulk marking only: backups and restores never need it
+
     if len(plain) < _COUNT.size:
         raise IntegrityError("tree chunk is truncated")
     (count,) = _COUNT.unpack_from(plain)

@@ -24,7 +24,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-import numpy as np
 import zstandard
 
 from strongroom import failpoints
@@ -32,6 +31,7 @@ from strongroom.errors import StorageError, VaultError
 from strongroom.storage.backend import Backend
 from strongroom.storage.names import content_digest
 from strongroom.vault.crypto import VaultKeys
+from strongroom.vault.entries import Entries
 from strongroom.vault.envelope import MAGIC_INDEX, object_name_hash, seal_object
 from strongroom.vault.index import ChunkIndex, PackRecord, encode_index
 from strongroom.vault.pack import FLAG_ZSTD, PackBuilder, pack_name
@@ -265,9 +265,9 @@ class ChunkWriter:
     # --- upload side -----------------------------------------------------------------------
 
     def _upload(
-        self, builder: PackBuilder, data: memoryview, entries: np.ndarray, salt: bytes
+        self, builder: PackBuilder, data: memoryview, entries: Entries, salt: bytes
     ) -> None:
-        ids = [bytes(e) for e in entries["id"]]
+        ids = entries.ids()
         stream = builder.stream if builder.streamed else None
         try:
             if stream is None:
@@ -278,7 +278,7 @@ class ChunkWriter:
             self._index.add_pack(pack_id, salt, entries)
             with self._lock:
                 self.stats.packs += 1
-            if self._unindexed.add(PackRecord(pack_id, salt, entries.copy())):
+            if self._unindexed.add(PackRecord(pack_id, salt, entries)):
                 self._write_index()
         except BaseException as exc:
             if stream is not None:
