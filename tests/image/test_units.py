@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from strongroom.errors import ImageError, IntegrityError
 from strongroom.image import BackupOptions, backup_disk, load_point
@@ -120,6 +123,47 @@ def test_chunk_map_pieces() -> None:
         decode_piece(refs, body, ChunkMap(5), "t")
 
 
+_slots = st.lists(st.sampled_from([None, b"a" * 32, b"b" * 32, bytes(31) + b"c"]), max_size=80)
+
+
+@given(_slots, _slots, st.integers(0, 80), st.integers(0, 80))
+@settings(max_examples=100, deadline=None)
+def test_chunk_map_properties(
+    mine: list[bytes | None], theirs: list[bytes | None], a: int, b: int
+) -> None:
+    """A piece decodes to what was encoded, is little-endian u32 refs after the head, and
+    ``differs`` (64 KiB at a time, then id by id) finds exactly the differing chunks."""
+    n = max(len(mine), len(theirs))
+    left, right = ChunkMap(n), ChunkMap(n)
+    for cmap, slots in ((left, mine), (right, theirs)):
+        for i, cid in enumerate(slots):
+            cmap.set(i, cid)
+    assert left.differs(right) == [i for i in range(n) if left.get(i) != right.get(i)]
+    first, count = min(a, b, n), min(abs(a - b), n - min(a, b, n))
+    refs, body = encode_piece(left, first, count)
+    head = 17  # "SRCM", version u8, first u64, count u32
+    table = [int.from_bytes(body[head + 4 * k : head + 4 + 4 * k], "little") for k in range(count)]
+    assert [None if r == 0xFFFFFFFF else refs[r] for r in table] == [
+        left.get(first + k) for k in range(count)
+    ]
+    back = ChunkMap(n)
+    assert decode_piece(refs, body, back, "t") == count
+    assert [back.get(first + k) for k in range(count)] == [
+        left.get(first + k) for k in range(count)
+    ]
+    if count:
+        with pytest.raises(IntegrityError, match="truncated"):
+            decode_piece(refs, body[:-1], ChunkMap(n), "t")
+
+
+def test_chunk_map_differs_across_compare_blocks() -> None:
+    left, right = ChunkMap(5000), ChunkMap(5000)
+    for i in (0, 2047, 2048, 4999):
+        right.set(i, b"x" * 32)
+    assert left.differs(right) == [0, 2047, 2048, 4999]
+    assert right.differs(right.copy()) == []
+
+
 def test_chunk_map_in_vault_spans_pieces(
     local_vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,6 +193,35 @@ def test_sparse_runs() -> None:
     ]
     assert _runs(bytes(100)) == [(0, 100, False)]
     assert _runs(b"a" * block) == [(0, block, True)]
+    assert _runs(bytes(block) + bytes(5)) == [(0, block + 5, False)]  # a zero tail joins
+    assert _runs(b"") == []
+
+
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(1, 3)), max_size=12),
+    st.integers(0, 4095),
+    st.booleans(),
+)
+@settings(max_examples=100, deadline=None)
+def test_sparse_runs_cover_the_data_block_by_block(
+    blocks: list[tuple[bool, int]], tail: int, tail_data: bool
+) -> None:
+    """Runs tile the data in order, alternate, and say of each 4 KiB block (and the short
+    tail) whether it holds a non-zero byte, wherever in the block that byte is."""
+    data = bytearray()
+    for nonzero, where in blocks:
+        block = bytearray(4096)
+        if nonzero:
+            block[(where * 1361) % 4096] = where
+        data += block
+    data += b"t" * tail if tail_data else bytes(tail)
+    runs = _runs(bytes(data))
+    assert [r[0] for r in runs] == ([0, *(r[1] for r in runs[:-1])] if data else [])
+    assert (runs[-1][1] if runs else 0) == len(data)
+    assert all(a[2] != b[2] for a, b in itertools.pairwise(runs))
+    for start, end, nonzero in runs:
+        for at in range(start, end, 4096):
+            assert any(data[at : min(at + 4096, end)]) == nonzero
 
 
 def test_chunk_indexes() -> None:

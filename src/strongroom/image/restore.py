@@ -25,8 +25,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
-
 from strongroom import failpoints
 from strongroom.chunking import is_zero
 from strongroom.errors import ImageError
@@ -48,6 +46,7 @@ __all__ = [
 ]
 
 _BLOCK: Final = 4096
+_ZERO_BLOCK: Final = bytes(_BLOCK)
 _READ_WORKERS: Final = 4
 _READ_WINDOW: Final = 16
 Progress = Callable[[str, int, int], None]
@@ -118,23 +117,27 @@ def check_chunks(vault: ImageRestoreVault, maps: Iterable[ChunkMap]) -> int:
 
 
 def _runs(data: bytes) -> list[tuple[int, int, bool]]:
-    """(start, end, non-zero) runs of 4 KiB blocks covering ``data``."""
-    n = len(data)
+    """(start, end, non-zero) runs of 4 KiB blocks covering ``data`` (the last may be short).
+
+    Data with no 4 KiB of zeros anywhere (most chunks) is one substring search, 26 us per MiB
+    here; otherwise each block is sliced (a 4 KiB copy) and compared as bytes, one ``memcmp``,
+    about 0.1 ms per MiB.  numpy took 35-66 us, but a VM backup imports this module and would
+    load numpy (13 MiB, 0.05 CPU s) for it (issue 19).
+    """
+    raw = bytes(data)  # no copy for bytes; a memoryview's slices would compare byte by byte
+    n = len(raw)
     whole = n - n % _BLOCK
-    blocks = np.frombuffer(data, dtype=np.uint8, count=whole).reshape(-1, _BLOCK)
-    flags: np.ndarray = np.asarray(blocks.any(axis=1), dtype=bool)
-    bounds = [0, *(int(i) + 1 for i in np.flatnonzero(flags[1:] != flags[:-1])), len(flags)]
-    runs = [
-        (bounds[k] * _BLOCK, bounds[k + 1] * _BLOCK, bool(flags[bounds[k]]))
-        for k in range(len(bounds) - 1)
-        if bounds[k + 1] > bounds[k]
-    ]
-    if whole < n:
-        tail = not is_zero(memoryview(data)[whole:])
-        if runs and runs[-1][2] == tail:
-            runs[-1] = (runs[-1][0], n, tail)
+    if whole and _ZERO_BLOCK not in raw:  # no whole block can be zero
+        tail = n > whole and raw[whole:] == _ZERO_BLOCK[: n - whole]
+        return [(0, whole, True), (whole, n, False)] if tail else [(0, n, True)]
+    runs: list[tuple[int, int, bool]] = []
+    for start in range(0, n, _BLOCK):
+        end = min(start + _BLOCK, n)
+        nonzero = raw[start:end] != _ZERO_BLOCK[: end - start]
+        if runs and runs[-1][2] == nonzero:
+            runs[-1] = (runs[-1][0], end, nonzero)
         else:
-            runs.append((whole, n, tail))
+            runs.append((start, end, nonzero))
     return runs
 
 
