@@ -133,6 +133,20 @@ def test_json_commands_load_neither_rich_nor_pydantic(
     assert done == VAULT  # listing points needs no chunk index (issue 19)
 
 
+def test_disk_backup_and_restore_load_no_numpy(vault_env: dict[str, str], tmp_path: Path) -> None:
+    """The image engine's chunk maps and sparse writes need no numpy either (issue 19)."""
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(os.urandom(3 << 20) + bytes(1 << 20) + b"tail")
+    code, done, _ = loaded_by(["backup", "disk", str(disk), "--json"], vault_env)
+    assert code == 0 and "numpy" not in done and "strongroom.image" in done
+    out = tmp_path / "out.raw"
+    code, done, _ = loaded_by(
+        ["restore", "disk", "latest", "--to", str(out), "-f", "raw", "--json"], vault_env
+    )
+    assert code == 0 and "numpy" not in done
+    assert out.read_bytes() == disk.read_bytes()
+
+
 def test_the_key_is_derived_before_openssl_and_sockets_load(
     vault_env: dict[str, str], tmp_path: Path
 ) -> None:
