@@ -199,11 +199,6 @@ class RowStore:
     def pack(self, row: int) -> int:
         return int(self._packs.view[row])
 
-    def records(self, start: int, end: int) -> bytes:
-        """Rows [start, end) as entry records."""
-        rows = self._rows.map
-        return b"" if rows is None else rows[start * ENTRY_SIZE : end * ENTRY_SIZE]
-
     def nbytes(self) -> int:
         """Bytes held per row by the columns at rest (the budget the spec promises)."""
         return (ENTRY_SIZE + 4 + 8) * self.n
