@@ -212,7 +212,11 @@ def _read_pack(
     except IntegrityError as exc:
         errors.append((name, str(exc)))
         contents = None
-    listed = {} if contents is None else {row[0]: row[4] for row in contents.entries.rows()}
+    listed = (
+        {}
+        if contents is None
+        else {cid: off for cid, _, _, _, off, _, _ in contents.entries.rows()}
+    )
     cipher = vault.keys.pack_cipher(vault.index.salt_of(pack_id))
     decoder = BlobDecoder(vault.keys)
     damaged: set[bytes] = set()

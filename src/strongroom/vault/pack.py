@@ -232,7 +232,7 @@ def read_pack_header(keys: VaultKeys, data: bytes, name: str) -> PackContents:
     if len(plain) % ENTRY_SIZE:
         raise IntegrityError(f"{name}: pack header has a partial entry", name=name)
     entries = Entries(plain)
-    if max((row[4] + row[5] for row in entries.rows()), default=0) > hstart:
+    if max((off + length for _, _, _, _, off, length, _ in entries.rows()), default=0) > hstart:
         raise IntegrityError(f"{name}: pack header points past the blobs", name=name)
     return PackContents(salt, entries)
 

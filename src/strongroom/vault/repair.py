@@ -189,7 +189,7 @@ class _Rebuild:
             self.report.note(f"indexed {name} ({len(entries)} chunks; it was in no index)")
         else:
             extra = set(old.ids()) - set(entries.ids())
-            if len(extra):
+            if extra:
                 self.report.entries_dropped += len(extra)
                 self.report.note(
                     f"dropped {len(extra)} index entr(ies) for {name}: the pack does not hold them"
