@@ -1,7 +1,13 @@
-"""The one compiled part: the content-defined chunk scan that runs without the GIL
-(src/strongroom/chunking/_gearcut.c).  Optional: where it cannot be built (no compiler or
-Python headers), strongroom uses fastcdc-py's own scan, which finds the same cuts holding
-the GIL (strongroom/chunking/cdc.py).  Everything else is in pyproject.toml."""
+"""The compiled parts, both optional: where they cannot be built (no compiler or Python
+headers) strongroom uses a pure-Python path that gives the same results.
+
+- strongroom.chunking._gearcut (src/strongroom/chunking/_gearcut.c): the content-defined chunk
+  scan without the GIL; else fastcdc-py's own scan, which finds the same cuts holding the GIL
+  (strongroom/chunking/cdc.py).
+- strongroom.vault._gcm (src/strongroom/vault/_gcm.c): AES-256-GCM through the system's
+  libcrypto, resolved at import; else the `cryptography` package (strongroom/vault/aead.py).
+
+Everything else is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -12,6 +18,12 @@ setup(
             ["src/strongroom/chunking/_gearcut.c"],
             extra_compile_args=["-O3"],
             optional=True,
-        )
+        ),
+        Extension(
+            "strongroom.vault._gcm",
+            ["src/strongroom/vault/_gcm.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

@@ -10,10 +10,9 @@ import os
 from dataclasses import dataclass
 
 import blake3
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom.errors import IntegrityError
+from strongroom.vault.aead import AesGcm, AuthenticationFailed
 
 MASTER_SECRET_SIZE = 32
 NONCE_SIZE = 12
@@ -69,9 +68,9 @@ class VaultKeys:
         """Keyed BLAKE3 of the plaintext: ids reveal nothing to anyone without the key."""
         return blake3.blake3(data, key=self.id_key).digest()
 
-    def pack_cipher(self, salt: bytes) -> AESGCM:
+    def pack_cipher(self, salt: bytes) -> AesGcm:
         """The per-pack AES-256-GCM key: random nonces stay far below the collision bound."""
-        return AESGCM(blake3.blake3(salt, key=self.pack_key).digest())
+        return AesGcm(blake3.blake3(salt, key=self.pack_key).digest())
 
     def mac(self, data: bytes) -> bytes:
         return blake3.blake3(data, key=self.config_key).digest()
@@ -84,7 +83,7 @@ def random_bytes(n: int) -> bytes:
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     """nonce || AES-256-GCM(plaintext) || tag."""
     nonce = os.urandom(NONCE_SIZE)
-    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    return nonce + AesGcm(key).encrypt(nonce, plaintext, aad)
 
 
 def unseal(key: bytes, sealed: bytes | memoryview, aad: bytes, *, name: str) -> bytes:
@@ -93,8 +92,8 @@ def unseal(key: bytes, sealed: bytes | memoryview, aad: bytes, *, name: str) -> 
         raise IntegrityError(f"{name}: truncated (only {len(sealed)} bytes)", name=name)
     view = memoryview(sealed)
     try:
-        return AESGCM(key).decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:], aad)
-    except InvalidTag:
+        return AesGcm(key).decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:], aad)
+    except AuthenticationFailed:
         raise IntegrityError(
             f"{name}: authentication failed (corrupted, tampered with, or not written with "
             "this vault's key)",

@@ -5,7 +5,7 @@ re-encrypts data.  Slot objects live at ``keys/<slot id>`` as JSON.
 
 This module loads no cipher library until a key is wrapped or unwrapped: the CLI derives the
 passphrase's key (:meth:`SlotOpener.prepare`, a large transient allocation) before it loads
-cryptography, numpy and the engines, so that allocation adds to a small base.
+numpy and the engines, so that allocation adds to a small base.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-
-from argon2.low_level import Type, hash_secret_raw
 
 from strongroom.errors import (
     IntegrityError,
@@ -72,6 +70,10 @@ class KDFParams:
         return None
 
     def derive(self, passphrase: str, salt: bytes) -> bytes:
+        # here: a worker process gets its keys handed over and derives none (argon2 and
+        # cffi are 0.4 MiB of each worker)
+        from argon2.low_level import Type, hash_secret_raw
+
         return hash_secret_raw(
             passphrase.encode("utf-8"),
             salt,
@@ -165,10 +167,9 @@ def new_slot(
     by default a new random one)."""
     if not passphrase:
         raise KeySlotError("a key slot needs a non-empty passphrase")
-    import socket  # here, like cryptography: opening a vault never needs it
+    import socket  # here: opening a vault never needs it
 
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+    from strongroom.vault.aead import AesGcm
     from strongroom.vault.crypto import NONCE_SIZE
 
     slot_id = slot_id or os.urandom(8).hex()
@@ -195,7 +196,7 @@ def new_slot(
     if problem:
         raise KeySlotError(f"refusing to make a key slot: {problem}")
     kek = kdf.derive(passphrase, salt)
-    doc["wrapped"] = _b64(AESGCM(kek).encrypt(nonce, master, _aad(vault_id, slot_id, doc)))
+    doc["wrapped"] = _b64(AesGcm(kek).encrypt(nonce, master, _aad(vault_id, slot_id, doc)))
     return slot, _canonical(doc)
 
 
@@ -258,9 +259,7 @@ def unwrap(
 ) -> bytes | None:
     """The master secret if ``passphrase`` opens this slot, else None.  ``opener``: derive
     the key-encryption key through its cache; ``name``: where the slot was read."""
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+    from strongroom.vault.aead import AesGcm, AuthenticationFailed
     from strongroom.vault.crypto import MASTER_SECRET_SIZE
 
     slot, doc, salt, nonce, wrapped = _parts(slot_id, stored, name)
@@ -268,8 +267,8 @@ def unwrap(
         opener.declared.add(str(doc["vault"]))
     kek = slot.kdf.derive(passphrase, salt) if opener is None else opener._kek(slot, salt)
     try:
-        master = AESGCM(kek).decrypt(nonce, wrapped, _aad(vault_id, slot_id, doc))
-    except InvalidTag:
+        master = AesGcm(kek).decrypt(nonce, wrapped, _aad(vault_id, slot_id, doc))
+    except AuthenticationFailed:
         return None
     if len(master) != MASTER_SECRET_SIZE:
         where = name or KEYS_PREFIX + slot_id

@@ -21,11 +21,10 @@ import struct
 from dataclasses import dataclass
 
 import zstandard
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom.errors import IntegrityError, UnsupportedVersion
 from strongroom.storage.directio import ALIGN
+from strongroom.vault.aead import AesGcm, AuthenticationFailed
 from strongroom.vault.crypto import ID_SIZE, NONCE_SIZE, TAG_SIZE, VaultKeys
 from strongroom.vault.entries import ENTRY_SIZE, Entries
 from strongroom.vault.packstream import PackStream
@@ -85,7 +84,7 @@ class PackBuilder:
         self._base = 0  # bytes already streamed out before the buffer's start
         self._nonces = 0
         self.salt = b""
-        self._cipher: AESGCM | None = None
+        self._cipher: AesGcm | None = None
 
     def start(self) -> None:
         """Begin a new pack; any view returned by ``finish`` must be released by now."""
@@ -227,7 +226,7 @@ def read_pack_header(keys: VaultKeys, data: bytes, name: str) -> PackContents:
         plain = keys.pack_cipher(salt).decrypt(
             sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], header_aad(salt)
         )
-    except InvalidTag:
+    except AuthenticationFailed:
         raise IntegrityError(f"{name}: pack header fails authentication", name=name) from None
     if len(plain) % ENTRY_SIZE:
         raise IntegrityError(f"{name}: pack header has a partial entry", name=name)
@@ -246,7 +245,7 @@ class BlobDecoder:
 
     def decode(
         self,
-        cipher: AESGCM,
+        cipher: AesGcm,
         stored: bytes | bytearray | memoryview,
         chunk_id: bytes,
         ctype: int,
@@ -261,7 +260,7 @@ class BlobDecoder:
             plain = cipher.decrypt(
                 view[:NONCE_SIZE], view[NONCE_SIZE:], blob_aad(chunk_id, ctype, flags, raw)
             )
-        except InvalidTag:
+        except AuthenticationFailed:
             raise IntegrityError(
                 f"{where}: chunk {chunk_id.hex()[:16]} fails authentication (corrupted)", name=where
             ) from None

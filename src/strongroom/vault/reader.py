@@ -14,11 +14,10 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from strongroom.errors import IntegrityError, ObjectNotFound, StrongroomError
 from strongroom.storage.backend import Backend, capabilities_of
 from strongroom.storage.batch import Range, get_ranges
+from strongroom.vault.aead import AesGcm
 from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.index import ChunkIndex, IndexEntry
 from strongroom.vault.pack import BlobDecoder, pack_name
@@ -51,7 +50,7 @@ class ChunkReader:
     def __init__(self, backend: Backend, keys: VaultKeys, index: ChunkIndex) -> None:
         self._backend, self._keys, self._index = backend, keys, index
         self._local = threading.local()
-        self._ciphers: dict[bytes, AESGCM] = {}
+        self._ciphers: dict[bytes, AesGcm] = {}
         self._cipher_lock = threading.Lock()
         self._batches = capabilities_of(backend).batch_reads
 
@@ -61,7 +60,7 @@ class ChunkReader:
             dec = self._local.decoder = BlobDecoder(self._keys)
         return dec
 
-    def _cipher(self, pack_id: bytes) -> AESGCM:
+    def _cipher(self, pack_id: bytes) -> AesGcm:
         with self._cipher_lock:
             cipher = self._ciphers.get(pack_id)
             if cipher is None:

@@ -1,0 +1,22 @@
+def encrypt(
+    key: bytes,
+    nonce: bytes | bytearray | memoryview,
+    data: bytes | bytearray | memoryview,
+    aad: bytes | bytearray | memoryview,
+    /,
+) -> bytes: ...
+def encrypt_into(
+    key: bytes,
+    nonce: bytes | bytearray | memoryview,
+    data: bytes | bytearray | memoryview,
+    aad: bytes | bytearray | memoryview,
+    out: memoryview | bytearray,
+    /,
+) -> None: ...
+def decrypt(
+    key: bytes,
+    nonce: bytes | bytearray | memoryview,
+    sealed: bytes | bytearray | memoryview,
+    aad: bytes | bytearray | memoryview,
+    /,
+) -> bytes | None: ...

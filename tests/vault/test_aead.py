@@ -1,0 +1,159 @@
+"""AES-256-GCM through the system's libcrypto (vault/_gcm.c) gives the bytes the
+cryptography package gives, refuses what is not authentic, and lets other threads run; a
+vault written through either is read through the other."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from strongroom.files import RestoreOptions, restore_files
+from strongroom.storage import LocalBackend
+from strongroom.vault import Vault, aead
+from strongroom.vault.check import check_vault
+from tests.conftest import FAST_KDF, PASSPHRASE
+
+OURS = aead.libcrypto()
+THEIRS = aead.cryptography()
+BOTH = pytest.mark.parametrize("impl", [OURS, THEIRS], ids=["libcrypto", "cryptography"])
+
+keys = st.binary(min_size=32, max_size=32)
+nonces = st.binary(min_size=12, max_size=12)
+datas = st.binary(max_size=5000) | st.integers(0, 70_000).map(os.urandom)
+
+
+def test_the_package_build_made_it_and_it_is_used() -> None:
+    """scripts/setup.sh builds _gcm (pip -e); the vault uses it, not the package."""
+    assert aead.implementation() == "libcrypto"
+
+
+@given(keys, nonces, datas, st.binary(max_size=300))
+@settings(max_examples=150, deadline=None)
+def test_same_bytes_as_cryptography(key: bytes, nonce: bytes, data: bytes, aad: bytes) -> None:
+    sealed = OURS[0](key, nonce, data, aad)
+    assert sealed == THEIRS[0](key, nonce, data, aad)
+    assert len(sealed) == len(data) + aead.TAG_SIZE
+    out = bytearray(len(sealed))
+    OURS[1](key, nonce, memoryview(data), aad, memoryview(out))
+    assert out == sealed
+    assert OURS[2](key, nonce, sealed, aad) == data
+    assert THEIRS[2](key, nonce, memoryview(out), aad) == data
+
+
+@given(keys, nonces, st.binary(max_size=600), st.binary(max_size=40), st.data())
+@settings(max_examples=150, deadline=None)
+def test_any_changed_byte_is_refused(
+    key: bytes, nonce: bytes, data: bytes, aad: bytes, draw: st.DataObject
+) -> None:
+    """A flipped bit in the ciphertext or tag, the additional data, the nonce or the key,
+    or a truncated ciphertext: never a plaintext, from either implementation."""
+    sealed = OURS[0](key, nonce, data, aad)
+    parts = [bytearray(sealed), bytearray(aad), bytearray(nonce), bytearray(key)]
+    which = draw.draw(st.sampled_from([i for i, p in enumerate(parts) if p]), label="part")
+    at = draw.draw(st.integers(0, len(parts[which]) - 1), label="byte")
+    parts[which][at] ^= 1 << draw.draw(st.integers(0, 7), label="bit")
+    s, a, n, k = (bytes(p) for p in parts)
+    for impl in (OURS, THEIRS):
+        assert impl[2](k, n, s, a) is None
+        assert impl[2](key, nonce, sealed[: len(sealed) - 1], aad) is None
+
+
+@BOTH
+def test_wrong_sizes_are_value_errors(impl: tuple[Callable[..., object], ...]) -> None:
+    encrypt, encrypt_into, decrypt = impl
+    with pytest.raises(ValueError):
+        encrypt(bytes(31), bytes(12), b"x", b"")
+    with pytest.raises(ValueError):
+        encrypt(bytes(32), bytes(13), b"x", b"")
+    with pytest.raises(ValueError):
+        decrypt(bytes(32), bytes(11), bytes(40), b"")
+    for size in (16, 18):  # one byte of data: 17 bytes out, no more, no less
+        with pytest.raises(ValueError):
+            encrypt_into(bytes(32), bytes(12), b"x", b"", memoryview(bytearray(size)))
+    assert decrypt(bytes(32), bytes(12), bytes(15), b"") is None  # shorter than a tag
+
+
+def test_aes_gcm_object() -> None:
+    cipher = aead.AesGcm(bytes(range(32)))
+    sealed = cipher.encrypt(bytes(12), b"plain", b"aad")
+    assert cipher.decrypt(bytes(12), sealed, b"aad") == b"plain"
+    with pytest.raises(aead.AuthenticationFailed):
+        cipher.decrypt(bytes(12), sealed, b"other aad")
+    with pytest.raises(ValueError):
+        aead.AesGcm(bytes(16))  # AES-128 keys are not the vault's
+
+
+def test_data_longer_than_a_step() -> None:
+    """_gcm.c feeds OpenSSL 16 MiB at a time (EVP takes lengths as int): across steps the
+    result is one pass's, and additional data longer than a step counts whole."""
+    key, nonce = os.urandom(32), os.urandom(12)
+    data, aad = os.urandom((40 << 20) + 5), os.urandom((16 << 20) + 3)
+    sealed = OURS[0](key, nonce, data, aad)
+    assert sealed == THEIRS[0](key, nonce, data, aad)
+    assert OURS[2](key, nonce, sealed, aad) == data
+    assert OURS[2](key, nonce, sealed, aad[:-1]) is None
+
+
+def test_other_threads_run_while_it_encrypts() -> None:
+    """While one thread encrypts 384 MiB in one call, another runs Python all along: 3-7
+    million steps here, against some 80,000 (a switch interval before the call starts) if
+    the call held the GIL."""
+    data = bytes(384 << 20)
+    started, done = threading.Event(), threading.Event()
+
+    def work() -> None:
+        started.set()
+        OURS[0](bytes(32), bytes(12), data, b"")
+        done.set()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    started.wait()
+    steps = 0
+    while not done.is_set():
+        steps += 1
+    worker.join()
+    assert steps > 1_000_000
+
+
+def test_a_vault_written_through_cryptography_reads_through_libcrypto(tmp_path: Path) -> None:
+    """The vault's bytes do not depend on the implementation: a backup made by a process
+    that uses the package is restored and checked by this one."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(3 << 20))
+    (src / "small.txt").write_text("small " * 100)
+    Vault.init(LocalBackend(tmp_path / "vault"), PASSPHRASE, kdf=FAST_KDF)
+    env = {
+        **os.environ,
+        "STRONGROOM_AEAD": "cryptography",
+        "STRONGROOM_VAULT": str(tmp_path / "vault"),
+        "STRONGROOM_PASSWORD": PASSPHRASE,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }
+    script = (
+        "import sys; from strongroom.vault import aead; from strongroom.cli.main import main;"
+        "assert aead.implementation() == 'cryptography'; sys.exit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, "backup", "files", str(src), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    vault = Vault.open(LocalBackend(tmp_path / "vault"), PASSPHRASE)
+    assert check_vault(vault, read_data=True).ok
+    restore_files(vault, vault.resolve_point("latest"), RestoreOptions(tmp_path / "out"))
+    restored = tmp_path / "out" / src.relative_to("/")
+    assert (restored / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+    assert (restored / "small.txt").read_text() == "small " * 100
