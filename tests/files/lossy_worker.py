@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sys
 import time
-from multiprocessing.connection import Connection
 from typing import Any
 
-from strongroom.files.workerproc import serve_main
+from strongroom.files.channel import Channel
+from strongroom.files.workermain import serve_main
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Channel) -> None:
     first = conn.recv()  # ("open",) or ("open", "no ready")
     if len(first) == 1:
         conn.send(("ready",))

@@ -113,20 +113,22 @@ def test_workers_make_the_same_point_as_one_process(
     assert report.ok, [(p.name, p.message) for p in report.problems]
 
 
-def test_workers_load_no_numpy(
+def test_workers_load_neither_numpy_nor_cryptography(
     tmp_path: Path, vault: Vault, tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker's share of a backup (listing, chunking, packs, index objects, lookups in the
-    loaded index) needs no numpy: it would cost each worker 13 MiB and 0.05 CPU s at start
-    (issue 19)."""
+    loaded index) needs no numpy, and its AES-GCM no cryptography package: they would cost
+    each worker 13 and 8.5 MiB, 0.05 and 0.015 CPU s at start (issue 19)."""
     children = ChildModules(tmp_path, monkeypatch)
     first = backup_files(vault, _opts(tree, "np", cache_root=tmp_path / "cache"))
     (tree / "a0" / "same.txt").write_text("changed")
     again = backup_files(vault, _opts(tree, "np", cache_root=tmp_path / "cache"))
     assert first.worker_dirs > 20 and again.worker_dirs > 20 and again.chunks_new > 0
-    workers = [m for m in children.processes() if "strongroom.files.workerproc" in m]
+    workers = [m for m in children.processes() if "strongroom.files.workermain" in m]
     assert len(workers) == 4
-    assert all("strongroom.vault.index" in m and "numpy" not in m for m in workers)
+    assert all("strongroom.vault.index" in m for m in workers)
+    assert not any("numpy" in m or "cryptography" in m for m in workers)
+    assert not any("multiprocessing" in m or "subprocess" in m for m in workers)
 
 
 def test_this_process_walks_too_when_its_worker_is_full(

@@ -18,7 +18,7 @@ _PROBE = textwrap.dedent(
 
     ENABLED_ON_LOAD = gc.isenabled()
 
-    from strongroom.files.workerproc import serve_main
+    from strongroom.files.workermain import serve_main
 
 
     def serve(conn):

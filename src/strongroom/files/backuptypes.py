@@ -1,14 +1,17 @@
-"""What a files backup is asked to do (:class:`BackupOptions`) and what it reports
-(:class:`BackupSummary`)."""
+"""What a files backup is asked to do (:class:`BackupOptions`), what it reports
+(:class:`BackupSummary`), and what its worker processes answer (:class:`DirListing`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.chunking import CDCParams
+
+if TYPE_CHECKING:
+    from strongroom.files.nodes import Node
 
 Progress = Callable[[int, int, str], None]
 
@@ -102,3 +105,26 @@ class WrittenCounts:
     raw_new: int = 0
     chunks_new: int = 0
     index_names: list[str] = field(default_factory=list)  # the index objects written
+
+
+@dataclass
+class DirListing:
+    """A folder as a worker did it: with its whole subtree (``tree_id``), or one level (every
+    node in order, subfolder nodes without their subtree, and which of them to descend into);
+    and the files cache's news: new rows (prepared: ``cache.prepare_rows``) and the folders
+    whose rows are to be kept, with the names gone from them."""
+
+    counts: dict[str, int]
+    tree_id: bytes | None = None
+    nodes: list[Node] = field(default_factory=list)
+    subdirs: list[tuple[int, int]] = field(default_factory=list)  # (index in nodes, device)
+    rows: list[object] = field(default_factory=list)
+    touches: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
+    folders: list[object] = field(default_factory=list)  # folder rows (prepared)
+    rejected: int = 0  # cache rows whose MAC failed
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    inconsistent: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    nread: int = 0
+    done_files: int = 0
+    dir_error: str | None = None  # the directory could not be listed

@@ -18,42 +18,17 @@ wrote is unreferenced packs for prune, as after kill -9.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from strongroom.errors import FilesError
-from strongroom.files.backuptypes import WrittenCounts
+from strongroom.files.backuptypes import DirListing, WrittenCounts
 from strongroom.files.workerproc import WorkerPool
 
 if TYPE_CHECKING:
     from strongroom.files.backuptypes import BackupOptions
-    from strongroom.files.nodes import Node
     from strongroom.vault import VaultHandoff
 
 _QUEUED_PER_WORKER = 2  # one at work, one waiting: the rest wait here for whichever is free
-
-
-@dataclass
-class DirListing:
-    """A folder as a worker did it: with its whole subtree (``tree_id``), or one level (every
-    node in order, subfolder nodes without their subtree, and which of them to descend into);
-    and the files cache's news: new rows (prepared: ``cache.prepare_rows``) and the folders
-    whose rows are to be kept, with the names gone from them."""
-
-    counts: dict[str, int]
-    tree_id: bytes | None = None
-    nodes: list[Node] = field(default_factory=list)
-    subdirs: list[tuple[int, int]] = field(default_factory=list)  # (index in nodes, device)
-    rows: list[object] = field(default_factory=list)
-    touches: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
-    folders: list[object] = field(default_factory=list)  # folder rows (prepared)
-    rejected: int = 0  # cache rows whose MAC failed
-    errors: list[tuple[str, str]] = field(default_factory=list)
-    inconsistent: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    nread: int = 0
-    done_files: int = 0
-    dir_error: str | None = None  # the directory could not be listed
 
 
 class DirWorkers(WorkerPool):

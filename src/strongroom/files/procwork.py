@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import sys
 import time
-from multiprocessing.connection import Connection
 from typing import Any
 
 from strongroom import failpoints
-from strongroom.files.backuptypes import BackupOptions, BackupSummary, WrittenCounts
+from strongroom.files.backuptypes import BackupOptions, BackupSummary, DirListing, WrittenCounts
 from strongroom.files.cache import CacheReader, DirRows, cache_path, cache_scope, prepare_rows
+from strongroom.files.channel import Channel
 from strongroom.files.dirstate import DirState
 from strongroom.files.foldercache import FolderRow
 from strongroom.files.nodes import DIR, Node
-from strongroom.files.procpool import DirListing
 from strongroom.files.walker import TreeWalker
 from strongroom.files.walkprocs import MERGED
-from strongroom.files.workerproc import serve_main
+from strongroom.files.workermain import serve_main
 from strongroom.vault import ChunkWriter, Vault, open_handoff
 
 
@@ -101,7 +100,7 @@ class WorkerWalker(TreeWalker):
         self._keep_rows(top)
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Channel) -> None:
     kind, handoff, opts = conn.recv()
     if kind != "open":
         return

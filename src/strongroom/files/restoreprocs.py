@@ -24,9 +24,9 @@ from strongroom.errors import FilesError
 from strongroom.files.contents import COMMIT_BYTES, COMMIT_FILES, ContentSink, drain
 from strongroom.files.nodes import Node
 from strongroom.files.plan import Entry
-from strongroom.files.workerproc import WorkerPool
 
 if TYPE_CHECKING:
+    from strongroom.files.workerproc import WorkerPool
     from strongroom.vault import VaultHandoff
 
 # A batch is what a worker makes durable at once: the threads' commit batch, so that the
@@ -94,8 +94,14 @@ class ProcessContents:
     vault and load its index while the parent plans), told where to write by :meth:`run`."""
 
     def __init__(self, handoff: VaultHandoff, count: int) -> None:
+        # here: the workers import this module for its message types, and need none of the
+        # pool's machinery (subprocess)
+        from strongroom.files.workerproc import WorkerPool
+
         firsts = [("open", handoff)] * count
-        self.pool = WorkerPool("strongroom.files.restorework", firsts, "restore", ("written",))
+        self.pool: WorkerPool = WorkerPool(
+            "strongroom.files.restorework", firsts, "restore", ("written",)
+        )
         self.pending: dict[int, list[Entry]] = {}
 
     def run(self, files: list[Entry], setup: WorkerSetup, sink: ContentSink) -> None:

@@ -15,17 +15,17 @@ through the clean-up that removes the batch's temporary files.
 from __future__ import annotations
 
 import sys
-from multiprocessing.connection import Connection
 from typing import Any
 
 from strongroom import failpoints
+from strongroom.files.channel import Channel
 from strongroom.files.placing import TempNames
 from strongroom.files.restorebatch import TreeWorker, own_staging, run_batch
-from strongroom.files.workerproc import serve_main
+from strongroom.files.workermain import serve_main
 from strongroom.vault import Vault, open_handoff
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Channel) -> None:
     kind, handoff = conn.recv()
     if kind != "open":
         return
@@ -53,7 +53,7 @@ def _serve(conn: Connection) -> None:
         vault.close()
 
 
-def _answer(conn: Connection, msg: tuple[Any, ...], vault: Vault, tree: TreeWorker) -> None:
+def _answer(conn: Channel, msg: tuple[Any, ...], vault: Vault, tree: TreeWorker) -> None:
     if msg[0] == "files":  # a batch the parent planned
         failpoints.hit("restorework-batch")
         conn.send(("files", msg[1], run_batch(vault, tree.setup, tree.names, msg[2])))

@@ -15,7 +15,8 @@ from strongroom.files.selection import Selection
 from strongroom.files.vaultview import BackupVault
 
 if TYPE_CHECKING:
-    from strongroom.files.procpool import DirListing, DirWorkers
+    from strongroom.files.backuptypes import DirListing
+    from strongroom.files.procpool import DirWorkers
 
 # summary counts a worker's listing adds to the parent's
 MERGED: tuple[str, ...] = ("files", "files_new", "files_changed", "files_unchanged", "dirs")

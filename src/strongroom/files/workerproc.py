@@ -1,28 +1,26 @@
 """One helper process of a files backup or restore, on one end of a socket pair.
 
-The helper is ``python -m MODULE FD`` (FD: its end of the pair); messages are pickles framed
-by :mod:`multiprocessing.connection`, and the first one carries the vault's keys
+The helper is ``python -m MODULE FD`` (FD: its end of the pair); messages are pickles
+(:mod:`strongroom.files.channel`), and the first one carries the vault's keys
 (:class:`~strongroom.vault.VaultHandoff`), so they never reach argv or the environment.  A
 helper that dies, or reports a failure, becomes a :class:`FilesError` (or the
 :class:`StrongroomError` it reported) in the parent.  The helper's side of the conventions is
-:func:`serve_main`.
+:func:`strongroom.files.workermain.serve_main`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import pickle
-import signal
 import socket
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable
-from multiprocessing.connection import Connection, wait
+from collections.abc import Iterable
 from typing import Any
 
-from strongroom import collector
 from strongroom.errors import FilesError, StrongroomError
+from strongroom.files.channel import Channel, wait
 
 # A helper runs ``python -c _BOOT FD``: ``python -m MODULE FD`` with the cyclic collector
 # off while the module loads, as the CLI does (strongroom.collector says why).
@@ -55,7 +53,7 @@ class WorkerProcess:
             )
         finally:
             child.close()
-        self.conn = Connection(parent.detach())
+        self.conn = Channel(parent.detach())
         try:
             self.conn.send(first)
         except OSError:
@@ -230,40 +228,3 @@ def close_all(workers: Iterable[WorkerProcess], abandon: bool = False) -> None:
         except subprocess.TimeoutExpired:
             w.proc.kill()
             w.proc.wait()
-
-
-def _report(conn: Connection, exc: BaseException) -> None:
-    try:
-        blob = pickle.dumps(exc)
-    except (pickle.PicklingError, TypeError, AttributeError):
-        blob = b""
-    with contextlib.suppress(OSError):
-        conn.send(("failed", blob, str(exc) or type(exc).__name__))
-
-
-def _terminated(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the clean-up is not cut short
-    raise SystemExit(1)  # unwinds through the helper's clean-up: its temporary files go
-
-
-def serve_main(argv: list[str], serve: Callable[[Connection], None]) -> int:
-    """A helper's ``main``: SIGINT is ignored (the terminal sends it to the whole process
-    group, and the parent decides), SIGTERM unwinds through ``serve``'s clean-up, and a
-    failure is reported to the parent as a ``failed`` message."""
-    collector.start_work()  # loaded with the collector off (_BOOT)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _terminated)
-    conn = Connection(int(argv[1]))
-    try:
-        serve(conn)
-    except (StrongroomError, OSError, MemoryError) as exc:
-        _report(conn, exc)
-        return 1
-    except EOFError:
-        return 0
-    finally:
-        # Done, one way or another: the parent's SIGTERM of an abandoned run may come while
-        # this helper exits on the end of its input, and must not raise in the middle of that.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        conn.close()
-    return 0

@@ -1,0 +1,81 @@
+"""Pickled messages over one end of a socket pair: the pipe between a files backup or
+restore and its worker processes.
+
+Each message is an 8-byte big-endian length and a pickle.  This replaces
+``multiprocessing.connection``, whose import (the multiprocessing package, tempfile,
+shutil and more) cost each process 2.1 MiB and a few milliseconds for the three calls
+used here (issue 19: the memory of a two-process backup).  Both ends are the same
+strongroom, so the framing is no format to keep.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import select
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+_HEAD = struct.Struct("!Q")
+_SMALL = 1 << 16  # below this, the length and the pickle go in one write
+
+
+class Channel:
+    """One end (a file descriptor this object owns). Not for two threads at once."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def send(self, obj: Any) -> None:
+        """OSError when the other end is gone."""
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(data) < _SMALL:
+            self._write(_HEAD.pack(len(data)) + data)
+        else:
+            self._write(_HEAD.pack(len(data)))
+            self._write(data)
+
+    def recv(self) -> Any:
+        """The next message; EOFError when the other end closed, OSError on a failure."""
+        (size,) = _HEAD.unpack(self._read(_HEAD.size))
+        return pickle.loads(self._read(size))
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def _write(self, data: bytes) -> None:
+        with memoryview(data) as view:
+            done = 0
+            while done < len(view):
+                done += os.write(self._fd, view[done:])
+
+    def _read(self, size: int) -> bytearray:
+        buf = bytearray(size)
+        with memoryview(buf) as view:
+            got = 0
+            while got < size:
+                n = os.readv(self._fd, [view[got:]])
+                if n == 0:
+                    raise EOFError("the other end closed the channel")
+                got += n
+        return buf
+
+
+def wait(channels: Sequence[Channel], timeout: float | None) -> list[Channel]:
+    """The channels with a message (or end of input) waiting, after at most ``timeout``
+    seconds (None: until one has)."""
+    poller = select.poll()
+    for ch in channels:
+        poller.register(ch.fileno(), select.POLLIN)
+    ms = None if timeout is None else math.ceil(timeout * 1000)
+    ready = {fd for fd, _ in poller.poll(ms)}
+    return [ch for ch in channels if ch.fileno() in ready]
