@@ -1,11 +1,18 @@
-"""glibc's malloc thresholds are fixed in strongroom's processes (strongroom/malloctune.py):
+"""glibc's malloc thresholds are fixed in a files backup's processes (strongroom/malloctune.py):
 a block over 1 MiB is mmapped, and given back, even after a bigger one was freed."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+from strongroom.storage import LocalBackend
+from strongroom.vault import Vault
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 # After a 2 MiB block is freed, is a 1.5 MiB one mmapped?  glibc's default raises its
 # threshold to 2 MiB on that free, so the answer is no unless the thresholds are fixed.
@@ -30,11 +37,12 @@ _PROBE = textwrap.dedent(
 )
 
 
-def _run(code: str) -> str:
+def _run(code: str, argv: Sequence[str] = (), env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE + textwrap.dedent(code)],
+        [sys.executable, "-c", _PROBE + textwrap.dedent(code), *argv],
         capture_output=True,
         text=True,
+        env=env,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -47,12 +55,25 @@ def test_the_default_keeps_freed_blocks_and_the_tuned_threshold_does_not() -> No
     assert _run(tuned + "print(mmapped_after_a_bigger_free())") == "True"
 
 
-def test_the_console_script_applies_it() -> None:
+def test_a_files_backup_applies_it_and_a_restore_does_not(tmp_path: Path) -> None:
+    """Restores keep glibc's defaults: there the fixed thresholds cost CPU and saved nothing."""
+    Vault.init(LocalBackend(tmp_path / "vault"), PASSPHRASE, kdf=FAST_KDF)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("alpha")
+    env = {
+        **os.environ,
+        "STRONGROOM_VAULT": str(tmp_path / "vault"),
+        "STRONGROOM_PASSWORD": PASSPHRASE,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }
     code = """
         import atexit, sys
         atexit.register(lambda: print(mmapped_after_a_bigger_free()))
-        sys.argv = ["strongroom", "version"]
+        sys.argv = ["strongroom", *sys.argv[1:]]
         from strongroom.cli.entry import run
         run()
     """
-    assert _run(code).splitlines()[-1] == "True"
+    backup = ["backup", "files", str(tmp_path / "src"), "--json"]
+    assert _run(code, backup, env).splitlines()[-1] == "True"
+    restore = ["restore", "files", "latest", "-t", str(tmp_path / "out"), "--json"]
+    assert _run(code, restore, env).splitlines()[-1] == "False"

@@ -1,9 +1,9 @@
 """The cyclic garbage collector's settings for strongroom's own processes: the CLI
 (:mod:`strongroom.cli.entry`) and the files engine's helper processes
-(:mod:`strongroom.files.workerproc`).
+(:mod:`strongroom.files.workermain`).
 
-Both load with the collector off: a command loads some 300,000 objects (typer, cryptography,
-numpy, the engines) that live until it exits, and every full collection during start-up walked
+Both load with the collector off: a command loads some 300,000 objects (typer, the vault,
+the engines) that live until it exits, and every full collection during start-up walked
 all of them again.  When the work starts, :func:`start_work` freezes what was loaded
 (``gc.freeze``: later collections skip it) and turns the collector on with :data:`THRESHOLD`.
 """

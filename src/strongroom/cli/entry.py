@@ -3,7 +3,6 @@
 freezes what was loaded and turns it back on (``collector.start_work``);
 :func:`strongroom.cli.options.open_vault` freezes once more after the vault's modules load.
 Start-up to an opened vault: 0.231 -> 0.173 s median of 80 (docs/benchmarks.md, "Session 11").
-It also fixes glibc's malloc thresholds (:mod:`strongroom.malloctune` says why).
 Kept apart from :mod:`strongroom.cli.main`, which tests import, so that only the command's
 own process runs this way.
 """
@@ -16,9 +15,6 @@ import gc
 def run() -> None:
     """Console-script entry point."""
     gc.disable()
-    from strongroom import malloctune
-
-    malloctune.apply()
     from strongroom.cli.main import run as run_cli
 
     run_cli()

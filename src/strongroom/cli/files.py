@@ -217,8 +217,10 @@ def _backup_files(
     as_json: bool,
     hook_run: HookRun,
 ) -> None:
+    from strongroom import malloctune
     from strongroom.files import BackupOptions, backup_files
 
+    malloctune.apply()  # a backup's peak memory, at no cost in CPU (the module says why)
     opts = BackupOptions(
         paths=paths,
         source=source,

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from strongroom import failpoints
+from strongroom import failpoints, malloctune
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, DirListing, WrittenCounts
 from strongroom.files.cache import CacheReader, DirRows, cache_path, cache_scope, prepare_rows
 from strongroom.files.channel import Channel
@@ -141,6 +141,7 @@ def _serve(conn: Channel) -> None:
 
 
 def main(argv: list[str]) -> int:
+    malloctune.apply()  # as the parent of a files backup does (cli/files.py)
     return serve_main(argv, _serve)
 
 

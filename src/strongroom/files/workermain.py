@@ -9,7 +9,7 @@ import pickle
 import signal
 from collections.abc import Callable
 
-from strongroom import collector, malloctune
+from strongroom import collector
 from strongroom.errors import StrongroomError
 from strongroom.files.channel import Channel
 
@@ -33,7 +33,6 @@ def serve_main(argv: list[str], serve: Callable[[Channel], None]) -> int:
     group, and the parent decides), SIGTERM unwinds through ``serve``'s clean-up, and a
     failure is reported to the parent as a ``failed`` message."""
     collector.start_work()  # loaded with the collector off (workerproc._BOOT)
-    malloctune.apply()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminated)
     conn = Channel(int(argv[1]))
