@@ -16,7 +16,8 @@ fault per 4 KiB for every chunk-sized block).
 Restores are left with glibc's defaults: there every chunk's plaintext and decompressed copy
 is a fresh block of up to 4 MiB, and with the thresholds fixed a restore of two 512 MiB
 files took 1.6 CPU seconds instead of 1.0-1.2 for no memory saved (their peak was 52 MiB
-either way, the key derivation's); a files restore's workers (restorework) too.
+either way, the key derivation's).  The same holds for a files restore's workers
+(restorework), which do not apply it either.
 """
 
 from __future__ import annotations
