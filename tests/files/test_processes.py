@@ -4,6 +4,7 @@ backup without a point."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import time
@@ -15,6 +16,9 @@ import pytest
 
 from strongroom.errors import StrongroomError
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
+from strongroom.files.dirstate import DirState
+from strongroom.files.reading import FileItem, FileOutcome, FileReader
+from strongroom.files.selection import Selection
 from strongroom.files.walker import TreeWalker
 from strongroom.vault import Vault, check_vault
 from strongroom.vault.forget import soft_delete
@@ -265,3 +269,78 @@ def test_an_unchanged_tree_starts_no_workers(tmp_path: Path, vault: Vault, tree:
     assert first.processes == 2 and first.worker_dirs > 0
     again = backup_files(vault, opts)
     assert again.processes == 0 and again.files_unchanged == first.files
+
+
+def test_a_worker_reads_the_files_of_a_folder_this_process_lists(
+    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One flat folder: the worker starts while this process lists it (not once it is done),
+    and its files go to the worker in batches whenever it has room.  The point is the one a
+    single process makes; the cache rows this process keeps for them serve the next backup."""
+    monkeypatch.setattr(TreeWalker, "helps", True)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rng = random.Random(23)
+    for i in range(1200):
+        (flat / f"f{i:05}").write_bytes(rng.randbytes(rng.choice((0, 60, 3000, 70_000))))
+    (flat / "big").write_bytes(rng.randbytes(3 << 20))
+    time.sleep(0.2)  # out of the racy window
+    # they start at the 300th entry: in the middle of the folder, which is this process's
+    common: dict[str, Any] = {"cache_root": tmp_path / "cache", "processes_after": 300}
+    backup_files(vault, BackupOptions([str(flat)], source="warm", processes=0, **common))
+    alone = backup_files(vault, BackupOptions([str(flat)], source="one", processes=0, **common))
+    two = BackupOptions([str(flat)], source="two", processes=1, **common)
+    shared = backup_files(vault, two)
+    assert shared.processes == 1 and shared.worker_dirs == 0
+    assert 100 < shared.worker_reads < shared.files
+    points = {p.point_id: p for p in vault.points()}
+    assert points[alone.point_id].manifest.roots == points[shared.point_id].manifest.roots
+    for key in ("files", "files_new", "logical_bytes", "bytes_read", "errors"):
+        assert alone.counts()[key] == shared.counts()[key], key
+    again = backup_files(vault, two)
+    assert again.bytes_read == 0 and again.files_unchanged == shared.files
+    out = tmp_path / "out"
+    _restore(vault, shared.point_id, out)
+    assert_same(snapshot(flat, atime=False), snapshot(out / flat.relative_to("/"), atime=False))
+
+
+def test_a_big_file_read_here_does_not_hold_up_the_worker(
+    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While this process reads a big file itself, it takes the worker's answers and hands it
+    the folders waiting between the file's chunks, not only at its end: on /usr the worker
+    had sat idle for the whole of a 128 MiB file."""
+    root = tmp_path / "src"
+    for n in range(30):
+        (root / f"s{n:02}").mkdir(parents=True)
+        for i in range(10):
+            (root / f"s{n:02}" / f"{i}").write_bytes(b"%d" % (n * 100 + i))
+    (root / "zbig").mkdir()
+    letters = bytes(97 + i % 26 for i in range(256))  # text-like: zstd takes its time
+    (root / "zbig" / "big").write_bytes(os.urandom(48 << 20).translate(letters))
+    seen: dict[str, int] = {}
+    walkers: list[TreeWalker] = []
+    delegate, one = TreeWalker._delegate, FileReader.one
+
+    def not_zbig(self: TreeWalker, d: DirState, sel: Selection | None, dev: int) -> bool:
+        walkers.append(self)
+        return not d.path.endswith(b"/zbig") and delegate(self, d, sel, dev)
+
+    def watched(self: FileReader, item: FileItem) -> FileOutcome:
+        if item.node.name != b"big":
+            return one(self, item)
+        walker = walkers[0]
+        seen["before"] = walker.summary.worker_dirs
+        out = one(self, item)
+        seen["after"] = walker.summary.worker_dirs
+        return out
+
+    monkeypatch.setattr(TreeWalker, "_delegate", not_zbig)
+    monkeypatch.setattr(TreeWalker, "_read_remote", lambda self, items: False)
+    monkeypatch.setattr(FileReader, "one", watched)
+    done = backup_files(vault, _opts(root, "big", 1, use_cache=False))
+    assert done.worker_dirs == 31 and done.files == 301  # the top folder, then 30 of its 31
+    assert seen["after"] > seen["before"]  # answers taken while the big file was read
+    out = tmp_path / "out"
+    _restore(vault, done.point_id, out)
+    assert_same(snapshot(root, atime=False), snapshot(out / root.relative_to("/"), atime=False))

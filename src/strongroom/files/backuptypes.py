@@ -66,6 +66,7 @@ class BackupSummary:
     processes: int = 0  # worker processes started
     worker_dirs: int = 0  # folders handed to them (one level, or with their subtree)
     helped_dirs: int = 0  # folders this process listed itself while every worker was full
+    worker_reads: int = 0  # files of folders this process listed that a worker read for it
 
     def counts(self) -> dict[str, Any]:
         return {

@@ -26,6 +26,7 @@ from strongroom.files.workerproc import WorkerPool
 
 if TYPE_CHECKING:
     from strongroom.files.backuptypes import BackupOptions
+    from strongroom.files.reading import ReadAnswer, ReadRequest
     from strongroom.vault import VaultHandoff
 
 _QUEUED_PER_WORKER = 2  # one at work, one waiting: the rest wait here for whichever is free
@@ -45,11 +46,16 @@ class DirWorkers(WorkerPool):
         subtree or one level."""
         self.submit(("dir", tag, path, dev, whole))
 
-    def poll(self, timeout: float | None) -> list[tuple[int, DirListing]]:
-        """Listings that arrived within ``timeout`` (None: until at least one message)."""
-        done: list[tuple[int, DirListing]] = []
+    def read_files(self, tag: int, wanted: list[ReadRequest]) -> None:
+        """Read these files for the parent, into the worker's packs."""
+        self.submit(("read", tag, wanted))
+
+    def poll(self, timeout: float | None) -> list[tuple[int, DirListing | list[ReadAnswer]]]:
+        """Listings and files read that arrived within ``timeout`` (None: until at least one
+        message)."""
+        done: list[tuple[int, DirListing | list[ReadAnswer]]] = []
         for msg in self.answers(timeout):
-            if msg[0] != "dir":
+            if msg[0] not in ("dir", "read"):
                 raise FilesError(f"unexpected answer from a backup worker process: {msg[0]!r}")
             done.append((msg[1], msg[2]))
         return done

@@ -24,6 +24,7 @@ from strongroom.files.channel import Channel
 from strongroom.files.dirstate import DirState
 from strongroom.files.foldercache import FolderRow
 from strongroom.files.nodes import DIR, Node
+from strongroom.files.reading import read_for_parent
 from strongroom.files.walker import TreeWalker
 from strongroom.files.walkprocs import MERGED
 from strongroom.files.workermain import serve_main
@@ -125,6 +126,8 @@ def _serve(conn: Channel) -> None:
                 failpoints.hit("procwork-dir")
                 _, tag, path, dev, whole = msg
                 conn.send(("dir", tag, walker.do(path, dev, whole)))
+            elif msg[0] == "read":  # files of a folder the parent lists itself
+                conn.send(("read", msg[1], read_for_parent(walker.reader, msg[2])))
             elif msg[0] == "flush":
                 before = set(vault.index_names)
                 writer.flush()

@@ -17,9 +17,10 @@ from __future__ import annotations
 import itertools
 import os
 import stat
+import threading
 from typing import TYPE_CHECKING
 
-from strongroom.chunking import ContentChunker
+from strongroom.chunking import BytesLike, ContentChunker
 from strongroom.errors import FilesError
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
 from strongroom.files.cache import DirRows, FilesCache
@@ -43,7 +44,7 @@ from strongroom.files.metadata import (
 )
 from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node, encode_dir
 from strongroom.files.patterns import PatternSet
-from strongroom.files.reading import FileReader
+from strongroom.files.reading import FileItem, FileReader
 from strongroom.files.selection import Selection, auto_excluded
 from strongroom.files.vaultview import BackupVault
 from strongroom.files.walkprocs import ProcessWalk
@@ -75,7 +76,8 @@ class TreeWalker(FileReads, ProcessWalk):
         self.names = Names()
         self.excludes = PatternSet(opts.excludes)
         self.skip_dirs = auto_excluded(vault, opts.cache_root)
-        content = ContentReader(ContentChunker(opts.cdc), lambda d: writer.put(d).chunk_id)
+        content = ContentReader(ContentChunker(opts.cdc), self._put_chunk)
+        self.walking_thread = threading.get_ident()
         self._init_reads(FileReader(content, self.names), opts)
         self.cache: FilesCache | None = None
         self.root_id: bytes | None = None
@@ -86,10 +88,19 @@ class TreeWalker(FileReads, ProcessWalk):
         self.procs: DirWorkers | None = None
         self.procs_wanted = process_count(opts.processes, spare=1)  # this process walks too
         self.delegated: dict[int, DirState] = {}
+        self.remote: dict[int, list[FileItem]] = {}  # files a worker reads for this process
         self.tags = itertools.count()
         self.salt = digest_salt(opts.exclude_nodump)
         self.folder_values: list[object] = []  # folder rows to write (prepared), in batches
         self.trust = False  # see _trusted
+
+    def _put_chunk(self, data: BytesLike) -> bytes:
+        chunk_id = self.writer.put(data).chunk_id
+        if self.procs is not None and threading.get_ident() == self.walking_thread:
+            # a big file read by this process: the workers' answers are taken and folders
+            # handed out between its chunks too, not only once it is done
+            self._feed_workers()
+        return chunk_id
 
     # --- walking ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
 from strongroom.files.cache import FilesCache
 from strongroom.files.dirstate import DirState
+from strongroom.files.reading import FileItem, FileOutcome, outcome_of, read_request
 from strongroom.files.selection import Selection
 from strongroom.files.vaultview import BackupVault
 
@@ -37,6 +38,7 @@ class ProcessWalk:
     procs_wanted: int
     to_read: int
     delegated: dict[int, DirState]
+    remote: dict[int, list[FileItem]]
     tags: Iterator[int]
     stack: list[tuple[DirState, Selection | None, int]]
     done_files: int
@@ -52,6 +54,10 @@ class ProcessWalk:
 
     def _store_folder(self, values: list[object]) -> None:
         raise NotImplementedError
+
+    if TYPE_CHECKING:  # FileReads' (walkreads.py), after this class in TreeWalker's bases
+
+        def _settle(self, out: FileOutcome) -> None: ...
 
     def _workers_busy(self) -> bool:
         return self.procs is not None and self.procs.busy
@@ -96,11 +102,44 @@ class ProcessWalk:
         self.procs.list_dir(tag, d.path, dev, whole)
         return True
 
+    def _feed_workers(self) -> None:
+        """Between the files this process reads itself: take the workers' answers and hand
+        out folders from the stack while a worker has room.  Without it a worker that had
+        done its two folders waited for the end of the parent's, and a folder of big files
+        there left it idle for seconds: on /usr the worker waited a third of the run,
+        blocked on its answer or on an empty pipe (docs/benchmarks.md, "Session 18")."""
+        procs = self.procs
+        if procs is None:
+            return
+        self._pump(0)
+        while self.stack and not procs.full:
+            d, sel, dev = self.stack[-1]
+            if not self._delegate(d, sel, dev):
+                return
+            self.stack.pop()
+
+    def _read_remote(self, items: list[FileItem]) -> bool:
+        """Hand files this process was about to read itself to a worker with room: the
+        parent's own folders were the serial part of a big tree's backup (a folder of big
+        files read here while the stack held nothing to hand out)."""
+        procs = self.procs
+        if procs is None or not procs.ready or procs.full:
+            return False
+        tag = next(self.tags)
+        self.remote[tag] = items
+        procs.read_files(tag, [read_request(item) for item in items])
+        return True
+
     def _pump(self, timeout: float | None) -> None:
         if self.procs is None:
             return
-        for tag, listing in self.procs.poll(timeout):
-            self._take(self.delegated.pop(tag), listing)
+        for tag, answer in self.procs.poll(timeout):
+            if isinstance(answer, list):
+                self.summary.worker_reads += len(answer)
+                for item, got in zip(self.remote.pop(tag), answer, strict=True):
+                    self._settle(outcome_of(item, got))
+            else:
+                self._take(self.delegated.pop(tag), answer)
 
     def _take(self, d: DirState, listing: DirListing) -> None:
         """A worker's listing of ``d``: the whole subtree's tree id, or its nodes and the

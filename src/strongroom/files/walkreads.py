@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import queue
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
 from strongroom.files.dirstate import DirState, row_fits
@@ -48,6 +48,14 @@ class FileReads:
     def _error(self, path: bytes | str, reason: str) -> None:
         raise NotImplementedError
 
+    if TYPE_CHECKING:  # ProcessWalk's (walkprocs.py), after this class in TreeWalker's bases
+
+        def _feed_workers(self) -> None: ...
+
+        def _maybe_start_workers(self) -> None: ...
+
+        def _read_remote(self, items: list[FileItem]) -> bool: ...
+
     def _file(
         self,
         d: DirState,
@@ -85,6 +93,12 @@ class FileReads:
     def _submit(self, items: list[FileItem]) -> None:
         while self.inflight >= self.max_inflight:
             self._drain(block=True)
+        if not self.inline_reads:
+            self._maybe_start_workers()  # a big folder need not end before they start
+        if self.inline_reads:
+            self._feed_workers()
+            if self._read_remote(items):
+                return
         self.inflight += 1
         if self.inline_reads:
             self._work(items)

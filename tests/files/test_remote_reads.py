@@ -1,0 +1,76 @@
+"""Files a backup worker process reads for the parent (files/reading.py): the request and the
+answer cross the worker's pipe as pickles, and the parent's own node ends up as a read here
+would have left it."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+from blake3 import blake3
+
+from strongroom.chunking import BytesLike, ContentChunker
+from strongroom.files.cache import CacheEntry
+from strongroom.files.content import ContentReader
+from strongroom.files.metadata import Names, node_from_stat
+from strongroom.files.nodes import FILE, Node
+from strongroom.files.reading import (
+    FileItem,
+    FileReader,
+    outcome_of,
+    read_for_parent,
+    read_request,
+)
+
+
+def _put(data: BytesLike) -> bytes:
+    return blake3(data).digest()
+
+
+def _reader() -> FileReader:
+    return FileReader(ContentReader(ContentChunker(), _put), Names())
+
+
+def _item(folder: Path, name: str) -> FileItem:
+    st = os.lstat(folder / name)
+    node = node_from_stat(name.encode(), st, Names())
+    assert node is not None
+    return FileItem(object(), os.fsencode(folder), node, None, st)
+
+
+def test_a_worker_answer_fills_the_parents_node(tmp_path: Path) -> None:
+    (tmp_path / "small").write_bytes(b"tiny")
+    (tmp_path / "big").write_bytes(os.urandom(3 << 20))
+    (tmp_path / "gone").write_bytes(b"removed before it is read")
+    (tmp_path / "dir-now").write_bytes(b"replaced by a folder")
+    items = [_item(tmp_path, name) for name in ("small", "big", "gone", "dir-now")]
+    (tmp_path / "gone").unlink()
+    (tmp_path / "dir-now").unlink()
+    (tmp_path / "dir-now").mkdir()
+    wire = pickle.loads(pickle.dumps([read_request(item) for item in items]))
+    answers = pickle.loads(pickle.dumps(read_for_parent(_reader(), wire)))
+    small, big, gone, now_dir = (outcome_of(i, a) for i, a in zip(items, answers, strict=True))
+    here = _reader().one(_item(tmp_path, "big"))
+    assert big.status == "new" and big.item.node == here.item.node
+    assert big.item.node.chunks == here.item.node.chunks and len(big.item.node.chunks) > 1
+    assert big.nread == 3 << 20 and big.cache_row is None  # just written: racily clean
+    assert small.status == "new" and small.item.node.chunks == [_put(b"tiny")]
+    assert gone.status == "error" and "No such file" in gone.error
+    assert now_dir.status == "error" and now_dir.item.node.kind == FILE
+    assert all(o.item is i for o, i in zip((small, big, gone, now_dir), items, strict=True))
+
+
+def test_a_cached_row_decides_changed_or_unchanged(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"content")
+    first = _reader().one(_item(tmp_path, "f"))
+    item = _item(tmp_path, "f")
+    node: Node = first.item.node
+    st = item.st
+    assert st is not None
+    item.cached = CacheEntry(st.st_ino, st.st_size, 0, 0, list(node.chunks), None)
+    (answer,) = read_for_parent(_reader(), pickle.loads(pickle.dumps([read_request(item)])))
+    assert outcome_of(item, answer).status == "unchanged"
+    item.cached = CacheEntry(st.st_ino, st.st_size, 0, 0, [b"\0" * 32], None)
+    (answer,) = read_for_parent(_reader(), [read_request(item)])
+    assert outcome_of(item, answer).status == "changed"
