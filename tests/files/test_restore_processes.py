@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,14 @@ from typing import Any
 import pytest
 
 from strongroom.errors import StrongroomError
-from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
+from strongroom.files import (
+    BackupOptions,
+    RestoreOptions,
+    backup_files,
+    restore_files,
+    restorebatch,
+    restoretree,
+)
 from strongroom.files.nodes import TEMP_PREFIX
 from strongroom.files.restore import RestoreSummary
 from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
@@ -224,6 +232,33 @@ def test_the_parent_writes_too_when_its_worker_is_full(
     assert shared.errors == by_threads.errors == []
     for key in ("files", "dirs", "links", "others", "bytes_written"):
         assert getattr(shared, key) == getattr(by_threads, key), key
+    assert_same(snapshot(tmp_path / "threads"), snapshot(tmp_path / "shared"))
+    assert not _temporaries(tmp_path / "shared")
+
+
+def test_the_parent_feeds_its_worker_between_the_jobs_it_writes(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the parent writes a batch of its own it takes the worker's answers and hands
+    out folders between the batch's jobs (not only once the batch is done), on its own
+    thread; the restore is the same."""
+    point = _backup(vault, source)
+    monkeypatch.setattr(restorebatch, "BATCH_FILES", 100)  # the parent's batches: many jobs
+    monkeypatch.setattr(restoretree, "_DIRS_AHEAD", 2)  # the worker is full soon
+    fed: list[int] = []
+    feed = restoretree._TreeRun.feed
+
+    def counted(self: restoretree._TreeRun) -> None:
+        fed.append(threading.get_ident())
+        feed(self)
+
+    monkeypatch.setattr(restoretree._TreeRun, "feed", counted)
+    by_threads = _restore(vault, point, tmp_path / "threads", 0)
+    shared = _restore(vault, point, tmp_path / "shared", 1)
+    assert shared.processes == 1 and shared.helped_dirs > 0
+    assert len(fed) > 2 and set(fed) == {threading.get_ident()}
+    assert shared.errors == by_threads.errors == []
+    assert shared.files == by_threads.files
     assert_same(snapshot(tmp_path / "threads"), snapshot(tmp_path / "shared"))
     assert not _temporaries(tmp_path / "shared")
 

@@ -6,6 +6,7 @@ its files are written (:class:`TreeWorker`)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from operator import attrgetter
 
 from strongroom.files.contents import commit, job_workers
@@ -36,10 +37,15 @@ def run_batch(
 
 
 def write_batch(
-    vault: RestoreVault, setup: WorkerSetup, names: TempNames, entries: list[Entry]
+    vault: RestoreVault,
+    setup: WorkerSetup,
+    names: TempNames,
+    entries: list[Entry],
+    between: Callable[[], None] | None = None,
 ) -> BatchResult:
     """Write the files, make them durable, rename them into place; the result names them
-    by their index in ``entries``."""
+    by their index in ``entries``.  ``between`` runs on this thread after each job (see
+    ``restoretree._TreeRun.feed``)."""
     at = {id(e): i for i, e in enumerate(entries)}  # before the sort: the caller's order
     place_of = vault.place_of
     for e in entries:
@@ -50,7 +56,8 @@ def write_batch(
     )
     result = BatchResult()
     try:
-        done = _write(writer, entries, job_workers(entries, vault.capabilities.read_workers))
+        threads = job_workers(entries, vault.capabilities.read_workers)
+        done = _write(writer, entries, threads, between)
         good: list[tuple[int, FileTask]] = []
         for task in done:
             i = at[id(task.entry)]
@@ -72,14 +79,28 @@ def write_batch(
     return result
 
 
-def _write(writer: ContentWriter, entries: list[Entry], threads: int) -> list[FileTask]:
+def _write(
+    writer: ContentWriter,
+    entries: list[Entry],
+    threads: int,
+    between: Callable[[], None] | None,
+) -> list[FileTask]:
     jobs = plan_jobs(entries, writer.task)
+    done: list[FileTask] = []
     if threads <= 1:
-        return [task for job in jobs for task in writer.run(job)]
+        for job in jobs:
+            done += writer.run(job)
+            if between is not None:
+                between()
+        return done
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(threads, thread_name_prefix="files-restore") as pool:
-        return [task for tasks in pool.map(writer.run, jobs) for task in tasks]
+        for tasks in pool.map(writer.run, jobs):
+            done += tasks
+            if between is not None:
+                between()
+    return done
 
 
 class TreeWorker:
@@ -131,13 +152,13 @@ class TreeWorker:
     def due(self) -> bool:
         return len(self.pending) >= BATCH_FILES or self.pending_bytes >= BATCH_BYTES
 
-    def flush(self) -> FilesDone:
+    def flush(self, between: Callable[[], None] | None = None) -> FilesDone:
         """Write the pending files (see :func:`write_batch`)."""
         entries, self.pending, self.pending_bytes = self.pending, [], 0
         done = FilesDone()
         if not entries:
             return done
-        result = write_batch(self.vault, self.setup, self.names, entries)
+        result = write_batch(self.vault, self.setup, self.names, entries, between)
         failed = {i for i, _ in result.failed}
         done.errors = [(os.fsdecode(entries[i].dest), r) for i, r in result.issues + result.failed]
         done.placed = len(entries) - len(failed)

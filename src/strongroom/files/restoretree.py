@@ -118,8 +118,18 @@ class _TreeRun:
             self.out.helped += 1
             self._planned(dest, self.mine.plan_dir(node, dest))
             if self.mine.due:
-                self._written(self.mine.flush())
+                self._written(self.mine.flush(self.feed))
             self.take(pool.answers(0))
+
+    def feed(self) -> None:
+        """Between the jobs of a batch the parent writes (up to 1,000 files or 64 MiB): the
+        workers' answers taken and kept folders handed out, not only once the batch is
+        done.  On /usr the worker had spent a third of the restore waiting on its pipe
+        (docs/benchmarks.md, "Session 18")."""
+        pool = self.procs.pool
+        self.take(pool.answers(0))
+        while self.kept and not pool.full:
+            self.hand_out(*self.kept.pop())
 
     def take(self, answers: list[tuple[Any, ...]]) -> None:
         for msg in answers:
@@ -151,10 +161,10 @@ class _TreeRun:
     def flush(self) -> None:
         """Every worker and the parent write what they still hold (the last batches are
         smaller)."""
-        self._written(self.mine.flush())
         workers = self.procs.pool.workers
         for w in workers:
             w.send(("flush",))
+        self._written(self.mine.flush())  # while the workers write their last batches
         for w in workers:
             while True:
                 msg = w.next_reply()
