@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import http.client
 import ipaddress
 import json
+import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from strongroom.errors import PermanentStorageError
+from strongroom.server.run import SHUTDOWN_GRACE_S
 from strongroom.storage.http import HttpBackend, split_vault_url
 from tests.server.conftest import Runner, cli, free_port
 
@@ -55,9 +59,18 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+def tls_server(
+    tls_server_proc: tuple[str, subprocess.Popen[bytes], Path], tmp_path: Path
+) -> tuple[str, str, Path]:
+    url, _, cert = tls_server_proc
+    return url, (tmp_path / "admin").read_text(), cert
+
+
+@pytest.fixture
+def tls_server_proc(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     data = tmp_path / "data"
     admin = json.loads(cli("server", "init", "--data", str(data), "--json").stdout)["token"]
+    (tmp_path / "admin").write_text(admin)
     cert, key = self_signed(tmp_path)
     port = free_port()
     proc = subprocess.Popen(
@@ -72,7 +85,7 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         except OSError:
             assert proc.poll() is None and time.monotonic() < deadline, "no server"
             time.sleep(0.05)
-    yield f"https://127.0.0.1:{port}", admin, cert
+    yield f"https://127.0.0.1:{port}", proc, cert
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -85,6 +98,7 @@ def test_backup_over_https(
     with pytest.raises(PermanentStorageError, match="CERTIFICATE_VERIFY_FAILED"):
         untrusted.list()
     monkeypatch.setenv("STRONGROOM_CA_FILE", str(cert))
+    before = open_sockets()
     vault = f"{url}/v"
     code, _, err = run(admin, "init", "--vault", vault, "--kdf-memory", "1", "--kdf-time", "1")
     assert code == 0, err
@@ -93,6 +107,39 @@ def test_backup_over_https(
     assert code == 0, err
     code, out, err = run(admin, "points", "--vault", vault, "--json")
     assert code == 0 and len(json.loads(out)) == 1, err
+    # A command closes its connections when it ends, not when the collector gets to them.
+    assert open_sockets() == before
+
+
+def open_sockets() -> int:
+    return sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in fds())
+
+
+def fds() -> list[str]:
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the listing's own descriptor
+            continue
+        found.append(fd)
+    return found
+
+
+def test_a_server_stops_soon_though_a_client_keeps_a_tls_connection_open(
+    tls_server_proc: tuple[str, subprocess.Popen[bytes], Path],
+) -> None:
+    url, proc, cert = tls_server_proc
+    host, port = url.removeprefix("https://").split(":")
+    context = ssl.create_default_context(cafile=str(cert))
+    conn = http.client.HTTPSConnection(host, int(port), context=context)
+    conn.request("GET", "/v1/nothing-here")
+    conn.getresponse().read()  # the connection stays open, idle, kept alive
+    started = time.monotonic()
+    proc.terminate()
+    proc.wait(timeout=SHUTDOWN_GRACE_S + 5)
+    assert time.monotonic() - started < SHUTDOWN_GRACE_S + 3
+    conn.close()
 
 
 def test_tls_needs_both_files(tmp_path: Path) -> None:

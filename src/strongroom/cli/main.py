@@ -27,7 +27,7 @@ from typer.models import CommandInfo, TyperInfo
 
 from strongroom import __version__, collector
 from strongroom.cli import coercion, completion, globalopts
-from strongroom.cli.options import JsonOpt, committed_points
+from strongroom.cli.options import JsonOpt, close_opened, committed_points
 from strongroom.cli.output import error
 from strongroom.errors import StrongroomError
 
@@ -239,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     with globalopts.session():
-        return _main(argv)
+        try:
+            return _main(argv)
+        finally:
+            close_opened()
 
 
 def _main(argv: list[str]) -> int:

@@ -222,6 +222,15 @@ def _freeze_loaded() -> None:
         gc.freeze()
 
 
+def close_opened() -> None:
+    """Close the vaults this command opened, so their storage connections go when it ends,
+    not when the collector gets to them (a reference cycle can keep an idle TLS connection
+    open, and a server being stopped waits for it)."""
+    for opened in list(_opened):
+        opened.close()
+        _opened.discard(opened)
+
+
 def committed_points() -> int:
     """Recovery points this process committed into the vaults it opened (for the message
     of an interrupted backup)."""

@@ -55,7 +55,7 @@ class ProcessWalk:
     def _store_folder(self, values: list[object]) -> None:
         raise NotImplementedError
 
-    if TYPE_CHECKING:  # FileReads' (walkreads.py), after this class in TreeWalker's bases
+    if TYPE_CHECKING:  # FileReads' (walkreads.py), TreeWalker's other base
 
         def _settle(self, out: FileOutcome) -> None: ...
 
@@ -136,8 +136,11 @@ class ProcessWalk:
         for tag, answer in self.procs.poll(timeout):
             if isinstance(answer, list):
                 self.summary.worker_reads += len(answer)
-                for item, got in zip(self.remote.pop(tag), answer, strict=True):
+                items = self.remote.pop(tag)
+                for item, got in zip(items, answer, strict=True):
                     self._settle(outcome_of(item, got))
+                if self.progress is not None:
+                    self.progress(self.done_files, self.done_bytes, os.fsdecode(items[0].directory))
             else:
                 self._take(self.delegated.pop(tag), answer)
 

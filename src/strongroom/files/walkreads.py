@@ -48,7 +48,7 @@ class FileReads:
     def _error(self, path: bytes | str, reason: str) -> None:
         raise NotImplementedError
 
-    if TYPE_CHECKING:  # ProcessWalk's (walkprocs.py), after this class in TreeWalker's bases
+    if TYPE_CHECKING:  # ProcessWalk's (walkprocs.py), TreeWalker's other base
 
         def _feed_workers(self) -> None: ...
 

@@ -89,6 +89,10 @@ def parse_listen(text: str, *, tls: bool) -> tuple[str, int]:
     return host, int(port_text)
 
 
+# Seconds a stopping server waits for requests in flight before it cancels them.
+SHUTDOWN_GRACE_S = 5
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -136,6 +140,9 @@ def serve(
             ssl_keyfile=str(tls_key) if tls_key else None,
             log_level="warning",
             timeout_keep_alive=30,
+            # A client that keeps an idle TLS connection open (a browser, a long-lived
+            # process) would hold a stop for asyncio's 30 s close_notify wait.
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             server_header=False,
         )
     finally:
