@@ -9,7 +9,7 @@ import ssl
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from tests.server.test_tls import self_signed, tls_server  # noqa: F401 (the fixture)
+from tests.server.test_tls import self_signed, tls_server, tls_server_proc  # noqa: F401 (fixtures)
 
 
 def _conn(url: str, cert: Path) -> http.client.HTTPSConnection:
