@@ -18,6 +18,8 @@ import itertools
 import os
 import stat
 import threading
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from strongroom.chunking import BytesLike, ContentChunker
@@ -69,6 +71,25 @@ def _flags(path: bytes) -> int:
         return 0
 
 
+def _chunk_put(walker: TreeWalker) -> Callable[[BytesLike], bytes]:
+    """The reader's ``put``: the writer's, and between the chunks of a big file this process
+    reads itself, the workers' answers taken and folders handed out (not only once the file
+    is done).  The walker is held weakly: it holds the reader, and a cycle would keep the
+    vault and the writer's pack buffers alive until the collector ran."""
+    put = walker.writer.put
+    walking = walker.walking_thread
+    ref = weakref.ref(walker)
+
+    def chunk_put(data: BytesLike) -> bytes:
+        chunk_id = put(data).chunk_id
+        w = ref()
+        if w is not None and w.procs is not None and threading.get_ident() == walking:
+            w._feed_workers()
+        return chunk_id
+
+    return chunk_put
+
+
 class TreeWalker(FileReads, ProcessWalk):
     def __init__(self, vault: BackupVault, writer: ChunkWriter, opts: BackupOptions) -> None:
         self.vault, self.writer, self.opts = vault, writer, opts
@@ -76,8 +97,8 @@ class TreeWalker(FileReads, ProcessWalk):
         self.names = Names()
         self.excludes = PatternSet(opts.excludes)
         self.skip_dirs = auto_excluded(vault, opts.cache_root)
-        content = ContentReader(ContentChunker(opts.cdc), self._put_chunk)
         self.walking_thread = threading.get_ident()
+        content = ContentReader(ContentChunker(opts.cdc), _chunk_put(self))
         self._init_reads(FileReader(content, self.names), opts)
         self.cache: FilesCache | None = None
         self.root_id: bytes | None = None
@@ -93,14 +114,6 @@ class TreeWalker(FileReads, ProcessWalk):
         self.salt = digest_salt(opts.exclude_nodump)
         self.folder_values: list[object] = []  # folder rows to write (prepared), in batches
         self.trust = False  # see _trusted
-
-    def _put_chunk(self, data: BytesLike) -> bytes:
-        chunk_id = self.writer.put(data).chunk_id
-        if self.procs is not None and threading.get_ident() == self.walking_thread:
-            # a big file read by this process: the workers' answers are taken and folders
-            # handed out between its chunks too, not only once it is done
-            self._feed_workers()
-        return chunk_id
 
     # --- walking ---------------------------------------------------------------------------
 
