@@ -58,19 +58,19 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-@pytest.fixture
-def tls_server(
-    tls_server_proc: tuple[str, subprocess.Popen[bytes], Path], tmp_path: Path
-) -> tuple[str, str, Path]:
-    url, _, cert = tls_server_proc
-    return url, (tmp_path / "admin").read_text(), cert
+ServerProc = tuple[str, str, Path, "subprocess.Popen[bytes]"]  # url, admin token, cert, process
 
 
 @pytest.fixture
-def tls_server_proc(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+def tls_server(tls_server_proc: ServerProc) -> tuple[str, str, Path]:
+    url, admin, cert, _ = tls_server_proc
+    return url, admin, cert
+
+
+@pytest.fixture
+def tls_server_proc(tmp_path: Path) -> Iterator[ServerProc]:
     data = tmp_path / "data"
     admin = json.loads(cli("server", "init", "--data", str(data), "--json").stdout)["token"]
-    (tmp_path / "admin").write_text(admin)
     cert, key = self_signed(tmp_path)
     port = free_port()
     proc = subprocess.Popen(
@@ -85,7 +85,7 @@ def tls_server_proc(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[byte
         except OSError:
             assert proc.poll() is None and time.monotonic() < deadline, "no server"
             time.sleep(0.05)
-    yield f"https://127.0.0.1:{port}", proc, cert
+    yield f"https://127.0.0.1:{port}", admin, cert, proc
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -112,24 +112,19 @@ def test_backup_over_https(
 
 
 def open_sockets() -> int:
-    return sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in fds())
-
-
-def fds() -> list[str]:
-    found = []
+    count = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
-            os.readlink(f"/proc/self/fd/{fd}")
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
         except FileNotFoundError:  # the listing's own descriptor
             continue
-        found.append(fd)
-    return found
+    return count
 
 
 def test_a_server_stops_soon_though_a_client_keeps_a_tls_connection_open(
-    tls_server_proc: tuple[str, subprocess.Popen[bytes], Path],
+    tls_server_proc: ServerProc,
 ) -> None:
-    url, proc, cert = tls_server_proc
+    url, _, cert, proc = tls_server_proc
     host, port = url.removeprefix("https://").split(":")
     context = ssl.create_default_context(cafile=str(cert))
     conn = http.client.HTTPSConnection(host, int(port), context=context)
