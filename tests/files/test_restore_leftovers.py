@@ -55,9 +55,12 @@ def _killed_restore(vault_dir: Path, point: str, target: Path, failpoint: str) -
     assert proc.returncode == -9, proc.stderr.decode()
 
 
+@pytest.mark.parametrize("existing", [False, True])
 def test_the_next_restore_removes_what_a_killed_one_left(
-    tmp_path: Path, vault: Vault, vault_dir: Path
+    tmp_path: Path, vault: Vault, vault_dir: Path, existing: bool
 ) -> None:
+    """Files the restore creates have no name until they are linked into place, so a kill
+    leaves none of them; files it overwrites wait under temporary names."""
     src = tmp_path / "src"
     _tree(src)
     point = backup_files(vault, BackupOptions([str(src)], source="s")).point_id
@@ -67,11 +70,16 @@ def test_the_next_restore_removes_what_a_killed_one_left(
     target.mkdir()
     mine.write_bytes(b"keep me")
     os.mkdir(target / ".strongroom-tmp-0badcafe-1")  # named like one, but a directory
+    if existing:
+        for f in src.rglob("f*"):
+            old = target / f.relative_to("/")
+            old.parent.mkdir(parents=True, exist_ok=True)
+            old.write_bytes(b"old")
 
-    _killed_restore(vault_dir, point, target, "restore-rename@11")  # 10 files renamed
+    _killed_restore(vault_dir, point, target, "restore-rename@11")  # 10 files in place
     # the temporaries wait in the restore's staging folder at the target's root
     (staging,) = [p for p in target.iterdir() if p.name.startswith(".strongroom-tmp-staging-")]
-    assert len(list(staging.iterdir())) == 50
+    assert len(list(staging.iterdir())) == (50 if existing else 0)
     assert [p for p in _temps(target) if p.parent != target] == []
 
     summary = restore_files(vault, vault.resolve_point(point), RestoreOptions(target))

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +22,13 @@ from strongroom.files import (
     BackupOptions,
     RestoreOptions,
     backup_files,
+    placing,
     restore_files,
     restorebatch,
     restoretree,
 )
 from strongroom.files.nodes import TEMP_PREFIX
+from strongroom.files.placing import TempNames
 from strongroom.files.restore import RestoreSummary
 from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
 from strongroom.files.restoretree import restore_tree
@@ -276,3 +281,185 @@ def test_a_worker_killed_fails_the_restore_and_leaves_no_temporaries(
     ok = _restore(vault, point, out, 2)
     assert ok.errors == []
     assert_same(snapshot(source, atime=False), snapshot(out / source.relative_to("/"), atime=False))
+
+
+@pytest.fixture
+def placed_by(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """How this process (the parent: its workers are other processes) put files in place,
+    by link or by rename, and on which threads it made batches durable."""
+    seen: dict[str, list[str]] = {"linked": [], "renamed": [], "durable_on": []}
+    link, rename, durable = placing.link_into_place, placing.rename_into_place, placing.make_durable
+
+    def linked(fd: int, tmp: bytes, dest: bytes) -> str | None:
+        seen["linked"].append(os.fsdecode(dest))
+        return link(fd, tmp, dest)
+
+    def renamed(tmp: bytes, dest: bytes) -> str | None:
+        seen["renamed"].append(os.fsdecode(dest))
+        return rename(tmp, dest)
+
+    def made_durable(target: bytes) -> None:
+        seen["durable_on"].append(threading.current_thread().name)
+        durable(target)
+
+    monkeypatch.setattr("strongroom.files.contents.link_into_place", linked)
+    monkeypatch.setattr("strongroom.files.contents.rename_into_place", renamed)
+    monkeypatch.setattr("strongroom.files.contents.make_durable", made_durable)
+    monkeypatch.setattr(restoretree, "_DIRS_AHEAD", 2)  # the worker is full soon: the parent writes
+    return seen
+
+
+def test_files_are_created_without_a_name_and_linked_once_durable(
+    tmp_path: Path, vault: Vault, source: Path, placed_by: dict[str, list[str]]
+) -> None:
+    """A restore by subtrees creates its files with O_TMPFILE and links them into place
+    after the batch's syncfs, which runs on the commit thread while the next batch is
+    written: nothing of a file is ever under a name before it is whole and durable."""
+    point = _backup(vault, source)
+    shared = _restore(vault, point, tmp_path / "shared", 1)
+    assert shared.processes == 1 and shared.helped_dirs > 0 and shared.errors == []
+    rel = source.relative_to("/")
+    # the members of hard-link groups are written by the parent at the end, by name
+    grouped = {
+        os.fspath(tmp_path / "shared" / p.relative_to("/"))
+        for p in source.rglob("*")
+        if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1
+    }
+    assert placed_by["linked"] and set(placed_by["renamed"]) <= grouped
+    assert set(placed_by["durable_on"]) == {"files-commit_0"}
+    assert_same(snapshot(source, atime=False), snapshot(tmp_path / "shared" / rel, atime=False))
+    assert not _temporaries(tmp_path / "shared")
+
+
+def test_a_folder_of_more_files_than_a_batch_is_written_in_batches(
+    tmp_path: Path,
+    vault: Vault,
+    source: Path,
+    placed_by: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each file without a name holds a descriptor until it is linked: a folder of more
+    files than a batch (here 40 against 15) is written in batches of at most that many."""
+    point = _backup(vault, source)
+    monkeypatch.setattr(restorebatch, "BATCH_FILES", 15)
+    sizes: list[int] = []
+    write = restorebatch.write_files
+
+    def counted(*args: Any) -> restorebatch.Written:
+        sizes.append(len(args[3]))
+        return write(*args)
+
+    monkeypatch.setattr(restorebatch, "write_files", counted)
+    shared = _restore(vault, point, tmp_path / "shared", 1)
+    assert shared.errors == [] and sizes and max(sizes) <= 15
+    rel = source.relative_to("/")
+    assert_same(snapshot(source, atime=False), snapshot(tmp_path / "shared" / rel, atime=False))
+
+
+@pytest.fixture
+def exfat(tmp_path: Path) -> Iterator[Path]:
+    """An exFAT file system through FUSE (exfat-fuse): no O_TMPFILE there."""
+    if os.geteuid() != 0:
+        pytest.skip("loop devices and FUSE mounts need root")
+    image, mount = tmp_path / "exfat.img", tmp_path / "exfat"
+    with open(image, "wb") as f:
+        f.truncate(64 << 20)
+    subprocess.run(["mkfs.exfat", str(image)], check=True, capture_output=True)
+    dev = subprocess.run(
+        ["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    mount.mkdir()
+    try:
+        subprocess.run(["mount.exfat-fuse", dev, str(mount)], check=True, capture_output=True)
+        try:
+            yield mount
+        finally:
+            subprocess.run(["umount", str(mount)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=True)
+
+
+def test_a_file_system_without_unnamed_files_gets_named_temporaries(
+    tmp_path: Path, vault: Vault, exfat: Path, placed_by: dict[str, list[str]]
+) -> None:
+    """Where O_TMPFILE is refused (EOPNOTSUPP from FUSE's exFAT) the files get temporary
+    names and are renamed into place, as before; the restore is the same."""
+    data = tmp_path / "data"
+    rng = random.Random(3)
+    for d in range(12):
+        (data / f"d{d:02}").mkdir(parents=True)
+        for i in range(25):
+            (data / f"d{d:02}" / f"f{i:02}").write_bytes(rng.randbytes(rng.choice((0, 90, 5000))))
+    point = _backup(vault, data)
+    out = exfat / "out"
+    summary = _restore(vault, point, out, 1)
+    assert summary.helped_dirs > 0 and summary.files == 300
+    assert placed_by["renamed"] and placed_by["linked"] == []
+    for path in data.rglob("f*"):
+        assert (out / path.relative_to("/")).read_bytes() == path.read_bytes()
+    assert not _temporaries(out)
+
+
+def test_a_restore_asks_for_the_descriptors_its_unnamed_files_hold() -> None:
+    """The soft limit on open files is raised towards the hard one when a restore needs
+    more; where the hard one is too low, files get temporary names instead."""
+    code = (
+        "import resource\n"
+        "from strongroom.files.placing import descriptors_for\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 8192))\n"
+        "print(descriptors_for(2000), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1500))\n"
+        "print(descriptors_for(2000), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.split() == ["True", "3024", "False", "256"]
+
+
+def test_an_idle_writer_writes_its_pending_files_and_holds_them_until_a_batch(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker (or the parent) with nothing asked of it writes a job's worth of its pending
+    files at a time; they are made durable and put in place only once a batch's worth is
+    written (one syncfs for all), and counted then."""
+    monkeypatch.setattr(restorebatch, "BATCH_FILES", 100)
+    monkeypatch.setattr(restorebatch, "_IDLE_FILES", 30)
+    point = _backup(vault, source)
+    trees, root = TreeReader(vault), root_node(vault.resolve_point(point))
+    many = trees.lookup(root, str(source / "many"))
+    assert many is not None
+    target = tmp_path / "out"
+    staging = target / ".strongroom-tmp-staging-00000000"
+    staging.mkdir(parents=True)
+    setup = WorkerSetup(
+        os.fsencode(target),
+        os.fsencode(staging),
+        b"00000000",
+        target.stat().st_dev,
+        verify=False,
+        as_root=os.geteuid() == 0,
+        durable=True,
+    )
+    worker = restorebatch.TreeWorker(vault, setup, TempNames(setup.staging, setup.token, -1))
+    try:
+        # d000 and d029 hold members of a hard-link group (the parent's): not those
+        folders = worker.plan_dir(many, os.fsencode(target)).subdirs[1:4]
+        for node in folders:
+            worker.plan_dir(node, os.fsencode(target / os.fsdecode(node.name)))
+        assert len(worker.pending) == 120
+
+        def placed() -> int:
+            return sum(len(os.listdir(target / os.fsdecode(n.name))) for n in folders)
+
+        for left in (90, 60, 30):
+            assert worker.idle().empty and len(worker.pending) == left and placed() == 0
+        first = worker.idle()  # 100 written: handed to the committer
+        assert first.empty and worker.pending == []
+        done = worker.finish()
+        assert done.placed == 120 and done.errors == [] and placed() == 120
+    finally:
+        worker.close()
+    for node in folders:
+        for f in (target / os.fsdecode(node.name)).iterdir():
+            assert (
+                f.read_bytes() == (source / "many" / os.fsdecode(node.name) / f.name).read_bytes()
+            )

@@ -12,7 +12,15 @@ from typing import Protocol
 
 from strongroom import failpoints
 from strongroom.files.fetch import ContentWriter, FileTask, plan_jobs
-from strongroom.files.placing import TempNames, drop_cached, make_durable, rename_into_place
+from strongroom.files.placing import (
+    TempNames,
+    descriptors_for,
+    drop_cached,
+    drop_cached_fd,
+    link_into_place,
+    make_durable,
+    rename_into_place,
+)
 from strongroom.files.plan import Entry
 from strongroom.files.vaultview import RestoreVault
 
@@ -61,17 +69,32 @@ def drain(files: list[Entry]) -> Iterator[Entry]:
 def commit(
     writer: ContentWriter, batch: list[FileTask], target: bytes, durable: bool
 ) -> list[tuple[FileTask, str | None]]:
-    """Make a batch of written files durable (one ``syncfs``), then rename each into place;
-    each file with the reason its rename failed, or None."""
+    """Make a batch of written files durable (one ``syncfs``), then rename (or link) each
+    into place; each file with the reason that failed, or None."""
     if durable and batch:
         make_durable(target)
+    return place(writer, batch, durable)
+
+
+def place(
+    writer: ContentWriter, batch: list[FileTask], durable: bool
+) -> list[tuple[FileTask, str | None]]:
+    """Rename (or link) each file of a batch made durable into place (see :func:`commit`)."""
+    if durable:
         for task in batch:  # clean now: their pages can go (placing.drop_cached)
             if task.entry.node.size >= DROP_FROM:
-                drop_cached(task.tmp)
+                if task.unnamed:
+                    drop_cached_fd(task.fd)
+                else:
+                    drop_cached(task.tmp)
     renamed: list[tuple[FileTask, str | None]] = []
     for task in batch:
         failpoints.hit("restore-rename")
-        renamed.append((task, rename_into_place(task.tmp, task.entry.dest)))
+        if task.unnamed:
+            fd, task.fd = task.fd, -1
+            renamed.append((task, link_into_place(fd, task.tmp, task.entry.dest)))
+        else:
+            renamed.append((task, rename_into_place(task.tmp, task.entry.dest)))
         writer.live.discard(task)
     return renamed
 
@@ -90,7 +113,11 @@ class ThreadedContents:
         durable: bool,
     ) -> None:
         self.target, self.durable = target, durable
-        self.writer = ContentWriter(vault, names, verify=verify, as_root=as_root, writeback=durable)
+        # each file created without a name holds its descriptor until it is linked
+        unnamed = descriptors_for(2 * COMMIT_FILES)
+        self.writer = ContentWriter(
+            vault, names, verify=verify, as_root=as_root, writeback=durable, unnamed=unnamed
+        )
         self.pending: list[FileTask] = []
         self.pending_bytes = 0
         self.committing: Future[list[tuple[FileTask, str | None]]] | None = None

@@ -1,5 +1,6 @@
 """Putting a restore's entries into place: their temporary names, making them durable, and
-the rename that gives each its final name (see :mod:`strongroom.files.restore`)."""
+the rename (or, for a file created without a name, the link) that gives each its final name
+(see :mod:`strongroom.files.restore`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import errno
 import functools
 import itertools
 import os
+import resource
 import stat
 from collections.abc import Callable
 
@@ -86,6 +88,7 @@ def _fresh_in(folder: bytes) -> Fresh | None:
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
+_DESCRIPTORS_SPARE = 1024  # beyond what a restore's unnamed files hold: the vault, sockets
 _SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start writeback of dirty pages, do not wait
 
 
@@ -162,6 +165,58 @@ def rename_into_place(tmp: bytes, dest: bytes) -> str | None:
             on_path(os.unlink, tmp)
         return f"cannot rename into place: {exc.strerror}{_locked_hint(dest)}"
     return None
+
+
+def link_into_place(fd: int, tmp: bytes, dest: bytes) -> str | None:
+    """The last step of a file created without a name (``O_TMPFILE``): linked at ``dest``
+    (through ``/proc``, which needs no capability, unlike ``AT_EMPTY_PATH``), then closed;
+    a failed link leaves nothing behind (the reason is returned).  A link does not replace
+    an entry as a rename does: where something took ``dest`` since the plan, the file is
+    linked at its temporary name ``tmp`` and renamed over it."""
+    try:
+        try:
+            on_path(_link_fd, dest, fd)
+        except FileExistsError:
+            on_path(_link_fd, tmp, fd)
+            return rename_into_place(tmp, dest)
+    except OSError as exc:
+        return f"cannot link into place: {exc.strerror}"
+    finally:
+        os.close(fd)
+    return None
+
+
+def _link_fd(path: bytes, fd: int) -> None:
+    # A dir_fd makes Python call linkat(AT_SYMLINK_FOLLOW); without one it calls link(),
+    # which would link the /proc symlink itself (EXDEV).  The path is absolute: fd unused.
+    os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=_root(), follow_symlinks=True)
+
+
+@functools.cache
+def _root() -> int:
+    return os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def descriptors_for(count: int) -> bool:
+    """Whether this process may hold ``count`` more descriptors, its soft limit raised
+    towards the hard one if need be (as systemd asks of programs that need many; Debian's
+    soft limit is 1,024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = count + _DESCRIPTORS_SPARE
+    if soft != resource.RLIM_INFINITY and soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            return False
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+def drop_cached_fd(fd: int) -> None:
+    """:func:`drop_cached` of an open file."""
+    with contextlib.suppress(OSError):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _unlock(dest: bytes) -> bool:

@@ -14,10 +14,12 @@ point to; directory metadata is applied last, children before parents; inode fla
 after all of that, files first, then directories children first, since immutable and
 append-only would forbid the renames, links and metadata before them.
 
-A restore killed before its renames leaves temporary files behind; the next restore into the
-same target removes them (only names exactly as a restore makes them, in the folders it
-writes into) while it holds an exclusive ``flock`` on the target folder, so they are never
-those of another restore still running.
+A file the plan creates has no temporary name at all: it is created with ``O_TMPFILE`` and
+linked into place once durable (``fetch.ContentWriter._create_unnamed``), so a restore killed
+before that leaves nothing of it.  A restore killed before its renames leaves the other
+temporary files behind; the next restore into the same target removes them (only names
+exactly as a restore makes them, in the folders it writes into) while it holds an exclusive
+``flock`` on the target folder, so they are never those of another restore still running.
 """
 
 from __future__ import annotations

@@ -88,6 +88,20 @@ class FilesDone:
     errors: list[tuple[str, str]] = field(default_factory=list)
     flagged: list[tuple[bytes, int]] = field(default_factory=list)  # (dest, inode flags)
 
+    @property
+    def empty(self) -> bool:
+        return not (self.placed or self.wrote or self.errors)
+
+    def add(self, other: FilesDone) -> None:
+        """Count ``other`` (a later batch) in this one."""
+        self.placed += other.placed
+        self.wrote += other.wrote
+        self.written += other.written
+        self.verified += other.verified
+        self.last = other.last or self.last
+        self.errors += other.errors
+        self.flagged += other.flagged
+
 
 class ProcessContents:
     """Worker processes writing the files of one restore: started early (they open the

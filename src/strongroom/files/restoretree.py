@@ -84,6 +84,8 @@ def restore_tree(
     except BaseException:
         procs.pool.close(abandon=True)
         raise
+    finally:
+        run.mine.close()
     procs.pool.close()
     return run.out
 
@@ -112,7 +114,7 @@ class _TreeRun:
             while self.kept and not pool.full:
                 self.hand_out(*self.kept.pop())
             if not self.kept:
-                self.take(pool.answers(None))
+                self._wait()
                 continue
             node, dest = self.kept.pop()
             self.out.helped += 1
@@ -120,6 +122,15 @@ class _TreeRun:
             if self.mine.due:
                 self._written(self.mine.flush(self.feed))
             self.take(pool.answers(0))
+
+    def _wait(self) -> None:
+        """The workers' next answers; meanwhile the parent writes its pending files."""
+        pool = self.procs.pool
+        answers = pool.answers(0)
+        while not answers and self.mine.pending:
+            self._written(self.mine.idle())
+            answers = pool.answers(0)
+        self.take(answers or pool.answers(None))
 
     def feed(self) -> None:
         """Between the jobs of a batch the parent writes (up to 1,000 files or 64 MiB): the
@@ -164,7 +175,7 @@ class _TreeRun:
         workers = self.procs.pool.workers
         for w in workers:
             w.send(("flush",))
-        self._written(self.mine.flush())  # while the workers write their last batches
+        self._written(self.mine.finish())  # while the workers write their last batches
         for w in workers:
             while True:
                 msg = w.next_reply()

@@ -18,11 +18,11 @@ import sys
 from typing import Any
 
 from strongroom import failpoints
-from strongroom.files.channel import Channel
+from strongroom.files.channel import Channel, wait
 from strongroom.files.placing import TempNames
 from strongroom.files.restorebatch import TreeWorker, own_staging, run_batch
 from strongroom.files.workermain import serve_main
-from strongroom.vault import Vault, open_handoff
+from strongroom.vault import open_handoff
 
 
 def _serve(conn: Channel) -> None:
@@ -38,32 +38,44 @@ def _serve(conn: Channel) -> None:
             return
         names = TempNames(own_staging(setup), setup.token, setup.target_dev, setup.first_name)
         tree = TreeWorker(vault, setup, names)
-        handled = 0  # requests of the pool's (a status reply says how many)
-        while True:
-            try:
-                msg: tuple[Any, ...] = conn.recv()
-            except EOFError:
-                return
-            if msg[0] == "status":
-                conn.send(("status", handled))
-                continue
-            handled += msg[0] in ("files", "dir")
-            _answer(conn, msg, vault, tree)
+        try:
+            _requests(conn, tree)
+        finally:
+            tree.close()
     finally:
         vault.close()
 
 
-def _answer(conn: Channel, msg: tuple[Any, ...], vault: Vault, tree: TreeWorker) -> None:
+def _requests(conn: Channel, tree: TreeWorker) -> None:
+    handled = 0  # requests of the pool's (a status reply says how many)
+    while True:
+        if tree.pending and not wait([conn], 0):  # nothing asked: write what is pending
+            done = tree.idle()
+            if not done.empty:
+                conn.send(("written", done))
+            continue
+        try:
+            msg: tuple[Any, ...] = conn.recv()
+        except EOFError:
+            return
+        if msg[0] == "status":
+            conn.send(("status", handled))
+            continue
+        handled += msg[0] in ("files", "dir")
+        _answer(conn, msg, tree)
+
+
+def _answer(conn: Channel, msg: tuple[Any, ...], tree: TreeWorker) -> None:
     if msg[0] == "files":  # a batch the parent planned
         failpoints.hit("restorework-batch")
-        conn.send(("files", msg[1], run_batch(vault, tree.setup, tree.names, msg[2])))
+        conn.send(("files", msg[1], run_batch(tree, msg[2])))
     elif msg[0] == "dir":  # a folder to plan: answered at once, its files written later
         failpoints.hit("restorework-batch")
         conn.send(("dir", msg[1], tree.plan_dir(msg[2], msg[3])))
         if tree.due:
             conn.send(("written", tree.flush()))
     elif msg[0] == "flush":
-        conn.send(("flushed", tree.flush()))
+        conn.send(("flushed", tree.finish()))
 
 
 def main(argv: list[str]) -> int:
