@@ -67,6 +67,20 @@ def _counted(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
     return calls
 
 
+def _listed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The open files whose xattrs were listed."""
+    calls: list[int] = []
+    real = os.listxattr
+
+    def counting(path: Any = None, *, follow_symlinks: bool = True) -> list[str]:
+        if isinstance(path, int):
+            calls.append(path)
+        return real(path, follow_symlinks=follow_symlinks)
+
+    monkeypatch.setattr(os, "listxattr", counting)
+    return calls
+
+
 def _restore(vault: Vault, point: str, out: Path) -> None:
     opts = RestoreOptions(out, processes=0)
     summary = restore_files(vault, vault.resolve_point(point), opts)
@@ -78,12 +92,15 @@ def test_calls_that_change_nothing_are_skipped(
 ) -> None:
     point = backup_files(vault, BackupOptions([str(source)], source="s")).point_id
     chowns, chmods = _counted(monkeypatch, "fchown"), _counted(monkeypatch, "fchmod")
+    listed = _listed(monkeypatch)
     out = tmp_path / "out"
     _restore(vault, point, out)
     assert_same(snapshot(source, atime=False), snapshot(out / source.relative_to("/"), atime=False))
     # shared, readonly, setuid, sticky need their mode set; theirs and group their owner
     assert len(chmods) == 4
     assert len(chowns) == (2 if AS_ROOT else 0)
+    # the staging folder has no xattrs, so a file born in it has none to list
+    assert listed == []
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="a folder's group for another user needs root")
@@ -111,10 +128,10 @@ def test_a_default_acl_on_the_target_takes_the_full_path(
     out = tmp_path / "out"
     out.mkdir()
     subprocess.run(["setfacl", "-d", "-m", "u:nobody:rwx", str(out)], check=True)
-    chmods = _counted(monkeypatch, "fchmod")
+    chmods, listed = _counted(monkeypatch, "fchmod"), _listed(monkeypatch)
     _restore(vault, point, out)
     assert_same(snapshot(source, atime=False), snapshot(out / source.relative_to("/"), atime=False))
-    assert len(chmods) == len(FILES)
+    assert len(chmods) == len(FILES) == len(listed)
 
 
 def test_create_mode_keeps_owner_read_write() -> None:

@@ -7,6 +7,7 @@ times.  Directories are done after their children (the restore calls this post-o
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import grp
@@ -83,11 +84,16 @@ class Fresh:
     """What a regular file a restore has just created in its private staging folder has
     already: its owner, and its mode when it was created with :func:`create_mode` under this
     umask.  :func:`apply_metadata` skips the ``fchown`` and ``fchmod`` that would change
-    nothing: two of the nine system calls of each small file restored."""
+    nothing: two of the nine system calls of each small file restored (three with
+    ``bare``: the ``flistxattr``)."""
 
     uid: int
     gid: int
     umask: int
+    # The folder has no xattrs at all, so neither has a file created in it (no ACL to
+    # inherit, no security module labelling it, no property such as btrfs's compression
+    # passed down): its xattrs need not be listed before they are set.
+    bare: bool = False
 
 
 def create_mode(node: Node) -> int:
@@ -291,14 +297,15 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _set_xattrs(target: bytes | int, node: Node, issue: Issue) -> bool:
-    """The node's xattrs, and no others; True if the entry had none and got none."""
+def _set_xattrs(target: bytes | int, node: Node, issue: Issue, bare: bool) -> bool:
+    """The node's xattrs, and no others; True if the entry had none and got none.  ``bare``:
+    the entry is known to have none yet (see :class:`Fresh`)."""
     follow = isinstance(target, int)
     wanted = dict(node.xattrs)
-    try:
-        present = os.listxattr(target, follow_symlinks=follow)
-    except OSError:
-        present = []
+    present: list[str] = []
+    if not bare:
+        with contextlib.suppress(OSError):
+            present = os.listxattr(target, follow_symlinks=follow)
     for key in present:
         if key not in wanted and key not in _KEEP_UNLISTED:
             try:
@@ -338,7 +345,7 @@ def apply_metadata(
     what a file just created has already (see :class:`Fresh`)."""
     bare = False
     if node.xattrs or node.kind != SYMLINK:
-        bare = _set_xattrs(target, node, issue)
+        bare = _set_xattrs(target, node, issue, fresh is not None and fresh.bare)
     if as_root and (fresh is None or (fresh.uid, fresh.gid) != (node.uid, node.gid)):
         _set_owner(target, node, issue)
     # An ACL, set or removed, moves the mode's group bits: only a file without xattrs keeps

@@ -84,7 +84,7 @@ def _fresh_in(folder: bytes) -> Fresh | None:
     if umask is None or acl or st.st_mode & 0o077:
         return None
     gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
-    return Fresh(os.geteuid(), gid, umask)
+    return Fresh(os.geteuid(), gid, umask, bare=not keys)
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
