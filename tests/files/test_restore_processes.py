@@ -463,3 +463,36 @@ def test_an_idle_writer_writes_its_pending_files_and_holds_them_until_a_batch(
             assert (
                 f.read_bytes() == (source / "many" / os.fsdecode(node.name) / f.name).read_bytes()
             )
+
+
+def test_files_written_and_not_yet_committed_go_when_the_writer_is_closed(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore that fails with files written but not yet handed to the committer closes
+    their descriptors (and removes those with names): nothing is left open or behind."""
+    monkeypatch.setattr(restorebatch, "_IDLE_FILES", 30)
+    point = _backup(vault, source)
+    trees, root = TreeReader(vault), root_node(vault.resolve_point(point))
+    many = trees.lookup(root, str(source / "many"))
+    assert many is not None
+    target = tmp_path / "out"
+    staging = target / ".strongroom-tmp-staging-00000000"
+    staging.mkdir(parents=True)
+    setup = WorkerSetup(
+        os.fsencode(target),
+        os.fsencode(staging),
+        b"00000000",
+        target.stat().st_dev,
+        verify=False,
+        as_root=os.geteuid() == 0,
+        durable=True,
+    )
+    before = len(os.listdir("/proc/self/fd"))
+    worker = restorebatch.TreeWorker(vault, setup, TempNames(setup.staging, setup.token, -1))
+    node = worker.plan_dir(many, os.fsencode(target)).subdirs[1]
+    worker.plan_dir(node, os.fsencode(target / os.fsdecode(node.name)))
+    assert worker.idle().empty and len(worker.pending) == 10
+    assert len(os.listdir("/proc/self/fd")) >= before + 30  # 30 files without a name, open
+    worker.close()
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert os.listdir(target / os.fsdecode(node.name)) == [] and os.listdir(staging) == []

@@ -1,7 +1,8 @@
 """Writing a restore's files in batches, in a worker process or in the parent that helps its
 workers (a restore by subtrees, ``restoretree.py``): a batch is written, made durable and
-renamed into place (``contents.commit``); a folder of a restore by subtrees is planned where
-its files are written (:class:`TreeWorker`)."""
+renamed or linked into place (``contents.place``); a folder of a restore by subtrees is
+planned where its files are written (:class:`TreeWorker`), its batches committed on a thread
+of their own."""
 
 from __future__ import annotations
 
@@ -240,10 +241,16 @@ class TreeWorker:
         return done
 
     def close(self) -> None:
-        """Wait for a batch being committed (its temporary files are removed if it fails)."""
+        """Wait for a batch being committed (its temporary files are removed if it fails);
+        files written and not yet handed over (a restore that failed) are removed, and the
+        descriptors of those without a name closed."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        held, self._held = self._held, []
+        self._held_files = self._held_bytes = 0
+        for _, written in held:
+            written.writer.discard_all()
 
     def _write_pending(self, count: int, between: Callable[[], None] | None) -> FilesDone:
         done = FilesDone()
