@@ -27,7 +27,7 @@ from strongroom.files import (
     restorebatch,
     restoretree,
 )
-from strongroom.files.nodes import TEMP_PREFIX
+from strongroom.files.nodes import TEMP_PREFIX, Node
 from strongroom.files.placing import TempNames
 from strongroom.files.restore import RestoreSummary
 from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
@@ -415,14 +415,9 @@ def test_a_restore_asks_for_the_descriptors_its_unnamed_files_hold() -> None:
     assert out.stdout.split() == ["True", "3024", "False", "256"]
 
 
-def test_an_idle_writer_writes_its_pending_files_and_holds_them_until_a_batch(
-    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A worker (or the parent) with nothing asked of it writes a job's worth of its pending
-    files at a time; they are made durable and put in place only once a batch's worth is
-    written (one syncfs for all), and counted then."""
-    monkeypatch.setattr(restorebatch, "BATCH_FILES", 100)
-    monkeypatch.setattr(restorebatch, "_IDLE_FILES", 30)
+def _folder_to_write(tmp_path: Path, vault: Vault, source: Path) -> tuple[Node, Path, WorkerSetup]:
+    """The point's ``many`` folder, an empty target with a staging folder, and the setup a
+    worker of a restore by subtrees gets for it."""
     point = _backup(vault, source)
     trees, root = TreeReader(vault), root_node(vault.resolve_point(point))
     many = trees.lookup(root, str(source / "many"))
@@ -439,6 +434,18 @@ def test_an_idle_writer_writes_its_pending_files_and_holds_them_until_a_batch(
         as_root=os.geteuid() == 0,
         durable=True,
     )
+    return many, target, setup
+
+
+def test_an_idle_writer_writes_its_pending_files_and_holds_them_until_a_batch(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker (or the parent) with nothing asked of it writes a job's worth of its pending
+    files at a time; they are made durable and put in place only once a batch's worth is
+    written (one syncfs for all), and counted then."""
+    monkeypatch.setattr(restorebatch, "BATCH_FILES", 100)
+    monkeypatch.setattr(restorebatch, "_IDLE_FILES", 30)
+    many, target, setup = _folder_to_write(tmp_path, vault, source)
     worker = restorebatch.TreeWorker(vault, setup, TempNames(setup.staging, setup.token, -1))
     try:
         # d000 and d029 hold members of a hard-link group (the parent's): not those
@@ -471,22 +478,8 @@ def test_files_written_and_not_yet_committed_go_when_the_writer_is_closed(
     """A restore that fails with files written but not yet handed to the committer closes
     their descriptors (and removes those with names): nothing is left open or behind."""
     monkeypatch.setattr(restorebatch, "_IDLE_FILES", 30)
-    point = _backup(vault, source)
-    trees, root = TreeReader(vault), root_node(vault.resolve_point(point))
-    many = trees.lookup(root, str(source / "many"))
-    assert many is not None
-    target = tmp_path / "out"
-    staging = target / ".strongroom-tmp-staging-00000000"
-    staging.mkdir(parents=True)
-    setup = WorkerSetup(
-        os.fsencode(target),
-        os.fsencode(staging),
-        b"00000000",
-        target.stat().st_dev,
-        verify=False,
-        as_root=os.geteuid() == 0,
-        durable=True,
-    )
+    many, target, setup = _folder_to_write(tmp_path, vault, source)
+    staging = Path(os.fsdecode(setup.staging))
     before = len(os.listdir("/proc/self/fd"))
     worker = restorebatch.TreeWorker(vault, setup, TempNames(setup.staging, setup.token, -1))
     node = worker.plan_dir(many, os.fsencode(target)).subdirs[1]

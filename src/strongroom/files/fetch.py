@@ -46,7 +46,8 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # write-back overlaps the work.
 DIRECT_FROM = 256 << 10
 _CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-_UNNAMED_FLAGS = os.O_RDWR | getattr(os, "O_TMPFILE", 0) | os.O_CLOEXEC
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # 0: a platform without it
+_UNNAMED_FLAGS = os.O_RDWR | _O_TMPFILE | os.O_CLOEXEC
 # O_TMPFILE refused: an old kernel or a file system without it (the open fails with one of these)
 _NO_UNNAMED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT)
 
@@ -259,7 +260,7 @@ class ContentWriter:
     ) -> None:
         self._vault = vault
         # files created without a name and linked into place (see _create)
-        self._unnamed = unnamed and bool(_UNNAMED_FLAGS & ~_CREATE_FLAGS)
+        self._unnamed = unnamed and _O_TMPFILE != 0
         self._names, self._span = names, span
         self._verify, self._as_root = verify, as_root
         self._writeback = writeback  # start each file's writeback when it is finished

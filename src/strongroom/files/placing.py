@@ -125,9 +125,7 @@ def drop_cached(path: bytes) -> None:
     except OSError:
         return
     try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    except OSError:
-        pass
+        drop_cached_fd(fd)
     finally:
         os.close(fd)
 
