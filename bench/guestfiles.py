@@ -108,7 +108,7 @@ def build(work: Path, quick: bool) -> tuple[Path, Path, int]:
 def image_restore_bytes(vault: Path, point: str, target: Path) -> dict[str, float]:
     """The same image restore in-process, for the reader's counters."""
     sys.path.insert(0, str(ROOT / "src"))
-    from strongroom.files.restore import RestoreOptions
+    from strongroom.files.restoretypes import RestoreOptions
     from strongroom.guestfiles.restore import restore_guest_files
     from strongroom.guestfiles.tree import GuestPoint
     from strongroom.storage import LocalBackend

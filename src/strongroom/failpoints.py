@@ -28,6 +28,8 @@ Points (where they sit, and what a crash there must leave intact):
 ``restorework-batch``     files restore worker process: a batch of files to write received
 ``restore-rename``        files restore: a batch of files durable under temporary names, about
                           to be renamed into place (one hit per file)
+``restore-tree-move``     files restore by subtrees: the point durable in the staging folder,
+                          a top-level entry about to be moved into the target (one hit each)
 ========================  ==================================================================
 """
 

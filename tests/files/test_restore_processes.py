@@ -26,12 +26,13 @@ from strongroom.files import (
     restore_files,
     restorebatch,
     restoretree,
+    staged,
 )
 from strongroom.files.nodes import TEMP_PREFIX, Node
 from strongroom.files.placing import TempNames
-from strongroom.files.restore import RestoreSummary
 from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
 from strongroom.files.restoretree import restore_tree
+from strongroom.files.restoretypes import RestoreSummary
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.vault import Vault
 from tests.files._support import ChildModules, assert_same, build_every_kind, snapshot
@@ -309,26 +310,46 @@ def placed_by(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     return seen
 
 
-def test_files_are_created_without_a_name_and_linked_once_durable(
-    tmp_path: Path, vault: Vault, source: Path, placed_by: dict[str, list[str]]
+def test_a_restore_by_subtrees_builds_the_tree_in_its_staging_folder_then_moves_it(
+    tmp_path: Path,
+    vault: Vault,
+    source: Path,
+    placed_by: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A restore by subtrees creates its files with O_TMPFILE and links them into place
-    after the batch's syncfs, which runs on the commit thread while the next batch is
-    written: nothing of a file is ever under a name before it is whole and durable."""
+    """A restore by subtrees creates its files at their final names in a tree inside its
+    staging folder (no temporary name, no rename, no link; the batch's syncfs on the commit
+    thread while the next batch is written) and moves that tree into the target at the end:
+    until then the target holds the staging folder alone."""
     point = _backup(vault, source)
-    shared = _restore(vault, point, tmp_path / "shared", 1)
+    out = tmp_path / "shared"
+    seen_before_move: list[list[str]] = []
+    move_out = staged.move_out
+
+    def watched(tree: bytes, target: bytes, suffix: bytes) -> staged.Relocation:
+        seen_before_move.append(sorted(map(os.fsdecode, os.listdir(target))))
+        assert os.listdir(os.path.join(tree, os.fsencode(source.parts[1])))
+        return move_out(tree, target, suffix)
+
+    monkeypatch.setattr(staged, "move_out", watched)
+    shared = _restore(vault, point, out, 1)
     assert shared.processes == 1 and shared.helped_dirs > 0 and shared.errors == []
-    rel = source.relative_to("/")
-    # the members of hard-link groups are written by the parent at the end, by name
+    ((staging,),) = seen_before_move
+    assert staging.startswith(".strongroom-tmp-staging-")
+    # only the members of hard-link groups, written by the parent at the end, are linked
+    # or renamed (in the staged tree)
     grouped = {
-        os.fspath(tmp_path / "shared" / p.relative_to("/"))
+        os.fspath(p.relative_to("/"))
         for p in source.rglob("*")
         if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1
     }
-    assert placed_by["linked"] and set(placed_by["renamed"]) <= grouped
+    tree = os.fspath(out / staging / "tree")
+    put = {os.path.relpath(p, tree) for p in placed_by["linked"] + placed_by["renamed"]}
+    assert put and put <= grouped
     assert set(placed_by["durable_on"]) == {"files-commit_0"}
-    assert_same(snapshot(source, atime=False), snapshot(tmp_path / "shared" / rel, atime=False))
-    assert not _temporaries(tmp_path / "shared")
+    rel = source.relative_to("/")
+    assert_same(snapshot(source, atime=False), snapshot(out / rel, atime=False))
+    assert not _temporaries(out)
 
 
 def test_a_folder_of_more_files_than_a_batch_is_written_in_batches(
@@ -379,11 +400,13 @@ def exfat(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["losetup", "-d", dev], check=True)
 
 
+@pytest.mark.parametrize("processes", [0, 1])
 def test_a_file_system_without_unnamed_files_gets_named_temporaries(
-    tmp_path: Path, vault: Vault, exfat: Path, placed_by: dict[str, list[str]]
+    tmp_path: Path, vault: Vault, exfat: Path, placed_by: dict[str, list[str]], processes: int
 ) -> None:
-    """Where O_TMPFILE is refused (EOPNOTSUPP from FUSE's exFAT) the files get temporary
-    names and are renamed into place, as before; the restore is the same."""
+    """Where O_TMPFILE is refused (EOPNOTSUPP from FUSE's exFAT) a restore by threads names
+    its files and renames them into place, as before; a restore by subtrees, which needs
+    neither, creates them in its staged tree there too.  The restores are the same."""
     data = tmp_path / "data"
     rng = random.Random(3)
     for d in range(12):
@@ -392,9 +415,9 @@ def test_a_file_system_without_unnamed_files_gets_named_temporaries(
             (data / f"d{d:02}" / f"f{i:02}").write_bytes(rng.randbytes(rng.choice((0, 90, 5000))))
     point = _backup(vault, data)
     out = exfat / "out"
-    summary = _restore(vault, point, out, 1)
-    assert summary.helped_dirs > 0 and summary.files == 300
-    assert placed_by["renamed"] and placed_by["linked"] == []
+    summary = _restore(vault, point, out, processes)
+    assert summary.processes == processes and summary.files == 300
+    assert bool(placed_by["renamed"]) == (processes == 0) and placed_by["linked"] == []
     for path in data.rglob("f*"):
         assert (out / path.relative_to("/")).read_bytes() == path.read_bytes()
     assert not _temporaries(out)

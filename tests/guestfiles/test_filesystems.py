@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from strongroom.files.restore import RestoreOptions
+from strongroom.files.restoretypes import RestoreOptions
 from strongroom.guestfiles.restore import restore_guest_files
 from tests.files._support import assert_same, snapshot
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from strongroom.files.restore import RestoreOptions
+from strongroom.files.restoretypes import RestoreOptions
 from strongroom.guestfiles.restore import restore_guest_files
 from strongroom.guestfiles.tree import GuestPoint, GuestTree
 from strongroom.vault import Vault

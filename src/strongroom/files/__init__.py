@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from strongroom.files.nodes import Node, decode_dir, encode_dir
     from strongroom.files.patterns import PatternSet, read_pattern_file
     from strongroom.files.plan import CONFLICT_POLICIES
-    from strongroom.files.restore import RestoreOptions, RestoreSummary, restore_files
+    from strongroom.files.restore import restore_files
+    from strongroom.files.restoretypes import RestoreOptions, RestoreSummary
 
 _HOME = {
     "CONFLICT_POLICIES": "plan",
@@ -37,8 +38,8 @@ _HOME = {
     "Change": "diff",
     "Node": "nodes",
     "PatternSet": "patterns",
-    "RestoreOptions": "restore",
-    "RestoreSummary": "restore",
+    "RestoreOptions": "restoretypes",
+    "RestoreSummary": "restoretypes",
     "backup_files": "backup",
     "decode_dir": "nodes",
     "diff_live": "diff",

@@ -90,7 +90,9 @@ def place(
     renamed: list[tuple[FileTask, str | None]] = []
     for task in batch:
         failpoints.hit("restore-rename")
-        if task.unnamed:
+        if task.in_place:  # at its final name in the staged tree already
+            renamed.append((task, None))
+        elif task.unnamed:
             fd, task.fd = task.fd, -1
             renamed.append((task, link_into_place(fd, task.tmp, task.entry.dest)))
         else:

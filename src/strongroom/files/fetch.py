@@ -85,6 +85,7 @@ class FileTask:
     issues: list[str] | None = None  # metadata that could not be applied
     verified: bool = False
     unnamed: bool = False  # created with O_TMPFILE: ``fd`` stays open until it is linked
+    in_place: bool = False  # created at its destination (a staged tree): nothing to rename
 
     def __post_init__(self) -> None:
         starts = []
@@ -257,10 +258,14 @@ class ContentWriter:
         span: int | None = None,
         writeback: bool = False,
         unnamed: bool = False,
+        in_place: bool = False,
     ) -> None:
         self._vault = vault
         # files created without a name and linked into place (see _create)
         self._unnamed = unnamed and _O_TMPFILE != 0
+        # files the plan creates made at their destination: only in a folder no one else
+        # sees until the restore is done (a restore by subtrees' staged tree: staged.py)
+        self._in_place = in_place
         self._names, self._span = names, span
         self._verify, self._as_root = verify, as_root
         self._writeback = writeback  # start each file's writeback when it is finished
@@ -271,6 +276,8 @@ class ContentWriter:
         """A file's task: its temporary name and where its chunks are."""
         if chunks is None:
             chunks = self._vault.locate(e.node.chunks)
+        if self._in_place and e.action == CREATE:
+            return FileTask(e, e.dest, chunks, e.node.data_extents(), in_place=True)
         return FileTask(e, self._names(e.folder), chunks, e.node.data_extents())
 
     def run(self, job: Job) -> list[FileTask]:
@@ -374,7 +381,7 @@ class ContentWriter:
         nothing behind.  Only for a file the plan creates (one it replaces is renamed over
         the old); False where the kernel or file system has no ``O_TMPFILE`` (the writer
         then names its files, as before)."""
-        if not self._unnamed or task.entry.action != CREATE:
+        if not self._unnamed or task.entry.action != CREATE or task.in_place:
             return False
         try:
             task.fd = on_path(os.open, os.path.dirname(task.tmp), _UNNAMED_FLAGS, mode)

@@ -31,10 +31,15 @@ class TempNames:
     """Fresh temporary names for one restore (thread-safe: jobs name their files too): in
     the staging folder, or in the entry's own folder when that is on another file system
     (a mount point below the target: a rename cannot cross it).  Worker processes of one
-    restore share its token and count from their own ``first``."""
+    restore share its token and count from their own ``first``.  ``tree``: the folder a
+    restore by subtrees builds the point in (``staged.py``), where files are created at
+    their final names."""
 
-    def __init__(self, staging: bytes, token: bytes, target_dev: int, first: int = 1) -> None:
+    def __init__(
+        self, staging: bytes, token: bytes, target_dev: int, first: int = 1, tree: bytes = b""
+    ) -> None:
         self.staging, self.token, self.target_dev = staging, token, target_dev
+        self.tree = tree
         self.counter = itertools.count(first)  # next() is atomic
         self.staged: dict[bytes, bool] = {}  # folder -> whether its temporaries are staged
 
@@ -50,12 +55,22 @@ class TempNames:
     def fresh(self, tmp: bytes) -> Fresh | None:
         """What a file created at ``tmp`` (a name of this object's) has already, if it is in
         the staging folder and that folder is private: mode 0700 and no ACL, so a file's
-        final mode can be its mode from the start (``metadata.create_mode``)."""
-        return self._staged_fresh if os.path.dirname(tmp) == self.staging else None
+        final mode can be its mode from the start (``metadata.create_mode``).  The same for
+        a file in the staged tree: its folders, made 0700 by the restore inside that tree,
+        get their own metadata only at the end, so each is as the tree's root is."""
+        if os.path.dirname(tmp) == self.staging:
+            return self._staged_fresh
+        if self.tree and tmp.startswith(self.tree + b"/"):
+            return self._tree_fresh
+        return None
 
     @functools.cached_property
     def _staged_fresh(self) -> Fresh | None:
         return _fresh_in(self.staging)  # looked at once the folder exists (the first file)
+
+    @functools.cached_property
+    def _tree_fresh(self) -> Fresh | None:
+        return _fresh_in(self.tree)
 
     def _on_target_fs(self, folder: bytes) -> bool:
         if self.target_dev < 0:

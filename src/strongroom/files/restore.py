@@ -16,7 +16,9 @@ append-only would forbid the renames, links and metadata before them.
 
 A file the plan creates has no temporary name at all: it is created with ``O_TMPFILE`` and
 linked into place once durable (``fetch.ContentWriter._create_unnamed``), so a restore killed
-before that leaves nothing of it.  A restore killed before its renames leaves the other
+before that leaves nothing of it.  A restore by subtrees (the whole point into an empty target)
+builds the point in its staging folder, files at their final names, and moves it into the
+target once durable (``staged.py``).  A restore killed before its renames leaves the other
 temporary files behind; the next restore into the same target removes them (only names
 exactly as a restore makes them, in the folders it writes into) while it holds an exclusive
 ``flock`` on the target folder, so they are never those of another restore still running.
@@ -28,11 +30,10 @@ import contextlib
 import errno
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import replace
 from operator import attrgetter
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from strongroom.files.contents import ThreadedContents, average_size, job_workers
 from strongroom.files.fetch import NO_CHUNKS
@@ -45,7 +46,7 @@ from strongroom.files.metadata import (
     set_flags,
 )
 from strongroom.files.nodes import DIR, FILE, TEMP_PREFIX, Node
-from strongroom.files.placing import TempNames, make_special
+from strongroom.files.placing import TempNames, make_durable, make_special
 from strongroom.files.plan import (
     CREATE,
     KEEP_BOTH,
@@ -56,6 +57,7 @@ from strongroom.files.plan import (
     Plan,
     Planner,
 )
+from strongroom.files.restoretypes import RestoreOptions, RestoreSummary
 from strongroom.files.target import (
     check_space,
     has_entries,
@@ -70,6 +72,7 @@ from strongroom.vault import RecoveryPoint
 
 if TYPE_CHECKING:  # worker processes load only for a restore that uses them
     from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
+    from strongroom.files.staged import Relocation
 
 # Worker processes write the files (files/restoreprocs.py) when at least this many, of under
 # this size on average, are to be written: fewer do not repay the workers' start-up (about
@@ -78,61 +81,6 @@ _PROCESS_FILES = 3000
 _PROCESS_AVERAGE = 1 << 20
 
 Progress = Callable[[int, int, str], None]
-
-
-@dataclass
-class RestoreOptions:
-    target: str | Path
-    selectors: Sequence[str] = ()
-    on_conflict: str = "overwrite"
-    dry_run: bool = False
-    verify: bool = False
-    workers: int | None = None  # default: job_workers(), by the storage and the file sizes
-    durable: bool = True
-    # Worker processes for big trees of small files on local storage: None picks one per core
-    # when the restore is worth it, 0 keeps to threads, N > 0 forces N
-    processes: int | None = None
-
-
-@dataclass
-class RestoreSummary:
-    point_id: str = ""
-    target: str = ""
-    files: int = 0
-    dirs: int = 0
-    links: int = 0
-    others: int = 0
-    bytes_written: int = 0
-    verified: int = 0
-    skipped: list[str] = field(default_factory=list)
-    kept_both: list[str] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)
-    actions: list[tuple[str, str]] = field(default_factory=list)
-    # Not failures of the restore: metadata the target cannot take (inode flags)
-    warnings: list[tuple[str, str]] = field(default_factory=list)
-    duration: float = 0.0
-    processes: int = 0  # worker processes that wrote the files (0: threads)
-    helped_dirs: int = 0  # folders the restore's own process wrote beside its workers
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "point": self.point_id,
-            "target": self.target,
-            "files": self.files,
-            "dirs": self.dirs,
-            "links": self.links,
-            "others": self.others,
-            "bytes_written": self.bytes_written,
-            "verified": self.verified,
-            "skipped": self.skipped,
-            "kept_both": self.kept_both,
-            "errors": [{"path": p, "reason": r} for p, r in self.errors],
-            "actions": [{"action": a, "path": p} for a, p in self.actions],
-            "warnings": [{"path": p, "reason": r} for p, r in self.warnings],
-            "duration": round(self.duration, 3),
-            "processes": self.processes,
-            "helped_dirs": self.helped_dirs,
-        }
 
 
 def _show(path: bytes) -> str:
@@ -158,6 +106,7 @@ class _Executor:
         self.staging = os.path.join(target, TEMP_PREFIX + b"staging-" + self.token)
         self.names = TempNames(self.staging, self.token, -1)
         self.procs: ProcessContents | None = None  # started before the plan was made
+        self.tree = b""  # where a restore by subtrees builds the point (staged.py)
 
     def _tmp(self, folder: bytes) -> bytes:
         return self.names(folder)
@@ -200,11 +149,15 @@ class _Executor:
 
     def run_tree(self, root: Node, procs: ProcessContents) -> None:
         """The whole point into an empty target, planned by the workers as they go
-        (``restoretree.py``); then the hard-link groups, folder metadata and flags."""
+        (``restoretree.py``), built in the staging folder and moved into the target once
+        durable (``staged.py``); then the hard-link groups, folder metadata and flags."""
         from strongroom.files.restoretree import restore_tree
+        from strongroom.files.staged import make_tree
 
+        self.tree = make_tree(self.staging) if self.names.target_dev >= 0 else b""
         self.summary.processes = len(procs.pool.workers)
-        out = restore_tree(self.vault, procs, root, self.target, self._setup(), self)
+        setup = replace(self._setup(), tree=self.tree)
+        out = restore_tree(self.vault, procs, root, self.tree or self.target, setup, self)
         s = self.summary
         s.helped_dirs = out.helped
         s.files, s.others, s.dirs = s.files + out.files, s.others + out.others, len(out.dirs)
@@ -223,7 +176,27 @@ class _Executor:
         self._contents(files, None)
         for e in links:
             self._link(e)
+        if self.tree:
+            self._move_out()
         self._finish()
+
+    def _move_out(self) -> None:
+        """The staged tree into the target once durable; the paths kept for later (folders,
+        inode flags, what is reported) follow it (``staged.py``)."""
+        from strongroom.files.staged import move_out
+
+        if self.opts.durable:
+            make_durable(self.target)
+        moved = move_out(self.tree, self.target, b".restored-" + self.summary.point_id[:8].encode())
+        self.tree = b""
+        s = self.summary
+        s.kept_both += [_show(p) for p in moved.kept_both]
+        s.errors = [(moved.shown(p), r) for p, r in s.errors]
+        s.errors += [(_show(p), r) for p, r in moved.errors]
+        s.warnings = [(moved.shown(p), r) for p, r in s.warnings]
+        self.dirs = [m for m in (_moved_entry(e, moved) for e in self.dirs) if m is not None]
+        flagged = ((moved.final(dest), flags) for dest, flags in self.flagged)
+        self.flagged = [(dest, flags) for dest, flags in flagged if dest is not None]
 
     def _finish(self) -> None:
         """Folder metadata, children first, then inode flags."""
@@ -378,6 +351,8 @@ class _Executor:
         self.summary.verified += verified
         self.written += files
         if self.progress is not None:
+            if self.tree and last.startswith(self.tree + b"/"):  # shown where it will be
+                last = self.target + last[len(self.tree) :]
             self.progress(self.written, self.summary.bytes_written, _show(last))
 
     def placed(self, e: Entry) -> None:
@@ -388,6 +363,15 @@ class _Executor:
         self.summary.files += 1
         if e.action == KEEP_BOTH:
             self.summary.kept_both.append(_show(e.dest))
+
+
+def _moved_entry(e: Entry, moved: Relocation) -> Entry | None:
+    """A folder's entry where the move put it (None: left behind, so gone)."""
+    dest = moved.final(e.dest)
+    if dest is None:
+        return None
+    folder, name = os.path.split(dest)
+    return Entry(folder, name, e.node, e.action)
 
 
 def start_processes(

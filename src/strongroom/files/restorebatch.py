@@ -69,11 +69,13 @@ def write_files(
     entries: list[Entry],
     between: Callable[[], None] | None = None,
     unnamed: bool = False,
+    in_place: bool = False,
 ) -> Written:
     """Write the files under temporary names (the first half of :func:`write_batch`);
     ``between`` runs on this thread after each job (see ``restoretree._TreeRun.feed``);
     ``unnamed``: files created without a name where the file system can, when nothing can be
-    in the way of their destinations (``fetch.ContentWriter._create_unnamed``)."""
+    in the way of their destinations (``fetch.ContentWriter._create_unnamed``); ``in_place``:
+    at their destinations, in a staged tree (``staged.py``)."""
     at = {id(e): i for i, e in enumerate(entries)}  # before the sort: the caller's order
     place_of = vault.place_of
     for e in entries:
@@ -86,6 +88,7 @@ def write_files(
         as_root=setup.as_root,
         writeback=setup.durable,
         unnamed=unnamed,
+        in_place=in_place,
     )
     written = Written(writer, setup, BatchResult(), [])
     result = written.result
@@ -173,9 +176,10 @@ class TreeWorker:
         self._held: list[tuple[list[Entry], Written]] = []
         self._held_files = self._held_bytes = 0
         self._committing: tuple[list[list[Entry]], Future[list[BatchResult]]] | None = None
-        # each file created without a name holds its descriptor until it is linked: two
-        # batches at most
-        self.unnamed = descriptors_for(2 * BATCH_FILES)
+        # files made at their final names in the staged tree (staged.py), else created without
+        # a name, each holding its descriptor until it is linked: two batches at most
+        self.in_place = bool(setup.tree)
+        self.unnamed = not self.in_place and descriptors_for(2 * BATCH_FILES)
 
     def plan_dir(self, node: Node, dest: bytes) -> DirResult:
         out = DirResult()
@@ -262,7 +266,7 @@ class TreeWorker:
             self.pending_bytes -= size
             count -= n
             written = write_files(
-                self.vault, self.setup, self.names, entries, between, self.unnamed
+                self.vault, self.setup, self.names, entries, between, self.unnamed, self.in_place
             )
             self._held.append((entries, written))
             self._held_files += n

@@ -73,7 +73,7 @@ def restore_tree(
     """Every folder, special file and file below ``root`` (except hard-link group members,
     returned) restored into ``target``; the workers are closed after."""
     mine = own_setup(setup, 0)
-    names = TempNames(own_staging(mine), mine.token, mine.target_dev, mine.first_name)
+    names = TempNames(own_staging(mine), mine.token, mine.target_dev, mine.first_name, mine.tree)
     run = _TreeRun(procs, sink, TreeWorker(vault, mine, names))
     procs.pool.queued = _DIRS_AHEAD
     try:

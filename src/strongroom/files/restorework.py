@@ -36,7 +36,9 @@ def _serve(conn: Channel) -> None:
         kind, setup = conn.recv()
         if kind != "setup":
             return
-        names = TempNames(own_staging(setup), setup.token, setup.target_dev, setup.first_name)
+        names = TempNames(
+            own_staging(setup), setup.token, setup.target_dev, setup.first_name, setup.tree
+        )
         tree = TreeWorker(vault, setup, names)
         try:
             _requests(conn, tree)

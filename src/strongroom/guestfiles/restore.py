@@ -23,7 +23,7 @@ from strongroom.files.metadata import apply_metadata, ifmt_of
 from strongroom.files.nodes import DIR, FIFO, FILE, SYMLINK, TEMP_PREFIX
 from strongroom.files.placing import make_durable
 from strongroom.files.plan import CREATE, KEEP_BOTH, REPLACE, SKIP_META, Entry, Planner
-from strongroom.files.restore import RestoreOptions, RestoreSummary
+from strongroom.files.restoretypes import RestoreOptions, RestoreSummary
 from strongroom.files.target import has_entries, prepare_target, remove_stale_temps, target_lock
 from strongroom.guestfiles.filesystems import damage_errors
 from strongroom.guestfiles.tree import GuestNode, GuestPoint, GuestTree
