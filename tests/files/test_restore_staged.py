@@ -1,6 +1,7 @@
-"""A restore by subtrees builds the point in its staging folder and moves it into the target
-at the end (files/staged.py): a kill leaves nothing of the point under a final name, a name
-taken meanwhile is kept beside, and the move never replaces anything."""
+"""A restore of a whole point into an empty target (by subtrees with worker processes, or by
+threads) builds the point in its staging folder and moves it into the target at the end
+(files/staged.py): a kill leaves nothing of the point under a final name, a name taken
+meanwhile is kept beside, and the move never replaces anything."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from strongroom.files import RestoreOptions, restore_files
 from strongroom.storage import LocalBackend
 from strongroom.vault import Vault
 vault = Vault.open(LocalBackend(sys.argv[1]), sys.argv[2])
-restore_files(vault, vault.resolve_point(sys.argv[3]), RestoreOptions(sys.argv[4], processes=1))
+opts = RestoreOptions(sys.argv[4], processes=int(sys.argv[5]))
+restore_files(vault, vault.resolve_point(sys.argv[3]), opts)
 """
 
 
@@ -38,8 +40,9 @@ def _backup(vault: Vault, source: Path) -> str:
     return backup_files(vault, opts).point_id
 
 
+@pytest.mark.parametrize("processes", [0, 1])
 def test_a_kill_before_the_move_leaves_the_staging_folder_alone(
-    tmp_path: Path, vault: Vault, vault_dir: Path, source: Path
+    tmp_path: Path, vault: Vault, vault_dir: Path, source: Path, processes: int
 ) -> None:
     """Killed with every file written and durable but not yet moved: the target holds the
     staging folder and nothing else; the next restore removes it and restores the point."""
@@ -51,6 +54,7 @@ def test_a_kill_before_the_move_leaves_the_staging_folder_alone(
         "STRONGROOM_FAILPOINT": "restore-tree-move",
     }
     args = [sys.executable, "-c", _RESTORE, str(vault_dir), PASSPHRASE, point, str(target)]
+    args.append(str(processes))
     proc = subprocess.run(args, env=env, capture_output=True, timeout=120, check=False)
     assert proc.returncode == -9, proc.stderr.decode()
     (staging,) = target.iterdir()
@@ -58,15 +62,17 @@ def test_a_kill_before_the_move_leaves_the_staging_folder_alone(
     files = [f for f in (staging / "tree").rglob("*") if f.is_file() and not f.is_symlink()]
     assert len(files) > 100  # the point was written, under the staging folder only
 
-    summary = restore_files(vault, vault.resolve_point(point), RestoreOptions(target, processes=1))
-    assert summary.errors == [] and summary.processes == 1
+    opts = RestoreOptions(target, processes=processes)
+    summary = restore_files(vault, vault.resolve_point(point), opts)
+    assert summary.errors == [] and summary.processes == processes
     assert [p.name for p in target.iterdir()] == [source.parts[1]]
     rel = source.relative_to("/")
     assert_same(snapshot(source, atime=False), snapshot(target / rel, atime=False))
 
 
+@pytest.mark.parametrize("processes", [0, 1])
 def test_a_name_taken_during_the_restore_is_kept_beside(
-    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch, processes: int
 ) -> None:
     """Something that takes a top-level name while the tree is built (here an empty folder,
     which a plain rename would silently replace) stays; the point's entry is kept beside it
@@ -81,7 +87,8 @@ def test_a_name_taken_during_the_restore_is_kept_beside(
         return move_out(tree, into, suffix)
 
     monkeypatch.setattr(staged, "move_out", intruded)
-    summary = restore_files(vault, vault.resolve_point(point), RestoreOptions(target, processes=1))
+    opts = RestoreOptions(target, processes=processes)
+    summary = restore_files(vault, vault.resolve_point(point), opts)
     kept = f"{top}.restored-{point[:8]}"
     assert summary.errors == [] and summary.kept_both == [str(target / kept)]
     assert list((target / top).iterdir()) == []

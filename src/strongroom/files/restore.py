@@ -31,7 +31,6 @@ import errno
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -145,6 +144,8 @@ class _Executor:
         self._contents(files, procs)
         for e in links:
             self._link(e)
+        if self.tree:
+            self._move_out()
         self._finish()
 
     def run_tree(self, root: Node, procs: ProcessContents) -> None:
@@ -152,12 +153,9 @@ class _Executor:
         (``restoretree.py``), built in the staging folder and moved into the target once
         durable (``staged.py``); then the hard-link groups, folder metadata and flags."""
         from strongroom.files.restoretree import restore_tree
-        from strongroom.files.staged import make_tree
 
-        self.tree = make_tree(self.staging) if self.names.target_dev >= 0 else b""
         self.summary.processes = len(procs.pool.workers)
-        setup = replace(self._setup(), tree=self.tree)
-        out = restore_tree(self.vault, procs, root, self.tree or self.target, setup, self)
+        out = restore_tree(self.vault, procs, root, self.tree or self.target, self._setup(), self)
         s = self.summary
         s.helped_dirs = out.helped
         s.files, s.others, s.dirs = s.files + out.files, s.others + out.others, len(out.dirs)
@@ -194,6 +192,7 @@ class _Executor:
         s.errors = [(moved.shown(p), r) for p, r in s.errors]
         s.errors += [(_show(p), r) for p, r in moved.errors]
         s.warnings = [(moved.shown(p), r) for p, r in s.warnings]
+        s.skipped = [moved.shown(p) for p in s.skipped]
         self.dirs = [m for m in (_moved_entry(e, moved) for e in self.dirs) if m is not None]
         flagged = ((moved.final(dest), flags) for dest, flags in self.flagged)
         self.flagged = [(dest, flags) for dest, flags in flagged if dest is not None]
@@ -312,6 +311,7 @@ class _Executor:
             self.opts.verify,
             self.as_root,
             self.opts.durable,
+            tree=self.tree,
         )
 
     def _sort(self, files: list[Entry]) -> None:
@@ -339,6 +339,7 @@ class _Executor:
             verify=self.opts.verify,
             as_root=self.as_root,
             durable=self.opts.durable,
+            in_place=bool(self.tree),
         ).run(files, workers, self)
 
     # ContentSink: what became of the files
@@ -440,21 +441,24 @@ def _restore(
     progress: Progress | None,
     procs: ProcessContents | None = None,
 ) -> None:
-    suffix = b".restored-" + summary.point_id[:8].encode()
     with vault.read_lock():
         probe = has_entries(target) or opts.dry_run
-        if procs is not None and not probe and not opts.selectors:
+        whole = not probe and not opts.selectors  # the whole point into an empty target
+        if whole:  # built in the staging folder, then moved into the target (staged.py)
+            from strongroom.files.staged import make_tree
+
             ex = _executor(vault, opts, target, summary, progress)
             with staging_folder(ex.staging) as dev:
                 ex.names.target_dev = dev
-                ex.run_tree(root, procs)
+                ex.tree = ex.names.tree = make_tree(ex.staging) if dev >= 0 else b""
+                if procs is not None:
+                    ex.run_tree(root, procs)
+                    return
+                plan = _plan(vault, root, opts, ex.tree or target, summary, probe)
+                check_space(target, plan)
+                ex.run(plan)
             return
-        # No reference to the trees outlives the planning: their cache goes with the planner.
-        planner = Planner(TreeReader(vault), target, opts.on_conflict, suffix, probe)
-        plan = planner.build(root, opts.selectors)
-        del planner
-        summary.errors.extend(plan.errors)
-        summary.skipped.extend(_show(e.dest) for e in plan.skipped)
+        plan = _plan(vault, root, opts, target, summary, probe)
         if opts.dry_run:
             summary.actions = [(e.action, _show(e.dest)) for e in plan.entries]
             return
@@ -464,6 +468,25 @@ def _restore(
         with staging_folder(ex.staging) as dev:
             ex.names.target_dev = dev
             ex.run(plan)
+
+
+def _plan(
+    vault: RestoreVault,
+    root: Node,
+    opts: RestoreOptions,
+    target: bytes,
+    summary: RestoreSummary,
+    probe: bool,
+) -> Plan:
+    """What to restore where (no reference to the trees outlives it: their cache goes with
+    the planner); its errors and skipped entries go to the summary."""
+    suffix = b".restored-" + summary.point_id[:8].encode()
+    plan = Planner(TreeReader(vault), target, opts.on_conflict, suffix, probe).build(
+        root, opts.selectors
+    )
+    summary.errors.extend(plan.errors)
+    summary.skipped.extend(_show(e.dest) for e in plan.skipped)
+    return plan
 
 
 def _executor(

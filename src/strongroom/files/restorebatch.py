@@ -36,7 +36,7 @@ _IDLE_FILES = 64  # files an idle writer writes before it looks for new work aga
 def run_batch(tree: TreeWorker, items: list[Item]) -> BatchResult:
     """Write the files, make them durable, rename (or link) them into place."""
     entries = [Entry(folder, name, node, action) for folder, name, node, action in items]
-    return write_batch(tree.vault, tree.setup, tree.names, entries, tree.unnamed)
+    return write_batch(tree.vault, tree.setup, tree.names, entries, tree.unnamed, tree.in_place)
 
 
 def write_batch(
@@ -45,10 +45,13 @@ def write_batch(
     names: TempNames,
     entries: list[Entry],
     unnamed: bool = False,
+    in_place: bool = False,
 ) -> BatchResult:
     """Write the files, make them durable, rename them into place; the result names them
     by their index in ``entries``."""
-    return commit_batch(write_files(vault, setup, names, entries, unnamed=unnamed))
+    return commit_batch(
+        write_files(vault, setup, names, entries, unnamed=unnamed, in_place=in_place)
+    )
 
 
 @dataclass

@@ -1,16 +1,16 @@
-"""A restore by subtrees builds the point's tree inside its staging folder, then moves it
-into the target (``restore._Executor.run_tree``).
+"""A restore of a whole point into an empty target builds the point's tree inside its staging
+folder, then moves it into the target (``restore._restore``), by subtrees (worker processes)
+or by a plan (threads, and the workers of a plan).
 
-Such a restore writes the whole of a point into an empty target, so every folder it writes
-into is one it created itself.  Built under ``<staging folder>/tree`` (0700, like the staging
-folder), those folders are seen by no one else until the end, and a file can be created at
-its final name there, written, made durable with its batch and left where it is: no temporary
-name, no rename, no link.  On the loop-mounted ext4 of the benchmarks that is 27 us of kernel
-time for a small file against 38 us created unnamed and linked into place
-(docs/benchmarks.md, "Session 21").  At the end, once everything is durable, each top-level
-entry is moved into the target with one rename that never replaces anything
-(``RENAME_NOREPLACE``): should something have taken its name meanwhile, it keeps both, as
-``--on-conflict keep-both`` would.
+Such a restore writes into no folder it did not create itself.  Built under
+``<staging folder>/tree`` (0700, like the staging folder), those folders are seen by no one
+else until the end, and a file can be created at its final name there, written, made durable
+with its batch and left where it is: no temporary name, no rename, no link.  On the
+loop-mounted ext4 of the benchmarks that is 27 us of kernel time for a small file against
+38 us created unnamed and linked into place (docs/benchmarks.md, "Session 21").  At the end,
+once everything is durable, each top-level entry is moved into the target with one rename
+that never replaces anything (``RENAME_NOREPLACE``): should something have taken its name
+meanwhile, it keeps both, as ``--on-conflict keep-both`` would.
 
 What a kill leaves is the staging folder alone: nothing of the point under its final name,
 complete or not, and the next restore into the same target removes it (``target.py``
