@@ -6,8 +6,8 @@ Such a restore writes into no folder it did not create itself.  Built under
 ``<staging folder>/tree`` (0700, like the staging folder), those folders are seen by no one
 else until the end, and a file can be created at its final name there, written, made durable
 with its batch and left where it is: no temporary name, no rename, no link.  On the
-loop-mounted ext4 of the benchmarks that is 27 us of kernel time for a small file against
-38 us created unnamed and linked into place (docs/benchmarks.md, "Session 21").  At the end,
+loop-mounted ext4 of the benchmarks that is 20-23 us of kernel time for a small file against
+29-33 us created unnamed and linked into place (docs/benchmarks.md, "Session 21").  At the end,
 once everything is durable, each top-level entry is moved into the target with one rename
 that never replaces anything (``RENAME_NOREPLACE``): should something have taken its name
 meanwhile, it keeps both, as ``--on-conflict keep-both`` would.
