@@ -32,11 +32,7 @@ __all__ = ["ALIGN", "WINDOW", "DirectSink", "open_direct", "reserve", "write_all
 # a multiple of every logical block size in use (512 and 4096)
 ALIGN: Final = 4096
 _MIN_DIRECT: Final = 1 << 20
-# A sink's window, one per writing thread: 2 MiB.  With 4 MiB (before session 21) a restore of
-# /usr's 1 GiB, whose worker and parent both write big files on two threads each, peaked at
-# 149-165 MiB summed over its processes, with 2 MiB at 133-147 in as much time; 2 x 512 MiB
-# restored in 1.19-1.58 s against 1.31-1.66 (docs/benchmarks.md, "Session 21").
-WINDOW: Final = 2 << 20
+WINDOW: Final = 4 << 20  # a sink's window: a files restore's slices of big files are up to 4 MiB
 _O_DIRECT: Final = getattr(os, "O_DIRECT", 0)
 
 
