@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files, staged
+from strongroom.files import RestoreOptions, restore_files, staged
 from strongroom.vault import Vault
 from tests.conftest import PASSPHRASE
 from tests.files._support import assert_same, snapshot
-from tests.files.test_restore_processes import _tree, workers_up_first  # noqa: F401
+from tests.files.test_restore_processes import _backup, _tree, workers_up_first  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 _RESTORE = """
@@ -33,11 +33,6 @@ restore_files(vault, vault.resolve_point(sys.argv[3]), opts)
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _tree(tmp_path_factory.mktemp("src") / "tree", folders=6, files=20)
-
-
-def _backup(vault: Vault, source: Path) -> str:
-    opts = BackupOptions([str(source)], source="staged", processes=0, use_cache=False)
-    return backup_files(vault, opts).point_id
 
 
 @pytest.mark.parametrize("processes", [0, 1])
