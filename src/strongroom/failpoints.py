@@ -28,8 +28,9 @@ Points (where they sit, and what a crash there must leave intact):
 ``restorework-batch``     files restore worker process: a batch of files to write received
 ``restore-rename``        files restore: a batch of files durable under temporary names, about
                           to be renamed into place (one hit per file)
-``restore-tree-move``     files restore by subtrees: the point durable in the staging folder,
-                          a top-level entry about to be moved into the target (one hit each)
+``restore-tree-move``     files restore of a whole point into an empty target: the point durable
+                          in the staging folder, a top-level entry about to be moved into the
+                          target (one hit each)
 ========================  ==================================================================
 """
 

@@ -297,6 +297,9 @@ class _CountedNames:
     def fresh(self, tmp: bytes) -> None:
         return None
 
+    def in_tree(self, folder: bytes) -> bool:
+        return False
+
 
 def test_jobs_keep_small_files_whole_and_slice_big_ones(vault: Vault) -> None:
     def entry(name: str, chunks: int, size: int) -> Entry:

@@ -113,20 +113,13 @@ class ThreadedContents:
         verify: bool,
         as_root: bool,
         durable: bool,
-        in_place: bool = False,
     ) -> None:
         self.target, self.durable = target, durable
         # files made at their final names in a staged tree (staged.py), else created without
         # a name, each holding its descriptor until it is linked
-        unnamed = not in_place and descriptors_for(2 * COMMIT_FILES)
+        unnamed = not names.tree and descriptors_for(2 * COMMIT_FILES)
         self.writer = ContentWriter(
-            vault,
-            names,
-            verify=verify,
-            as_root=as_root,
-            writeback=durable,
-            unnamed=unnamed,
-            in_place=in_place,
+            vault, names, verify=verify, as_root=as_root, writeback=durable, unnamed=unnamed
         )
         self.pending: list[FileTask] = []
         self.pending_bytes = 0

@@ -239,6 +239,8 @@ class TempNaming(Protocol):
 
     def fresh(self, tmp: bytes) -> Fresh | None: ...
 
+    def in_tree(self, folder: bytes) -> bool: ...
+
 
 class ContentWriter:
     """Runs jobs (thread-safe): see the module docstring.  ``names`` gives a fresh temporary
@@ -258,14 +260,10 @@ class ContentWriter:
         span: int | None = None,
         writeback: bool = False,
         unnamed: bool = False,
-        in_place: bool = False,
     ) -> None:
         self._vault = vault
         # files created without a name and linked into place (see _create)
         self._unnamed = unnamed and _O_TMPFILE != 0
-        # files the plan creates made at their destination: only in a folder no one else
-        # sees until the restore is done (a restore by subtrees' staged tree: staged.py)
-        self._in_place = in_place
         self._names, self._span = names, span
         self._verify, self._as_root = verify, as_root
         self._writeback = writeback  # start each file's writeback when it is finished
@@ -276,7 +274,9 @@ class ContentWriter:
         """A file's task: its temporary name and where its chunks are."""
         if chunks is None:
             chunks = self._vault.locate(e.node.chunks)
-        if self._in_place and e.action == CREATE:
+        # in a folder no one else sees until the restore is done (a staged tree: staged.py),
+        # a file the plan creates is made at its destination
+        if e.action == CREATE and self._names.in_tree(e.folder):
             return FileTask(e, e.dest, chunks, e.node.data_extents(), in_place=True)
         return FileTask(e, self._names(e.folder), chunks, e.node.data_extents())
 

@@ -32,8 +32,8 @@ class TempNames:
     the staging folder, or in the entry's own folder when that is on another file system
     (a mount point below the target: a rename cannot cross it).  Worker processes of one
     restore share its token and count from their own ``first``.  ``tree``: the folder a
-    restore by subtrees builds the point in (``staged.py``), where files are created at
-    their final names."""
+    restore of a whole point into an empty target builds it in (``staged.py``), where
+    files are created at their final names."""
 
     def __init__(
         self, staging: bytes, token: bytes, target_dev: int, first: int = 1, tree: bytes = b""
@@ -58,11 +58,16 @@ class TempNames:
         final mode can be its mode from the start (``metadata.create_mode``).  The same for
         a file in the staged tree: its folders, made 0700 by the restore inside that tree,
         get their own metadata only at the end, so each is as the tree's root is."""
-        if os.path.dirname(tmp) == self.staging:
+        folder = os.path.dirname(tmp)
+        if folder == self.staging:
             return self._staged_fresh
-        if self.tree and tmp.startswith(self.tree + b"/"):
-            return self._tree_fresh
-        return None
+        return self._tree_fresh if self.in_tree(folder) else None
+
+    def in_tree(self, folder: bytes) -> bool:
+        """Whether ``folder`` is in the staged tree, where the files the plan creates are
+        made at their final names (``staged.py``)."""
+        tree = self.tree
+        return bool(tree) and (folder == tree or folder.startswith(tree + b"/"))
 
     @functools.cached_property
     def _staged_fresh(self) -> Fresh | None:

@@ -16,9 +16,9 @@ append-only would forbid the renames, links and metadata before them.
 
 A file the plan creates has no temporary name at all: it is created with ``O_TMPFILE`` and
 linked into place once durable (``fetch.ContentWriter._create_unnamed``), so a restore killed
-before that leaves nothing of it.  A restore by subtrees (the whole point into an empty target)
-builds the point in its staging folder, files at their final names, and moves it into the
-target once durable (``staged.py``).  A restore killed before its renames leaves the other
+before that leaves nothing of it.  A restore of a whole point into an empty target builds the
+point in its staging folder, files at their final names, and moves it into the target once
+durable (``staged.py``).  A restore killed before its renames leaves the other
 temporary files behind; the next restore into the same target removes them (only names
 exactly as a restore makes them, in the folders it writes into) while it holds an exclusive
 ``flock`` on the target folder, so they are never those of another restore still running.
@@ -105,7 +105,12 @@ class _Executor:
         self.staging = os.path.join(target, TEMP_PREFIX + b"staging-" + self.token)
         self.names = TempNames(self.staging, self.token, -1)
         self.procs: ProcessContents | None = None  # started before the plan was made
-        self.tree = b""  # where a restore by subtrees builds the point (staged.py)
+
+    @property
+    def tree(self) -> bytes:
+        """Where a restore of a whole point into an empty target builds it (``staged.py``),
+        or b"": set on :attr:`names` by ``_restore``."""
+        return self.names.tree
 
     def _tmp(self, folder: bytes) -> bytes:
         return self.names(folder)
@@ -185,8 +190,7 @@ class _Executor:
 
         if self.opts.durable:
             make_durable(self.target)
-        moved = move_out(self.tree, self.target, b".restored-" + self.summary.point_id[:8].encode())
-        self.tree = b""
+        moved = move_out(self.tree, self.target, _kept_suffix(self.summary))
         s = self.summary
         s.kept_both += [_show(p) for p in moved.kept_both]
         s.errors = [(moved.shown(p), r) for p, r in s.errors]
@@ -339,7 +343,6 @@ class _Executor:
             verify=self.opts.verify,
             as_root=self.as_root,
             durable=self.opts.durable,
-            in_place=bool(self.tree),
         ).run(files, workers, self)
 
     # ContentSink: what became of the files
@@ -450,7 +453,7 @@ def _restore(
             ex = _executor(vault, opts, target, summary, progress)
             with staging_folder(ex.staging) as dev:
                 ex.names.target_dev = dev
-                ex.tree = ex.names.tree = make_tree(ex.staging) if dev >= 0 else b""
+                ex.names.tree = make_tree(ex.staging) if dev >= 0 else b""
                 if procs is not None:
                     ex.run_tree(root, procs)
                     return
@@ -480,13 +483,18 @@ def _plan(
 ) -> Plan:
     """What to restore where (no reference to the trees outlives it: their cache goes with
     the planner); its errors and skipped entries go to the summary."""
-    suffix = b".restored-" + summary.point_id[:8].encode()
+    suffix = _kept_suffix(summary)
     plan = Planner(TreeReader(vault), target, opts.on_conflict, suffix, probe).build(
         root, opts.selectors
     )
     summary.errors.extend(plan.errors)
     summary.skipped.extend(_show(e.dest) for e in plan.skipped)
     return plan
+
+
+def _kept_suffix(summary: RestoreSummary) -> bytes:
+    """What ``keep-both`` appends to a name already taken: ``.restored-<8 hex of the point>``."""
+    return b".restored-" + summary.point_id[:8].encode()
 
 
 def _executor(

@@ -36,7 +36,7 @@ _IDLE_FILES = 64  # files an idle writer writes before it looks for new work aga
 def run_batch(tree: TreeWorker, items: list[Item]) -> BatchResult:
     """Write the files, make them durable, rename (or link) them into place."""
     entries = [Entry(folder, name, node, action) for folder, name, node, action in items]
-    return write_batch(tree.vault, tree.setup, tree.names, entries, tree.unnamed, tree.in_place)
+    return write_batch(tree.vault, tree.setup, tree.names, entries, tree.unnamed)
 
 
 def write_batch(
@@ -45,13 +45,10 @@ def write_batch(
     names: TempNames,
     entries: list[Entry],
     unnamed: bool = False,
-    in_place: bool = False,
 ) -> BatchResult:
     """Write the files, make them durable, rename them into place; the result names them
     by their index in ``entries``."""
-    return commit_batch(
-        write_files(vault, setup, names, entries, unnamed=unnamed, in_place=in_place)
-    )
+    return commit_batch(write_files(vault, setup, names, entries, unnamed=unnamed))
 
 
 @dataclass
@@ -72,13 +69,12 @@ def write_files(
     entries: list[Entry],
     between: Callable[[], None] | None = None,
     unnamed: bool = False,
-    in_place: bool = False,
 ) -> Written:
     """Write the files under temporary names (the first half of :func:`write_batch`);
     ``between`` runs on this thread after each job (see ``restoretree._TreeRun.feed``);
     ``unnamed``: files created without a name where the file system can, when nothing can be
-    in the way of their destinations (``fetch.ContentWriter._create_unnamed``); ``in_place``:
-    at their destinations, in a staged tree (``staged.py``)."""
+    in the way of their destinations (``fetch.ContentWriter._create_unnamed``).  In a staged
+    tree (``names.in_tree``) the files are made at their destinations instead."""
     at = {id(e): i for i, e in enumerate(entries)}  # before the sort: the caller's order
     place_of = vault.place_of
     for e in entries:
@@ -91,7 +87,6 @@ def write_files(
         as_root=setup.as_root,
         writeback=setup.durable,
         unnamed=unnamed,
-        in_place=in_place,
     )
     written = Written(writer, setup, BatchResult(), [])
     result = written.result
@@ -181,8 +176,7 @@ class TreeWorker:
         self._committing: tuple[list[list[Entry]], Future[list[BatchResult]]] | None = None
         # files made at their final names in the staged tree (staged.py), else created without
         # a name, each holding its descriptor until it is linked: two batches at most
-        self.in_place = bool(setup.tree)
-        self.unnamed = not self.in_place and descriptors_for(2 * BATCH_FILES)
+        self.unnamed = not names.tree and descriptors_for(2 * BATCH_FILES)
 
     def plan_dir(self, node: Node, dest: bytes) -> DirResult:
         out = DirResult()
@@ -269,7 +263,7 @@ class TreeWorker:
             self.pending_bytes -= size
             count -= n
             written = write_files(
-                self.vault, self.setup, self.names, entries, between, self.unnamed, self.in_place
+                self.vault, self.setup, self.names, entries, between, self.unnamed
             )
             self._held.append((entries, written))
             self._held_files += n

@@ -50,7 +50,7 @@ class WorkerSetup:
     durable: bool
     first_name: int = 1
     own: bytes = b""  # the worker's folder in the staging folder (made by the worker)
-    tree: bytes = b""  # where a restore by subtrees builds the point (staged.py), if it does
+    tree: bytes = b""  # where the restore builds the point (staged.py), if it does
 
 
 @dataclass

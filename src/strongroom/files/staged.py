@@ -103,19 +103,24 @@ def move_out(tree: bytes, target: bytes, suffix: bytes) -> Relocation:
     for name in names:
         failpoints.hit("restore-tree-move")
         dest = os.path.join(target, name)
-        candidates = [dest, dest + suffix, *(dest + suffix + b"-%d" % n for n in range(2, 100))]
-        for candidate in candidates:
-            try:
-                move_no_replace(os.path.join(tree, name), candidate)
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                out.errors.append((dest, f"cannot move into place: {exc.strerror}"))
-                break
-            out.moved[name] = candidate
-            if candidate != dest:
-                out.kept_both.append(candidate)
-            break
-        else:
-            out.errors.append((dest, "cannot move into place: every name for it is taken"))
+        try:
+            got = _move_free(os.path.join(tree, name), dest, suffix)
+        except OSError as exc:
+            out.errors.append((dest, f"cannot move into place: {exc.strerror}"))
+            continue
+        out.moved[name] = got
+        if got != dest:
+            out.kept_both.append(got)
     return out
+
+
+def _move_free(src: bytes, dest: bytes, suffix: bytes) -> bytes:
+    """``src`` moved to ``dest`` or, where that is taken, to the first free name with
+    ``suffix``; the name it got."""
+    for candidate in (dest, dest + suffix, *(dest + suffix + b"-%d" % n for n in range(2, 100))):
+        try:
+            move_no_replace(src, candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(errno.EEXIST, "every name for it is taken", os.fsdecode(dest))
