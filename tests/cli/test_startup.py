@@ -114,7 +114,9 @@ def test_json_commands_load_neither_rich_nor_pydantic(
     (src / "a.txt").write_text("alpha")
     code, done, at_kdf = loaded_by(["backup", "files", str(src), "--json"], vault_env)
     assert code == 0
-    assert at_kdf == {"strongroom.storage"}  # the key is derived before the rest loads
+    # the key is derived before the rest loads: a backup has only its options and the
+    # warm start's look at the paths (files/warmstart.py) by then, no SQLite, no chunker
+    assert at_kdf == {"strongroom.storage", "strongroom.files"}
     # neither fastcdc's package (its __init__ loads click; the C scan reads its gear table
     # from the source) nor the worker-process machinery (no workers for a small tree)
     assert done == VAULT | {"strongroom.files", "sqlite3"}

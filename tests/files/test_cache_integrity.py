@@ -15,7 +15,7 @@ from strongroom.files import (
     backup_files,
     restore_files,
 )
-from strongroom.files.cache import cache_path
+from strongroom.files.cachepath import cache_path
 from strongroom.vault import Vault
 
 

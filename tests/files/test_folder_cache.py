@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
 from strongroom.files.backuptypes import BackupSummary
-from strongroom.files.cache import cache_path
+from strongroom.files.cachepath import cache_path
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.vault import Vault, check_vault
 from strongroom.vault.forget import soft_delete

@@ -22,12 +22,12 @@ from strongroom.files import (
     restore_files,
 )
 from strongroom.files.cache import (
-    cache_path,
     cache_scope,
     decode_xattrs,
     encode_xattrs,
     row_mac,
 )
+from strongroom.files.cachepath import cache_path
 from strongroom.files.content import Content, ContentReader
 from strongroom.vault import Vault
 from tests.files._support import assert_same, snapshot

@@ -39,8 +39,9 @@ def test_a_helper_loads_without_collections_and_works_with_them(
 ) -> None:
     (tmp_path / "gc_probe_helper.py").write_text(_PROBE)
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{':'.join(sys.path)}")
-    helper = WorkerProcess("gc_probe_helper", ("hello",), "backup")
+    helper = WorkerProcess("gc_probe_helper", "backup")
     try:
+        helper.open(("hello",))
         kind, first, on_load, enabled, threshold, frozen = helper.recv()
     finally:
         close_all([helper])

@@ -28,6 +28,7 @@ from strongroom.errors import StrongroomError
 
 if TYPE_CHECKING:
     from strongroom.cli.hooks import HookRun
+    from strongroom.files import BackupOptions, WarmWorkers
     from strongroom.vault import RecoveryPoint, Vault
 
 EXIT_PARTIAL = 3
@@ -187,52 +188,38 @@ def backup_files_cmd(
         _no_empty([source], "'--source'", "leave it out for this host's name")
     patterns = _exclude_patterns(exclude or [], exclude_file)
     patterns += GIVEN.profile().excludes
-    v = open_vault(vault, password_file)
-    import socket
+    from strongroom.files import BackupOptions, WarmWorkers
 
-    from strongroom.cli.hooks import around
-
-    with around(pre_hook, post_hook, source or socket.gethostname()) as hook_run:
-        _backup_files(
-            v,
-            paths,
-            source,
-            tag,
-            patterns,
-            (one_file_system, exclude_nodump),
-            (no_cache, processes),
-            as_json,
-            hook_run,
-        )
-
-
-def _backup_files(
-    v: Vault,
-    paths: list[str],
-    source: str | None,
-    tag: list[str] | None,
-    patterns: list[str],
-    walk: tuple[bool, bool],  # --one-file-system, --exclude-nodump
-    reading: tuple[bool, int | None],  # --no-cache, --processes
-    as_json: bool,
-    hook_run: HookRun,
-) -> None:
-    from strongroom import malloctune
-    from strongroom.files import BackupOptions, backup_files
-
-    malloctune.apply()  # a backup's peak memory, at no cost in CPU (the module says why)
     opts = BackupOptions(
         paths=paths,
         source=source,
         tags=list(tag or []),
         excludes=patterns,
-        one_file_system=walk[0],
-        exclude_nodump=walk[1],
-        use_cache=not reading[0],
-        processes=reading[1],
+        one_file_system=one_file_system,
+        exclude_nodump=exclude_nodump,
+        use_cache=not no_cache,
+        processes=processes,
     )
+    with WarmWorkers(opts) as warm:
+        # a pre-hook may change what the paths hold: no early look at them then
+        v = open_vault(vault, password_file, local_hint=None if pre_hook else warm.begin)
+        import socket
+
+        from strongroom.cli.hooks import around
+
+        with around(pre_hook, post_hook, source or socket.gethostname()) as hook_run:
+            _backup_files(v, opts, warm, as_json, hook_run)
+
+
+def _backup_files(
+    v: Vault, opts: BackupOptions, warm: WarmWorkers, as_json: bool, hook_run: HookRun
+) -> None:
+    from strongroom import malloctune
+    from strongroom.files import backup_files
+
+    malloctune.apply()  # a backup's peak memory, at no cost in CPU (the module says why)
     with _progress(is_tty() and not as_json, "backed up") as progress:
-        summary = backup_files(v, opts, progress)
+        summary = backup_files(v, opts, progress, warm)
     hook_run.point = summary.point_id
     if as_json:
         print_json(summary.to_dict())

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from strongroom.lazyexports import lazy_exports
 
 if TYPE_CHECKING:
-    from strongroom.files.backup import BackupOptions, BackupSummary, backup_files
+    from strongroom.files.backup import backup_files
+    from strongroom.files.backuptypes import BackupOptions, BackupSummary
     from strongroom.files.browse import (
         find_in_points,
         list_point,
@@ -30,16 +31,18 @@ if TYPE_CHECKING:
     from strongroom.files.plan import CONFLICT_POLICIES
     from strongroom.files.restore import restore_files
     from strongroom.files.restoretypes import RestoreOptions, RestoreSummary
+    from strongroom.files.warmstart import WarmWorkers
 
 _HOME = {
     "CONFLICT_POLICIES": "plan",
-    "BackupOptions": "backup",
-    "BackupSummary": "backup",
+    "BackupOptions": "backuptypes",  # not "backup": the CLI makes them before the key is derived
+    "BackupSummary": "backuptypes",
     "Change": "diff",
     "Node": "nodes",
     "PatternSet": "patterns",
     "RestoreOptions": "restoretypes",
     "RestoreSummary": "restoretypes",
+    "WarmWorkers": "warmstart",
     "backup_files": "backup",
     "decode_dir": "nodes",
     "diff_live": "diff",
@@ -63,6 +66,7 @@ __all__ = [
     "PatternSet",
     "RestoreOptions",
     "RestoreSummary",
+    "WarmWorkers",
     "backup_files",
     "decode_dir",
     "diff_live",

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.chunking import ALGORITHM
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress, WrittenCounts
-from strongroom.files.cache import FilesCache, cache_path, cache_scope
+from strongroom.files.cache import FilesCache, cache_scope
+from strongroom.files.cachepath import cache_path
 from strongroom.files.selection import build_selection
 from strongroom.files.vaultview import BackupVault
 from strongroom.files.walker import TreeWalker
 from strongroom.vault import PointManifest
+
+if TYPE_CHECKING:
+    from strongroom.files.warmstart import WarmWorkers
 
 __all__ = ["BackupOptions", "BackupSummary", "Progress", "backup_files"]
 
@@ -70,15 +74,21 @@ def _cache_warnings(cache: FilesCache, s: BackupSummary) -> None:
 
 
 def backup_files(
-    vault: BackupVault, opts: BackupOptions, progress: Progress | None = None
+    vault: BackupVault,
+    opts: BackupOptions,
+    progress: Progress | None = None,
+    warm: WarmWorkers | None = None,
 ) -> BackupSummary:
-    """Back up ``opts.paths`` into a new recovery point; see the module docstring."""
+    """Back up ``opts.paths`` into a new recovery point; see the module docstring.
+    ``warm``: worker processes started while the vault was opened (``warmstart.py``); those
+    the backup does not take stay with it."""
     started = time.monotonic()
     selection, roots = build_selection(opts.paths)
     source = opts.source or socket.gethostname()
     with vault.lock():
         writer = vault.writer()
         engine = TreeWalker(vault, writer, opts)
+        engine.warm = warm
         engine.progress = progress
         engine.summary.source = source
         committed = False
@@ -89,9 +99,12 @@ def backup_files(
                     vault.local_cache_key(cache_scope(source)),
                 )
             root = engine.run(selection)
-            # the workers' packs and index objects first: the point may need any of them
-            theirs = engine.procs.flush() if engine.procs is not None else WrittenCounts()
+            # every pack and index object, the workers' while this process writes its own,
+            # before the point: it may need any of them
+            if engine.procs is not None:
+                engine.procs.start_flush()
             writer.flush()
+            theirs = engine.procs.finish_flush() if engine.procs is not None else WrittenCounts()
             if progress is not None:  # a cancel that came while the last packs uploaded
                 progress(engine.done_files, engine.done_bytes, "")
             s = engine.summary
@@ -109,6 +122,8 @@ def backup_files(
         finally:
             if engine.procs is not None:
                 engine.procs.close(abandon=not committed)
+            if warm is not None:
+                warm.close()
             engine.pool.shutdown(wait=True, cancel_futures=True)
             writer.close()
             if engine.cache is not None:

@@ -89,7 +89,6 @@ _MAC_HEAD = struct.Struct("<IIIiQqqqq")
 _XATTR_HEAD = struct.Struct("<HI")  # an xattr's name and value lengths
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _T = TypeVar("_T")
-_NAME_MAX = 200  # of a cache file's name before ".sqlite" and a ".damaged-<time>-wal" suffix
 
 
 def cache_scope(source: str) -> str:
@@ -140,19 +139,6 @@ class CacheEntry:
             and self.mtime_ns == st.st_mtime_ns
             and self.ctime_ns == st.st_ctime_ns
         )
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "strongroom" / "files"
-
-
-def cache_path(vault_id: bytes, source: str, root: Path | None = None) -> Path:
-    safe = quote(source, safe="") or "_"
-    if len(safe) > _NAME_MAX:  # a file name has at most 255 bytes: keep a prefix and a hash
-        digest = blake3.blake3(source.encode("utf-8", "surrogateescape")).hexdigest(16)
-        safe = f"{safe[: _NAME_MAX - 33]}-{digest}"
-    return (root or default_cache_dir()) / vault_id.hex() / f"{safe}.sqlite"
 
 
 def _split(blob: bytes) -> list[bytes]:
@@ -318,7 +304,10 @@ class FilesCache:
         db = sqlite3.connect(self.path, timeout=60, isolation_level="DEFERRED")
         self._db = db
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        # No fsync, not even at the checkpoint that ends a first backup's commit (25-30 ms
+        # of 50,000 rows' 8 MiB): a power cut may lose or damage the newest rows, which only
+        # costs re-reads, since every row is authenticated and a damaged file is set aside
+        db.execute("PRAGMA synchronous=OFF")
         # SQLite's page cache (2 MiB by default) filled with the backup's new rows and stayed:
         # the rows are written once and read once per directory, so 512 KiB does as well
         db.execute("PRAGMA cache_size=-512")

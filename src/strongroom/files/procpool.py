@@ -18,17 +18,19 @@ wrote is unreferenced packs for prune, as after kill -9.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from strongroom.errors import FilesError
 from strongroom.files.backuptypes import DirListing, WrittenCounts
-from strongroom.files.workerproc import WorkerPool
+from strongroom.files.workerproc import WorkerPool, WorkerProcess
 
 if TYPE_CHECKING:
     from strongroom.files.backuptypes import BackupOptions
     from strongroom.files.reading import ReadAnswer, ReadRequest
     from strongroom.vault import VaultHandoff
 
+MODULE = "strongroom.files.procwork"  # what a backup worker runs
 _QUEUED_PER_WORKER = 2  # one at work, one waiting: the rest wait here for whichever is free
 
 
@@ -37,9 +39,15 @@ class DirWorkers(WorkerPool):
 
     queued = _QUEUED_PER_WORKER
 
-    def __init__(self, handoff: VaultHandoff, opts: BackupOptions, count: int) -> None:
+    def __init__(
+        self,
+        handoff: VaultHandoff,
+        opts: BackupOptions,
+        count: int,
+        started: Iterable[WorkerProcess] = (),
+    ) -> None:
         first = ("open", handoff, opts)
-        super().__init__("strongroom.files.procwork", [first] * count, "backup")
+        super().__init__(MODULE, [first] * count, "backup", started=started)
 
     def list_dir(self, tag: int, path: bytes, dev: int, whole: bool) -> None:
         """List ``path`` (``dev``: the device for --one-file-system, or -1), with its whole
@@ -67,11 +75,15 @@ class DirWorkers(WorkerPool):
             for tag_listing in self.poll(max(0.0, deadline - time.monotonic())):
                 raise FilesError(f"a listing came before it was asked for: {tag_listing[0]}")
 
-    def flush(self) -> WrittenCounts:
-        """Every worker's packs and index objects written (before the parent's point)."""
-        total = WrittenCounts()
+    def start_flush(self) -> None:
+        """Ask every worker to write its packs and index objects (before the parent's point:
+        :meth:`finish_flush` waits for them)."""
         for w in self.workers:
             w.send(("flush",))
+
+    def finish_flush(self) -> WrittenCounts:
+        """Wait for :meth:`start_flush`'s answers: what the workers wrote."""
+        total = WrittenCounts()
         for w in self.workers:
             msg = w.next_reply()
             if msg[0] != "flushed":

@@ -19,7 +19,8 @@ from typing import Any
 
 from strongroom import failpoints, malloctune
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, DirListing, WrittenCounts
-from strongroom.files.cache import CacheReader, DirRows, cache_path, cache_scope, prepare_rows
+from strongroom.files.cache import CacheReader, DirRows, cache_scope, prepare_rows
+from strongroom.files.cachepath import cache_path
 from strongroom.files.channel import Channel
 from strongroom.files.dirstate import DirState
 from strongroom.files.foldercache import FolderRow

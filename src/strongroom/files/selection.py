@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from strongroom.errors import FilesError
-from strongroom.files.cache import default_cache_dir
+from strongroom.files.cachepath import default_cache_dir
 from strongroom.files.vaultview import OnStorage
 from strongroom.storage import default_cache_root
 

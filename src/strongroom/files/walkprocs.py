@@ -18,6 +18,7 @@ from strongroom.files.vaultview import BackupVault
 if TYPE_CHECKING:
     from strongroom.files.backuptypes import DirListing
     from strongroom.files.procpool import DirWorkers
+    from strongroom.files.warmstart import WarmWorkers
 
 # summary counts a worker's listing adds to the parent's
 MERGED: tuple[str, ...] = ("files", "files_new", "files_changed", "files_unchanged", "dirs")
@@ -36,6 +37,7 @@ class ProcessWalk:
     cache: FilesCache | None
     procs: DirWorkers | None
     procs_wanted: int
+    warm: WarmWorkers | None
     to_read: int
     delegated: dict[int, DirState]
     remote: dict[int, list[FileItem]]
@@ -65,14 +67,19 @@ class ProcessWalk:
     def _maybe_start_workers(self) -> None:
         if self.procs is not None or self.procs_wanted == 0:
             return
-        # only a walk with much to read pays for their start-up: an unchanged tree never does
+        # only a walk with much to read pays for their start-up: an unchanged tree never does;
+        # workers started while the vault opened (warmstart.py) are used from the start
         after = self.opts.processes_after
-        if self.summary.files + self.summary.dirs < after or self.to_read < after // 3:
+        warm = self.warm if self.warm is not None and self.warm.started else None
+        if warm is None and (
+            self.summary.files + self.summary.dirs < after or self.to_read < after // 3
+        ):
             return
         handoff = self.vault.handoff()
-        if handoff is None:
+        if handoff is None:  # warm workers are closed with their WarmWorkers (backup.py)
             self.procs_wanted = 0
             return
+        started = warm.take() if warm is not None else []
         # no reader threads in them: the processes are the parallelism, and a thread would
         # only trade the interpreter lock back and forth
         source = self.summary.source
@@ -80,7 +87,7 @@ class ProcessWalk:
         theirs = replace(self.opts, processes=0, workers=0, source=source, use_cache=use_cache)
         from strongroom.files.procpool import DirWorkers  # only a run that starts them
 
-        self.procs = DirWorkers(handoff, theirs, self.procs_wanted)
+        self.procs = DirWorkers(handoff, theirs, self.procs_wanted, started)
         self.summary.processes = self.procs_wanted
         self.inline_reads = True
 

@@ -38,7 +38,9 @@ class WorkerProcess:
     """The parent's handle on one helper: its pipe, its process, and the parent's
     bookkeeping (``ready`` once it said so, ``inflight`` requests it has not answered)."""
 
-    def __init__(self, module: str, first: tuple[Any, ...], role: str) -> None:
+    def __init__(self, module: str, role: str) -> None:
+        """Start the helper; it loads its modules and waits for :meth:`open`'s message."""
+        self.module = module
         self.role = role  # "backup" or "restore": for messages
         self.ready = False
         self.inflight = 0
@@ -54,6 +56,9 @@ class WorkerProcess:
         finally:
             child.close()
         self.conn = Channel(parent.detach())
+
+    def open(self, first: tuple[Any, ...]) -> None:
+        """Send the helper its first message (what to open); OSError if it is gone."""
         try:
             self.conn.send(first)
         except OSError:
@@ -117,16 +122,24 @@ class WorkerPool:
         firsts: Iterable[tuple[Any, ...]],
         role: str,
         unsolicited: Iterable[str] = (),
+        started: Iterable[WorkerProcess] = (),
     ) -> None:
+        """``started``: helpers of ``module`` already started (``files/warmstart.py``), used
+        before any new one."""
         self.unsolicited = frozenset(unsolicited)
         self.workers: list[WorkerProcess] = []
         self.queue: deque[tuple[Any, ...]] = deque()
+        spare = list(started)
         try:
             for first in firsts:
-                self.workers.append(WorkerProcess(module, first, role))
+                w = spare.pop() if spare else WorkerProcess(module, role)
+                self.workers.append(w)
+                w.open(first)
         except OSError as exc:
             self.close()
             raise FilesError(f"cannot start a {role} worker process: {exc.strerror}") from None
+        finally:
+            close_all(spare)  # more than wanted: they exit at the end of their input
 
     @property
     def ready(self) -> bool:
