@@ -344,3 +344,21 @@ def test_a_big_file_read_here_does_not_hold_up_the_worker(
     out = tmp_path / "out"
     _restore(vault, done.point_id, out)
     assert_same(snapshot(root, atime=False), snapshot(out / root.relative_to("/"), atime=False))
+
+
+def test_workers_exit_once_flushed(tmp_path: Path, vault: Vault) -> None:
+    """A worker's input ends with its flush: it exits while the parent saves the point and
+    commits the files cache, not after."""
+    from strongroom.files.procpool import DirWorkers
+
+    handoff = vault.handoff()
+    assert handoff is not None
+    opts = BackupOptions([str(tmp_path)], source="s", processes=0, workers=0, use_cache=False)
+    procs = DirWorkers(handoff, opts, 1)
+    try:
+        procs.wait_ready(60)
+        procs.start_flush()
+        assert procs.finish_flush().index_names == []  # it wrote nothing
+        assert procs.workers[0].proc.wait(timeout=10) == 0
+    finally:
+        procs.close()

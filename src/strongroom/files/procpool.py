@@ -82,7 +82,8 @@ class DirWorkers(WorkerPool):
             w.send(("flush",))
 
     def finish_flush(self) -> WrittenCounts:
-        """Wait for :meth:`start_flush`'s answers: what the workers wrote."""
+        """Wait for :meth:`start_flush`'s answers: what the workers wrote.  Their input ends
+        here: they exit while the parent saves the point (:meth:`close` waits for them)."""
         total = WrittenCounts()
         for w in self.workers:
             msg = w.next_reply()
@@ -93,4 +94,6 @@ class DirWorkers(WorkerPool):
             total.raw_new += got.raw_new
             total.chunks_new += got.chunks_new
             total.index_names += got.index_names
+        for w in self.workers:
+            w.conn.close()
         return total
