@@ -26,7 +26,7 @@ from strongroom.errors import IntegrityError, UnsupportedVersion
 from strongroom.storage.directio import ALIGN
 from strongroom.vault.aead import AesGcm, AuthenticationFailed
 from strongroom.vault.crypto import ID_SIZE, NONCE_SIZE, TAG_SIZE, VaultKeys
-from strongroom.vault.entries import ENTRY_SIZE, Entries
+from strongroom.vault.entries import ENTRY, ENTRY_SIZE, Entries
 from strongroom.vault.packstream import PackStream
 
 PACK_MAGIC = b"SRPK"
@@ -79,7 +79,9 @@ class PackBuilder:
         # I/O, and pages cost memory only once touched, so an idle builder costs none.
         self._buf = _anonymous_map(max(capacity, HEAD_SIZE))
         self._spare = _anonymous_map(capacity) if stream is not None else None
-        self._entries: list[tuple[bytes, int, int, int, int, int, int]] = []
+        # the entries as their 48-byte records: a tuple of ints per blob cost 280 bytes, and
+        # a pack of small files' chunks holds 10,000 of them (2.8 MiB a builder)
+        self._entries = bytearray()
         self._pos = 0
         self._base = 0  # bytes already streamed out before the buffer's start
         self._nonces = 0
@@ -100,7 +102,7 @@ class PackBuilder:
 
     def abandon(self) -> list[bytes]:
         """Drop the pack being built (its streamed part too); returns the ids it held."""
-        ids = [e[0] for e in self._entries]
+        ids = Entries(bytes(self._entries)).ids()
         if self.stream is not None:
             self.stream.abort()
         self._entries.clear()
@@ -119,7 +121,7 @@ class PackBuilder:
 
     @property
     def count(self) -> int:
-        return len(self._entries)
+        return len(self._entries) // ENTRY_SIZE
 
     def _reserve(self, n: int) -> None:
         need = self._pos + n
@@ -151,7 +153,7 @@ class PackBuilder:
                 blob_aad(chunk_id, ctype, flags, raw),
                 view[start + NONCE_SIZE : start + n],
             )
-        self._entries.append((chunk_id, ctype, flags, 0, self._base + start, n, raw))
+        self._entries += ENTRY.pack(chunk_id, ctype, flags, 0, self._base + start, n, raw)
         self._pos += n
         if self.stream is not None and self._pos >= STREAM_WINDOW:
             self._stream_out(self.stream)
@@ -184,7 +186,7 @@ class PackBuilder:
         :meth:`PackStream.finish`.
         """
         assert self._cipher is not None
-        entries = Entries.of(self._entries)
+        entries = Entries(bytes(self._entries))
         nonce = self._next_nonce()
         sealed = nonce + self._cipher.encrypt(nonce, entries.data, header_aad(self.salt))
         self._reserve(len(sealed) + _TRAILER.size)
