@@ -1,6 +1,7 @@
 """File-level backup: the walk (``walker.py``) under the run's lock, then the commit: the
-worker processes' packs and index objects, this process's, the recovery point, and last the
-files cache's transaction.
+worker processes' packs and index objects and this process's (written at the same time),
+the recovery point, and last the files cache's transaction.  Workers may have been started
+while the vault was opened (``warmstart.py``).
 """
 
 from __future__ import annotations
