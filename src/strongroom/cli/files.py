@@ -203,11 +203,9 @@ def backup_files_cmd(
     with WarmWorkers(opts) as warm:
         # a pre-hook may change what the paths hold: no early look at them then
         v = open_vault(vault, password_file, local_hint=None if pre_hook else warm.begin)
-        import socket
-
         from strongroom.cli.hooks import around
 
-        with around(pre_hook, post_hook, source or socket.gethostname()) as hook_run:
+        with around(pre_hook, post_hook, opts.source_name()) as hook_run:
             _backup_files(v, opts, warm, as_json, hook_run)
 
 

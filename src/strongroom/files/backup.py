@@ -6,7 +6,6 @@ while the vault was opened (``warmstart.py``).
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +84,7 @@ def backup_files(
     the backup does not take stay with it."""
     started = time.monotonic()
     selection, roots = build_selection(opts.paths)
-    source = opts.source or socket.gethostname()
+    source = opts.source_name()
     with vault.lock():
         writer = vault.writer()
         engine = TreeWalker(vault, writer, opts)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,11 @@ class BackupOptions:
     # read pays back their start-up (imports, index load); /etc and an unchanged tree never do.
     processes: int | None = None
     processes_after: int = 3000
+
+    def source_name(self) -> str:
+        """``source``, else this host's name (gethostname(2) is uname's node name: no socket
+        module, which the CLI would otherwise load before the key derivation)."""
+        return self.source or os.uname().nodename
 
 
 @dataclass

@@ -51,12 +51,8 @@ class WarmWorkers:
         count = process_count(opts.processes, spare=1)
         if self._workers or count == 0 or not opts.paths:
             return
-        if opts.use_cache:
-            # gethostname(2) is uname's node name; the socket module would load before the
-            # key derivation (tests/cli/test_startup.py)
-            source = opts.source or os.uname().nodename
-            if cache_path(vault_id, source, opts.cache_root).exists():
-                return
+        if opts.use_cache and cache_path(vault_id, opts.source_name(), opts.cache_root).exists():
+            return  # a later backup: the cache may answer most of the walk
         after = opts.processes_after
         if not enough_to_read(opts.paths, after, after // 3):
             return

@@ -40,7 +40,6 @@ class WorkerProcess:
 
     def __init__(self, module: str, role: str) -> None:
         """Start the helper; it loads its modules and waits for :meth:`open`'s message."""
-        self.module = module
         self.role = role  # "backup" or "restore": for messages
         self.ready = False
         self.inflight = 0
