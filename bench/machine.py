@@ -1,4 +1,5 @@
-"""The machine's state while a command runs: load average, steal and iowait from /proc/stat.
+"""The machine's state while a command runs: load average, steal, iowait and busy time from
+/proc/stat.
 
 The development machines are shared and virtual: another tenant's work shows as steal time
 (the hypervisor ran someone else on our core), a busy disk as iowait.  Both are read as
@@ -48,11 +49,16 @@ class CpuTimes:
 
 @dataclass(frozen=True)
 class MachineState:
-    """What the machine did meanwhile: 1-minute load at the start, steal and iowait in %."""
+    """What the machine did meanwhile: 1-minute load at the start, steal and iowait in %;
+    ``busy_pct``: all CPU time spent working (user, nice, system, irq, softirq), whoever
+    for.  ``taskset`` pins the command, not the kernel's threads that write its files back
+    (writeback, the journal, a loop device): a restore pinned to one core of two kept the
+    machine 1.2-1.3 cores busy (docs/benchmarks.md, "Session 23")."""
 
     load1: float
     steal_pct: float
     iowait_pct: float
+    busy_pct: float = 0.0
 
 
 def parse_cpu_line(text: str) -> CpuTimes:
@@ -77,7 +83,9 @@ def state_between(before: CpuTimes, after: CpuTimes, load1: float) -> MachineSta
         return MachineState(load1, 0.0, 0.0)
     steal = 100.0 * (after.steal - before.steal) / total
     iowait = 100.0 * (after.iowait - before.iowait) / total
-    return MachineState(load1, round(steal, 2), round(iowait, 2))
+    idle = (after.idle - before.idle) + (after.iowait - before.iowait)
+    busy = 100.0 * (total - idle - (after.steal - before.steal)) / total
+    return MachineState(load1, round(steal, 2), round(iowait, 2), round(busy, 2))
 
 
 def load_average() -> float:
@@ -89,7 +97,13 @@ def median_state(states: Sequence[MachineState]) -> MachineState:
         load1=statistics.median(s.load1 for s in states),
         steal_pct=statistics.median(s.steal_pct for s in states),
         iowait_pct=statistics.median(s.iowait_pct for s in states),
+        busy_pct=statistics.median(s.busy_pct for s in states),
     )
+
+
+def busy_cores(busy_pct: float, cpus: int | None = None) -> float:
+    """The machine's cores at work on average: ``busy_pct`` of all of them."""
+    return busy_pct / 100.0 * (cpus or os.cpu_count() or 1)
 
 
 def cpu_list(cores: int) -> str:

@@ -47,6 +47,7 @@ class Sample:
     load1: float = 0.0  # 1-minute load average when the command started
     steal_pct: float = 0.0  # steal time during the command, % of all CPU time (/proc/stat)
     iowait_pct: float = 0.0  # iowait during the command, likewise
+    busy_pct: float = 0.0  # CPU time at work during it, anyone's (machine.MachineState)
 
     @property
     def cores(self) -> float:
@@ -118,6 +119,7 @@ def run_measured(
         load1=state.load1,
         steal_pct=state.steal_pct,
         iowait_pct=state.iowait_pct,
+        busy_pct=state.busy_pct,
     )
 
 
@@ -218,6 +220,7 @@ def median_sample(samples: Sequence[Sample]) -> Sample:
         load1=statistics.median(s.load1 for s in samples),
         steal_pct=statistics.median(s.steal_pct for s in samples),
         iowait_pct=statistics.median(s.iowait_pct for s in samples),
+        busy_pct=statistics.median(s.busy_pct for s in samples),
     )
 
 

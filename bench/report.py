@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from machine import busy_cores
 from measure import Sample, median_sample
 from scoring import Check, Numbers, parse_op, row_checks, speedup, speedup_check
 
@@ -234,8 +235,8 @@ def _core_pairs(
 def scaling_table(summaries: dict[tuple[str, str], Summary], tools: Sequence[str]) -> list[str]:
     lines = [
         "| operation | tool | wall 1 core s | wall 2 cores s | speedup | CPU 1 / 2 cores s "
-        "| target |",
-        "|---|---|---:|---:|---:|---|---|",
+        "| machine busy cores 1 / 2 | target |",
+        "|---|---|---:|---:|---:|---|---|---|",
     ]
     for tool in tools:
         for base, one, two in _core_pairs(summaries, tool):
@@ -244,9 +245,16 @@ def scaling_table(summaries: dict[tuple[str, str], Summary], tools: Sequence[str
             lines.append(
                 f"| {base} | {tool} | {one.sample.wall:.2f} | {two.sample.wall:.2f} "
                 f"| {speedup(one.sample.wall, two.sample.wall):.2f}x "
-                f"| {one.sample.cpu:.2f} / {two.sample.cpu:.2f} | {target} |"
+                f"| {one.sample.cpu:.2f} / {two.sample.cpu:.2f} "
+                f"| {_busy(one.sample)} / {_busy(two.sample)} | {target} |"
             )
     return lines if len(lines) > 2 else []
+
+
+def _busy(sample: Sample) -> str:
+    """The machine's cores at work during a command, the kernel's threads included (results
+    from before session 23 did not record it: "-")."""
+    return f"{busy_cores(sample.busy_pct):.2f}" if sample.busy_pct else "-"
 
 
 def machine_table(measurements: Sequence[Measurement]) -> list[str]:
@@ -284,7 +292,16 @@ def render_markdown(
     lines += [*target_summary(summaries), ""]
     scaling = scaling_table(summaries, tools)
     if scaling:
-        lines += ["Scaling (`taskset -c 0` vs `taskset -c 0,1`):", "", *scaling, ""]
+        lines += [
+            "Scaling (`taskset -c 0` vs `taskset -c 0,1`). Machine busy cores: all CPU time at "
+            "work during the command, the kernel's threads included (writeback, the journal, "
+            "the loop device under the restore file system), which `taskset` does not pin: "
+            "a command pinned to one core that keeps the machine more than one core busy "
+            "borrows the other.",
+            "",
+            *scaling,
+            "",
+        ]
     lines += ["Machine state per run (during the timed commands):", ""]
     lines += machine_table(measurements)
     return "\n".join(lines) + "\n"

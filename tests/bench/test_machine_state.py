@@ -1,4 +1,4 @@
-"""bench/machine.py: /proc/stat deltas (steal, iowait), load, --cores parsing."""
+"""bench/machine.py: /proc/stat deltas (steal, iowait, busy), load, --cores parsing."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from bench.machine import (
     CpuTimes,
     MachineState,
+    busy_cores,
     cpu_list,
     median_state,
     parse_cores,
@@ -42,7 +43,9 @@ def test_steal_and_iowait_are_shares_of_the_delta() -> None:
     # 200 ticks pass: 50 user, 20 system, 80 idle, 30 iowait, 20 steal
     after = CpuTimes(150, 0, 70, 880, 50, 0, 0, 50)
     state = state_between(before, after, load1=3.5)
-    assert state == MachineState(load1=3.5, steal_pct=10.0, iowait_pct=15.0)
+    # busy: user and system, 70 of the 200 ticks (neither idle, iowait nor steal)
+    assert state == MachineState(load1=3.5, steal_pct=10.0, iowait_pct=15.0, busy_pct=35.0)
+    assert busy_cores(state.busy_pct, cpus=4) == 1.4
 
 
 def test_no_time_passed_gives_zero_not_a_division_error() -> None:
@@ -57,8 +60,8 @@ def test_reads_this_machine() -> None:
 
 
 def test_median_state_per_field() -> None:
-    states = [MachineState(1, 0, 9), MachineState(5, 2, 1), MachineState(3, 40, 2)]
-    assert median_state(states) == MachineState(3, 2, 2)
+    states = [MachineState(1, 0, 9, 50), MachineState(5, 2, 1, 10), MachineState(3, 40, 2, 90)]
+    assert median_state(states) == MachineState(3, 2, 2, 50)
 
 
 def test_cores_pinning_lists() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -118,7 +119,23 @@ def test_report_medians_targets_scaling_and_machine_state(report: ModuleType) ->
     # speedup 9.5 / 5.0 = 1.90x, met
     assert "| tree: first backup | strongroom | 9.50 | 5.00 | 1.90x |" in text
     assert "speedup 1.90x (>= 1.7): met" in text
+    assert "| 14.25 / 7.50 | - / - |" in text  # CPU; no busy time recorded (older results)
     assert "| tree | 1 | 4 | 2.0 / 2.0 | 3.0 / 3.0 |" in text
+
+
+def test_scaling_shows_the_machines_busy_cores(report: ModuleType) -> None:
+    """A command pinned to one core whose kernel work (writeback) ran on another shows more
+    than one busy core beside its speedup."""
+    rows = []
+    for cores, wall, busy in ((1, 3.0, 60.0), (2, 2.0, 95.0)):
+        sample = report.Sample(wall=wall, cpu=wall, max_rss=1 << 20, busy_pct=busy)
+        rows.append(
+            report.Measurement(op_name("small", "restore", cores), "strongroom", 0, sample, None)
+        )
+    text = report.render_markdown(rows, ["strongroom"], ["head"], {})
+    cpus = os.cpu_count() or 1
+    assert f"| 1.50x | 3.00 / 2.00 | {0.6 * cpus:.2f} / {0.95 * cpus:.2f} |" in text
+    assert "which `taskset` does not pin" in text
 
 
 def test_report_shows_pss_beside_rss(report: ModuleType) -> None:
