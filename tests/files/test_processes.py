@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from strongroom.errors import StrongroomError
-from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
+from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files, walkprocs
 from strongroom.files.dirstate import DirState
 from strongroom.files.reading import FileItem, FileOutcome, FileReader
 from strongroom.files.selection import Selection
@@ -269,6 +269,33 @@ def test_an_unchanged_tree_starts_no_workers(tmp_path: Path, vault: Vault, tree:
     assert first.processes == 2 and first.worker_dirs > 0
     again = backup_files(vault, opts)
     assert again.processes == 0 and again.files_unchanged == first.files
+
+
+def test_folders_listed_again_in_a_big_tree_start_workers(
+    tmp_path: Path, vault: Vault, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing to read, an incremental whose changes touch many folders (each listed and
+    encoded again entry by entry) starts workers in a big tree, not in a small one, and never
+    for an unchanged tree; the point is the tree as it is."""
+    opts = BackupOptions(
+        [str(tree)], source="u", cache_root=tmp_path / "c", processes=2, processes_after=60
+    )
+    first = backup_files(vault, opts)
+    for folder in sorted((tree / "many").iterdir()):
+        (folder / "link").symlink_to("nowhere")  # the folder changed, no file to read
+    small = backup_files(vault, opts)  # this tree is far below walkprocs.BIG_TREE
+    assert small.processes == 0 and small.files_unchanged == first.files
+    monkeypatch.setattr(walkprocs, "BIG_TREE", 100)  # now the test tree counts as big
+    assert backup_files(vault, opts).processes == 0  # unchanged: nothing listed again
+    for folder in sorted((tree / "many").iterdir()):
+        (folder / "link").unlink()
+        (folder / "link2").symlink_to("elsewhere")
+    big = backup_files(vault, opts)
+    assert big.processes == 2 and big.worker_dirs > 0
+    assert big.files_unchanged == first.files and big.bytes_read == 0
+    out = tmp_path / "out"
+    _restore(vault, big.point_id, out)
+    assert_same(snapshot(tree, atime=False), snapshot(out / tree.relative_to("/"), atime=False))
 
 
 def test_a_worker_reads_the_files_of_a_folder_this_process_lists(

@@ -116,6 +116,7 @@ class TreeWalker(FileReads, ProcessWalk):
         self.salt = digest_salt(opts.exclude_nodump)
         self.folder_values: list[object] = []  # folder rows to write (prepared), in batches
         self.trust = False  # see _trusted
+        self.rebuilt = 0  # entries of folders a row could not stand for
 
     # --- walking ---------------------------------------------------------------------------
 
@@ -176,6 +177,7 @@ class TreeWalker(FileReads, ProcessWalk):
                 if reused is not None:
                     return reused
                 d.entries = entries
+                self.rebuilt += len(entries)  # listed again entry by entry (_worth_workers)
             return self._fill(d, folder, sel, dev, entries)
 
     def _included(

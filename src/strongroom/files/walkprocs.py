@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 MERGED: tuple[str, ...] = ("files", "files_new", "files_changed", "files_unchanged", "dirs")
 MERGED += ("others", "bytes_read", "tree_bytes_added", "logical_bytes", "dirs_reused")
 _WHOLE_BELOW = 2  # folders this deep below a selected path go to a worker with their subtree
+# Entries met before folders listed again (not only files to read) start a worker: in a tree
+# this big the walk left is worth the worker's start-up (a walk meets about 100,000 unchanged
+# entries a second), and smaller trees keep their memory (a worker is some 60 MiB).
+BIG_TREE = 60_000
 
 
 class ProcessWalk:
@@ -39,6 +43,7 @@ class ProcessWalk:
     procs_wanted: int
     warm: WarmWorkers | None
     to_read: int
+    rebuilt: int
     delegated: dict[int, DirState]
     remote: dict[int, list[FileItem]]
     tags: Iterator[int]
@@ -71,9 +76,7 @@ class ProcessWalk:
         # workers started while the vault opened (warmstart.py) are used from the start
         after = self.opts.processes_after
         warm = self.warm if self.warm is not None and self.warm.started else None
-        if warm is None and (
-            self.summary.files + self.summary.dirs < after or self.to_read < after // 3
-        ):
+        if warm is None and not self._worth_workers(after):
             return
         handoff = self.vault.handoff()
         if handoff is None:  # warm workers are closed with their WarmWorkers (backup.py)
@@ -90,6 +93,19 @@ class ProcessWalk:
         self.procs = DirWorkers(handoff, theirs, self.procs_wanted, started)
         self.summary.processes = self.procs_wanted
         self.inline_reads = True
+
+    def _worth_workers(self, after: int) -> bool:
+        """``after`` entries met and, ahead, a third as many files to read or, in a big tree,
+        folders to list and encode again entry by entry (an incremental whose changes touch
+        many folders).  Not an unchanged tree, nor a small one: a worker costs a few tenths of
+        a CPU second and 50 MiB.  All of /usr's 1 % change (1,241 files in 835 of 16,206
+        folders, 58,333 entries listed again) took 2.7-3.0 s with a worker started for its
+        reads near the end, 2.2-2.3 s with one from the start (docs/benchmarks.md, "Session
+        23")."""
+        seen = self.summary.files + self.summary.dirs
+        if seen < after:
+            return False
+        return self.to_read >= after // 3 or (seen >= BIG_TREE and self.rebuilt >= after)
 
     def _delegate(self, d: DirState, sel: Selection | None, dev: int) -> bool:
         if self.procs is None or not self.procs.ready or (sel is not None and not sel.full):
