@@ -98,9 +98,10 @@ class ProcessWalk:
         """``after`` entries met and, ahead, a third as many files to read or, in a big tree,
         folders to list and encode again entry by entry (an incremental whose changes touch
         many folders).  Not an unchanged tree, nor a small one: a worker costs a few tenths of
-        a CPU second and 50 MiB.  All of /usr's 1 % change (1,241 files in 835 of 16,206
-        folders, 58,333 entries listed again) took 2.7-3.0 s with a worker started for its
-        reads near the end, 2.2-2.3 s with one from the start (docs/benchmarks.md, "Session
+        a CPU second and some 60 MiB.  All of /usr's 1 % change (1,241 files in 835 of 16,206
+        folders, 58,333 entries listed again) took 2.8-2.9 s with a worker started for its
+        reads near the end, 2.5-2.7 s with one from its 60,000th entry (2.2-2.3 s from the
+        start, but then the unchanged tree started one too; docs/benchmarks.md, "Session
         23")."""
         seen = self.summary.files + self.summary.dirs
         if seen < after:
