@@ -46,7 +46,7 @@ import gilprofile
 from datasets import FULL, QUICK, TINY, Dataset, GiB, MiB, Sizes
 from datasets_more import NAMES, make_all
 from info import NOISE_CORES, NOISE_FLOOR, facts, header, machine_info
-from machine import cpu_list, parse_cores
+from machine import cpu_list, machine_cpus, parse_cores
 from measure import (
     CommandFailed,
     compact_memory,
@@ -401,7 +401,8 @@ def reprint(path: Path) -> int:
     doc = json.loads(path.read_text())
     settings = doc["settings"]
     head = header(doc["machine"], settings["datasets"], settings["runs"])
-    print(render_markdown(measurements_from_json(doc), settings["tools"], head, doc["facts"]))
+    cpus = machine_cpus(doc["machine"])
+    print(render_markdown(measurements_from_json(doc), settings["tools"], head, doc["facts"], cpus))
     return 0
 
 
@@ -455,7 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [t.name for t in tools]
     descriptions = {ds.name: ds.describe() for ds in chosen}
     fact = facts(all_sets, sizes)
-    text = render_markdown(bench.measurements, names, header(info, descriptions, runs), fact)
+    head = header(info, descriptions, runs)
+    text = render_markdown(bench.measurements, names, head, fact, machine_cpus(info))
     if bench.profile:
         profiles = sorted(bench.logs.glob("gil-*.speedscope.json"))
         text = "Timings under py-spy: not comparable.\n\n" + text

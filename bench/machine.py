@@ -46,6 +46,11 @@ class CpuTimes:
             + self.steal
         )
 
+    @property
+    def busy(self) -> int:
+        """Ticks at work, whoever for: neither idle, iowait nor steal."""
+        return self.user + self.nice + self.system + self.irq + self.softirq
+
 
 @dataclass(frozen=True)
 class MachineState:
@@ -83,8 +88,7 @@ def state_between(before: CpuTimes, after: CpuTimes, load1: float) -> MachineSta
         return MachineState(load1, 0.0, 0.0)
     steal = 100.0 * (after.steal - before.steal) / total
     iowait = 100.0 * (after.iowait - before.iowait) / total
-    idle = (after.idle - before.idle) + (after.iowait - before.iowait)
-    busy = 100.0 * (total - idle - (after.steal - before.steal)) / total
+    busy = 100.0 * (after.busy - before.busy) / total
     return MachineState(load1, round(steal, 2), round(iowait, 2), round(busy, 2))
 
 
@@ -101,9 +105,16 @@ def median_state(states: Sequence[MachineState]) -> MachineState:
     )
 
 
-def busy_cores(busy_pct: float, cpus: int | None = None) -> float:
-    """The machine's cores at work on average: ``busy_pct`` of all of them."""
-    return busy_pct / 100.0 * (cpus or os.cpu_count() or 1)
+def busy_cores(busy_pct: float, cpus: int) -> float:
+    """The machine's cores at work on average: ``busy_pct`` of its ``cpus``."""
+    return busy_pct / 100.0 * cpus
+
+
+def machine_cpus(info: dict[str, str]) -> int:
+    """The measured machine's CPU count from its facts (``nproc``), not the one that prints a
+    saved report; this machine's when they lack it."""
+    nproc = info.get("nproc", "")
+    return int(nproc) if nproc.isdigit() else os.cpu_count() or 1
 
 
 def cpu_list(cores: int) -> str:

@@ -232,7 +232,10 @@ def _core_pairs(
     return pairs
 
 
-def scaling_table(summaries: dict[tuple[str, str], Summary], tools: Sequence[str]) -> list[str]:
+def scaling_table(
+    summaries: dict[tuple[str, str], Summary], tools: Sequence[str], cpus: int
+) -> list[str]:
+    """``cpus``: the measured machine's, for its busy cores."""
     lines = [
         "| operation | tool | wall 1 core s | wall 2 cores s | speedup | CPU 1 / 2 cores s "
         "| machine busy cores 1 / 2 | target |",
@@ -246,15 +249,15 @@ def scaling_table(summaries: dict[tuple[str, str], Summary], tools: Sequence[str
                 f"| {base} | {tool} | {one.sample.wall:.2f} | {two.sample.wall:.2f} "
                 f"| {speedup(one.sample.wall, two.sample.wall):.2f}x "
                 f"| {one.sample.cpu:.2f} / {two.sample.cpu:.2f} "
-                f"| {_busy(one.sample)} / {_busy(two.sample)} | {target} |"
+                f"| {_busy(one.sample, cpus)} / {_busy(two.sample, cpus)} | {target} |"
             )
     return lines if len(lines) > 2 else []
 
 
-def _busy(sample: Sample) -> str:
+def _busy(sample: Sample, cpus: int) -> str:
     """The machine's cores at work during a command, the kernel's threads included (results
     from before session 23 did not record it: "-")."""
-    return f"{busy_cores(sample.busy_pct):.2f}" if sample.busy_pct else "-"
+    return f"{busy_cores(sample.busy_pct, cpus):.2f}" if sample.busy_pct else "-"
 
 
 def machine_table(measurements: Sequence[Measurement]) -> list[str]:
@@ -285,12 +288,13 @@ def render_markdown(
     tools: Sequence[str],
     header: Sequence[str],
     facts: dict[str, int],
+    cpus: int,
 ) -> str:
     summaries = summarize(measurements)
     lines = [*header, "", *main_table(summaries, tools), ""]
     lines += ["Targets of issue 19 over all data sets (ratios to restic in the same run):", ""]
     lines += [*target_summary(summaries), ""]
-    scaling = scaling_table(summaries, tools)
+    scaling = scaling_table(summaries, tools, cpus)
     if scaling:
         lines += [
             "Scaling (`taskset -c 0` vs `taskset -c 0,1`). Machine busy cores: all CPU time at "

@@ -10,6 +10,7 @@ from bench.machine import (
     MachineState,
     busy_cores,
     cpu_list,
+    machine_cpus,
     median_state,
     parse_cores,
     parse_cpu_line,
@@ -57,6 +58,13 @@ def test_reads_this_machine() -> None:
     first = read_cpu_times()
     assert first.total > 0
     assert read_cpu_times().total >= first.total
+
+
+def test_busy_cores_use_the_measured_machines_cpu_count() -> None:
+    """A saved report printed on another machine still counts the measured one's CPUs."""
+    assert machine_cpus({"nproc": "16"}) == 16
+    assert machine_cpus({"nproc": "?"}) == (os.cpu_count() or 1)
+    assert busy_cores(50.0, machine_cpus({"nproc": "16"})) == 8.0
 
 
 def test_median_state_per_field() -> None:
