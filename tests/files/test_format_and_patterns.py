@@ -52,7 +52,7 @@ def _reference_body(nodes: list[Node]) -> bytes:
         d: dict[str, object] = {"n": os.fsdecode(n.name), "t": n.kind, "m": n.mode}
         optional = {
             "u": n.uid, "g": n.gid, "un": n.user, "gn": n.group, "mt": n.mtime_ns,
-            "at": n.atime_ns, "s": n.size, "r": n.rdev, "h": n.link,
+            "at": n.atime_ns, "s": n.size, "r": n.rdev, "h": n.link, "fl": n.flags,
             "i": 1 if n.inconsistent else 0, "e": n.error,
         }  # fmt: skip
         d.update((k, v) for k, v in optional.items() if v)
@@ -89,6 +89,7 @@ nodes_st = st.builds(
     xattrs=st.lists(st.tuples(text, st.binary(max_size=8)), max_size=2).map(tuple),
     inconsistent=st.booleans(),
     error=st.none() | st.text(min_size=1, max_size=8),
+    flags=st.integers(0, 2**32 - 1),
 )  # fmt: skip
 
 

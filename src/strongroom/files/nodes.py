@@ -124,28 +124,39 @@ _optional_values = operator.attrgetter(
 )
 
 
-def _encode_node(node: Node, ref: dict[bytes, int], refs: list[bytes]) -> dict[str, Any]:
-    """One node as the dict JSON encodes; keys in this order, falsy optional ones left out
-    (a first backup encodes every file once, so this avoids building throwaway dicts)."""
-    d: dict[str, Any] = {"n": _s(node.name), "t": node.kind, "m": node.mode}
+def _node_json(node: Node, ref: dict[bytes, int], refs: list[bytes]) -> str:
+    """One node as compact JSON text: keys in this order, falsy optional ones left out.
+
+    Written out piece by piece rather than as a dict for ``json``: a first backup encodes
+    every file once, and this takes 2.6 us a node where the dict and the encoder took
+    3.5-5.3 (docs/benchmarks.md, "Session 24").  Strings go through the ``json`` module's own
+    escaping and ints through ``int.__repr__``, as its encoder does, so the bytes are the
+    same (``tests/files/test_format_and_patterns.py`` compares them with ``json.dumps``)."""
+    out = ['{"n":', _esc(_s(node.name)), ',"t":', _esc(node.kind), ',"m":', repr(node.mode)]
     for key, value in zip(_OPTIONAL_KEYS, _optional_values(node), strict=True):
         if value:
-            d[key] = value
+            out.append(f',"{key}":{_esc(value) if value.__class__ is str else repr(value)}')
     if node.inconsistent:
-        d["i"] = 1
+        out.append(',"i":1')
     if node.error:
-        d["e"] = node.error
+        out.append(',"e":' + _esc(node.error))
     if node.chunks:
-        d["c"] = [_ref(c, ref, refs) for c in node.chunks]
+        out.append(',"c":[' + ",".join([repr(_ref(c, ref, refs)) for c in node.chunks]) + "]")
     if node.extents is not None:
-        d["x"] = [v for ext in node.extents for v in ext]
+        out.append(',"x":[' + ",".join([repr(v) for ext in node.extents for v in ext]) + "]")
     if node.subtree is not None:
-        d["st"] = _ref(node.subtree, ref, refs)
+        out.append(',"st":' + repr(_ref(node.subtree, ref, refs)))
     if node.target is not None:
-        d["lt"] = _s(node.target)
+        out.append(',"lt":' + _esc(_s(node.target)))
     if node.xattrs:
-        d["xa"] = [[k, base64.b64encode(v).decode("ascii")] for k, v in node.xattrs]
-    return d
+        pairs = [f"[{_esc(k)},{_esc(_b64(v))}]" for k, v in node.xattrs]
+        out.append(',"xa":[' + ",".join(pairs) + "]")
+    out.append("}")
+    return "".join(out)
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
 
 
 def _ref(cid: bytes, ref: dict[bytes, int], refs: list[bytes]) -> int:
@@ -157,8 +168,10 @@ def _ref(cid: bytes, ref: dict[bytes, int], refs: list[bytes]) -> int:
     return i
 
 
-# one encoder: json.dumps with options builds a new one per call (a tree per folder)
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+# JSON string escaping with ensure_ascii, the json module's (C) function: lone surrogates of
+# names that are not UTF-8 come out as \udcXX, as json.dumps writes them.
+_esc = json.encoder.encode_basestring_ascii
+_BODY_HEAD = f'{{"v":{FORMAT_VERSION},"nodes":['
 
 
 def encode_dir(nodes: list[Node]) -> tuple[list[bytes], bytes]:
@@ -166,9 +179,8 @@ def encode_dir(nodes: list[Node]) -> tuple[list[bytes], bytes]:
     refs: list[bytes] = []
     ref: dict[bytes, int] = {}
     ordered = sorted(nodes, key=lambda n: n.name)
-    items = [_encode_node(n, ref, refs) for n in ordered]
-    body = _JSON.encode({"v": FORMAT_VERSION, "nodes": items})
-    return refs, body.encode("ascii")
+    items = ",".join([_node_json(n, ref, refs) for n in ordered])
+    return refs, (_BODY_HEAD + items + "]}").encode("ascii")
 
 
 def _shared(same: dict[object, Any], value: Any) -> Any:

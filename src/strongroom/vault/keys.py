@@ -169,7 +169,6 @@ def new_slot(
     by default a new random one)."""
     if not passphrase:
         raise KeySlotError("a key slot needs a non-empty passphrase")
-    import socket  # here: opening a vault never needs it
 
     from strongroom.vault.aead import AesGcm
     from strongroom.vault.crypto import NONCE_SIZE
@@ -179,7 +178,7 @@ def new_slot(
     slot = KeySlot(
         slot_id=slot_id,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        host=socket.gethostname(),
+        host=os.uname().nodename,
         user=getpass.getuser(),
         label=label,
         kdf=kdf,

@@ -26,7 +26,6 @@ import contextlib
 import json
 import math
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -66,7 +65,7 @@ class LockInfo:
 
     def holder_gone(self) -> bool:
         """The holder was a process of this host that no longer exists."""
-        if self.host != socket.gethostname():
+        if self.host != os.uname().nodename:
             return False
         try:
             os.kill(self.pid, 0)
@@ -87,7 +86,7 @@ class LockCodec:
         self._key, self._vault_id = key, vault_id
 
     def encode(self, exclusive: bool) -> bytes:
-        doc = {"exclusive": exclusive, "host": socket.gethostname(), "pid": os.getpid()}
+        doc = {"exclusive": exclusive, "host": os.uname().nodename, "pid": os.getpid()}
         doc["time"] = time.time()
         return seal_object(MAGIC_LOCK, self._key, self._vault_id, json.dumps(doc).encode())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
-import socket
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,9 @@ class PointManifest:
     parent: str | None = None
     consistency: str = "none"
     tags: list[str] = field(default_factory=list)
-    host: str = field(default_factory=socket.gethostname)
+    # gethostname(2) is uname's node name; without the socket module, which a backup's
+    # worker process would load for this alone
+    host: str = field(default_factory=lambda: os.uname().nodename)
     user: str = field(default_factory=getpass.getuser)
     summary: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
-import socket
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -50,7 +50,7 @@ class Tombstone:
             point=point_id,
             deleted_at=when.isoformat(timespec="seconds"),
             purge_after=(when + timedelta(days=window_days)).isoformat(timespec="seconds"),
-            host=socket.gethostname(),
+            host=os.uname().nodename,
             user=getpass.getuser(),
             reason=reason,
         )
