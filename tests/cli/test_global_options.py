@@ -150,7 +150,35 @@ def test_a_global_option_the_command_does_not_take_is_a_usage_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, _, err = run(capsys, "-r", "/tmp", "version")
-    assert code == 2 and "No such option" in err
+    assert code == 2 and err == "error: no such option: -r; see 'strongroom version --help'\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "says", "command"),
+    [
+        (["restore", "files"], "missing argument 'point'", "restore files"),
+        (["restore", "files", "latest", "--to", "x"], "no such option: --to", "restore files"),
+        (["restore", "files", "latest", "--processes", "99"], "invalid value for '--processes'",
+         "restore files"),
+        (["backup", "files", "/tmp", "--excude", "*.o"], "no such option: --excude",
+         "backup files"),
+        (["points", "--kind"], "option '--kind' requires an argument", None),  # click: no context
+    ],
+)  # fmt: skip
+def test_a_bad_command_line_is_one_line_with_the_commands_help(
+    capsys: pytest.CaptureFixture[str], args: list[str], says: str, command: str | None
+) -> None:
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: {says}") and err.count("\n") == 1
+    if command is not None:
+        assert err.endswith(f"; see 'strongroom {command} --help'\n")
+
+
+def test_a_group_without_its_command_shows_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "backup")
+    assert code == 2
+    assert "Usage: strongroom backup" in out + err and "files" in out + err
 
 
 def test_options_before_a_group_land_after_the_subcommand(

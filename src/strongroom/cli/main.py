@@ -261,6 +261,7 @@ def _main(argv: list[str]) -> int:
             run_typer = partial(
                 command.main,
                 args=argv,
+                prog_name="strongroom",  # also under ``python -m`` and in tests
                 standalone_mode=False,
                 complete_var=completion.COMPLETE_VAR,  # set: typer answers and exits
             )
@@ -279,15 +280,33 @@ def _run_command(run_typer: Callable[[], object]) -> int:
         error("aborted")
         return EXIT_INTERRUPTED
     except typer.TyperException as exc:  # usage errors: typer's (vendored) click exceptions
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        code = getattr(exc, "exit_code", EXIT_USAGE)
-        return code if isinstance(code, int) else EXIT_USAGE
+        return _usage_error(exc)
     except StrongroomError as exc:
         error(str(exc))
         return EXIT_ERROR
     return rv if isinstance(rv, int) else EXIT_OK
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    """A bad command line as one line on stderr (click's own shows the usage, a hint and a
+    blank line first), with the command's ``--help`` to look at.  A group called without its
+    command still shows its help: that text is the message."""
+    code = getattr(exc, "exit_code", EXIT_USAGE)
+    code = code if isinstance(code, int) else EXIT_USAGE
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    if "\n" in message.strip():
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        return code
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    hint = f"; see '{path} --help'" if path else ""
+    if message[:1].isupper() and message[1:2].islower():  # "No such option" -> "no such ..."
+        message = message[0].lower() + message[1:]
+    error(message.rstrip(".") + hint)
+    return code
 
 
 # Backups run a walker thread, readers and pack uploaders that hand the GIL over at every
