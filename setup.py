@@ -6,6 +6,8 @@ headers) strongroom uses a pure-Python path that gives the same results.
   (strongroom/chunking/cdc.py).
 - strongroom.vault._gcm (src/strongroom/vault/_gcm.c): AES-256-GCM through the system's
   libcrypto, resolved at import; else the `cryptography` package (strongroom/vault/aead.py).
+- strongroom.vault._keysort (src/strongroom/vault/_keysort.c): the chunk index's key sort;
+  else numpy for big indexes and plain Python for small ones (strongroom/vault/indexrows.py).
 
 Everything else is in pyproject.toml."""
 
@@ -22,6 +24,12 @@ setup(
         Extension(
             "strongroom.vault._gcm",
             ["src/strongroom/vault/_gcm.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        Extension(
+            "strongroom.vault._keysort",
+            ["src/strongroom/vault/_keysort.c"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

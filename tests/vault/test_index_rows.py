@@ -1,5 +1,6 @@
-"""The index's rows (vault/indexrows.py): keys sorted in plain Python and with numpy find the
-same rows, batch after batch; the columns grow in place; entry records are whole."""
+"""The index's rows (vault/indexrows.py): keys sorted in plain Python, with numpy and by the
+compiled sort (_keysort.c) are the same keys and find the same rows, batch after batch; the
+columns grow in place; entry records are whole."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strongroom.vault import _keysort
 from strongroom.vault.entries import Entries
 from strongroom.vault.index import ChunkIndex
 from strongroom.vault.indexrows import RowStore
@@ -27,7 +29,7 @@ def _records(ids: list[bytes], first: int) -> bytes:
     return Entries.of(rows).data
 
 
-def _store(batches: list[list[bytes]], vector: bool) -> RowStore:
+def _store(batches: list[list[bytes]], vector: bool | None) -> RowStore:
     store = RowStore(vector)
     n = 0
     for pack, ids in enumerate(batches):
@@ -59,6 +61,28 @@ def test_python_and_numpy_keys_find_the_same_rows(
     assert plain.key_array().tolist() == sorted(plain.key_array().tolist())
     packs = [pack for pack, ids in enumerate(batches) for _ in ids]
     assert [plain.pack(r) for r in range(len(flat))] == packs
+
+
+@given(_batches)
+@settings(max_examples=80, deadline=None)
+def test_the_compiled_sort_gives_the_python_keys(batches: list[list[bytes]]) -> None:
+    """The default store (vector None) sorts with _keysort.c, which the package's build makes
+    and CI has; its keys are the plain Python sort's, batch after batch, without numpy."""
+    compiled, plain = _store(batches, None), _store(batches, False)
+    assert compiled.key_array().tolist() == plain.key_array().tolist()
+    flat = [cid for ids in batches for cid in ids]
+    assert [compiled.find(cid) for cid in flat] == [plain.find(cid) for cid in flat]
+
+
+def test_the_compiled_sort_checks_its_bounds() -> None:
+    rows, keys = bytearray(48 * 4), bytearray(8 * 4)
+    for start, n in ((0, 5), (3, 2), (-1, 2)):
+        with pytest.raises(ValueError, match=r"rows out of range|fewer than n rows"):
+            _keysort.sort_keys(rows, keys, start, n)
+    with pytest.raises(TypeError):
+        _keysort.sort_keys(rows, bytes(32), 0, 4)  # type: ignore[arg-type]  # read-only keys
+    _keysort.sort_keys(rows, keys, 0, 4)
+    assert array("Q", keys).tolist() == [0, 1, 2, 3]  # equal ids: ordered by row
 
 
 def test_a_column_view_alive_stops_growth_instead_of_dangling() -> None:

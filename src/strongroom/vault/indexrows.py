@@ -12,10 +12,11 @@ new copy of a column (the C heap's ``realloc`` copies below glibc's mmap thresho
 the old copy resident).  Elsewhere it falls back to one copy.  Resizing while a view of a
 column is alive raises ``BufferError`` instead of leaving the view dangling.
 
-Lookups bisect the keys in plain Python; building and sorting keys for fewer than
-:data:`VECTOR_FROM` rows does too, since numpy costs 13 MiB and 0.05 CPU s to import (issue
-19) and that is what a Python sort of 65,536 keys costs.  Bigger sorts, and the column views
-that prune and repair work with, use numpy.
+Lookups bisect the keys in plain Python.  Keys are built and sorted by ``_keysort.c`` where
+the package's build compiled it; else in plain Python for fewer than :data:`VECTOR_FROM` rows
+and by numpy above, since numpy costs 13 MiB and 0.05 CPU s to import (issue 19) and that is
+what a Python sort of 65,536 keys costs.  The column views that prune and repair work with
+use numpy.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ from strongroom.vault.entries import ENTRY, ENTRY_SIZE, Row
 
 if TYPE_CHECKING:
     import numpy as np
+
+try:  # the compiled sort (setup.py); without it, Python or numpy give the same order
+    from strongroom.vault import _keysort
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _keysort = None  # type: ignore[assignment]
 
 VECTOR_FROM = 1 << 16
 _KEY_BLOCK = 1 << 16  # rows per step when numpy builds keys: bounds the temporaries
@@ -86,8 +92,8 @@ class RowStore:
     """Rows and their keys; not thread-safe (the index serializes access).
 
     ``vector`` chooses how keys are sorted: True numpy, False plain Python, None (the default)
-    numpy from :data:`VECTOR_FROM` rows or when something else loaded numpy already.  Both
-    give the same order.
+    the compiled sort, or where it was not built numpy from :data:`VECTOR_FROM` rows or when
+    something else loaded numpy already.  All give the same order.
     """
 
     def __init__(self, vector: bool | None = None) -> None:
@@ -136,9 +142,10 @@ class RowStore:
         self._keys.resize(n)
         self._note_peak()
         vector = self.vector
-        if vector is None:
-            vector = n >= VECTOR_FROM or "numpy" in sys.modules
-        if vector:
+        if vector is None and _keysort is not None:
+            assert self._rows.map is not None and self._keys.map is not None
+            _keysort.sort_keys(self._rows.map, self._keys.map, start, n)
+        elif vector or (vector is None and (n >= VECTOR_FROM or "numpy" in sys.modules)):
             self._sort_numpy(start, n)
         else:
             self._sort_python(start, n)
