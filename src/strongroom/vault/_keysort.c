@@ -5,7 +5,8 @@
  * two processes, and each loaded numpy once its index passed that size: all of /usr's first
  * backup peaked above restic's memory by about what the two numpy imports held
  * (docs/benchmarks.md, "Session 24").  Plain Python sorts as fast as numpy's import up to
- * 65,536 keys and slower above; this sorts 200,000 keys in a few milliseconds and loads nothing.
+ * 65,536 keys and slower above; this keys and sorts 200,000 rows in about 20 ms and merges
+ * 65,536 new ones into 134,464 sorted in 6 ms, and loads nothing.
  *
  * A key is the chunk id's first 32 bits (big-endian) above the row number, so keys are unique
  * and every way of sorting gives the same order.  Rows [0, start) are keyed and sorted
