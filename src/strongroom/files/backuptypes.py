@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strongroom.chunking import CDCParams
+from strongroom.hostname import host_name
 
 if TYPE_CHECKING:
     from strongroom.files.nodes import Node
@@ -42,9 +42,8 @@ class BackupOptions:
     processes_after: int = 3000
 
     def source_name(self) -> str:
-        """``source``, else this host's name (gethostname(2) is uname's node name: no socket
-        module, which the CLI would otherwise load before the key derivation)."""
-        return self.source or os.uname().nodename
+        """``source``, else this host's name."""
+        return self.source or host_name()
 
 
 @dataclass

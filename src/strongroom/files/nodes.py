@@ -128,8 +128,8 @@ def _node_json(node: Node, ref: dict[bytes, int], refs: list[bytes]) -> str:
     """One node as compact JSON text: keys in this order, falsy optional ones left out.
 
     Written out piece by piece rather than as a dict for ``json``: a first backup encodes
-    every file once, and this takes 2.6 us a node where the dict and the encoder took
-    3.5-5.3 (docs/benchmarks.md, "Session 24").  Strings go through the ``json`` module's own
+    every file once, and this takes 2.9 us a node where the dict and the encoder took
+    3.4 (docs/benchmarks.md, "Session 24").  Strings go through the ``json`` module's own
     escaping and ints through ``int.__repr__``, as its encoder does, so the bytes are the
     same (``tests/files/test_format_and_patterns.py`` compares them with ``json.dumps``)."""
     out = ['{"n":', _esc(_s(node.name)), ',"t":', _esc(node.kind), ',"m":', repr(node.mode)]

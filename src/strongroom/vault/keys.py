@@ -27,6 +27,7 @@ from strongroom.errors import (
     UnsupportedVersion,
     WrongPassphrase,
 )
+from strongroom.hostname import host_name
 from strongroom.vault.keyfile import slot_of
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def new_slot(
     slot = KeySlot(
         slot_id=slot_id,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        host=os.uname().nodename,
+        host=host_name(),
         user=getpass.getuser(),
         label=label,
         kdf=kdf,

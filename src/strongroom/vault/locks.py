@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from strongroom.errors import IntegrityError, LockConflict, ObjectNotFound, StorageError
+from strongroom.hostname import host_name
 from strongroom.storage.backend import Backend
 from strongroom.vault.envelope import MAGIC_LOCK, open_object, seal_object
 
@@ -65,7 +66,7 @@ class LockInfo:
 
     def holder_gone(self) -> bool:
         """The holder was a process of this host that no longer exists."""
-        if self.host != os.uname().nodename:
+        if self.host != host_name():
             return False
         try:
             os.kill(self.pid, 0)
@@ -86,7 +87,7 @@ class LockCodec:
         self._key, self._vault_id = key, vault_id
 
     def encode(self, exclusive: bool) -> bytes:
-        doc = {"exclusive": exclusive, "host": os.uname().nodename, "pid": os.getpid()}
+        doc = {"exclusive": exclusive, "host": host_name(), "pid": os.getpid()}
         doc["time"] = time.time()
         return seal_object(MAGIC_LOCK, self._key, self._vault_id, json.dumps(doc).encode())
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from strongroom.errors import IntegrityError
+from strongroom.hostname import host_name
 
 POINTS_PREFIX = "points/"
 KINDS = ("vm", "disk", "files")
@@ -30,9 +30,7 @@ class PointManifest:
     parent: str | None = None
     consistency: str = "none"
     tags: list[str] = field(default_factory=list)
-    # gethostname(2) is uname's node name; without the socket module, which a backup's
-    # worker process would load for this alone
-    host: str = field(default_factory=lambda: os.uname().nodename)
+    host: str = field(default_factory=host_name)
     user: str = field(default_factory=getpass.getuser)
     summary: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from strongroom.errors import IntegrityError
+from strongroom.hostname import host_name
 from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.envelope import MAGIC_DELETED, open_object, seal_object
 
@@ -50,7 +50,7 @@ class Tombstone:
             point=point_id,
             deleted_at=when.isoformat(timespec="seconds"),
             purge_after=(when + timedelta(days=window_days)).isoformat(timespec="seconds"),
-            host=os.uname().nodename,
+            host=host_name(),
             user=getpass.getuser(),
             reason=reason,
         )
