@@ -8,6 +8,8 @@ headers) strongroom uses a pure-Python path that gives the same results.
   libcrypto, resolved at import; else the `cryptography` package (strongroom/vault/aead.py).
 - strongroom.vault._keysort (src/strongroom/vault/_keysort.c): the chunk index's key sort;
   else numpy for big indexes and plain Python for small ones (strongroom/vault/indexrows.py).
+- strongroom.vault._claims (src/strongroom/vault/_claims.c): the table of chunk claims a files
+  backup's processes share; else each process stores what it reads (strongroom/vault/claims.py).
 
 Everything else is in pyproject.toml."""
 
@@ -24,6 +26,12 @@ setup(
         Extension(
             "strongroom.vault._gcm",
             ["src/strongroom/vault/_gcm.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        Extension(
+            "strongroom.vault._claims",
+            ["src/strongroom/vault/_claims.c"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

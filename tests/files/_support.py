@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 T_OLD = 1_500_000_000_123_456_789
 T_DIR = 1_400_000_000_987_654_321
 
@@ -302,3 +304,18 @@ class ChildModules:
         """The loaded modules of each child that exited, in exit order."""
         lines = self.log.read_text().splitlines()
         return [set(line.split()[1:]) for line in lines]
+
+
+def workers_up_before_the_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test tree is walked in about the time workers take to start (0.4 s): waiting for them
+    puts every folder after the first through them."""
+    from strongroom.files.walker import TreeWalker
+
+    start = TreeWalker._maybe_start_workers
+
+    def start_and_wait(self: TreeWalker) -> None:
+        start(self)
+        if self.procs is not None:
+            self.procs.wait_ready(60)
+
+    monkeypatch.setattr(TreeWalker, "_maybe_start_workers", start_and_wait)

@@ -30,6 +30,7 @@ from tests.files._support import (
     build_every_kind,
     snapshot,
     subtree_of,
+    workers_up_before_the_walk,
 )
 
 
@@ -63,16 +64,7 @@ def _tree(root: Path, rng: random.Random) -> Path:
 
 @pytest.fixture(autouse=True)
 def workers_up_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A test tree is walked in about the time workers take to start (0.4 s): waiting for them
-    puts every folder after the first through them."""
-    start = TreeWalker._maybe_start_workers
-
-    def start_and_wait(self: TreeWalker) -> None:
-        start(self)
-        if self.procs is not None:
-            self.procs.wait_ready(60)
-
-    monkeypatch.setattr(TreeWalker, "_maybe_start_workers", start_and_wait)
+    workers_up_before_the_walk(monkeypatch)
 
 
 @pytest.fixture(autouse=True)

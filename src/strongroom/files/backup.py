@@ -10,9 +10,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from strongroom.chunking import ALGORITHM
+from strongroom.errors import FilesError
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress, WrittenCounts
 from strongroom.files.cache import FilesCache, cache_scope
 from strongroom.files.cachepath import cache_path
+from strongroom.files.cores import process_count
 from strongroom.files.selection import build_selection
 from strongroom.files.vaultview import BackupVault
 from strongroom.files.walker import TreeWalker
@@ -20,6 +22,7 @@ from strongroom.vault import PointManifest
 
 if TYPE_CHECKING:
     from strongroom.files.warmstart import WarmWorkers
+    from strongroom.vault import ChunkClaims
 
 __all__ = ["BackupOptions", "BackupSummary", "Progress", "backup_files"]
 
@@ -73,6 +76,29 @@ def _cache_warnings(cache: FilesCache, s: BackupSummary) -> None:
         )
 
 
+def _claims_for(vault: BackupVault, opts: BackupOptions) -> ChunkClaims | None:
+    """The table this process's writer shares with the worker processes, so that only one
+    of them stores a chunk (``vault/claims.py``); None where no worker can start."""
+    if process_count(opts.processes, spare=1) == 0 or vault.handoff() is None:
+        return None
+    from strongroom.vault import ChunkClaims
+
+    return ChunkClaims.create()
+
+
+def _check_claimed(vault: BackupVault, borrowed: list[bytes]) -> None:
+    """Every chunk a process of this backup left to another (it was claimed first) is in the
+    index once all of them flushed; else the point is not saved.  A claimant that failed
+    fails the backup before this, so only a bug or a chunk id sharing its first 64 bits with
+    another's could get here: an error, never a point referring to a chunk nobody stored."""
+    lost = vault.missing_chunks(borrowed) if borrowed else set()
+    if lost:
+        raise FilesError(
+            f"{len(lost)} chunks that another process of this backup claimed were not stored"
+            " (no recovery point saved; run the backup again)"
+        )
+
+
 def backup_files(
     vault: BackupVault,
     opts: BackupOptions,
@@ -86,8 +112,10 @@ def backup_files(
     selection, roots = build_selection(opts.paths)
     source = opts.source_name()
     with vault.lock():
-        writer = vault.writer()
+        claims = _claims_for(vault, opts)
+        writer = vault.writer(claims=claims)
         engine = TreeWalker(vault, writer, opts)
+        engine.claims = claims
         engine.warm = warm
         engine.progress = progress
         engine.summary.source = source
@@ -112,9 +140,11 @@ def backup_files(
             s.data_added = writer.stats.raw_new + theirs.raw_new
             s.chunks_new = writer.stats.chunks_new + theirs.chunks_new
             s.duration = time.monotonic() - started
+            # the workers' chunks: for the check below, and this handle's next backup
+            vault.adopt_index(theirs.index_names)
+            _check_claimed(vault, writer.borrowed + theirs.borrowed)
             point = vault.save_point(_manifest(vault, opts, source, root, s, roots))
             s.point_id = point.point_id
-            vault.adopt_index(theirs.index_names)  # for this handle's next backup
             if engine.cache is not None:
                 engine.cache.commit(vault.index_names)
                 _cache_warnings(engine.cache, s)
@@ -126,6 +156,8 @@ def backup_files(
                 warm.close()
             engine.pool.shutdown(wait=True, cancel_futures=True)
             writer.close()
+            if claims is not None:
+                claims.close()
             if engine.cache is not None:
                 engine.cache.close()
     engine.summary.duration = time.monotonic() - started

@@ -111,6 +111,7 @@ class WrittenCounts:
     raw_new: int = 0
     chunks_new: int = 0
     index_names: list[str] = field(default_factory=list)  # the index objects written
+    borrowed: list[bytes] = field(default_factory=list)  # chunks another process claimed
 
 
 @dataclass

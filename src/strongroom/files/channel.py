@@ -10,6 +10,7 @@ strongroom, so the framing is no format to keep.
 
 from __future__ import annotations
 
+import _socket  # the C module: socket.py's imports are not needed for two calls
 import math
 import os
 import pickle
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 _HEAD = struct.Struct("!Q")
+_FD = struct.Struct("i")
 _SMALL = 1 << 16  # below this, the length and the pickle go in one write
 
 
@@ -46,6 +48,36 @@ class Channel:
         """The next message; EOFError when the other end closed, OSError on a failure."""
         (size,) = _HEAD.unpack(self._read(_HEAD.size))
         return pickle.loads(self._read(size))
+
+    def send_fd(self, fd: int) -> None:
+        """Pass a copy of descriptor ``fd`` to the other end (with one byte of data), which
+        takes it with :meth:`recv_fd` in the same place of the stream."""
+        sock = _socket.socket(fileno=self._fd)
+        try:
+            sock.sendmsg([b"F"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _FD.pack(fd))])
+        finally:
+            sock.detach()
+
+    def recv_fd(self) -> int:
+        """The descriptor :meth:`send_fd` passed (close-on-exec); EOFError when the other end
+        closed, OSError when no descriptor came."""
+        sock = _socket.socket(fileno=self._fd)
+        try:
+            data, ancillary, _, _ = sock.recvmsg(
+                1, _socket.CMSG_SPACE(_FD.size), _socket.MSG_CMSG_CLOEXEC
+            )
+        finally:
+            sock.detach()
+        fds: list[int] = [
+            _FD.unpack_from(payload)[0]
+            for level, kind, payload in ancillary
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+        ]
+        if fds:
+            return fds[0]
+        if not data:
+            raise EOFError("the other end closed the channel")
+        raise OSError("no file descriptor came with the message")
 
     def close(self) -> None:
         fd, self._fd = self._fd, -1

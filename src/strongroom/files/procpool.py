@@ -28,7 +28,7 @@ from strongroom.files.workerproc import WorkerPool, WorkerProcess
 if TYPE_CHECKING:
     from strongroom.files.backuptypes import BackupOptions
     from strongroom.files.reading import ReadAnswer, ReadRequest
-    from strongroom.vault import VaultHandoff
+    from strongroom.vault import ChunkClaims, VaultHandoff
 
 MODULE = "strongroom.files.procwork"  # what a backup worker runs
 _QUEUED_PER_WORKER = 2  # one at work, one waiting: the rest wait here for whichever is free
@@ -45,9 +45,15 @@ class DirWorkers(WorkerPool):
         opts: BackupOptions,
         count: int,
         started: Iterable[WorkerProcess] = (),
+        claims: ChunkClaims | None = None,
     ) -> None:
-        first = ("open", handoff, opts)
+        """``claims``: the parent's writer's table, passed to each worker (its descriptor
+        right after the first message) so that only one process stores a chunk."""
+        first = ("open", handoff, opts, claims is not None)
         super().__init__(MODULE, [first] * count, "backup", started=started)
+        if claims is not None:
+            for w in self.workers:
+                w.send_fd(claims.fd)
 
     def list_dir(self, tag: int, path: bytes, dev: int, whole: bool) -> None:
         """List ``path`` (``dev``: the device for --one-file-system, or -1), with its whole
@@ -94,6 +100,7 @@ class DirWorkers(WorkerPool):
             total.raw_new += got.raw_new
             total.chunks_new += got.chunks_new
             total.index_names += got.index_names
+            total.borrowed += got.borrowed
         for w in self.workers:
             w.conn.close()
         return total

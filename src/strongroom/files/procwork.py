@@ -29,7 +29,7 @@ from strongroom.files.reading import read_for_parent
 from strongroom.files.walker import TreeWalker
 from strongroom.files.walkprocs import MERGED
 from strongroom.files.workermain import serve_main
-from strongroom.vault import ChunkWriter, Vault, open_handoff
+from strongroom.vault import ChunkClaims, ChunkWriter, Vault, open_handoff
 
 
 class WorkerWalker(TreeWalker):
@@ -103,11 +103,12 @@ class WorkerWalker(TreeWalker):
 
 
 def _serve(conn: Channel) -> None:
-    kind, handoff, opts = conn.recv()
+    kind, handoff, opts, shared = conn.recv()
     if kind != "open":
         return
+    claims = ChunkClaims.attach(conn.recv_fd()) if shared else None
     vault = open_handoff(handoff)
-    writer = vault.writer()
+    writer = vault.writer(claims=claims)
     walker = WorkerWalker(vault, writer, opts)
     if opts.use_cache and opts.source:
         walker.cache_key = vault.local_cache_key(cache_scope(opts.source))
@@ -135,6 +136,7 @@ def _serve(conn: Channel) -> None:
                 st = writer.stats
                 names = sorted(vault.index_names - before)
                 counts = WrittenCounts(st.stored_new, st.raw_new, st.chunks_new, names)
+                counts.borrowed = writer.borrowed
                 conn.send(("flushed", counts))
     finally:
         if walker.lookups is not None:
@@ -142,6 +144,8 @@ def _serve(conn: Channel) -> None:
         walker.pool.shutdown(wait=True, cancel_futures=True)
         writer.close()
         vault.close()
+        if claims is not None:
+            claims.close()
 
 
 def main(argv: list[str]) -> int:

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from strongroom.errors import StrongroomError
     from strongroom.storage.backend import BackendCapabilities
-    from strongroom.vault import ChunkWriter, Located, Place, PointManifest, RecoveryPoint
+    from strongroom.vault import (
+        ChunkClaims,
+        ChunkWriter,
+        Located,
+        Place,
+        PointManifest,
+        RecoveryPoint,
+    )
     from strongroom.vault.handoff import VaultHandoff
 
 
@@ -65,7 +72,9 @@ class BackupVault(OnStorage, Protocol):
         *,
         use_reserve: float | None = None,
     ) -> AbstractContextManager[object]: ...
-    def writer(self, upload_workers: int | None = None) -> ChunkWriter: ...
+    def writer(
+        self, upload_workers: int | None = None, claims: ChunkClaims | None = None
+    ) -> ChunkWriter: ...
     def points(
         self, strict: bool | None = None, include_deleted: bool = False
     ) -> list[RecoveryPoint]: ...

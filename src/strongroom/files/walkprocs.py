@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from strongroom.files.backuptypes import DirListing
     from strongroom.files.procpool import DirWorkers
     from strongroom.files.warmstart import WarmWorkers
+    from strongroom.vault import ChunkClaims
 
 # summary counts a worker's listing adds to the parent's
 MERGED: tuple[str, ...] = ("files", "files_new", "files_changed", "files_unchanged", "dirs")
@@ -41,6 +42,7 @@ class ProcessWalk:
     cache: FilesCache | None
     procs: DirWorkers | None
     procs_wanted: int
+    claims: ChunkClaims | None  # shared with the workers (backup.py)
     warm: WarmWorkers | None
     to_read: int
     rebuilt: int
@@ -90,7 +92,7 @@ class ProcessWalk:
         theirs = replace(self.opts, processes=0, workers=0, source=source, use_cache=use_cache)
         from strongroom.files.procpool import DirWorkers  # only a run that starts them
 
-        self.procs = DirWorkers(handoff, theirs, self.procs_wanted, started)
+        self.procs = DirWorkers(handoff, theirs, self.procs_wanted, started, self.claims)
         self.summary.processes = self.procs_wanted
         self.inline_reads = True
 

@@ -72,6 +72,12 @@ class WorkerProcess:
         except OSError:
             raise FilesError(self._died()) from None
 
+    def send_fd(self, fd: int) -> None:
+        try:
+            self.conn.send_fd(fd)
+        except OSError:
+            raise FilesError(self._died()) from None
+
     def recv(self) -> tuple[Any, ...]:
         try:
             msg: tuple[Any, ...] = self.conn.recv()

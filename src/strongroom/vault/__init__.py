@@ -18,6 +18,7 @@ from strongroom.lazyexports import lazy_exports
 
 if TYPE_CHECKING:
     from strongroom.vault.check import CheckReport, Problem, check_vault
+    from strongroom.vault.claims import ChunkClaims
     from strongroom.vault.config import VaultSettings
     from strongroom.vault.forget import soft_delete, undelete
     from strongroom.vault.handoff import VaultHandoff, open_handoff
@@ -39,6 +40,7 @@ _HOME = {
     "CHUNK_DATA": "writer",
     "CHUNK_TREE": "writer",
     "CheckReport": "check",
+    "ChunkClaims": "claims",
     "ChunkWriter": "writer",
     "KDFParams": "keys",
     "KeepPolicy": "retention",
@@ -77,6 +79,7 @@ __all__ = [
     "CHUNK_TREE",
     "NOT_INDEXED",
     "CheckReport",
+    "ChunkClaims",
     "ChunkWriter",
     "KDFParams",
     "KeepPolicy",

@@ -63,6 +63,7 @@ from strongroom.vault.points import POINTS_PREFIX, PointManifest, RecoveryPoint
 from strongroom.vault.tombstones import Tombstone
 
 if TYPE_CHECKING:
+    from strongroom.vault.claims import ChunkClaims
     from strongroom.vault.handoff import VaultHandoff
     from strongroom.vault.writer import ChunkWriter, UnindexedPacks
 
@@ -261,10 +262,13 @@ class Vault(IndexLoading):
 
     # --- chunks ----------------------------------------------------------------------------
 
-    def writer(self, upload_workers: int | None = None) -> ChunkWriter:
+    def writer(
+        self, upload_workers: int | None = None, claims: ChunkClaims | None = None
+    ) -> ChunkWriter:
         """A chunk writer; by default with as many upload threads as the storage is worth
         (one for a local vault: a local write is fast, and each uploader holds a pack
-        buffer; four for object storage)."""
+        buffer; four for object storage).  ``claims``: shared with the other processes of
+        one backup, so that only one of them stores a chunk (``claims.py``)."""
         from strongroom.vault.writer import ChunkWriter, UnindexedPacks
 
         if upload_workers is None:
@@ -283,6 +287,7 @@ class Vault(IndexLoading):
             upload_workers=upload_workers,
             unindexed=self._unindexed,
             on_index_written=self.index_names.add,
+            claims=claims,
         )
 
     @staticmethod

@@ -30,6 +30,7 @@ from strongroom import failpoints
 from strongroom.errors import StorageError, VaultError
 from strongroom.storage.backend import Backend
 from strongroom.storage.names import content_digest
+from strongroom.vault.claims import ChunkClaims
 from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.entries import Entries
 from strongroom.vault.envelope import MAGIC_INDEX, object_name_hash, seal_object
@@ -139,6 +140,7 @@ class ChunkWriter:
         upload_workers: int = 2,
         unindexed: UnindexedPacks | None = None,
         on_index_written: Callable[[str], None] | None = None,
+        claims: ChunkClaims | None = None,
     ) -> None:
         self._backend, self._keys, self._vault_id, self._index = backend, keys, vault_id, index
         self._unindexed = unindexed if unindexed is not None else UnindexedPacks()
@@ -163,6 +165,10 @@ class ChunkWriter:
         self._error: BaseException | None = None
         self.stats = WriterStats()
         self.index_names: list[str] = []
+        self._claims = claims
+        # chunks not stored because another process claimed them (claims.py): whoever saves
+        # the point checks that the index holds them
+        self.borrowed: list[bytes] = []
 
     def _stream(self) -> PackStream | None:
         """Stream packs where the backend can (memory: a few MiB per builder, not a pack)."""
@@ -192,6 +198,10 @@ class ChunkWriter:
         with self._lock:
             if cid in self._pending or cid in self._index:
                 self.stats.chunks_dedup += 1
+                return PutResult(cid, False)
+            if self._claims is not None and not self._claims.claim(cid):
+                self.stats.chunks_dedup += 1
+                self.borrowed.append(cid)
                 return PutResult(cid, False)
             self._pending.add(cid)
         try:
