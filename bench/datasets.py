@@ -55,6 +55,7 @@ class Sizes:
     small: int = 200_000  # small: files under 4 KiB
     big: int = 1 * GiB  # big: each file's size
     big_count: int = 3
+    copies: int = 30_000  # copies: files of a package folder, 45 % copies of others
 
 
 FULL = Sizes(image=2 * GiB, files=20_000, sparse=64 * GiB, sparse_data=1 * GiB)
@@ -69,6 +70,7 @@ QUICK = Sizes(
     small=20_000,
     big=256 * MiB,
     big_count=2,
+    copies=3_000,
 )
 # a smoke test of the harness itself: seconds per data set, numbers meaningless
 TINY = Sizes(
@@ -82,6 +84,7 @@ TINY = Sizes(
     small=2_000,
     big=32 * MiB,
     big_count=2,
+    copies=400,
 )
 
 

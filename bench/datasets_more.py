@@ -10,6 +10,9 @@
   kept beside the copy to undo it.
 - ``small``: files of 64 B - 4 KiB (200,000 by default), half text, half random.
 - ``big``: a few files of several GiB (``--big-size``, ``--big-count``) laid out like the image.
+- ``copies``: a tree like a package folder (node_modules, vendored sources): text files of
+  100 B - 32 KiB in nested folders, 45 % of them copies of others (session 25: a real
+  node_modules showed a backup's processes storing the same content twice, 8 % of its vault).
 
 Generated files are deterministic from the seed (a copied tree: from the source as it is) and
 cached under the work folder like the original data sets.
@@ -180,6 +183,45 @@ class SmallFiles(TreeDataset):
         return f"small-v{GENERATOR_VERSION}-seed{self.seed}-{self.count}"
 
 
+class CopiesTree(TreeDataset):
+    """Text files of 100 B - 32 KiB (log-uniform) in folders of 40 under 15 per package,
+    45 % of them copies of an earlier file; 1 % change: files rewritten."""
+
+    name = "copies"
+    min_size = 100
+    max_size = 32 * KiB
+    copied = 0.45
+
+    def cache_key(self) -> str:
+        return f"copies-v{GENERATOR_VERSION}-seed{self.seed}-{self.count}"
+
+    def origin(self, index: int) -> int:
+        """The file whose content ``index`` has (itself unless it is a copy)."""
+        while index > 0:
+            rng = np.random.default_rng([self.seed, 40, index])
+            if rng.random() >= self.copied:
+                break
+            index = int(rng.integers(0, index))
+        return index
+
+    def _size(self, index: int) -> int:
+        rng = np.random.default_rng([self.seed, 41, self.origin(index)])
+        return int(np.exp(rng.uniform(np.log(self.min_size), np.log(self.max_size))))
+
+    def file(self, index: int, variant: int = 0) -> tuple[Path, bytes]:
+        name = f"p{index // 600:03d}/m{index // 40 % 15:02d}/f{index % 40:02d}.js"
+        key = (43, index) if variant else (42, self.origin(index))
+        return self.path / name, content(self.seed, key, TEXT, self._size(index))
+
+    def describe(self) -> str:
+        total = sum(self._size(i) for i in range(self.count))
+        unique = len({self.origin(i) for i in range(self.count)})
+        return (
+            f"{self.count:,} text files of 100 B-32 KiB, {total / 1e6:.0f} MB, "
+            f"{unique:,} distinct contents"
+        )
+
+
 class BigFiles(Dataset):
     """``count`` files of ``size`` bytes, runs of 4 KiB - 16 MiB like the image."""
 
@@ -321,6 +363,7 @@ NAMES = (
     "etc",
     "small",
     "big",
+    "copies",
 )
 
 
@@ -336,5 +379,6 @@ def make_all(root: Path, seed: int, sizes: Sizes) -> dict[str, Dataset]:
         CopiedTree(root, seed, "etc", Path("/etc"), None),
         SmallFiles(root, seed, sizes.small),
         BigFiles(root, seed, sizes.big, sizes.big_count),
+        CopiesTree(root, seed, sizes.copies),
     ]
     return {ds.name: ds for ds in sets}

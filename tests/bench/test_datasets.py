@@ -78,6 +78,16 @@ def test_small_and_big_files(sets: ModuleType, tmp_path: Path) -> None:
     _check(lambda root: sets.BigFiles(root, 1, 2 * MiB, 2), tmp_path / "big")
 
 
+def test_copies_hold_the_same_content_in_several_places(sets: ModuleType, tmp_path: Path) -> None:
+    _check(lambda root: sets.CopiesTree(root, 1, 500), tmp_path / "copies")
+    tree = sets.CopiesTree(tmp_path / "copies" / "a", 1, 500)
+    files = [p for p in tree.path.rglob("*") if p.is_file()]
+    distinct = {p.read_bytes() for p in files}
+    assert len(files) == 500 and 0.45 < len(distinct) / len(files) < 0.7
+    assert len({p.parent.parent for p in files}) == 1  # 600 files a package
+    assert all(100 <= p.stat().st_size <= 32 * KiB for p in files)
+
+
 def test_copied_tree_keeps_links_and_caps(sets: ModuleType, tmp_path: Path) -> None:
     source = tmp_path / "src"
     (source / "d").mkdir(parents=True)
