@@ -24,6 +24,7 @@
  * additional data of every length up to a few blocks past 128 bytes and on large ones
  * (tests/vault/test_aead.py), and against libcrypto through this module's other engine.
  */
+#define _DEFAULT_SOURCE /* explicit_bzero */
 #include "_gcm_ni.h"
 
 #include <string.h>
@@ -233,6 +234,7 @@ static NI size_t ctr_wide(const Key *k, __m128i *y, const unsigned char *in, uns
         _mm_storeu_si128((__m128i *)pad, aes(k, counter(k, i)));
         for (size_t b = 0; b < m; b++)
             out[done + b] = in[done + b] ^ pad[b];
+        explicit_bzero(pad, sizeof pad);
     }
     return n - (n % (16 * WIDE));
 }
@@ -258,6 +260,7 @@ NI void gcm_ni_seal(const unsigned char *key, const unsigned char *nonce,
     size_t hashed = ctr_wide(&k, &y, data, out, n, 1);
     y = hash_bytes(&k, y, out + hashed, n - hashed);
     finish(&k, y, aad_len, n, out + n);
+    explicit_bzero(&k, sizeof k); /* the round keys and H's powers stay nowhere */
 }
 
 NI int gcm_ni_open(const unsigned char *key, const unsigned char *nonce,
@@ -271,6 +274,7 @@ NI int gcm_ni_open(const unsigned char *key, const unsigned char *nonce,
     size_t hashed = ctr_wide(&k, &y, sealed, out, n, 0);
     y = hash_bytes(&k, y, sealed + hashed, n - hashed);
     finish(&k, y, aad_len, n, tag);
+    explicit_bzero(&k, sizeof k);
     unsigned char diff = 0;
     for (int b = 0; b < 16; b++)
         diff |= (unsigned char)(tag[b] ^ sealed[n + b]);
