@@ -63,7 +63,18 @@ from scoring import op_name
 from tools import DEFAULT_TOOLS, Command, Step, Strongroom, Target, Tool, Workspace, all_tools
 
 PRESETS = {"tiny": TINY, "quick": QUICK, "full": FULL}
-DEFAULT_DATASETS = ("image", "tree", "sparse", "zeros4k", "text-mid", "usr", "etc", "small", "big")
+DEFAULT_DATASETS = (
+    "image",
+    "tree",
+    "sparse",
+    "zeros4k",
+    "text-mid",
+    "usr",
+    "etc",
+    "small",
+    "big",
+    "copies",
+)
 
 
 def step_label(ds: Dataset, step: Step) -> str:

@@ -18,7 +18,14 @@ from strongroom.errors import (
     WrongPassphrase,
 )
 from strongroom.storage import LocalBackend, MemoryBackend
-from strongroom.vault import Vault, check_vault, vault_stats
+from strongroom.vault import (
+    PointManifest,
+    PruneOptions,
+    Vault,
+    check_vault,
+    prune,
+    vault_stats,
+)
 from tests.conftest import FAST_KDF, PASSPHRASE
 from tests.vault.helpers import random_chunks, write_point
 
@@ -52,6 +59,33 @@ def test_dedup_stores_each_chunk_once(tmp_path: Path, make_vault: Callable[..., 
     assert w.stats.chunks_dedup == 20 and w.stats.packs == 0
     again = reopen(tmp_path / "v")
     assert vault_stats(again).chunk_raw_bytes == before.chunk_raw_bytes
+
+
+def test_stats_count_a_chunk_stored_twice_once(
+    tmp_path: Path, make_vault: Callable[..., Vault]
+) -> None:
+    """Two writers that do not share claims (two processes of a backup before session 25)
+    store the same chunk twice: the statistics count it once and report the copy."""
+    vault = make_vault(LocalBackend(tmp_path / "v"))
+    datas = random_chunks(3, 10)
+    first, second = vault.writer(), vault.writer()
+    ids = [first.put(d).chunk_id for d in datas]
+    for d in datas:
+        second.put(d)
+    root = vault.put_tree(first, ids, b"body")
+    first.flush()
+    second.flush()
+    vault.save_point(PointManifest(kind="files", source="twice", roots=[root.hex()]))
+    s = vault_stats(reopen(tmp_path / "v"))
+    data_bytes = sum(map(len, datas))
+    assert s.chunks == 11 and s.chunk_raw_bytes > data_bytes  # and the tree
+    assert s.extra_copies == 10 and 0 < s.extra_copy_bytes < s.chunk_stored_bytes
+    # prune keeps one copy of each when it repacks (what nothing reads is dead)
+    again = reopen(tmp_path / "v")
+    prune(again, PruneOptions(grace_seconds=0, repack_threshold=0.95))
+    after = vault_stats(reopen(tmp_path / "v"))
+    assert (after.chunks, after.extra_copies) == (11, 0)
+    assert after.chunk_raw_bytes == s.chunk_raw_bytes
 
 
 def test_incompressible_chunks_are_stored_raw(local_vault: Vault) -> None:

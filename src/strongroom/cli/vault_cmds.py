@@ -207,6 +207,8 @@ def stats(
         "original_bytes": s.logical_bytes,
         "dedup_ratio": round(s.dedup_ratio, 3),
         "compression_ratio": round(s.compression_ratio, 3),
+        "extra_copies": s.extra_copies,
+        "extra_copy_stored_bytes": s.extra_copy_bytes,
     }
     if as_json:
         print_json(doc)
@@ -217,6 +219,9 @@ def stats(
     table.add_row("original size", human_bytes(s.logical_bytes))
     table.add_row("unique data", f"{human_bytes(s.chunk_raw_bytes)} in {s.chunks} chunks")
     table.add_row("stored size", f"{human_bytes(s.pack_bytes)} in {s.packs} packs")
+    if s.extra_copies:  # written by versions before session 25
+        copies = f"{s.extra_copies} chunks, {human_bytes(s.extra_copy_bytes)}"
+        table.add_row("stored twice", copies + " (prune --repack-threshold 95% drops them)")
     table.add_row("dedup ratio", f"{s.dedup_ratio:.2f}x")
     table.add_row("compression ratio", f"{s.compression_ratio:.2f}x")
     table.print()

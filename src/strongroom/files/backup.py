@@ -86,12 +86,18 @@ def _claims_for(vault: BackupVault, opts: BackupOptions) -> ChunkClaims | None:
     return ChunkClaims.create()
 
 
-def _check_claimed(vault: BackupVault, borrowed: list[bytes]) -> None:
+def _check_claimed(vault: BackupVault, borrowed: list[bytes], theirs: list[str]) -> None:
     """Every chunk a process of this backup left to another (it was claimed first) is in the
-    index once all of them flushed; else the point is not saved.  A claimant that failed
-    fails the backup before this, so only a bug or a chunk id sharing its first 64 bits with
-    another's could get here: an error, never a point referring to a chunk nobody stored."""
-    lost = vault.missing_chunks(borrowed) if borrowed else set()
+    index once all of them flushed, the workers' index objects (``theirs``) included; else
+    the point is not saved.  A claimant that failed fails the backup before this, so only a
+    bug or a chunk id sharing its first 64 bits with another's could get here: an error,
+    never a point referring to a chunk nobody stored.  Nothing borrowed (no copies in the
+    tree), nothing loaded: the workers' objects then load after the point, while the
+    workers' memory is gone."""
+    if not borrowed:
+        return
+    vault.adopt_index(theirs)
+    lost = vault.missing_chunks(borrowed)
     if lost:
         raise FilesError(
             f"{len(lost)} chunks that another process of this backup claimed were not stored"
@@ -140,11 +146,10 @@ def backup_files(
             s.data_added = writer.stats.raw_new + theirs.raw_new
             s.chunks_new = writer.stats.chunks_new + theirs.chunks_new
             s.duration = time.monotonic() - started
-            # the workers' chunks: for the check below, and this handle's next backup
-            vault.adopt_index(theirs.index_names)
-            _check_claimed(vault, writer.borrowed + theirs.borrowed)
+            _check_claimed(vault, writer.borrowed + theirs.borrowed, theirs.index_names)
             point = vault.save_point(_manifest(vault, opts, source, root, s, roots))
             s.point_id = point.point_id
+            vault.adopt_index(theirs.index_names)  # for this handle's next backup
             if engine.cache is not None:
                 engine.cache.commit(vault.index_names)
                 _cache_warnings(engine.cache, s)

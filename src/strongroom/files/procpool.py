@@ -52,8 +52,12 @@ class DirWorkers(WorkerPool):
         first = ("open", handoff, opts, claims is not None)
         super().__init__(MODULE, [first] * count, "backup", started=started)
         if claims is not None:
-            for w in self.workers:
-                w.send_fd(claims.fd)
+            try:
+                for w in self.workers:
+                    w.send_fd(claims.fd)
+            except FilesError:
+                self.close(abandon=True)
+                raise
 
     def list_dir(self, tag: int, path: bytes, dev: int, whole: bool) -> None:
         """List ``path`` (``dev``: the device for --one-file-system, or -1), with its whole

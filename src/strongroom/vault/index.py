@@ -288,11 +288,19 @@ class ChunkIndex:
         out["type"], out["flags"], out["reserved"] = tf & 0xF, tf >> 4, 0
         return entries_of(out)
 
-    def totals(self) -> tuple[int, int, int]:
-        """(chunks, stored bytes, raw bytes) over every indexed copy."""
+    def totals(self) -> tuple[int, int, int, int, int]:
+        """(chunks, stored bytes, raw bytes) with each chunk counted once, then the copies
+        beyond the first and their stored bytes: a chunk in two packs (the processes of one
+        backup each stored it before session 25; a repack by prune drops the copy nothing
+        reads)."""
+        import numpy as np
+
         self._settle()
         rows = self._store.entry_array()
-        return len(rows), int(rows["length"].sum()), int(rows["raw"].sum())
+        _, first = np.unique(rows["id"], return_index=True)
+        stored = int(rows["length"][first].sum())
+        extra = int(rows["length"].sum()) - stored
+        return len(first), stored, int(rows["raw"][first].sum()), len(rows) - len(first), extra
 
 
 # --- index objects ---------------------------------------------------------------------------

@@ -19,6 +19,8 @@ class VaultStats:
     chunk_stored_bytes: int = 0
     chunk_raw_bytes: int = 0
     logical_bytes: int = 0
+    extra_copies: int = 0  # chunks stored more than once: the copies beyond the first
+    extra_copy_bytes: int = 0
 
     @property
     def dedup_ratio(self) -> float:
@@ -33,7 +35,7 @@ class VaultStats:
 def vault_stats(vault: Vault) -> VaultStats:
     points = vault.points()
     packs = list(vault.backend.list("data/"))
-    chunks, stored, raw = vault.index.totals()
+    chunks, stored, raw, extra, extra_bytes = vault.index.totals()
     return VaultStats(
         points=len(points),
         points_by_kind=dict(Counter(p.manifest.kind for p in points)),
@@ -44,4 +46,6 @@ def vault_stats(vault: Vault) -> VaultStats:
         chunk_stored_bytes=stored,
         chunk_raw_bytes=raw,
         logical_bytes=sum(int(p.manifest.summary.get("logical_bytes", 0)) for p in points),
+        extra_copies=extra,
+        extra_copy_bytes=extra_bytes,
     )
