@@ -44,7 +44,7 @@ from pathlib import Path
 
 import gilprofile
 from datasets import FULL, QUICK, TINY, Dataset, GiB, MiB, Sizes
-from datasets_more import NAMES, make_all
+from datasets_more import NAMES, CopiedTree, make_all
 from info import NOISE_CORES, NOISE_FLOOR, facts, header, machine_info
 from machine import cpu_list, machine_cpus, parse_cores
 from measure import (
@@ -318,6 +318,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"all: {','.join(NAMES)})",
     )
     p.add_argument("--only", action="append", choices=NAMES, help="a data set (repeatable)")
+    p.add_argument(
+        "--tree",
+        action="append",
+        type=Path,
+        default=[],
+        help="your own folder as a data set, copied into the workdir first (its 1 %% change "
+        "edits the copy); repeatable; alone, only these are run",
+    )
     p.add_argument("--usr-cap", default=None, help="copy at most this much of /usr ('all': all)")
     p.add_argument("--small-files", type=int, default=None, help="files in the 'small' set")
     p.add_argument("--big-size", default=None, help="size of each 'big' file, e.g. 4G")
@@ -387,7 +395,7 @@ def chosen_names(args: argparse.Namespace) -> list[str]:
     if args.only:
         return list(args.only)
     if args.datasets is None:
-        return list(DEFAULT_DATASETS)
+        return [] if args.tree else list(DEFAULT_DATASETS)
     if args.datasets == "all":
         return list(NAMES)
     wanted = [n for n in args.datasets.split(",") if n]
@@ -395,6 +403,20 @@ def chosen_names(args: argparse.Namespace) -> list[str]:
     if unknown:
         raise SystemExit(f"unknown data sets: {', '.join(unknown)} (known: {', '.join(NAMES)})")
     return wanted
+
+
+def own_trees(workdir: Path, args: argparse.Namespace) -> list[Dataset]:
+    """``--tree`` folders as data sets named after them (``tree-NAME``), copied whole."""
+    trees: list[Dataset] = []
+    for path in args.tree:
+        source = path.resolve()
+        if not source.is_dir():
+            raise SystemExit(f"--tree {path}: not a folder")
+        name = "tree-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in source.name)
+        if any(t.name == name for t in trees):
+            name += f"-{len(trees)}"
+        trees.append(CopiedTree(workdir / "data", args.seed, name, source, None))
+    return trees
 
 
 def select_tools(spec: str | None, profile: bool = False) -> list[Tool]:
@@ -455,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--cores: {exc}") from None
     workdir: Path = args.workdir.resolve()
     all_sets = make_all(workdir / "data", args.seed, sizes)
-    chosen = [all_sets[name] for name in chosen_names(args)]
+    chosen = [all_sets[name] for name in chosen_names(args)] + own_trees(workdir, args)
     info = machine_info(tools)
     with RestoreFs(workdir, args.restore_fs) as restores:
         info["restores"] = restores.describe
