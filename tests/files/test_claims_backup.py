@@ -13,7 +13,9 @@ import pytest
 from strongroom.errors import FilesError
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
 from strongroom.files.walker import TreeWalker
-from strongroom.vault import ChunkClaims, Vault, check_vault
+from strongroom.storage import LocalBackend
+from strongroom.vault import ChunkClaims, Vault, VaultSettings, check_vault
+from tests.conftest import FAST_KDF, PASSPHRASE
 from tests.files._support import assert_same, snapshot, workers_up_before_the_walk
 
 _BIG = 300 * 1024  # above the chunker's minimum: several chunks, through the CDC
@@ -61,6 +63,33 @@ def test_identical_files_read_by_different_processes_are_stored_once(
     out = tmp_path / "out"
     restore_files(vault, vault.resolve_point(s.point_id), RestoreOptions(out))
     assert_same(snapshot(tree, atime=False), snapshot(out / tree.relative_to("/"), atime=False))
+    report = check_vault(vault, read_data=True)
+    assert report.ok, [(p.name, p.message) for p in report.problems]
+
+
+def test_chunks_borrowed_from_an_index_object_written_mid_backup(tmp_path: Path) -> None:
+    """A worker writes an index object every 64 packs, not only at its flush; the chunks
+    another process borrowed may be in any of them, and the parent must see them all (the
+    first run of all of /usr failed here: 381 chunks in a worker's earlier objects)."""
+    vault = Vault.init(
+        LocalBackend(tmp_path / "v"),
+        PASSPHRASE,
+        kdf=FAST_KDF,
+        settings=VaultSettings(pack_size=64 << 10),
+    )
+    rng = random.Random(64)
+    contents = [rng.randbytes(30_000) for _ in range(400)]  # 12 MB: some 190 packs
+    tree = tmp_path / "src"
+    for n in range(40):
+        (tree / f"d{n:02}").mkdir(parents=True)
+        for i in range(40):
+            (tree / f"d{n:02}" / f"f{i}").write_bytes(rng.choice(contents))
+    time.sleep(0.2)
+    s = backup_files(vault, _opts(tree, "many packs"))
+    assert s.processes == 2 and s.worker_dirs >= 39
+    ids = [cid for cid, _ in vault.index.iter_entries()]
+    assert len(ids) == len(set(ids)) == s.chunks_new
+    assert len(vault.index_names) >= 4  # each worker wrote one before its flush's
     report = check_vault(vault, read_data=True)
     assert report.ok, [(p.name, p.message) for p in report.problems]
 

@@ -131,10 +131,12 @@ def _serve(conn: Channel) -> None:
             elif msg[0] == "read":  # files of a folder the parent lists itself
                 conn.send(("read", msg[1], read_for_parent(walker.reader, msg[2])))
             elif msg[0] == "flush":
-                before = set(vault.index_names)
                 writer.flush()
                 st = writer.stats
-                names = sorted(vault.index_names - before)
+                # every index object it wrote: one each 64 packs or 32,768 entries, and the
+                # flush's (only the flush's were reported until session 25; the parent checks
+                # the chunks it borrowed against all of them)
+                names = list(writer.index_names)
                 counts = WrittenCounts(st.stored_new, st.raw_new, st.chunks_new, names)
                 counts.borrowed = writer.borrowed
                 conn.send(("flushed", counts))
