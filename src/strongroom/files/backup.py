@@ -121,7 +121,6 @@ def backup_files(
         claims = _claims_for(vault, opts)
         writer = vault.writer(claims=claims)
         engine = TreeWalker(vault, writer, opts)
-        engine.claims = claims
         engine.warm = warm
         engine.progress = progress
         engine.summary.source = source

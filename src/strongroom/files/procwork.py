@@ -137,8 +137,9 @@ def _serve(conn: Channel) -> None:
                 # flush's (only the flush's were reported until session 25; the parent checks
                 # the chunks it borrowed against all of them)
                 names = list(writer.index_names)
-                counts = WrittenCounts(st.stored_new, st.raw_new, st.chunks_new, names)
-                counts.borrowed = writer.borrowed
+                counts = WrittenCounts(
+                    st.stored_new, st.raw_new, st.chunks_new, names, writer.borrowed
+                )
                 conn.send(("flushed", counts))
     finally:
         if walker.lookups is not None:

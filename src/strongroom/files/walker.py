@@ -56,7 +56,6 @@ from strongroom.vault import CHUNK_TREE, ChunkWriter, encode_tree
 if TYPE_CHECKING:
     from strongroom.files.procpool import DirWorkers
     from strongroom.files.warmstart import WarmWorkers
-    from strongroom.vault import ChunkClaims
 
 _FOLDERS_PER_WRITE = 256  # folder rows written to the files cache at once
 
@@ -110,7 +109,6 @@ class TreeWalker(FileReads, ProcessWalk):
         self.stack: list[tuple[DirState, Selection | None, int]] = []
         self.procs: DirWorkers | None = None
         self.procs_wanted = process_count(opts.processes, spare=1)  # this process walks too
-        self.claims: ChunkClaims | None = None  # which process stores a chunk (backup.py)
         self.warm: WarmWorkers | None = None  # workers started early (warmstart.py)
         self.delegated: dict[int, DirState] = {}
         self.remote: dict[int, list[FileItem]] = {}  # files a worker reads for this process

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from strongroom.files.backuptypes import DirListing
     from strongroom.files.procpool import DirWorkers
     from strongroom.files.warmstart import WarmWorkers
-    from strongroom.vault import ChunkClaims
+    from strongroom.vault import ChunkWriter
 
 # summary counts a worker's listing adds to the parent's
 MERGED: tuple[str, ...] = ("files", "files_new", "files_changed", "files_unchanged", "dirs")
@@ -42,7 +42,7 @@ class ProcessWalk:
     cache: FilesCache | None
     procs: DirWorkers | None
     procs_wanted: int
-    claims: ChunkClaims | None  # shared with the workers (backup.py)
+    writer: ChunkWriter
     warm: WarmWorkers | None
     to_read: int
     rebuilt: int
@@ -92,7 +92,9 @@ class ProcessWalk:
         theirs = replace(self.opts, processes=0, workers=0, source=source, use_cache=use_cache)
         from strongroom.files.procpool import DirWorkers  # only a run that starts them
 
-        self.procs = DirWorkers(handoff, theirs, self.procs_wanted, started, self.claims)
+        # the writer's claims, passed on: only one process stores a chunk (backup.py)
+        claims = self.writer.claims
+        self.procs = DirWorkers(handoff, theirs, self.procs_wanted, started, claims)
         self.summary.processes = self.procs_wanted
         self.inline_reads = True
 

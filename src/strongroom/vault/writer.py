@@ -165,7 +165,7 @@ class ChunkWriter:
         self._error: BaseException | None = None
         self.stats = WriterStats()
         self.index_names: list[str] = []
-        self._claims = claims
+        self.claims = claims  # shared with the other processes of one backup (claims.py)
         # chunks not stored because another process claimed them (claims.py): whoever saves
         # the point checks that the index holds them
         self.borrowed: list[bytes] = []
@@ -199,7 +199,7 @@ class ChunkWriter:
             if cid in self._pending or cid in self._index:
                 self.stats.chunks_dedup += 1
                 return PutResult(cid, False)
-            if self._claims is not None and not self._claims.claim(cid):
+            if self.claims is not None and not self.claims.claim(cid):
                 self.stats.chunks_dedup += 1
                 self.borrowed.append(cid)
                 return PutResult(cid, False)
