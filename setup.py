@@ -11,6 +11,9 @@ headers) strongroom uses a pure-Python path that gives the same results.
   else numpy for big indexes and plain Python for small ones (strongroom/vault/indexrows.py).
 - strongroom.vault._claims (src/strongroom/vault/_claims.c): the table of chunk claims a files
   backup's processes share; else each process stores what it reads (strongroom/vault/claims.py).
+- strongroom.files._smallread (src/strongroom/files/_smallread.c): a small file's open, read,
+  fstat, flags, xattrs and close in one call; else those calls from Python
+  (strongroom/files/reading.py).
 
 Everything else is in pyproject.toml."""
 
@@ -35,6 +38,12 @@ setup(
         Extension(
             "strongroom.vault._claims",
             ["src/strongroom/vault/_claims.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        Extension(
+            "strongroom.files._smallread",
+            ["src/strongroom/files/_smallread.c"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

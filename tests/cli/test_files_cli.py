@@ -117,6 +117,7 @@ def test_unreadable_file_exits_3(
         return real(path)
 
     monkeypatch.setattr(reading, "open_for_reading", deny)
+    monkeypatch.setattr(reading, "_smallread", None)  # it would open b.log itself
     doc = _json(capsys, ["backup", "files", str(env), "--source", "s", "--json"], code=3)
     assert isinstance(doc, dict)
     assert doc["errors"] == 1

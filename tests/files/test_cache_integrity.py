@@ -16,6 +16,7 @@ from strongroom.files import (
     restore_files,
 )
 from strongroom.files.cachepath import cache_path
+from strongroom.files.cacherows import decode_body
 from strongroom.vault import Vault
 
 
@@ -45,10 +46,12 @@ def test_swapped_rows_are_rejected_and_the_files_read_again(tmp_path: Path, vaul
     first = _backup(vault, src)
     assert first.files_new == 302
     db = sqlite3.connect(cache_path(vault.vault_id, "s"))
-    (ca,) = db.execute("SELECT chunks FROM files WHERE name = ?", (b"a",)).fetchone()
-    (cb,) = db.execute("SELECT chunks FROM files WHERE name = ?", (b"b",)).fetchone()
-    db.execute("UPDATE files SET chunks = ? WHERE name = ?", (cb, b"a"))
-    db.execute("UPDATE files SET chunks = ? WHERE name = ?", (ca, b"b"))
+    (body,) = db.execute("SELECT body FROM files WHERE dir = ?", (bytes(src),)).fetchone()
+    entries = decode_body(body)
+    ca, cb = entries[b"a"].chunks[0], entries[b"b"].chunks[0]
+    swapped = body.replace(ca, b"\0" * 32).replace(cb, ca).replace(b"\0" * 32, cb)
+    assert decode_body(swapped)[b"a"].chunks == [cb]  # well formed, only the MAC can tell
+    db.execute("UPDATE files SET body = ? WHERE dir = ?", (swapped, bytes(src)))
     db.execute("DELETE FROM folders")  # the file rows themselves are under test
     db.commit()
     db.close()
@@ -57,13 +60,41 @@ def test_swapped_rows_are_rejected_and_the_files_read_again(tmp_path: Path, vaul
     assert second.bytes_read == 6000, "both files are read again"
     assert second.files_new == 2, "a rejected row counts as no row"
     assert second.files_unchanged == 300 and second.errors == []
-    assert any("2 entries failed authentication" in w for w in second.warnings)
+    assert any("the rows of 1 folder(s) failed authentication" in w for w in second.warnings)
     out = _restored(vault, second.point_id, tmp_path / "out", src)
     assert (out / "a").read_bytes() == b"A" * 3000
     assert (out / "b").read_bytes() == b"B" * 3000
 
     third = _backup(vault, src)  # the re-read rows are authentic again
     assert third.bytes_read == 0 and third.warnings == []
+
+
+def test_a_row_moved_to_another_folder_is_rejected(tmp_path: Path, vault: Vault) -> None:
+    src = tmp_path / "src"
+    for name in ("one", "two"):
+        (src / name).mkdir(parents=True)
+        (src / name / "f").write_bytes(name.encode() * 1000)  # same size, other content
+    os.utime(src / "one" / "f", ns=(0, 0))
+    os.utime(src / "two" / "f", ns=(0, 0))
+    time.sleep(0.2)
+    _backup(vault, src)
+    db = sqlite3.connect(cache_path(vault.vault_id, "s"))
+    one, two = bytes(src / "one"), bytes(src / "two")
+    rows = dict(db.execute("SELECT dir, body FROM files").fetchall())
+    db.execute("DELETE FROM files WHERE dir = ?", (two,))
+    db.execute(  # one's row, MAC and all, now says it is two's
+        "INSERT INTO files SELECT ?, body, seen, mac FROM files WHERE dir = ?", (two, one)
+    )
+    db.execute("DELETE FROM folders")
+    db.commit()
+    db.close()
+    assert rows[one] != rows[two]
+    second = _backup(vault, src)
+    assert second.bytes_read == 3000  # two's f read again, as a file with no row
+    assert second.files_unchanged == 1 and second.files_new == 1
+    assert any("the rows of 1 folder(s) failed authentication" in w for w in second.warnings)
+    out = _restored(vault, second.point_id, tmp_path / "out", src)
+    assert (out / "two" / "f").read_bytes() == b"two" * 1000
 
 
 def test_a_cache_from_another_source_is_not_trusted(tmp_path: Path, vault: Vault) -> None:

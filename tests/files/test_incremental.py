@@ -21,13 +21,16 @@ from strongroom.files import (
     reading,
     restore_files,
 )
-from strongroom.files.cache import (
-    cache_scope,
-    decode_xattrs,
-    encode_xattrs,
-    row_mac,
-)
+from strongroom.files.cache import cache_scope
 from strongroom.files.cachepath import cache_path
+from strongroom.files.cacherows import (
+    CacheEntry,
+    body_mac,
+    decode_body,
+    decode_xattrs,
+    encode_record,
+    encode_xattrs,
+)
 from strongroom.files.content import Content, ContentReader
 from strongroom.vault import Vault
 from tests.files._support import assert_same, snapshot
@@ -45,6 +48,41 @@ def _many_files(root: Path, n: int, rng: random.Random) -> list[Path]:
             p.write_bytes(rng.randbytes(rng.randint(1024, 4096)))
             files.append(p)
     return files
+
+
+def _cached(db_path: Path) -> dict[bytes, dict[bytes, CacheEntry]]:
+    """Every folder's records in the files cache, by folder and name."""
+    with sqlite3.connect(db_path) as db:
+        found = db.execute("SELECT dir, body FROM files").fetchall()
+    return {bytes(d): decode_body(bytes(body)) for d, body in found}
+
+
+def _rewrite(
+    db: sqlite3.Connection, folder: bytes, entries: dict[bytes, CacheEntry], key: bytes
+) -> None:
+    """A folder's row made again from ``entries``, with a MAC under ``key`` (as the key's
+    holder could write it; a wrong key makes a row that fails)."""
+    body = b"".join(
+        encode_record(
+            (
+                folder,
+                n,
+                e.ino,
+                e.size,
+                e.mtime_ns,
+                e.ctime_ns,
+                e.chunks,
+                e.extents,
+                e.flags,
+                e.xattrs,
+            )
+        )
+        for n, e in entries.items()
+    )
+    db.execute(
+        "UPDATE files SET body = ?, mac = ? WHERE dir = ?",
+        (body, body_mac(key, folder, body), folder),
+    )
 
 
 def test_unchanged_rebackup_reads_nothing_and_one_percent_adds_one_percent(
@@ -85,14 +123,12 @@ def test_cached_ids_missing_from_vault_are_never_trusted(tmp_path: Path, vault: 
     (src / "b").write_bytes(b"B" * 1000)
     time.sleep(0.2)
     backup_files(vault, BackupOptions([str(src)], source="s"))
-    db = sqlite3.connect(cache_path(vault.vault_id, "s"))
+    db_path = cache_path(vault.vault_id, "s")
+    entries = _cached(db_path)[bytes(src)]
+    db = sqlite3.connect(db_path)
     # an authentic row (as the key's holder could write) naming a chunk the vault lacks
-    d, n, ino, size, mt, ct = db.execute(
-        "SELECT dir, name, ino, size, mtime, ctime FROM files WHERE name = ?", (b"a",)
-    ).fetchone()
-    chunks = os.urandom(32)
-    mac = row_mac(vault.local_cache_key(cache_scope("s")), d, n, ino, size, mt, ct, chunks, None, 0)
-    db.execute("UPDATE files SET chunks = ?, mac = ? WHERE name = ?", (chunks, mac, b"a"))
+    entries[b"a"].chunks = [os.urandom(32)]
+    _rewrite(db, bytes(src), entries, vault.local_cache_key(cache_scope("s")))
     db.execute("DELETE FROM folders")  # the folder row would answer for "a" (rightly)
     db.commit()
     db.close()
@@ -116,15 +152,19 @@ def test_unchanged_rows_are_not_rewritten_and_vanished_names_are_dropped(
     backup_files(vault, opts)
     db_path = cache_path(vault.vault_id, "s")
 
-    def rows() -> dict[bytes, tuple[bytes, int]]:
+    def rows() -> dict[bytes, tuple[list[bytes], int]]:
         with sqlite3.connect(db_path) as db:
-            found = db.execute("SELECT name, chunks, seen FROM files").fetchall()
-        return {bytes(n): (bytes(c), s) for n, c, s in found}
+            seen = dict(db.execute("SELECT dir, seen FROM files").fetchall())
+        return {
+            n: (e.chunks, seen[folder])
+            for folder, entries in _cached(db_path).items()
+            for n, e in entries.items()
+        }
 
     before = rows()
     assert set(before) == {b"a", b"b", b"c"}
     with sqlite3.connect(db_path) as db:  # rows seen a day and a half ago get touched
-        db.execute("UPDATE files SET seen = seen - 129600 WHERE name = ?", (b"c",))
+        db.execute("UPDATE files SET seen = seen - 129600 WHERE dir = ?", (bytes(src / "sub"),))
         # "sub" is unchanged: its folder row answers for it, and keeps its rows alive when
         # it is due a refresh itself
         db.execute("UPDATE folders SET seen = seen - 129600 WHERE dir = ?", (bytes(src / "sub"),))
@@ -172,6 +212,7 @@ def test_file_changing_while_read(
         return got
 
     monkeypatch.setattr(ContentReader, "read", read)
+    monkeypatch.setattr(reading, "_smallread", None)  # its own test: test_smallread.py
     summary = backup_files(vault, BackupOptions([str(src)], source="busy"))
     if changes == 1:
         assert summary.inconsistent == []  # the retry saw a stable file
@@ -216,6 +257,9 @@ def _before_open(monkeypatch: pytest.MonkeyPatch, victim: Path, act: Callable[[]
         return original(path)
 
     monkeypatch.setattr(reading, "open_for_reading", open_for_reading)
+    # the compiled read opens without it: its own tests change files before it reads them
+    # (test_smallread.py), and it leaves such files to the path under test here
+    monkeypatch.setattr(reading, "_smallread", None)
 
 
 def test_file_changed_after_the_walker_saw_it(
@@ -274,10 +318,9 @@ def test_unchanged_files_take_their_xattrs_from_the_cache(tmp_path: Path, vault:
     opts = BackupOptions([str(src)], source="s")
     backup_files(vault, opts)
     db_path = cache_path(vault.vault_id, "s")
-    with sqlite3.connect(db_path) as db:
-        stored = dict(db.execute("SELECT name, xattrs FROM files").fetchall())
-    assert stored[b"b"] is None
-    assert decode_xattrs(stored[b"a"]) == (("trusted.two", bytes(range(256))), ("user.one", b"1"))
+    stored = _cached(db_path)[bytes(src)]
+    assert stored[b"b"].xattrs == ()
+    assert stored[b"a"].xattrs == (("trusted.two", bytes(range(256))), ("user.one", b"1"))
 
     def restored(point_id: str) -> Path:
         out = tmp_path / f"out-{point_id[:8]}"
@@ -297,14 +340,14 @@ def test_unchanged_files_take_their_xattrs_from_the_cache(tmp_path: Path, vault:
     assert _xattrs_of(out / "b") == {"user.new": b"n"}
     assert _xattrs_of(out / "a") == {"trusted.two": bytes(range(256))}
 
-    with sqlite3.connect(db_path) as db:
-        db.execute(
-            "UPDATE files SET xattrs = ? WHERE name = ?",
-            (encode_xattrs((("user.evil", b"x"),)), b"a"),
-        )
+    entries = _cached(db_path)[bytes(src)]
+    entries[b"a"].xattrs = (("user.evil", b"x"),)
+    with sqlite3.connect(db_path) as db:  # edited without the key: the MAC fails
+        _rewrite(db, bytes(src), entries, os.urandom(32))
         db.execute("DELETE FROM folders")  # else the folder's row answers for both
     fourth = backup_files(vault, opts)
-    assert fourth.bytes_read == 5000  # "a" again: its row failed its MAC
+    assert fourth.bytes_read == 10_000  # both again: their folder's row failed its MAC
+    assert fourth.files_new == 2  # a rejected row counts as no row
     assert _xattrs_of(restored(fourth.point_id) / "a") == {"trusted.two": bytes(range(256))}
 
 
@@ -318,5 +361,5 @@ _xattr_names = st.text(
 def test_xattrs_survive_the_cache_encoding(pairs: list[tuple[str, bytes]]) -> None:
     xattrs = tuple(sorted(dict(pairs).items()))
     blob = encode_xattrs(xattrs)
-    assert (blob is None) == (not xattrs)
+    assert (blob == b"") == (not xattrs)
     assert decode_xattrs(blob) == xattrs

@@ -11,7 +11,7 @@ from pathlib import Path
 from blake3 import blake3
 
 from strongroom.chunking import BytesLike, ContentChunker
-from strongroom.files.cache import CacheEntry
+from strongroom.files.cacherows import CacheEntry
 from strongroom.files.content import ContentReader
 from strongroom.files.metadata import Names, node_from_stat
 from strongroom.files.nodes import FILE, Node

@@ -71,8 +71,8 @@ def _cache_warnings(cache: FilesCache, s: BackupSummary) -> None:
     s.warnings.extend(cache.warnings)
     if cache.rejected:
         s.warnings.append(
-            f"files cache {cache.path}: {cache.rejected} entries failed authentication"
-            " (damaged or tampered with); their files were read again"
+            f"files cache {cache.path}: the rows of {cache.rejected} folder(s) failed"
+            " authentication (damaged or tampered with); their files were read again"
         )
 
 

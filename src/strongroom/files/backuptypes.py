@@ -118,17 +118,17 @@ class WrittenCounts:
 class DirListing:
     """A folder as a worker did it: with its whole subtree (``tree_id``), or one level (every
     node in order, subfolder nodes without their subtree, and which of them to descend into);
-    and the files cache's news: new rows (prepared: ``cache.prepare_rows``) and the folders
-    whose rows are to be kept, with the names gone from them."""
+    and the files cache's news: folders' rows written again (prepared:
+    ``cacherows.prepare_dir``) and the folders whose rows are to be kept alive."""
 
     counts: dict[str, int]
     tree_id: bytes | None = None
     nodes: list[Node] = field(default_factory=list)
     subdirs: list[tuple[int, int]] = field(default_factory=list)  # (index in nodes, device)
-    rows: list[object] = field(default_factory=list)
-    touches: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
+    rows: list[tuple[bytes, bytes, int, bytes]] = field(default_factory=list)
+    touches: list[bytes] = field(default_factory=list)
     folders: list[object] = field(default_factory=list)  # folder rows (prepared)
-    rejected: int = 0  # cache rows whose MAC failed
+    rejected: int = 0  # folders' cache rows whose MAC failed
     errors: list[tuple[str, str]] = field(default_factory=list)
     inconsistent: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)

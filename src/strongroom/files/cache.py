@@ -2,31 +2,30 @@
 (and, in the same file, what each folder's tree was made of: ``foldercache.py``).
 
 One SQLite file per (vault, source) at
-``$XDG_CACHE_HOME/strongroom/files/<vault id hex>/<source>.sqlite``.  A row is keyed by the
-file's directory and name (bytes) and holds inode, size, mtime and ctime (ns) plus the chunk
+``$XDG_CACHE_HOME/strongroom/files/<vault id hex>/<source>.sqlite``.  A row is a directory's
+(``cacherows.py``): for each of its files, inode, size, mtime and ctime (ns) plus the chunk
 ids (and sparse extents) of its content.  A file whose inode, size, mtime and ctime all match
 is recorded from the row without being read, but only if every one of its chunk ids is still in
 the vault's index; a cache that is lost, stale or from another machine only costs a re-read,
 never a wrong backup.  Rows are written in one transaction committed after the recovery point;
-rows not seen for :data:`FORGET_AFTER_S` are dropped.  A row that still matches is not rewritten:
-its directory's rows get a new ``seen`` at most once a day, so a backup of unchanged files
-writes almost nothing to the cache.
+rows not seen for :data:`FORGET_AFTER_S` are dropped.  A directory whose files all still match
+is not rewritten: its row gets a new ``seen`` at most once a day, so a backup of unchanged
+files writes almost nothing to the cache.
 
 Every row carries a MAC (keyed BLAKE3, 16 bytes) over everything that decides reuse or is
-reused: path, inode, size, mtime, ctime, chunk ids and extents, inode flags and xattrs (both
-move ctime when they change, so a matching row has the current ones), under a key derived
-from the vault's key and the source (:meth:`Vault.local_cache_key`).  A row whose MAC fails
-(edited, swapped with another row, from another vault) is treated as absent: the file is read
-again.  A cache file SQLite calls damaged (not a database, malformed) is set aside under a
-``.damaged-<time>`` suffix and rebuilt; any other SQLite failure (locked for a minute,
-read-only, out of space) costs only the cache for this backup.  Either way the backup goes
-on, with a warning.
+reused: path, and per file name, inode, size, mtime, ctime, chunk ids and extents, inode
+flags and xattrs (both move ctime when they change, so a matching record has the current
+ones), under a key derived from the vault's key and the source
+(:meth:`Vault.local_cache_key`).  A row whose MAC fails (edited, swapped with another row,
+from another vault) is treated as absent: its files are read again.  A cache file SQLite
+calls damaged (not a database, malformed) is set aside under a ``.damaged-<time>`` suffix and
+rebuilt; any other SQLite failure (locked for a minute, read-only, out of space) costs only
+the cache for this backup.  Either way the backup goes on, with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import struct
@@ -37,9 +36,14 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
 
-import blake3
-
 from strongroom import timingsafe
+from strongroom.files.cacherows import (
+    CacheEntry,
+    CacheRow,
+    body_mac,
+    decode_body,
+    prepare_dir,
+)
 from strongroom.files.foldercache import (
     FOLDER_COLUMNS,
     FOLDER_INSERT,
@@ -50,43 +54,22 @@ from strongroom.files.foldercache import (
     keep_index_names,
     trusted_index,
 )
-from strongroom.files.nodes import Xattrs
 
 FORGET_AFTER_S = 30 * 24 * 3600
-# (dir, name, ino, size, mtime_ns, ctime_ns, chunk ids, extents or None, inode flags, xattrs)
-CacheRow = tuple[bytes, bytes, int, int, int, int, list[bytes], object, int, Xattrs]
 _TOUCH_AFTER_S = 24 * 3600
 # PRAGMA user_version: a cache of another layout (version 1 had no MACs, version 2 no inode
-# flags, version 3 no xattrs, version 4 no folder rows) is emptied on open
-_VERSION = 5
+# flags, version 3 no xattrs, version 4 no folder rows, version 5 a row per file) is emptied
+# on open
+_VERSION = 6
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
-    dir BLOB NOT NULL,
-    name BLOB NOT NULL,
-    ino INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    mtime INTEGER NOT NULL,
-    ctime INTEGER NOT NULL,
-    chunks BLOB NOT NULL,
-    extents TEXT,
-    flags INTEGER NOT NULL,
-    xattrs BLOB,
+    dir BLOB NOT NULL PRIMARY KEY,
+    body BLOB NOT NULL,
     seen INTEGER NOT NULL,
-    mac BLOB NOT NULL,
-    PRIMARY KEY (dir, name)
+    mac BLOB NOT NULL
 ) WITHOUT ROWID
 """
-
-
-_INSERT = "INSERT OR REPLACE INTO files VALUES "
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_PER_ROW = 12  # the columns of _SCHEMA
-_ROWS_PER_INSERT = 999 // _PER_ROW  # SQLite before 3.32 takes at most 999 parameters
-_MAC_SIZE = 16  # 128 bits: forging one needs the key, guessing one 2**128 tries
-# lengths of dir, name, chunks and xattrs (-1: none), then ino, size, mtime, ctime, inode
-# flags: every field at a fixed place
-_MAC_HEAD = struct.Struct("<IIIiQqqqq")
-_XATTR_HEAD = struct.Struct("<HI")  # an xattr's name and value lengths
+_INSERT = "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)"
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _T = TypeVar("_T")
 
@@ -94,81 +77,6 @@ _T = TypeVar("_T")
 def cache_scope(source: str) -> str:
     """The scope of a source's cache key (:meth:`Vault.local_cache_key`)."""
     return "files-cache/1 " + source
-
-
-def row_mac(
-    key: bytes,
-    directory: bytes,
-    name: bytes,
-    ino: int,
-    size: int,
-    mtime: int,
-    ctime: int,
-    chunks: bytes,
-    extents: str | None,
-    flags: int,
-    xattrs: bytes | None = None,
-) -> bytes:
-    """The MAC of one row (``extents`` and ``xattrs`` as stored: JSON text, bytes or None)."""
-    xa = -1 if xattrs is None else len(xattrs)
-    head = _MAC_HEAD.pack(
-        len(directory), len(name), len(chunks), xa, ino, size, mtime, ctime, flags
-    )
-    tail = b"\0" if extents is None else b"\1" + extents.encode()
-    data = b"".join((head, directory, name, chunks, xattrs or b"", tail))
-    return blake3.blake3(data, key=key).digest(_MAC_SIZE)
-
-
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs a call per field, per cached file
-class CacheEntry:
-    ino: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    chunks: list[bytes]
-    extents: list[tuple[int, int]] | None
-    # inode flags and xattrs: chattr and setxattr move ctime, so a row that matches has the
-    # file's flags and xattrs too (they are not read again)
-    flags: int = 0
-    xattrs: Xattrs = ()
-
-    def matches(self, st: os.stat_result) -> bool:
-        return (
-            self.ino == st.st_ino
-            and self.size == st.st_size
-            and self.mtime_ns == st.st_mtime_ns
-            and self.ctime_ns == st.st_ctime_ns
-        )
-
-
-def _split(blob: bytes) -> list[bytes]:
-    return [blob] if len(blob) == 32 else [blob[i : i + 32] for i in range(0, len(blob), 32)]
-
-
-def encode_xattrs(xattrs: Xattrs) -> bytes | None:
-    """As the row stores them: None for none (most files), else name and value lengths, name
-    (file system encoding), value, per xattr."""
-    if not xattrs:
-        return None
-    parts: list[bytes] = []
-    for key, value in xattrs:
-        raw = os.fsencode(key)
-        parts += (_XATTR_HEAD.pack(len(raw), len(value)), raw, value)
-    return b"".join(parts)
-
-
-def decode_xattrs(blob: bytes | None) -> Xattrs:
-    """Inverse of :func:`encode_xattrs` (the row's MAC held, so the layout is ours)."""
-    if not blob:
-        return ()
-    found: list[tuple[str, bytes]] = []
-    pos = 0
-    while pos < len(blob):
-        n, m = _XATTR_HEAD.unpack_from(blob, pos)
-        pos += _XATTR_HEAD.size
-        found.append((os.fsdecode(blob[pos : pos + n]), bytes(blob[pos + n : pos + n + m])))
-        pos += n + m
-    return tuple(found)
 
 
 def _damaged(exc: sqlite3.Error) -> bool:
@@ -191,31 +99,20 @@ class DirRows:
 
 def read_dir_rows(
     db: sqlite3.Connection, key: bytes, directory: bytes, now: int
-) -> tuple[DirRows, list[bytes]]:
-    """The rows of ``directory`` whose MAC holds, and the names of those it fails."""
-    rows = db.execute(
-        "SELECT name, ino, size, mtime, ctime, chunks, extents, flags, xattrs, seen, mac"
-        " FROM files WHERE dir = ?",
-        (directory,),
-    ).fetchall()
-    out = DirRows({})
-    found = out.found
-    bad: list[bytes] = []
-    stale_before = now - _TOUCH_AFTER_S
-    for name, ino, size, mtime, ctime, chunks, extents, flags, xattrs, seen, mac in rows:
-        want = row_mac(
-            key, directory, name, ino, size, mtime, ctime, chunks, extents, flags, xattrs
-        )
-        if not timingsafe.equal(want, mac):
-            bad.append(name)
-            continue
-        # "[]": a sparse file of holes only (None: the content covers the whole file)
-        ext = [(a, b) for a, b in json.loads(extents)] if extents is not None else None
-        xa = decode_xattrs(xattrs) if xattrs else ()
-        found[bytes(name)] = CacheEntry(ino, size, mtime, ctime, _split(chunks), ext, flags, xa)
-        if seen < stale_before:
-            out.stale = True
-    return out, bad
+) -> tuple[DirRows, bool]:
+    """The directory's authentic records, and whether its row failed its MAC (or did not
+    decode: then it is not ours either)."""
+    got = db.execute("SELECT body, seen, mac FROM files WHERE dir = ?", (directory,)).fetchone()
+    if got is None:
+        return DirRows({}), False
+    body, seen, mac = got
+    if not timingsafe.equal(body_mac(key, directory, body), mac):
+        return DirRows({}), True
+    try:
+        found = decode_body(body)
+    except (ValueError, struct.error):
+        return DirRows({}), True
+    return DirRows(found, seen < now - _TOUCH_AFTER_S), False
 
 
 class CacheReader:
@@ -241,7 +138,7 @@ class CacheReader:
         except sqlite3.Error:
             self.close()
             return DirRows({})
-        self.rejected += len(bad)
+        self.rejected += bad
         return found
 
     def lookup_folder(self, directory: bytes) -> FolderRow | None:
@@ -258,23 +155,6 @@ class CacheReader:
         if db is not None:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
-
-
-def prepare_rows(
-    key: bytes,
-    rows: list[CacheRow],
-    now: int,
-) -> list[object]:
-    """The column values of ``rows`` (see :meth:`FilesCache.store`), one flat list, each row
-    with its MAC under ``key``."""
-    values: list[object] = []
-    for d, n, ino, size, mt, ct, ch, ext, fl, xattrs in rows:
-        extents = json.dumps(ext) if ext is not None else None
-        chunks = b"".join(ch)
-        xa = encode_xattrs(xattrs)
-        mac = row_mac(key, d, n, ino, size, mt, ct, chunks, extents, fl, xa)
-        values += (d, n, ino, size, mt, ct, chunks, extents, fl, xa, now, mac)
-    return values
 
 
 class FilesCache:
@@ -378,10 +258,8 @@ class FilesCache:
     def _lookup(self, directory: bytes) -> DirRows:
         found, bad = read_dir_rows(self.db, self._key, directory, self._now)
         if bad:
-            self.rejected += len(bad)
-            self.db.executemany(
-                "DELETE FROM files WHERE dir = ? AND name = ?", [(directory, n) for n in bad]
-            )
+            self.rejected += 1
+            self.db.execute("DELETE FROM files WHERE dir = ?", (directory,))
         return found
 
     def lookup_folder(self, directory: bytes) -> FolderRow | None:
@@ -404,37 +282,26 @@ class FilesCache:
         n = FOLDER_COLUMNS
         self.db.executemany(FOLDER_INSERT, [values[i : i + n] for i in range(0, len(values), n)])
 
-    def store(self, rows: list[CacheRow]) -> None:
-        """Rows of (dir, name, ino, size, mtime_ns, ctime_ns, chunk ids, extents or None,
-        inode flags, xattrs)."""
-        self._guard(lambda: self._insert(prepare_rows(self._key, rows, self._now)), None)
+    def store(self, directory: bytes, kept: list[bytes], rows: list[CacheRow]) -> None:
+        """A directory's row, written again: the records of its files that still matched
+        (``kept``) and the rows of those read this time (``cacherows.prepare_dir``)."""
+        row = prepare_dir(self._key, directory, kept, rows, self._now)
+        self._guard(lambda: self.db.execute(_INSERT, row), None)
 
-    def store_prepared(self, prepared: list[object]) -> None:
-        """Rows a backup worker process made ready with :func:`prepare_rows` (and this
-        cache's key): the parent only inserts them."""
-        self._guard(lambda: self._insert(prepared), None)
+    def store_prepared(self, prepared: list[tuple[bytes, bytes, int, bytes]]) -> None:
+        """Directory rows a backup worker process made ready with :func:`prepare_dir` (and
+        this cache's key): the parent only inserts them."""
+        self._guard(lambda: self.db.executemany(_INSERT, prepared), None)
 
-    def _insert(self, values: list[object]) -> None:
-        # Many rows per statement: SQLite releases the GIL for every step, and a backup's
-        # readers hold it in between, so one step per row costs a thread switch per file.
-        step = _ROWS_PER_INSERT * _PER_ROW
-        for start in range(0, len(values), step):
-            part = values[start : start + step]
-            self.db.execute(_INSERT + ",".join([_ROW] * (len(part) // _PER_ROW)), part)
+    def touch_dir(self, directory: bytes) -> None:
+        """Keep a backed-up directory's rows (its files' and its own) alive."""
+        self._guard(lambda: self._touch(directory), None)
 
-    def touch_dir(self, directory: bytes, gone: list[bytes]) -> None:
-        """Keep a backed-up directory's rows alive; drop the rows of names no longer there."""
-        self._guard(lambda: self._touch(directory, gone), None)
-
-    def _touch(self, directory: bytes, gone: list[bytes]) -> None:
+    def _touch(self, directory: bytes) -> None:
         for table in ("files", "folders"):
             self.db.execute(
                 f"UPDATE {table} SET seen = ? WHERE dir = ? AND seen < ?",
                 (self._now, directory, self._now - _TOUCH_AFTER_S),
-            )
-        if gone:
-            self.db.executemany(
-                "DELETE FROM files WHERE dir = ? AND name = ?", [(directory, n) for n in gone]
             )
 
     def trusted_index(self, names: set[str]) -> bool:

@@ -56,7 +56,9 @@ class ContentReader:
         self.small = chunker.params.min_size
         self._local = threading.local()
 
-    def _buffer(self) -> memoryview:
+    def buffer(self) -> memoryview:
+        """This thread's small-file buffer: ``min_size + 1`` bytes (a file that fills it is
+        not small)."""
         view: memoryview | None = getattr(self._local, "view", None)
         if view is None:
             view = self._local.view = memoryview(bytearray(self.small + 1))
@@ -74,7 +76,7 @@ class ContentReader:
         return self._read_stream(fd, None)
 
     def _read_small(self, fd: int, size: int) -> Content:
-        view = self._buffer()
+        view = self.buffer()
         filled = 0
         while filled < len(view):
             n = os.preadv(fd, [view[filled:]], filled)
@@ -83,11 +85,15 @@ class ContentReader:
             filled += n
             if filled == size:
                 break  # all that fstat promised; a file growing now fails the re-stat
-        if filled == 0:
-            return Content([], None, 0)
         if filled == len(view):  # grew past the small size while we read it
             os.lseek(fd, 0, os.SEEK_SET)
             return self._read_stream(fd, None)
+        return self.small_content(view, filled)
+
+    def small_content(self, view: memoryview, filled: int) -> Content:
+        """The content of a small file read whole into ``view``'s first ``filled`` bytes."""
+        if filled == 0:
+            return Content([], None, 0)
         return Content([self.put(view[:filled])], None, filled)
 
     def _read_stream(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from strongroom.files.cache import CacheRow
+from strongroom.files.cacherows import CacheRow
 from strongroom.files.foldercache import FolderRow
 from strongroom.files.nodes import DIR, FILE, Node
 
@@ -21,6 +21,7 @@ class DirState:
         "entries",
         "error",
         "gone",
+        "kept",
         "leaf",
         "listed",
         "node",
@@ -41,6 +42,7 @@ class DirState:
         self.pending = 0
         self.listed = False
         self.rows: list[CacheRow] = []  # new or changed rows for the files cache
+        self.kept: list[bytes] = []  # the cache records of files whose rows matched
         self.touch = False  # whether the files cache's rows for this directory need news
         self.gone: list[bytes] = []  # cached names that are no longer files here
         self.depth = 0  # below the nearest selected path

@@ -213,6 +213,25 @@ def read_flags(fd: int) -> int:
     return int(struct.unpack("=i", raw)[0]) & USER_FLAGS
 
 
+def xattrs_listed(pairs: list[tuple[bytes, bytes]], err: int) -> Xattrs:
+    """:func:`read_xattrs` from what a compiled read listed (``_smallread.c``): the pairs in
+    the file system's order, or the errno that failed them."""
+    if err:
+        if err in _NO_XATTRS:
+            return ()
+        raise OSError(err, os.strerror(err))
+    return tuple(sorted((os.fsdecode(name), value) for name, value in pairs))
+
+
+def flags_read(raw: int, err: int) -> int:
+    """:func:`read_flags` from what a compiled read got: the ioctl's value or its errno."""
+    if err:
+        if err in _NO_FLAGS:
+            return 0
+        raise OSError(err, os.strerror(err))
+    return raw & USER_FLAGS
+
+
 def read_flags_at(path: bytes) -> int:
     """:func:`read_flags` of a path (not followed; opening it does not block on a FIFO)."""
     fd = os.open(path, _FLAG_OPEN)

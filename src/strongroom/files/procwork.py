@@ -19,8 +19,9 @@ from typing import Any
 
 from strongroom import failpoints, malloctune
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, DirListing, WrittenCounts
-from strongroom.files.cache import CacheReader, DirRows, cache_scope, prepare_rows
+from strongroom.files.cache import CacheReader, DirRows, cache_scope
 from strongroom.files.cachepath import cache_path
+from strongroom.files.cacherows import prepare_dir
 from strongroom.files.channel import Channel
 from strongroom.files.dirstate import DirState
 from strongroom.files.foldercache import FolderRow
@@ -48,10 +49,10 @@ class WorkerWalker(TreeWalker):
         return self.lookups.lookup_dir(directory) if self.lookups is not None else DirRows({})
 
     def _keep_rows(self, d: DirState) -> None:
-        if self.cache_key and d.rows:
-            self.news.rows += prepare_rows(self.cache_key, d.rows, self.now)
+        if self.cache_key and (d.rows or d.gone):
+            self.news.rows.append(prepare_dir(self.cache_key, d.path, d.kept, d.rows, self.now))
         if d.touch:
-            self.news.touches.append((d.path, d.gone))
+            self.news.touches.append(d.path)
 
     def _folder_key(self) -> bytes | None:
         return self.cache_key if self.lookups is not None and self.cache_key else None

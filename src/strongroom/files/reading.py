@@ -5,6 +5,10 @@ the fstat must match the walker's lstat (inode, size, mtime, ctime), which prove
 is the file the walker saw and that it did not move while it was read.  Otherwise it is read
 once more against that fstat and, if it moves again, recorded as inconsistent (its content is
 whatever the second read saw).
+
+A small file the walker saw as a plain regular one is read in one compiled call
+(``_smallread.c``: open, read, fstat, flags, xattrs, close); when that call finds anything
+unusual (the file changed, grew, failed) the file is read again the general way below.
 """
 
 from __future__ import annotations
@@ -15,10 +19,24 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from strongroom.files.cache import CacheEntry, CacheRow
+from strongroom.files.cacherows import CacheEntry, CacheRow
 from strongroom.files.content import Content, ContentReader, open_for_reading
-from strongroom.files.metadata import PERMS, Names, read_flags, read_xattrs
+from strongroom.files.metadata import (
+    PERMS,
+    Names,
+    flags_read,
+    read_flags,
+    read_xattrs,
+    xattrs_listed,
+)
 from strongroom.files.nodes import Node
+
+try:  # compiled (setup.py); without it every file is read the general way
+    from strongroom.files import _smallread
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _smallread = None  # type: ignore[assignment]
+
+_NOATIME = hasattr(os, "O_NOATIME")
 
 # A file changed within this window before we stat it may change again within the same
 # timestamp tick after we read it; it is not put in the files cache (git's "racily clean").
@@ -114,6 +132,17 @@ class FileReader:
 
     def one(self, item: FileItem) -> FileOutcome:
         path = os.path.join(item.directory, item.node.name)
+        st = item.st
+        if (
+            st is not None
+            and st.st_size < self.content.small
+            and _smallread is not None
+            and stat.S_ISREG(st.st_mode)
+            and st.st_blocks * 512 >= st.st_size  # not sparse (else its holes are kept)
+        ):
+            out = self._read_small(item, path, st)
+            if out is not None:
+                return out
         try:
             fd = open_for_reading(path)
         except OSError as exc:
@@ -124,6 +153,31 @@ class FileReader:
             return FileOutcome(item, "error", error=exc.strerror or str(exc))
         finally:
             os.close(fd)
+
+    def _read_small(self, item: FileItem, path: bytes, st: os.stat_result) -> FileOutcome | None:
+        """The compiled read of a small file; None when it must be read the general way."""
+        started = time.time_ns()
+        view = self.content.buffer()
+        try:
+            got = _smallread.read_small(
+                path, view, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, _NOATIME
+            )
+        except OSError:
+            return None  # the general way reports it (or copes: a long path)
+        if got is None:
+            return None
+        filled, raw_flags, flags_err, pairs, xattrs_err = got
+        content = self.content.small_content(view, filled)
+        node = item.node
+        _fill_node(node, st, content, self.names)
+        node.inconsistent = False
+        meta_error = ""
+        try:
+            node.xattrs = xattrs_listed(pairs, xattrs_err)
+            node.flags = flags_read(raw_flags, flags_err)
+        except OSError as exc:
+            meta_error = f"cannot read metadata: {exc.strerror}"
+        return self._outcome(item, st, content, started, True, meta_error, filled)
 
     def _read(self, item: FileItem, fd: int) -> FileOutcome:
         nread = 0
@@ -158,6 +212,21 @@ class FileReader:
             node.flags = read_flags(fd)
         except OSError as exc:
             meta_error = f"cannot read metadata: {exc.strerror}"
+        return self._outcome(item, before, content, started, consistent, meta_error, nread)
+
+    def _outcome(
+        self,
+        item: FileItem,
+        st: os.stat_result,
+        content: Content,
+        started: int,
+        consistent: bool,
+        meta_error: str,
+        nread: int,
+    ) -> FileOutcome:
+        """The outcome of a file read (``st``: its stat as read): its status, and its cache
+        row when it can have one."""
+        node = item.node
         cached = item.cached
         if cached is None:
             status = "new"
@@ -165,15 +234,15 @@ class FileReader:
             same = cached.chunks == content.chunks and cached.extents == content.extents
             status = "unchanged" if same else "changed"
         row: CacheRow | None = None
-        fresh = max(before.st_mtime_ns, before.st_ctime_ns) >= started - RACY_NS
+        fresh = max(st.st_mtime_ns, st.st_ctime_ns) >= started - RACY_NS
         if consistent and not fresh and not meta_error:  # a row records the flags read
             row = (
                 item.directory,
                 node.name,
-                before.st_ino,
-                before.st_size,
-                before.st_mtime_ns,
-                before.st_ctime_ns,
+                st.st_ino,
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ctime_ns,
                 content.chunks,
                 content.extents,
                 node.flags,

@@ -366,16 +366,16 @@ class TreeWalker(FileReads, ProcessWalk):
                 self.summary.tree_bytes_added += len(body) + 4 + 32 * len(refs)
             self._keep_rows(d)
             self._keep_folder(d, put.chunk_id)
-            d.nodes, d.rows, d.entries = [], [], None
+            d.nodes, d.rows, d.kept, d.entries = [], [], [], None
             d = self._subtree_done(d, put.chunk_id)
 
     def _keep_rows(self, d: DirState) -> None:
         """The files cache's news of a finished folder (a worker process collects it)."""
         if self.cache is not None:
-            if d.rows:
-                self.cache.store(d.rows)
+            if d.rows or d.gone:  # else its row holds (or it has none: no file has one)
+                self.cache.store(d.path, d.kept, d.rows)
             if d.touch:
-                self.cache.touch_dir(d.path, d.gone)
+                self.cache.touch_dir(d.path)
 
     def _subtree_done(self, d: DirState, tree_id: bytes) -> DirState | None:
         """Record ``d``'s tree in its parent; the parent, which may now be finished too."""

@@ -186,8 +186,8 @@ class ProcessWalk:
         if self.cache is not None:
             self.cache.rejected += listing.rejected
             self.cache.store_prepared(listing.rows)
-            for folder, gone in listing.touches:
-                self.cache.touch_dir(folder, gone)
+            for folder in listing.touches:
+                self.cache.touch_dir(folder)
             self._store_folder(listing.folders)
         if listing.tree_id is not None:
             self._maybe_finalize(self._subtree_done(d, listing.tree_id))

@@ -71,6 +71,7 @@ class FileReads:
             node.chunks, node.extents, node.xattrs = hit.chunks, hit.extents, hit.xattrs
             if not self.opts.exclude_nodump:  # else read already
                 node.flags = hit.flags
+            d.kept.append(hit.record)
             self.summary.files_unchanged += 1
             self.done_files += 1
             return
