@@ -54,7 +54,7 @@ def test_same_bytes_as_cryptography(key: bytes, nonce: bytes, data: bytes, aad: 
     assert sealed == THEIRS[0](key, nonce, data, aad)
     assert len(sealed) == len(data) + aead.TAG_SIZE
     out = bytearray(len(sealed))
-    OURS[1](key, nonce, memoryview(data), aad, memoryview(out))
+    OURS[1](key, nonce, memoryview(data), aad, memoryview(out), 0)
     assert out == sealed
     assert OURS[2](key, nonce, sealed, aad) == data
     assert THEIRS[2](key, nonce, memoryview(out), aad) == data
@@ -134,9 +134,13 @@ def test_wrong_sizes_are_value_errors(impl: tuple[Callable[..., object], ...]) -
         encrypt(bytes(32), bytes(13), b"x", b"")
     with pytest.raises(ValueError):
         decrypt(bytes(32), bytes(11), bytes(40), b"")
-    for size in (16, 18):  # one byte of data: 17 bytes out, no more, no less
+    for size, offset in ((16, 0), (18, 2), (18, -1)):  # one byte of data: 17 bytes out
         with pytest.raises(ValueError):
-            encrypt_into(bytes(32), bytes(12), b"x", b"", memoryview(bytearray(size)))
+            encrypt_into(bytes(32), bytes(12), b"x", b"", memoryview(bytearray(size)), offset)
+    out = bytearray(b"#" * 20)
+    encrypt_into(bytes(32), bytes(12), b"x", b"a", out, 2)  # at an offset, and nowhere else
+    sealed = encrypt(bytes(32), bytes(12), b"x", b"a")
+    assert isinstance(sealed, bytes) and out == b"##" + sealed + b"#"
     assert decrypt(bytes(32), bytes(12), bytes(15), b"") is None  # shorter than a tag
 
 

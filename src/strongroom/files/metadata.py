@@ -216,6 +216,8 @@ def read_flags(fd: int) -> int:
 def xattrs_listed(pairs: list[tuple[bytes, bytes]], err: int) -> Xattrs:
     """:func:`read_xattrs` from what a compiled read listed (``_smallread.c``): the pairs in
     the file system's order, or the errno that failed them."""
+    if not pairs and not err:
+        return ()  # most files
     if err:
         if err in _NO_XATTRS:
             return ()

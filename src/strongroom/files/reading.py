@@ -131,7 +131,8 @@ class FileReader:
         return [self.one(item) for item in items]
 
     def one(self, item: FileItem) -> FileOutcome:
-        path = os.path.join(item.directory, item.node.name)
+        folder = item.directory  # absolute: os.path.join, without its checks, per file
+        path = (folder if folder[-1:] == b"/" else folder + b"/") + item.node.name
         st = item.st
         if (
             st is not None

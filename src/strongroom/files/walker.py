@@ -80,9 +80,13 @@ def _chunk_put(walker: TreeWalker) -> Callable[[BytesLike], bytes]:
     put = walker.writer.put
     walking = walker.walking_thread
     ref = weakref.ref(walker)
+    # a small file's one chunk is under this: its batch fed the workers (``_submit``)
+    least = walker.opts.cdc.min_size
 
     def chunk_put(data: BytesLike) -> bytes:
         chunk_id = put(data).chunk_id
+        if len(data) < least:
+            return chunk_id
         w = ref()
         if w is not None and w.procs is not None and threading.get_ident() == walking:
             w._feed_workers()

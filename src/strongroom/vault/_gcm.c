@@ -168,20 +168,29 @@ static void release(Py_buffer *views, int count) {
     for (int i = 0; i < count; i++) PyBuffer_Release(&views[i]);
 }
 
-/* encrypt_into(key, nonce, data, aad, out): out (writable, exactly len(data) + 16 bytes)
- * gets ciphertext || tag. */
+/* encrypt_into(key, nonce, data, aad, out[, offset]): out (writable, exactly len(data) + 16
+ * bytes) gets ciphertext || tag; with an offset, out[offset:offset + len(data) + 16] (a pack
+ * builder's buffer: no view to make per blob). */
 static PyObject *encrypt_into(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer v[5]; /* key, nonce, data, aad, out */
-    if (!PyArg_ParseTuple(args, "y*y*y*y*w*", &v[0], &v[1], &v[2], &v[3], &v[4])) return NULL;
+    Py_ssize_t offset = -1;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*|n", &v[0], &v[1], &v[2], &v[3], &v[4], &offset))
+        return NULL;
     int rc = check_sizes(&v[0], &v[1]);
-    if (rc == 0 && v[4].len != v[2].len + TAG_SIZE) {
+    if (rc == 0 && offset < 0 && PyTuple_GET_SIZE(args) == 5 && v[4].len != v[2].len + TAG_SIZE) {
         PyErr_SetString(PyExc_ValueError, "the output buffer must be len(data) + 16 bytes");
         rc = -1;
     }
+    if (rc == 0 && PyTuple_GET_SIZE(args) == 6 &&
+        (offset < 0 || offset > v[4].len || v[4].len - offset < v[2].len + TAG_SIZE)) {
+        PyErr_SetString(PyExc_ValueError, "the output buffer has no room at that offset");
+        rc = -1;
+    }
     if (rc == 0) {
+        unsigned char *out = (unsigned char *)v[4].buf + (offset < 0 ? 0 : offset);
         Py_BEGIN_ALLOW_THREADS
-        rc = seal(v[0].buf, v[1].buf, &v[2], &v[3], v[4].buf);
+        rc = seal(v[0].buf, v[1].buf, &v[2], &v[3], out);
         Py_END_ALLOW_THREADS
         if (rc != 0) PyErr_SetString(PyExc_RuntimeError, "OpenSSL failed to encrypt");
     }
@@ -248,7 +257,7 @@ static PyObject *decrypt(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"encrypt", encrypt, METH_VARARGS, "encrypt(key, nonce, data, aad) -> ciphertext || tag"},
     {"encrypt_into", encrypt_into, METH_VARARGS,
-     "encrypt_into(key, nonce, data, aad, out): ciphertext || tag into out"},
+     "encrypt_into(key, nonce, data, aad, out[, offset]): ciphertext || tag into out"},
     {"decrypt", decrypt, METH_VARARGS,
      "decrypt(key, nonce, sealed, aad) -> plaintext, or None when not authentic"},
     {NULL, NULL, 0, NULL},

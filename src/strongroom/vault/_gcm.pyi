@@ -1,3 +1,5 @@
+from mmap import mmap
+
 ENGINE: str
 
 def encrypt(
@@ -12,7 +14,8 @@ def encrypt_into(
     nonce: bytes | bytearray | memoryview,
     data: bytes | bytearray | memoryview,
     aad: bytes | bytearray | memoryview,
-    out: memoryview | bytearray,
+    out: memoryview | bytearray | mmap,
+    offset: int = ...,
     /,
 ) -> None: ...
 def decrypt(

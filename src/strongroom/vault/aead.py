@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from mmap import mmap
 from typing import TypeAlias
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
+Writable: TypeAlias = bytearray | memoryview | mmap
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
@@ -31,7 +33,8 @@ TAG_SIZE = 16
 # (key, nonce, data, aad) -> ciphertext || tag; the same into a buffer; (key, nonce,
 # sealed, aad) -> plaintext, or None when it is not authentic
 Encrypt: TypeAlias = Callable[[bytes, Buffer, Buffer, Buffer], bytes]
-EncryptInto: TypeAlias = Callable[[bytes, Buffer, Buffer, Buffer, memoryview], None]
+# (key, nonce, data, aad, buffer, offset): ciphertext || tag into buffer[offset:]
+EncryptAt: TypeAlias = Callable[[bytes, Buffer, Buffer, Buffer, "Writable", int], None]
 Decrypt: TypeAlias = Callable[[bytes, Buffer, Buffer, Buffer], "bytes | None"]
 
 
@@ -39,7 +42,7 @@ class AuthenticationFailed(Exception):
     """The ciphertext, its additional data, nonce or key do not match: corrupted or forged."""
 
 
-def compiled() -> tuple[Encrypt, EncryptInto, Decrypt]:
+def compiled() -> tuple[Encrypt, EncryptAt, Decrypt]:
     """The compiled implementation; ImportError where it was not built, or the CPU has no
     AES-NI and no libcrypto was found."""
     from strongroom.vault import _gcm
@@ -47,7 +50,7 @@ def compiled() -> tuple[Encrypt, EncryptInto, Decrypt]:
     return _gcm.encrypt, _gcm.encrypt_into, _gcm.decrypt
 
 
-def cryptography() -> tuple[Encrypt, EncryptInto, Decrypt]:
+def cryptography() -> tuple[Encrypt, EncryptAt, Decrypt]:
     """The same through the ``cryptography`` package."""
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -61,11 +64,15 @@ def cryptography() -> tuple[Encrypt, EncryptInto, Decrypt]:
         check(nonce)
         return AESGCM(key).encrypt(nonce, data, aad)
 
-    def encrypt_into(key: bytes, nonce: Buffer, data: Buffer, aad: Buffer, out: memoryview) -> None:
+    def encrypt_into(
+        key: bytes, nonce: Buffer, data: Buffer, aad: Buffer, out: Writable, offset: int
+    ) -> None:
         check(nonce)
-        if len(out) != len(data) + TAG_SIZE:
-            raise ValueError("the output buffer must be len(data) + 16 bytes")
-        AESGCM(key).encrypt_into(nonce, data, aad, out)
+        end = offset + len(data) + TAG_SIZE
+        if offset < 0 or end > len(out):
+            raise ValueError("the output buffer has no room at that offset")
+        with memoryview(out) as view:
+            AESGCM(key).encrypt_into(nonce, data, aad, view[offset:end])
 
     def decrypt(key: bytes, nonce: Buffer, sealed: Buffer, aad: Buffer) -> bytes | None:
         check(nonce)
@@ -77,7 +84,7 @@ def cryptography() -> tuple[Encrypt, EncryptInto, Decrypt]:
     return encrypt, encrypt_into, decrypt
 
 
-def _choose() -> tuple[str, tuple[Encrypt, EncryptInto, Decrypt]]:
+def _choose() -> tuple[str, tuple[Encrypt, EncryptAt, Decrypt]]:
     if os.environ.get("STRONGROOM_AEAD") != "cryptography":
         try:
             found = compiled()
@@ -113,9 +120,11 @@ class AesGcm:
         """Ciphertext || 16-byte tag."""
         return _encrypt(self._key, nonce, data, aad)
 
-    def encrypt_into(self, nonce: Buffer, data: Buffer, aad: Buffer, out: memoryview) -> None:
-        """Ciphertext || tag into ``out``, exactly ``len(data) + 16`` bytes."""
-        _encrypt_into(self._key, nonce, data, aad, out)
+    def encrypt_into(
+        self, nonce: Buffer, data: Buffer, aad: Buffer, out: Writable, offset: int = 0
+    ) -> None:
+        """Ciphertext || tag into ``out[offset:offset + len(data) + 16]``."""
+        _encrypt_into(self._key, nonce, data, aad, out, offset)
 
     def decrypt(self, nonce: Buffer, sealed: Buffer, aad: Buffer) -> bytes:
         """The plaintext of ciphertext || tag; :class:`AuthenticationFailed` if not authentic."""

@@ -140,21 +140,22 @@ class PackBuilder:
         raw: int,
     ) -> None:
         """Encrypt ``payload`` (already compressed when ``flags`` says so) into the pack."""
-        assert self._cipher is not None
+        cipher = self._cipher
+        assert cipher is not None
         n = len(payload) + BLOB_OVERHEAD
-        self._reserve(n)
-        nonce = self._next_nonce()
         start = self._pos
-        self._buf[start : start + NONCE_SIZE] = nonce
-        with memoryview(self._buf) as view:
-            self._cipher.encrypt_into(
-                nonce,
-                payload,
-                blob_aad(chunk_id, ctype, flags, raw),
-                view[start + NONCE_SIZE : start + n],
-            )
+        if start + n > len(self._buf):
+            self._reserve(n)
+        # once per small file: written out inline (no view, no calls but the cipher's)
+        number = self._nonces
+        self._nonces = number + 1
+        nonce = number.to_bytes(NONCE_SIZE, "little")
+        buf = self._buf
+        buf[start : start + NONCE_SIZE] = nonce
+        aad = _BLOB_AAD.pack(b"SRB1", chunk_id, ctype, flags, raw)
+        cipher.encrypt_into(nonce, payload, aad, buf, start + NONCE_SIZE)
         self._entries += ENTRY.pack(chunk_id, ctype, flags, 0, self._base + start, n, raw)
-        self._pos += n
+        self._pos = start + n
         if self.stream is not None and self._pos >= STREAM_WINDOW:
             self._stream_out(self.stream)
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import zstandard
 
@@ -64,8 +64,10 @@ class WriterStats:
     index_objects: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class PutResult:
+class PutResult(NamedTuple):
+    """A put's chunk id and whether this put stored it (a tuple: made per chunk, and a
+    frozen dataclass's ``__init__`` costs a call per field)."""
+
     chunk_id: bytes
     new: bool
 
@@ -193,7 +195,8 @@ class ChunkWriter:
         chunk_id: bytes | None = None,
     ) -> PutResult:
         """Store ``data`` unless the vault already has it; returns its id."""
-        self._raise_if_failed()
+        if self._error is not None:
+            self._raise_if_failed()
         cid = chunk_id if chunk_id is not None else self._keys.chunk_id(data)
         with self._lock:
             if cid in self._pending or cid in self._index:

@@ -1,0 +1,75 @@
+"""The compiled tree encoder (files/_treejson.c) writes exactly what nodes.py's encoder writes,
+whatever the nodes hold: it takes the common ones and hands the others back."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from strongroom.files import _treejson, nodes
+from strongroom.files.nodes import KINDS, Node, decode_dir, encode_dir
+
+_ids = st.sampled_from([bytes([i]) * 32 for i in range(6)]) | st.binary(min_size=32, max_size=32)
+_ints = st.integers(0, 3) | st.integers(-(2**63), 2**63 - 1) | st.integers(-(2**70), 2**70)
+_text = st.sampled_from(["", "root", "www-data"]) | st.text(max_size=12)
+_names = st.binary(min_size=1, max_size=20).filter(lambda n: b"/" not in n and b"\0" not in n)
+_plain_names = st.text("abcxyz.-_ ~!'", min_size=1, max_size=12).map(str.encode)
+_node = st.builds(
+    Node,
+    name=_plain_names | _names,
+    kind=st.sampled_from(KINDS),
+    mode=_ints,
+    uid=_ints,
+    gid=_ints,
+    user=_text,
+    group=_text,
+    mtime_ns=_ints,
+    atime_ns=_ints,
+    size=_ints,
+    chunks=st.lists(_ids, max_size=4),
+    extents=st.none() | st.lists(st.tuples(_ints, _ints), max_size=3),
+    subtree=st.none() | _ids,
+    target=st.none() | _plain_names | _names,
+    rdev=_ints,
+    link=st.none() | st.sampled_from(["", "2049:1234"]) | st.text(max_size=6),
+    xattrs=st.just(()) | st.tuples(st.tuples(st.just("user.a"), st.binary(max_size=8))),
+    inconsistent=st.booleans(),
+    error=st.none() | _text,
+    flags=_ints,
+)
+
+
+def _python(monkeypatch: pytest.MonkeyPatch, items: list[Node]) -> tuple[list[bytes], bytes]:
+    with monkeypatch.context() as m:
+        m.setattr(nodes, "_treejson", None)
+        return encode_dir(items)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_node, max_size=8, unique_by=lambda n: n.name))
+def test_the_same_bytes_and_references(items: list[Node]) -> None:
+    assert _treejson.encode_items is not None  # the compiled encoder is under test
+    with pytest.MonkeyPatch.context() as m:
+        assert encode_dir(items) == _python(m, items)
+
+
+def test_common_nodes_round_trip() -> None:
+    items = [
+        Node(
+            name=b"f%d" % i,
+            kind="f",
+            mode=0o644,
+            user="root",
+            group="root",
+            mtime_ns=10**18,
+            size=i,
+            chunks=[bytes([i % 3]) * 32],
+        )
+        for i in range(50)
+    ] + [Node(name=b"sub", kind="d", mode=0o755, subtree=b"\x09" * 32)]
+    refs, body = encode_dir(items)
+    assert len(refs) == 4  # three content ids and the subtree, each once
+    back = decode_dir(refs, body)
+    assert [n.name for n in back] == sorted(n.name for n in items)
+    assert back[0].chunks == [b"\0" * 32] and back[-1].subtree == b"\x09" * 32
