@@ -44,7 +44,7 @@ class DirState:
         self.rows: list[CacheRow] = []  # new or changed rows for the files cache
         self.kept: list[bytes] = []  # the cache records of files whose rows matched
         self.touch = False  # whether the files cache's rows for this directory need news
-        self.gone: list[bytes] = []  # cached names that are no longer files here
+        self.gone = False  # whether some cached names are no longer files here
         self.depth = 0  # below the nearest selected path
         self.leaf = False  # has no subfolders (its link count says so, where it can)
         self.dev = -1  # the device a one-file-system walk stays on (-1: any)

@@ -243,8 +243,8 @@ class TreeWalker(FileReads, ProcessWalk):
             else:
                 self.summary.others += 1
             d.nodes.append(node)
-        d.gone = [name for name in cached if name not in files]
-        d.touch = rows.stale or bool(d.gone)
+        d.gone = any(name not in files for name in cached)
+        d.touch = rows.stale or d.gone
         return children
 
     def _child(

@@ -146,13 +146,11 @@ class PackBuilder:
         start = self._pos
         if start + n > len(self._buf):
             self._reserve(n)
-        # once per small file: written out inline (no view, no calls but the cipher's)
-        number = self._nonces
-        self._nonces = number + 1
-        nonce = number.to_bytes(NONCE_SIZE, "little")
+        # once per small file: sealed at its offset in the buffer (no view to make per blob)
+        nonce = self._next_nonce()
         buf = self._buf
         buf[start : start + NONCE_SIZE] = nonce
-        aad = _BLOB_AAD.pack(b"SRB1", chunk_id, ctype, flags, raw)
+        aad = blob_aad(chunk_id, ctype, flags, raw)
         cipher.encrypt_into(nonce, payload, aad, buf, start + NONCE_SIZE)
         self._entries += ENTRY.pack(chunk_id, ctype, flags, 0, self._base + start, n, raw)
         self._pos = start + n
