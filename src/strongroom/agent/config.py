@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from strongroom.errors import StrongroomError
+from strongroom.records import dataclass
 
 CONFIG_ENV = "STRONGROOM_AGENT_CONFIG"
 CONFIG_FILE = "agent.json"

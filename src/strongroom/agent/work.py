@@ -7,12 +7,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strongroom.agent.client import AgentClient
 from strongroom.errors import StorageError, StrongroomError
+from strongroom.records import dataclass
 
 if TYPE_CHECKING:
     from strongroom.vault import Vault

@@ -49,7 +49,6 @@ import io
 import mmap
 import re
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -57,6 +56,7 @@ from typing import Any, Final, Literal, Protocol, TypeAlias, overload
 
 from strongroom.chunking._buffers import BytesLike, byte_view
 from strongroom.errors import ChunkingError
+from strongroom.records import dataclass
 
 
 def _gear_table() -> list[int]:

@@ -13,12 +13,12 @@ stops the comparison early.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
 from strongroom.chunking._buffers import BytesLike, byte_view
 from strongroom.errors import ChunkingError
+from strongroom.records import dataclass
 
 __all__ = ["FixedChunker", "is_zero"]
 

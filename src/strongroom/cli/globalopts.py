@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +24,7 @@ import typer
 
 from strongroom.cli.profiles import Profile, load_profile
 from strongroom.errors import StrongroomError
+from strongroom.records import dataclass
 
 VALUE_OPTIONS = (
     "--vault",

@@ -22,12 +22,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import typer
 
 from strongroom.cli.options import CLIError
 from strongroom.cli.output import warn
+from strongroom.records import dataclass
 
 EXIT_PARTIAL = 3
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,6 +16,7 @@ import typer
 
 from strongroom.cli.options import JsonOpt, PasswordFileOpt, VaultOpt, open_vault
 from strongroom.cli.output import print_json, warn
+from strongroom.records import dataclass
 
 if TYPE_CHECKING:
     from strongroom.image.instant.tls import TLSFiles

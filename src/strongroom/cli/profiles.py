@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from strongroom.errors import StrongroomError
+from strongroom.records import dataclass
 
 PROFILE_ENV = "STRONGROOM_PROFILE"
 DEFAULT_PROFILE = "default"

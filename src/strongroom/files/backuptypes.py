@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strongroom.chunking import CDCParams
 from strongroom.hostname import host_name
+from strongroom.records import dataclass
 
 if TYPE_CHECKING:
     from strongroom.files.nodes import Node

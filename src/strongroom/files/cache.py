@@ -31,7 +31,6 @@ import sqlite3
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
@@ -54,6 +53,7 @@ from strongroom.files.foldercache import (
     keep_index_names,
     trusted_index,
 )
+from strongroom.records import dataclass
 
 FORGET_AFTER_S = 30 * 24 * 3600
 _TOUCH_AFTER_S = 24 * 3600

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
 
 import blake3
 
 from strongroom.files.nodes import Xattrs
+from strongroom.records import dataclass
 
 # (dir, name, ino, size, mtime_ns, ctime_ns, chunk ids, extents or None, inode flags, xattrs)
 CacheRow = tuple[bytes, bytes, int, int, int, int, list[bytes], object, int, Xattrs]

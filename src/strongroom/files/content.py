@@ -16,11 +16,11 @@ import errno
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from strongroom.chunking import BytesLike, ContentChunker
 from strongroom.files.longpath import open_file
 from strongroom.files.metadata import ExtentReader, data_extents
+from strongroom.records import dataclass
 
 Put = Callable[[BytesLike], bytes]
 

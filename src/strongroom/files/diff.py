@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from strongroom.chunking import CDCParams, ContentChunker
 from strongroom.errors import FilesError
@@ -28,6 +27,7 @@ from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node
 from strongroom.files.selection import absolute
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.files.vaultview import DiffVault
+from strongroom.records import dataclass
 from strongroom.vault import RecoveryPoint
 
 ADDED = "added"

@@ -23,7 +23,6 @@ import errno
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from strongroom.errors import FilesError, StrongroomError
@@ -32,6 +31,7 @@ from strongroom.files.metadata import ExtentReader, Fresh, apply_metadata, creat
 from strongroom.files.placing import start_writeback
 from strongroom.files.plan import CREATE, Entry
 from strongroom.files.vaultview import PlannedReads
+from strongroom.records import dataclass
 from strongroom.storage.directio import DirectSink, open_direct, reserve
 from strongroom.vault import Located, Place
 
@@ -62,6 +62,9 @@ class JobLimits:
     files: int = 64
     chunks: int = 64
     bytes: int = 4 << 20
+
+
+_LIMITS = JobLimits()  # plan_jobs's default (frozen: one instance serves every call)
 
 
 @dataclass(eq=False, slots=True)
@@ -120,7 +123,7 @@ Job = list[Entry] | Slice
 
 
 def plan_jobs(
-    files: Iterable[Entry], big: Callable[[Entry], FileTask], limits: JobLimits = JobLimits()
+    files: Iterable[Entry], big: Callable[[Entry], FileTask], limits: JobLimits = _LIMITS
 ) -> Iterator[Job]:
     """Consecutive files grouped into jobs; a file too big for one job gets jobs of its own.
 

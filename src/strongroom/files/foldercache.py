@@ -31,13 +31,13 @@ import os
 import sqlite3
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import blake3
 
 from strongroom import timingsafe
 from strongroom.files.metadata import Names
 from strongroom.files.nodes import FORMAT_VERSION
+from strongroom.records import dataclass
 
 FOLDER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS folders (

@@ -16,7 +16,6 @@ import pwd
 import stat
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from strongroom.files.nodes import (
     BLOCKDEV,
@@ -28,6 +27,7 @@ from strongroom.files.nodes import (
     Node,
     Xattrs,
 )
+from strongroom.records import dataclass
 
 _KIND_BY_IFMT = {
     stat.S_IFREG: FILE,

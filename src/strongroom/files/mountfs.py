@@ -15,12 +15,12 @@ import bisect
 import os
 import stat
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from strongroom.errors import FilesError
 from strongroom.files.nodes import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, decode_dir
 from strongroom.files.tree import root_node
 from strongroom.files.vaultview import MountVault
+from strongroom.records import dataclass
 from strongroom.vault import RecoveryPoint
 
 _TYPE_BITS = {

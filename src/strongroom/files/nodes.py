@@ -27,10 +27,11 @@ import operator
 import os
 import re
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from typing import Any
 
 from strongroom.errors import IntegrityError
+from strongroom.records import dataclass
 
 try:  # compiled (setup.py); without it every node is written by _node_json
     from strongroom.files import _treejson

@@ -21,9 +21,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from strongroom.errors import FilesError
+from strongroom.records import dataclass
 
 _GLOB_CHARS = frozenset(b"*?[")
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from strongroom.errors import FilesError
 from strongroom.files.longpath import on_path
 from strongroom.files.nodes import DIR, FILE, Node
 from strongroom.files.patterns import PatternSet, has_magic
 from strongroom.files.tree import TreeReader, split_path
+from strongroom.records import dataclass
 
 CONFLICT_POLICIES = ("overwrite", "skip", "keep-both")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from strongroom.files.cacherows import CacheEntry, CacheRow
@@ -30,6 +29,7 @@ from strongroom.files.metadata import (
     xattrs_listed,
 )
 from strongroom.files.nodes import Node
+from strongroom.records import dataclass
 
 try:  # compiled (setup.py); without it every file is read the general way
     from strongroom.files import _smallread

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from operator import attrgetter
 
 from strongroom.files.contents import job_workers, place
@@ -29,6 +28,7 @@ from strongroom.files.restoreprocs import (
 )
 from strongroom.files.tree import TreeReader
 from strongroom.files.vaultview import RestoreVault
+from strongroom.records import dataclass
 
 _IDLE_FILES = 64  # files an idle writer writes before it looks for new work again
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING
 
 from strongroom.errors import FilesError
 from strongroom.files.contents import COMMIT_BYTES, COMMIT_FILES, ContentSink, drain
 from strongroom.files.nodes import Node
 from strongroom.files.plan import Entry
+from strongroom.records import dataclass
 
 if TYPE_CHECKING:
     from strongroom.files.workerproc import WorkerPool

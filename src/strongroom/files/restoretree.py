@@ -23,7 +23,7 @@ file removed) and one global sort of the files by pack (each batch is sorted ins
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from strongroom.errors import FilesError
@@ -40,6 +40,7 @@ from strongroom.files.restoreprocs import (
     own_setup,
 )
 from strongroom.files.vaultview import RestoreVault
+from strongroom.records import dataclass
 
 # Folders a worker holds (planned at once, written in batches): while the parent writes a batch
 # of its own, which takes a few tenths of a second, the worker must not run out of folders.

@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from strongroom.errors import FilesError
 from strongroom.files.cachepath import default_cache_dir
 from strongroom.files.vaultview import OnStorage
+from strongroom.records import dataclass
 from strongroom.storage import default_cache_root
 
 

@@ -24,9 +24,10 @@ import errno
 import functools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from strongroom import failpoints
+from strongroom.records import dataclass
 
 TREE_NAME = b"tree"  # in the staging folder: neither a counter name nor a worker's w<k>
 _AT_FDCWD = -100  # <fcntl.h>

@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from strongroom.chunking import ALGORITHM, CDCParams, ContentChunker, Readable
@@ -25,6 +25,7 @@ from strongroom.errors import FilesError
 from strongroom.files.metadata import Names
 from strongroom.files.nodes import FILE, Node, encode_dir
 from strongroom.files.tree import TreeReader, root_node
+from strongroom.records import dataclass
 from strongroom.vault import PointManifest, RecoveryPoint, Vault
 
 STREAM_MODE = 0o600

@@ -12,11 +12,12 @@ import stat
 import struct
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import IO, Any, Final, Protocol
 
 from strongroom.errors import GuestFilesError
 from strongroom.guestfiles import acl
+from strongroom.records import dataclass
 
 __all__ = ["FsEntry", "GuestFS", "open_fs", "probe"]
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Final
 
 from strongroom.errors import GuestFilesError, StrongroomError
 from strongroom.image.chunkmap import ChunkMap
+from strongroom.records import dataclass
 from strongroom.vault import Vault
 
 __all__ = ["DEFAULT_CACHE_BYTES", "DiskReader", "ReadStats"]

@@ -10,7 +10,6 @@ image points unchanged.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from strongroom.errors import GuestFilesError
@@ -28,6 +27,7 @@ from strongroom.guestfiles.reader import DiskReader, ReadStats
 from strongroom.guestfiles.volumes import Volume, discover
 from strongroom.image.chunkmap import ChunkMap
 from strongroom.image.records import DiskRecord, load_point
+from strongroom.records import dataclass
 from strongroom.vault import RecoveryPoint, Vault
 
 __all__ = ["GuestNode", "GuestPoint", "GuestTree"]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import IO, Any, Final
 
 from strongroom.errors import GuestFilesError
+from strongroom.records import dataclass
 
 __all__ = ["Volume", "discover"]
 

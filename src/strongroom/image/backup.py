@@ -16,7 +16,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,6 +38,7 @@ from strongroom.image.scan import (
 )
 from strongroom.image.unchanged import file_state, reusable, reused_record, still
 from strongroom.image.vaultview import ImageBackupVault
+from strongroom.records import dataclass
 from strongroom.vault import ChunkWriter, PointManifest, RecoveryPoint
 
 __all__ = [

@@ -21,13 +21,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Final
 
 from strongroom.errors import ImageError
 from strongroom.image.chunkmap import ChunkMap
 from strongroom.image.records import DiskRecord, load_point
 from strongroom.image.restore import check_chunks
+from strongroom.records import dataclass
 from strongroom.vault import RecoveryPoint, Vault
 
 __all__ = ["DEFAULT_CACHE_BYTES", "CacheStats", "ChunkCache", "PointDisk", "open_point_disks"]

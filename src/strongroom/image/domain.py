@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import uuid
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from strongroom.errors import ImageError
+from strongroom.records import dataclass
 
 __all__ = [
     "DomainDisk",

@@ -13,11 +13,11 @@ import re
 import shutil
 import struct
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from strongroom.errors import ImageError
+from strongroom.records import dataclass
 
 __all__ = [
     "READ_FORMATS",

@@ -21,12 +21,12 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from strongroom.errors import ImageError
 from strongroom.image.formats import qemu_img_path, run_qemu_img
+from strongroom.records import dataclass
 
 __all__ = ["check_image"]
 

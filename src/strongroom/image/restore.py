@@ -21,7 +21,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,6 +34,7 @@ from strongroom.image.formats import create_image
 from strongroom.image.scan import DEFAULT_WORKERS, chunk_indexes, run_parallel, scan
 from strongroom.image.tempfiles import remove_stale_temps, temp_path
 from strongroom.image.vaultview import ImageRestoreVault
+from strongroom.records import dataclass
 from strongroom.storage.local import fsync_dir
 
 __all__ = [

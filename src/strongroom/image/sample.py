@@ -22,11 +22,12 @@ import random
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Final
 
 from strongroom.image.formats import extension_for
+from strongroom.records import dataclass
 
 __all__ = ["SampleDisk", "SampleVM", "change_sample_vm", "load_sample_vm", "make_sample_vm"]
 

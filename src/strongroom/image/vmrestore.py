@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from strongroom.image.restore import (
 )
 from strongroom.image.tempfiles import remove_stale_temps, temp_path
 from strongroom.image.vaultview import ImageRestoreVault
+from strongroom.records import dataclass
 from strongroom.vault import RecoveryPoint
 
 __all__ = [

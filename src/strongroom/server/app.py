@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from strongroom.errors import ObjectLocked, ObjectNotFound, StorageError, TransientStorageError
+from strongroom.records import dataclass
 from strongroom.server import upload
 from strongroom.server.auditlog import AuditWriter
 from strongroom.server.auth import ApiError, authenticate, bearer, new_token, require_role

@@ -22,8 +22,8 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
 
+from strongroom.records import dataclass
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Approval, Catalog, TokenRow
 

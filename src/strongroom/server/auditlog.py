@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from strongroom.records import dataclass
 from strongroom.server.catalog import AuditEntry, Catalog
 from strongroom.server.catalog_db import CatalogError
 

@@ -14,9 +14,9 @@ import hmac
 import os
 import re
 import time
-from dataclasses import dataclass
 
 from strongroom.errors import ServerError
+from strongroom.records import dataclass
 from strongroom.server.catalog import Catalog, TokenRow
 
 ROLES = ("backup", "restore", "maintenance", "admin", "enrol")

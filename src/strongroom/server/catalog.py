@@ -14,10 +14,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 from strongroom.errors import ServerError
+from strongroom.records import dataclass
 from strongroom.server.catalog_db import (
     CatalogError,
     Db,

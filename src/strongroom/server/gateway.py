@@ -16,9 +16,9 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from strongroom.errors import ObjectNotFound, PermanentStorageError
+from strongroom.records import dataclass
 from strongroom.server import approvals
 from strongroom.server.approvals import days, settings_of
 from strongroom.server.auth import DAY, ApiError

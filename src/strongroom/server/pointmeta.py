@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from strongroom.records import dataclass
 from strongroom.server.auth import ApiError
 
 if TYPE_CHECKING:

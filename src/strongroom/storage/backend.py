@@ -8,9 +8,11 @@ permanent or transient, so the retry wrapper and the vault can act on the class 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from strongroom.records import dataclass
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ import os
 import queue
 import ssl
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
@@ -38,6 +37,7 @@ from strongroom.errors import (
     StorageError,
     TransientStorageError,
 )
+from strongroom.records import dataclass
 from strongroom.storage.backend import BackendCapabilities, ObjectInfo
 from strongroom.storage.batch import Range, batches, unframe
 from strongroom.storage.names import check_name, check_prefix, check_range

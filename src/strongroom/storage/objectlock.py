@@ -14,12 +14,12 @@ stores it with the location).  See ``docs/server.md``, "Storage-level immutabili
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from urllib.parse import parse_qsl
 
 from strongroom.errors import BackendConfigError
+from strongroom.records import dataclass
 
 LOCKED_PREFIXES = ("data/", "index/", "points/")
 """The content-addressed objects that get retention: written once, never replaced."""

@@ -13,10 +13,11 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TypeVar
 
 from strongroom.errors import IntegrityError, MisnamedObject, ObjectNotFound
+from strongroom.records import dataclass
 from strongroom.storage.backend import Backend
 from strongroom.storage.served import recorded_source
 from strongroom.vault.crypto import VaultKeys

@@ -13,9 +13,10 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from strongroom.errors import IntegrityError, ObjectNotFound, StorageError
+from strongroom.records import dataclass
 from strongroom.storage.names import content_digest
 from strongroom.vault.index import IndexEntry
 from strongroom.vault.pack import BlobDecoder, pack_name, pack_tail_size, read_pack_header

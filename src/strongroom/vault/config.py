@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from strongroom.errors import (
     SettingsError,
     UnsupportedVersion,
 )
+from strongroom.records import dataclass
 from strongroom.storage.backend import Backend
 from strongroom.vault.crypto import VaultKeys
 

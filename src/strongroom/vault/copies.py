@@ -9,9 +9,9 @@ back to a good copy; ``check`` reports every missing, damaged or differing copy,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from strongroom.errors import IntegrityError, NotAVault, ObjectNotFound
+from strongroom.records import dataclass
 from strongroom.vault.config import (
     CONFIG_COPY_NAME,
     CONFIG_NAME,

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from strongroom.errors import VaultError
+from strongroom.records import dataclass
 from strongroom.vault.points import RecoveryPoint
 from strongroom.vault.trees import decode_tree
 from strongroom.vault.vault import Vault

@@ -7,11 +7,11 @@ context string per purpose, so a key used for one purpose never serves another.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import blake3
 
 from strongroom.errors import IntegrityError
+from strongroom.records import dataclass
 from strongroom.vault.aead import AesGcm, AuthenticationFailed
 
 MASTER_SECRET_SIZE = 32

@@ -10,11 +10,12 @@ storage's own retention lock (S3 Object Lock, Azure immutable blob policies) pro
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from functools import partial
 
 from strongroom.errors import ImmutablePoint, ObjectNotFound, PointNotFound
+from strongroom.records import dataclass
 from strongroom.storage.reserve import FORGET_KEEPS, with_reserve
 from strongroom.vault.points import RecoveryPoint
 from strongroom.vault.retention import Decision, KeepPolicy, group_points, select

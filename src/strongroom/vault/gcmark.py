@@ -10,11 +10,11 @@ pass over all rows goes block by block, so no temporary grows with the vault.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from strongroom.errors import IntegrityError, RepairNeeded
+from strongroom.records import dataclass
 from strongroom.vault.index import ChunkIndex
 from strongroom.vault.points import RecoveryPoint
 from strongroom.vault.trees import tree_ref_array

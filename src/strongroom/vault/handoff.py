@@ -10,10 +10,10 @@ on this machine can open by its path qualifies (``capabilities.local_root``); fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from strongroom.records import dataclass
 from strongroom.storage.local import LocalBackend
 from strongroom.vault.config import VaultConfig
 from strongroom.vault.crypto import VaultKeys

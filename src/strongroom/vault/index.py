@@ -14,10 +14,10 @@ import sys
 import threading
 from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from strongroom.errors import IntegrityError
+from strongroom.records import dataclass
 from strongroom.vault.entries import ENTRY, ENTRY_SIZE, Entries
 from strongroom.vault.indexrows import RowStore
 

@@ -15,7 +15,7 @@ import contextlib
 import getpass
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ from strongroom.errors import (
     WrongPassphrase,
 )
 from strongroom.hostname import host_name
+from strongroom.records import dataclass
 from strongroom.vault.keyfile import slot_of
 
 if TYPE_CHECKING:

@@ -29,11 +29,11 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 
 from strongroom.errors import IntegrityError, LockConflict, ObjectNotFound, StorageError
 from strongroom.hostname import host_name
+from strongroom.records import dataclass
 from strongroom.storage.backend import Backend
 from strongroom.vault.envelope import MAGIC_LOCK, open_object, seal_object
 

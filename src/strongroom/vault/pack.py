@@ -18,11 +18,11 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from dataclasses import dataclass
 
 import zstandard
 
 from strongroom.errors import IntegrityError, UnsupportedVersion
+from strongroom.records import dataclass
 from strongroom.storage.directio import ALIGN
 from strongroom.vault.aead import AesGcm, AuthenticationFailed
 from strongroom.vault.crypto import ID_SIZE, NONCE_SIZE, TAG_SIZE, VaultKeys

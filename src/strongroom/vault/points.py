@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import getpass
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from datetime import UTC, datetime
 from typing import Any
 
 from strongroom.errors import IntegrityError
 from strongroom.hostname import host_name
+from strongroom.records import dataclass
 
 POINTS_PREFIX = "points/"
 KINDS = ("vm", "disk", "files")

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 import numpy as np
 
 from strongroom import failpoints
 from strongroom.errors import ObjectLocked, ObjectNotFound, StorageFull, VaultError
+from strongroom.records import dataclass
 from strongroom.storage.reserve import keep_reserve
 from strongroom.vault.gcmark import Progress
 from strongroom.vault.locks import VaultLock

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
 from strongroom.errors import MisnamedObject, RepairNeeded
+from strongroom.records import dataclass
 from strongroom.storage.backend import ObjectInfo
 from strongroom.vault.forget import immutable_until
 from strongroom.vault.gcmark import Marker, PackTable, Progress, account

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
 from strongroom import failpoints
 from strongroom.errors import IntegrityError, MisnamedObject, ObjectNotFound
+from strongroom.records import dataclass
 from strongroom.storage.backend import ObjectInfo
 from strongroom.storage.names import content_digest
 from strongroom.vault.check import check_vault

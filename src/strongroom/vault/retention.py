@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 
+from strongroom.records import dataclass
 from strongroom.vault.points import RecoveryPoint
 
 _DURATION = re.compile(r"(\d+)([ymwdh])")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from strongroom.records import dataclass
 from strongroom.vault.vault import Vault
 
 

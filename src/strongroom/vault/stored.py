@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from strongroom.errors import ObjectNotFound
+from strongroom.records import dataclass
 from strongroom.storage.backend import Backend
 from strongroom.vault.index import ChunkIndex
 from strongroom.vault.pack import pack_name

@@ -14,11 +14,12 @@ from __future__ import annotations
 import getpass
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 from strongroom.errors import IntegrityError
 from strongroom.hostname import host_name
+from strongroom.records import dataclass
 from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.envelope import MAGIC_DELETED, open_object, seal_object
 

@@ -21,13 +21,13 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import zstandard
 
 from strongroom import failpoints
 from strongroom.errors import StorageError, VaultError
+from strongroom.records import dataclass
 from strongroom.storage.backend import Backend
 from strongroom.storage.names import content_digest
 from strongroom.vault.claims import ChunkClaims

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from strongroom.image.libvirt.instant import (
 )
 from strongroom.image.records import load_point
 from strongroom.image.restore import check_new_target
+from strongroom.records import dataclass
 from strongroom.vault import RecoveryPoint, Vault
 
 __all__ = ["InstantStatus", "abort", "finalize", "resume", "start", "status"]

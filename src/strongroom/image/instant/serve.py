@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from strongroom.image.instant.exports import OverlayExport, PointExport
 from strongroom.image.nbd.exports import Export
 from strongroom.image.nbd.options import ServerTLS
 from strongroom.image.nbd.server import NBDServer
+from strongroom.records import dataclass
 from strongroom.vault import RecoveryPoint, Vault
 
 __all__ = ["PointServer", "ServeOptions", "export_uri"]

@@ -15,12 +15,13 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any, Final
 
 from strongroom.errors import ImageError
 from strongroom.image.nbd.lifetime import pid_alive
+from strongroom.records import dataclass
 
 __all__ = ["InstantDisk", "InstantRecord", "records", "state_root"]
 

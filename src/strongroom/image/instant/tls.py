@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
 
 from strongroom.errors import ImageError
 from strongroom.image.nbd.options import ServerTLS
+from strongroom.records import dataclass
 
 __all__ = ["TLSFiles", "check_plain_allowed", "is_loopback", "server_context"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from strongroom.image.libvirt.meta import clear_reset, read_reset
 from strongroom.image.libvirt.session import CONSISTENCY_MODES, Consistency, PullBackup
 from strongroom.image.records import DiskRecord, VMRecord, load_point, store_vm
 from strongroom.image.vaultview import ImageBackupVault
+from strongroom.records import dataclass
 from strongroom.vault import ChunkWriter
 
 __all__ = ["LibvirtOptions", "backup_domain"]

@@ -26,10 +26,11 @@ parent-chunks-missing  (per disk) the base point's chunks are no longer all in t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from strongroom.image.libvirt.domxml import CheckpointInfo
+from strongroom.records import dataclass
 from strongroom.vault import RecoveryPoint
 
 __all__ = ["Chain", "DiskFacts", "DomainFacts", "decide", "recorded_checkpoint", "same_host"]

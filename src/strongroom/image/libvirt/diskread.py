@@ -7,7 +7,7 @@ and every chunk id it names is still in the vault's index (else a full read).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from strongroom.errors import ImageError
@@ -18,6 +18,7 @@ from strongroom.image.domain import DomainDisk
 from strongroom.image.records import DiskRecord, VMRecord, store_disk
 from strongroom.image.scan import chunk_indexes
 from strongroom.image.vaultview import ImageBackupVault
+from strongroom.records import dataclass
 from strongroom.vault import ChunkWriter
 
 __all__ = ["DiskJob", "base_map", "read_job"]

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Final
 
 from strongroom.errors import ImageError
 from strongroom.image.domain import DomainInfo, parse_domain
+from strongroom.records import dataclass
 
 __all__ = [
     "AGENT_CHANNEL",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Any
 
 from strongroom.errors import ImageError
@@ -17,6 +17,7 @@ from strongroom.image.libvirt.conn import (
 )
 from strongroom.image.libvirt.domxml import domain_info
 from strongroom.image.vaultview import ImageVault
+from strongroom.records import dataclass
 from strongroom.vault import RecoveryPoint
 
 __all__ = ["VMRow", "list_vms"]

@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,6 +31,7 @@ from strongroom.image.libvirt.domxml import (
     checkpoint_xml,
     dac_owner,
 )
+from strongroom.records import dataclass
 
 __all__ = ["CONSISTENCY_MODES", "Consistency", "PullBackup"]
 

@@ -14,7 +14,6 @@ import socket
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, wait
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
 
@@ -29,6 +28,7 @@ from strongroom.image.nbd.negotiate import (
     list_exports_at,
 )
 from strongroom.image.nbd.replies import Pending, ReplyReader
+from strongroom.records import dataclass
 
 __all__ = ["NBDClient", "ReadCounts", "list_exports_at"]
 

@@ -15,12 +15,12 @@ import errno
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Protocol
 
 from strongroom.image.nbd.protocol import BASE_ALLOCATION, STATE_HOLE, STATE_ZERO, Extent
+from strongroom.records import dataclass
 
 __all__ = ["Export", "FileExport", "Hole", "MemoryExport", "ReadPiece"]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Final
 
 from strongroom.errors import NBDError
 from strongroom.image.nbd import protocol as p
+from strongroom.records import dataclass
 
 __all__ = [
     "Address",

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Final, Protocol
 
 from strongroom.errors import NBDError
 from strongroom.image.nbd import protocol as p
 from strongroom.image.nbd.exports import Export
+from strongroom.records import dataclass
 
 __all__ = ["Negotiated", "ServerTLS", "negotiate", "transmission_flags"]
 

@@ -12,10 +12,10 @@ import socket
 import struct
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Final
 
 from strongroom.errors import NBDError
+from strongroom.records import dataclass
 
 # --- handshake -----------------------------------------------------------------------------
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Final
 
 from strongroom.errors import NBDError
 from strongroom.image.nbd import protocol as p
+from strongroom.records import dataclass
 
 __all__ = ["Pending", "ReplyReader"]
 

@@ -14,10 +14,10 @@ means the same on every server and across daylight saving changes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from strongroom.errors import StrongroomError
+from strongroom.records import dataclass
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SHORTHANDS = {

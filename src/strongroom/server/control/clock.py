@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from strongroom.records import dataclass
 
 CLOCK_ENV = "STRONGROOM_CONTROL_CLOCK"
 TICK_ENV = "STRONGROOM_CONTROL_TICK"

@@ -9,9 +9,9 @@ never one of an item that has a job running: one item is never backed up twice a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from strongroom.records import dataclass
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
 from strongroom.server.catalog_db import Db

@@ -15,10 +15,11 @@ that condition alone (a ``verify-error`` on the same vault stays until verify cl
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+from strongroom.records import dataclass
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
 from strongroom.server.catalog_db import Db

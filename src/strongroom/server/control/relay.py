@@ -26,7 +26,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
@@ -35,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from strongroom.errors import StrongroomError
+from strongroom.records import dataclass
 from strongroom.server import openapi as oa
 from strongroom.server.app import Call, Server
 from strongroom.server.auth import ApiError

@@ -21,13 +21,14 @@ import logging
 import math
 import socket
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 import blake3
 
 from strongroom.errors import StorageError
+from strongroom.records import dataclass
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
 from strongroom.server.catalog_db import CatalogError, Db

@@ -5,8 +5,9 @@ for screen readers (the SVG itself is one labelled image)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from html import escape
+
+from strongroom.records import dataclass
 
 W, H = 640.0, 220.0
 LEFT, RIGHT, TOP, BOTTOM = 92.0, 16.0, 16.0, 30.0

@@ -4,10 +4,10 @@ with its log and Cancel button.  ``static/live.js`` follows the ``data-sse`` str
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from strongroom.records import dataclass
 from strongroom.server.control.jobs import FINAL, KINDS
 from strongroom.server.web.pages import (
     JOB_STATES,

@@ -3,9 +3,9 @@ deduplication and compression factors (or their product), and each vault's verif
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from strongroom.records import dataclass
 from strongroom.server.catalog import Catalog
 from strongroom.server.control import usage as sizes
 from strongroom.server.vaults import VaultRegistry

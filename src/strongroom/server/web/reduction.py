@@ -19,9 +19,9 @@ fields), leaves the overview with the product of the job history only (it says w
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from strongroom.errors import StorageError
+from strongroom.records import dataclass
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
 from strongroom.server.control.retention import SYSTEM

@@ -16,9 +16,9 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass
 
 from strongroom.errors import StorageError
+from strongroom.records import dataclass
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog, TokenRow
 from strongroom.server.catalog_db import CatalogError

@@ -7,11 +7,11 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from strongroom.records import dataclass
 from strongroom.server.auth import ApiError
 from strongroom.server.catalog import Catalog
 

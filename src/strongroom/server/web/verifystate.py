@@ -20,8 +20,9 @@ when any object's last check failed: the server cannot tell whose, ``strongroom 
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from strongroom.records import dataclass
 from strongroom.server.catalog import Catalog
 from strongroom.server.control.verify import VAULT_ITEM
 from strongroom.server.web.pages import e, when
