@@ -202,7 +202,9 @@ def backup_files_cmd(
     )
     with WarmWorkers(opts) as warm:
         # a pre-hook may change what the paths hold: no early look at them then
-        v = open_vault(vault, password_file, local_hint=None if pre_hook else warm.begin)
+        v = open_vault(vault, password_file)
+        if not pre_hook:
+            warm.begin(v.vault_id)
         from strongroom.cli.hooks import around
 
         with around(pre_hook, post_hook, opts.source_name()) as hook_run:

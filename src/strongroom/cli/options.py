@@ -11,7 +11,6 @@ import getpass
 import os
 import sys
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -182,7 +181,6 @@ def open_vault(
     *,
     strict: bool = False,
     no_lock: bool = False,
-    local_hint: Callable[[bytes], None] | None = None,
 ) -> Vault:
     """Open the vault the options name.  The passphrase's key is derived first, while only
     typer, the storage layer and Argon2 are loaded: its memory (32 MiB by default) then adds
@@ -192,20 +190,15 @@ def open_vault(
     skipped with a warning on stderr (``check`` reports it, ``check --repair`` removes it),
     so one junk object does not stop every command.  Reading commands then go on without a
     lock when ``no_lock`` says so, or with a warning when the vault cannot take one
-    (read-only or full storage).
-
-    ``local_hint``: for a vault on a local path, called with the id its key slot names
-    before the key is derived (:meth:`SlotOpener.prepare`)."""
+    (read-only or full storage)."""
     from strongroom.storage import open_backend
-    from strongroom.storage.backend import capabilities_of
     from strongroom.vault.keys import SlotOpener
 
     location = vault_location(vault)
     backend = open_backend(location)
     try:
         opener = SlotOpener(backend, read_passphrase(password_file))
-        local = capabilities_of(backend).local_root is not None
-        opener.prepare(before_derive=local_hint if local else None)
+        opener.prepare()
         from strongroom.vault import Vault
 
         opened = Vault.open(backend, opener, strict=strict, warn=warn, lazy_index=True)

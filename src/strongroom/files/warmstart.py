@@ -1,4 +1,4 @@
-"""Backup worker processes started while the vault is being opened (issue 19).
+"""Backup worker processes started as soon as the vault is open (issue 19).
 
 A worker process takes about 0.15 s to start (the interpreter and strongroom's modules), and a
 backup starts its workers only once the walk has met ``processes_after`` entries, a third of
@@ -9,10 +9,17 @@ index): 50,000 small files had one core at work for the first 0.6 s of a 2 s bac
 When the source has no files cache in this vault (a first backup, or a cache lost), nothing
 will be answered from a cache, so everything the walk meets is read.  A quick look at the
 paths (at most :data:`_LOOK_FOLDERS` folders listed, a few milliseconds) tells whether that
-is enough for workers; if so they are started at once, before the key derivation, load their
-modules meanwhile and wait for the vault (``procwork``'s first message).  The walk then hands
-them folders from its start instead of after its first ``processes_after`` entries.  An
-unchanged tree (a cache exists) and a small one start them as before: late, or never.
+is enough for workers; if so they are started at once, load their modules while the parent
+loads the backup's own and the index, and wait for the vault (``procwork``'s first message).
+The walk then hands them folders from its start instead of after its first
+``processes_after`` entries.  An unchanged tree (a cache exists) and a small one start them
+as before: late, or never.
+
+At once means after the key derivation, not before it (sessions 25-26 started them before):
+Argon2id's 32 MiB and each worker's 17-20 MiB of modules were then held together, and that
+was a first backup's peak memory (a tree of 20,000 files: 72-75 MiB summed over the
+processes, 65-67 with the workers started after it), for no wall time measured
+(docs/benchmarks.md, "Session 27").
 
 Workers not taken by the backup (it failed, or its vault cannot be handed over) are closed
 with the :class:`WarmWorkers`: at the end of their input they exit without opening anything.
@@ -46,7 +53,7 @@ class WarmWorkers:
 
     def begin(self, vault_id: bytes) -> None:
         """Start the workers now if this backup will want them (see the module docstring);
-        ``vault_id`` names the files cache to look for (not yet authenticated: a hint)."""
+        ``vault_id`` names the files cache to look for."""
         opts = self.opts
         count = process_count(opts.processes, spare=1)
         if self._workers or count == 0 or not opts.paths:
@@ -56,7 +63,7 @@ class WarmWorkers:
         after = opts.processes_after
         if not enough_to_read(opts.paths, after, after // 3):
             return
-        # loaded only now: before the key derivation, what is loaded adds to its memory
+        # loaded only now: a backup that starts no workers does not load them
         from strongroom.files.procpool import MODULE
         from strongroom.files.workerproc import WorkerProcess
 

@@ -32,8 +32,6 @@ from strongroom.records import dataclass
 from strongroom.vault.keyfile import slot_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from strongroom.storage.backend import Backend
 
 KEYS_PREFIX = "keys/"
@@ -279,17 +277,6 @@ def unwrap(
     return master
 
 
-def _named_vault(doc: dict[str, object]) -> bytes | None:
-    """The vault id a slot's document names, if it names one that parses."""
-    named = doc.get("vault")
-    if not isinstance(named, str):
-        return None
-    try:
-        return bytes.fromhex(named)
-    except ValueError:
-        return None
-
-
 class SlotOpener:
     """Tries one passphrase on a vault's key slots, in slot id order (a key file's own slot
     first); what :meth:`Vault.open <strongroom.vault.Vault.open>` uses to find the master
@@ -336,19 +323,15 @@ class SlotOpener:
         """How many keys were derived (each one Argon2id run at its slot's cost)."""
         return len(self._keks)
 
-    def prepare(self, before_derive: Callable[[bytes], None] | None = None) -> None:
+    def prepare(self) -> None:
         """Derive the first slot's key now.  Best effort: any problem (no vault, no slots, an
         unreadable slot, a storage error) is left for ``Vault.open`` and :meth:`unlock` to meet
-        again and report in their order.  ``before_derive`` is called first with the vault id
-        the slot names (newer slots): not authenticated yet, so only for hints (a files backup
-        starts its worker processes meanwhile: ``files/warmstart.py``)."""
+        again and report in their order."""
         try:
             ids = self._slot_ids()
             if ids:
                 name, stored = slot_versions(self.backend, ids[0])[0]
-                slot, doc, salt, _, _ = _parts(ids[0], stored, name)
-                if before_derive is not None and (named := _named_vault(doc)) is not None:
-                    before_derive(named)
+                slot, _, salt, _, _ = _parts(ids[0], stored, name)
                 self._kek(slot, salt)
         except (StrongroomError, IndexError):
             self._ids = None

@@ -154,7 +154,9 @@ class ChunkWriter:
         self._pack_lock = threading.Lock()
         self._index_lock = threading.Lock()
         self._pending: set[bytes] = set()
-        self._builders: queue.Queue[PackBuilder] = queue.Queue()
+        # last in, first out: the builder just freed has its pages in memory; a third one is
+        # touched only when two packs are in flight at once (not round-robin: all three)
+        self._builders: queue.LifoQueue[PackBuilder] = queue.LifoQueue()
         self._current: PackBuilder | None = None
         self._uploads = ThreadPoolExecutor(upload_workers, thread_name_prefix="pack-upload")
         self._all_builders = [
