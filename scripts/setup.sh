@@ -44,7 +44,7 @@ fi
 stamp=.venv/.strongroom-installed
 stale=0
 # the package's build: its metadata, and the compiled parts (built in place by pip -e)
-for f in pyproject.toml setup.py src/strongroom/chunking/_gearcut.c src/strongroom/vault/_gcm.c; do
+for f in pyproject.toml setup.py src/strongroom/*/*.c; do
   [ "$f" -nt "$stamp" ] && stale=1
 done
 if [ ! -f "$stamp" ] || ((stale)); then

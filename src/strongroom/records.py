@@ -42,7 +42,7 @@ _PLAIN = dataclasses._FIELD  # type: ignore[attr-defined]  # see the module docs
 class _Factory:
     """The default of a ``default_factory`` argument in ``__init__`` (as in dataclasses)."""
 
-    def repr_(self) -> str:
+    def __repr__(self) -> str:
         return "<factory>"
 
 

@@ -85,6 +85,34 @@ def test_the_compiled_sort_checks_its_bounds() -> None:
     assert array("Q", keys).tolist() == [0, 1, 2, 3]  # equal ids: ordered by row
 
 
+@given(_batches, st.lists(_ids, max_size=12), st.booleans())
+@settings(max_examples=80, deadline=None)
+def test_the_compiled_batch_lookup_finds_what_find_finds(
+    batches: list[list[bytes]], strangers: list[bytes], vector: bool
+) -> None:
+    """``unfound`` (one call into _keysort.find_rows) names exactly the ids ``find`` does not
+    find, in order, whichever way the keys were sorted; ids sharing their first 32 bits with
+    stored ones included."""
+    store = _store(batches, vector)
+    flat = [cid for ids in batches for cid in ids]
+    asked = [*strangers, *flat[::2], *strangers[::-1]]
+    assert store.unfound(asked) == [i for i, c in enumerate(asked) if store.find(c) < 0]
+    assert store.unfound(flat) == []
+    assert RowStore(None).unfound(asked) == list(range(len(asked)))  # nothing keyed
+
+
+def test_the_compiled_batch_lookup_checks_its_input() -> None:
+    rows, keys = bytearray(48 * 2), bytearray(8 * 2)
+    _keysort.sort_keys(rows, keys, 0, 2)
+    assert _keysort.find_rows(rows, keys, 2, bytes(32) + b"\x01" * 32) == [1]
+    with pytest.raises(ValueError, match="fewer than n rows"):
+        _keysort.find_rows(rows, keys, 3, bytes(32))
+    with pytest.raises(ValueError, match="32 bytes each"):
+        _keysort.find_rows(rows, keys, 2, bytes(31))
+    keys[:8] = array("Q", [5]).tobytes()  # a key naming a row past n: never read, not found
+    assert _keysort.find_rows(rows, keys, 1, bytes(32)) == [0]
+
+
 def test_a_column_view_alive_stops_growth_instead_of_dangling() -> None:
     store = RowStore(vector=True)
     store.append(_records([b"a" * 32], 0), array("I", [0]))

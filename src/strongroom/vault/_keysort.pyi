@@ -7,3 +7,10 @@ def sort_keys(
     n: int,
     /,
 ) -> None: ...
+def find_rows(
+    rows: mmap | bytes | bytearray | memoryview,
+    keys: mmap | bytes | bytearray | memoryview,
+    n: int,
+    ids: bytes | bytearray | memoryview,
+    /,
+) -> list[int]: ...

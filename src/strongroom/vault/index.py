@@ -219,7 +219,8 @@ class ChunkIndex:
         with self._lock:
             recent = self._recent
             if len(ids) < _VECTOR_FROM or "numpy" not in sys.modules:
-                return {c for c in ids if c not in recent and self._find(c) < 0}
+                self._store.sort()
+                return {ids[i] for i in self._store.unfound(ids) if ids[i] not in recent}
             import numpy as np
 
             self._store.sort()

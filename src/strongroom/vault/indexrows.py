@@ -12,7 +12,8 @@ new copy of a column (the C heap's ``realloc`` copies below glibc's mmap thresho
 the old copy resident).  Elsewhere it falls back to one copy.  Resizing while a view of a
 column is alive raises ``BufferError`` instead of leaving the view dangling.
 
-Lookups bisect the keys in plain Python.  Keys are built and sorted by ``_keysort.c`` where
+Lookups bisect the keys in plain Python, many at once in C (``_keysort.find_rows``, where
+built: :meth:`RowStore.unfound`).  Keys are built and sorted by ``_keysort.c`` where
 the package's build compiled it; else in plain Python for fewer than :data:`VECTOR_FROM` rows
 and by numpy above, since numpy costs 13 MiB and 0.05 CPU s to import (issue 19) and that is
 what a Python sort of 65,536 keys costs.  The column views that prune and repair work with
@@ -178,6 +179,17 @@ class RowStore:
         del words, keys  # no view may outlive this call: the maps must stay resizable
 
     # --- reading --------------------------------------------------------------------------
+
+    def unfound(self, ids: list[bytes]) -> list[int]:
+        """The positions in ``ids`` of those no keyed row holds, in order: one compiled call
+        where the build made it (a backup asks this for each folder's kept chunks), else
+        :meth:`find` for each."""
+        n = self.keyed
+        rows, keys = self._rows.map, self._keys.map
+        # hasattr: a build of _keysort from before find_rows (an older checkout's) still loads
+        if n == 0 or rows is None or keys is None or not hasattr(_keysort, "find_rows"):
+            return [i for i, c in enumerate(ids) if self.find(c) < 0]
+        return _keysort.find_rows(rows, keys, n, b"".join(ids))
 
     def find(self, chunk_id: bytes) -> int:
         """The row of ``chunk_id`` among the keyed rows, -1 if none."""
