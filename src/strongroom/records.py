@@ -32,7 +32,7 @@ from operator import attrgetter
 from types import SimpleNamespace
 from typing import Any, TypeVar, dataclass_transform, overload
 
-__all__ = ["dataclass", "field"]
+__all__ = ["dataclass"]
 
 _T = TypeVar("_T")
 

@@ -15,7 +15,7 @@ The walk then hands them folders from its start instead of after its first
 ``processes_after`` entries.  An unchanged tree (a cache exists) and a small one start them
 as before: late, or never.
 
-At once means after the key derivation, not before it (sessions 25-26 started them before):
+At once means after the key derivation, not before it (sessions 22-26 started them before):
 Argon2id's 32 MiB and each worker's 17-20 MiB of modules were then held together, and that
 was a first backup's peak memory (a tree of 20,000 files: 72-75 MiB summed over the
 processes, 65-67 with the workers started after it), for no wall time measured

@@ -34,7 +34,10 @@ static int compare_keys(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static uint64_t key_top(const unsigned char *id);
+static uint64_t key_top(const unsigned char *id)
+{
+    return (uint64_t)id[0] << 24 | (uint64_t)id[1] << 16 | (uint64_t)id[2] << 8 | id[3];
+}
 
 static void key_new_rows(const unsigned char *rows, Py_ssize_t start, Py_ssize_t n, uint64_t *out)
 {
@@ -93,11 +96,6 @@ done:
     PyBuffer_Release(&rows);
     PyBuffer_Release(&keys);
     return result;
-}
-
-static uint64_t key_top(const unsigned char *id)
-{
-    return (uint64_t)id[0] << 24 | (uint64_t)id[1] << 16 | (uint64_t)id[2] << 8 | id[3];
 }
 
 /* The row holding id among keys[0, n) (sorted), or -1. */
