@@ -4,6 +4,7 @@ waiting for ever, a slow helper does not."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -51,3 +52,18 @@ def test_a_helper_whose_ready_went_missing_is_put_to_work(
         assert _drain(pool) == ["one"]
     finally:
         pool.close(abandon=True)
+
+
+def test_one_look_takes_every_answer_already_there(pool: WorkerPool) -> None:
+    """Answers that came meanwhile are all taken by one look, not one per look: a restore by
+    subtrees had left its worker without folders while the parent read its answers one per
+    job it wrote (docs/benchmarks.md, "Session 28")."""
+    deadline = time.monotonic() + 60
+    while not pool.ready and time.monotonic() < deadline:
+        assert pool.answers(0.1) == []
+    pool.queued = 8
+    for n in range(6):
+        pool.submit(("job", str(n)))
+    time.sleep(1.0)  # the helper answers at once: all six are in the socket by now
+    assert [msg[1] for msg in pool.answers(0)] == [str(n) for n in range(6)]
+    assert not pool.busy

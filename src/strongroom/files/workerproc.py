@@ -32,6 +32,10 @@ _BOOT = (
 _EXIT_WAIT = 60.0  # seconds for a helper to exit at the end of its input
 _SILENCE = 60.0  # seconds without a message while answers are owed: ask where they are
 _ABANDON_WAIT = 2.0  # after SIGTERM, before SIGKILL
+# Messages taken from one helper per look (those already there).  One per look left a
+# restore by subtrees' worker without folders: its 16 answers were read one per job the
+# parent wrote, and until then the parent counted it full (docs/benchmarks.md, "Session 28").
+_DRAIN = 256
 
 
 class WorkerProcess:
@@ -192,20 +196,25 @@ class WorkerPool:
         got: list[tuple[Any, ...]] = []
         for conn in ready:
             w = next(x for x in self.workers if x.conn is conn)
-            msg = w.recv()
-            if msg[0] == "ready":
-                w.ready = True
-            elif msg[0] == "failed":
-                raise w.failure(msg)
-            elif msg[0] == "status":
-                self._check(w, msg[1])
-            else:
-                if msg[0] not in self.unsolicited:
-                    w.inflight -= 1
-                    w.answered += 1
-                got.append(msg)
+            for _ in range(_DRAIN):  # all that came, not one: see _DRAIN
+                self._note(w, w.recv(), got)
+                if not wait([conn], 0):
+                    break
         self._dispatch()
         return got
+
+    def _note(self, w: WorkerProcess, msg: tuple[Any, ...], got: list[tuple[Any, ...]]) -> None:
+        if msg[0] == "ready":
+            w.ready = True
+        elif msg[0] == "failed":
+            raise w.failure(msg)
+        elif msg[0] == "status":
+            self._check(w, msg[1])
+        else:
+            if msg[0] not in self.unsolicited:
+                w.inflight -= 1
+                w.answered += 1
+            got.append(msg)
 
     def _probe(self) -> None:
         for w in self.workers:
