@@ -517,3 +517,61 @@ def test_files_written_and_not_yet_committed_go_when_the_writer_is_closed(
     worker.close()
     assert len(os.listdir("/proc/self/fd")) == before
     assert os.listdir(target / os.fsdecode(node.name)) == [] and os.listdir(staging) == []
+
+
+def test_files_one_writer_planned_are_handed_to_another_and_written_there(
+    tmp_path: Path, vault: Vault, source: Path
+) -> None:
+    """A writer gives away pending files worth at most the cost asked (the last planned, by
+    size plus a per-file cost); another writer adopts them and puts them in place as if it
+    had planned them."""
+    many, target, setup = _folder_to_write(tmp_path, vault, source)
+    names = TempNames(setup.staging, setup.token, -1)
+    worker = restorebatch.TreeWorker(vault, setup, names)
+    parent = restorebatch.TreeWorker(vault, setup, names)
+    try:
+        folders = worker.plan_dir(many, os.fsencode(target)).subdirs[1:4]  # no link members
+        for node in folders:
+            worker.plan_dir(node, os.fsencode(target / os.fsdecode(node.name)))
+        planned = list(worker.pending)
+        cost = [e.node.size + restorebatch.FILE_COST for e in planned]
+        assert worker.cost == sum(cost) and worker.give(restorebatch.FILE_COST - 1) == []
+        given = worker.give(worker.cost // 2)
+        kept = len(worker.pending)
+        assert 0 < len(given) < len(planned) and kept + len(given) == len(planned)
+        assert [(f, n) for f, n, _, _ in given] == [(e.folder, e.name) for e in planned[kept:]]
+        assert sum(cost[kept:]) <= sum(cost) // 2 < sum(cost[kept - 1 :])
+        assert worker.cost == sum(cost[:kept])
+        parent.adopt(given)
+        assert parent.cost == sum(cost[kept:])
+        done = worker.finish()
+        done.add(parent.finish())
+        assert done.placed == 120 and done.errors == []
+    finally:
+        worker.close()
+        parent.close()
+    for node in folders:
+        written = sorted(os.listdir(target / os.fsdecode(node.name)))
+        assert written == sorted(os.listdir(source / "many" / os.fsdecode(node.name)))
+        for name in written:
+            got = (target / os.fsdecode(node.name) / name).read_bytes()
+            assert got == (source / "many" / os.fsdecode(node.name) / name).read_bytes()
+
+
+def test_a_worker_holding_more_files_at_the_end_hands_some_back(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the end of a restore by subtrees a worker that holds more files to write than the
+    parent hands back half the difference, which the parent writes: the restore is the same
+    (here the worker is sent every folder at once and plans them all before writing)."""
+    point = _backup(vault, source)
+    monkeypatch.setattr(restoretree, "_DIRS_AHEAD", 64)
+    by_threads = _restore(vault, point, tmp_path / "threads", 0)
+    shared = _restore(vault, point, tmp_path / "shared", 1)
+    assert shared.processes == 1 and shared.returned_files > 0
+    assert shared.to_dict()["returned_files"] == shared.returned_files
+    assert shared.errors == by_threads.errors == []
+    for key in ("files", "dirs", "links", "others", "bytes_written"):
+        assert getattr(shared, key) == getattr(by_threads, key), key
+    assert_same(snapshot(tmp_path / "threads"), snapshot(tmp_path / "shared"))
+    assert not _temporaries(tmp_path / "shared")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import FilesError
 from strongroom.files.contents import ContentSink
@@ -35,12 +35,16 @@ from strongroom.files.restorebatch import TreeWorker, own_staging
 from strongroom.files.restoreprocs import (
     DirResult,
     FilesDone,
+    Item,
     ProcessContents,
     WorkerSetup,
     own_setup,
 )
 from strongroom.files.vaultview import RestoreVault
 from strongroom.records import dataclass
+
+if TYPE_CHECKING:
+    from strongroom.files.workerproc import WorkerProcess
 
 # Folders a worker holds (planned at once, written in batches): while the parent writes a batch
 # of its own, which takes a few tenths of a second, the worker must not run out of folders.
@@ -61,6 +65,7 @@ class TreeOutcome:
     files: int = 0
     others: int = 0
     helped: int = 0  # folders the parent planned and wrote itself
+    returned: int = 0  # files a worker planned and handed back at the end
 
 
 def restore_tree(
@@ -172,16 +177,26 @@ class _TreeRun:
 
     def flush(self) -> None:
         """Every worker and the parent write what they still hold (the last batches are
-        smaller)."""
+        smaller).  A worker is given folders first and plans them at once, so it tends to
+        hold more files at the end: it hands back half the difference, and the two finish
+        about together (the parent of a restore of 20,000 files had waited 0.5 s of 2.9
+        for its worker; docs/benchmarks.md, "Session 28")."""
         workers = self.procs.pool.workers
-        for w in workers:
-            w.send(("flush",))
+        for w in workers:  # each hands back files to even out with what the parent holds
+            w.send(("flush", self.mine.cost))
+            items: list[Item] = self._next(w, "spare")
+            self.out.returned += len(items)
+            self.mine.adopt(items)
         self._written(self.mine.finish())  # while the workers write their last batches
         for w in workers:
-            while True:
-                msg = w.next_reply()
-                if msg[0] not in ("written", "flushed"):
-                    raise w.failure(msg)
-                self.take([("written", msg[1])])
-                if msg[0] == "flushed":
-                    break
+            self._written(self._next(w, "flushed"))
+
+    def _next(self, w: WorkerProcess, kind: str) -> Any:
+        """The body of ``w``'s next ``kind`` message, the files it wrote meanwhile taken."""
+        while True:
+            msg = w.next_reply()
+            if msg[0] == kind:
+                return msg[1]
+            if msg[0] != "written":
+                raise w.failure(msg)
+            self.take([msg])

@@ -44,6 +44,7 @@ class RestoreSummary:
     duration: float = 0.0
     processes: int = 0  # worker processes that wrote the files (0: threads)
     helped_dirs: int = 0  # folders the restore's own process wrote beside its workers
+    returned_files: int = 0  # files a worker planned and handed back to it at the end
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,4 +64,5 @@ class RestoreSummary:
             "duration": round(self.duration, 3),
             "processes": self.processes,
             "helped_dirs": self.helped_dirs,
+            "returned_files": self.returned_files,
         }

@@ -7,8 +7,9 @@ FD is this end of the parent's socket pair.  The first message opens the vault, 
 (``setup``) says where to write.  Then a ``files`` request (a batch of the parent's plan) gets
 a ``files`` answer once its files are in place; a ``dir`` request (a restore by subtrees,
 ``restoretree.py``) is answered at once with the folder's plan, its files written later in
-batches (``written``; ``flush`` writes the rest); ``status`` says how many requests were
-handled.  End of input ends the worker; the parent's SIGTERM (an abandoned restore) unwinds
+batches (``written``; ``flush`` says how much the parent still holds: the worker hands back
+files to even that out, ``spare``, and writes the rest); ``status`` says how many requests
+were handled.  End of input ends the worker; the parent's SIGTERM (an abandoned restore) unwinds
 through the clean-up that removes the batch's temporary files.
 """
 
@@ -76,7 +77,8 @@ def _answer(conn: Channel, msg: tuple[Any, ...], tree: TreeWorker) -> None:
         conn.send(("dir", msg[1], tree.plan_dir(msg[2], msg[3])))
         if tree.due:
             conn.send(("written", tree.flush()))
-    elif msg[0] == "flush":
+    elif msg[0] == "flush":  # with what the parent holds: it takes back half the difference
+        conn.send(("spare", tree.give((tree.cost - msg[1]) // 2)))
         conn.send(("flushed", tree.finish()))
 
 
