@@ -159,6 +159,7 @@ def backup_files(
             if warm is not None:
                 warm.close()
             engine.pool.shutdown(wait=True, cancel_futures=True)
+            engine.reader.content.close()
             writer.close()
             if claims is not None:
                 claims.close()

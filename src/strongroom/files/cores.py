@@ -14,3 +14,10 @@ def process_count(requested: int | None, most: int = 8, spare: int = 0) -> int:
         return max(0, min(requested, most))
     cores = len(os.sched_getaffinity(0))
     return 0 if cores < 2 else max(1, min(cores - spare, most))
+
+
+def chunk_threads(most: int = 4) -> int:
+    """Threads that put a big file's chunks (``content.ContentReader``): one per core this
+    process may run on, none on one core."""
+    cores = len(os.sched_getaffinity(0))
+    return 0 if cores < 2 else min(cores, most)

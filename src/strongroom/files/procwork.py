@@ -146,6 +146,7 @@ def _serve(conn: Channel) -> None:
         if walker.lookups is not None:
             walker.lookups.close()
         walker.pool.shutdown(wait=True, cancel_futures=True)
+        walker.reader.content.close()
         writer.close()
         vault.close()
         if claims is not None:

@@ -28,7 +28,7 @@ from strongroom.errors import FilesError
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
 from strongroom.files.cache import DirRows, FilesCache
 from strongroom.files.content import ContentReader
-from strongroom.files.cores import process_count
+from strongroom.files.cores import chunk_threads, process_count
 from strongroom.files.dirstate import DirState, row_parts, subfolders_match
 from strongroom.files.foldercache import (
     FOLDER_COLUMNS,
@@ -73,11 +73,12 @@ def _flags(path: bytes) -> int:
         return 0
 
 
-def _chunk_put(walker: TreeWalker) -> Callable[[BytesLike], bytes]:
-    """The reader's ``put``: the writer's, and between the chunks of a big file this process
-    reads itself, the workers' answers taken and folders handed out (not only once the file
-    is done).  The walker is held weakly: it holds the reader, and a cycle would keep the
-    vault and the writer's pack buffers alive until the collector ran."""
+def _chunk_put(walker: TreeWalker) -> tuple[Callable[[BytesLike], bytes], Callable[[int], None]]:
+    """The reader's ``put`` and ``tick``: the writer's put, and between the chunks of a big
+    file this process reads itself, the workers' answers taken and folders handed out (not
+    only once the file is done; a big file's chunks put by helper threads tick the reading
+    thread instead).  The walker is held weakly: it holds the reader, and a cycle would keep
+    the vault and the writer's pack buffers alive until the collector ran."""
     put = walker.writer.put
     walking = walker.walking_thread
     ref = weakref.ref(walker)
@@ -87,19 +88,22 @@ def _chunk_put(walker: TreeWalker) -> Callable[[BytesLike], bytes]:
     least = walker.opts.cdc.min_size
     fed = [0.0]
 
-    def chunk_put(data: BytesLike) -> bytes:
-        chunk_id = put(data).chunk_id
-        if len(data) < least:
+    def tick(size: int) -> None:
+        if size < least:
             now = time.monotonic()
             if now - fed[0] < 0.001:
-                return chunk_id
+                return
             fed[0] = now
         w = ref()
         if w is not None and w.procs is not None and threading.get_ident() == walking:
             w._feed_workers()
+
+    def chunk_put(data: BytesLike) -> bytes:
+        chunk_id = put(data).chunk_id
+        tick(len(data))
         return chunk_id
 
-    return chunk_put
+    return chunk_put, tick
 
 
 class TreeWalker(FileReads, ProcessWalk):
@@ -110,7 +114,9 @@ class TreeWalker(FileReads, ProcessWalk):
         self.excludes = PatternSet(opts.excludes)
         self.skip_dirs = auto_excluded(vault, opts.cache_root)
         self.walking_thread = threading.get_ident()
-        content = ContentReader(ContentChunker(opts.cdc), _chunk_put(self))
+        put, tick = _chunk_put(self)
+        helpers = chunk_threads() if opts.workers > 0 else 0  # not in a worker process
+        content = ContentReader(ContentChunker(opts.cdc), put, helpers, tick)
         self._init_reads(FileReader(content, self.names), opts)
         self.cache: FilesCache | None = None
         self.root_id: bytes | None = None

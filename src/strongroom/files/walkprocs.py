@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
 from strongroom.files.cache import FilesCache
 from strongroom.files.dirstate import DirState
-from strongroom.files.reading import FileItem, FileOutcome, outcome_of, read_request
+from strongroom.files.reading import FileItem, FileOutcome, FileReader, outcome_of, read_request
 from strongroom.files.selection import Selection
 from strongroom.files.vaultview import BackupVault
 
@@ -54,6 +54,7 @@ class ProcessWalk:
     done_bytes: int
     progress: Progress | None
     inline_reads: bool
+    reader: FileReader
 
     def _maybe_finalize(self, d: DirState | None) -> None:
         raise NotImplementedError
@@ -97,6 +98,7 @@ class ProcessWalk:
         self.procs = DirWorkers(handoff, theirs, self.procs_wanted, started, claims)
         self.summary.processes = self.procs_wanted
         self.inline_reads = True
+        self.reader.content.helpers = 0  # the processes are the parallelism now
 
     def _worth_workers(self, after: int) -> bool:
         """``after`` entries met and, ahead, a third as many files to read or, in a big tree,
