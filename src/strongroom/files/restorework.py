@@ -75,8 +75,8 @@ def _answer(conn: Channel, msg: tuple[Any, ...], tree: TreeWorker) -> None:
     elif msg[0] == "dir":  # a folder to plan: answered at once, its files written later
         failpoints.hit("restorework-batch")
         conn.send(("dir", msg[1], tree.plan_dir(msg[2], msg[3])))
-        if tree.due:
-            conn.send(("written", tree.flush()))
+        if tree.due:  # a job's worth: a whole batch here had kept the parent's flush waiting
+            conn.send(("written", tree.idle()))
     elif msg[0] == "flush":  # with what the parent holds: it takes back half the difference
         conn.send(("spare", tree.give((tree.cost - msg[1]) // 2)))
         conn.send(("flushed", tree.finish()))
