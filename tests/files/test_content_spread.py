@@ -59,13 +59,19 @@ class Puts:
                 self.running -= 1
 
 
-def _read(path: Path, helpers: int, put: Puts | None = None) -> tuple[Content, ContentReader]:
-    reader = ContentReader(ContentChunker(_PARAMS), put or Puts(), helpers)
+def _read_with(reader: ContentReader, path: Path) -> Content:
     fd = os.open(path, os.O_RDONLY)
     try:
-        return reader.read(fd, os.fstat(fd)), reader
+        return reader.read(fd, os.fstat(fd))
     finally:
         os.close(fd)
+
+
+def _read(path: Path, helpers: int, put: Puts | None = None) -> tuple[Content, ContentReader]:
+    reader = ContentReader(ContentChunker(_PARAMS), put or Puts(), helpers)
+    try:
+        return _read_with(reader, path), reader
+    finally:
         reader.close()
 
 
@@ -106,11 +112,9 @@ def test_the_helpers_put_the_chunks_and_the_reader_ticks(tmp_path: Path) -> None
     reader = ContentReader(
         ContentChunker(_PARAMS), puts, 2, lambda n: ticks.append((n, threading.get_ident()))
     )
-    fd = os.open(path, os.O_RDONLY)
     try:
-        got = reader.read(fd, os.fstat(fd))
+        got = _read_with(reader, path)
     finally:
-        os.close(fd)
         reader.close()
     assert threading.get_ident() not in puts.threads and puts.count == len(got.chunks)
     assert [t for _, t in ticks] == [threading.get_ident()] * len(got.chunks)
@@ -138,11 +142,7 @@ def test_a_second_big_file_at_once_is_put_by_its_own_thread(tmp_path: Path) -> N
     out: dict[str, Content] = {}
 
     def read(name: str, path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            out[name] = reader.read(fd, os.fstat(fd))
-        finally:
-            os.close(fd)
+        out[name] = _read_with(reader, path)
 
     t = threading.Thread(target=read, args=("a", first))
     t.start()
@@ -166,11 +166,9 @@ def test_helpers_turned_off_mid_file_finish_it_on_the_reading_thread(tmp_path: P
     puts = Puts()
     reader = ContentReader(ContentChunker(_PARAMS), puts, 2)
     puts.then[2] = lambda: setattr(reader, "helpers", 0)
-    fd = os.open(path, os.O_RDONLY)
     try:
-        got = reader.read(fd, os.fstat(fd))
+        got = _read_with(reader, path)
     finally:
-        os.close(fd)
         reader.close()
     assert got == alone and threading.get_ident() in puts.threads
     assert _free_slots(reader) == 2
@@ -181,17 +179,14 @@ def test_a_failed_put_leaves_nothing_running_and_every_slot_free(tmp_path: Path)
     path.write_bytes(os.urandom(256 << 10))
     puts = Puts(fail_at=5)
     reader = ContentReader(ContentChunker(_PARAMS), puts, 2)
-    fd = os.open(path, os.O_RDONLY)
     try:
         with pytest.raises(OSError, match="Input/output error"):
-            reader.read(fd, os.fstat(fd))
+            _read_with(reader, path)
         assert puts.running == 0 and _free_slots(reader) == 2
-        # the reader is still usable
-        got = reader.read(fd, os.fstat(fd)) if os.lseek(fd, 0, os.SEEK_SET) == 0 else None
+        got = _read_with(reader, path)  # the reader is still usable
     finally:
-        os.close(fd)
         reader.close()
-    assert got is not None and len(got.chunks) > 5
+    assert len(got.chunks) > 5
 
 
 def test_small_files_and_no_helpers_never_start_threads(tmp_path: Path) -> None:

@@ -19,5 +19,4 @@ def process_count(requested: int | None, most: int = 8, spare: int = 0) -> int:
 def chunk_threads(most: int = 4) -> int:
     """Threads that put a big file's chunks (``content.ContentReader``): one per core this
     process may run on, none on one core."""
-    cores = len(os.sched_getaffinity(0))
-    return 0 if cores < 2 else min(cores, most)
+    return process_count(None, most)  # the same count: one per core, none on one
