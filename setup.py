@@ -16,6 +16,8 @@ headers) strongroom uses a pure-Python path that gives the same results.
   (strongroom/files/reading.py).
 - strongroom.files._treejson (src/strongroom/files/_treejson.c): a folder's common nodes as
   tree chunk JSON; else nodes.py writes every node (strongroom/files/nodes.py).
+- strongroom.files._treeread (src/strongroom/files/_treeread.c): a folder's common nodes from
+  the tree chunk's JSON objects; else nodes.py builds every node (strongroom/files/nodes.py).
 
 Everything else is in pyproject.toml."""
 
@@ -52,6 +54,12 @@ setup(
         Extension(
             "strongroom.files._treejson",
             ["src/strongroom/files/_treejson.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        Extension(
+            "strongroom.files._treeread",
+            ["src/strongroom/files/_treeread.c"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

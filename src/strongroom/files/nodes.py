@@ -37,6 +37,10 @@ try:  # compiled (setup.py); without it every node is written by _node_json
     from strongroom.files import _treejson
 except ImportError:  # pragma: no cover - a build without a C compiler
     _treejson = None  # type: ignore[assignment]
+try:
+    from strongroom.files import _treeread
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _treeread = None  # type: ignore[assignment]
 
 FORMAT_VERSION = 1
 # Restores write under this prefix before renaming; backups and live diffs never take them.
@@ -239,7 +243,13 @@ def decode_dir(refs: list[bytes], body: bytes, tree_id: bytes = b"") -> list[Nod
         if doc.get("v") != FORMAT_VERSION:
             raise ValueError(f"unsupported files tree version {doc.get('v')!r}")
         same: dict[object, Any] = {}
-        return [_decode_node(d, refs, same) for d in doc["nodes"]]
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        items = doc["nodes"]
+        if _treeread is not None and type(items) is list:  # exactly a list: the C takes it
+            # _treeread.c builds the common nodes (1 us where _decode_node takes 5)
+            out: list[Node] = _treeread.decode_items(items, refs, same, Node, KINDS, _decode_node)
+            return out
+        return [_decode_node(d, refs, same) for d in items]
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
+        # (a node that is not an object, an int too big for a float: 1e400 is inf)
         name = tree_id.hex()[:16]
         raise IntegrityError(f"tree {name}: malformed files tree ({exc})") from None

@@ -1,0 +1,261 @@
+/* A folder's nodes from the JSON objects of its tree chunk (strongroom/files/nodes.py).
+ *
+ * Why this exists: a restore decodes every node it plans, and nodes.py's _decode_node took
+ * about 5 us a node on top of json.loads' 4: half a second, serial, before the first file of
+ * a folder of 50,000 could be written (docs/benchmarks.md, "Session 29").  This builds the
+ * common node (only the keys n, t, m, u, g, un, gn, mt, at, s, c and st, with ints and
+ * strings of exactly those types and chunk references inside the table) as _decode_node
+ * would; any other object is handed to _decode_node itself, so the nodes, and the errors of a
+ * malformed tree, are always the ones nodes.py defines (tests/files/test_treeread.py compares
+ * them on random objects).
+ *
+ * decode_items(objects, refs, same, node_type, kinds, slow) -> list of nodes.  ``same`` is
+ * _decode_node's table of shared values, ``kinds`` the node types it accepts, ``slow(obj,
+ * refs, same)`` _decode_node.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+enum { F_NAME, F_KIND, F_MODE, F_UID, F_GID, F_USER, F_GROUP, F_MT, F_AT, F_SIZE, F_CHUNKS,
+       F_SUBTREE, F_EXTENTS, F_TARGET, F_RDEV, F_LINK, F_XATTRS, F_INCONS, F_ERROR, F_FLAGS,
+       NFIELDS };
+static const char *const field_names[NFIELDS] = {
+    "name", "kind", "mode", "uid", "gid", "user", "group", "mtime_ns", "atime_ns", "size",
+    "chunks", "subtree", "extents", "target", "rdev", "link", "xattrs", "inconsistent", "error",
+    "flags",
+};
+/* the JSON key of each field this decodes (the others are always their defaults here) */
+static const char *const keys[F_SUBTREE + 1] = {"n", "t", "m", "u", "g", "un", "gn", "mt",
+                                                "at", "s", "c", "st"};
+static PyObject *interned[NFIELDS];
+static PyObject *zero, *empty_str, *empty_tuple;
+
+/* The field ``key`` stands for, or -1: a key this does not decode. */
+static int field_of(PyObject *key)
+{
+    if (!PyUnicode_CheckExact(key) || !PyUnicode_IS_ASCII(key))
+        return -1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(key);
+    const char *s = (const char *)PyUnicode_DATA(key);
+    for (int f = 0; f <= F_SUBTREE; f++)
+        if ((Py_ssize_t)strlen(keys[f]) == n && memcmp(keys[f], s, (size_t)n) == 0)
+            return f;
+    return -1;
+}
+
+/* The reference table's entry ``i`` (borrowed), or NULL: not an int inside the table. */
+static PyObject *ref_at(PyObject *refs, PyObject *i)
+{
+    if (!PyLong_CheckExact(i))
+        return NULL;
+    Py_ssize_t k = PyLong_AsSsize_t(i);
+    if (k == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (k < 0 || k >= PyList_GET_SIZE(refs))
+        return NULL;
+    return PyList_GET_ITEM(refs, k);
+}
+
+/* The chunk ids of ``c`` (a new list), or NULL without an error: not a list of references
+ * inside the table. */
+static PyObject *chunks_of(PyObject *c, PyObject *refs)
+{
+    if (!PyList_CheckExact(c))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(c);
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *id = ref_at(refs, PyList_GET_ITEM(c, k));
+        if (id == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_INCREF(id);
+        PyList_SET_ITEM(out, k, id);
+    }
+    return out;
+}
+
+/* Each decoded field's value (borrowed from the object, or NULL: its default); 0 when the
+ * object is not a common node. */
+static int common_fields(PyObject *d, PyObject *kinds, PyObject **v)
+{
+    if (!PyDict_CheckExact(d))
+        return 0;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(d, &pos, &key, &value)) {
+        int f = field_of(key);
+        if (f < 0)
+            return 0;
+        v[f] = value;
+    }
+    if (v[F_NAME] == NULL || v[F_KIND] == NULL || v[F_MODE] == NULL)
+        return 0;
+    if (!PyUnicode_CheckExact(v[F_NAME]) || !PyUnicode_CheckExact(v[F_KIND]))
+        return 0;
+    int known = PySequence_Contains(kinds, v[F_KIND]);
+    if (known <= 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    static const int ints[] = {F_MODE, F_UID, F_GID, F_MT, F_AT, F_SIZE};
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
+        if (v[ints[k]] != NULL && !PyLong_CheckExact(v[ints[k]]))
+            return 0;
+    if ((v[F_USER] != NULL && !PyUnicode_CheckExact(v[F_USER])) ||
+        (v[F_GROUP] != NULL && !PyUnicode_CheckExact(v[F_GROUP])))
+        return 0;
+    return 1;
+}
+
+/* ``value`` as _decode_node's _shared gives it (a new reference). */
+static PyObject *shared(PyObject *same, PyObject *value)
+{
+    PyObject *got = PyDict_SetDefault(same, value, value);
+    Py_XINCREF(got);
+    return got;
+}
+
+/* The node of a common object (a new reference); NULL with an error set, or NULL without
+ * one: not a common node after all (a reference outside the table). */
+static PyObject *build(PyObject **v, PyObject *refs, PyObject *same, PyTypeObject *type,
+                       PyObject **descrs)
+{
+    PyObject *val[NFIELDS] = {NULL};
+    PyObject *node = NULL;
+    int ok = 0;
+    val[F_CHUNKS] = v[F_CHUNKS] != NULL ? chunks_of(v[F_CHUNKS], refs) : PyList_New(0);
+    if (val[F_CHUNKS] == NULL)
+        goto done;
+    if (v[F_SUBTREE] != NULL) {
+        val[F_SUBTREE] = ref_at(refs, v[F_SUBTREE]);
+        if (val[F_SUBTREE] == NULL)
+            goto done;
+        Py_INCREF(val[F_SUBTREE]);
+    } else {
+        val[F_SUBTREE] = Py_NewRef(Py_None);
+    }
+    val[F_NAME] = PyUnicode_EncodeFSDefault(v[F_NAME]);
+    val[F_KIND] = Py_NewRef(v[F_KIND]);
+    val[F_MODE] = shared(same, v[F_MODE]);
+    val[F_UID] = shared(same, v[F_UID] != NULL ? v[F_UID] : zero);
+    val[F_GID] = shared(same, v[F_GID] != NULL ? v[F_GID] : zero);
+    val[F_USER] = shared(same, v[F_USER] != NULL ? v[F_USER] : empty_str);
+    val[F_GROUP] = shared(same, v[F_GROUP] != NULL ? v[F_GROUP] : empty_str);
+    val[F_MT] = Py_NewRef(v[F_MT] != NULL ? v[F_MT] : zero);
+    val[F_AT] = Py_NewRef(v[F_AT] != NULL ? v[F_AT] : zero);
+    val[F_SIZE] = Py_NewRef(v[F_SIZE] != NULL ? v[F_SIZE] : zero);
+    val[F_EXTENTS] = Py_NewRef(Py_None);
+    val[F_TARGET] = Py_NewRef(Py_None);
+    val[F_RDEV] = Py_NewRef(zero);
+    val[F_LINK] = Py_NewRef(Py_None);
+    val[F_XATTRS] = Py_NewRef(empty_tuple);
+    val[F_INCONS] = Py_NewRef(Py_False);
+    val[F_ERROR] = Py_NewRef(Py_None);
+    val[F_FLAGS] = Py_NewRef(zero);
+    for (int f = 0; f < NFIELDS; f++)
+        if (val[f] == NULL) {
+            ok = -1;
+            goto done;
+        }
+    node = type->tp_new(type, empty_tuple, NULL);
+    if (node == NULL) {
+        ok = -1;
+        goto done;
+    }
+    for (int f = 0; f < NFIELDS; f++)
+        if (Py_TYPE(descrs[f])->tp_descr_set(descrs[f], node, val[f]) < 0) {
+            Py_CLEAR(node);
+            ok = -1;
+            goto done;
+        }
+    ok = 1;
+done:
+    for (int f = 0; f < NFIELDS; f++)
+        Py_XDECREF(val[f]);
+    if (ok == 0 && PyErr_Occurred())
+        return NULL;
+    return node;
+}
+
+/* The slots' descriptors of ``type``'s fields (new references), or -1. */
+static int descriptors(PyTypeObject *type, PyObject **descrs)
+{
+    for (int f = 0; f < NFIELDS; f++) {
+        descrs[f] = PyObject_GetAttr((PyObject *)type, interned[f]);
+        if (descrs[f] == NULL || Py_TYPE(descrs[f])->tp_descr_set == NULL) {
+            if (descrs[f] != NULL)
+                PyErr_SetString(PyExc_TypeError, "node type without slots");
+            for (int k = 0; k <= f; k++)
+                Py_XDECREF(descrs[k]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *decode_items(PyObject *module, PyObject *args)
+{
+    PyObject *objects, *refs, *same, *type, *kinds, *slow;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!OO", &PyList_Type, &objects, &PyList_Type, &refs,
+                          &PyDict_Type, &same, &PyType_Type, &type, &kinds, &slow))
+        return NULL;
+    PyObject *descrs[NFIELDS];
+    if (descriptors((PyTypeObject *)type, descrs) < 0)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(objects);
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t k = 0; out != NULL && k < n; k++) {
+        PyObject *d = PyList_GET_ITEM(objects, k);
+        PyObject *v[NFIELDS] = {NULL};
+        PyObject *node = NULL;
+        if (common_fields(d, kinds, v)) {
+            node = build(v, refs, same, (PyTypeObject *)type, descrs);
+            if (node == NULL && PyErr_Occurred()) {
+                Py_CLEAR(out);
+                break;
+            }
+        }
+        if (node == NULL)
+            node = PyObject_CallFunctionObjArgs(slow, d, refs, same, NULL);
+        if (node == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, k, node);
+    }
+    for (int f = 0; f < NFIELDS; f++)
+        Py_DECREF(descrs[f]);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"decode_items", decode_items, METH_VARARGS,
+     "The nodes of a tree chunk's JSON objects (see the module source)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_treeread", NULL, -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__treeread(void)
+{
+    for (int f = 0; f < NFIELDS; f++) {
+        interned[f] = PyUnicode_InternFromString(field_names[f]);
+        if (interned[f] == NULL)
+            return NULL;
+    }
+    zero = PyLong_FromLong(0);
+    empty_str = PyUnicode_FromString("");
+    empty_tuple = PyTuple_New(0);
+    if (zero == NULL || empty_str == NULL || empty_tuple == NULL)
+        return NULL;
+    return PyModule_Create(&module_def);
+}
