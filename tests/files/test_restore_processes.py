@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import stat
 import subprocess
 import sys
 import threading
@@ -575,3 +576,62 @@ def test_a_worker_holding_more_files_at_the_end_hands_some_back(
         assert getattr(shared, key) == getattr(by_threads, key), key
     assert_same(snapshot(tmp_path / "threads"), snapshot(tmp_path / "shared"))
     assert not _temporaries(tmp_path / "shared")
+
+
+def test_a_worker_out_of_files_is_handed_a_share_of_the_parents(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the parent plans every folder (here its worker never has room for one: a folder
+    of 50,000 files planned before the worker was ready is the same), the worker says it is
+    out of files and is handed shares of the parent's, made empty by the parent at their
+    destinations: the restore is the same as with threads."""
+    point = _backup(vault, source)
+    monkeypatch.setattr(restoretree, "_DIRS_AHEAD", 0)
+    by_threads = _restore(vault, point, tmp_path / "threads", 0)
+    shared = _restore(vault, point, tmp_path / "shared", 1)
+    assert shared.processes == 1 and 0 < shared.shared_files < shared.files
+    assert shared.to_dict()["shared_files"] == shared.shared_files
+    assert shared.helped_dirs == by_threads.dirs + 1  # every folder, the top one too
+    assert shared.errors == by_threads.errors == []
+    for key in ("files", "dirs", "links", "others", "bytes_written"):
+        assert getattr(shared, key) == getattr(by_threads, key), key
+    assert_same(snapshot(tmp_path / "threads"), snapshot(tmp_path / "shared"))
+    assert not _temporaries(tmp_path / "shared")
+
+
+def test_files_given_in_a_staged_tree_are_made_by_the_giver_and_filled_by_the_taker(
+    tmp_path: Path, vault: Vault, source: Path
+) -> None:
+    """In a staged tree a writer makes the files it gives away, empty, at their destinations
+    (one process adds a folder's names: two at once were slower than one), at most ``most``
+    of them; the taker opens and fills them.  One that is gone by then fails as its own
+    file, and nothing is left in its place."""
+    many, target, setup = _folder_to_write(tmp_path, vault, source)
+    tree = os.fsencode(target)  # the whole target stands for the staged tree here
+    names = TempNames(setup.staging, setup.token, -1, tree=tree)
+    giver = restorebatch.TreeWorker(vault, setup, names)
+    taker = restorebatch.TreeWorker(vault, setup, names)
+    try:
+        folders = giver.plan_dir(many, tree).subdirs[1:4]  # no link members
+        for node in folders:
+            giver.plan_dir(node, os.path.join(tree, node.name))
+        assert len(giver.pending) == 120
+        given = giver.give(giver.cost, most=50)
+        assert len(given) == 50 and len(giver.pending) == 70
+        for folder, name, _node, action in given:
+            made = os.lstat(os.path.join(folder, name))
+            assert action == "made" and made.st_size == 0 and stat.S_ISREG(made.st_mode)
+        gone = os.path.join(given[0][0], given[0][1])
+        os.unlink(gone)
+        taker.adopt(given)
+        done = giver.finish()
+        done.add(taker.finish())
+        assert done.placed == 119 and [p for p, _ in done.errors] == [os.fsdecode(gone)]
+    finally:
+        giver.close()
+        taker.close()
+    assert not os.path.lexists(gone)
+    for node in folders:
+        for name in os.listdir(target / os.fsdecode(node.name)):
+            got = (target / os.fsdecode(node.name) / name).read_bytes()
+            assert got == (source / "many" / os.fsdecode(node.name) / name).read_bytes()

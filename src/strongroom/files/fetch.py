@@ -46,6 +46,10 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # write-back overlaps the work.
 DIRECT_FROM = 256 << 10
 _CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_MADE_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+# An entry's action when another writer made its file, empty, at its destination in a staged
+# tree (make_empty): opened there, not created.
+MADE = "made"
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # 0: a platform without it
 _UNNAMED_FLAGS = os.O_RDWR | _O_TMPFILE | os.O_CLOEXEC
 # O_TMPFILE refused: an old kernel or a file system without it (the open fails with one of these)
@@ -89,6 +93,7 @@ class FileTask:
     verified: bool = False
     unnamed: bool = False  # created with O_TMPFILE: ``fd`` stays open until it is linked
     in_place: bool = False  # created at its destination (a staged tree): nothing to rename
+    made: bool = False  # made there, empty, by another writer (MADE): opened, not created
 
     def __post_init__(self) -> None:
         starts = []
@@ -227,6 +232,32 @@ def _discard(task: FileTask) -> None:
             on_path(os.unlink, task.tmp)
 
 
+def make_empty(names: TempNaming, e: Entry) -> bool:
+    """Make ``e``'s file, empty, at its destination in a staged tree, as the writer that
+    fills it would have (see :data:`MADE`); False where it cannot (the entry stays this
+    writer's).  Only one process then adds names to a folder: two creating files in one
+    ext4 folder took longer together than one alone (the folder's lock; 50,000 files in
+    2.4 s against 1.4 s, docs/benchmarks.md, "Session 29")."""
+    fresh = names.fresh(e.dest)
+    mode = 0o600 if fresh is None else create_mode(e.node)
+    try:
+        os.close(on_path(os.open, e.dest, _CREATE_FLAGS, mode))
+    except OSError:
+        return False
+    return True
+
+
+def _open_made(path: bytes) -> int:
+    """Open a file another writer made for this one (:func:`make_empty`); one that cannot be
+    opened is removed: an empty file must not stand in for the content that failed."""
+    try:
+        return on_path(os.open, path, _MADE_FLAGS)
+    except OSError:
+        with contextlib.suppress(OSError):
+            on_path(os.unlink, path)
+        raise
+
+
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
     while view:
         n = os.pwrite(fd, view, offset)
@@ -279,8 +310,9 @@ class ContentWriter:
             chunks = self._vault.locate(e.node.chunks)
         # in a folder no one else sees until the restore is done (a staged tree: staged.py),
         # a file the plan creates is made at its destination
-        if e.action == CREATE and self._names.in_tree(e.folder):
-            return FileTask(e, e.dest, chunks, e.node.data_extents(), in_place=True)
+        if e.action in (CREATE, MADE) and self._names.in_tree(e.folder):
+            made = e.action == MADE
+            return FileTask(e, e.dest, chunks, e.node.data_extents(), in_place=True, made=made)
         return FileTask(e, self._names(e.folder), chunks, e.node.data_extents())
 
     def run(self, job: Job) -> list[FileTask]:
@@ -361,7 +393,9 @@ class ContentWriter:
         fresh = self._names.fresh(task.tmp)
         mode = 0o600 if fresh is None else create_mode(task.entry.node)
         try:
-            if not self._create_unnamed(task, mode):
+            if task.made:
+                task.fd = _open_made(task.tmp)
+            elif not self._create_unnamed(task, mode):
                 task.fd = on_path(os.open, task.tmp, _CREATE_FLAGS, mode)
         except OSError as exc:
             task.failure = self._os_reason(task, exc, "cannot create file")

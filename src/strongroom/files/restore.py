@@ -162,7 +162,7 @@ class _Executor:
         self.summary.processes = len(procs.pool.workers)
         out = restore_tree(self.vault, procs, root, self.tree or self.target, self._setup(), self)
         s = self.summary
-        s.helped_dirs, s.returned_files = out.helped, out.returned
+        s.helped_dirs, s.returned_files, s.shared_files = out.helped, out.returned, out.shared
         s.files, s.others, s.dirs = s.files + out.files, s.others + out.others, len(out.dirs)
         s.errors += out.errors
         self.dirs, self.flagged = out.dirs, out.flagged

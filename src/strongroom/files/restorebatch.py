@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from operator import attrgetter
 
 from strongroom.files.contents import job_workers, place
-from strongroom.files.fetch import NO_CHUNKS, ContentWriter, FileTask, plan_jobs
+from strongroom.files.fetch import MADE, NO_CHUNKS, ContentWriter, FileTask, make_empty, plan_jobs
 from strongroom.files.longpath import on_path
 from strongroom.files.nodes import DIR, FILE, Node
 from strongroom.files.placing import TempNames, descriptors_for, make_durable, make_special
@@ -207,19 +207,30 @@ class TreeWorker:
         """What the pending files will take to write, in bytes' worth (:data:`FILE_COST`)."""
         return self.pending_bytes + len(self.pending) * FILE_COST
 
-    def give(self, cost: int) -> list[Item]:
-        """Pending files worth at most ``cost`` (the last planned), for another writer to
-        :meth:`adopt`."""
+    def give(self, cost: int, most: int = BATCH_FILES) -> list[Item]:
+        """Pending files worth at most ``cost`` (the last planned), at most ``most`` of them,
+        for another writer to :meth:`adopt`; in a staged tree each is made here first
+        (``fetch.make_empty``: one process adds the names to a folder)."""
         cut = len(self.pending)
-        while cut > 0:
+        low = max(0, cut - most)
+        while cut > low:
             size = self.pending[cut - 1].node.size
             if size + FILE_COST > cost:
                 break
             cost -= size + FILE_COST
             cut -= 1
-        given, self.pending[cut:] = self.pending[cut:], []
-        self.pending_bytes -= sum(e.node.size for e in given)
-        return [(e.folder, e.name, e.node, e.action) for e in given]
+        given: list[Item] = []
+        kept: list[Entry] = []
+        for e in self.pending[cut:]:
+            if not self.names.in_tree(e.folder):
+                given.append((e.folder, e.name, e.node, e.action))
+            elif make_empty(self.names, e):
+                given.append((e.folder, e.name, e.node, MADE))
+            else:
+                kept.append(e)  # written here, where a failure is reported as usual
+        self.pending[cut:] = kept
+        self.pending_bytes -= sum(item[2].size for item in given)
+        return given
 
     def adopt(self, items: list[Item]) -> None:
         """Files another writer planned (:meth:`give`), written as if planned here."""

@@ -52,6 +52,8 @@ class WorkerSetup:
     first_name: int = 1
     own: bytes = b""  # the worker's folder in the staging folder (made by the worker)
     tree: bytes = b""  # where the restore builds the point (staged.py), if it does
+    writer: int = 0  # 0 the parent, 1, 2, ... the workers (own_setup)
+    shares: bool = False  # a restore by subtrees: say when out of files (``hungry``)
 
 
 @dataclass
@@ -116,7 +118,7 @@ class ProcessContents:
 
         firsts = [("open", handoff)] * count
         self.pool: WorkerPool = WorkerPool(
-            "strongroom.files.restorework", firsts, "restore", ("written",)
+            "strongroom.files.restorework", firsts, "restore", ("written", "hungry")
         )
         self.pending: dict[int, list[Entry]] = {}
 
@@ -171,7 +173,7 @@ def own_setup(setup: WorkerSetup, k: int) -> WorkerSetup:
     """Writer ``k``'s names and folder in the staging folder: 1, 2, ... the workers, 0 the
     parent when it writes too (``restoretree.py``)."""
     own = os.path.join(setup.staging, b"w%d" % k)  # never a counter name
-    return replace(setup, first_name=(k + 1) * _NAMES_APART, own=own)
+    return replace(setup, first_name=(k + 1) * _NAMES_APART, own=own, writer=k)
 
 
 def _batches(files: Iterator[Entry]) -> Iterator[list[Entry]]:

@@ -23,7 +23,7 @@ file removed) and one global sort of the files by pack (each batch is sorted ins
 from __future__ import annotations
 
 import itertools
-from dataclasses import field
+from dataclasses import field, replace
 from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import FilesError
@@ -31,7 +31,7 @@ from strongroom.files.contents import ContentSink
 from strongroom.files.nodes import Node
 from strongroom.files.placing import TempNames
 from strongroom.files.plan import CREATE, Entry
-from strongroom.files.restorebatch import TreeWorker, own_staging
+from strongroom.files.restorebatch import FILE_COST, TreeWorker, own_staging
 from strongroom.files.restoreprocs import (
     DirResult,
     FilesDone,
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 # With two (the pool's default) one worker and the parent restored 50,000 small files with the
 # worker busy 28-56 % of the time, with 16 it was 60-80 %, as busy as the parent.
 _DIRS_AHEAD = 16
+# What the parent must hold before it hands a share to a worker out of files: some 128 small
+# files' worth (restorebatch.FILE_COST each), not a few that cost more to send than to write.
+_SHARE_FROM = 128 * FILE_COST
 
 
 @dataclass
@@ -66,6 +69,7 @@ class TreeOutcome:
     others: int = 0
     helped: int = 0  # folders the parent planned and wrote itself
     returned: int = 0  # files a worker planned and handed back at the end
+    shared: int = 0  # files the parent planned and handed to a worker out of them
 
 
 def restore_tree(
@@ -83,9 +87,10 @@ def restore_tree(
     run = _TreeRun(procs, sink, TreeWorker(vault, mine, names))
     procs.pool.queued = _DIRS_AHEAD
     try:
-        procs.send_setup(setup)
+        procs.send_setup(replace(setup, shares=True))
         run.hand_out(root, target)
         run.until_planned()
+        run.write_shared()
         run.flush()
     except BaseException:
         procs.pool.close(abandon=True)
@@ -103,6 +108,7 @@ class _TreeRun:
         self.tags = itertools.count()
         self.dests: dict[int, bytes] = {}  # folder handed out -> its destination
         self.kept: list[tuple[Node, bytes]] = []  # folders for the parent, unless a worker frees
+        self.hungry: set[int] = set()  # workers (their ``writer``) out of files
 
     def hand_out(self, node: Node, dest: bytes) -> None:
         if self.procs.pool.full:
@@ -128,6 +134,7 @@ class _TreeRun:
             if self.mine.due:
                 self._written(self.mine.flush(self.feed))
             self.take(pool.answers(0))
+            self._share()
 
     def _wait(self) -> None:
         """The workers' next answers; meanwhile the parent writes its pending files."""
@@ -137,6 +144,27 @@ class _TreeRun:
             self._written(self.mine.idle())
             answers = pool.answers(0)
         self.take(answers or pool.answers(None))
+        self._share()
+
+    def write_shared(self) -> None:
+        """Every folder planned: the files the parent still holds written, a share handed
+        to each worker that runs out meanwhile (a folder of 50,000 files planned here
+        before the worker was ready had been written by the parent alone)."""
+        if self.mine.pending:
+            self._written(self.mine.flush(self.feed))
+
+    def _share(self) -> None:
+        """Hand each worker out of files an even share of the parent's, when there is
+        enough to be worth the message."""
+        if not self.hungry or self.mine.cost < _SHARE_FROM:
+            return
+        share = self.mine.cost // (len(self.hungry) + 1)
+        workers = self.procs.pool.workers
+        for k in sorted(self.hungry):
+            items = self.mine.give(share)
+            self.out.shared += len(items)
+            workers[k - 1].send(("adopt", items))
+        self.hungry.clear()
 
     def feed(self) -> None:
         """Between the jobs of a batch the parent writes (up to 1,000 files or 64 MiB): the
@@ -147,6 +175,7 @@ class _TreeRun:
         self.take(pool.answers(0))
         while self.kept and not pool.full:
             self.hand_out(*self.kept.pop())
+        self._share()
 
     def take(self, answers: list[tuple[Any, ...]]) -> None:
         for msg in answers:
@@ -154,6 +183,8 @@ class _TreeRun:
                 self._planned(self.dests.pop(msg[1]), msg[2])
             elif msg[0] == "written" and isinstance(msg[1], FilesDone):
                 self._written(msg[1])
+            elif msg[0] == "hungry" and isinstance(msg[1], int):
+                self.hungry.add(msg[1])
             else:
                 raise FilesError(f"unexpected answer from a restore worker process: {msg[0]!r}")
 
@@ -197,6 +228,8 @@ class _TreeRun:
             msg = w.next_reply()
             if msg[0] == kind:
                 return msg[1]
+            if msg[0] == "hungry":
+                continue  # said before the flush reached it: nothing is handed over now
             if msg[0] != "written":
                 raise w.failure(msg)
             self.take([msg])

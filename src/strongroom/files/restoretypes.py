@@ -45,6 +45,7 @@ class RestoreSummary:
     processes: int = 0  # worker processes that wrote the files (0: threads)
     helped_dirs: int = 0  # folders the restore's own process wrote beside its workers
     returned_files: int = 0  # files a worker planned and handed back to it at the end
+    shared_files: int = 0  # files it planned and handed to a worker out of them
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,4 +66,5 @@ class RestoreSummary:
             "processes": self.processes,
             "helped_dirs": self.helped_dirs,
             "returned_files": self.returned_files,
+            "shared_files": self.shared_files,
         }

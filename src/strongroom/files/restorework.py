@@ -8,9 +8,11 @@ FD is this end of the parent's socket pair.  The first message opens the vault, 
 a ``files`` answer once its files are in place; a ``dir`` request (a restore by subtrees,
 ``restoretree.py``) is answered at once with the folder's plan, its files written later in
 batches (``written``; ``flush`` says how much the parent still holds: the worker hands back
-files to even that out, ``spare``, and writes the rest); ``status`` says how many requests
-were handled.  End of input ends the worker; the parent's SIGTERM (an abandoned restore) unwinds
-through the clean-up that removes the batch's temporary files.
+files to even that out, ``spare``, and writes the rest).  A worker of a restore by subtrees
+running out of files says so (``hungry``, unsolicited) and may be handed some of the
+parent's (``adopt``, no answer).  ``status`` says how many requests were handled.  End of
+input ends the worker; the parent's SIGTERM (an abandoned restore) unwinds through the
+clean-up that removes the batch's temporary files.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from strongroom.files.placing import TempNames
 from strongroom.files.restorebatch import TreeWorker, own_staging, run_batch
 from strongroom.files.workermain import serve_main
 from strongroom.vault import open_handoff
+
+_LOW = 512  # pending files below which a worker asks for more (some 30 ms of its writes)
 
 
 def _serve(conn: Channel) -> None:
@@ -51,7 +55,14 @@ def _serve(conn: Channel) -> None:
 
 def _requests(conn: Channel, tree: TreeWorker) -> None:
     handled = 0  # requests of the pool's (a status reply says how many)
+    # A restore by subtrees: running low on files, say so once (until more come), so that the
+    # parent's share arrives before this runs dry.  Not after ``flush``: the parent no longer
+    # hands anything over then.
+    ask = tree.setup.shares
     while True:
+        if ask and len(tree.pending) < _LOW:
+            conn.send(("hungry", tree.setup.writer))
+            ask = False
         if tree.pending and not wait([conn], 0):  # nothing asked: write what is pending
             done = tree.idle()
             if not done.empty:
@@ -65,6 +76,7 @@ def _requests(conn: Channel, tree: TreeWorker) -> None:
             conn.send(("status", handled))
             continue
         handled += msg[0] in ("files", "dir")
+        ask = tree.setup.shares and msg[0] in ("dir", "adopt")
         _answer(conn, msg, tree)
 
 
@@ -77,6 +89,8 @@ def _answer(conn: Channel, msg: tuple[Any, ...], tree: TreeWorker) -> None:
         conn.send(("dir", msg[1], tree.plan_dir(msg[2], msg[3])))
         if tree.due:  # a job's worth: a whole batch here had kept the parent's flush waiting
             conn.send(("written", tree.idle()))
+    elif msg[0] == "adopt":  # files the parent planned, for a worker out of them
+        tree.adopt(msg[1])
     elif msg[0] == "flush":  # with what the parent holds: it takes back half the difference
         conn.send(("spare", tree.give((tree.cost - msg[1]) // 2)))
         conn.send(("flushed", tree.finish()))
