@@ -183,6 +183,22 @@ class SmallFiles(TreeDataset):
         return f"small-v{GENERATOR_VERSION}-seed{self.seed}-{self.count}"
 
 
+class FlatFiles(SmallFiles):
+    """The small files' contents (64 B - 4 KiB), all in one folder: what a walk or a restore
+    split by folders cannot spread over its processes, and where every name goes into one
+    directory (session 29: two processes creating files in one ext4 folder were slower than
+    one)."""
+
+    name = "flat"
+
+    def cache_key(self) -> str:
+        return f"flat-v{GENERATOR_VERSION}-seed{self.seed}-{self.count}"
+
+    def file(self, index: int, variant: int = 0) -> tuple[Path, bytes]:
+        path, data = super().file(index, variant)
+        return self.path / "files" / f"f{index:06d}{path.suffix}", data
+
+
 class CopiesTree(TreeDataset):
     """Text files of 100 B - 32 KiB (log-uniform) in folders of 40 under 15 per package,
     45 % of them copies of an earlier file; 1 % change: files rewritten."""
@@ -364,6 +380,7 @@ NAMES = (
     "small",
     "big",
     "copies",
+    "flat",
 )
 
 
@@ -380,5 +397,6 @@ def make_all(root: Path, seed: int, sizes: Sizes) -> dict[str, Dataset]:
         SmallFiles(root, seed, sizes.small),
         BigFiles(root, seed, sizes.big, sizes.big_count),
         CopiesTree(root, seed, sizes.copies),
+        FlatFiles(root, seed, sizes.small),
     ]
     return {ds.name: ds for ds in sets}

@@ -78,6 +78,17 @@ def test_small_and_big_files(sets: ModuleType, tmp_path: Path) -> None:
     _check(lambda root: sets.BigFiles(root, 1, 2 * MiB, 2), tmp_path / "big")
 
 
+def test_flat_files_are_the_small_files_in_one_folder(sets: ModuleType, tmp_path: Path) -> None:
+    _check(lambda root: sets.FlatFiles(root, 1, 300), tmp_path / "flat")
+    flat = sets.FlatFiles(tmp_path / "flat" / "a", 1, 300)
+    small = sets.SmallFiles(tmp_path / "small" / "a", 1, 300)
+    flat.ensure()  # cached by _check: nothing generated again
+    files = [p for p in flat.path.rglob("*") if p.is_file()]
+    assert len(files) == 300 and len({p.parent for p in files}) == 1
+    for i in (0, 7, 299):
+        assert flat.file(i)[1] == small.file(i)[1]
+
+
 def test_copies_hold_the_same_content_in_several_places(sets: ModuleType, tmp_path: Path) -> None:
     _check(lambda root: sets.CopiesTree(root, 1, 500), tmp_path / "copies")
     tree = sets.CopiesTree(tmp_path / "copies" / "a", 1, 500)

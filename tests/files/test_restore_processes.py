@@ -632,6 +632,6 @@ def test_files_given_in_a_staged_tree_are_made_by_the_giver_and_filled_by_the_ta
         taker.close()
     assert not os.path.lexists(gone)
     for node in folders:
-        for name in os.listdir(target / os.fsdecode(node.name)):
-            got = (target / os.fsdecode(node.name) / name).read_bytes()
-            assert got == (source / "many" / os.fsdecode(node.name) / name).read_bytes()
+        for entry in (target / os.fsdecode(node.name)).iterdir():
+            got = entry.read_bytes()
+            assert got == (source / "many" / os.fsdecode(node.name) / entry.name).read_bytes()
