@@ -5,6 +5,7 @@ temporary name."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import stat
@@ -307,6 +308,7 @@ def placed_by(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     monkeypatch.setattr("strongroom.files.contents.link_into_place", linked)
     monkeypatch.setattr("strongroom.files.contents.rename_into_place", renamed)
     monkeypatch.setattr("strongroom.files.contents.make_durable", made_durable)
+    monkeypatch.setattr("strongroom.files.restorebatch.make_durable", made_durable)
     monkeypatch.setattr(restoretree, "_DIRS_AHEAD", 2)  # the worker is full soon: the parent writes
     return seen
 
@@ -337,7 +339,7 @@ def test_a_restore_by_subtrees_builds_the_tree_in_its_staging_folder_then_moves_
     assert shared.processes == 1 and shared.helped_dirs > 0 and shared.errors == []
     ((staging,),) = seen_before_move
     assert staging.startswith(".strongroom-tmp-staging-")
-    # the members of hard-link groups too, which the parent writes at the end
+    # the first members of hard-link groups too (written with the rest), and the links
     assert placed_by["linked"] == placed_by["renamed"] == []
     assert set(placed_by["durable_on"]) == {"files-commit_0"}
     rel = source.relative_to("/")
@@ -635,3 +637,37 @@ def test_files_given_in_a_staged_tree_are_made_by_the_giver_and_filled_by_the_ta
         for entry in (target / os.fsdecode(node.name)).iterdir():
             got = entry.read_bytes()
             assert got == (source / "many" / os.fsdecode(node.name) / entry.name).read_bytes()
+
+
+def test_hard_link_groups_are_written_with_the_rest_and_linked_in_place(
+    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore by subtrees writes each hard-link group's first member with the other files
+    (shared with the workers, not after them by the parent alone) and links the others to it
+    at their final names in the staged tree: the same inodes as the source's groups."""
+    src = tmp_path / "src"
+    for d in range(6):
+        (src / f"d{d}").mkdir(parents=True)
+    for i in range(300):  # pairs across folders, and a few groups of three
+        first = src / f"d{i % 6}" / f"f{i:03}"
+        first.write_bytes(b"%d" % i * (1 + i % 50))
+        os.link(first, src / f"d{(i + 1) % 6}" / f"l{i:03}")
+        if i % 50 == 0:
+            os.link(first, src / f"d{(i + 2) % 6}" / f"m{i:03}")
+    point = _backup(vault, src)
+
+    def no_second_pass(*args: object) -> None:
+        raise AssertionError("the groups' first members were left for after the workers")
+
+    by_threads = _restore(vault, point, tmp_path / "threads", 0)
+    executor = importlib.import_module("strongroom.files.restore")._Executor
+    monkeypatch.setattr(executor, "_contents", no_second_pass)
+    shared = _restore(vault, point, tmp_path / "shared", 1)
+    assert shared.errors == by_threads.errors == [] and shared.links == by_threads.links == 306
+    rel = src.relative_to("/")
+    assert_same(snapshot(tmp_path / "threads" / rel), snapshot(tmp_path / "shared" / rel))
+    for i in range(300):
+        first = tmp_path / "shared" / rel / f"d{i % 6}" / f"f{i:03}"
+        linked = tmp_path / "shared" / rel / f"d{(i + 1) % 6}" / f"l{i:03}"
+        assert first.stat().st_ino == linked.stat().st_ino and first.stat().st_nlink in (2, 3)
+    assert not _temporaries(tmp_path / "shared")

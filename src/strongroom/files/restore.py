@@ -166,18 +166,9 @@ class _Executor:
         s.files, s.others, s.dirs = s.files + out.files, s.others + out.others, len(out.dirs)
         s.errors += out.errors
         self.dirs, self.flagged = out.dirs, out.flagged
-        firsts: dict[str | None, bytes] = {}
-        files, links = [], []
-        for e in out.links:  # each group's first member written, the others linked to it
-            first = firsts.setdefault(e.node.link, e.dest)
-            if first == e.dest:
-                files.append(e)
-            else:
-                e.link_to = first
-                links.append(e)
-        self.link_targets = set(firsts.values())
-        self._contents(files, None)
-        for e in links:
+        failed = {path for path, _ in out.errors}  # each group's first member is written
+        self.done = {e.dest for e in out.firsts if _show(e.dest) not in failed}
+        for e in out.links:  # and the others are linked to it
             self._link(e)
         if self.tree:
             self._move_out()
@@ -280,14 +271,17 @@ class _Executor:
         if e.link_to not in self.done:
             self._fail(e, f"hard link target {_show(e.link_to)} was not restored")
             return
-        tmp = self._tmp(e.folder)
+        direct = self.names.in_tree(e.folder)  # a staged tree: nothing in the way
+        tmp = e.dest if direct else self._tmp(e.folder)
         try:
             on_paths(os.link, e.link_to, tmp)
-            on_paths(os.rename, tmp, e.dest)
+            if not direct:
+                on_paths(os.rename, tmp, e.dest)
         except OSError as exc:
             self._fail(e, f"cannot create hard link: {exc.strerror}")
-            with contextlib.suppress(OSError):
-                on_path(os.unlink, tmp)
+            if not direct:
+                with contextlib.suppress(OSError):
+                    on_path(os.unlink, tmp)
             return
         self.summary.links += 1
 
