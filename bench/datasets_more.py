@@ -199,6 +199,23 @@ class FlatFiles(SmallFiles):
         return self.path / "files" / f"f{index:06d}{path.suffix}", data
 
 
+class FolderTree(SmallFiles):
+    """The small files' contents two to a folder, in folders three levels deep (20 a level):
+    as many folders as half the files, where a backup's cost per folder (listing, tree,
+    cache rows) counts as much as its cost per file (session 29)."""
+
+    name = "dirs"
+
+    def cache_key(self) -> str:
+        return f"dirs-v{GENERATOR_VERSION}-seed{self.seed}-{self.count}"
+
+    def file(self, index: int, variant: int = 0) -> tuple[Path, bytes]:
+        path, data = super().file(index, variant)
+        leaf = index // 2
+        folder = f"a{leaf // 400:03d}/b{leaf // 20 % 20:02d}/c{leaf % 20:02d}"
+        return self.path / folder / f"f{index % 2}{path.suffix}", data
+
+
 class CopiesTree(TreeDataset):
     """Text files of 100 B - 32 KiB (log-uniform) in folders of 40 under 15 per package,
     45 % of them copies of an earlier file; 1 % change: files rewritten."""
@@ -381,6 +398,7 @@ NAMES = (
     "big",
     "copies",
     "flat",
+    "dirs",
 )
 
 
@@ -398,5 +416,6 @@ def make_all(root: Path, seed: int, sizes: Sizes) -> dict[str, Dataset]:
         BigFiles(root, seed, sizes.big, sizes.big_count),
         CopiesTree(root, seed, sizes.copies),
         FlatFiles(root, seed, sizes.small),
+        FolderTree(root, seed, sizes.small // 2),
     ]
     return {ds.name: ds for ds in sets}

@@ -78,6 +78,14 @@ def test_small_and_big_files(sets: ModuleType, tmp_path: Path) -> None:
     _check(lambda root: sets.BigFiles(root, 1, 2 * MiB, 2), tmp_path / "big")
 
 
+def test_folder_trees_hold_two_small_files_a_folder(sets: ModuleType, tmp_path: Path) -> None:
+    _check(lambda root: sets.FolderTree(root, 1, 300), tmp_path / "dirs")
+    tree = sets.FolderTree(tmp_path / "dirs" / "a", 1, 300)
+    files = [p for p in tree.path.rglob("*") if p.is_file()]
+    assert len(files) == 300 and len({p.parent for p in files}) == 150
+    assert {len(p.relative_to(tree.path).parts) for p in files} == {4}
+
+
 def test_flat_files_are_the_small_files_in_one_folder(sets: ModuleType, tmp_path: Path) -> None:
     _check(lambda root: sets.FlatFiles(root, 1, 300), tmp_path / "flat")
     flat = sets.FlatFiles(tmp_path / "flat" / "a", 1, 300)
