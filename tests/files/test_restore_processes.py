@@ -626,6 +626,9 @@ def test_files_given_in_a_staged_tree_are_made_by_the_giver_and_filled_by_the_ta
         gone = os.path.join(given[0][0], given[0][1])
         os.unlink(gone)
         taker.adopt(given)
+        back = taker.give(taker.cost, most=5)  # made already: handed on as they are
+        assert [action for *_, action in back] == ["made"] * 5 and len(taker.pending) == 45
+        giver.adopt(back)
         done = giver.finish()
         done.add(taker.finish())
         assert done.placed == 119 and [p for p, _ in done.errors] == [os.fsdecode(gone)]

@@ -222,7 +222,7 @@ class TreeWorker:
         given: list[Item] = []
         kept: list[Entry] = []
         for e in self.pending[cut:]:
-            if not self.names.in_tree(e.folder):
+            if e.action == MADE or not self.names.in_tree(e.folder):  # (made already)
                 given.append((e.folder, e.name, e.node, e.action))
             elif make_empty(self.names, e):
                 given.append((e.folder, e.name, e.node, MADE))

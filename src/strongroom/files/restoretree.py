@@ -181,9 +181,11 @@ class _TreeRun:
         workers = self.procs.pool.workers
         for k in sorted(self.hungry):
             items = self.mine.give(share)
+            if not items:  # one file worth more than the share (a big one): it stays here
+                return
             self.out.shared += len(items)
             workers[k - 1].send(("adopt", items))
-        self.hungry.clear()
+            self.hungry.discard(k)
 
     def feed(self) -> None:
         """Between the jobs of a batch the parent writes (up to 1,000 files or 64 MiB): the

@@ -60,7 +60,7 @@ def _requests(conn: Channel, tree: TreeWorker) -> None:
     # hands anything over then.
     ask = tree.setup.shares
     while True:
-        if ask and len(tree.pending) < _LOW:
+        if ask and len(tree.pending) < _LOW and not wait([conn], 0):  # no folder waiting
             conn.send(("hungry", tree.setup.writer))
             ask = False
         if tree.pending and not wait([conn], 0):  # nothing asked: write what is pending
