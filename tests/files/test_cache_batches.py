@@ -12,14 +12,15 @@ import pytest
 
 from strongroom.files import BackupOptions, backup_files, cache
 from strongroom.files.cache import CacheReader, FilesCache
-from strongroom.files.cacherows import CacheRow
+from strongroom.files.cacherows import CacheRow, encode_record
 from strongroom.vault import Vault
 
 _KEY = b"k" * 32
 
 
-def _row(directory: bytes, name: bytes, size: int) -> CacheRow:
-    return (directory, name, 7, size, 10**18, 10**18, [b"c" * 32], None, 0, ())
+def _row(directory: bytes, name: bytes, size: int) -> bytes:
+    row: CacheRow = (directory, name, 7, size, 10**18, 10**18, [b"c" * 32], None, 0, ())
+    return encode_record(row)
 
 
 def test_rows_are_found_before_and_after_their_batch_goes_in(tmp_path: Path) -> None:

@@ -38,7 +38,6 @@ from urllib.parse import quote
 from strongroom import timingsafe
 from strongroom.files.cacherows import (
     CacheEntry,
-    CacheRow,
     body_mac,
     decode_body,
     prepare_dir,
@@ -303,9 +302,9 @@ class FilesCache:
         n = FOLDER_COLUMNS
         self.db.executemany(FOLDER_INSERT, [values[i : i + n] for i in range(0, len(values), n)])
 
-    def store(self, directory: bytes, kept: list[bytes], rows: list[CacheRow]) -> None:
+    def store(self, directory: bytes, kept: list[bytes], rows: list[bytes]) -> None:
         """A directory's row, written again: the records of its files that still matched
-        (``kept``) and the rows of those read this time (``cacherows.prepare_dir``)."""
+        (``kept``) and those of the files read this time (``cacherows.encode_record``)."""
         row = prepare_dir(self._key, directory, kept, rows, self._now)
         self._rows[directory] = row
         if len(self._rows) >= _ROWS_AT_ONCE:

@@ -145,9 +145,10 @@ def body_mac(key: bytes, directory: bytes, body: bytes) -> bytes:
 
 
 def prepare_dir(
-    key: bytes, directory: bytes, kept: list[bytes], rows: list[CacheRow], now: int
+    key: bytes, directory: bytes, kept: list[bytes], rows: list[bytes], now: int
 ) -> tuple[bytes, bytes, int, bytes]:
     """A folder's row, ready to insert: (dir, body, seen, mac).  ``kept``: the records of its
-    files whose rows still matched; ``rows``: the files read this time that have a row."""
-    body = b"".join(kept + [encode_record(row) for row in rows])
+    files whose rows still matched; ``rows``: those of the files read this time that have a
+    row (:func:`encode_record`)."""
+    body = b"".join(kept + rows)
     return directory, body, now, body_mac(key, directory, body)

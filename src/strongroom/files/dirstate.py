@@ -18,6 +18,7 @@ class DirState:
         "clean",
         "depth",
         "dev",
+        "digest",
         "entries",
         "error",
         "gone",
@@ -41,7 +42,7 @@ class DirState:
         self.nodes: list[Node] = []
         self.pending = 0
         self.listed = False
-        self.rows: list[CacheRow] = []  # new or changed rows for the files cache
+        self.rows: list[bytes] = []  # new or changed records for the files cache (encoded)
         self.kept: list[bytes] = []  # the cache records of files whose rows matched
         self.touch = False  # whether the files cache's rows for this directory need news
         self.gone = False  # whether some cached names are no longer files here
@@ -54,7 +55,8 @@ class DirState:
         # results its row's digest covers, whether every entry was recorded without a doubt,
         # and, for a folder whose row matched, that row and its subfolders' states
         self.reusable = True
-        self.entries: list[tuple[bytes, os.stat_result]] | None = None
+        self.entries: list[tuple[bytes, os.stat_result]] | None = None  # (a matched row's)
+        self.digest: bytes | None = None  # of the entries, for a row: taken once it is built
         self.clean = True
         self.reuse: FolderRow | None = None
         self.children: dict[bytes, DirState] = {}

@@ -96,16 +96,29 @@ def digest_salt(exclude_nodump: bool) -> bytes:
 def entries_digest(key: bytes, salt: bytes, entries: Entries, names: Names) -> bytes:
     """The keyed digest of a folder's (name, lstat) entries, in order, and their owners'
     names (a renamed user changes nodes without changing any ``lstat``)."""
-    pack = _ENTRY.pack
-    parts = [salt]
-    uids: set[int] = set()
-    gids: set[int] = set()
+    digest = EntriesDigest(key, salt)
     for name, st in entries:
+        digest.add(name, st)
+    return digest.digest(names)
+
+
+class EntriesDigest:
+    """:func:`entries_digest` taken one entry at a time, so that a walk need not keep a
+    folder's ``lstat`` results until its end (some 400 bytes an entry; 20 MiB of a folder
+    of 50,000 files); the same bytes, so the same digest."""
+
+    def __init__(self, key: bytes, salt: bytes) -> None:
+        self.key = key
+        self.parts = [salt]
+        self.uids: set[int] = set()
+        self.gids: set[int] = set()
+
+    def add(self, name: bytes, st: os.stat_result) -> None:
         uid, gid = st.st_uid, st.st_gid
-        uids.add(uid)
-        gids.add(gid)
-        parts.append(
-            pack(
+        self.uids.add(uid)
+        self.gids.add(gid)
+        self.parts.append(
+            _ENTRY.pack(
                 st.st_mode,
                 st.st_ino,
                 st.st_dev,
@@ -120,11 +133,13 @@ def entries_digest(key: bytes, salt: bytes, entries: Entries, names: Names) -> b
                 len(name),
             )
         )
-        parts.append(name)
-    owners = [f"u{u}={names.user(u)}" for u in sorted(uids)]
-    owners += [f"g{g}={names.group(g)}" for g in sorted(gids)]
-    parts.append("\0".join(owners).encode("utf-8", "surrogateescape"))
-    return blake3.blake3(b"".join(parts), key=key).digest()
+        self.parts.append(name)
+
+    def digest(self, names: Names) -> bytes:
+        owners = [f"u{u}={names.user(u)}" for u in sorted(self.uids)]
+        owners += [f"g{g}={names.group(g)}" for g in sorted(self.gids)]
+        data = b"".join([*self.parts, "\0".join(owners).encode("utf-8", "surrogateescape")])
+        return blake3.blake3(data, key=self.key).digest()
 
 
 def encode_subs(subs: Iterable[tuple[bytes, bytes]]) -> bytes:
