@@ -580,8 +580,9 @@ def test_a_worker_holding_more_files_at_the_end_hands_some_back(
     assert not _temporaries(tmp_path / "shared")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_worker_out_of_files_is_handed_a_share_of_the_parents(
-    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
     """When the parent plans every folder (here its worker never has room for one: a folder
     of 50,000 files planned before the worker was ready is the same), the worker says it is
@@ -590,8 +591,8 @@ def test_a_worker_out_of_files_is_handed_a_share_of_the_parents(
     point = _backup(vault, source)
     monkeypatch.setattr(restoretree, "_DIRS_AHEAD", 0)
     by_threads = _restore(vault, point, tmp_path / "threads", 0)
-    shared = _restore(vault, point, tmp_path / "shared", 1)
-    assert shared.processes == 1 and 0 < shared.shared_files < shared.files
+    shared = _restore(vault, point, tmp_path / "shared", workers)
+    assert shared.processes == workers and 0 < shared.shared_files < shared.files
     assert shared.to_dict()["shared_files"] == shared.shared_files
     assert shared.helped_dirs == by_threads.dirs + 1  # every folder, the top one too
     assert shared.errors == by_threads.errors == []
