@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from strongroom.errors import StrongroomError
-from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files, walkprocs
+from strongroom.files import (
+    BackupOptions,
+    RestoreOptions,
+    backup_files,
+    procpool,
+    restore_files,
+    walkprocs,
+)
 from strongroom.files.dirstate import DirState
 from strongroom.files.reading import FileItem, FileOutcome, FileReader
 from strongroom.files.selection import Selection
@@ -150,6 +157,72 @@ def test_this_process_walks_too_when_its_worker_is_full(
     _restore(vault, shared.point_id, out)
     want = {k: v for k, v in snapshot(tree, atime=False).items() if not k.endswith(b".tmp")}
     assert_same(want, snapshot(out / tree.relative_to("/"), atime=False))
+
+
+def test_workers_take_the_shallowest_folders_and_this_process_the_deepest(
+    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Work stealing: a worker with room gets the bottom of the walk's stack (the folders
+    met first, so the biggest subtrees still pending) while this process walks from its top.
+    From the top, a tree of many small folders went to the worker a folder or two at a time.
+    The point is the one a single process makes."""
+    monkeypatch.setattr(TreeWalker, "helps", True)
+    root = tmp_path / "src"
+    root.mkdir()
+    for i in range(30):  # enough to read that the workers start once this folder is listed
+        (root / f"f{i}").write_bytes(b"%d" % i)
+    for a in range(6):
+        for b in range(3):
+            for c in range(3):
+                leaf = root / f"a{a}" / f"b{b}" / f"c{c}"
+                leaf.mkdir(parents=True)
+                (leaf / "f").write_bytes(b"%d %d %d" % (a, b, c))
+    time.sleep(0.2)  # out of the racy window
+    given: list[bytes] = []
+    list_dir = procpool.DirWorkers.list_dir
+
+    def record(self: procpool.DirWorkers, tag: int, path: bytes, dev: int, whole: bool) -> None:
+        given.append(path)
+        list_dir(self, tag, path, dev, whole)
+
+    monkeypatch.setattr(procpool.DirWorkers, "list_dir", record)
+    alone = backup_files(vault, _opts(root, "one", 0))
+    opts = BackupOptions([str(root)], source="two", processes=1, processes_after=30)
+    shared = backup_files(vault, opts)
+    top = os.fsencode(root)
+    # this process listed the root, then the workers started: its last subfolders by name,
+    # the stack's bottom, fill the worker's two places while this process walks a0
+    assert given[:2] == [top + b"/a5", top + b"/a4"]
+    assert shared.worker_dirs == len(given) and shared.helped_dirs > 0
+    points = {p.point_id: p for p in vault.points()}
+    assert points[alone.point_id].manifest.roots == points[shared.point_id].manifest.roots
+
+
+def test_a_named_path_at_the_bottom_of_the_stack_holds_nothing_up(
+    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two paths named on the command line: the second's folder waits at the stack's bottom
+    to be walked here (a named path is listed by this process), and the first's subfolders
+    above it still go to the worker."""
+    monkeypatch.setattr(TreeWalker, "helps", True)
+    first, second = tmp_path / "one" / "deep", tmp_path / "two" / "b"
+    for n in range(4):
+        (first / f"s{n}").mkdir(parents=True)
+        (first / f"s{n}" / "f").write_bytes(b"%d" % n)
+    second.mkdir(parents=True)
+    (second / "f").write_bytes(b"b")
+    time.sleep(0.2)  # out of the racy window
+    given: list[bytes] = []
+    list_dir = procpool.DirWorkers.list_dir
+
+    def record(self: procpool.DirWorkers, tag: int, path: bytes, dev: int, whole: bool) -> None:
+        given.append(path)
+        list_dir(self, tag, path, dev, whole)
+
+    monkeypatch.setattr(procpool.DirWorkers, "list_dir", record)
+    opts = BackupOptions([str(first), str(second)], source="two", processes=1, processes_after=1)
+    done = backup_files(vault, opts)
+    assert os.fsencode(first) in given and done.files == 5
 
 
 def test_first_backup_with_workers_then_cache_and_one_percent(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from typing import Any
 
 from strongroom import failpoints, malloctune
@@ -79,7 +80,7 @@ class WorkerWalker(TreeWalker):
         top.reusable = whole  # one level: the parent builds the folder, so it has no row
         news = self.news
         if whole:
-            self.stack = [(top, None, dev)]
+            self.stack = deque([(top, None, dev)])
             news.tree_id = self._walk()
         else:
             self._one_level(top, dev)

@@ -20,6 +20,7 @@ import stat
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -126,7 +127,7 @@ class TreeWalker(FileReads, ProcessWalk):
         self.progress: Progress | None = None
         self.done_files = 0
         self.done_bytes = 0
-        self.stack: list[tuple[DirState, Selection | None, int]] = []
+        self.stack: deque[tuple[DirState, Selection | None, int]] = deque()
         self.procs: DirWorkers | None = None
         self.procs_wanted = process_count(opts.processes, spare=1)  # this process walks too
         self.warm: WarmWorkers | None = None  # workers started early (warmstart.py)
@@ -141,7 +142,7 @@ class TreeWalker(FileReads, ProcessWalk):
     # --- walking ---------------------------------------------------------------------------
 
     def run(self, selection: Selection) -> bytes:
-        self.stack = [(DirState(b"/", None, None), selection, -1)]
+        self.stack = deque([(DirState(b"/", None, None), selection, -1)])
         if self.cache is not None:
             # before any row is read: rows that may name what a prune took are dropped (the
             # first folder waits for the index anyway)
@@ -154,8 +155,10 @@ class TreeWalker(FileReads, ProcessWalk):
         """Until the stack is empty and every read and worker is done; the top tree's id."""
         while self.stack or self.batch or self.inflight or self._workers_busy():
             if self.stack:
-                d, sel, dev = self.stack.pop()
-                if not self._delegate(d, sel, dev):
+                self._feed_workers()  # from the stack's bottom (see there)
+                if self.stack:
+                    d, sel, dev = self.stack.pop()
+                    self._helping(sel)
                     children = self._list(d, sel, dev)
                     d.listed = True
                     self.stack.extend(reversed(children))

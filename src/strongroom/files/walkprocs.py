@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -34,7 +35,7 @@ BIG_TREE = 60_000
 class ProcessWalk:
     """Worker-process hand-off, mixed into :class:`TreeWalker`, which owns the state below."""
 
-    helps = True  # list a folder here when every worker is full (see _delegate)
+    helps = True  # list folders here while every worker is full (tests turn it off)
 
     opts: BackupOptions
     vault: BackupVault
@@ -49,7 +50,7 @@ class ProcessWalk:
     delegated: dict[int, DirState]
     remote: dict[int, list[FileItem]]
     tags: Iterator[int]
-    stack: list[tuple[DirState, Selection | None, int]]
+    stack: deque[tuple[DirState, Selection | None, int]]
     done_files: int
     done_bytes: int
     progress: Progress | None
@@ -114,15 +115,13 @@ class ProcessWalk:
             return False
         return self.to_read >= after // 3 or (seen >= BIG_TREE and self.rebuilt >= after)
 
+    def _helping(self, sel: Selection | None) -> None:
+        """Count a folder this process lists while workers run (every one was full)."""
+        if self.procs is not None and self.procs.ready and (sel is None or sel.full):
+            self.summary.helped_dirs += 1
+
     def _delegate(self, d: DirState, sel: Selection | None, dev: int) -> bool:
         if self.procs is None or not self.procs.ready or (sel is not None and not sel.full):
-            return False
-        if self.helps and self.procs.full:
-            # This process walks too, one level at a time, and reads those files itself
-            # (FileReads.inline_reads): on two cores one worker and this process back up
-            # 50,000 small files in less time than two workers with this one only handing
-            # out folders, with a third less memory (docs/benchmarks.md, "Session 14").
-            self.summary.helped_dirs += 1
             return False
         tag = next(self.tags)
         self.delegated[tag] = d
@@ -133,20 +132,33 @@ class ProcessWalk:
         return True
 
     def _feed_workers(self) -> None:
-        """Between the files this process reads itself: take the workers' answers and hand
-        out folders from the stack while a worker has room.  Without it a worker that had
-        done its two folders waited for the end of the parent's, and a folder of big files
-        there left it idle for seconds: on /usr the worker waited a third of the run,
-        blocked on its answer or on an empty pipe (docs/benchmarks.md, "Session 18")."""
+        """Take the workers' answers and hand them folders while one has room: from the
+        stack's bottom, the shallowest and so the biggest pending subtrees, while this
+        process walks from its top (work stealing).  From the top, a tree of 12,500 small
+        folders went to the worker a folder or two at a time, each a round trip: the worker
+        sat idle a third of the time and this process listed 6,075 of them itself.
+
+        Also called between the files this process reads itself: without it a worker that
+        had done its two folders waited for the end of the parent's, and a folder of big
+        files there left it idle for seconds: on /usr the worker waited a third of the run,
+        blocked on its answer or on an empty pipe (docs/benchmarks.md, "Session 18").
+        This process walks too, one level at a time, and reads those files itself
+        (FileReads.inline_reads): on two cores one worker and this process back up 50,000
+        small files in less time than two workers with this one only handing out folders,
+        with a third less memory (docs/benchmarks.md, "Session 14")."""
         procs = self.procs
         if procs is None:
             return
         self._pump(0)
-        while self.stack and not procs.full:
-            d, sel, dev = self.stack[-1]
-            if not self._delegate(d, sel, dev):
+        stack, at = self.stack, 0
+        while at < len(stack) and (not procs.full or not self.helps):
+            d, sel, dev = stack[at]
+            if self._delegate(d, sel, dev):
+                del stack[at]
+            elif not procs.ready:
                 return
-            self.stack.pop()
+            else:
+                at += 1  # a path named on the command line: walked here, not the rest
 
     def _read_remote(self, items: list[FileItem]) -> bool:
         """Hand files this process was about to read itself to a worker with room: the
@@ -195,12 +207,14 @@ class ProcessWalk:
             self._maybe_finalize(self._subtree_done(d, listing.tree_id))
         else:
             d.nodes = listing.nodes
+            subs = []
             for index, dev in listing.subdirs:
                 node = d.nodes[index]
                 sub = DirState(os.path.join(d.path, node.name), node, d)
                 sub.depth = d.depth + 1
                 d.pending += 1
-                self.stack.append((sub, None, dev))
+                subs.append((sub, None, dev))
+            self.stack.extend(reversed(subs))  # the first by name on top, as _walk's own
             d.listed = True
             self._maybe_finalize(d)
         if self.progress is not None:
