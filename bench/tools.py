@@ -125,6 +125,8 @@ class Strongroom(Tool):
             STRONGROOM_PASSWORD=PASSWORD,
             XDG_CACHE_HOME=str(ws.cache),
         )
+        if "PYTHONPATH" in os.environ:  # a frozen copy of the source, benched while editing
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         return env
 
     def version_argv(self) -> list[str]:

@@ -57,9 +57,9 @@ from strongroom.records import dataclass
 FORGET_AFTER_S = 30 * 24 * 3600
 _TOUCH_AFTER_S = 24 * 3600
 # PRAGMA user_version: a cache of another layout (version 1 had no MACs, version 2 no inode
-# flags, version 3 no xattrs, version 4 no folder rows, version 5 a row per file) is emptied
-# on open
-_VERSION = 6
+# flags, version 3 no xattrs, version 4 no folder rows, version 5 a row per file, version 6
+# a folder row's fields in ten columns) is emptied on open
+_VERSION = 7
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     dir BLOB NOT NULL PRIMARY KEY,
@@ -195,6 +195,9 @@ class FilesCache:
 
     def _connect(self) -> None:
         db = sqlite3.connect(self.path, timeout=60, isolation_level="DEFERRED")
+        # Every value is ours as bytes; a text one (an edited file) comes back as bytes too,
+        # and fails its row's MAC, where text that is not UTF-8 failed the whole query
+        db.text_factory = bytes
         self._db = db
         db.execute("PRAGMA journal_mode=WAL")
         # No fsync, not even at the checkpoint that ends a first backup's commit (25-30 ms

@@ -155,7 +155,8 @@ class TreeWalker(FileReads, ProcessWalk):
         """Until the stack is empty and every read and worker is done; the top tree's id."""
         while self.stack or self.batch or self.inflight or self._workers_busy():
             if self.stack:
-                self._feed_workers()  # from the stack's bottom (see there)
+                # the workers' answers taken, and folders handed out from the stack's bottom
+                self._feed_workers()
                 if self.stack:
                     d, sel, dev = self.stack.pop()
                     self._helping(sel)
@@ -165,7 +166,6 @@ class TreeWalker(FileReads, ProcessWalk):
                     self._maybe_finalize(d)
                     self._drain(block=False)
                     self._maybe_start_workers()
-                self._pump(0)
                 continue
             self._submit_batch()
             if self._workers_busy():
