@@ -65,6 +65,21 @@ def test_the_quick_look_counts_entries_and_files(tmp_path: Path) -> None:
     assert not enough_to_read([str(tmp_path / "links")], 2, 0)
 
 
+def test_the_quick_look_sees_a_tree_of_many_small_folders(tmp_path: Path) -> None:
+    """1,000 folders of two files (3,040 entries, 2,000 files): the default's 3,000 entries
+    with 1,000 files are found only past the 512th folder, where the look used to stop; the
+    walk then started its workers late, reading with a thread meanwhile (12,500 such folders:
+    1.92 s against 1.58 with the workers started at once)."""
+    for a in range(40):
+        for b in range(25):
+            leaf = tmp_path / "t" / f"a{a:02}" / f"b{b:02}"
+            leaf.mkdir(parents=True)
+            (leaf / "f").write_bytes(b"1")
+            (leaf / "g").write_bytes(b"2")
+    assert enough_to_read([str(tmp_path / "t")], 3000, 1000)
+    assert not enough_to_read([str(tmp_path / "t")], 3100, 0)
+
+
 def test_workers_start_only_for_a_first_backup_of_enough(
     tmp_path: Path, vault: Vault, spawned: list[WorkerProcess]
 ) -> None:

@@ -8,7 +8,7 @@ index): 50,000 small files had one core at work for the first 0.6 s of a 2 s bac
 
 When the source has no files cache in this vault (a first backup, or a cache lost), nothing
 will be answered from a cache, so everything the walk meets is read.  A quick look at the
-paths (at most :data:`_LOOK_FOLDERS` folders listed, a few milliseconds) tells whether that
+paths (at most :data:`_LOOK_FOLDERS` folders listed, some milliseconds) tells whether that
 is enough for workers; if so they are started at once, load their modules while the parent
 loads the backup's own and the index, and wait for the vault (``procwork``'s first message).
 The walk then hands them folders from its start instead of after its first
@@ -40,7 +40,11 @@ if TYPE_CHECKING:
     from strongroom.files.backuptypes import BackupOptions
     from strongroom.files.workerproc import WorkerProcess
 
-_LOOK_FOLDERS = 512  # folders listed at most by the quick look (about 4 ms on /usr)
+# Folders listed at most by the quick look: 2,048 in 12-16 ms (warm).  At 512 (4 ms) a tree
+# of 12,500 folders of two files each looked too small (1,500 entries in its first 512
+# folders), and its first backup started the workers late: 1.92 s against 1.58, CPU 3.31
+# against 2.88, the parent reading with a thread until then (docs/benchmarks.md, "Session 30")
+_LOOK_FOLDERS = 2048
 
 
 class WarmWorkers:
