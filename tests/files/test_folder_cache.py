@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
+from strongroom.files import BackupOptions, RestoreOptions, backup_files, foldercache, restore_files
 from strongroom.files.backuptypes import BackupSummary
 from strongroom.files.cachepath import cache_path
 from strongroom.files.foldercache import FOLDER_COLUMNS, FolderRows, folder_mac, prepare_folder
@@ -92,6 +93,34 @@ def test_a_deep_change_rebuilds_its_folders_up_to_the_top_only(
     assert third.files_changed == 1 and third.bytes_read == 700
     fresh = _backup(vault, src, use_cache=False)
     assert subtree_of(vault, third.point_id, src) == subtree_of(vault, fresh.point_id, src)
+
+
+def test_a_changed_folder_takes_its_digest_once_and_its_new_row_holds(
+    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder whose row no longer matches keeps the digest the comparison took for its new
+    row (a folder of 50,000 files took it twice); one with a symlink takes it again as it is
+    built (reading the link may move its atime).  Either row serves the next backup."""
+    src = _tree(tmp_path / "src")
+    _backup(vault, src)
+    added: list[bytes] = []
+    add = foldercache.EntriesDigest.add
+
+    def counted(self: foldercache.EntriesDigest, name: bytes, st: os.stat_result) -> None:
+        added.append(name)
+        add(self, name, st)
+
+    monkeypatch.setattr(foldercache.EntriesDigest, "add", counted)
+    (src / "a" / "x" / "f1").write_bytes(b"changed")
+    (src / "new.txt").write_text("new")  # src holds the symlink "link"
+    time.sleep(RACY_S)
+    second = _backup(vault, src)
+    assert second.files_changed == 1 and second.files_new == 1
+    # a/x compared, then built with that digest; a/y, b/x and b/y compared and reused
+    assert added.count(b"f0") == 4
+    assert added.count(b"top.txt") == 2  # src: compared, then taken again as built
+    third = _backup(vault, src)
+    assert third.dirs_reused == 7 and third.bytes_read == 0  # every folder, from its new row
 
 
 def test_what_lstat_alone_shows_is_seen(tmp_path: Path, vault: Vault) -> None:
@@ -337,7 +366,7 @@ def test_a_packed_row_reads_back_as_written(
     rows = FolderRows(key, stale_before=seen + 1)
     row = rows._check(directory, (body, seen, mac))
     assert row is not None and row.stale
-    assert (row.digest, row.tree, row.subs, row.chunks) == (digest, tree, subs, chunks)
+    assert (row.digest, row.tree, row.subs, row.chunk_ids()) == (digest, tree, subs, chunks)
     assert (row.files, row.others, row.nbytes) == counts
     assert FolderRows(b"x" * 32, 0)._check(directory, (body, seen, mac)) is None
     assert rows._check(directory + b"/", (body, seen, mac)) is None

@@ -80,11 +80,17 @@ class FolderRow:
     digest: bytes
     tree: bytes
     subs: list[tuple[bytes, bytes]]  # (name, tree id) of each subfolder, in name order
-    chunks: list[bytes]
+    chunks: bytes  # every chunk id of its files, one after the other (see chunk_ids)
     files: int
     others: int
     nbytes: int
     stale: bool = False  # its ``seen`` is due a refresh (with the file rows of the folder)
+
+    def chunk_ids(self) -> list[bytes]:
+        """Split only when asked: most rows that are read match or not by their digest
+        alone (a folder of 50,000 files spent 12 ms making the list)."""
+        blob = self.chunks
+        return [blob[i : i + _ID] for i in range(0, len(blob), _ID)]
 
 
 def digest_salt(exclude_nodump: bool) -> bytes:
@@ -195,8 +201,7 @@ def _unpack(body: bytes) -> FolderRow | None:
         return None
     digest = body[_BODY_HEAD.size : _BODY_HEAD.size + _DIGEST]
     tree = body[_BODY_HEAD.size + _DIGEST : fixed]
-    ids = [chunks[i : i + _ID] for i in range(0, len(chunks), _ID)]
-    return FolderRow(digest, tree, subs, ids, files, others, nbytes)
+    return FolderRow(digest, tree, subs, chunks, files, others, nbytes)
 
 
 _WINDOW = 256  # rows read at once, in key order

@@ -203,6 +203,8 @@ class TreeWalker(FileReads, ProcessWalk):
             key = self._folder_key()
             if not d.reusable or key is None:
                 return self._fill(d, folder, sel, dev, entries)
+            if d.digest is not None:  # taken by _try_reuse: the row did not match
+                return self._fill(d, folder, sel, dev, entries, known=True)
             # the row's digest taken entry by entry, each lstat result let go once used: a
             # folder of 50,000 files had held 20 MiB of them until its end (session 29)
             digest = EntriesDigest(key, self.salt)
@@ -227,11 +229,13 @@ class TreeWalker(FileReads, ProcessWalk):
         entries: list[tuple[bytes, os.stat_result]],
         done: dict[bytes, DirState] | None = None,
         digest: EntriesDigest | None = None,
+        known: bool = False,
     ) -> list[tuple[DirState, Selection | None, int]]:
         """Build ``d``'s nodes from its entries; the subfolders to walk (those in ``done``
         are finished already: a folder built after all, see :meth:`_rebuild`).  With
         ``digest`` each entry goes into it once used (its symlink's lstat as read again) and
-        leaves ``entries``."""
+        leaves ``entries``; ``known``: ``d.digest`` was taken of them already (they leave
+        too)."""
         rows = self._lookup(d.path)
         cached = rows.found
         lost = self.vault.missing_chunks(c for hit in cached.values() for c in hit.chunks)
@@ -247,6 +251,8 @@ class TreeWalker(FileReads, ProcessWalk):
                 entries[i] = (name, self._after_readlink(d, folder, name, st, node))
             if digest is not None:
                 digest.add(*entries[i])
+                entries[i] = _USED
+            elif known:
                 entries[i] = _USED
             if node is None:
                 continue
@@ -461,10 +467,15 @@ class TreeWalker(FileReads, ProcessWalk):
         key = self._folder_key()
         if row is None or key is None:
             return None
-        if entries_digest(key, self.salt, entries, self.names) != row.digest:
+        digest = entries_digest(key, self.salt, entries, self.names)
+        if digest != row.digest or (
+            not self._trusted() and self.vault.missing_chunks([row.tree, *row.chunk_ids()])
+        ):  # changed, or a prune took some of its chunks: its files are read again
+            # Kept for the folder's new row (_list): taken once, not twice (a folder of
+            # 50,000 files, 25 ms).  Not where a symlink's read may move an atime it covers.
+            if not any(stat.S_ISLNK(st.st_mode) for _, st in entries):
+                d.digest = digest
             return None
-        if not self._trusted() and self.vault.missing_chunks([row.tree, *row.chunks]):
-            return None  # a prune took some: its files are read again
         d.reuse, d.entries, d.dev = row, entries, dev
         subs = {name for name, _ in row.subs}
         prefix = d.path if d.path.endswith(b"/") else d.path + b"/"
