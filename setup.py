@@ -64,6 +64,12 @@ setup(
             optional=True,
         ),
         Extension(
+            "strongroom.files._rowread",
+            ["src/strongroom/files/_rowread.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        Extension(
             "strongroom.vault._keysort",
             ["src/strongroom/vault/_keysort.c"],
             extra_compile_args=["-O2"],

@@ -1,5 +1,6 @@
 """The files cache's folder rows (files/cacherows.py): records round-trip exactly, a body
-that is not ours fails cleanly, and the MAC covers the folder and every byte."""
+that is not ours fails cleanly, the MAC covers the folder and every byte, and the compiled
+decoder (files/_rowread.c) gives what the Python one gives."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strongroom.files import _rowread
 from strongroom.files.cacherows import (
+    CacheEntry,
     CacheRow,
     body_mac,
     decode_body,
+    decode_body_py,
+    decode_xattrs,
     encode_record,
     prepare_dir,
 )
@@ -117,3 +122,46 @@ def test_a_truncated_body_is_refused() -> None:
     for cut in (1, 10, len(body) - 1):
         with pytest.raises(ValueError):
             decode_body(body[:cut])
+
+
+def _outcome(decode: object, body: bytes) -> object:
+    try:
+        return decode(body)  # type: ignore[operator]
+    except (ValueError, struct.error, UnicodeDecodeError) as exc:
+        return (type(exc), str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_rows, max_size=6), st.data())
+def test_the_compiled_decoder_gives_what_python_gives(
+    rows: list[CacheRow], data: st.DataObject
+) -> None:
+    """files/_rowread.c against decode_body_py: the same entries from a body (a name twice:
+    the last wins), and the same error from one cut short or with a byte changed."""
+    body = b"".join(_records(rows))
+    assert _rowread.decode_body(body, CacheEntry, decode_xattrs) == decode_body_py(body)
+    if body:
+        at = data.draw(st.integers(0, len(body) - 1))
+        edited = body[:at] + bytes([data.draw(st.integers(0, 255))]) + body[at + 1 :]
+        for junk in (body[:at], edited):
+            assert _outcome(decode_body, junk) == _outcome(decode_body_py, junk)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_the_compiled_decoder_fails_as_python_does(junk: bytes) -> None:
+    assert _outcome(decode_body, junk) == _outcome(decode_body_py, junk)
+
+
+class _Plain:
+    """Fields that are not slots: the compiled decoder calls the type."""
+
+    def __init__(self, *fields: object) -> None:
+        self.fields = fields
+
+
+def test_a_type_without_slots_is_called() -> None:
+    body = encode_record((b"/d", b"f", 1, 2, 3, 4, [b"c" * 32], None, 5, ()))
+    entry = _rowread.decode_body(body, _Plain, decode_xattrs)[b"f"]
+    assert entry.fields == (1, 2, 3, 4, [b"c" * 32], None, 5, (), body)
+    assert decode_body(body)[b"f"] == CacheEntry(1, 2, 3, 4, [b"c" * 32], None, 5, (), body)

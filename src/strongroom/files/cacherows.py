@@ -26,6 +26,10 @@ import struct
 
 import blake3
 
+try:  # built by setup.py; optional (a build without a compiler uses decode_body_py)
+    from strongroom.files import _rowread
+except ImportError:  # pragma: no cover
+    _rowread = None  # type: ignore[assignment]
 from strongroom.files.nodes import Xattrs
 from strongroom.records import dataclass
 
@@ -109,6 +113,15 @@ def encode_record(row: CacheRow) -> bytes:
 
 def decode_body(body: bytes) -> dict[bytes, CacheEntry]:
     """A folder row's records by name; ValueError if they do not add up to the body."""
+    if _rowread is not None and type(body) is bytes:
+        # _rowread.c: the same entries, 0.3 us a record where this module's loop takes 2
+        found: dict[bytes, CacheEntry] = _rowread.decode_body(body, CacheEntry, decode_xattrs)
+        return found
+    return decode_body_py(body)
+
+
+def decode_body_py(body: bytes) -> dict[bytes, CacheEntry]:
+    """:func:`decode_body` in Python (where the compiled one is missing, and for tests)."""
     found: dict[bytes, CacheEntry] = {}
     pos, end = 0, len(body)
     unpack, head = _RECORD.unpack_from, _RECORD.size
