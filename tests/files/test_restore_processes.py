@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import random
+import socket
 import stat
 import subprocess
 import sys
@@ -28,8 +29,10 @@ from strongroom.files import (
     restore_files,
     restorebatch,
     restoretree,
+    restorework,
     staged,
 )
+from strongroom.files.channel import Channel
 from strongroom.files.nodes import TEMP_PREFIX, Node
 from strongroom.files.placing import TempNames
 from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
@@ -675,3 +678,56 @@ def test_hard_link_groups_are_written_with_the_rest_and_linked_in_place(
         linked = tmp_path / "shared" / rel / f"d{(i + 1) % 6}" / f"l{i:03}"
         assert first.stat().st_ino == linked.stat().st_ino and first.stat().st_nlink in (2, 3)
     assert not _temporaries(tmp_path / "shared")
+
+
+def test_at_the_end_a_worker_hands_back_half_of_any_number_of_files(
+    tmp_path: Path, vault: Vault
+) -> None:
+    """The flush's hand-back is not capped at a batch: a worker holding 2,400 files with
+    the parent holding none gives back about half (a cap of 1,000 left a restore of 20,000
+    files of 34 KB with its parent waiting 0.3 s of 2.4 for the worker)."""
+    src = tmp_path / "src"
+    (src / "big").mkdir(parents=True)
+    for i in range(2400):
+        (src / "big" / f"f{i:04}").write_bytes(b"%d" % i)
+    point = _backup(vault, src)
+    big = TreeReader(vault).lookup(root_node(vault.resolve_point(point)), str(src / "big"))
+    assert big is not None
+    target = tmp_path / "out"
+    staging = target / ".strongroom-tmp-staging-00000000"
+    staging.mkdir(parents=True)
+    setup = WorkerSetup(
+        os.fsencode(target),
+        os.fsencode(staging),
+        b"00000000",
+        target.stat().st_dev,
+        verify=False,
+        as_root=os.geteuid() == 0,
+        durable=True,
+    )
+    names = TempNames(setup.staging, setup.token, -1)
+    worker = restorebatch.TreeWorker(vault, setup, names)
+    parent = restorebatch.TreeWorker(vault, setup, names)
+    ours, theirs = socket.socketpair()
+    try:
+        worker.plan_dir(big, os.fsencode(target))  # its files, into the target
+        assert len(worker.pending) == 2400
+        answer = threading.Thread(  # the worker's side: its messages outgrow the socket's buffer
+            target=restorework._answer, args=(Channel(theirs.detach()), ("flush", 0), worker)
+        )
+        answer.start()
+        conn = Channel(ours.detach())
+        kind, items = conn.recv()
+        assert kind == "spare" and 1100 <= len(items) <= 1300
+        parent.adopt(items)
+        done = parent.finish()
+        kind, flushed = conn.recv()
+        answer.join()
+        assert kind == "flushed"
+        done.add(flushed)
+        assert done.placed == 2400 and done.errors == []
+    finally:
+        worker.close()
+        parent.close()
+    written = sorted(n for n in os.listdir(target) if not n.startswith(".strongroom-tmp"))
+    assert written == sorted(os.listdir(src / "big"))

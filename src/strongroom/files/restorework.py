@@ -92,7 +92,10 @@ def _answer(conn: Channel, msg: tuple[Any, ...], tree: TreeWorker) -> None:
     elif msg[0] == "adopt":  # files the parent planned, for a worker out of them
         tree.adopt(msg[1])
     elif msg[0] == "flush":  # with what the parent holds: it takes back half the difference
-        conn.send(("spare", tree.give((tree.cost - msg[1]) // 2)))
+        # however many files that is: capped at a batch (1,000), a restore of 20,000 files
+        # of 34 KB had its parent wait 0.3 s of 2.4 for the worker's last ones
+        spare = (tree.cost - msg[1]) // 2
+        conn.send(("spare", tree.give(spare, most=len(tree.pending))))
         conn.send(("flushed", tree.finish()))
 
 
