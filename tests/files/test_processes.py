@@ -159,8 +159,22 @@ def test_this_process_walks_too_when_its_worker_is_full(
     assert_same(want, snapshot(out / tree.relative_to("/"), atime=False))
 
 
+@pytest.fixture
+def given(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The folders handed to workers, in order."""
+    handed: list[bytes] = []
+    list_dir = procpool.DirWorkers.list_dir
+
+    def record(self: procpool.DirWorkers, tag: int, path: bytes, dev: int, whole: bool) -> None:
+        handed.append(path)
+        list_dir(self, tag, path, dev, whole)
+
+    monkeypatch.setattr(procpool.DirWorkers, "list_dir", record)
+    return handed
+
+
 def test_workers_take_the_shallowest_folders_and_this_process_the_deepest(
-    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch, given: list[bytes]
 ) -> None:
     """Work stealing: a worker with room gets the bottom of the walk's stack (the folders
     met first, so the biggest subtrees still pending) while this process walks from its top.
@@ -178,14 +192,6 @@ def test_workers_take_the_shallowest_folders_and_this_process_the_deepest(
                 leaf.mkdir(parents=True)
                 (leaf / "f").write_bytes(b"%d %d %d" % (a, b, c))
     time.sleep(0.2)  # out of the racy window
-    given: list[bytes] = []
-    list_dir = procpool.DirWorkers.list_dir
-
-    def record(self: procpool.DirWorkers, tag: int, path: bytes, dev: int, whole: bool) -> None:
-        given.append(path)
-        list_dir(self, tag, path, dev, whole)
-
-    monkeypatch.setattr(procpool.DirWorkers, "list_dir", record)
     alone = backup_files(vault, _opts(root, "one", 0))
     opts = BackupOptions([str(root)], source="two", processes=1, processes_after=30)
     shared = backup_files(vault, opts)
@@ -199,7 +205,7 @@ def test_workers_take_the_shallowest_folders_and_this_process_the_deepest(
 
 
 def test_a_named_path_at_the_bottom_of_the_stack_holds_nothing_up(
-    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch, given: list[bytes]
 ) -> None:
     """Two paths named on the command line: the second's folder waits at the stack's bottom
     to be walked here (a named path is listed by this process), and the first's subfolders
@@ -212,14 +218,6 @@ def test_a_named_path_at_the_bottom_of_the_stack_holds_nothing_up(
     second.mkdir(parents=True)
     (second / "f").write_bytes(b"b")
     time.sleep(0.2)  # out of the racy window
-    given: list[bytes] = []
-    list_dir = procpool.DirWorkers.list_dir
-
-    def record(self: procpool.DirWorkers, tag: int, path: bytes, dev: int, whole: bool) -> None:
-        given.append(path)
-        list_dir(self, tag, path, dev, whole)
-
-    monkeypatch.setattr(procpool.DirWorkers, "list_dir", record)
     opts = BackupOptions([str(first), str(second)], source="two", processes=1, processes_after=1)
     done = backup_files(vault, opts)
     assert os.fsencode(first) in given and done.files == 5

@@ -449,17 +449,12 @@ def test_a_restore_asks_for_the_descriptors_its_unnamed_files_hold() -> None:
     assert out.stdout.split() == ["True", "3024", "False", "256"]
 
 
-def _folder_to_write(tmp_path: Path, vault: Vault, source: Path) -> tuple[Node, Path, WorkerSetup]:
-    """The point's ``many`` folder, an empty target with a staging folder, and the setup a
-    worker of a restore by subtrees gets for it."""
-    point = _backup(vault, source)
-    trees, root = TreeReader(vault), root_node(vault.resolve_point(point))
-    many = trees.lookup(root, str(source / "many"))
-    assert many is not None
-    target = tmp_path / "out"
+def _staged_setup(target: Path) -> WorkerSetup:
+    """An empty target with a staging folder, and the setup a worker of a restore by
+    subtrees gets for it."""
     staging = target / ".strongroom-tmp-staging-00000000"
     staging.mkdir(parents=True)
-    setup = WorkerSetup(
+    return WorkerSetup(
         os.fsencode(target),
         os.fsencode(staging),
         b"00000000",
@@ -468,6 +463,17 @@ def _folder_to_write(tmp_path: Path, vault: Vault, source: Path) -> tuple[Node, 
         as_root=os.geteuid() == 0,
         durable=True,
     )
+
+
+def _folder_to_write(tmp_path: Path, vault: Vault, source: Path) -> tuple[Node, Path, WorkerSetup]:
+    """The point's ``many`` folder, an empty target with a staging folder, and the setup a
+    worker of a restore by subtrees gets for it."""
+    point = _backup(vault, source)
+    trees, root = TreeReader(vault), root_node(vault.resolve_point(point))
+    many = trees.lookup(root, str(source / "many"))
+    assert many is not None
+    target = tmp_path / "out"
+    setup = _staged_setup(target)
     return many, target, setup
 
 
@@ -694,17 +700,7 @@ def test_at_the_end_a_worker_hands_back_half_of_any_number_of_files(
     big = TreeReader(vault).lookup(root_node(vault.resolve_point(point)), str(src / "big"))
     assert big is not None
     target = tmp_path / "out"
-    staging = target / ".strongroom-tmp-staging-00000000"
-    staging.mkdir(parents=True)
-    setup = WorkerSetup(
-        os.fsencode(target),
-        os.fsencode(staging),
-        b"00000000",
-        target.stat().st_dev,
-        verify=False,
-        as_root=os.geteuid() == 0,
-        durable=True,
-    )
+    setup = _staged_setup(target)
     names = TempNames(setup.staging, setup.token, -1)
     worker = restorebatch.TreeWorker(vault, setup, names)
     parent = restorebatch.TreeWorker(vault, setup, names)

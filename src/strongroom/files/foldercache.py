@@ -196,8 +196,10 @@ def _unpack(body: bytes) -> FolderRow | None:
         return None
     files, others, nbytes, n = _BODY_HEAD.unpack_from(body)
     chunks = body[fixed + n :]
+    if fixed + n > len(body) or len(chunks) % _ID:
+        return None
     subs = decode_subs(body[fixed : fixed + n])
-    if subs is None or len(chunks) % _ID or fixed + n > len(body):
+    if subs is None:
         return None
     digest = body[_BODY_HEAD.size : _BODY_HEAD.size + _DIGEST]
     tree = body[_BODY_HEAD.size + _DIGEST : fixed]
