@@ -20,6 +20,7 @@ from typing import Any
 
 from strongroom.files.cacherows import CacheEntry, CacheRow
 from strongroom.files.content import Content, ContentReader, open_for_reading
+from strongroom.files.hardlinks import LinkedRead, LinkedReads
 from strongroom.files.metadata import (
     PERMS,
     Names,
@@ -126,6 +127,7 @@ class FileReader:
     def __init__(self, content: ContentReader, names: Names) -> None:
         self.content = content
         self.names = names
+        self.links = LinkedReads()
 
     def batch(self, items: list[FileItem]) -> list[FileOutcome]:
         return [self.one(item) for item in items]
@@ -134,6 +136,10 @@ class FileReader:
         folder = item.directory  # absolute: os.path.join, without its checks, per file
         path = (folder if folder[-1:] == b"/" else folder + b"/") + item.node.name
         st = item.st
+        if st is not None and st.st_nlink > 1:
+            seen = self.links.take(st)
+            if seen is not None:
+                return self._linked(item, st, seen)
         if (
             st is not None
             and st.st_size < self.content.small
@@ -154,6 +160,14 @@ class FileReader:
             return FileOutcome(item, "error", error=exc.strerror or str(exc))
         finally:
             os.close(fd)
+
+    def _linked(self, item: FileItem, st: os.stat_result, seen: LinkedRead) -> FileOutcome:
+        """Another name of an inode read already (hardlinks.py): not read again."""
+        node = item.node
+        _fill_node(node, st, seen.content, self.names)
+        node.inconsistent = False
+        node.xattrs, node.flags = seen.xattrs, seen.flags
+        return self._outcome(item, st, seen.content, seen.started, True, "", 0)
 
     def _read_small(self, item: FileItem, path: bytes, st: os.stat_result) -> FileOutcome | None:
         """The compiled read of a small file; None when it must be read the general way."""
@@ -236,6 +250,8 @@ class FileReader:
             status = "unchanged" if same else "changed"
         row: CacheRow | None = None
         fresh = max(st.st_mtime_ns, st.st_ctime_ns) >= started - RACY_NS
+        if consistent and not meta_error and nread:  # not again for a name kept already
+            self.links.keep(st, content, node.flags, node.xattrs, started)
         if consistent and not fresh and not meta_error:  # a row records the flags read
             row = (
                 item.directory,
