@@ -135,9 +135,10 @@ class Folder:
         return path if self.fd is None else _proc(self.fd, name)
 
     def lstat(self, name: bytes) -> os.stat_result:
-        if self.fd is None:
+        fd = self.fd if self.fd is not None else self.listing
+        if fd is None:
             return os.lstat(os.path.join(self.path, name))
-        return os.lstat(name, dir_fd=self.fd)
+        return os.lstat(name, dir_fd=fd)  # the folder listed, without joining its path
 
     def unlink(self, name: bytes) -> None:
         if self.fd is None:
@@ -146,9 +147,10 @@ class Folder:
             os.unlink(name, dir_fd=self.fd)
 
     def readlink(self, name: bytes) -> bytes:
-        if self.fd is None:
+        fd = self.fd if self.fd is not None else self.listing
+        if fd is None:
             return os.readlink(os.path.join(self.path, name))
-        return os.readlink(name, dir_fd=self.fd)
+        return os.readlink(name, dir_fd=fd)
 
     def scandir(self) -> list[tuple[bytes, os.DirEntry[Any]]]:
         """(name, entry) of every entry; ``entry.stat(follow_symlinks=False)`` works for a

@@ -45,7 +45,7 @@ from strongroom.files.metadata import (
 )
 from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node, encode_dir
 from strongroom.files.patterns import PatternSet
-from strongroom.files.reading import FileItem, FileReader
+from strongroom.files.reading import RACY_NS, FileItem, FileReader
 from strongroom.files.selection import Selection, auto_excluded
 from strongroom.files.vaultview import BackupVault
 from strongroom.files.walkprocs import ProcessWalk
@@ -59,6 +59,38 @@ if TYPE_CHECKING:
 
 # What an entry of a folder being filled becomes once its digest has it (see _fill)
 _USED: tuple[bytes, os.stat_result] = (b"", os.stat_result((0,) * 10))
+
+
+class _Targets:
+    """Symlinks' targets read as their folder is listed, each before its ``lstat`` (which so
+    has the atime the read leaves): one ``lstat`` a symlink less than reading it after and
+    looking again (:meth:`TreeWalker._after_readlink`).  For folders with no row to match
+    (a first backup, a new folder): a matched row's symlinks are not read at all."""
+
+    __slots__ = ("since", "targets")
+
+    def __init__(self) -> None:
+        self.targets: dict[bytes, bytes] = {}
+        self.since = time.time_ns()  # before any of its reads
+
+    def read(self, folder: Folder, name: bytes) -> os.stat_result | None:
+        """The symlink's lstat after its target is read; None when the read failed (the
+        entry is taken the usual way: a failure is reported there)."""
+        try:
+            target = folder.readlink(name)
+        except OSError:
+            return None
+        self.targets[name] = target
+        return folder.lstat(name)
+
+    def take(self, name: bytes, st: os.stat_result, d: DirState) -> bytes | None:
+        """``name``'s target if it is a symlink read here.  One made since the listing began
+        may have replaced the one whose target was read: no folder row then (as a file
+        changed in the racy window gets no cache row)."""
+        target = self.targets.pop(name, None) if stat.S_ISLNK(st.st_mode) else None
+        if target is not None and st.st_ctime_ns >= self.since - RACY_NS:
+            d.clean = False
+        return target
 
 
 def _show(path: bytes) -> str:
@@ -190,21 +222,24 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
         with folder:
             if sel is not None and not sel.full:
                 return self._fill(d, folder, sel, dev, self._named_entries(folder, sel))
-            entries = self._included(d.path, self._scan(d, folder))
-            if d.reusable and self._folder_key() is not None:
-                reused = self._try_reuse(d, entries, dev)
+            key = self._folder_key()
+            row = self._folder_row(d.path) if d.reusable and key is not None else None
+            # no row to match (a first backup, a new folder): symlinks' targets read as listed
+            targets = _Targets() if row is None else None
+            entries = self._included(d.path, self._scan(d, folder, targets))
+            if row is not None:
+                reused = self._try_reuse(d, row, entries, dev)
                 if reused is not None:
                     return reused
-                self.rebuilt += len(entries)  # listed again entry by entry (_worth_workers)
-            key = self._folder_key()
             if not d.reusable or key is None:
-                return self._fill(d, folder, sel, dev, entries)
+                return self._fill(d, folder, sel, dev, entries, targets=targets)
+            self.rebuilt += len(entries)  # listed again entry by entry (_worth_workers)
             if d.digest is not None:  # taken by _try_reuse: the row did not match
                 return self._fill(d, folder, sel, dev, entries, known=True)
             # the row's digest taken entry by entry, each lstat result let go once used: a
             # folder of 50,000 files had held 20 MiB of them until its end (session 29)
             digest = EntriesDigest(key, self.salt)
-            children = self._fill(d, folder, sel, dev, entries, digest=digest)
+            children = self._fill(d, folder, sel, dev, entries, digest=digest, targets=targets)
             d.digest = digest.digest(self.names)
             return children
 
@@ -226,12 +261,13 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
         done: dict[bytes, DirState] | None = None,
         digest: EntriesDigest | None = None,
         known: bool = False,
+        targets: _Targets | None = None,
     ) -> list[tuple[DirState, Selection | None, int]]:
         """Build ``d``'s nodes from its entries; the subfolders to walk (those in ``done``
         are finished already: a folder built after all, see :meth:`_rebuild`).  With
         ``digest`` each entry goes into it once used (its symlink's lstat as read again) and
         leaves ``entries``; ``known``: ``d.digest`` was taken of them already (they leave
-        too)."""
+        too); ``targets``: the symlinks' targets read as they were listed."""
         rows = self._lookup(d.path)
         cached = rows.found
         lost = self.vault.missing_chunks(c for hit in cached.values() for c in hit.chunks)
@@ -241,9 +277,10 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
         named = sel is not None and not sel.full
         for i, (name, st) in enumerate(entries):
             path = prefix + name
+            target = targets.take(name, st, d) if targets is not None else None
             # a file that is read gets its xattrs in the worker (from the open descriptor)
-            node = self._node(d, folder, path, name, st, xattrs=not stat.S_ISREG(st.st_mode))
-            if node is not None and node.kind == SYMLINK:
+            node = self._node(d, folder, path, name, st, not stat.S_ISREG(st.st_mode), target)
+            if node is not None and node.kind == SYMLINK and target is None:
                 entries[i] = (name, self._after_readlink(d, folder, name, st, node))
             if digest is not None:
                 digest.add(*entries[i])
@@ -321,7 +358,9 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
                 raise FilesError(f"{_show(folder.join(name))}: {exc.strerror}") from None
         return found
 
-    def _scan(self, d: DirState, folder: Folder) -> list[tuple[bytes, os.stat_result]]:
+    def _scan(
+        self, d: DirState, folder: Folder, targets: _Targets | None
+    ) -> list[tuple[bytes, os.stat_result]]:
         found = []
         try:
             entries = sorted((n, e) for n, e in folder.scandir() if not n.startswith(TEMP_PREFIX))
@@ -330,6 +369,11 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
             return []
         for name, entry in entries:
             try:
+                if targets is not None and entry.is_symlink():
+                    st = targets.read(folder, name)
+                    if st is not None:
+                        found.append((name, st))
+                        continue
                 found.append((name, entry.stat(follow_symlinks=False)))
             except OSError as exc:
                 d.clean = False
@@ -360,7 +404,9 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
         name: bytes,
         st: os.stat_result,
         xattrs: bool,
+        target: bytes | None = None,
     ) -> Node | None:
+        """``target``: a symlink's, read already (else read here)."""
         node = node_from_stat(name, st, self.names)
         if node is None:
             d.clean = False  # a folder row would leave out the note
@@ -370,7 +416,7 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
             if xattrs:
                 node.xattrs = read_xattrs(folder.reach(name, path))
             if node.kind == SYMLINK:
-                node.target = folder.readlink(name)
+                node.target = target if target is not None else folder.readlink(name)
         except OSError as exc:
             d.clean = False
             self._error(path, f"cannot read metadata: {exc.strerror}")

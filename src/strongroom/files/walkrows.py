@@ -82,13 +82,12 @@ class FolderReuse:
         return self.trust
 
     def _try_reuse(
-        self, d: DirState, entries: list[tuple[bytes, os.stat_result]], dev: int
+        self, d: DirState, row: FolderRow, entries: list[tuple[bytes, os.stat_result]], dev: int
     ) -> list[tuple[DirState, Selection | None, int]] | None:
-        """A folder whose entries match its row: its subfolders to walk, with nothing built
-        (None: build it as usual)."""
-        row = self._folder_row(d.path)
+        """A folder whose entries match its ``row``: its subfolders to walk, with nothing
+        built (None: build it as usual)."""
         key = self._folder_key()
-        if row is None or key is None:
+        if key is None:
             return None
         digest = entries_digest(key, self.salt, entries, self.names)
         if digest != row.digest or (
