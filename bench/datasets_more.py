@@ -10,6 +10,8 @@
   kept beside the copy to undo it.
 - ``small``: files of 64 B - 4 KiB (200,000 by default), half text, half random.
 - ``big``: a few files of several GiB (``--big-size``, ``--big-count``) laid out like the image.
+- ``links``: small files with a symlink and a second hard link each (a fifth as many files
+  as ``small``, three names each).
 - ``copies``: a tree like a package folder (node_modules, vendored sources): text files of
   100 B - 32 KiB in nested folders, 45 % of them copies of others (session 25: a real
   node_modules showed a backup's processes storing the same content twice, 8 % of its vault).
@@ -216,6 +218,42 @@ class FolderTree(SmallFiles):
         return self.path / folder / f"f{index % 2}{path.suffix}", data
 
 
+class LinksTree(SmallFiles):
+    """Files of 64 B - 16 KiB in folders of 50, each with a symlink to it and a second hard
+    link in another folder: three names a content, a third of them symlinks (a tree of
+    snapshots made with ``cp -al``, package trees, /usr/lib's .so names; session 31: a
+    backup reads a hard link's inode once, and a first listing reads a symlink's target
+    before its one lstat).  ``count`` is the number of files; the 1 % change rewrites files
+    in place, so both their names see it."""
+
+    name = "links"
+    max_size = 16 * KiB - 1
+    per_folder = 50
+
+    def cache_key(self) -> str:
+        return f"links-v{GENERATOR_VERSION}-seed{self.seed}-{self.count}"
+
+    def _folder(self, index: int) -> Path:
+        return self.path / f"p{index // 2500:02d}" / f"d{index // self.per_folder % 50:02d}"
+
+    def file(self, index: int, variant: int = 0) -> tuple[Path, bytes]:
+        path, data = super().file(index, variant)
+        return self._folder(index) / f"f{index % self.per_folder:02d}{path.suffix}", data
+
+    def describe(self) -> str:
+        return super().describe() + ", each with a symlink and a second hard link elsewhere"
+
+    def _generate(self) -> None:
+        super()._generate()
+        for index in range(self.count):
+            path, _ = self.file(index)
+            rng = np.random.default_rng([self.seed, 60, index])
+            other = self._folder(int(rng.integers(0, self.count)))
+            os.link(path, other / f"h{index:06d}")
+            there = self._folder(int(rng.integers(0, self.count)))
+            os.symlink(os.path.relpath(path, there), there / f"s{index:06d}")
+
+
 class CopiesTree(TreeDataset):
     """Text files of 100 B - 32 KiB (log-uniform) in folders of 40 under 15 per package,
     45 % of them copies of an earlier file; 1 % change: files rewritten."""
@@ -399,6 +437,7 @@ NAMES = (
     "copies",
     "flat",
     "dirs",
+    "links",
 )
 
 
@@ -417,5 +456,6 @@ def make_all(root: Path, seed: int, sizes: Sizes) -> dict[str, Dataset]:
         CopiesTree(root, seed, sizes.copies),
         FlatFiles(root, seed, sizes.small),
         FolderTree(root, seed, sizes.small // 2),
+        LinksTree(root, seed, sizes.small // 5),
     ]
     return {ds.name: ds for ds in sets}

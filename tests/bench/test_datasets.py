@@ -97,6 +97,23 @@ def test_flat_files_are_the_small_files_in_one_folder(sets: ModuleType, tmp_path
         assert flat.file(i)[1] == small.file(i)[1]
 
 
+def test_links_give_each_file_a_symlink_and_a_second_name(sets: ModuleType, tmp_path: Path) -> None:
+    _check(lambda root: sets.LinksTree(root, 1, 300), tmp_path / "links")
+    tree = sets.LinksTree(tmp_path / "links" / "a", 1, 300)
+    entries = list(tree.path.rglob("*"))
+    links = [p for p in entries if p.is_symlink()]
+    files = [p for p in entries if p.is_file() and not p.is_symlink()]
+    assert len(links) == 300 and len(files) == 600
+    assert all(p.resolve().is_file() for p in links)  # none dangling
+    assert {p.stat().st_nlink for p in files} == {2}
+    changed, _ = tree.file(tree.changed_files()[0])
+    inode = changed.stat().st_ino
+    tree.change()  # rewritten in place: its other name sees it
+    other = [p for p in files if p.stat().st_ino == inode and p != changed]
+    assert len(other) == 1 and other[0].read_bytes() == changed.read_bytes()
+    tree.revert()
+
+
 def test_copies_hold_the_same_content_in_several_places(sets: ModuleType, tmp_path: Path) -> None:
     _check(lambda root: sets.CopiesTree(root, 1, 500), tmp_path / "copies")
     tree = sets.CopiesTree(tmp_path / "copies" / "a", 1, 500)
