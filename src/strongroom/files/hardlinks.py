@@ -82,12 +82,12 @@ class LinkedReads:
         started: int,
     ) -> None:
         """Keep a consistent read of ``st`` (the inode as read) for its other names."""
-        if st.st_nlink < 2:
+        left = st.st_nlink - 1
+        if left < 1:
             return
         read = LinkedRead(
-            st.st_size, st.st_mtime_ns, st.st_ctime_ns, content, flags, xattrs, started, 0
+            st.st_size, st.st_mtime_ns, st.st_ctime_ns, content, flags, xattrs, started, left
         )
-        read.left = st.st_nlink - 1
         key = (st.st_dev, st.st_ino)
         with self._lock:
             if key in self._reads or len(self._reads) < self._most:

@@ -227,8 +227,8 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
             # no row to match (a first backup, a new folder): symlinks' targets read as listed
             targets = _Targets() if row is None else None
             entries = self._included(d.path, self._scan(d, folder, targets))
-            if row is not None:
-                reused = self._try_reuse(d, row, entries, dev)
+            if row is not None and key is not None:
+                reused = self._try_reuse(d, row, key, entries, dev)
                 if reused is not None:
                     return reused
             if not d.reusable or key is None:

@@ -82,13 +82,15 @@ class FolderReuse:
         return self.trust
 
     def _try_reuse(
-        self, d: DirState, row: FolderRow, entries: list[tuple[bytes, os.stat_result]], dev: int
+        self,
+        d: DirState,
+        row: FolderRow,
+        key: bytes,
+        entries: list[tuple[bytes, os.stat_result]],
+        dev: int,
     ) -> list[tuple[DirState, Selection | None, int]] | None:
-        """A folder whose entries match its ``row``: its subfolders to walk, with nothing
-        built (None: build it as usual)."""
-        key = self._folder_key()
-        if key is None:
-            return None
+        """A folder whose entries match its ``row`` (``key``: the digests'): its subfolders
+        to walk, with nothing built (None: build it as usual)."""
         digest = entries_digest(key, self.salt, entries, self.names)
         if digest != row.digest or (
             not self._trusted() and self.vault.missing_chunks([row.tree, *row.chunk_ids()])
