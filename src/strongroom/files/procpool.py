@@ -27,7 +27,7 @@ from strongroom.files.workerproc import WorkerPool, WorkerProcess
 
 if TYPE_CHECKING:
     from strongroom.files.backuptypes import BackupOptions
-    from strongroom.files.reading import ReadAnswer, ReadRequest
+    from strongroom.files.remoteread import ReadAnswer, ReadRequest
     from strongroom.vault import ChunkClaims, VaultHandoff
 
 MODULE = "strongroom.files.procwork"  # what a backup worker runs

@@ -27,7 +27,7 @@ from strongroom.files.channel import Channel
 from strongroom.files.dirstate import DirState
 from strongroom.files.foldercache import FolderRow
 from strongroom.files.nodes import DIR, Node
-from strongroom.files.reading import read_for_parent
+from strongroom.files.remoteread import read_for_parent
 from strongroom.files.walker import TreeWalker
 from strongroom.files.walkprocs import MERGED
 from strongroom.files.workermain import serve_main

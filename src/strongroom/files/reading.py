@@ -68,38 +68,6 @@ class FileOutcome:
     meta_error: str = ""  # the content is stored, but its xattrs could not be read
 
 
-# A file a worker process reads for the parent (files/walkprocs.py): what the parent sends
-# (its folder, node, cache row and lstat) and what comes back (the node as read, the status,
-# bytes read, the error, the cache row and the metadata error).
-ReadRequest = tuple[bytes, Node, CacheEntry | None, os.stat_result | None]
-ReadAnswer = tuple[Node, str, int, str, CacheRow | None, str]
-_NODE_FIELDS = Node.__slots__
-
-
-def read_for_parent(reader: FileReader, wanted: list[ReadRequest]) -> list[ReadAnswer]:
-    """The worker's side: each file read as the parent would have, into the worker's packs."""
-    answers: list[ReadAnswer] = []
-    for directory, node, cached, st in wanted:
-        out = reader.one(FileItem(None, directory, node, cached, st))
-        answers.append(
-            (out.item.node, out.status, out.nread, out.error, out.cache_row, out.meta_error)
-        )
-    return answers
-
-
-def read_request(item: FileItem) -> ReadRequest:
-    return item.directory, item.node, item.cached, item.st
-
-
-def outcome_of(item: FileItem, answer: ReadAnswer) -> FileOutcome:
-    """The parent's side: the worker's answer as the outcome of the parent's own item (its
-    node, which the folder's list holds, takes the fields the worker filled in)."""
-    node, status, nread, error, row, meta_error = answer
-    for name in _NODE_FIELDS:
-        setattr(item.node, name, getattr(node, name))
-    return FileOutcome(item, status, nread, error, row, meta_error)
-
-
 def _same(a: os.stat_result, b: os.stat_result) -> bool:
     return (
         a.st_size == b.st_size
@@ -117,8 +85,8 @@ def _fill_node(node: Node, st: os.stat_result, content: Content, names: Names) -
     node.chunks = content.chunks
     node.extents = content.extents
     node.size = st.st_size if content.extents is not None else content.nread
-    if st.st_nlink > 1:
-        node.link = f"{st.st_dev}:{st.st_ino}"
+    # set either way: the lstat a node was made from may have shown other names since gone
+    node.link = f"{st.st_dev}:{st.st_ino}" if st.st_nlink > 1 else None
 
 
 class FileReader:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
 from strongroom.files.cache import FilesCache
 from strongroom.files.dirstate import DirState
-from strongroom.files.reading import FileItem, FileOutcome, FileReader, outcome_of, read_request
+from strongroom.files.reading import FileItem, FileOutcome, FileReader
+from strongroom.files.remoteread import outcome_of, read_request
 from strongroom.files.selection import Selection
 from strongroom.files.vaultview import BackupVault
 
