@@ -135,6 +135,7 @@ static PyObject *interned[NFIELDS];
  * the object, read there instead of by twenty attribute lookups a node (a quarter of its
  * time).  Learnt from the first type met; any other type goes by attribute. */
 static PyTypeObject *slot_type;
+static int slots_tried; /* learnt once: a type without them is not looked at again per node */
 static Py_ssize_t slot_offset[NFIELDS];
 
 static void learn_slots(PyTypeObject *t)
@@ -162,8 +163,10 @@ static void learn_slots(PyTypeObject *t)
 /* The node's fields (new references); -1 with an exception set. */
 static int get_fields(PyObject *node, PyObject **f)
 {
-    if (slot_type == NULL && !Py_IS_TYPE(node, &PyBaseObject_Type))
+    if (!slots_tried) {
+        slots_tried = 1;
         learn_slots(Py_TYPE(node));
+    }
     if (Py_TYPE(node) == slot_type) {
         int k;
         for (k = 0; k < NFIELDS; k++) {

@@ -68,6 +68,25 @@ class FileOutcome:
     meta_error: str = ""  # the content is stored, but its xattrs could not be read
 
 
+def cache_row(
+    directory: bytes, node: Node, ino: int, size: int, mtime_ns: int, ctime_ns: int
+) -> CacheRow:
+    """A file's files-cache row: its folder and name, the stat it was read at, and what the
+    read left in its node (chunks, extents, flags, xattrs)."""
+    return (
+        directory,
+        node.name,
+        ino,
+        size,
+        mtime_ns,
+        ctime_ns,
+        node.chunks,
+        node.extents,
+        node.flags,
+        node.xattrs,
+    )
+
+
 def _same(a: os.stat_result, b: os.stat_result) -> bool:
     return (
         a.st_size == b.st_size
@@ -221,16 +240,7 @@ class FileReader:
         if consistent and not meta_error and nread:  # not again for a name kept already
             self.links.keep(st, content, node.flags, node.xattrs, started)
         if consistent and not fresh and not meta_error:  # a row records the flags read
-            row = (
-                item.directory,
-                node.name,
-                st.st_ino,
-                st.st_size,
-                st.st_mtime_ns,
-                st.st_ctime_ns,
-                content.chunks,
-                content.extents,
-                node.flags,
-                node.xattrs,
+            row = cache_row(
+                item.directory, node, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
             )
         return FileOutcome(item, status, nread, cache_row=row, meta_error=meta_error)

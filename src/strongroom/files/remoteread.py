@@ -23,9 +23,9 @@ import os
 from operator import attrgetter
 from typing import Any
 
-from strongroom.files.cacherows import CacheEntry, CacheRow
+from strongroom.files.cacherows import CacheEntry
 from strongroom.files.nodes import FILE, Node
-from strongroom.files.reading import FileItem, FileOutcome, FileReader
+from strongroom.files.reading import FileItem, FileOutcome, FileReader, cache_row
 
 # os.stat_result's fields beyond its ten positional ones (its own pickle names them in a dict)
 _STAT_NAMED = attrgetter(
@@ -103,21 +103,7 @@ def outcome_of(item: FileItem, answer: ReadAnswer) -> FileOutcome:
     node = item.node
     if filled is not None:
         _take_filled(node, filled)
-    row: CacheRow | None = None
-    if key is not None:
-        ino, size, mtime_ns, ctime_ns = key
-        row = (
-            item.directory,
-            node.name,
-            ino,
-            size,
-            mtime_ns,
-            ctime_ns,
-            node.chunks,
-            node.extents,
-            node.flags,
-            node.xattrs,
-        )
+    row = None if key is None else cache_row(item.directory, node, *key)
     return FileOutcome(item, status, nread, error, row, meta_error)
 
 
