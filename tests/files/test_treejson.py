@@ -10,36 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strongroom.files import _treejson, nodes
-from strongroom.files.nodes import KINDS, Node, decode_dir, encode_dir
+from strongroom.files.nodes import Node, decode_dir, encode_dir
+from tests.files import nodestrategies
 
-_ids = st.sampled_from([bytes([i]) * 32 for i in range(6)]) | st.binary(min_size=32, max_size=32)
-_ints = st.integers(0, 3) | st.integers(-(2**63), 2**63 - 1) | st.integers(-(2**70), 2**70)
-_text = st.sampled_from(["", "root", "www-data"]) | st.text(max_size=12)
-_names = st.binary(min_size=1, max_size=20).filter(lambda n: b"/" not in n and b"\0" not in n)
-_plain_names = st.text("abcxyz.-_ ~!'", min_size=1, max_size=12).map(str.encode)
-_node = st.builds(
-    Node,
-    name=_plain_names | _names,
-    kind=st.sampled_from(KINDS),
-    mode=_ints,
-    uid=_ints,
-    gid=_ints,
-    user=_text,
-    group=_text,
-    mtime_ns=_ints,
-    atime_ns=_ints,
-    size=_ints,
-    chunks=st.lists(_ids, max_size=4),
-    extents=st.none() | st.lists(st.tuples(_ints, _ints), max_size=3),
-    subtree=st.none() | _ids,
-    target=st.none() | _plain_names | _names,
-    rdev=_ints,
-    link=st.none() | st.sampled_from(["", "2049:1234"]) | st.text(max_size=6),
-    xattrs=st.just(()) | st.tuples(st.tuples(st.just("user.a"), st.binary(max_size=8))),
-    inconsistent=st.booleans(),
-    error=st.none() | _text,
-    flags=_ints,
-)
+_node = nodestrategies.node
 
 
 def _python(monkeypatch: pytest.MonkeyPatch, items: list[Node]) -> tuple[list[bytes], bytes]:

@@ -13,13 +13,8 @@
  * _decode_node's table of shared values, ``kinds`` the node types it accepts, ``slow(obj,
  * refs, same)`` _decode_node.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_treeread.h"
 #include <string.h>
-
-enum { F_NAME, F_KIND, F_MODE, F_UID, F_GID, F_USER, F_GROUP, F_MT, F_AT, F_SIZE, F_CHUNKS,
-       F_SUBTREE, F_EXTENTS, F_TARGET, F_RDEV, F_LINK, F_XATTRS, F_INCONS, F_ERROR, F_FLAGS,
-       NFIELDS };
 static const char *const field_names[NFIELDS] = {
     "name", "kind", "mode", "uid", "gid", "user", "group", "mtime_ns", "atime_ns", "size",
     "chunks", "subtree", "extents", "target", "rdev", "link", "xattrs", "inconsistent", "error",
@@ -29,7 +24,7 @@ static const char *const field_names[NFIELDS] = {
 static const char *const keys[F_SUBTREE + 1] = {"n", "t", "m", "u", "g", "un", "gn", "mt",
                                                 "at", "s", "c", "st"};
 static PyObject *interned[NFIELDS];
-static PyObject *zero, *empty_str, *empty_tuple;
+PyObject *tr_zero, *tr_empty_str, *tr_empty_tuple;
 
 /* The field ``key`` stands for, or -1: a key this does not decode. */
 static int field_of(PyObject *key)
@@ -114,12 +109,36 @@ static int common_fields(PyObject *d, PyObject *kinds, PyObject **v)
     return 1;
 }
 
-/* ``value`` as _decode_node's _shared gives it (a new reference). */
-static PyObject *shared(PyObject *same, PyObject *value)
+PyObject *tr_shared(PyObject *same, PyObject *value)
 {
     PyObject *got = PyDict_SetDefault(same, value, value);
     Py_XINCREF(got);
     return got;
+}
+
+void tr_defaults(PyObject **val)
+{
+    val[F_EXTENTS] = Py_NewRef(Py_None);
+    val[F_TARGET] = Py_NewRef(Py_None);
+    val[F_RDEV] = Py_NewRef(tr_zero);
+    val[F_LINK] = Py_NewRef(Py_None);
+    val[F_XATTRS] = Py_NewRef(tr_empty_tuple);
+    val[F_INCONS] = Py_NewRef(Py_False);
+    val[F_ERROR] = Py_NewRef(Py_None);
+    val[F_FLAGS] = Py_NewRef(tr_zero);
+}
+
+PyObject *tr_node(PyObject **val, PyTypeObject *type, PyObject **descrs)
+{
+    PyObject *node = type->tp_new(type, tr_empty_tuple, NULL);
+    if (node == NULL)
+        return NULL;
+    for (int f = 0; f < NFIELDS; f++)
+        if (Py_TYPE(descrs[f])->tp_descr_set(descrs[f], node, val[f]) < 0) {
+            Py_DECREF(node);
+            return NULL;
+        }
+    return node;
 }
 
 /* The node of a common object (a new reference); NULL with an error set, or NULL without
@@ -143,39 +162,22 @@ static PyObject *build(PyObject **v, PyObject *refs, PyObject *same, PyTypeObjec
     }
     val[F_NAME] = PyUnicode_EncodeFSDefault(v[F_NAME]);
     val[F_KIND] = Py_NewRef(v[F_KIND]);
-    val[F_MODE] = shared(same, v[F_MODE]);
-    val[F_UID] = shared(same, v[F_UID] != NULL ? v[F_UID] : zero);
-    val[F_GID] = shared(same, v[F_GID] != NULL ? v[F_GID] : zero);
-    val[F_USER] = shared(same, v[F_USER] != NULL ? v[F_USER] : empty_str);
-    val[F_GROUP] = shared(same, v[F_GROUP] != NULL ? v[F_GROUP] : empty_str);
-    val[F_MT] = Py_NewRef(v[F_MT] != NULL ? v[F_MT] : zero);
-    val[F_AT] = Py_NewRef(v[F_AT] != NULL ? v[F_AT] : zero);
-    val[F_SIZE] = Py_NewRef(v[F_SIZE] != NULL ? v[F_SIZE] : zero);
-    val[F_EXTENTS] = Py_NewRef(Py_None);
-    val[F_TARGET] = Py_NewRef(Py_None);
-    val[F_RDEV] = Py_NewRef(zero);
-    val[F_LINK] = Py_NewRef(Py_None);
-    val[F_XATTRS] = Py_NewRef(empty_tuple);
-    val[F_INCONS] = Py_NewRef(Py_False);
-    val[F_ERROR] = Py_NewRef(Py_None);
-    val[F_FLAGS] = Py_NewRef(zero);
+    val[F_MODE] = tr_shared(same, v[F_MODE]);
+    val[F_UID] = tr_shared(same, v[F_UID] != NULL ? v[F_UID] : tr_zero);
+    val[F_GID] = tr_shared(same, v[F_GID] != NULL ? v[F_GID] : tr_zero);
+    val[F_USER] = tr_shared(same, v[F_USER] != NULL ? v[F_USER] : tr_empty_str);
+    val[F_GROUP] = tr_shared(same, v[F_GROUP] != NULL ? v[F_GROUP] : tr_empty_str);
+    val[F_MT] = Py_NewRef(v[F_MT] != NULL ? v[F_MT] : tr_zero);
+    val[F_AT] = Py_NewRef(v[F_AT] != NULL ? v[F_AT] : tr_zero);
+    val[F_SIZE] = Py_NewRef(v[F_SIZE] != NULL ? v[F_SIZE] : tr_zero);
+    tr_defaults(val);
     for (int f = 0; f < NFIELDS; f++)
         if (val[f] == NULL) {
             ok = -1;
             goto done;
         }
-    node = type->tp_new(type, empty_tuple, NULL);
-    if (node == NULL) {
-        ok = -1;
-        goto done;
-    }
-    for (int f = 0; f < NFIELDS; f++)
-        if (Py_TYPE(descrs[f])->tp_descr_set(descrs[f], node, val[f]) < 0) {
-            Py_CLEAR(node);
-            ok = -1;
-            goto done;
-        }
-    ok = 1;
+    node = tr_node(val, type, descrs);
+    ok = node != NULL ? 1 : -1;
 done:
     for (int f = 0; f < NFIELDS; f++)
         Py_XDECREF(val[f]);
@@ -184,8 +186,7 @@ done:
     return node;
 }
 
-/* The slots' descriptors of ``type``'s fields (new references), or -1. */
-static int descriptors(PyTypeObject *type, PyObject **descrs)
+int tr_descriptors(PyTypeObject *type, PyObject **descrs)
 {
     for (int f = 0; f < NFIELDS; f++) {
         descrs[f] = PyObject_GetAttr((PyObject *)type, interned[f]);
@@ -207,7 +208,7 @@ static PyObject *decode_items(PyObject *module, PyObject *args)
                           &PyDict_Type, &same, &PyType_Type, &type, &kinds, &slow))
         return NULL;
     PyObject *descrs[NFIELDS];
-    if (descriptors((PyTypeObject *)type, descrs) < 0)
+    if (tr_descriptors((PyTypeObject *)type, descrs) < 0)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(objects);
     PyObject *out = PyList_New(n);
@@ -238,6 +239,8 @@ static PyObject *decode_items(PyObject *module, PyObject *args)
 static PyMethodDef methods[] = {
     {"decode_items", decode_items, METH_VARARGS,
      "The nodes of a tree chunk's JSON objects (see the module source)."},
+    {"decode_body", tr_decode_body, METH_VARARGS,
+     "The nodes of a tree chunk's body, or None (see _treebody.c)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -252,10 +255,10 @@ PyMODINIT_FUNC PyInit__treeread(void)
         if (interned[f] == NULL)
             return NULL;
     }
-    zero = PyLong_FromLong(0);
-    empty_str = PyUnicode_FromString("");
-    empty_tuple = PyTuple_New(0);
-    if (zero == NULL || empty_str == NULL || empty_tuple == NULL)
+    tr_zero = PyLong_FromLong(0);
+    tr_empty_str = PyUnicode_FromString("");
+    tr_empty_tuple = PyTuple_New(0);
+    if (tr_zero == NULL || tr_empty_str == NULL || tr_empty_tuple == NULL)
         return NULL;
     return PyModule_Create(&module_def);
 }

@@ -10,3 +10,13 @@ def decode_items(
     slow: Callable[[Any, list[bytes], dict[object, Any]], Any],
     /,
 ) -> list[Any]: ...
+def decode_body(
+    body: bytes,
+    head: bytes,
+    refs: list[bytes],
+    same: dict[object, Any],
+    node_type: type,
+    kinds: tuple[str, ...],
+    slow: Callable[[bytes, list[bytes], dict[object, Any]], Any],
+    /,
+) -> list[Any] | None: ...

@@ -236,8 +236,31 @@ def _decode_node(d: dict[str, Any], refs: list[bytes], same: dict[object, Any]) 
     return node
 
 
+_MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError)
+
+
+def _node_from_text(raw: bytes, refs: list[bytes], same: dict[object, Any]) -> Node:
+    """One node's JSON object that ``_treebody.c`` leaves to this module."""
+    return _decode_node(json.loads(raw), refs, same)
+
+
+def _decode_body(refs: list[bytes], body: bytes) -> list[Node] | None:
+    """The nodes of a body in the encoder's own form, straight from its text (``_treebody.c``:
+    1 us a node where json.loads and the objects' decoding take 4), or None: another form, or
+    a malformed node, which :func:`decode_dir`'s json.loads path then reads or reports."""
+    if _treeread is None:
+        return None
+    try:
+        return _treeread.decode_body(body, _BODY_HEAD_BYTES, refs, {}, Node, KINDS, _node_from_text)
+    except _MALFORMED:
+        return None
+
+
 def decode_dir(refs: list[bytes], body: bytes, tree_id: bytes = b"") -> list[Node]:
     """The nodes of one directory's tree chunk, sorted by name."""
+    fast = _decode_body(refs, body)
+    if fast is not None:
+        return fast
     try:
         doc = json.loads(body)
         if doc.get("v") != FORMAT_VERSION:
@@ -249,7 +272,7 @@ def decode_dir(refs: list[bytes], body: bytes, tree_id: bytes = b"") -> list[Nod
             out: list[Node] = _treeread.decode_items(items, refs, same, Node, KINDS, _decode_node)
             return out
         return [_decode_node(d, refs, same) for d in items]
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
+    except _MALFORMED as exc:
         # (a node that is not an object, an int too big for a float: 1e400 is inf)
         name = tree_id.hex()[:16]
         raise IntegrityError(f"tree {name}: malformed files tree ({exc})") from None

@@ -31,7 +31,7 @@ def decode_tree(plain: bytes) -> tuple[list[bytes], bytes]:
     end = _COUNT.size + 32 * count
     if end > len(plain):
         raise IntegrityError("tree chunk's reference table runs past its end")
-    refs = [plain[_COUNT.size + 32 * i : _COUNT.size + 32 * (i + 1)] for i in range(count)]
+    refs = [plain[i : i + 32] for i in range(_COUNT.size, end, 32)]
     return refs, plain[end:]
 
 

@@ -1,0 +1,28 @@
+/* What _treeread.c (nodes from the json module's objects) and _treebody.c (nodes straight from
+ * a tree chunk's body) share: the Node fields, the defaults and the building of a node. */
+#ifndef STRONGROOM_TREEREAD_H
+#define STRONGROOM_TREEREAD_H
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+enum { F_NAME, F_KIND, F_MODE, F_UID, F_GID, F_USER, F_GROUP, F_MT, F_AT, F_SIZE, F_CHUNKS,
+       F_SUBTREE, F_EXTENTS, F_TARGET, F_RDEV, F_LINK, F_XATTRS, F_INCONS, F_ERROR, F_FLAGS,
+       NFIELDS };
+
+/* 0, "" and (): a missing field's value (set up by the module's init) */
+extern PyObject *tr_zero, *tr_empty_str, *tr_empty_tuple;
+
+/* ``value`` as nodes.py's _shared gives it: one object per value (a new reference). */
+PyObject *tr_shared(PyObject *same, PyObject *value);
+/* The fields a common node always leaves at their defaults, from F_EXTENTS on (new refs). */
+void tr_defaults(PyObject **val);
+/* A node of ``type`` with the fields ``val`` (all set; the references stay the caller's), or
+ * NULL with an error. */
+PyObject *tr_node(PyObject **val, PyTypeObject *type, PyObject **descrs);
+/* The slots' descriptors of ``type``'s fields (new references), or -1 with an error. */
+int tr_descriptors(PyTypeObject *type, PyObject **descrs);
+
+/* _treebody.c's function (see there). */
+PyObject *tr_decode_body(PyObject *module, PyObject *args);
+
+#endif
