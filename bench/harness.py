@@ -57,6 +57,7 @@ from measure import (
     wait_for_quiet,
     warm,
 )
+from merge import merge_results
 from report import Measurement, measurements_from_json, render_markdown, to_json
 from restorefs import RestoreFs
 from scoring import op_name
@@ -370,7 +371,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="extra runs while samples are noisy, up to this many (default 2 x runs)",
     )
     p.add_argument(
-        "--report", type=Path, default=None, help="only print the table of a saved results JSON"
+        "--report",
+        type=Path,
+        action="append",
+        default=None,
+        help="only print the table of a saved results JSON; repeated: of their runs together",
+    )
+    p.add_argument(
+        "--save", type=Path, default=None, help="with --report: write the (merged) JSON there"
     )
     return p.parse_args(argv)
 
@@ -428,14 +436,25 @@ def select_tools(spec: str | None, profile: bool = False) -> list[Tool]:
     return [t for t in tools if t.name in wanted]
 
 
-def reprint(path: Path) -> int:
-    if not path.is_file():
-        raise SystemExit(f"no such results file: {path}")
-    doc = json.loads(path.read_text())
+def reprint(paths: Sequence[Path], save: Path | None) -> int:
+    """The report of saved results; of several, merged (bench/merge.py), saved if asked."""
+    docs = []
+    for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"no such results file: {path}")
+        try:
+            docs.append(json.loads(path.read_text()))
+        except ValueError as exc:
+            raise SystemExit(f"{path}: not a results file ({exc})") from None
+    doc = merge_results(docs) if len(docs) > 1 else docs[0]
     settings = doc["settings"]
     head = header(doc["machine"], settings["datasets"], settings["runs"])
     cpus = machine_cpus(doc["machine"])
-    print(render_markdown(measurements_from_json(doc), settings["tools"], head, doc["facts"], cpus))
+    text = render_markdown(measurements_from_json(doc), settings["tools"], head, doc["facts"], cpus)
+    if save is not None:
+        save.write_text(json.dumps(doc, indent=2))
+        save.with_suffix(".md").write_text(text)
+    print(text)
     return 0
 
 
@@ -467,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stopped)
     args = parse_args(argv)
     if args.report is not None:
-        return reprint(args.report)
+        return reprint(args.report, args.save)
     sizes = sizes_of(args)
     runs = args.runs or (1 if args.quick or args.size != "full" or args.profile else 3)
     tools = select_tools(args.tools, args.profile is not None)
