@@ -16,9 +16,9 @@ headers) strongroom uses a pure-Python path that gives the same results.
   (strongroom/files/reading.py).
 - strongroom.files._treejson (src/strongroom/files/_treejson.c): a folder's common nodes as
   tree chunk JSON; else nodes.py writes every node (strongroom/files/nodes.py).
-- strongroom.files._treeread (src/strongroom/files/_treeread.c, _treebody.c): a folder's
-  common nodes straight from its tree chunk's body, or from the json module's objects; else
-  json.loads and nodes.py build every node (strongroom/files/nodes.py).
+- strongroom.files._treeread (src/strongroom/files/_treeread.c, _treebody.c, _treetext.c): a
+  folder's common nodes straight from its tree chunk's body, or from the json module's
+  objects; else json.loads and nodes.py build every node (strongroom/files/nodes.py).
 
 Everything else is in pyproject.toml."""
 
@@ -60,7 +60,11 @@ setup(
         ),
         Extension(
             "strongroom.files._treeread",
-            ["src/strongroom/files/_treeread.c", "src/strongroom/files/_treebody.c"],
+            [
+                "src/strongroom/files/_treeread.c",
+                "src/strongroom/files/_treebody.c",
+                "src/strongroom/files/_treetext.c",
+            ],
             depends=["src/strongroom/files/_treeread.h"],
             extra_compile_args=["-O2"],
             optional=True,

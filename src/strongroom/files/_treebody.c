@@ -18,15 +18,10 @@
 #include "_treeread.h"
 #include <string.h>
 
-/* What reading a value gives.  ODD: not the form read here (the object, or the body, goes the
- * slow way); FAIL: an error is set. */
-enum { FAIL = -1, ODD = 0, OK = 1 };
-
 #define MAX_KINDS 16
 
 typedef struct {
-    const unsigned char *s;
-    Py_ssize_t n, i; /* the body, its length, the read position */
+    TrText t; /* the body and the read position */
     PyObject *refs, *same, *slow;
     PyTypeObject *type;
     PyObject *descrs[NFIELDS];
@@ -39,183 +34,12 @@ typedef struct {
     PyObject *memo[NFIELDS]; /* borrowed from ``same``, which keeps every value it was given */
 } Body;
 
-static int hexdigit(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* The four hex digits at ``p`` (the caller checked they are there), or -1. */
-static long hex4(const unsigned char *p)
-{
-    long v = 0;
-    for (int k = 0; k < 4; k++) {
-        int d = hexdigit(p[k]);
-        if (d < 0)
-            return -1;
-        v = (v << 4) | d;
-    }
-    return v;
-}
-
-/* One escape at b->s[*i] (its backslash) into *ch, as the json module decodes it: a high
- * surrogate followed by a low one's escape is one code point. */
-static int escape(Body *b, Py_ssize_t *i, Py_UCS4 *ch)
-{
-    const unsigned char *s = b->s;
-    Py_ssize_t at = *i;
-    if (at + 1 >= b->n)
-        return ODD;
-    static const char plain[] = "\"\\/bfnrt", means[] = "\"\\/\b\f\n\r\t";
-    const char *hit = s[at + 1] != 'u' ? strchr(plain, s[at + 1]) : NULL;
-    if (hit != NULL && *hit != '\0') {
-        *ch = (Py_UCS4)means[hit - plain];
-        *i = at + 2;
-        return OK;
-    }
-    if (s[at + 1] != 'u' || at + 6 > b->n)
-        return ODD;
-    long c = hex4(s + at + 2);
-    if (c < 0)
-        return ODD;
-    at += 6;
-    if (c >= 0xD800 && c <= 0xDBFF && at + 6 < b->n && s[at] == '\\' && s[at + 1] == 'u') {
-        long c2 = hex4(s + at + 2);
-        if (c2 < 0)
-            return ODD; /* the json module's "Invalid \uXXXX escape" */
-        if (c2 >= 0xDC00 && c2 <= 0xDFFF) {
-            c = 0x10000 + ((c - 0xD800) << 10) + (c2 - 0xDC00);
-            at += 6;
-        }
-    }
-    *ch = (Py_UCS4)c;
-    *i = at;
-    return OK;
-}
-
-/* The string at b->i (past its opening quote: ``start``) with escapes in it. */
-static int escaped_string(Body *b, Py_ssize_t start, PyObject **out)
-{
-    const unsigned char *s = b->s;
-    Py_ssize_t end = start;
-    while (end < b->n && s[end] != '"')
-        end += s[end] == '\\' ? 2 : 1;
-    if (end >= b->n)
-        return ODD;
-    Py_UCS4 *buf = PyMem_Malloc(sizeof(Py_UCS4) * (size_t)(end - start));
-    if (buf == NULL) {
-        PyErr_NoMemory();
-        return FAIL;
-    }
-    Py_ssize_t k = 0, i = start;
-    int r = OK;
-    while (r == OK && i < end) {
-        if (s[i] < 0x20 || s[i] >= 0x80) /* a control character (json rejects it), not ASCII */
-            r = ODD;
-        else if (s[i] != '\\')
-            buf[k++] = s[i++];
-        else
-            r = escape(b, &i, &buf[k++]);
-    }
-    if (r == OK && i != end) /* an escape ran over the closing quote */
-        r = ODD;
-    if (r == OK) {
-        *out = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, buf, k);
-        if (*out == NULL)
-            r = FAIL;
-        else
-            b->i = end + 1;
-    }
-    PyMem_Free(buf);
-    return r;
-}
-
-/* The string at b->i (its opening quote) as a str, or with ``name`` as the bytes os.fsencode
- * makes of it (a new reference in *out). */
-static int string(Body *b, PyObject **out, int name)
-{
-    const unsigned char *s = b->s;
-    Py_ssize_t i = b->i;
-    if (i >= b->n || s[i] != '"')
-        return ODD;
-    Py_ssize_t start = ++i;
-    while (i < b->n && s[i] != '"' && s[i] != '\\' && s[i] >= 0x20 && s[i] < 0x80)
-        i++;
-    if (i >= b->n)
-        return ODD;
-    if (s[i] != '"') {
-        PyObject *text = NULL;
-        int r = escaped_string(b, start, &text);
-        if (r != OK || !name) {
-            *out = text;
-            return r;
-        }
-        *out = PyUnicode_EncodeFSDefault(text);
-        Py_DECREF(text);
-        return *out != NULL ? OK : FAIL;
-    }
-    /* plain ASCII: the same characters as a str, the same bytes as its file system encoding */
-    if (name)
-        *out = PyBytes_FromStringAndSize((const char *)s + start, i - start);
-    else
-        *out = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s + start, i - start);
-    if (*out == NULL)
-        return FAIL;
-    b->i = i + 1;
-    return OK;
-}
-
-/* The JSON integer at b->i, at most 19 digits: its magnitude and sign.  ODD for anything
- * else (a fraction or an exponent: a float; a leading zero: an error). */
-static int digits(Body *b, unsigned long long *v, int *neg)
-{
-    const unsigned char *s = b->s;
-    Py_ssize_t i = b->i;
-    *neg = i < b->n && s[i] == '-';
-    i += *neg;
-    Py_ssize_t start = i;
-    *v = 0;
-    while (i < b->n && s[i] >= '0' && s[i] <= '9' && i - start < 20)
-        *v = *v * 10 + (unsigned long long)(s[i++] - '0');
-    Py_ssize_t len = i - start;
-    if (len == 0 || len > 19 || (len > 1 && s[start] == '0'))
-        return ODD;
-    if (i < b->n && (s[i] == '.' || s[i] == 'e' || s[i] == 'E'))
-        return ODD;
-    b->i = i;
-    return OK;
-}
-
-/* The integer at b->i as an int (a new reference in *out). */
-static int integer(Body *b, PyObject **out)
-{
-    unsigned long long v;
-    int neg;
-    int r = digits(b, &v, &neg);
-    if (r != OK)
-        return r;
-    if (!neg)
-        *out = PyLong_FromUnsignedLongLong(v);
-    else if (v <= (unsigned long long)LLONG_MAX)
-        *out = PyLong_FromLongLong(-(long long)v);
-    else if (v == (unsigned long long)LLONG_MAX + 1)
-        *out = PyLong_FromLongLong(LLONG_MIN);
-    else
-        return ODD;
-    return *out != NULL ? OK : FAIL;
-}
-
-/* The reference at b->i: the table's entry (borrowed); ODD outside the table. */
+/* The reference at b->t.i: the table's entry (borrowed); ODD outside the table. */
 static int reference(Body *b, PyObject **out)
 {
     unsigned long long v;
     int neg;
-    int r = digits(b, &v, &neg);
+    int r = tr_digits(&b->t, &v, &neg);
     if (r != OK)
         return r;
     if (neg || v >= (unsigned long long)PyList_GET_SIZE(b->refs))
@@ -224,12 +48,12 @@ static int reference(Body *b, PyObject **out)
     return OK;
 }
 
-/* A JSON list's items (b->i past its opening bracket), each read by ``read`` (a new
+/* A JSON list's items (b->t.i past its opening bracket), each read by ``read`` (a new
  * reference), appended to ``out``. */
 static int list_items(Body *b, int (*read)(Body *, PyObject **), PyObject *out)
 {
-    if (b->i < b->n && b->s[b->i] == ']') {
-        b->i++;
+    if (b->t.i < b->t.n && b->t.s[b->t.i] == ']') {
+        b->t.i++;
         return OK;
     }
     for (;;) {
@@ -240,12 +64,12 @@ static int list_items(Body *b, int (*read)(Body *, PyObject **), PyObject *out)
         Py_XDECREF(item);
         if (r != OK)
             return r;
-        if (b->i < b->n && b->s[b->i] == ',') {
-            b->i++;
+        if (b->t.i < b->t.n && b->t.s[b->t.i] == ',') {
+            b->t.i++;
             continue;
         }
-        if (b->i < b->n && b->s[b->i] == ']') {
-            b->i++;
+        if (b->t.i < b->t.n && b->t.s[b->t.i] == ']') {
+            b->t.i++;
             return OK;
         }
         return ODD;
@@ -259,12 +83,12 @@ static int chunk_id(Body *b, PyObject **out)
     return r;
 }
 
-/* The list of references at b->i as a new list of chunk ids. */
+/* The list of references at b->t.i as a new list of chunk ids. */
 static int references(Body *b, PyObject **out)
 {
-    if (b->i >= b->n || b->s[b->i] != '[')
+    if (b->t.i >= b->t.n || b->t.s[b->t.i] != '[')
         return ODD;
-    b->i++;
+    b->t.i++;
     PyObject *list = PyList_New(0);
     if (list == NULL)
         return FAIL;
@@ -276,23 +100,23 @@ static int references(Body *b, PyObject **out)
     return r;
 }
 
-/* The node type at b->i: the kinds tuple's own str of that text. */
+/* The node type at b->t.i: the kinds tuple's own str of that text. */
 static int kind(Body *b, PyObject **out)
 {
-    const unsigned char *s = b->s;
-    Py_ssize_t i = b->i;
-    if (i >= b->n || s[i] != '"')
+    const unsigned char *s = b->t.s;
+    Py_ssize_t i = b->t.i;
+    if (i >= b->t.n || s[i] != '"')
         return ODD;
     Py_ssize_t start = ++i;
-    while (i < b->n && s[i] != '"' && s[i] != '\\')
+    while (i < b->t.n && s[i] != '"' && s[i] != '\\')
         i++;
-    if (i >= b->n || s[i] != '"')
+    if (i >= b->t.n || s[i] != '"')
         return ODD; /* escaped: nodes.py decides */
     size_t len = (size_t)(i - start);
     for (Py_ssize_t k = 0; k < b->nkinds; k++)
         if ((size_t)b->kind_len[k] == len && memcmp(b->kind_text[k], s + start, len) == 0) {
             *out = Py_NewRef(b->kinds[k]);
-            b->i = i + 1;
+            b->t.i = i + 1;
             return OK;
         }
     return ODD; /* an unknown type: nodes.py's error */
@@ -302,13 +126,13 @@ static int kind(Body *b, PyObject **out)
  * of the last one is remembered, so a repeated value costs a comparison. */
 static int shared_value(Body *b, int f, PyObject **out)
 {
-    const unsigned char *text = b->s + b->i;
-    Py_ssize_t before = b->i;
+    const unsigned char *text = b->t.s + b->t.i;
+    Py_ssize_t before = b->t.i;
     PyObject *value = NULL;
-    int r = (f == F_USER || f == F_GROUP) ? string(b, &value, 0) : integer(b, &value);
+    int r = (f == F_USER || f == F_GROUP) ? tr_string(&b->t, &value, 0) : tr_integer(&b->t, &value);
     if (r != OK)
         return r;
-    Py_ssize_t len = b->i - before;
+    Py_ssize_t len = b->t.i - before;
     if (b->memo[f] != NULL && b->memo_len[f] == len &&
         memcmp(b->memo_text[f], text, (size_t)len) == 0) {
         Py_DECREF(value);
@@ -325,13 +149,13 @@ static int shared_value(Body *b, int f, PyObject **out)
     return OK;
 }
 
-/* The field of the key at b->i (``"key":``), or -1: a key not read here. */
+/* The field of the key at b->t.i (``"key":``), or -1: a key not read here. */
 static int key(Body *b)
 {
-    const unsigned char *s = b->s + b->i;
-    Py_ssize_t left = b->n - b->i;
+    const unsigned char *s = b->t.s + b->t.i;
+    Py_ssize_t left = b->t.n - b->t.i;
     if (left >= 4 && s[0] == '"' && s[2] == '"' && s[3] == ':') {
-        b->i += 4;
+        b->t.i += 4;
         switch (s[1]) {
         case 'n': return F_NAME;
         case 't': return F_KIND;
@@ -342,7 +166,7 @@ static int key(Body *b)
         case 'c': return F_CHUNKS;
         }
     } else if (left >= 5 && s[0] == '"' && s[3] == '"' && s[4] == ':') {
-        b->i += 5;
+        b->t.i += 5;
         if (s[2] == 'n' && s[1] == 'u')
             return F_USER;
         if (s[2] == 'n' && s[1] == 'g')
@@ -361,7 +185,7 @@ static int field(Body *b, int f, PyObject **val)
 {
     switch (f) {
     case F_NAME:
-        return string(b, &val[f], 1);
+        return tr_string(&b->t, &val[f], 1);
     case F_KIND:
         return kind(b, &val[f]);
     case F_MODE: case F_UID: case F_GID: case F_USER: case F_GROUP:
@@ -371,7 +195,7 @@ static int field(Body *b, int f, PyObject **val)
     case F_SUBTREE:
         return chunk_id(b, &val[f]);
     default:
-        return integer(b, &val[f]);
+        return tr_integer(&b->t, &val[f]);
     }
 }
 
@@ -403,13 +227,13 @@ static int complete(Body *b, PyObject **val, PyObject **out)
     return *out != NULL ? OK : FAIL;
 }
 
-/* The common node of the object at b->i (its opening brace). */
+/* The common node of the object at b->t.i (its opening brace). */
 static int common_node(Body *b, PyObject **out)
 {
     PyObject *val[NFIELDS] = {NULL};
     unsigned seen = 0;
     int r = ODD;
-    b->i++;
+    b->t.i++;
     for (;;) {
         int f = key(b);
         if (f < 0 || (seen & (1u << f)))
@@ -419,14 +243,14 @@ static int common_node(Body *b, PyObject **out)
         if (r != OK)
             break;
         r = ODD;
-        if (b->i >= b->n)
+        if (b->t.i >= b->t.n)
             break;
-        if (b->s[b->i] == ',') {
-            b->i++;
+        if (b->t.s[b->t.i] == ',') {
+            b->t.i++;
             continue;
         }
-        if (b->s[b->i] == '}') {
-            b->i++;
+        if (b->t.s[b->t.i] == '}') {
+            b->t.i++;
             r = complete(b, val, out);
         }
         break;
@@ -454,26 +278,26 @@ static Py_ssize_t object_end(const unsigned char *s, Py_ssize_t n, Py_ssize_t i)
     return -1;
 }
 
-/* The node of the object at b->i, whatever it holds: built here, or by ``slow``. */
+/* The node of the object at b->t.i, whatever it holds: built here, or by ``slow``. */
 static int any_node(Body *b, PyObject **out)
 {
-    Py_ssize_t start = b->i;
-    if (start >= b->n || b->s[start] != '{')
+    Py_ssize_t start = b->t.i;
+    if (start >= b->t.n || b->t.s[start] != '{')
         return ODD;
     int r = common_node(b, out);
     if (r != ODD)
         return r;
-    Py_ssize_t end = object_end(b->s, b->n, start);
+    Py_ssize_t end = object_end(b->t.s, b->t.n, start);
     if (end < 0)
         return ODD;
-    PyObject *raw = PyBytes_FromStringAndSize((const char *)b->s + start, end - start);
+    PyObject *raw = PyBytes_FromStringAndSize((const char *)b->t.s + start, end - start);
     if (raw == NULL)
         return FAIL;
     *out = PyObject_CallFunctionObjArgs(b->slow, raw, b->refs, b->same, NULL);
     Py_DECREF(raw);
     if (*out == NULL)
         return FAIL;
-    b->i = end;
+    b->t.i = end;
     return OK;
 }
 
@@ -502,8 +326,8 @@ PyObject *tr_decode_body(PyObject *module, PyObject *args)
         return NULL;
     Body b;
     memset(&b, 0, sizeof b);
-    b.s = body.buf;
-    b.n = body.len;
+    b.t.s = body.buf;
+    b.t.n = body.len;
     b.refs = refs;
     b.same = same;
     b.slow = slow;
@@ -515,10 +339,10 @@ PyObject *tr_decode_body(PyObject *module, PyObject *args)
         if (tr_descriptors(b.type, b.descrs) < 0) {
             r = FAIL;
         } else {
-            b.i = head.len;
+            b.t.i = head.len;
             out = PyList_New(0);
             r = out != NULL ? list_items(&b, any_node, out) : FAIL;
-            if (r == OK && !(b.i + 1 == b.n && b.s[b.i] == '}'))
+            if (r == OK && !(b.t.i + 1 == b.t.n && b.t.s[b.t.i] == '}'))
                 r = ODD; /* anything after the list: json.loads decides */
             for (int f = 0; f < NFIELDS; f++)
                 Py_DECREF(b.descrs[f]);

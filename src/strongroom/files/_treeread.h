@@ -22,6 +22,22 @@ PyObject *tr_node(PyObject **val, PyTypeObject *type, PyObject **descrs);
 /* The slots' descriptors of ``type``'s fields (new references), or -1 with an error. */
 int tr_descriptors(PyTypeObject *type, PyObject **descrs);
 
+/* A cursor into a tree chunk's body: the text, its length, the read position. */
+typedef struct {
+    const unsigned char *s;
+    Py_ssize_t n, i;
+} TrText;
+
+/* What reading a value gives.  ODD: not the form read here (the object, or the body, goes the
+ * slow way); FAIL: an error is set. */
+enum { FAIL = -1, ODD = 0, OK = 1 };
+
+/* _treetext.c: the JSON string at t->i as a str, or with ``name`` as os.fsencode's bytes of
+ * it; the integer's magnitude and sign (at most 19 digits); the integer as an int. */
+int tr_string(TrText *t, PyObject **out, int name);
+int tr_digits(TrText *t, unsigned long long *v, int *neg);
+int tr_integer(TrText *t, PyObject **out);
+
 /* _treebody.c's function (see there). */
 PyObject *tr_decode_body(PyObject *module, PyObject *args);
 
