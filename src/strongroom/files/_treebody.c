@@ -199,31 +199,12 @@ static int field(Body *b, int f, PyObject **val)
     }
 }
 
-/* What a common node leaves out, as nodes.py's defaults; then the node (*out). */
+/* The node of a common object's fields (*out), what it leaves out as nodes.py's defaults. */
 static int complete(Body *b, PyObject **val, PyObject **out)
 {
     if (val[F_NAME] == NULL || val[F_KIND] == NULL || val[F_MODE] == NULL)
         return ODD; /* nodes.py's KeyError */
-    if (val[F_UID] == NULL)
-        val[F_UID] = tr_shared(b->same, tr_zero);
-    if (val[F_GID] == NULL)
-        val[F_GID] = tr_shared(b->same, tr_zero);
-    if (val[F_USER] == NULL)
-        val[F_USER] = tr_shared(b->same, tr_empty_str);
-    if (val[F_GROUP] == NULL)
-        val[F_GROUP] = tr_shared(b->same, tr_empty_str);
-    for (int f = F_MT; f <= F_SIZE; f++)
-        if (val[f] == NULL)
-            val[f] = Py_NewRef(tr_zero);
-    if (val[F_CHUNKS] == NULL)
-        val[F_CHUNKS] = PyList_New(0);
-    if (val[F_SUBTREE] == NULL)
-        val[F_SUBTREE] = Py_NewRef(Py_None);
-    tr_defaults(val);
-    for (int f = 0; f < NFIELDS; f++)
-        if (val[f] == NULL)
-            return FAIL;
-    *out = tr_node(val, b->type, b->descrs);
+    *out = tr_complete(b->same, val, b->type, b->descrs);
     return *out != NULL ? OK : FAIL;
 }
 

@@ -116,7 +116,8 @@ PyObject *tr_shared(PyObject *same, PyObject *value)
     return got;
 }
 
-void tr_defaults(PyObject **val)
+/* The fields a common node always leaves at their defaults, from F_EXTENTS on (new refs). */
+static void defaults(PyObject **val)
 {
     val[F_EXTENTS] = Py_NewRef(Py_None);
     val[F_TARGET] = Py_NewRef(Py_None);
@@ -128,7 +129,9 @@ void tr_defaults(PyObject **val)
     val[F_FLAGS] = Py_NewRef(tr_zero);
 }
 
-PyObject *tr_node(PyObject **val, PyTypeObject *type, PyObject **descrs)
+/* A node of ``type`` with the fields ``val`` (all set; the references stay the caller's), or
+ * NULL with an error. */
+static PyObject *new_node(PyObject **val, PyTypeObject *type, PyObject **descrs)
 {
     PyObject *node = type->tp_new(type, tr_empty_tuple, NULL);
     if (node == NULL)
@@ -141,6 +144,30 @@ PyObject *tr_node(PyObject **val, PyTypeObject *type, PyObject **descrs)
     return node;
 }
 
+PyObject *tr_complete(PyObject *same, PyObject **val, PyTypeObject *type, PyObject **descrs)
+{
+    if (val[F_UID] == NULL)
+        val[F_UID] = tr_shared(same, tr_zero);
+    if (val[F_GID] == NULL)
+        val[F_GID] = tr_shared(same, tr_zero);
+    if (val[F_USER] == NULL)
+        val[F_USER] = tr_shared(same, tr_empty_str);
+    if (val[F_GROUP] == NULL)
+        val[F_GROUP] = tr_shared(same, tr_empty_str);
+    for (int f = F_MT; f <= F_SIZE; f++)
+        if (val[f] == NULL)
+            val[f] = Py_NewRef(tr_zero);
+    if (val[F_CHUNKS] == NULL)
+        val[F_CHUNKS] = PyList_New(0);
+    if (val[F_SUBTREE] == NULL)
+        val[F_SUBTREE] = Py_NewRef(Py_None);
+    defaults(val);
+    for (int f = 0; f < NFIELDS; f++)
+        if (val[f] == NULL)
+            return NULL;
+    return new_node(val, type, descrs);
+}
+
 /* The node of a common object (a new reference); NULL with an error set, or NULL without
  * one: not a common node after all (a reference outside the table). */
 static PyObject *build(PyObject **v, PyObject *refs, PyObject *same, PyTypeObject *type,
@@ -149,34 +176,29 @@ static PyObject *build(PyObject **v, PyObject *refs, PyObject *same, PyTypeObjec
     PyObject *val[NFIELDS] = {NULL};
     PyObject *node = NULL;
     int ok = 0;
-    val[F_CHUNKS] = v[F_CHUNKS] != NULL ? chunks_of(v[F_CHUNKS], refs) : PyList_New(0);
-    if (val[F_CHUNKS] == NULL)
-        goto done;
+    if (v[F_CHUNKS] != NULL) {
+        val[F_CHUNKS] = chunks_of(v[F_CHUNKS], refs);
+        if (val[F_CHUNKS] == NULL)
+            goto done;
+    }
     if (v[F_SUBTREE] != NULL) {
         val[F_SUBTREE] = ref_at(refs, v[F_SUBTREE]);
         if (val[F_SUBTREE] == NULL)
             goto done;
         Py_INCREF(val[F_SUBTREE]);
-    } else {
-        val[F_SUBTREE] = Py_NewRef(Py_None);
     }
     val[F_NAME] = PyUnicode_EncodeFSDefault(v[F_NAME]);
     val[F_KIND] = Py_NewRef(v[F_KIND]);
     val[F_MODE] = tr_shared(same, v[F_MODE]);
-    val[F_UID] = tr_shared(same, v[F_UID] != NULL ? v[F_UID] : tr_zero);
-    val[F_GID] = tr_shared(same, v[F_GID] != NULL ? v[F_GID] : tr_zero);
-    val[F_USER] = tr_shared(same, v[F_USER] != NULL ? v[F_USER] : tr_empty_str);
-    val[F_GROUP] = tr_shared(same, v[F_GROUP] != NULL ? v[F_GROUP] : tr_empty_str);
-    val[F_MT] = Py_NewRef(v[F_MT] != NULL ? v[F_MT] : tr_zero);
-    val[F_AT] = Py_NewRef(v[F_AT] != NULL ? v[F_AT] : tr_zero);
-    val[F_SIZE] = Py_NewRef(v[F_SIZE] != NULL ? v[F_SIZE] : tr_zero);
-    tr_defaults(val);
-    for (int f = 0; f < NFIELDS; f++)
-        if (val[f] == NULL) {
-            ok = -1;
-            goto done;
-        }
-    node = tr_node(val, type, descrs);
+    static const int owners[] = {F_UID, F_GID, F_USER, F_GROUP};
+    for (size_t k = 0; k < sizeof owners / sizeof owners[0]; k++)
+        if (v[owners[k]] != NULL)
+            val[owners[k]] = tr_shared(same, v[owners[k]]);
+    for (int f = F_MT; f <= F_SIZE; f++)
+        if (v[f] != NULL)
+            val[f] = Py_NewRef(v[f]);
+    /* a failure so far has its error set; the fields still NULL are the object's missing ones */
+    node = PyErr_Occurred() ? NULL : tr_complete(same, val, type, descrs);
     ok = node != NULL ? 1 : -1;
 done:
     for (int f = 0; f < NFIELDS; f++)

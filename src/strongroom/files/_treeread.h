@@ -14,11 +14,10 @@ extern PyObject *tr_zero, *tr_empty_str, *tr_empty_tuple;
 
 /* ``value`` as nodes.py's _shared gives it: one object per value (a new reference). */
 PyObject *tr_shared(PyObject *same, PyObject *value);
-/* The fields a common node always leaves at their defaults, from F_EXTENTS on (new refs). */
-void tr_defaults(PyObject **val);
-/* A node of ``type`` with the fields ``val`` (all set; the references stay the caller's), or
- * NULL with an error. */
-PyObject *tr_node(PyObject **val, PyTypeObject *type, PyObject **descrs);
+/* A common node of ``type``: the fields ``val`` holds (new references, which stay the
+ * caller's), the others as nodes.py's _decode_node defaults them (owners shared through
+ * ``same``); NULL with an error. */
+PyObject *tr_complete(PyObject *same, PyObject **val, PyTypeObject *type, PyObject **descrs);
 /* The slots' descriptors of ``type``'s fields (new references), or -1 with an error. */
 int tr_descriptors(PyTypeObject *type, PyObject **descrs);
 
