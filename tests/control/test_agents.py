@@ -144,7 +144,9 @@ def test_cancel_mid_backup_leaves_the_vault_consistent(control: Control, tmp_pat
     url = _vault(control, "big")
     control.register("db01", tmp_path / "db01")
     control.admin_json("policy", "create", "yearly", "--vault", "big", "--schedule", "yearly")
-    data = _tree(tmp_path / "bulk", 5000, 24 * 1024)  # long enough to be cancelled
+    # long enough to be cancelled: a backup is stopped within a second of the cancel, so the
+    # tree costs little beyond writing it (5,000 files, 120 MB, raced a fresh-clone CI run)
+    data = _tree(tmp_path / "bulk", 16000, 24 * 1024)
     control.admin_json(
         "protect", "files", "db01", str(data), "--name", "bulk", "--policy", "yearly"
     )
