@@ -87,3 +87,26 @@ def test_a_plan_holds_little_for_each_file() -> None:
     # and size, the entry): owner names and modes shared, no path or empty list of its own
     # (it was about 890 bytes).
     assert held / (20 * 150) < 650
+
+
+def _held_after_reading_every_folder(trees: TreeReader, root: Node) -> int:
+    """What a reader still holds once each folder was read once and let go (a restore by
+    subtrees plans each folder once and keeps only its files' entries until written)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for folder in trees.children(root):
+            assert len(trees.children(folder)) == 150
+        gc.collect()
+        return int(tracemalloc.get_traced_memory()[0] - before)
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_reader_without_a_cache_keeps_no_folder_it_read() -> None:
+    root, stored = _point(dirs=20, files=150)
+    once = _held_after_reading_every_folder(TreeReader(cast(Vault, _Trees(stored)), cache=0), root)
+    cached = _held_after_reading_every_folder(TreeReader(cast(Vault, _Trees(stored))), root)
+    # the default reader keeps the last 256 folders decoded: here all 3,000 nodes
+    assert cached > 3000 * 300
+    assert once < 64 << 10

@@ -545,6 +545,7 @@ def test_files_one_writer_planned_are_handed_to_another_and_written_there(
         folders = worker.plan_dir(many, os.fsencode(target)).subdirs[1:4]  # no link members
         for node in folders:
             worker.plan_dir(node, os.fsencode(target / os.fsdecode(node.name)))
+        assert worker.trees.kept == 0  # a folder planned once is not kept decoded
         planned = list(worker.pending)
         cost = [e.node.size + restorebatch.FILE_COST for e in planned]
         assert worker.cost == sum(cost) and worker.give(restorebatch.FILE_COST - 1) == []

@@ -112,6 +112,8 @@ _field_values: dict[str, st.SearchStrategy[Any]] = {
     "mt": st.integers(-(2**64), 2**64) | _scalar,
     "at": st.integers(0, 3) | _scalar,
     "s": st.integers(0, 2**64) | _scalar,
+    "r": st.integers(-3, 2**64) | _scalar,
+    "fl": st.integers(0, 2**40) | _scalar,
     "c": st.lists(st.integers(-6, 6), max_size=3) | _value,
     "st": st.integers(-6, 6) | _value,
     "x": st.lists(st.integers(0, 9), max_size=4) | _value,
@@ -120,7 +122,7 @@ _field_values: dict[str, st.SearchStrategy[Any]] = {
     "xa": st.lists(st.tuples(st.just("user.a"), st.just("dmFsdWU=")), max_size=2) | _value,
     "zz": _value,
 }
-_common_keys = ("u", "g", "un", "gn", "mt", "at", "s", "c", "st")
+_common_keys = ("u", "g", "un", "gn", "mt", "at", "s", "r", "h", "fl", "c", "st", "lt")
 _objects = (
     st.fixed_dictionaries(
         {"n": st.text(min_size=1, max_size=8), "t": st.sampled_from(KINDS), "m": st.integers()},
@@ -180,6 +182,12 @@ def test_a_damaged_body_gives_the_same_nodes_or_a_malformed_tree(
         '{"n":"a","t":"f","m":1,"c":[4]}',  # outside the table
         '{"n":"a","t":"f","m":1,"st":null}',
         '{"n":"a","t":"f","m":1,"lt":"x","h":"1:2","xa":[["user.a","dmFsdWU="]],"e":"x"}',
+        '{"n":"a","t":"l","m":1,"lt":"\\udcff/x","h":"1:2","r":5,"fl":16}',  # read here
+        '{"n":"a","t":"f","m":1,"h":3}',  # a link group that is not a string
+        '{"n":"a","t":"f","m":1,"h":"","lt":""}',  # empty: kept, not the defaults
+        '{"n":"a","t":"l","m":1,"lt":null}',
+        '{"n":"a","t":"c","m":1,"r":-1,"fl":18446744073709551616}',
+        '{"n":"a","t":"f","m":1,"h":"1:2","h":"1:3"}',  # twice
         '{"n":"a","t":"\\u0066","m":1}',  # the type escaped
         '{"n":"a","t":"q","m":1}',  # an unknown type
         '{"n":"a","t":"f"}',  # no mode
@@ -206,6 +214,7 @@ def test_forms_and_damage_by_hand(nodes_json: str) -> None:
         '{"n":"a\\ud83d\\ude00","t":"f","m":1}',  # a surrogate pair: one code point
         '{"n":"\\udcff","t":"f","m":1,"un":"\\ud83d\\ude00\\u00e9","gn":"\\\\\\"\\t"}',
         '{"n":"x","t":"f","m":1,"un":"\\ud800\\u0041","gn":"\\udc00"}',  # lone ones
+        '{"n":"l","t":"l","m":1,"lt":"\\udcff\\ud83d\\ude00/a","h":"\\u0031:2"}',
     ],
 )
 def test_escaped_strings_are_read_without_json(node: str) -> None:
@@ -228,6 +237,10 @@ def test_the_canonical_body_is_read_without_json(monkeypatch: pytest.MonkeyPatch
     items = [
         Node(name=b"f%d" % i, kind=nodes.FILE, mode=0o644, chunks=[c]) for i, c in enumerate(_REFS)
     ]
+    # hard links, a symlink (a name not UTF-8 in its target), a device, inode flags
+    items[1].link = items[2].link = "2049:77"
+    items.append(Node(name=b"l", kind=nodes.SYMLINK, mode=0o777, target=b"../\xff/f1"))
+    items.append(Node(name=b"tty", kind=nodes.CHARDEV, mode=0o620, rdev=1025, flags=16))
     refs, body = encode_dir(items)
 
     def no_json(_: object) -> None:

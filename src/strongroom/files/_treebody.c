@@ -6,8 +6,8 @@
  * (docs/benchmarks.md, "Session 33").  This reads the body as the encoder writes it
  * (nodes.encode_dir, _treejson.c): ``head`` (``{"v":1,"nodes":[``), objects separated by
  * commas, ``]}``, no white space, ASCII.  A common object (only the keys n, t, m, u, g, un,
- * gn, mt, at, s, c and st, each once, with plain strings, integers and references inside the
- * table) becomes a node here, with the values nodes.py's _decode_node gives it; any other
+ * gn, mt, at, s, r, h, fl, c, st and lt, each once, with strings, integers and references
+ * inside the table) becomes a node here, with the values nodes.py's _decode_node gives it; any other
  * object is cut out, up to its closing brace, and handed to ``slow(raw, refs, same)``
  * (nodes.py: json.loads and _decode_node).  Anything else in the body gives None, and the
  * caller decodes the body with json.loads: the nodes, and the errors of a malformed body, are
@@ -164,6 +164,8 @@ static int key(Body *b)
         case 'g': return F_GID;
         case 's': return F_SIZE;
         case 'c': return F_CHUNKS;
+        case 'r': return F_RDEV;
+        case 'h': return F_LINK; /* a hard link group: each of its names has one */
         }
     } else if (left >= 5 && s[0] == '"' && s[3] == '"' && s[4] == ':') {
         b->t.i += 5;
@@ -177,6 +179,10 @@ static int key(Body *b)
             return F_AT;
         if (s[2] == 't' && s[1] == 's')
             return F_SUBTREE;
+        if (s[2] == 't' && s[1] == 'l')
+            return F_TARGET; /* a symlink's */
+        if (s[2] == 'l' && s[1] == 'f')
+            return F_FLAGS;
     }
     return -1;
 }
@@ -184,8 +190,10 @@ static int key(Body *b)
 static int field(Body *b, int f, PyObject **val)
 {
     switch (f) {
-    case F_NAME:
+    case F_NAME: case F_TARGET: /* bytes: os.fsencode of the text, as nodes.py's _b */
         return tr_string(&b->t, &val[f], 1);
+    case F_LINK: /* nodes.py keeps the text */
+        return tr_string(&b->t, &val[f], 0);
     case F_KIND:
         return kind(b, &val[f]);
     case F_MODE: case F_UID: case F_GID: case F_USER: case F_GROUP:

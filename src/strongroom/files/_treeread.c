@@ -119,14 +119,18 @@ PyObject *tr_shared(PyObject *same, PyObject *value)
 /* The fields a common node always leaves at their defaults, from F_EXTENTS on (new refs). */
 static void defaults(PyObject **val)
 {
-    val[F_EXTENTS] = Py_NewRef(Py_None);
-    val[F_TARGET] = Py_NewRef(Py_None);
-    val[F_RDEV] = Py_NewRef(tr_zero);
-    val[F_LINK] = Py_NewRef(Py_None);
-    val[F_XATTRS] = Py_NewRef(tr_empty_tuple);
-    val[F_INCONS] = Py_NewRef(Py_False);
-    val[F_ERROR] = Py_NewRef(Py_None);
-    val[F_FLAGS] = Py_NewRef(tr_zero);
+    static const int none[] = {F_EXTENTS, F_TARGET, F_LINK, F_ERROR};
+    for (size_t k = 0; k < sizeof none / sizeof none[0]; k++)
+        if (val[none[k]] == NULL)
+            val[none[k]] = Py_NewRef(Py_None);
+    if (val[F_RDEV] == NULL)
+        val[F_RDEV] = Py_NewRef(tr_zero);
+    if (val[F_FLAGS] == NULL)
+        val[F_FLAGS] = Py_NewRef(tr_zero);
+    if (val[F_XATTRS] == NULL)
+        val[F_XATTRS] = Py_NewRef(tr_empty_tuple);
+    if (val[F_INCONS] == NULL)
+        val[F_INCONS] = Py_NewRef(Py_False);
 }
 
 /* A node of ``type`` with the fields ``val`` (all set; the references stay the caller's), or

@@ -116,7 +116,10 @@ class _Executor:
         return self.names(folder)
 
     def _fail(self, e: Entry, reason: str) -> None:
-        self.summary.errors.append((_show(e.dest), reason))
+        self._fail_at(e.dest, reason)
+
+    def _fail_at(self, dest: bytes, reason: str) -> None:
+        self.summary.errors.append((_show(dest), reason))
 
     def _issue(self, e: Entry) -> Callable[[str], None]:
         return lambda reason: self._fail(e, reason)
@@ -167,9 +170,9 @@ class _Executor:
         s.errors += out.errors
         self.dirs, self.flagged = out.dirs, out.flagged
         failed = {path for path, _ in out.errors}  # each group's first member is written
-        self.done = {e.dest for e in out.firsts if _show(e.dest) not in failed}
-        for e in out.links:  # and the others are linked to it
-            self._link(e)
+        self.done = {dest for dest in out.firsts if _show(dest) not in failed}
+        for folder, name, first in out.links:  # and the others are linked to it
+            self._link_at(folder, name, first)
         if self.tree:
             self._move_out()
         self._finish()
@@ -268,17 +271,22 @@ class _Executor:
 
     def _link(self, e: Entry) -> None:
         assert e.link_to is not None
-        if e.link_to not in self.done:
-            self._fail(e, f"hard link target {_show(e.link_to)} was not restored")
+        self._link_at(e.folder, e.name, e.link_to)
+
+    def _link_at(self, folder: bytes, name: bytes, link_to: bytes) -> None:
+        """``name`` in ``folder`` made a hard link to ``link_to`` (restored already)."""
+        dest = os.path.join(folder, name)
+        if link_to not in self.done:
+            self._fail_at(dest, f"hard link target {_show(link_to)} was not restored")
             return
-        direct = self.names.in_tree(e.folder)  # a staged tree: nothing in the way
-        tmp = e.dest if direct else self._tmp(e.folder)
+        direct = self.names.in_tree(folder)  # a staged tree: nothing in the way
+        tmp = dest if direct else self._tmp(folder)
         try:
-            on_paths(os.link, e.link_to, tmp)
+            on_paths(os.link, link_to, tmp)
             if not direct:
-                on_paths(os.rename, tmp, e.dest)
+                on_paths(os.rename, tmp, dest)
         except OSError as exc:
-            self._fail(e, f"cannot create hard link: {exc.strerror}")
+            self._fail_at(dest, f"cannot create hard link: {exc.strerror}")
             if not direct:
                 with contextlib.suppress(OSError):
                     on_path(os.unlink, tmp)

@@ -170,7 +170,7 @@ class TreeWorker:
 
     def __init__(self, vault: RestoreVault, setup: WorkerSetup, names: TempNames) -> None:
         self.vault, self.setup, self.names = vault, setup, names
-        self.trees = TreeReader(vault)
+        self.trees = TreeReader(vault, cache=0)  # each folder is planned once
         self.pending: list[Entry] = []
         self.pending_bytes = 0
         self._pool: ThreadPoolExecutor | None = None

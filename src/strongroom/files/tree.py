@@ -32,8 +32,14 @@ def split_path(path: bytes | str) -> list[bytes]:
 
 
 class TreeReader:
-    def __init__(self, vault: TreeSource) -> None:
+    """A point's folders by tree id, the last ``cache`` of them kept decoded (lookups by path
+    and walks read some folders again).  A reader that visits each folder once takes 0: a
+    restore by subtrees kept every node it planned, and the worker that planned the folders
+    of ``links`` (20,000 hard-link members in 200 folders) peaked 8 MiB higher for it."""
+
+    def __init__(self, vault: TreeSource, cache: int = _CACHE_TREES) -> None:
         self.vault = vault
+        self._most = cache
         self._cache: OrderedDict[bytes, list[Node]] = OrderedDict()
 
     def dir(self, tree_id: bytes) -> list[Node]:
@@ -43,10 +49,16 @@ class TreeReader:
             return nodes
         refs, body = self.vault.read_tree(tree_id)
         nodes = decode_dir(refs, body, tree_id)
-        self._cache[tree_id] = nodes
-        if len(self._cache) > _CACHE_TREES:
-            self._cache.popitem(last=False)
+        if self._most > 0:
+            self._cache[tree_id] = nodes
+            if len(self._cache) > self._most:
+                self._cache.popitem(last=False)
         return nodes
+
+    @property
+    def kept(self) -> int:
+        """How many folders are kept decoded."""
+        return len(self._cache)
 
     def children(self, node: Node) -> list[Node]:
         if node.kind != DIR or node.subtree is None:
