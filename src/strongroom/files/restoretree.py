@@ -12,8 +12,8 @@ renamed; see ``restorebatch.py``).  When every worker is full the parent plans a
 the next folder itself, exactly as a worker does, so one worker and the parent keep two
 cores busy (the parent has little else to do meanwhile; a worker less is some 50 MiB less).
 The parent keeps what needs the whole tree: the folders' metadata (applied last, children
-first), the members of hard-link groups (written and linked by the parent once every worker
-is done) and the inode flags.
+first), the members of hard-link groups (each group's first written with the other files, the
+rest linked to it by the parent once every worker is done) and the inode flags.
 
 What the up-front plan gave and this does not: the free-space check before anything is
 written (a full file system still stops the restore with "no space left", every temporary
