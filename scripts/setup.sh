@@ -27,10 +27,21 @@ need() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed" 
 for pkg in "${APT_PACKAGES[@]}"; do need "$pkg"; done
 # Node and a venv-capable Python may come from elsewhere (nodesource, pyenv): accept them.
 command -v node >/dev/null && command -v npm >/dev/null || { need nodejs; need npm; }
-python3 -c 'import ensurepip, venv' 2>/dev/null || need python3-venv
-# building libvirt-python needs the headers of the Python the venv uses
-python3 -c 'import os, sysconfig; exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
-  2>/dev/null || need python3-dev
+# The venv's interpreter: Debian's own build of the Python version on PATH when the machine has
+# one. Debian builds it with profile-guided and link-time optimisation and links libpython into
+# the executable; a pyenv build (as on these machines) has neither and ran strongroom's Python
+# 25-35 % slower (docs/benchmarks.md, "Session 35"). Same version, so nothing else changes.
+python=$(command -v python3)
+version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+if [ -x "/usr/bin/python$version" ]; then
+  python=/usr/bin/python$version
+  need "python$version-venv"
+  need "python$version-dev"  # building libvirt-python needs the headers of the venv's Python
+else
+  "$python" -c 'import ensurepip, venv' 2>/dev/null || need python3-venv
+  "$python" -c 'import os, sysconfig; exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+    2>/dev/null || need python3-dev
+fi
 if ((${#missing[@]})); then
   echo "setup: apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -38,8 +49,13 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# a venv made from another interpreter (an earlier set-up's choice) is made again
+if [ -f .venv/pyvenv.cfg ] && ! grep -qx "home = $(dirname "$python")" .venv/pyvenv.cfg; then
+  echo "setup: .venv was made with another Python; making it again with $python"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+  "$python" -m venv .venv
 fi
 stamp=.venv/.strongroom-installed
 stale=0
