@@ -29,8 +29,8 @@ for pkg in "${APT_PACKAGES[@]}"; do need "$pkg"; done
 command -v node >/dev/null && command -v npm >/dev/null || { need nodejs; need npm; }
 # The venv's interpreter: Debian's own build of the Python version on PATH when the machine has
 # one. Debian builds it with profile-guided and link-time optimisation and links libpython into
-# the executable; a pyenv build (as on these machines) has neither and ran strongroom's Python
-# 25-35 % slower (docs/benchmarks.md, "Session 35"). Same version, so nothing else changes.
+# the executable; a pyenv build (as on these machines) has neither: a pure-Python loop took
+# 50 % longer, first backups of small files 10-17 % (docs/architecture.md, "The interpreter").
 python=$(command -v python3)
 version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 if [ -x "/usr/bin/python$version" ]; then
