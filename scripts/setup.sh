@@ -31,16 +31,20 @@ command -v node >/dev/null && command -v npm >/dev/null || { need nodejs; need n
 # one. Debian builds it with profile-guided and link-time optimisation and links libpython into
 # the executable; a pyenv build (as on these machines) has neither: a pure-Python loop took
 # 50 % longer, first backups of small files 10-17 % (docs/architecture.md, "The interpreter").
-python=$(command -v python3)
-version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-if [ -x "/usr/bin/python$version" ]; then
+python=$(command -v python3 || true)
+version=$([ -n "$python" ] && "$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' || true)
+if [ -n "$version" ] && [ -x "/usr/bin/python$version" ]; then
   python=/usr/bin/python$version
   need "python$version-venv"
   need "python$version-dev"  # building libvirt-python needs the headers of the venv's Python
-else
+elif [ -n "$python" ]; then
   "$python" -c 'import ensurepip, venv' 2>/dev/null || need python3-venv
   "$python" -c 'import os, sysconfig; exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
     2>/dev/null || need python3-dev
+else  # no Python at all: Debian's
+  python=/usr/bin/python3
+  need python3-venv
+  need python3-dev
 fi
 if ((${#missing[@]})); then
   echo "setup: apt-get install ${missing[*]}"
