@@ -39,7 +39,7 @@ def machine_info(tools: Sequence[Tool]) -> dict[str, str]:
         "memory_gib": mem.split()[1] if mem else "?",
         "os": platform.freedesktop_os_release().get("PRETTY_NAME", "?"),
         "kernel": platform.release(),
-        # the interpreter itself: a build without PGO and LTO runs strongroom 10-20 % slower
+        # the interpreter itself: a build without PGO and LTO ran first backups 10-17 % slower
         "python": f"{platform.python_version()} {os.path.realpath(sys.executable)}",
         "strongroom": _output(["git", "-C", str(repo), "describe", "--always", "--dirty"]),
     }

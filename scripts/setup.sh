@@ -53,8 +53,10 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# a venv made from another interpreter (an earlier set-up's choice) is made again
-if [ -f .venv/pyvenv.cfg ] && ! grep -qx "home = $(dirname "$python")" .venv/pyvenv.cfg; then
+# a venv made from another interpreter (an earlier set-up's choice) is made again; compared by
+# base prefix, since a pyenv shim's directory is not the one the venv records
+base() { "$1" -c 'import sys; print(sys.base_prefix)' 2>/dev/null || true; }
+if [ -x .venv/bin/python ] && [ "$(base .venv/bin/python)" != "$(base "$python")" ]; then
   echo "setup: .venv was made with another Python; making it again with $python"
   rm -rf .venv
 fi
