@@ -25,3 +25,17 @@ def decrypt(
     aad: bytes | bytearray | memoryview,
     /,
 ) -> bytes | None: ...
+def seal_blob(
+    key: bytes,
+    number: int,
+    chunk_id: bytes,
+    ctype: int,
+    flags: int,
+    raw: int,
+    payload: bytes | bytearray | memoryview,
+    out: memoryview | bytearray | mmap,
+    offset: int,
+    entries: bytearray,
+    base: int,
+    /,
+) -> int: ...

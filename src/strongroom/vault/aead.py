@@ -18,6 +18,7 @@ Implementations that give the same bytes (tests/vault/test_aead.py):
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from mmap import mmap
@@ -84,6 +85,13 @@ def cryptography() -> tuple[Encrypt, EncryptAt, Decrypt]:
     return encrypt, encrypt_into, decrypt
 
 
+# (key, number, chunk_id, ctype, flags, raw, payload, out, offset, entries, base) -> end:
+# a pack blob and its entry in one call (``_gcm.seal_blob``; pack.py's layout)
+SealBlob: TypeAlias = Callable[
+    [bytes, int, bytes, int, int, int, Buffer, "Writable", int, bytearray, int], int
+]
+
+
 def _choose() -> tuple[str, tuple[Encrypt, EncryptAt, Decrypt]]:
     if os.environ.get("STRONGROOM_AEAD") != "cryptography":
         try:
@@ -97,6 +105,17 @@ def _choose() -> tuple[str, tuple[Encrypt, EncryptAt, Decrypt]]:
 
 
 _NAME, (_encrypt, _encrypt_into, _decrypt) = _choose()
+
+
+def _blob_sealer() -> SealBlob | None:
+    if _NAME == "cryptography":
+        return None
+    from strongroom.vault import _gcm
+
+    return getattr(_gcm, "seal_blob", None)  # an older build of _gcm.c has no seal_blob
+
+
+_seal_blob = _blob_sealer()
 
 
 def implementation() -> str:
@@ -125,6 +144,14 @@ class AesGcm:
     ) -> None:
         """Ciphertext || tag into ``out[offset:offset + len(data) + 16]``."""
         _encrypt_into(self._key, nonce, data, aad, out, offset)
+
+    @property
+    def blob_sealer(self) -> Callable[..., int] | None:
+        """``seal_blob`` with this key bound (pack.py's ``PackBuilder.add``); None where
+        the compiled implementation is not in use."""
+        if _seal_blob is None:
+            return None
+        return functools.partial(_seal_blob, self._key)
 
     def decrypt(self, nonce: Buffer, sealed: Buffer, aad: Buffer) -> bytes:
         """The plaintext of ciphertext || tag; :class:`AuthenticationFailed` if not authentic."""

@@ -24,7 +24,15 @@ from strongroom.vault.indexrows import RowStore
 if TYPE_CHECKING:
     import numpy as np
 
-_MERGE_AT = 1 << 16
+# A pack's entries go into the row store (60 bytes each), whose sort keys the new rows and
+# merges them in with one pass over the old keys (_keysort.c), when the pack holds at least
+# this many; fewer (a pack of big chunks) wait in a dict (about 180 bytes each: id, int,
+# slot) until it holds this many, then move in one merge.  The threshold follows the store's
+# size, so that the pass costs at most 16 keys' worth per new entry.  With one fixed 65,536
+# a first backup's processes each kept every new entry in the dict (copies' 9,000 a process:
+# 1.6 MiB, and a Python loop over them per pack), and merging them later copied them again.
+_MERGE_LEAST = 1 << 12
+_MERGE_MOST = 1 << 16
 # numpy's fixed cost per call (about 40 us for a vectorized search) outweighs a lookup per id
 # (about 2 us) below this many ids: a folder of /usr has two files on average
 _VECTOR_FROM = 24
@@ -129,10 +137,15 @@ class ChunkIndex:
                 self._store.append(entries.data, array("I", [pos]) * len(entries))
                 return
             self.bulk_only = False
+            merge_at = min(_MERGE_MOST, max(_MERGE_LEAST, self._store.n >> 4))
+            if len(entries) >= merge_at:  # a pack of many small chunks: no dict on the way
+                self._store.append(entries.data, array("I", [pos]) * len(entries))
+                self._store.sort()
+                return
             recent = self._recent
             for cid, ctype, flags, _, offset, length, raw in entries.rows():
                 recent[cid] = _pack_recent(pos, offset, length, raw, _tf(ctype, flags))
-            if len(recent) >= _MERGE_AT:
+            if len(recent) >= merge_at:
                 self._merge_recent()
 
     def finish_bulk(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from collections.abc import Callable
 
 import zstandard
 
@@ -90,11 +91,13 @@ class PackBuilder:
         self._nonces = 0
         self.salt = b""
         self._cipher: AesGcm | None = None
+        self._seal: Callable[..., int] | None = None  # the cipher's compiled seal_blob
 
     def start(self) -> None:
         """Begin a new pack; any view returned by ``finish`` must be released by now."""
         self.salt = os.urandom(32)
         self._cipher = self._keys.pack_cipher(self.salt)
+        self._seal = self._cipher.blob_sealer
         self._entries.clear()
         self._nonces = 0
         self._base = 0
@@ -109,7 +112,7 @@ class PackBuilder:
         if self.stream is not None:
             self.stream.abort()
         self._entries.clear()
-        self._cipher = None
+        self._cipher = self._seal = None
         self._pos = self._base = 0
         return ids
 
@@ -149,14 +152,31 @@ class PackBuilder:
         start = self._pos
         if start + n > len(self._buf):
             self._reserve(n)
-        # once per small file: sealed at its offset in the buffer (no view to make per blob)
-        nonce = self._next_nonce()
-        buf = self._buf
-        buf[start : start + NONCE_SIZE] = nonce
-        aad = blob_aad(chunk_id, ctype, flags, raw)
-        cipher.encrypt_into(nonce, payload, aad, buf, start + NONCE_SIZE)
-        self._entries += ENTRY.pack(chunk_id, ctype, flags, 0, self._base + start, n, raw)
-        self._pos = start + n
+        seal = self._seal
+        if seal is not None:  # the same bytes in one compiled call (aead.py, _gcm.c)
+            number = self._nonces
+            self._nonces = number + 1
+            self._pos = seal(
+                number,
+                chunk_id,
+                ctype,
+                flags,
+                raw,
+                payload,
+                self._buf,
+                start,
+                self._entries,
+                self._base,
+            )
+        else:
+            # sealed at its offset in the buffer (no view to make per blob)
+            nonce = self._next_nonce()
+            buf = self._buf
+            buf[start : start + NONCE_SIZE] = nonce
+            aad = blob_aad(chunk_id, ctype, flags, raw)
+            cipher.encrypt_into(nonce, payload, aad, buf, start + NONCE_SIZE)
+            self._entries += ENTRY.pack(chunk_id, ctype, flags, 0, self._base + start, n, raw)
+            self._pos = start + n
         if self.stream is not None and self._pos >= STREAM_WINDOW:
             self._stream_out(self.stream)
 
@@ -190,14 +210,19 @@ class PackBuilder:
         assert self._cipher is not None
         entries = Entries(bytes(self._entries))
         nonce = self._next_nonce()
-        sealed = nonce + self._cipher.encrypt(nonce, entries.data, header_aad(self.salt))
-        self._reserve(len(sealed) + _TRAILER.size)
-        end = self._pos + len(sealed)
-        self._buf[self._pos : end] = sealed
-        _TRAILER.pack_into(self._buf, end, len(sealed), PACK_END)
-        data = memoryview(self._buf)[: end + _TRAILER.size]
+        # sealed in place, as blobs are: a pack of 10,000 small files has a 480 KB header,
+        # and sealing it apart then joining it to its nonce had made two more copies of it
+        sealed = NONCE_SIZE + len(entries.data) + TAG_SIZE
+        self._reserve(sealed + _TRAILER.size)
+        start, buf = self._pos, self._buf
+        buf[start : start + NONCE_SIZE] = nonce
+        aad = header_aad(self.salt)
+        self._cipher.encrypt_into(nonce, entries.data, aad, buf, start + NONCE_SIZE)
+        end = start + sealed
+        _TRAILER.pack_into(buf, end, sealed, PACK_END)
+        data = memoryview(buf)[: end + _TRAILER.size]
         self._pos = 0
-        self._cipher = None
+        self._cipher = self._seal = None
         return data, entries
 
 

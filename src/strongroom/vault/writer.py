@@ -35,7 +35,7 @@ from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.entries import Entries
 from strongroom.vault.envelope import MAGIC_INDEX, object_name_hash, seal_object
 from strongroom.vault.index import ChunkIndex, PackRecord, encode_index
-from strongroom.vault.pack import FLAG_ZSTD, PackBuilder, pack_name
+from strongroom.vault.pack import BLOB_OVERHEAD, FLAG_ZSTD, PackBuilder, pack_name
 from strongroom.vault.packstream import PackSink, PackStream
 
 CHUNK_DATA = 0
@@ -233,20 +233,20 @@ class ChunkWriter:
         self, cid: bytes, ctype: int, payload: bytes | bytearray | memoryview, flags: int, raw: int
     ) -> None:
         with self._pack_lock:
-            if self._current is None:
-                self._current = self._builders.get()
-                self._current.start()
             builder = self._current
-            before = builder.size
+            if builder is None:
+                builder = self._current = self._builders.get()
+                builder.start()
             try:
                 builder.add(cid, ctype, payload, flags, raw)
             except BaseException as exc:
                 self._abandon_current(exc)
                 raise
-            with self._lock:
-                self.stats.chunks_new += 1
-                self.stats.raw_new += raw
-                self.stats.stored_new += builder.size - before
+            # these three change only here, under the pack lock (chunks_dedup: under _lock)
+            stats = self.stats
+            stats.chunks_new += 1
+            stats.raw_new += raw
+            stats.stored_new += len(payload) + BLOB_OVERHEAD
             if builder.size >= self._pack_size:
                 self._seal_current()
 
