@@ -14,6 +14,8 @@ headers) strongroom uses a pure-Python path that gives the same results.
 - strongroom.files._smallread (src/strongroom/files/_smallread.c): a small file's open, read,
   fstat, flags, xattrs and close in one call; else those calls from Python
   (strongroom/files/reading.py).
+- strongroom.files._listing (src/strongroom/files/_listing.c): a folder's entries and their
+  lstat results in one call; else os.scandir and DirEntry.stat (strongroom/files/longpath.py).
 - strongroom.files._treejson (src/strongroom/files/_treejson.c): a folder's common nodes as
   tree chunk JSON; else nodes.py writes every node (strongroom/files/nodes.py).
 - strongroom.files._treeread (src/strongroom/files/_treeread.c, _treebody.c, _treetext.c): a
@@ -49,6 +51,12 @@ setup(
         Extension(
             "strongroom.files._smallread",
             ["src/strongroom/files/_smallread.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        Extension(
+            "strongroom.files._listing",
+            ["src/strongroom/files/_listing.c"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

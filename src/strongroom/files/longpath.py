@@ -25,6 +25,11 @@ _STEP_FLAGS = _DIR_FLAGS | os.O_NOFOLLOW
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _T = TypeVar("_T")
 
+try:  # compiled (setup.py); without it folders are listed through os.scandir
+    from strongroom.files import _listing
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _listing = None  # type: ignore[assignment]
+
 
 def is_long(folder: bytes) -> bool:
     """Whether the path of some entry of ``folder`` may be too long for a plain call."""
@@ -151,6 +156,22 @@ class Folder:
         if fd is None:
             return os.readlink(os.path.join(self.path, name))
         return os.readlink(name, dir_fd=fd)
+
+    def lstat_all(
+        self, skip: bytes, symlinks_apart: bool
+    ) -> list[tuple[bytes, os.stat_result | int | None]] | None:
+        """Every entry but those starting with ``skip``, in name order, with its lstat (or
+        the errno of an lstat that failed, or None for a symlink when ``symlinks_apart``),
+        in one compiled call (``_listing.c``); None where that cannot be had (no compiled
+        module, or no descriptor to list through): :meth:`scandir` then."""
+        if _listing is None:
+            return None
+        fd = self.fd
+        if fd is None:
+            fd = self.listing = _open_listing(self.path)
+            if fd is None:
+                return None
+        return _listing.list_folder(fd, skip, symlinks_apart)
 
     def scandir(self) -> list[tuple[bytes, os.DirEntry[Any]]]:
         """(name, entry) of every entry; ``entry.stat(follow_symlinks=False)`` works for a

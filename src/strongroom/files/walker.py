@@ -93,6 +93,18 @@ class _Targets:
         return target
 
 
+def _entry_apart(
+    folder: Folder, name: bytes, got: int | None, targets: _Targets | None
+) -> os.stat_result:
+    """The lstat of an entry the compiled listing left: a symlink (None: its target read
+    first) or one whose lstat failed (its errno, raised)."""
+    if got is not None:
+        raise OSError(got, os.strerror(got))
+    assert targets is not None
+    st = targets.read(folder, name)
+    return st if st is not None else folder.lstat(name)  # a failure raises, as scandir's
+
+
 def _show(path: bytes) -> str:
     return os.fsdecode(path)
 
@@ -361,6 +373,29 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
     def _scan(
         self, d: DirState, folder: Folder, targets: _Targets | None
     ) -> list[tuple[bytes, os.stat_result]]:
+        try:
+            listed = folder.lstat_all(TEMP_PREFIX, targets is not None)
+        except OSError as exc:
+            self._unlisted(d, exc)
+            return []
+        if listed is None:
+            return self._scan_entries(d, folder, targets)
+        found = []
+        for name, got in listed:
+            if isinstance(got, os.stat_result):
+                found.append((name, got))
+                continue
+            try:
+                found.append((name, _entry_apart(folder, name, got, targets)))
+            except OSError as exc:
+                d.clean = False
+                self._error(folder.join(name), exc.strerror or str(exc))
+        return found
+
+    def _scan_entries(
+        self, d: DirState, folder: Folder, targets: _Targets | None
+    ) -> list[tuple[bytes, os.stat_result]]:
+        """:meth:`_scan` through ``os.scandir`` (no compiled listing, or no descriptor)."""
         found = []
         try:
             entries = sorted((n, e) for n, e in folder.scandir() if not n.startswith(TEMP_PREFIX))
