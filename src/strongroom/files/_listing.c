@@ -24,7 +24,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -45,8 +44,8 @@ struct linux_dirent64 {
 };
 
 typedef struct {
-    char *name;
-    size_t len;
+    const char *name; /* set once every name is stored (the store moves as it grows) */
+    size_t at, len;   /* the name's place in the store, its length */
     unsigned char type;
 } entry_t;
 
@@ -161,15 +160,14 @@ static Py_ssize_t read_entries(int fd, const char *skip, size_t skip_len, entry_
                 store = bigger;
             }
             memcpy(store + used, name, len + 1);
-            /* offsets for now: the store may move as it grows */
-            entries[count].name = (char *)(uintptr_t)used;
+            entries[count].at = used;
             entries[count].len = len;
             entries[count].type = d->d_type;
             count++;
             used += len + 1;
         }
     }
-    for (size_t i = 0; i < count; i++) entries[i].name = store + (uintptr_t)entries[i].name;
+    for (size_t i = 0; i < count; i++) entries[i].name = store + entries[i].at;
     free(buf);
     *out = entries;
     *names = store;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strongroom.chunking import CDCParams
@@ -12,8 +13,6 @@ from strongroom.hostname import host_name
 from strongroom.records import dataclass
 
 if TYPE_CHECKING:
-    from pathlib import Path  # not at run time: a worker process needs none
-
     from strongroom.files.nodes import Node
 
 Progress = Callable[[int, int, str], None]

@@ -112,7 +112,7 @@ def _blob_sealer() -> SealBlob | None:
         return None
     from strongroom.vault import _gcm
 
-    return getattr(_gcm, "seal_blob", None)  # an older build of _gcm.c has no seal_blob
+    return _gcm.seal_blob
 
 
 _seal_blob = _blob_sealer()

@@ -133,15 +133,14 @@ class ChunkIndex:
                 return
             pos = self._pack_index(pack_id, salt)
             self._pack_rows[pos] += len(entries)
-            if bulk:
+            merge_at = min(_MERGE_MOST, max(_MERGE_LEAST, self._store.n >> 4))
+            if bulk or len(entries) >= merge_at:  # a pack of many small chunks: no dict
                 self._store.append(entries.data, array("I", [pos]) * len(entries))
+                if not bulk:
+                    self.bulk_only = False
+                    self._store.sort()
                 return
             self.bulk_only = False
-            merge_at = min(_MERGE_MOST, max(_MERGE_LEAST, self._store.n >> 4))
-            if len(entries) >= merge_at:  # a pack of many small chunks: no dict on the way
-                self._store.append(entries.data, array("I", [pos]) * len(entries))
-                self._store.sort()
-                return
             recent = self._recent
             for cid, ctype, flags, _, offset, length, raw in entries.rows():
                 recent[cid] = _pack_recent(pos, offset, length, raw, _tf(ctype, flags))
