@@ -1,5 +1,5 @@
 """A folder with no row to match has its symlinks' targets read as it is listed, each before
-its one ``lstat`` (files/walker.py ``_Targets``): the atime recorded is the one the read left,
+its one ``lstat`` (files/walklisting.py ``Targets``): the atime recorded is the one the read left,
 so the next backup reuses the folder; a folder whose row did not match reads them as before."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pytest
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
 from strongroom.files.dirstate import DirState
 from strongroom.files.reading import RACY_NS
-from strongroom.files.walker import TreeWalker, _Targets
+from strongroom.files.walker import TreeWalker
+from strongroom.files.walklisting import Targets
 from strongroom.vault import Vault
 
 LINKS = 40
@@ -85,7 +86,7 @@ def _lstat(mode: int, ctime_ns: int) -> os.stat_result:
 
 
 def test_a_symlink_made_since_the_listing_began_gets_no_folder_row() -> None:
-    targets = _Targets()
+    targets = Targets()
     targets.targets = {b"old": b"t1", b"new": b"t2", b"file": b"t3"}
     d = DirState(b"/x", None, None)
     assert targets.take(b"old", _lstat(0o120777, targets.since - 2 * RACY_NS), d) == b"t1"

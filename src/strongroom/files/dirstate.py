@@ -25,6 +25,7 @@ class DirState:
         "kept",
         "leaf",
         "listed",
+        "meta",
         "node",
         "nodes",
         "parent",
@@ -51,6 +52,9 @@ class DirState:
         self.dev = -1  # the device a one-file-system walk stays on (-1: any)
         self.tree_id: bytes | None = None  # once written (or reused)
         self.error: str | None = None  # why it could not be listed
+        # its node's xattrs and inode flags are still to be read: from the descriptor it is
+        # listed through (TreeWalker._own_meta), not by path from its parent's listing
+        self.meta = False
         # the folder cache (foldercache.py): whether this folder may have a row, the lstat
         # results its row's digest covers, whether every entry was recorded without a doubt,
         # and, for a folder whose row matched, that row and its subfolders' states

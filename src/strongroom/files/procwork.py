@@ -95,6 +95,8 @@ class WorkerWalker(TreeWalker):
 
     def _one_level(self, top: DirState, dev: int) -> None:
         children = self._list(top, None, dev)
+        for sub, _, _ in children:  # the parent lists them, or another worker does
+            self._own_meta(sub, None)
         self._submit_batch()
         while top.pending > len(children):  # its files; never its subfolders
             self._drain(block=True)

@@ -40,14 +40,14 @@ from strongroom.files.metadata import (
     FL_NODUMP,
     Names,
     node_from_stat,
-    read_flags_at,
     read_xattrs,
 )
-from strongroom.files.nodes import DIR, FILE, SYMLINK, TEMP_PREFIX, Node, encode_dir
+from strongroom.files.nodes import DIR, FILE, SYMLINK, Node, encode_dir
 from strongroom.files.patterns import PatternSet
-from strongroom.files.reading import RACY_NS, FileItem, FileReader
+from strongroom.files.reading import FileItem, FileReader
 from strongroom.files.selection import Selection, auto_excluded
 from strongroom.files.vaultview import BackupVault
+from strongroom.files.walklisting import FolderEntries, Targets, flags_of, show
 from strongroom.files.walkprocs import ProcessWalk
 from strongroom.files.walkreads import FileReads
 from strongroom.files.walkrows import FolderReuse
@@ -59,62 +59,6 @@ if TYPE_CHECKING:
 
 # What an entry of a folder being filled becomes once its digest has it (see _fill)
 _USED: tuple[bytes, os.stat_result] = (b"", os.stat_result((0,) * 10))
-
-
-class _Targets:
-    """Symlinks' targets read as their folder is listed, each before its ``lstat`` (which so
-    has the atime the read leaves): one ``lstat`` a symlink less than reading it after and
-    looking again (:meth:`TreeWalker._after_readlink`).  For folders with no row to match
-    (a first backup, a new folder): a matched row's symlinks are not read at all."""
-
-    __slots__ = ("since", "targets")
-
-    def __init__(self) -> None:
-        self.targets: dict[bytes, bytes] = {}
-        self.since = time.time_ns()  # before any of its reads
-
-    def read(self, folder: Folder, name: bytes) -> os.stat_result | None:
-        """The symlink's lstat after its target is read; None when the read failed (the
-        entry is taken the usual way: a failure is reported there)."""
-        try:
-            target = folder.readlink(name)
-        except OSError:
-            return None
-        self.targets[name] = target
-        return folder.lstat(name)
-
-    def take(self, name: bytes, st: os.stat_result, d: DirState) -> bytes | None:
-        """``name``'s target if it is a symlink read here.  One made since the listing began
-        may have replaced the one whose target was read: no folder row then (as a file
-        changed in the racy window gets no cache row)."""
-        target = self.targets.pop(name, None) if stat.S_ISLNK(st.st_mode) else None
-        if target is not None and st.st_ctime_ns >= self.since - RACY_NS:
-            d.clean = False
-        return target
-
-
-def _entry_apart(
-    folder: Folder, name: bytes, got: int | None, targets: _Targets | None
-) -> os.stat_result:
-    """The lstat of an entry the compiled listing left: a symlink (None: its target read
-    first) or one whose lstat failed (its errno, raised)."""
-    if got is not None:
-        raise OSError(got, os.strerror(got))
-    assert targets is not None
-    st = targets.read(folder, name)
-    return st if st is not None else folder.lstat(name)  # a failure raises, as scandir's
-
-
-def _show(path: bytes) -> str:
-    return os.fsdecode(path)
-
-
-def _flags(path: bytes) -> int:
-    """An entry's inode flags; 0 when it cannot be opened (its read reports why, if read)."""
-    try:
-        return read_flags_at(path)
-    except OSError:
-        return 0
 
 
 def _chunk_put(walker: TreeWalker) -> tuple[Callable[[BytesLike], bytes], Callable[[int], None]]:
@@ -150,7 +94,7 @@ def _chunk_put(walker: TreeWalker) -> tuple[Callable[[BytesLike], bytes], Callab
     return chunk_put, tick
 
 
-class TreeWalker(FolderReuse, FileReads, ProcessWalk):
+class TreeWalker(FolderEntries, FolderReuse, FileReads, ProcessWalk):
     def __init__(self, vault: BackupVault, writer: ChunkWriter, opts: BackupOptions) -> None:
         self.vault, self.writer, self.opts = vault, writer, opts
         self.summary = BackupSummary()
@@ -178,6 +122,9 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
         self.folder_values: list[object] = []  # folder rows to write (prepared), in batches
         self.trust = False  # see _trusted
         self.rebuilt = 0  # entries of folders a row could not stand for
+        # a subfolder's xattrs and flags read as it is listed (_own_meta), unless the walk
+        # must see its flags as its parent is listed (no-dump entries are left out)
+        self.defer_meta = not opts.exclude_nodump
 
     # --- walking ---------------------------------------------------------------------------
 
@@ -228,17 +175,21 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
             folder = Folder(d.path)
         except OSError as exc:  # a long path opened step by step: a step failed
             if named:
-                raise FilesError(f"{_show(d.path)}: {exc.strerror}") from None
+                raise FilesError(f"{show(d.path)}: {exc.strerror}") from None
             self._unlisted(d, exc)
+            self._own_meta(d, None)
             return []
         with folder:
             if sel is not None and not sel.full:
-                return self._fill(d, folder, sel, dev, self._named_entries(folder, sel))
+                named_entries = self._named_entries(folder, sel)
+                self._own_meta(d, folder)
+                return self._fill(d, folder, sel, dev, named_entries)
             key = self._folder_key()
             row = self._folder_row(d.path) if d.reusable and key is not None else None
             # no row to match (a first backup, a new folder): symlinks' targets read as listed
-            targets = _Targets() if row is None else None
+            targets = Targets() if row is None else None
             entries = self._included(d.path, self._scan(d, folder, targets))
+            self._own_meta(d, folder)
             if row is not None and key is not None:
                 reused = self._try_reuse(d, row, key, entries, dev)
                 if reused is not None:
@@ -273,7 +224,7 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
         done: dict[bytes, DirState] | None = None,
         digest: EntriesDigest | None = None,
         known: bool = False,
-        targets: _Targets | None = None,
+        targets: Targets | None = None,
     ) -> list[tuple[DirState, Selection | None, int]]:
         """Build ``d``'s nodes from its entries; the subfolders to walk (those in ``done``
         are finished already: a folder built after all, see :meth:`_rebuild`).  With
@@ -306,13 +257,17 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
             if node.kind == DIR:
                 self.summary.dirs += 1
                 old = done.get(name) if done is not None else None
+                child = None
                 if old is not None and old.pending == -1:
                     node.subtree, node.error = old.tree_id, old.error
                 else:
                     child_sel = sel.children.get(name) if sel is not None and named else None
                     child = self._child(d, path, node, st, child_sel, dev)
-                    if child is not None:
-                        children.append(child)
+                if child is not None:
+                    children.append(child)
+                    child[0].meta = self.defer_meta  # read as it is listed (_own_meta)
+                elif self.defer_meta:  # not to be listed by this walk: read now, by path
+                    self._dir_meta(d, node, path, folder.reach(name, path))
             elif node.kind == FILE:
                 files.add(name)
                 self._file(d, path, node, st, cached.get(name), lost)
@@ -345,89 +300,12 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
             return None
         return (sub, None, dev)
 
-    def _after_readlink(
-        self, d: DirState, folder: Folder, name: bytes, st: os.stat_result, node: Node
-    ) -> os.stat_result:
-        """A symlink's lstat once its target is read: reading it may move its atime (relatime),
-        and the node and the folder row record the atime the backup leaves."""
-        try:
-            again = folder.lstat(name)
-        except OSError:
-            d.clean = False
-            return st
-        if again.st_ino != st.st_ino or again.st_ctime_ns != st.st_ctime_ns:
-            d.clean = False  # replaced or changed since it was listed: the next backup sees
-            return st
-        node.atime_ns = again.st_atime_ns
-        return again
-
-    def _named_entries(self, folder: Folder, sel: Selection) -> list[tuple[bytes, os.stat_result]]:
-        found = []
-        for name in sorted(sel.children):
-            try:
-                found.append((name, folder.lstat(name)))
-            except OSError as exc:
-                raise FilesError(f"{_show(folder.join(name))}: {exc.strerror}") from None
-        return found
-
-    def _scan(
-        self, d: DirState, folder: Folder, targets: _Targets | None
-    ) -> list[tuple[bytes, os.stat_result]]:
-        try:
-            listed = folder.lstat_all(TEMP_PREFIX, targets is not None)
-        except OSError as exc:
-            self._unlisted(d, exc)
-            return []
-        if listed is None:
-            return self._scan_entries(d, folder, targets)
-        found = []
-        for name, got in listed:
-            if isinstance(got, os.stat_result):
-                found.append((name, got))
-                continue
-            try:
-                found.append((name, _entry_apart(folder, name, got, targets)))
-            except OSError as exc:
-                d.clean = False
-                self._error(folder.join(name), exc.strerror or str(exc))
-        return found
-
-    def _scan_entries(
-        self, d: DirState, folder: Folder, targets: _Targets | None
-    ) -> list[tuple[bytes, os.stat_result]]:
-        """:meth:`_scan` through ``os.scandir`` (no compiled listing, or no descriptor)."""
-        found = []
-        try:
-            entries = sorted((n, e) for n, e in folder.scandir() if not n.startswith(TEMP_PREFIX))
-        except OSError as exc:
-            self._unlisted(d, exc)
-            return []
-        for name, entry in entries:
-            try:
-                if targets is not None and entry.is_symlink():
-                    st = targets.read(folder, name)
-                    if st is not None:
-                        found.append((name, st))
-                        continue
-                found.append((name, entry.stat(follow_symlinks=False)))
-            except OSError as exc:
-                d.clean = False
-                self._error(folder.join(name), exc.strerror or str(exc))
-        return found
-
-    def _unlisted(self, d: DirState, exc: OSError) -> None:
-        reason = f"cannot list directory: {exc.strerror}"
-        self._error(d.path, reason)
-        d.error, d.clean = reason, False
-        if d.node is not None:
-            d.node.error = reason
-
     def _excluded(self, path: bytes, st: os.stat_result) -> bool:
         is_dir = stat.S_ISDIR(st.st_mode)
         if self.excludes and self.excludes.matches(path, is_dir):
             return True
         if is_dir and (st.st_dev, st.st_ino) in self.skip_dirs:
-            self.summary.skipped.append((_show(path), "strongroom's own vault or cache"))
+            self.summary.skipped.append((show(path), "strongroom's own vault or cache"))
             return True
         return False
 
@@ -445,8 +323,10 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
         node = node_from_stat(name, st, self.names)
         if node is None:
             d.clean = False  # a folder row would leave out the note
-            self.summary.skipped.append((_show(path), "socket (not backed up)"))
+            self.summary.skipped.append((show(path), "socket (not backed up)"))
             return None
+        if node.kind == DIR and self.defer_meta:
+            return node  # its xattrs and flags: see _fill
         try:
             if xattrs:
                 node.xattrs = read_xattrs(folder.reach(name, path))
@@ -456,11 +336,11 @@ class TreeWalker(FolderReuse, FileReads, ProcessWalk):
             d.clean = False
             self._error(path, f"cannot read metadata: {exc.strerror}")
         if node.kind == DIR or (node.kind == FILE and self.opts.exclude_nodump):
-            node.flags = _flags(folder.reach(name, path))
+            node.flags = flags_of(folder.reach(name, path))
         return node
 
     def _error(self, path: bytes | str, reason: str) -> None:
-        shown = path if isinstance(path, str) else _show(path)
+        shown = path if isinstance(path, str) else show(path)
         self.summary.errors.append((shown, reason))
 
     # --- trees -----------------------------------------------------------------------------

@@ -67,6 +67,9 @@ class ProcessWalk:
     def _store_folder(self, values: list[object]) -> None:
         raise NotImplementedError
 
+    def _own_meta(self, d: DirState, folder: None) -> None:
+        raise NotImplementedError
+
     if TYPE_CHECKING:  # FileReads' (walkreads.py), TreeWalker's other base
 
         def _settle(self, out: FileOutcome) -> None: ...
@@ -124,6 +127,7 @@ class ProcessWalk:
     def _delegate(self, d: DirState, sel: Selection | None, dev: int) -> bool:
         if self.procs is None or not self.procs.ready or (sel is not None and not sel.full):
             return False
+        self._own_meta(d, None)  # the worker lists it, but d's node is this process's
         tag = next(self.tags)
         self.delegated[tag] = d
         # A whole subtree costs the parent nothing per file; one level at a time keeps the
