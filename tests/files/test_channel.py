@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strongroom.files.channel import Channel, wait
+from strongroom.files.channel import Channel, Watch, wait
 
 messages = st.recursive(
     st.none() | st.integers() | st.binary(max_size=200) | st.text(max_size=50),
@@ -72,6 +72,33 @@ def test_end_of_input_and_wait(pair: tuple[Channel, Channel]) -> None:
         right.recv()
     with pytest.raises(OSError):
         right.send("to nobody")
+
+
+def test_a_watch_answers_as_wait_does(pair: tuple[Channel, Channel]) -> None:
+    """A watch keeps its poll set: each look sees what has come since, in channel order;
+    a channel closed after it was made is never reported."""
+    left, right = pair
+    x, y = socket.socketpair()
+    other, other_end = Channel(x.detach()), Channel(y.detach())
+    try:
+        watch = Watch([right, other_end])
+        assert watch.fds == (right.fileno(), other_end.fileno())
+        assert watch.ready(0) == [] and watch.ready(0.01) == []
+        other.send("b")
+        left.send("a")
+        assert watch.ready(None) == [right, other_end] == wait([right, other_end], 0)
+        assert right.recv() == "a"
+        assert watch.ready(0) == [other_end]
+        assert other_end.recv() == "b"
+        assert watch.ready(0) == []
+        other.close()
+        assert watch.ready(1.0) == [other_end]  # the end of input, as wait reports it
+        other_end.close()
+        assert Watch([right, other_end]).fds == (right.fileno(), -1)
+        assert Watch([right, other_end]).ready(0.01) == []
+    finally:
+        other.close()
+        other_end.close()
 
 
 def test_a_message_cut_short_is_an_eoferror(pair: tuple[Channel, Channel]) -> None:

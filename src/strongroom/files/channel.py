@@ -111,3 +111,28 @@ def wait(channels: Sequence[Channel], timeout: float | None) -> list[Channel]:
     ms = None if timeout is None else math.ceil(timeout * 1000)
     ready = {fd for fd, _ in poller.poll(ms)}
     return [ch for ch in channels if ch.fileno() in ready]
+
+
+class Watch:
+    """:func:`wait` over a set of channels fixed for its life, its poll set made once: a look
+    that finds nothing is one ``poll`` call (a backup's parent looks before every folder it
+    lists; a new poll set each time cost it 13,000 of them, 2-3 us each)."""
+
+    __slots__ = ("_channels", "_poll", "fds")
+
+    def __init__(self, channels: Sequence[Channel]) -> None:
+        self._channels = list(channels)
+        self.fds = tuple(ch.fileno() for ch in self._channels)  # as registered
+        self._poll = select.poll()
+        for fd in self.fds:
+            if fd >= 0:  # a closed channel's -1: never ready (as poll ignores it in wait)
+                self._poll.register(fd, select.POLLIN)
+
+    def ready(self, timeout: float | None) -> list[Channel]:
+        """As :func:`wait` for these channels."""
+        ms = None if timeout is None else math.ceil(timeout * 1000)
+        found = self._poll.poll(ms)
+        if not found:
+            return []
+        fds = {fd for fd, _ in found}
+        return [ch for ch in self._channels if ch.fileno() in fds]

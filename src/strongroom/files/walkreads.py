@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import queue
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -64,10 +65,10 @@ class FileReads:
         node: Node,
         st: os.stat_result,
         hit: Any,
-        lost: set[bytes],  # chunks of the folder's cache rows that the index no longer holds
+        lost: AbstractSet[bytes],  # chunks of the folder's cache rows the index no longer has
     ) -> None:
         self.summary.files += 1
-        if hit is not None and hit.matches(st) and not (lost and lost.intersection(hit.chunks)):
+        if hit is not None and hit.matches(st) and (not lost or lost.isdisjoint(hit.chunks)):
             # chattr and setxattr move ctime: the row is as new as the flags and xattrs
             node.chunks, node.extents, node.xattrs = hit.chunks, hit.extents, hit.xattrs
             if not self.opts.exclude_nodump:  # else read already

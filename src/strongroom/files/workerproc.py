@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from strongroom.errors import FilesError, StrongroomError
-from strongroom.files.channel import Channel, wait
+from strongroom.files.channel import Channel, Watch, wait
 
 # A helper runs ``python -c _BOOT FD``: ``python -m MODULE FD`` with the cyclic collector
 # off while the module loads, as the CLI does (strongroom.collector says why).
@@ -137,6 +137,7 @@ class WorkerPool:
         before any new one."""
         self.unsolicited = frozenset(unsolicited)
         self.workers: list[WorkerProcess] = []
+        self._watch: Watch | None = None  # over the workers' pipes, once they are all started
         self.queue: deque[tuple[Any, ...]] = deque()
         spare = list(started)
         try:
@@ -189,10 +190,12 @@ class WorkerPool:
         for ever.
         """
         conns = [w.conn for w in self.workers]
-        ready = wait(conns, _SILENCE if timeout is None else timeout)
+        if self._watch is None or self._watch.fds != tuple(c.fileno() for c in conns):
+            self._watch = Watch(conns)  # made again once a pipe is closed (finish_flush)
+        ready = self._watch.ready(_SILENCE if timeout is None else timeout)
         while not ready and timeout is None:
             self._probe()
-            ready = wait(conns, _SILENCE)
+            ready = self._watch.ready(_SILENCE)
         got: list[tuple[Any, ...]] = []
         for conn in ready:
             w = next(x for x in self.workers if x.conn is conn)
@@ -237,6 +240,7 @@ class WorkerPool:
         """Stop every helper (:func:`close_all`)."""
         close_all(self.workers, abandon)
         self.workers = []
+        self._watch = None
 
 
 def close_all(workers: Iterable[WorkerProcess], abandon: bool = False) -> None:
