@@ -44,6 +44,9 @@ def _item(folder: Path, name: str) -> FileItem:
 def test_a_worker_answer_fills_the_parents_node(tmp_path: Path) -> None:
     (tmp_path / "small").write_bytes(b"tiny")
     (tmp_path / "big").write_bytes(os.urandom(3 << 20))
+    # changed "just now" however slowly this runs: its mtime ahead of the read (racily clean)
+    ahead = time.time_ns() + 60 * 10**9
+    os.utime(tmp_path / "big", ns=(ahead, ahead))
     (tmp_path / "gone").write_bytes(b"removed before it is read")
     (tmp_path / "dir-now").write_bytes(b"replaced by a folder")
     items = [_item(tmp_path, name) for name in ("small", "big", "gone", "dir-now")]
