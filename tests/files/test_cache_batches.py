@@ -43,6 +43,26 @@ def test_rows_are_found_before_and_after_their_batch_goes_in(tmp_path: Path) -> 
     again.close()
 
 
+def test_a_batch_of_big_rows_goes_in_by_its_bytes(tmp_path: Path) -> None:
+    """Folders of many files make big rows: a batch goes in at 256 KiB of them, before 256
+    rows, and every row still lands."""
+    path = tmp_path / "cache.db"
+    fc = FilesCache(path, _KEY)
+    dirs = [b"/big%03d" % i for i in range(60)]
+    most = 0
+    for d in dirs:
+        fc.store(d, [], [_row(d, b"f%04d" % i, i) for i in range(150)])
+        most = max(most, fc._rows_bytes)  # what waits, after each folder's row
+    assert 0 < most < cache._ROW_BYTES_AT_ONCE
+    fc.commit()
+    fc.close()
+    again = FilesCache(path, _KEY)
+    for d in dirs:
+        found = again.lookup_dir(d).found
+        assert len(found) == 150 and found[b"f0149"].size == 149
+    again.close()
+
+
 def test_a_first_backup_looks_nothing_up_and_the_second_reads_nothing(
     tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -69,7 +69,10 @@ CREATE TABLE IF NOT EXISTS files (
 ) WITHOUT ROWID
 """
 _INSERT = "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)"
-_ROWS_AT_ONCE = 256  # directory rows inserted by one executemany
+_ROWS_AT_ONCE = 256  # directory rows inserted by one executemany, or fewer of these bytes:
+# 256 rows of folders of 150 files had held 2.4 MiB until written (session 37: a first
+# backup's peak memory)
+_ROW_BYTES_AT_ONCE = 256 << 10
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _T = TypeVar("_T")
 
@@ -186,6 +189,7 @@ class FilesCache:
         # directory -> its row, inserted in batches (the last row of a directory wins, as
         # one INSERT OR REPLACE after another would): one statement a folder cost 23 us
         self._rows: dict[bytes, tuple[bytes, bytes, int, bytes]] = {}
+        self._rows_bytes = 0  # of their bodies (a row written again counts twice: sooner)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -310,7 +314,8 @@ class FilesCache:
         (``kept``) and those of the files read this time (``cacherows.encode_record``)."""
         row = prepare_dir(self._key, directory, kept, rows, self._now)
         self._rows[directory] = row
-        if len(self._rows) >= _ROWS_AT_ONCE:
+        self._rows_bytes += len(row[1])
+        if len(self._rows) >= _ROWS_AT_ONCE or self._rows_bytes >= _ROW_BYTES_AT_ONCE:
             self._flush_rows()
 
     def store_prepared(self, prepared: list[tuple[bytes, bytes, int, bytes]]) -> None:
@@ -318,12 +323,14 @@ class FilesCache:
         this cache's key): the parent only inserts them."""
         for row in prepared:
             self._rows[row[0]] = row
-        if len(self._rows) >= _ROWS_AT_ONCE:
+            self._rows_bytes += len(row[1])
+        if len(self._rows) >= _ROWS_AT_ONCE or self._rows_bytes >= _ROW_BYTES_AT_ONCE:
             self._flush_rows()
 
     def _flush_rows(self) -> None:
         rows = list(self._rows.values())
         self._rows.clear()
+        self._rows_bytes = 0
         self._guard(lambda: self.db.executemany(_INSERT, rows), None)
 
     def touch_dir(self, directory: bytes) -> None:

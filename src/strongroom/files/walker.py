@@ -121,6 +121,7 @@ class TreeWalker(FolderEntries, FolderReuse, FileReads, ProcessWalk):
         self.tags = itertools.count()
         self.salt = digest_salt(opts.exclude_nodump)
         self.folder_values: list[object] = []  # folder rows to write (prepared), in batches
+        self.folder_bytes = 0  # their bodies'
         self.trust = False  # see _trusted
         self.rebuilt = 0  # entries of folders a row could not stand for
         # a subfolder's xattrs and flags read as it is listed (_own_meta), unless the walk

@@ -23,7 +23,8 @@ from strongroom.files.metadata import Names
 from strongroom.files.selection import Selection
 from strongroom.files.vaultview import BackupVault
 
-_FOLDERS_PER_WRITE = 256  # folder rows written to the files cache at once
+_FOLDERS_PER_WRITE = 256  # folder rows written to the files cache at once, or fewer of
+_FOLDER_BYTES_PER_WRITE = 256 << 10  # these bytes (a row holds its files' chunk ids)
 
 
 class FolderReuse:
@@ -37,6 +38,7 @@ class FolderReuse:
     salt: bytes
     trust: bool
     folder_values: list[object]
+    folder_bytes: int
     done_files: int
     stack: deque[tuple[DirState, Selection | None, int]]
 
@@ -65,11 +67,15 @@ class FolderReuse:
 
     def _store_folder(self, values: list[object]) -> None:
         self.folder_values += values
-        if len(self.folder_values) >= _FOLDERS_PER_WRITE * FOLDER_COLUMNS:
+        self.folder_bytes += sum(map(len, values[1::FOLDER_COLUMNS]))  # type: ignore[arg-type]
+        if (
+            len(self.folder_values) >= _FOLDERS_PER_WRITE * FOLDER_COLUMNS
+            or self.folder_bytes >= _FOLDER_BYTES_PER_WRITE
+        ):
             self._flush_folders()
 
     def _flush_folders(self) -> None:
-        values, self.folder_values = self.folder_values, []
+        values, self.folder_values, self.folder_bytes = self.folder_values, [], 0
         if values and self.cache is not None:
             self.cache.store_folders(values)
 
