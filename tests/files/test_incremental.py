@@ -21,8 +21,7 @@ from strongroom.files import (
     reading,
     restore_files,
 )
-from strongroom.files.cache import cache_scope
-from strongroom.files.cachepath import cache_path
+from strongroom.files.cachepath import cache_path, cache_scope
 from strongroom.files.cacherows import (
     CacheEntry,
     body_mac,

@@ -129,7 +129,8 @@ def test_workers_load_neither_numpy_nor_cryptography(
 ) -> None:
     """A worker's share of a backup (listing, chunking, packs, index objects, lookups in the
     loaded index) needs no numpy, and its AES-GCM no cryptography package: they would cost
-    each worker 13 and 8.5 MiB, 0.05 and 0.015 CPU s at start (issue 19)."""
+    each worker 13 and 8.5 MiB, 0.05 and 0.015 CPU s at start (issue 19); a first backup's
+    needs no SQLite either."""
     children = ChildModules(tmp_path, monkeypatch)
     first = backup_files(vault, _opts(tree, "np", cache_root=tmp_path / "cache"))
     (tree / "a0" / "same.txt").write_text("changed")
@@ -141,6 +142,10 @@ def test_workers_load_neither_numpy_nor_cryptography(
     assert all("strongroom.malloctune" in m for m in workers)  # thresholds fixed
     assert not any("numpy" in m or "cryptography" in m for m in workers)
     assert not any("multiprocessing" in m or "subprocess" in m for m in workers)
+    # a first backup's workers have no cache rows to look up: no SQLite (1.9 MiB each); the
+    # second's look rows up (workers exit in order: the first backup's before the second's)
+    assert not any("sqlite3" in m or "_sqlite3" in m for m in workers[:2])
+    assert all("_sqlite3" in m for m in workers[2:])
 
 
 def test_this_process_walks_too_when_its_worker_is_full(

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from strongroom.chunking import ALGORITHM
 from strongroom.errors import FilesError
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress, WrittenCounts
-from strongroom.files.cache import FilesCache, cache_scope
-from strongroom.files.cachepath import cache_path
+from strongroom.files.cache import FilesCache
+from strongroom.files.cachepath import cache_path, cache_scope
 from strongroom.files.cores import process_count
 from strongroom.files.selection import build_selection
 from strongroom.files.vaultview import BackupVault

@@ -37,7 +37,7 @@ from urllib.parse import quote
 
 from strongroom import timingsafe
 from strongroom.files.cacherows import (
-    CacheEntry,
+    DirRows,
     body_mac,
     decode_body,
     prepare_dir,
@@ -52,7 +52,6 @@ from strongroom.files.foldercache import (
     keep_index_names,
     trusted_index,
 )
-from strongroom.records import dataclass
 
 FORGET_AFTER_S = 30 * 24 * 3600
 _TOUCH_AFTER_S = 24 * 3600
@@ -77,11 +76,6 @@ _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _T = TypeVar("_T")
 
 
-def cache_scope(source: str) -> str:
-    """The scope of a source's cache key (:meth:`Vault.local_cache_key`)."""
-    return "files-cache/1 " + source
-
-
 def _damaged(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
     return code in _DAMAGED
@@ -89,15 +83,6 @@ def _damaged(exc: sqlite3.Error) -> bool:
 
 def _describe(exc: sqlite3.Error) -> str:
     return str(exc) or type(exc).__name__
-
-
-@dataclass(slots=True)
-class DirRows:
-    """A directory's authentic rows by name, and whether one of them is due a new ``seen``
-    (most backups find none, and then write nothing for the directory)."""
-
-    found: dict[bytes, CacheEntry]
-    stale: bool = False
 
 
 def holds_rows(db: sqlite3.Connection) -> bool:
@@ -296,6 +281,11 @@ class FilesCache:
     @property
     def key(self) -> bytes:
         return self._key
+
+    @property
+    def empty(self) -> bool:
+        """Whether it held no rows when the backup began (nothing is looked up)."""
+        return self._empty
 
     @property
     def now(self) -> int:

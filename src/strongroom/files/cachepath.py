@@ -1,5 +1,6 @@
-"""Where a source's files cache lives (``cache.py``): apart from it, so a backup can look for
-its cache before the vault is open without loading SQLite (``warmstart.py``)."""
+"""Where a source's files cache lives (``cache.py``) and the scope of its key: apart from it,
+so a backup can look for its cache before the vault is open, and a worker process make rows,
+without loading SQLite (``warmstart.py``, ``procwork.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 _NAME_MAX = 200  # of a cache file's name before ".sqlite" and a ".damaged-<time>-wal" suffix
+
+
+def cache_scope(source: str) -> str:
+    """The scope of a source's cache key (:meth:`Vault.local_cache_key`)."""
+    return "files-cache/1 " + source
 
 
 def default_cache_dir() -> Path:

@@ -67,6 +67,15 @@ class CacheEntry:
         )
 
 
+@dataclass(slots=True)
+class DirRows:
+    """A directory's authentic rows by name, and whether one of them is due a new ``seen``
+    (most backups find none, and then write nothing for the directory)."""
+
+    found: dict[bytes, CacheEntry]
+    stale: bool = False
+
+
 def encode_xattrs(xattrs: Xattrs) -> bytes:
     """Name and value lengths, name (file system encoding), value, per xattr."""
     parts: list[bytes] = []

@@ -28,9 +28,9 @@ or owner), and a symlink's ``lstat`` is taken again after its target is read.
 from __future__ import annotations
 
 import os
-import sqlite3
 import struct
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import blake3
 
@@ -38,6 +38,9 @@ from strongroom import timingsafe
 from strongroom.files.metadata import Names
 from strongroom.files.nodes import FORMAT_VERSION
 from strongroom.records import dataclass
+
+if TYPE_CHECKING:  # the cache's modules hand in its connection: a worker loads no SQLite
+    import sqlite3
 
 # A row's fields packed in one body (see _BODY_HEAD): SQLite bound and stored ten columns
 # in 5.5 us a row, four in 2.6 (packing them 0.5): a first backup writes a row per folder

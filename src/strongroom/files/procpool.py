@@ -46,10 +46,12 @@ class DirWorkers(WorkerPool):
         count: int,
         started: Iterable[WorkerProcess] = (),
         claims: ChunkClaims | None = None,
+        lookups: bool = True,
     ) -> None:
         """``claims``: the parent's writer's table, passed to each worker (its descriptor
-        right after the first message) so that only one process stores a chunk."""
-        first = ("open", handoff, opts, claims is not None)
+        right after the first message) so that only one process stores a chunk;
+        ``lookups``: whether the files cache had rows to look up when the backup began."""
+        first = ("open", handoff, opts, claims is not None, lookups)
         super().__init__(MODULE, [first] * count, "backup", started=started)
         if claims is not None:
             try:

@@ -16,13 +16,12 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom import failpoints, malloctune
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, DirListing, WrittenCounts
-from strongroom.files.cache import CacheReader, DirRows, cache_scope
-from strongroom.files.cachepath import cache_path
-from strongroom.files.cacherows import prepare_dir
+from strongroom.files.cachepath import cache_path, cache_scope
+from strongroom.files.cacherows import DirRows, prepare_dir
 from strongroom.files.channel import Channel
 from strongroom.files.dirstate import DirState
 from strongroom.files.foldercache import FolderRow
@@ -32,6 +31,9 @@ from strongroom.files.walker import TreeWalker
 from strongroom.files.walkprocs import MERGED
 from strongroom.files.workermain import serve_main
 from strongroom.vault import ChunkClaims, ChunkWriter, Vault, open_handoff
+
+if TYPE_CHECKING:
+    from strongroom.files.cache import CacheReader
 
 
 class WorkerWalker(TreeWalker):
@@ -56,7 +58,7 @@ class WorkerWalker(TreeWalker):
             self.news.touches.append(d.path)
 
     def _folder_key(self) -> bytes | None:
-        return self.cache_key if self.lookups is not None and self.cache_key else None
+        return self.cache_key or None
 
     def _folder_row(self, directory: bytes) -> FolderRow | None:
         return self.lookups.lookup_folder(directory) if self.lookups is not None else None
@@ -107,7 +109,7 @@ class WorkerWalker(TreeWalker):
 
 
 def _serve(conn: Channel) -> None:
-    kind, handoff, opts, shared = conn.recv()
+    kind, handoff, opts, shared, lookups = conn.recv()
     if kind != "open":
         return
     claims = ChunkClaims.attach(conn.recv_fd()) if shared else None
@@ -116,8 +118,11 @@ def _serve(conn: Channel) -> None:
     walker = WorkerWalker(vault, writer, opts)
     if opts.use_cache and opts.source:
         walker.cache_key = vault.local_cache_key(cache_scope(opts.source))
-        path = cache_path(vault.vault_id, opts.source, opts.cache_root)
-        walker.lookups = CacheReader(path, walker.cache_key)
+        if lookups:  # else a first backup: nothing to look up, and SQLite not loaded (1.9 MiB)
+            from strongroom.files.cache import CacheReader
+
+            path = cache_path(vault.vault_id, opts.source, opts.cache_root)
+            walker.lookups = CacheReader(path, walker.cache_key)
     try:
         conn.send(("ready",))
         while True:

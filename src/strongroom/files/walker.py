@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from strongroom.chunking import BytesLike, ContentChunker
 from strongroom.errors import FilesError
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
-from strongroom.files.cache import DirRows, FilesCache
+from strongroom.files.cacherows import DirRows
 from strongroom.files.content import ContentReader
 from strongroom.files.cores import chunk_threads, process_count
 from strongroom.files.dirstate import DirState, subfolders_match
@@ -54,6 +54,7 @@ from strongroom.files.walkrows import FolderReuse
 from strongroom.vault import CHUNK_TREE, ChunkWriter, encode_tree
 
 if TYPE_CHECKING:
+    from strongroom.files.cache import FilesCache
     from strongroom.files.procpool import DirWorkers
     from strongroom.files.warmstart import WarmWorkers
 

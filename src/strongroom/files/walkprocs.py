@@ -10,7 +10,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from strongroom.files.backuptypes import BackupOptions, BackupSummary, Progress
-from strongroom.files.cache import FilesCache
 from strongroom.files.dirstate import DirState
 from strongroom.files.reading import FileItem, FileOutcome, FileReader
 from strongroom.files.remoteread import outcome_of, read_request
@@ -19,6 +18,7 @@ from strongroom.files.vaultview import BackupVault
 
 if TYPE_CHECKING:
     from strongroom.files.backuptypes import DirListing
+    from strongroom.files.cache import FilesCache
     from strongroom.files.procpool import DirWorkers
     from strongroom.files.warmstart import WarmWorkers
     from strongroom.vault import ChunkWriter
@@ -100,7 +100,8 @@ class ProcessWalk:
 
         # the writer's claims, passed on: only one process stores a chunk (backup.py)
         claims = self.writer.claims
-        self.procs = DirWorkers(handoff, theirs, self.procs_wanted, started, claims)
+        rows = self.cache is not None and not self.cache.empty
+        self.procs = DirWorkers(handoff, theirs, self.procs_wanted, started, claims, rows)
         self.summary.processes = self.procs_wanted
         self.inline_reads = True
         self.reader.content.helpers = 0  # the processes are the parallelism now

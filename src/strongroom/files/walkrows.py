@@ -10,7 +10,6 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from strongroom.files.backuptypes import BackupOptions, BackupSummary
-from strongroom.files.cache import FilesCache
 from strongroom.files.dirstate import DirState, row_parts
 from strongroom.files.foldercache import (
     FOLDER_COLUMNS,
@@ -22,6 +21,9 @@ from strongroom.files.longpath import Folder
 from strongroom.files.metadata import Names
 from strongroom.files.selection import Selection
 from strongroom.files.vaultview import BackupVault
+
+if TYPE_CHECKING:
+    from strongroom.files.cache import FilesCache
 
 _FOLDERS_PER_WRITE = 256  # folder rows written to the files cache at once, or fewer of
 _FOLDER_BYTES_PER_WRITE = 256 << 10  # these bytes (a row holds its files' chunk ids)
