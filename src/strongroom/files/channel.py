@@ -116,7 +116,8 @@ def wait(channels: Sequence[Channel], timeout: float | None) -> list[Channel]:
 class Watch:
     """:func:`wait` over a set of channels fixed for its life, its poll set made once: a look
     that finds nothing is one ``poll`` call (a backup's parent looks before every folder it
-    lists; a new poll set each time cost it 13,000 of them, 2-3 us each)."""
+    lists, 13,000 times for a tree of 13,000 folders: 0.5 us a look that finds nothing,
+    against 1.4 for a new poll set each time)."""
 
     __slots__ = ("_channels", "_poll", "fds")
 

@@ -107,6 +107,5 @@ class DirWorkers(WorkerPool):
             total.chunks_new += got.chunks_new
             total.index_names += got.index_names
             total.borrowed += got.borrowed
-        for w in self.workers:
-            w.conn.close()
+        self.end_input()
         return total

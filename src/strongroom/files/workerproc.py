@@ -189,9 +189,8 @@ class WorkerPool:
         whose earlier answers did not all arrive fails the run instead of leaving it waiting
         for ever.
         """
-        conns = [w.conn for w in self.workers]
-        if self._watch is None or self._watch.fds != tuple(c.fileno() for c in conns):
-            self._watch = Watch(conns)  # made again once a pipe is closed (finish_flush)
+        if self._watch is None:
+            self._watch = Watch([w.conn for w in self.workers])
         ready = self._watch.ready(_SILENCE if timeout is None else timeout)
         while not ready and timeout is None:
             self._probe()
@@ -235,6 +234,12 @@ class WorkerPool:
                 f"a {w.role} worker process is out of step: {w.answered} answers to {probe} "
                 f"requests ({handled} handled)"
             )
+
+    def end_input(self) -> None:
+        """Close every helper's pipe: at the end of its input it exits."""
+        for w in self.workers:
+            w.conn.close()
+        self._watch = None  # its descriptors are closed (and may be numbers of other files)
 
     def close(self, abandon: bool = False) -> None:
         """Stop every helper (:func:`close_all`)."""
