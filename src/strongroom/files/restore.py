@@ -385,10 +385,13 @@ def start_processes(
 ) -> ProcessContents | None:
     """Worker processes for a restore's files (None: not on this storage, or one core); one
     per core but ``spare``, for the cores of a parent that writes too."""
+    from strongroom import malloctune
     from strongroom.files.cores import process_count
     from strongroom.files.restoreprocs import ProcessContents
 
     count = process_count(requested, spare=spare)
+    if count:  # a restore of many small files: memory held by threads' arenas (module says why)
+        malloctune.one_arena()
     handoff = vault.handoff() if count else None
     return None if handoff is None else ProcessContents(handoff, count)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from strongroom import failpoints
+from strongroom import failpoints, malloctune
 from strongroom.files.channel import Channel, wait
 from strongroom.files.placing import TempNames
 from strongroom.files.restorebatch import TreeWorker, own_staging, run_batch
@@ -100,6 +100,7 @@ def _answer(conn: Channel, msg: tuple[Any, ...], tree: TreeWorker) -> None:
 
 
 def main(argv: list[str]) -> int:
+    malloctune.one_arena()  # before the first writing thread (the module says why)
     return serve_main(argv, _serve)
 
 
