@@ -39,6 +39,7 @@ from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
 from strongroom.files.restoretree import restore_tree
 from strongroom.files.restoretypes import RestoreSummary
 from strongroom.files.tree import TreeReader, root_node
+from strongroom.files.workerproc import WorkerProcess
 from strongroom.vault import Vault
 from tests.files._support import ChildModules, assert_same, build_every_kind, snapshot
 
@@ -658,7 +659,8 @@ def test_hard_link_groups_are_written_with_the_rest_and_linked_in_place(
 ) -> None:
     """A restore by subtrees writes each hard-link group's first member with the other files
     (shared with the workers, not after them by the parent alone) and links the others to it
-    at their final names in the staged tree: the same inodes as the source's groups."""
+    at their final names in the staged tree, the worker a slice of them too
+    (``restoretail.py``): the same inodes as the source's groups."""
     src = tmp_path / "src"
     for d in range(6):
         (src / f"d{d}").mkdir(parents=True)
@@ -676,8 +678,18 @@ def test_hard_link_groups_are_written_with_the_rest_and_linked_in_place(
     by_threads = _restore(vault, point, tmp_path / "threads", 0)
     executor = importlib.import_module("strongroom.files.restore")._Executor
     monkeypatch.setattr(executor, "_contents", no_second_pass)
+    sent: list[tuple[Any, ...]] = []
+    send = WorkerProcess.send
+
+    def noted(w: WorkerProcess, msg: tuple[Any, ...]) -> None:
+        sent.append(msg)
+        send(w, msg)
+
+    monkeypatch.setattr(WorkerProcess, "send", noted)
     shared = _restore(vault, point, tmp_path / "shared", 1)
     assert shared.errors == by_threads.errors == [] and shared.links == by_threads.links == 306
+    slices = [msg[1] for msg in sent if msg[0] == "link"]
+    assert len(slices) == 1 and len(slices[0]) == 153  # half of them, the rest by the parent
     rel = src.relative_to("/")
     assert_same(snapshot(tmp_path / "threads" / rel), snapshot(tmp_path / "shared" / rel))
     for i in range(300):

@@ -56,6 +56,8 @@ from strongroom.files.plan import (
     Plan,
     Planner,
 )
+from strongroom.files.restorestart import early_processes, start_processes, worth_processes
+from strongroom.files.restoretail import Link, links_shared
 from strongroom.files.restoretypes import RestoreOptions, RestoreSummary
 from strongroom.files.target import (
     check_space,
@@ -72,12 +74,7 @@ from strongroom.vault import RecoveryPoint
 if TYPE_CHECKING:  # worker processes load only for a restore that uses them
     from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
     from strongroom.files.staged import Relocation
-
-# Worker processes write the files (files/restoreprocs.py) when at least this many, of under
-# this size on average, are to be written: fewer do not repay the workers' start-up (about
-# 0.3 s of CPU each), and big files decompress in parallel on threads already.
-_PROCESS_FILES = 3000
-_PROCESS_AVERAGE = 1 << 20
+    from strongroom.files.workerproc import WorkerProcess
 
 Progress = Callable[[int, int, str], None]
 
@@ -159,23 +156,46 @@ class _Executor:
     def run_tree(self, root: Node, procs: ProcessContents) -> None:
         """The whole point into an empty target, planned by the workers as they go
         (``restoretree.py``), built in the staging folder and moved into the target once
-        durable (``staged.py``); then the hard-link groups, folder metadata and flags."""
+        durable (``staged.py``); then the hard-link groups (shared with the workers:
+        ``restoretail.py``), folder metadata and flags."""
         from strongroom.files.restoretree import restore_tree
 
         self.summary.processes = len(procs.pool.workers)
-        out = restore_tree(self.vault, procs, root, self.tree or self.target, self._setup(), self)
-        s = self.summary
-        s.helped_dirs, s.returned_files, s.shared_files = out.helped, out.returned, out.shared
-        s.files, s.others, s.dirs = s.files + out.files, s.others + out.others, len(out.dirs)
-        s.errors += out.errors
-        self.dirs, self.flagged = out.dirs, out.flagged
-        failed = {path for path, _ in out.errors}  # each group's first member is written
-        self.done = {dest for dest in out.firsts if _show(dest) not in failed}
-        for folder, name, first in out.links:  # and the others are linked to it
-            self._link_at(folder, name, first)
+        try:
+            out = restore_tree(
+                self.vault, procs, root, self.tree or self.target, self._setup(), self
+            )
+            out.count_into(self.summary)
+            self.dirs, self.flagged = out.dirs, out.flagged
+            failed = {path for path, _ in out.errors}  # each group's first member is written
+            self.done = {dest for dest in out.firsts if _show(dest) not in failed}
+            self._group_links(out.links, procs.pool.workers)
+        except BaseException:
+            procs.pool.close(abandon=True)
+            raise
+        procs.pool.close()
         if self.tree:
             self._move_out()
         self._finish()
+
+    def _group_links(self, links: list[Link], workers: list[WorkerProcess]) -> None:
+        """The other members of hard-link groups linked to each group's first, shared with
+        the workers where the tree is staged (elsewhere each goes by a temporary name)."""
+        if not self.tree:
+            for folder, name, first in links:
+                self._link_at(folder, name, first)
+            return
+        ready = []
+        for folder, name, first in links:
+            if first in self.done:
+                ready.append((folder, name, first))
+            else:
+                self._fail_at(
+                    os.path.join(folder, name), f"hard link target {_show(first)} was not restored"
+                )
+        made, failed = links_shared(workers, ready)
+        self.summary.links += made
+        self.summary.errors += [(_show(dest), reason) for dest, reason in failed]
 
     def _move_out(self) -> None:
         """The staged tree into the target once durable; the paths kept for later (folders,
@@ -299,8 +319,7 @@ class _Executor:
         """Worker processes for the files: those started early if the plan is worth them,
         else new ones if it is (None: threads)."""
         procs, self.procs = self.procs, None
-        worth = len(files) >= _PROCESS_FILES and average_size(files) < _PROCESS_AVERAGE
-        if self.opts.processes is None and not worth:
+        if self.opts.processes is None and not worth_processes(len(files), average_size(files)):
             if procs is not None:
                 procs.close()
             return None
@@ -380,42 +399,6 @@ def _moved_entry(e: Entry, moved: Relocation) -> Entry | None:
     return Entry(folder, name, e.node, e.action)
 
 
-def start_processes(
-    vault: RestoreVault, requested: int | None, spare: int = 0
-) -> ProcessContents | None:
-    """Worker processes for a restore's files (None: not on this storage, or one core); one
-    per core but ``spare``, for the cores of a parent that writes too."""
-    from strongroom import malloctune
-    from strongroom.files.cores import process_count
-    from strongroom.files.restoreprocs import ProcessContents
-
-    count = process_count(requested, spare=spare)
-    if count:  # a restore of many small files: memory held by threads' arenas (module says why)
-        malloctune.one_arena()
-    handoff = vault.handoff() if count else None
-    return None if handoff is None else ProcessContents(handoff, count)
-
-
-def _early_processes(
-    vault: RestoreVault, point: RecoveryPoint, opts: RestoreOptions, target: bytes
-) -> ProcessContents | None:
-    """Workers started before the plan is made, when the whole of a big point of small
-    files is restored (its summary says so): their start-up then overlaps the planning.
-    Into an empty target the restore goes by subtrees and the parent writes too
-    (``restoretree.py``): one worker per core but one."""
-    if opts.dry_run or opts.selectors or opts.processes == 0:
-        return None
-    if opts.processes is not None:  # asked for: whatever the point's size
-        return start_processes(vault, opts.processes)
-    summary = point.manifest.summary
-    files, size = summary.get("files"), summary.get("logical_bytes")
-    if not isinstance(files, int) or not isinstance(size, int) or files < _PROCESS_FILES:
-        return None
-    if size / files >= _PROCESS_AVERAGE:
-        return None
-    return start_processes(vault, opts.processes, spare=0 if has_entries(target) else 1)
-
-
 def restore_files(
     vault: RestoreVault,
     point: RecoveryPoint,
@@ -430,7 +413,7 @@ def restore_files(
     with target_lock(target, opts.dry_run):
         if not opts.dry_run:
             remove_stale_temps(target, summary.errors)
-        procs = _early_processes(vault, point, opts, target)
+        procs = early_processes(vault, point, opts, target)
         try:
             _restore(vault, root, opts, target, summary, progress, procs)
         finally:

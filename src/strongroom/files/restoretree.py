@@ -41,6 +41,7 @@ from strongroom.files.restoreprocs import (
     WorkerSetup,
     own_setup,
 )
+from strongroom.files.restoretypes import RestoreSummary
 from strongroom.files.vaultview import RestoreVault
 from strongroom.records import dataclass
 
@@ -74,6 +75,12 @@ class TreeOutcome:
     returned: int = 0  # files a worker planned and handed back at the end
     shared: int = 0  # files the parent planned and handed to a worker out of them
 
+    def count_into(self, s: RestoreSummary) -> None:
+        """The counts and errors into the restore's summary."""
+        s.helped_dirs, s.returned_files, s.shared_files = self.helped, self.returned, self.shared
+        s.files, s.others, s.dirs = s.files + self.files, s.others + self.others, len(self.dirs)
+        s.errors += self.errors
+
 
 def restore_tree(
     vault: RestoreVault,
@@ -84,7 +91,8 @@ def restore_tree(
     sink: ContentSink,
 ) -> TreeOutcome:
     """Every folder, special file and file below ``root`` (except hard-link group members,
-    returned) restored into ``target``; the workers are closed after."""
+    returned) restored into ``target``.  The workers stay for the end of the restore
+    (``restoretail.py``): the caller closes them; on a failure here they are stopped."""
     mine = own_setup(setup, 0)
     names = TempNames(own_staging(mine), mine.token, mine.target_dev, mine.first_name, mine.tree)
     run = _TreeRun(procs, sink, TreeWorker(vault, mine, names))
@@ -100,7 +108,6 @@ def restore_tree(
         raise
     finally:
         run.mine.close()
-    procs.pool.close()
     return run.out
 
 

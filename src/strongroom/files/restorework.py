@@ -8,11 +8,12 @@ FD is this end of the parent's socket pair.  The first message opens the vault, 
 a ``files`` answer once its files are in place; a ``dir`` request (a restore by subtrees,
 ``restoretree.py``) is answered at once with the folder's plan, its files written later in
 batches (``written``; ``flush`` says how much the parent still holds: the worker hands back
-files to even that out, ``spare``, and writes the rest).  A worker of a restore by subtrees
-running out of files says so (``hungry``, unsolicited) and may be handed some of the
-parent's (``adopt``, no answer).  ``status`` says how many requests were handled.  End of
-input ends the worker; the parent's SIGTERM (an abandoned restore) unwinds through the
-clean-up that removes the batch's temporary files.
+files to even that out, ``spare``, and writes the rest); then it links a slice of the
+hard-link group members (``link``, answered ``linked``; ``restoretail.py``).  A worker of
+a restore by subtrees running out of files says so (``hungry``, unsolicited) and may be
+handed some of the parent's (``adopt``, no answer).  ``status`` says how many requests were
+handled.  End of input ends the worker; the parent's SIGTERM (an abandoned restore) unwinds
+through the clean-up that removes the batch's temporary files.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from strongroom import failpoints, malloctune
 from strongroom.files.channel import Channel, wait
 from strongroom.files.placing import TempNames
 from strongroom.files.restorebatch import TreeWorker, own_staging, run_batch
+from strongroom.files.restoretail import make_links
 from strongroom.files.workermain import serve_main
 from strongroom.vault import open_handoff
 
@@ -91,6 +93,8 @@ def _answer(conn: Channel, msg: tuple[Any, ...], tree: TreeWorker) -> None:
             conn.send(("written", tree.idle()))
     elif msg[0] == "adopt":  # files the parent planned, for a worker out of them
         tree.adopt(msg[1])
+    elif msg[0] == "link":  # a slice of the hard-link group members (restoretail.py)
+        conn.send(("linked", *make_links(msg[1])))
     elif msg[0] == "flush":  # with what the parent holds: it takes back half the difference
         # however many files that is: capped at a batch (1,000), a restore of 20,000 files
         # of 34 KB had its parent wait 0.3 s of 2.4 for the worker's last ones
