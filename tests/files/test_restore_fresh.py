@@ -15,7 +15,7 @@ import pytest
 
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
 from strongroom.files.metadata import create_mode, process_umask
-from strongroom.files.nodes import FILE, Node
+from strongroom.files.nodes import FILE, TEMP_PREFIX, Node
 from strongroom.vault import Vault
 from tests.files._support import assert_same, snapshot
 
@@ -154,3 +154,64 @@ def test_process_umask_is_the_umask(umask_022: None) -> None:
     assert process_umask() == 0o077
     now = process_umask()
     assert os.umask(0o022) == now  # what the kernel reports is what os.umask gives back
+
+
+# (name, mode, uid, gid, xattrs): folders the staged tree makes 0700 with its owner
+FOLDERS = [
+    ("open", 0o755, 0, 0, {}),
+    ("private", 0o700, 0, 0, {}),
+    ("readonly", 0o555, 0, 0, {}),
+    ("setgid", 0o2775, 0, 0, {}),
+    ("labelled", 0o755, 0, 0, {"user.note": b"kept"}),
+    ("theirs", 0o750, 1234, 5678, {}),  # another owner: chown
+]
+
+
+def _path_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[bytes]:
+    """The paths (not descriptors) ``os.<name>`` was called on."""
+    calls: list[bytes] = []
+    real: Callable[..., Any] = getattr(os, name)
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(path, int):
+            calls.append(os.fsencode(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, name, counting)
+    return calls
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+def test_folders_made_in_the_staged_tree_skip_what_they_have(
+    tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch, processes: int
+) -> None:
+    """A folder the restore made in its staged tree has the tree root's owner and no xattrs
+    until its metadata is applied: no chown unless its owner differs, no listing of its
+    xattrs; its mode and times are set, and it ends as the source's."""
+    source = tmp_path / "src"
+    for name, mode, uid, gid, xattrs in FOLDERS:
+        folder = source / name / "inner"
+        folder.mkdir(parents=True)
+        (folder / "f").write_bytes(name.encode())
+        for key, value in xattrs.items():
+            os.setxattr(source / name, key, value)
+        if AS_ROOT:
+            os.chown(source / name, uid, gid)
+        os.chmod(source / name, mode)
+    point = backup_files(vault, BackupOptions([str(source)], source="s")).point_id
+    chowns, listed = _path_calls(monkeypatch, "chown"), _path_calls(monkeypatch, "listxattr")
+    chmods = _path_calls(monkeypatch, "chmod")
+    out = tmp_path / "out"
+    opts = RestoreOptions(out, processes=processes)
+    summary = restore_files(vault, vault.resolve_point(point), opts)
+    monkeypatch.undo()  # the snapshots list xattrs too
+    assert summary.errors == [] and summary.processes == processes
+    assert_same(snapshot(source, atime=False), snapshot(out / source.relative_to("/"), atime=False))
+    restored = os.fsencode(out / source.relative_to("/"))
+    folders = [p for p in chmods if p.startswith(restored + b"/")]
+    assert len(folders) == 2 * len(FOLDERS)  # each folder's mode, and its inner one's
+    staging = os.path.join(os.fsencode(out), TEMP_PREFIX)
+    under = [p for p in listed if p.startswith(os.fsencode(out) + b"/")]
+    assert all(p.startswith(staging) and p.endswith(b"/tree") for p in under)  # its root only
+    owned = [os.path.basename(p) for p in chowns if p.startswith(os.fsencode(out))]
+    assert owned == ([b"theirs"] if AS_ROOT else [])

@@ -94,6 +94,9 @@ class Fresh:
     # inherit, no security module labelling it, no property such as btrfs's compression
     # passed down): its xattrs need not be listed before they are set.
     bare: bool = False
+    # Made with create_mode(node): a file.  A folder the restore made in its staged tree
+    # (0700, its own metadata applied last) has the owner and the bare xattrs, not the mode.
+    node_mode: bool = True
 
 
 def create_mode(node: Node) -> int:
@@ -371,7 +374,12 @@ def apply_metadata(
         _set_owner(target, node, issue)
     # An ACL, set or removed, moves the mode's group bits: only a file without xattrs keeps
     # the mode it was created with.
-    kept = fresh is not None and bare and create_mode(node) & ~fresh.umask == node.mode
+    kept = (
+        fresh is not None
+        and fresh.node_mode
+        and bare
+        and create_mode(node) & ~fresh.umask == node.mode
+    )
     if node.kind != SYMLINK and not kept:
         try:
             if isinstance(target, int):

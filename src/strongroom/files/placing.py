@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import functools
 import itertools
@@ -76,6 +77,12 @@ class TempNames:
     @functools.cached_property
     def _tree_fresh(self) -> Fresh | None:
         return _fresh_in(self.tree)
+
+    def made_folders(self) -> Fresh | None:
+        """What a folder made in the staged tree has until its metadata is applied (None:
+        no staged tree, or not a private one); asked before the tree is moved out."""
+        fresh = self._tree_fresh if self.tree else None
+        return None if fresh is None else dataclasses.replace(fresh, node_mode=False)
 
     def _on_target_fs(self, folder: bytes) -> bool:
         if self.target_dev < 0:

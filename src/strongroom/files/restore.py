@@ -39,6 +39,7 @@ from strongroom.files.fetch import NO_CHUNKS
 from strongroom.files.longpath import on_path, on_paths
 from strongroom.files.metadata import (
     FL_LOCKING,
+    Fresh,
     apply_metadata,
     flags_unsupported,
     read_flags_at,
@@ -102,6 +103,7 @@ class _Executor:
         self.staging = os.path.join(target, TEMP_PREFIX + b"staging-" + self.token)
         self.names = TempNames(self.staging, self.token, -1)
         self.procs: ProcessContents | None = None  # started before the plan was made
+        self.made: Fresh | None = None  # what the staged tree's folders have (_move_out)
 
     @property
     def tree(self) -> bytes:
@@ -202,6 +204,7 @@ class _Executor:
         inode flags, what is reported) follow it (``staged.py``)."""
         from strongroom.files.staged import move_out
 
+        self.made = self.names.made_folders()  # asked of the tree before it goes
         if self.opts.durable:
             make_durable(self.target)
         moved = move_out(self.tree, self.target, _kept_suffix(self.summary))
@@ -216,10 +219,21 @@ class _Executor:
         self.flagged = [(dest, flags) for dest, flags in flagged if dest is not None]
 
     def _finish(self) -> None:
-        """Folder metadata, children first, then inode flags."""
+        """Folder metadata, children first, then inode flags.  A folder made in the staged
+        tree is as that tree's root was (``made_folders``): its owner need not change, its
+        xattrs need no listing (25,000 files in 13,000 folders: 0.28 → 0.2 s)."""
+        made = self.made
         for e in reversed(self.dirs):
+            fresh = made if e.action == CREATE else None
             try:
-                on_path(apply_metadata, e.dest, e.node, as_root=self.as_root, issue=self._issue(e))
+                on_path(
+                    apply_metadata,
+                    e.dest,
+                    e.node,
+                    as_root=self.as_root,
+                    issue=self._issue(e),
+                    fresh=fresh,
+                )
             except OSError as exc:  # a long path's folder could not be opened
                 self._fail(e, f"cannot apply metadata: {exc.strerror}")
         self._set_flags()
