@@ -35,10 +35,11 @@ def start_processes(
     from strongroom.files.restoreprocs import ProcessContents
 
     count = process_count(requested, spare=spare)
-    if count:  # a restore of many small files: memory held by threads' arenas (module says why)
-        malloctune.one_arena()
     handoff = vault.handoff() if count else None
-    return None if handoff is None else ProcessContents(handoff, count)
+    if handoff is None:
+        return None
+    malloctune.one_arena()  # memory the threads' own arenas would keep (the module says why)
+    return ProcessContents(handoff, count)
 
 
 def early_processes(
