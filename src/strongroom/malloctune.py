@@ -17,7 +17,7 @@ Restores keep glibc's thresholds: there every chunk's plaintext and decompressed
 is a fresh block of up to 4 MiB, and with the thresholds fixed a restore of two 512 MiB
 files took 1.6 CPU seconds instead of 1.0-1.2 for no memory saved (their peak was 52 MiB
 either way, the key derivation's).  What a restore of many small files fixes instead, in
-its parent (``files/restore.py``, as it starts its workers) and its workers (restorework),
+its parent (``files/restorestart.py``, as it starts its workers) and its workers (restorework),
 is the number of arenas (:func:`one_arena`): each thread that reads and writes files
 otherwise gets an arena of its own, and every arena keeps the chunk-sized blocks freed in
 it.  A restore of /usr's 1 GiB kept 6-7 MiB in each of two thread arenas per process and

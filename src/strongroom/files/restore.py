@@ -30,7 +30,7 @@ import contextlib
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -149,8 +149,7 @@ class _Executor:
             raise
         self.link_targets = {e.link_to for e in links if e.link_to is not None}
         self._contents(files, procs)
-        for e in links:
-            self._link(e)
+        self._group_links([(e.folder, e.name, e.link_to) for e in links if e.link_to])
         if self.tree:
             self._move_out()
         self._finish()
@@ -180,13 +179,10 @@ class _Executor:
             self._move_out()
         self._finish()
 
-    def _group_links(self, links: list[Link], workers: list[WorkerProcess]) -> None:
-        """The other members of hard-link groups linked to each group's first, shared with
-        the workers where the tree is staged (elsewhere each goes by a temporary name)."""
-        if not self.tree:
-            for folder, name, first in links:
-                self._link_at(folder, name, first)
-            return
+    def _group_links(self, links: list[Link], workers: Sequence[WorkerProcess] = ()) -> None:
+        """The other members of hard-link groups linked to their group's first (one not in
+        place fails them): at their final names in a staged tree, shared with ``workers``
+        (``restoretail.py``); elsewhere each by a temporary name renamed into place."""
         ready = []
         for folder, name, first in links:
             if first in self.done:
@@ -195,6 +191,10 @@ class _Executor:
                 self._fail_at(
                     os.path.join(folder, name), f"hard link target {_show(first)} was not restored"
                 )
+        if not self.tree:
+            for folder, name, first in ready:
+                self._link_by_temporary(folder, name, first)
+            return
         made, failed = links_shared(workers, ready)
         self.summary.links += made
         self.summary.errors += [(_show(dest), reason) for dest, reason in failed]
@@ -303,27 +303,17 @@ class _Executor:
         else:
             self.summary.others += 1
 
-    def _link(self, e: Entry) -> None:
-        assert e.link_to is not None
-        self._link_at(e.folder, e.name, e.link_to)
-
-    def _link_at(self, folder: bytes, name: bytes, link_to: bytes) -> None:
-        """``name`` in ``folder`` made a hard link to ``link_to`` (restored already)."""
-        dest = os.path.join(folder, name)
-        if link_to not in self.done:
-            self._fail_at(dest, f"hard link target {_show(link_to)} was not restored")
-            return
-        direct = self.names.in_tree(folder)  # a staged tree: nothing in the way
-        tmp = dest if direct else self._tmp(folder)
+    def _link_by_temporary(self, folder: bytes, name: bytes, link_to: bytes) -> None:
+        """``name`` in ``folder`` made a hard link to ``link_to`` through a temporary name
+        (a target outside a staged tree may hold ``name`` already)."""
+        dest, tmp = os.path.join(folder, name), self._tmp(folder)
         try:
             on_paths(os.link, link_to, tmp)
-            if not direct:
-                on_paths(os.rename, tmp, dest)
+            on_paths(os.rename, tmp, dest)
         except OSError as exc:
             self._fail_at(dest, f"cannot create hard link: {exc.strerror}")
-            if not direct:
-                with contextlib.suppress(OSError):
-                    on_path(os.unlink, tmp)
+            with contextlib.suppress(OSError):
+                on_path(os.unlink, tmp)
             return
         self.summary.links += 1
 
