@@ -39,7 +39,7 @@ from strongroom.files.restoreprocs import ProcessContents, WorkerSetup
 from strongroom.files.restoretree import restore_tree
 from strongroom.files.restoretypes import RestoreSummary
 from strongroom.files.tree import TreeReader, root_node
-from strongroom.files.workerproc import WorkerProcess
+from strongroom.files.workerproc import WorkerPool, WorkerProcess
 from strongroom.vault import Vault
 from tests.files._support import ChildModules, assert_same, build_every_kind, snapshot
 
@@ -246,6 +246,32 @@ def test_the_parent_writes_too_when_its_worker_is_full(
         assert getattr(shared, key) == getattr(by_threads, key), key
     assert_same(snapshot(tmp_path / "threads"), snapshot(tmp_path / "shared"))
     assert not _temporaries(tmp_path / "shared")
+
+
+def test_folders_go_to_a_worker_a_few_to_a_message(
+    tmp_path: Path, vault: Vault, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore by subtrees hands its worker several folders in one message (and takes their
+    plans back in one), at most ``_DIRS_A_MESSAGE``; every folder is planned once, by the
+    worker or the parent, and the restore is the same as with threads."""
+    point = _backup(vault, source)
+    sizes: list[int] = []
+    submit = WorkerPool.submit
+
+    def counted(self: WorkerPool, request: tuple[Any, ...]) -> None:
+        if request[0] == "dirs":
+            sizes.append(len(request[1]))
+        submit(self, request)
+
+    monkeypatch.setattr(WorkerPool, "submit", counted)
+    by_threads = _restore(vault, point, tmp_path / "threads", 0)
+    shared = _restore(vault, point, tmp_path / "shared", 1)
+    assert max(sizes) > 1 and max(sizes) <= restoretree._DIRS_A_MESSAGE
+    assert sum(sizes) + shared.helped_dirs == by_threads.dirs + 1  # the top folder too
+    assert shared.errors == by_threads.errors == []
+    for key in ("files", "dirs", "links", "others", "bytes_written"):
+        assert getattr(shared, key) == getattr(by_threads, key), key
+    assert_same(snapshot(tmp_path / "threads"), snapshot(tmp_path / "shared"))
 
 
 def test_the_parent_feeds_its_worker_between_the_jobs_it_writes(

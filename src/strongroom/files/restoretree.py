@@ -53,6 +53,10 @@ if TYPE_CHECKING:
 # With two (the pool's default) one worker and the parent restored 50,000 small files with the
 # worker busy 28-56 % of the time, with 16 it was 60-80 %, as busy as the parent.
 _DIRS_AHEAD = 16
+# Folders handed out in one message, and their plans answered in one: a message each way per
+# folder cost the two processes 50-65 us of pickling and system calls (`dirs`' 12,500 folders
+# of two files: 12,000 messages, now 1,300; docs/benchmarks.md, "Session 39").
+_DIRS_A_MESSAGE = 8
 # What the parent must hold before it hands a share to a worker out of files: some 128 small
 # files' worth (restorebatch.FILE_COST each), not a few that cost more to send than to write.
 _SHARE_FROM = 128 * FILE_COST
@@ -95,11 +99,12 @@ def restore_tree(
     (``restoretail.py``): the caller closes them; on a failure here they are stopped."""
     mine = own_setup(setup, 0)
     names = TempNames(own_staging(mine), mine.token, mine.target_dev, mine.first_name, mine.tree)
-    run = _TreeRun(procs, sink, TreeWorker(vault, mine, names))
-    procs.pool.queued = _DIRS_AHEAD
+    per_message = max(1, min(_DIRS_A_MESSAGE, _DIRS_AHEAD))
+    procs.pool.queued = _DIRS_AHEAD // per_message  # requests, each of up to per_message
+    run = _TreeRun(procs, sink, TreeWorker(vault, mine, names), per_message)
     try:
         procs.send_setup(replace(setup, shares=True))
-        run.hand_out(root, target)
+        run.kept.append((root, target))
         run.until_planned()
         run.write_shared()
         run.flush()
@@ -112,30 +117,36 @@ def restore_tree(
 
 
 class _TreeRun:
-    def __init__(self, procs: ProcessContents, sink: ContentSink, mine: TreeWorker) -> None:
+    def __init__(
+        self, procs: ProcessContents, sink: ContentSink, mine: TreeWorker, per_message: int
+    ) -> None:
         self.procs, self.sink, self.mine = procs, sink, mine
+        self.per_message = per_message  # folders handed out in one message
         self.out = TreeOutcome()
         self.tags = itertools.count()
         self.dests: dict[int, bytes] = {}  # folder handed out -> its destination
-        self.kept: list[tuple[Node, bytes]] = []  # folders for the parent, unless a worker frees
+        self.kept: list[tuple[Node, bytes]] = []  # folders to plan: a worker's, else the parent's
         self.hungry: set[int] = set()  # workers (their ``writer``) out of files
         self.groups: dict[str, bytes] = {}  # hard-link group -> its first member's destination
 
-    def hand_out(self, node: Node, dest: bytes) -> None:
-        if self.procs.pool.full:
-            self.kept.append((node, dest))
-            return
-        tag = next(self.tags)
-        self.dests[tag] = dest
-        self.procs.pool.submit(("dir", tag, node, dest))
+    def _give_out(self) -> None:
+        """The kept folders last met first, to workers with room, a few to a message."""
+        pool, kept = self.procs.pool, self.kept
+        while kept and not pool.full:
+            batch: list[tuple[int, Node, bytes]] = []
+            for _ in range(min(len(kept), self.per_message)):
+                node, dest = kept.pop()
+                tag = next(self.tags)
+                self.dests[tag] = dest
+                batch.append((tag, node, dest))
+            pool.submit(("dirs", batch))
 
     def until_planned(self) -> None:
         """Until every folder is planned: the workers' answers as they come and, while every
         worker is full, the kept folders here (one at a time, then the answers again)."""
         pool = self.procs.pool
         while self.kept or pool.busy:
-            while self.kept and not pool.full:
-                self.hand_out(*self.kept.pop())
+            self._give_out()
             if not self.kept:
                 self._wait()
                 continue
@@ -186,14 +197,15 @@ class _TreeRun:
         (docs/benchmarks.md, "Session 18")."""
         pool = self.procs.pool
         self.take(pool.answers(0))
-        while self.kept and not pool.full:
-            self.hand_out(*self.kept.pop())
+        self._give_out()
         self._share()
 
     def take(self, answers: list[tuple[Any, ...]]) -> None:
         for msg in answers:
-            if msg[0] == "dir" and isinstance(msg[2], DirResult):
-                self._planned(self.dests.pop(msg[1]), msg[2])
+            if msg[0] == "dirs" and isinstance(msg[1], list):
+                for tag, got in msg[1]:
+                    assert isinstance(got, DirResult)
+                    self._planned(self.dests.pop(tag), got)
             elif msg[0] == "written" and isinstance(msg[1], FilesDone):
                 self._written(msg[1])
             elif msg[0] == "hungry" and isinstance(msg[1], int):
@@ -206,7 +218,7 @@ class _TreeRun:
         for node in got.subdirs:
             e = Entry(dest, node.name, node, CREATE)
             out.dirs.append(e)  # after its parent: reversed, children come first
-            self.hand_out(node, e.dest)
+            self.kept.append((node, e.dest))  # for a worker with room (_give_out), or here
         if got.links:
             self._grouped(dest, got.links)
         out.others += got.others

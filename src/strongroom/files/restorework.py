@@ -5,9 +5,9 @@
 
 FD is this end of the parent's socket pair.  The first message opens the vault, the second
 (``setup``) says where to write.  Then a ``files`` request (a batch of the parent's plan) gets
-a ``files`` answer once its files are in place; a ``dir`` request (a restore by subtrees,
-``restoretree.py``) is answered at once with the folder's plan, its files written later in
-batches (``written``; ``flush`` says how much the parent still holds: the worker hands back
+a ``files`` answer once its files are in place; a ``dirs`` request (a restore by subtrees,
+``restoretree.py``: a few folders) is answered at once with their plans, their files written
+later in batches (``written``; ``flush`` says how much the parent still holds: the worker hands back
 files to even that out, ``spare``, and writes the rest); then it links a slice of the
 hard-link group members (``link``, answered ``linked``; ``restoretail.py``).  A worker of
 a restore by subtrees running out of files says so (``hungry``, unsolicited) and may be
@@ -77,8 +77,8 @@ def _requests(conn: Channel, tree: TreeWorker) -> None:
         if msg[0] == "status":
             conn.send(("status", handled))
             continue
-        handled += msg[0] in ("files", "dir")
-        ask = tree.setup.shares and msg[0] in ("dir", "adopt")
+        handled += msg[0] in ("files", "dirs")
+        ask = tree.setup.shares and msg[0] in ("dirs", "adopt")
         _answer(conn, msg, tree)
 
 
@@ -86,9 +86,9 @@ def _answer(conn: Channel, msg: tuple[Any, ...], tree: TreeWorker) -> None:
     if msg[0] == "files":  # a batch the parent planned
         failpoints.hit("restorework-batch")
         conn.send(("files", msg[1], run_batch(tree, msg[2])))
-    elif msg[0] == "dir":  # a folder to plan: answered at once, its files written later
+    elif msg[0] == "dirs":  # folders to plan: answered at once, their files written later
         failpoints.hit("restorework-batch")
-        conn.send(("dir", msg[1], tree.plan_dir(msg[2], msg[3])))
+        conn.send(("dirs", [(tag, tree.plan_dir(node, dest)) for tag, node, dest in msg[1]]))
         if tree.due:  # a job's worth: a whole batch here had kept the parent's flush waiting
             conn.send(("written", tree.idle()))
     elif msg[0] == "adopt":  # files the parent planned, for a worker out of them
