@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import ceiling
 import gilprofile
 from datasets import FULL, QUICK, TINY, Dataset, GiB, MiB, Sizes
 from datasets_more import NAMES, CopiedTree, make_all
@@ -450,7 +451,10 @@ def reprint(paths: Sequence[Path], save: Path | None) -> int:
     settings = doc["settings"]
     head = header(doc["machine"], settings["datasets"], settings["runs"])
     cpus = machine_cpus(doc["machine"])
-    text = render_markdown(measurements_from_json(doc), settings["tools"], head, doc["facts"], cpus)
+    cap = ceiling.summarize([ceiling.CeilingRound(*r) for r in settings.get("ceiling_rounds", [])])
+    text = render_markdown(
+        measurements_from_json(doc), settings["tools"], head, doc["facts"], cpus, cap
+    )
     if save is not None:
         save.write_text(json.dumps(doc, indent=2))
         save.with_suffix(".md").write_text(text)
@@ -504,12 +508,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench = Bench(workdir, tools, args.timeout, args.quiet_wait, restores)
         bench.profile = args.profile == "gil"
         max_runs = args.max_runs or (runs if bench.profile else 2 * runs)
+        probe = 1 in cores and 2 in cores  # the 1 -> 2 core speedup: the machine's own cap
+        rounds = ceiling.measure() if probe else []
         run_all(bench, chosen, runs, max_runs, cores)
+        rounds += ceiling.measure() if probe else []
     names = [t.name for t in tools]
     descriptions = {ds.name: ds.describe() for ds in chosen}
     fact = facts(all_sets, sizes)
     head = header(info, descriptions, runs)
-    text = render_markdown(bench.measurements, names, head, fact, machine_cpus(info))
+    cap = ceiling.summarize(rounds)
+    text = render_markdown(bench.measurements, names, head, fact, machine_cpus(info), cap)
     if bench.profile:
         profiles = sorted(bench.logs.glob("gil-*.speedscope.json"))
         text = "Timings under py-spy: not comparable.\n\n" + text
@@ -519,6 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "size": "quick" if args.quick else args.size,
         "sizes": dataclasses.asdict(sizes),
         "cores": cores,
+        "ceiling_rounds": [[r.alone, r.pair] for r in rounds],
         "profile": args.profile,
         "seed": args.seed,
         "restore_fs": args.restore_fs,

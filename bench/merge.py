@@ -40,4 +40,6 @@ def merge_results(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     settings = dict(first["settings"])
     settings["runs"] = sum(int(doc["settings"]["runs"]) for doc in docs)
     settings["merged"] = len(docs)
+    # the machine's own 1 -> 2 core ceiling (ceiling.py): every run's rounds
+    settings["ceiling_rounds"] = [r for d in docs for r in d["settings"].get("ceiling_rounds", [])]
     return to_json(measurements_from_json({"samples": samples}), machine, first["facts"], settings)

@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from ceiling import describe as describe_ceiling
 from machine import busy_cores
 from measure import Sample, median_sample
 from scoring import Check, Numbers, parse_op, row_checks, speedup, speedup_check
@@ -289,7 +290,9 @@ def render_markdown(
     header: Sequence[str],
     facts: dict[str, int],
     cpus: int,
+    cap: dict[str, float] | None = None,
 ) -> str:
+    """``cap``: the machine's own 1 -> 2 core ceiling (``ceiling.summarize``), when measured."""
     summaries = summarize(measurements)
     lines = [*header, "", *main_table(summaries, tools), ""]
     lines += ["Targets of issue 19 over all data sets (ratios to restic in the same run):", ""]
@@ -306,6 +309,8 @@ def render_markdown(
             *scaling,
             "",
         ]
+        if cap:
+            lines += [describe_ceiling(cap), ""]
     lines += ["Machine state per run (during the timed commands):", ""]
     lines += machine_table(measurements)
     return "\n".join(lines) + "\n"
