@@ -89,7 +89,12 @@ def _answer(conn: Channel, msg: tuple[Any, ...], tree: TreeWorker) -> None:
     elif msg[0] == "dirs":  # folders to plan: answered at once, their files written later
         failpoints.hit("restorework-batch")
         conn.send(("dirs", [(tag, tree.plan_dir(node, dest)) for tag, node, dest in msg[1]]))
-        if tree.due:  # a job's worth: a whole batch here had kept the parent's flush waiting
+        # a job's worth a folder while a batch is due (a whole batch here had kept the parent's
+        # flush waiting); one a message had let 50,000 small files pile up here, 19,700 of
+        # them handed back at the end, while the parent planned a third of its folders
+        for _ in msg[1]:
+            if not tree.due:
+                break
             conn.send(("written", tree.idle()))
     elif msg[0] == "adopt":  # files the parent planned, for a worker out of them
         tree.adopt(msg[1])
