@@ -3,6 +3,8 @@ report, its rounds kept through a merge, and a real (short) measurement."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.bench._harness import bench_module
 
 ceiling = bench_module("ceiling")
@@ -42,8 +44,14 @@ def test_a_merge_keeps_every_runs_rounds() -> None:
 
 
 def test_a_short_real_measurement() -> None:
-    """Two CPUs here (the machines this runs on have two): the probe runs alone and in pairs."""
+    """Two CPUs here (the machines this runs on have two): the probe runs alone and in pairs
+    (its times are too short here to say anything of the machine)."""
     rounds = ceiling.measure(rounds=1, loops=200_000)
     assert len(rounds) == 1
     assert rounds[0].alone > 0 and rounds[0].pair > 0
-    assert 0.5 < rounds[0].ceiling < 3.0
+    assert rounds[0].ceiling == 2 * rounds[0].alone / rounds[0].pair
+
+
+def test_a_probe_that_cannot_run_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="the ceiling probe failed on CPU 4095"):
+        ceiling._timed(["4095"], 1000)  # no such CPU: taskset refuses
