@@ -202,9 +202,8 @@ class _TreeRun:
 
     def take(self, answers: list[tuple[Any, ...]]) -> None:
         for msg in answers:
-            if msg[0] == "dirs" and isinstance(msg[1], list):
+            if msg[0] == "dirs" and _plans(msg[1]):
                 for tag, got in msg[1]:
-                    assert isinstance(got, DirResult)
                     self._planned(self.dests.pop(tag), got)
             elif msg[0] == "written" and isinstance(msg[1], FilesDone):
                 self._written(msg[1])
@@ -279,3 +278,11 @@ class _TreeRun:
             if msg[0] != "written":
                 raise w.failure(msg)
             self.take([msg])
+
+
+def _plans(body: object) -> bool:
+    """Whether a ``dirs`` answer's body is what a worker sends: (tag, plan) pairs."""
+    return isinstance(body, list) and all(
+        isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[1], DirResult)
+        for pair in body
+    )
