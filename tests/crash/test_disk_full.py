@@ -24,6 +24,7 @@ from tests.crash._support import (
     temp_files,
     unindexed_packs,
 )
+from tests.loopfs import mounted
 
 
 @pytest.fixture
@@ -97,18 +98,8 @@ def _free(path: Path) -> int:
 @pytest.fixture
 def ext4(tmp_path: Path) -> Iterator[Path]:
     """A 48 MiB ext4 file system on a loop device (no root reserve), mounted."""
-    if os.geteuid() != 0:
-        pytest.skip("loop mounts need root")
-    image, mount = tmp_path / "fs.img", tmp_path / "fs"
-    with image.open("wb") as f:
-        f.truncate(48 << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-m", "0", "-F", str(image)], check=True)
-    mount.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
-    try:
+    with mounted(tmp_path, "ext4") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 @pytest.mark.slow

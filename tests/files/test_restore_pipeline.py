@@ -13,16 +13,10 @@ import pytest
 
 from strongroom.errors import FilesError
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
-from strongroom.files.fetch import (
-    NO_CHUNKS,
-    ContentWriter,
-    JobLimits,
-    Slice,
-    plan_jobs,
-    write_at,
-)
+from strongroom.files.fetch import ContentWriter, write_at
 from strongroom.files.nodes import FILE, TEMP_PREFIX, Node
 from strongroom.files.plan import CREATE, Entry
+from strongroom.files.restorejobs import NO_CHUNKS, JobLimits, Slice, plan_jobs
 from strongroom.files.tree import TreeReader, root_node
 from strongroom.storage import LocalBackend, MemoryBackend
 from strongroom.vault import NOT_INDEXED, Vault

@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from strongroom import failpoints
-from strongroom.files.fetch import ContentWriter, FileTask, plan_jobs
+from strongroom.files.fetch import ContentWriter
 from strongroom.files.placing import (
     TempNames,
     descriptors_for,
@@ -22,6 +22,7 @@ from strongroom.files.placing import (
     rename_into_place,
 )
 from strongroom.files.plan import Entry
+from strongroom.files.restorejobs import FileTask, plan_jobs
 from strongroom.files.vaultview import RestoreVault
 
 COMMIT_FILES = 2000  # files made durable and renamed at once

@@ -1,14 +1,15 @@
 """The worker side of writing a restore's files: jobs, chunk reads, positional writes.
 
-Files (in the order of the packs that hold them) are cut into jobs: a run of whole files, or
-one slice of a big file, each bounded in files, chunks and bytes.  A worker runs a job from
+Files (in the order of the packs that hold them) are cut into jobs (``files/restorejobs.py``):
+a run of whole files, or one slice of a big file.  A worker runs a job from
 start to end with no hand-off: it reads the job's chunks (blobs adjacent in a pack in one
 ranged read, across file boundaries), creates each file under its temporary name, writes every
 chunk at its place with ``pwrite`` (holes stay holes) and finishes each file whose last piece
 it wrote: size, optional verification, metadata, close.  The slices of a big file may run on
 several workers at once; they share its descriptor, and whichever writes the last one
-finishes the file.  Nothing here renames a file into place: the caller does that once the data
-is durable.
+finishes the file.  A chunk of zeros in a big file is not written (its extents are allocated
+before it is written: ``files/zeros.py``).  Nothing here renames a file into place: the caller
+does that once the data is durable.
 
 A chunk that cannot be read, or a write that fails, fails its file only (recorded in
 :attr:`FileTask.failure`, the temporary file removed).  Out of space raises
@@ -22,7 +23,7 @@ import contextlib
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from strongroom.errors import FilesError, StrongroomError
@@ -30,10 +31,11 @@ from strongroom.files.longpath import on_path
 from strongroom.files.metadata import ExtentReader, Fresh, apply_metadata, create_mode
 from strongroom.files.placing import start_writeback
 from strongroom.files.plan import CREATE, Entry
+from strongroom.files.restorejobs import FileTask, Job, Slice
 from strongroom.files.vaultview import PlannedReads
-from strongroom.records import dataclass
+from strongroom.files.zeros import KnownZeros, data_runs, merged
 from strongroom.storage.directio import DirectSink, open_direct, reserve
-from strongroom.vault import Located, Place
+from strongroom.vault import Located
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # Files this big are written past the page cache (storage/directio.py): on a VM whose free
@@ -55,133 +57,15 @@ _UNNAMED_FLAGS = os.O_RDWR | _O_TMPFILE | os.O_CLOEXEC
 # O_TMPFILE refused: an old kernel or a file system without it (the open fails with one of these)
 _NO_UNNAMED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT)
 
-Fetched = bytes | StrongroomError
-
-
-@dataclass(frozen=True, slots=True)
-class JobLimits:
-    """How much one job takes: small enough to spread a restore over the workers and keep
-    one file's failure cheap, large enough that the hand-off per job does not count."""
-
-    files: int = 64
-    chunks: int = 64
-    bytes: int = 4 << 20
-
-
-_LIMITS = JobLimits()  # plan_jobs's default (frozen: one instance serves every call)
-
-
-@dataclass(eq=False, slots=True)
-class FileTask:
-    """A regular file on its way: where its chunks are and what became of it."""
-
-    entry: Entry
-    tmp: bytes
-    chunks: Sequence[Located]
-    extents: list[tuple[int, int]]
-    starts: Sequence[int] = ()  # each chunk's offset in the content
-    raw: int = 0  # the content's size (the chunks' raw sizes the index gives)
-    pieces: int = 1  # jobs that write a part of it (fixed once planned)
-    left: int = 1  # of those, how many have not finished yet (under ContentWriter's lock)
-    fd: int = -1
-    direct_fd: int = -1  # a big file's O_DIRECT descriptor, if any
-    fresh: Fresh | None = None  # created private and bare (metadata.Fresh): calls to skip
-    end: int = 0  # the file's size so far: the highest offset written
-    written: int = 0  # content bytes written
-    failure: str | None = None
-    issues: list[str] | None = None  # metadata that could not be applied
-    verified: bool = False
-    unnamed: bool = False  # created with O_TMPFILE: ``fd`` stays open until it is linked
-    in_place: bool = False  # created at its destination (a staged tree): nothing to rename
-    made: bool = False  # made there, empty, by another writer (MADE): opened, not created
-
-    def __post_init__(self) -> None:
-        starts = []
-        pos = 0
-        for _, entry in self.chunks:
-            starts.append(pos)
-            pos += entry.raw if entry is not None else 0  # unknown: the read fails the file
-        self.starts, self.raw = starts, pos
-
-    @property
-    def show(self) -> str:
-        return os.fsdecode(self.entry.dest)
-
-
-@dataclass(frozen=True, slots=True)
-class Slice:
-    """The chunks [lo, hi) of a big file: one job."""
-
-    task: FileTask
-    lo: int
-    hi: int
-
-
-# Where a file's first chunk is (the vault's read plan, one int that sorts in the packs'
-# order): a restore holds one for every file while it runs, so it must stay small.
-NO_CHUNKS: Place = -1  # sorts first (the vault's places are never negative): no read needed
-
-
-# A job: whole files (their tasks are made by the worker; each entry's ``place`` is where its
-# first chunk is), or a slice of a big file.
-Job = list[Entry] | Slice
-
-
-def plan_jobs(
-    files: Iterable[Entry], big: Callable[[Entry], FileTask], limits: JobLimits = _LIMITS
-) -> Iterator[Job]:
-    """Consecutive files grouped into jobs; a file too big for one job gets jobs of its own.
-
-    Sized from the nodes alone (chunk count, file size): the caller's thread does as little
-    per file as it can, the workers do the rest.  ``big`` makes a big file's task, which its
-    slices share.
-    """
-    job: list[Entry] = []
-    chunks = size = 0
-    for e in files:
-        node = e.node
-        n = len(node.chunks)
-        if n > limits.chunks or node.size > limits.bytes:
-            if job:
-                yield job
-                job, chunks, size = [], 0, 0
-            yield from _slices(big(e), limits)
-            continue
-        if job and (
-            len(job) >= limits.files
-            or chunks + n > limits.chunks
-            or size + node.size > limits.bytes
-        ):
-            yield job
-            job, chunks, size = [], 0, 0
-        job.append(e)
-        chunks += n
-        size += node.size
-    if job:
-        yield job
-
-
-def _slices(task: FileTask, limits: JobLimits) -> Iterator[Slice]:
-    """A big file's chunks cut into bounded runs; ``pieces`` is set before any is handed out."""
-    cuts: list[tuple[int, int]] = []
-    lo = size = 0
-    for k, (_, entry) in enumerate(task.chunks):
-        raw = entry.raw if entry is not None else 0
-        if k > lo and (k - lo >= limits.chunks or size + raw > limits.bytes):
-            cuts.append((lo, k))
-            lo, size = k, 0
-        size += raw
-    cuts.append((lo, len(task.chunks)))
-    task.pieces = task.left = len(cuts)
-    for lo, hi in cuts:
-        yield Slice(task, lo, hi)
+Fetched = bytes | memoryview | StrongroomError
+Sink = DirectSink | None
 
 
 def write_at(
     fd: int,
     extents: list[tuple[int, int]],
     pos: int,
-    data: bytes,
+    data: bytes | memoryview,
     sink: DirectSink | None = None,
 ) -> int:
     """Write ``data``, found at ``pos`` of the file's content, into its data extents (through
@@ -193,24 +77,41 @@ def write_at(
     """
     view = memoryview(data)
     end = 0
+    for offset, at, n in _placed(extents, pos, len(view)):
+        if sink is not None:
+            sink.write(view[at : at + n], offset)
+        else:
+            _pwrite_all(fd, view[at : at + n], offset)
+        end = offset + n
+    return end
+
+
+def content_end(extents: list[tuple[int, int]], pos: int, size: int) -> int:
+    """The file offset just past ``size`` bytes at ``pos`` of the content (0 if none of them
+    lands in an extent): where :func:`write_at` would have ended."""
+    end = 0
+    for offset, _, n in _placed(extents, pos, size):
+        end = offset + n
+    return end
+
+
+def _placed(extents: list[tuple[int, int]], pos: int, size: int) -> Iterator[tuple[int, int, int]]:
+    """Where ``size`` bytes at ``pos`` of the content go: (file offset, offset in the bytes,
+    count) per extent they touch."""
     base = 0  # where the current extent starts in the content
+    done = 0
     for offset, length in extents:
-        if not view:
+        if done == size:
             break
         if pos >= base + length:
             base += length
             continue
         into = pos - base
-        n = min(length - into, len(view))
-        if sink is not None:
-            sink.write(view[:n], offset + into)
-        else:
-            _pwrite_all(fd, view[:n], offset + into)
-        end = offset + into + n
-        view = view[n:]
+        n = min(length - into, size - done)
+        yield offset + into, done, n
+        done += n
         pos += n
         base += length
-    return end
 
 
 def _close_direct(task: FileTask) -> None:
@@ -302,6 +203,7 @@ class ContentWriter:
         self._verify, self._as_root = verify, as_root
         self._writeback = writeback  # start each file's writeback when it is finished
         self._lock = threading.Lock()  # a big file's shared state: fd, left, end, written
+        self._zeros = KnownZeros()
         self.live: set[FileTask] = set()
 
     def task(self, e: Entry, chunks: list[Located] | None = None) -> FileTask:
@@ -331,13 +233,21 @@ class ContentWriter:
                     if len(ids) > 1:
                         chunks += self._vault.locate(ids[1:])
                 pieces.append((self.task(e, chunks[at:]), 0, len(ids)))
-        stream = self._vault.read_planned(chunks, self._span)
+        stream = self._read(chunks)
         finished: list[FileTask] = []
         for task, lo, hi in pieces:
             self._write(task, lo, hi, stream)
             if self._last_piece(task):
                 finished.append(self._finish(task))
         return finished
+
+    def _read(self, chunks: Sequence[Located]) -> Iterator[Fetched]:
+        """The job's chunks in order; known zeros (files/zeros.py) are not read."""
+        known = self._zeros.split(chunks)
+        if known is None:
+            return self._vault.read_planned(chunks, self._span)
+        wanted = [c for c, zero in zip(chunks, known, strict=True) if not zero]
+        return merged(chunks, known, self._vault.read_planned(wanted, self._span))
 
     def discard_all(self) -> None:
         """Close and remove every live temporary file; only once no job runs any more."""
@@ -362,7 +272,7 @@ class ContentWriter:
                 task.failure = f"cannot read its data: {piece}"
                 continue
             try:
-                end = max(end, write_at(task.fd, task.extents, task.starts[k], piece, sink))
+                end = max(end, self._put(task, k, piece, sink))
             except OSError as exc:
                 task.failure = self._os_reason(task, exc, "cannot write")
                 continue
@@ -378,6 +288,19 @@ class ContentWriter:
             with self._lock:
                 task.end = max(task.end, end)
                 task.written += written
+
+    def _put(self, task: FileTask, k: int, piece: bytes | memoryview, sink: Sink) -> int:
+        """Write chunk ``k``'s bytes; where the file's extents are reserved its zeros are not
+        written (files/zeros.py).  Returns the file offset just past the chunk."""
+        pos = task.starts[k]
+        zero = self._zeros.learn(task.chunks[k][0], piece)
+        if not task.reserved:
+            return write_at(task.fd, task.extents, pos, piece, sink)
+        if not zero:
+            view = memoryview(piece)
+            for lo, hi in data_runs(view, pos):
+                write_at(task.fd, task.extents, pos + lo, view[lo:hi], sink)
+        return content_end(task.extents, pos, len(piece))
 
     def _open(self, task: FileTask) -> bool:
         """Create the temporary file (once for a big file's slices); False if it failed."""
@@ -406,7 +329,7 @@ class ContentWriter:
             task.direct_fd = open_direct(task.fd)
         if task.direct_fd >= 0:
             try:
-                reserve(task.fd, task.extents)
+                task.reserved = reserve(task.fd, task.extents)
             except OSError as exc:
                 task.failure = self._os_reason(task, exc, "cannot allocate")
 

@@ -35,7 +35,6 @@ from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from strongroom.files.contents import ThreadedContents, average_size, job_workers
-from strongroom.files.fetch import NO_CHUNKS
 from strongroom.files.longpath import on_path, on_paths
 from strongroom.files.metadata import (
     FL_LOCKING,
@@ -57,6 +56,7 @@ from strongroom.files.plan import (
     Plan,
     Planner,
 )
+from strongroom.files.restorejobs import NO_CHUNKS
 from strongroom.files.restorestart import early_processes, start_processes, worth_processes
 from strongroom.files.restoretail import Link, links_shared
 from strongroom.files.restoretypes import RestoreOptions, RestoreSummary

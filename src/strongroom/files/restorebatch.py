@@ -12,11 +12,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from operator import attrgetter
 
 from strongroom.files.contents import job_workers, place
-from strongroom.files.fetch import MADE, NO_CHUNKS, ContentWriter, FileTask, make_empty, plan_jobs
+from strongroom.files.fetch import MADE, ContentWriter, make_empty
 from strongroom.files.longpath import on_path
 from strongroom.files.nodes import DIR, FILE, Node
 from strongroom.files.placing import TempNames, descriptors_for, make_durable, make_special
 from strongroom.files.plan import CREATE, Entry
+from strongroom.files.restorejobs import NO_CHUNKS, FileTask, plan_jobs
 from strongroom.files.restoreprocs import (
     BATCH_BYTES,
     BATCH_FILES,

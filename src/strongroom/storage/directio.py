@@ -129,18 +129,21 @@ _LIBC.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctype
 _NOT_SUPPORTED: Final = (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
-def reserve(fd: int, extents: list[tuple[int, int]]) -> None:
+def reserve(fd: int, extents: list[tuple[int, int]]) -> bool:
     """Allocate the file's data extents before direct writes fill them.  A direct write
     allocates its blocks when it runs, so slices written by several threads in turn left a
     file in many pieces (and ext4 an extent block more); allocated up front, the file is laid
     out as a buffered write's delayed allocation would have.  Out of space raises OSError
-    now; a file system without ``fallocate`` is left to allocate as it writes."""
+    now; a file system without ``fallocate`` is left to allocate as it writes (False: what
+    is not written stays a hole).  True: every extent is allocated and reads as zeros until
+    written (the file was empty)."""
     for offset, length in extents:
         if length and _LIBC.fallocate(fd, 0, offset, length) != 0:
             err = ctypes.get_errno()
             if err in _NOT_SUPPORTED:
-                return
+                return False
             raise OSError(err, os.strerror(err))
+    return True
 
 
 def _window() -> memoryview:
