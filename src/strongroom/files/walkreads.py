@@ -18,6 +18,13 @@ from strongroom.files.reading import FileItem, FileOutcome, FileReader
 
 _BATCH_FILES = 128
 _BATCH_BYTES = 4 << 20
+# Reads stay on the walking thread until the walk has found more than this to read: the
+# reader threads' hand-offs (a futex and a queue a batch, the interpreter lock traded with the
+# walk) cost a small tree more than their parallelism gains it.  /etc (386 files to read,
+# 2 MiB) took 0.39 CPU s with two reader threads and 0.32 without, wall 0.34 -> 0.28 s
+# (docs/benchmarks.md, "Session 40").  A big file is past the bytes at once.
+_ALONE_FILES = 1000
+_ALONE_BYTES = 16 << 20
 
 
 class FileReads:
@@ -39,6 +46,9 @@ class FileReads:
         self.batch: list[FileItem] = []
         self.batch_bytes = 0
         self.to_read = 0  # files the walk found it must read
+        self.to_read_bytes = 0  # and their sizes
+        # reading on this thread until the walk finds more than _ALONE_FILES or _ALONE_BYTES
+        self.alone = opts.workers > 0
         # Read on the walking thread, not the pool's: with no reader threads, and once worker
         # processes run, since they are the parallelism then and a reader thread would only
         # trade the interpreter lock with the walk.
@@ -79,6 +89,7 @@ class FileReads:
             return
         d.pending += 1
         self.to_read += 1
+        self.to_read_bytes += st.st_size
         item = FileItem(d, d.path, node, hit, st)
         if st.st_size >= self.small or st.st_blocks * 512 < st.st_size:
             self._submit([item])
@@ -103,10 +114,16 @@ class FileReads:
             if self._read_remote(items):
                 return
         self.inflight += 1
-        if self.inline_reads:
+        if self.inline_reads or self._alone():
             self._work(items)
         else:
             self.pool.submit(self._work, items)
+
+    def _alone(self) -> bool:
+        """Whether this thread still reads alone (see _ALONE_FILES)."""
+        if self.alone and (self.to_read > _ALONE_FILES or self.to_read_bytes > _ALONE_BYTES):
+            self.alone = False
+        return self.alone
 
     def _work(self, items: list[FileItem]) -> None:
         try:
