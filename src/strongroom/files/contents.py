@@ -31,6 +31,13 @@ COMMIT_BYTES = 512 << 20
 # smaller ones the open, fadvise and close cost more than the page or two they give back
 DROP_FROM = 16 << 10
 _SMALL_AVERAGE = 1 << 20  # bytes a file: below, one job thread on local storage
+# Job threads for big files on local storage (whose read_workers is 2): each thread decodes a
+# slice and then waits for its one direct write, so a third keeps the disk and the cores busy
+# together.  512 MiB of text restored in 1.27 s instead of 1.52 (medians of 6, harness-style),
+# on one core 1.62-1.79 s instead of 1.88-1.94; peak RSS the same (53 MiB: the key's
+# derivation), PSS 45 MiB instead of 37; four threads 1.19 s but 60 MiB (docs/benchmarks.md,
+# "Session 40").
+_BIG_LOCAL_JOBS = 3
 
 
 class ContentSink(Protocol):
@@ -49,11 +56,14 @@ def job_workers(files: Sequence[Entry], storage_workers: int) -> int:
     average.  Their per-file work holds the interpreter lock, and a second thread only trades
     it back and forth: restoring 50,000 files of under 4 KiB took 5.5-6.0 s with one and
     6.7-8.0 s (and 40 % more CPU) with two, 20,000 files of 1-64 KiB 4.4 s against 4.3-5.9 s
-    (docs/benchmarks.md); big files still get two, which decompress and decrypt in parallel.
+    (docs/benchmarks.md); big files get three (:data:`_BIG_LOCAL_JOBS`), which decompress
+    and decrypt in parallel while another's write waits for the disk.
     """
     if storage_workers > 2 or not files:
         return storage_workers
-    return 1 if average_size(files) < _SMALL_AVERAGE else storage_workers
+    if average_size(files) < _SMALL_AVERAGE:
+        return 1
+    return _BIG_LOCAL_JOBS if storage_workers == 2 else storage_workers
 
 
 def average_size(files: Sequence[Entry]) -> float:
