@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 
 from strongroom.errors import StrongroomError
 from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
-from strongroom.files.fetch import content_end, write_at
+from strongroom.files.fetch import MADE, ContentWriter, content_end, write_at
+from strongroom.files.plan import Entry
+from strongroom.files.restorejobs import plan_jobs
+from strongroom.files.tree import TreeReader, root_node
 from strongroom.files.zeros import BLOCK, KnownZeros, data_runs, is_zeros, merged, zeros
 from strongroom.storage.directio import reserve
 from strongroom.vault import Located, Vault
@@ -237,3 +240,39 @@ def test_merged_puts_known_zeros_between_the_reads() -> None:
         b"two",
         b"three",
     ]
+
+
+class _InTree:
+    """Temporary names for a staged tree: every file is made at its destination."""
+
+    def __call__(self, folder: bytes) -> bytes:
+        raise AssertionError("a file in the tree has no temporary name")
+
+    def fresh(self, tmp: bytes) -> None:
+        return None
+
+    def in_tree(self, folder: bytes) -> bool:
+        return True
+
+
+def test_zeros_show_nothing_a_made_file_held(tmp_path: Path, vault: Vault) -> None:
+    """A file made at its destination by another writer (MADE) is empty; were it not, what it
+    held must not show through zeros left unwritten."""
+    src = tmp_path / "src"
+    src.mkdir()
+    data = b"head" + bytes(2 * len(ZERO_CHUNK)) + b"tail"
+    (src / "f").write_bytes(data)
+    backup_files(vault, BackupOptions([str(src)], source="t"))
+    node = TreeReader(vault).lookup(
+        root_node(vault.resolve_point("latest")), os.fsencode(src / "f")
+    )
+    assert node is not None
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "f").write_bytes(b"\xff" * len(data))  # what a leftover would hold
+    writer = ContentWriter(vault, _InTree(), verify=True, as_root=False)
+    entry = Entry(os.fsencode(out), b"f", node, MADE)
+    done = [task for job in plan_jobs([entry], writer.task) for task in writer.run(job)]
+
+    assert [(t.failure, t.verified) for t in done] == [(None, True)]
+    assert (out / "f").read_bytes() == data

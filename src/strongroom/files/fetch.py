@@ -329,7 +329,10 @@ class ContentWriter:
             task.direct_fd = open_direct(task.fd)
         if task.direct_fd >= 0:
             try:
-                task.reserved = reserve(task.fd, task.extents)
+                # zeros are skipped only in a file that held nothing (one made empty by
+                # another writer is checked: whatever it held would show through)
+                empty = not task.made or os.fstat(task.fd).st_size == 0
+                task.reserved = reserve(task.fd, task.extents) and empty
             except OSError as exc:
                 task.failure = self._os_reason(task, exc, "cannot allocate")
 
