@@ -33,7 +33,7 @@ from strongroom.files.placing import start_writeback
 from strongroom.files.plan import CREATE, Entry
 from strongroom.files.restorejobs import FileTask, Job, Slice
 from strongroom.files.vaultview import PlannedReads
-from strongroom.files.zeros import KnownZeros, data_runs, merged
+from strongroom.files.zeros import Fetched, KnownZeros, data_runs, merged
 from strongroom.storage.directio import DirectSink, open_direct, reserve
 from strongroom.vault import Located
 
@@ -57,7 +57,6 @@ _UNNAMED_FLAGS = os.O_RDWR | _O_TMPFILE | os.O_CLOEXEC
 # O_TMPFILE refused: an old kernel or a file system without it (the open fails with one of these)
 _NO_UNNAMED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT)
 
-Fetched = bytes | memoryview | StrongroomError
 Sink = DirectSink | None
 
 

@@ -28,6 +28,7 @@ from strongroom.vault import Located
 # pages are the kernel's shared zero page until read, so it costs no memory).
 _ZEROS = bytes(4 << 20)
 
+# A chunk's bytes as a restore's reads give them, or why it could not be read
 Fetched = bytes | memoryview | StrongroomError
 # The granularity of zeros skipped inside a chunk, at content offsets that are its multiples.
 BLOCK = 64 << 10
