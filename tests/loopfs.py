@@ -13,8 +13,9 @@ import pytest
 
 @contextlib.contextmanager
 def mounted(where: Path, fstype: str, size: int = 48 << 20) -> Iterator[Path]:
-    """``mkfs.<fstype>`` (no root reserve) on an image of ``size`` bytes in ``where``, mounted
-    at ``where/<fstype>`` for the block; unmounted after it.  Skips the test when not root."""
+    """``mkfs.<fstype>`` (ext2, ext3 or ext4: no root reserve) on an image of ``size`` bytes
+    in ``where``, mounted at ``where/<fstype>`` for the block; unmounted after it.  Skips the
+    test when not root."""
     if os.geteuid() != 0:
         pytest.skip("loop mounts need root")
     image, mount = where / f"{fstype}.img", where / fstype

@@ -57,8 +57,6 @@ _UNNAMED_FLAGS = os.O_RDWR | _O_TMPFILE | os.O_CLOEXEC
 # O_TMPFILE refused: an old kernel or a file system without it (the open fails with one of these)
 _NO_UNNAMED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT)
 
-Sink = DirectSink | None
-
 
 def write_at(
     fd: int,
@@ -288,10 +286,14 @@ class ContentWriter:
                 task.end = max(task.end, end)
                 task.written += written
 
-    def _put(self, task: FileTask, k: int, piece: bytes | memoryview, sink: Sink) -> int:
+    def _put(
+        self, task: FileTask, k: int, piece: bytes | memoryview, sink: DirectSink | None
+    ) -> int:
         """Write chunk ``k``'s bytes; where the file's extents are reserved its zeros are not
         written (files/zeros.py).  Returns the file offset just past the chunk."""
         pos = task.starts[k]
+        if task.raw < DIRECT_FROM:  # a small file's pieces: nothing to skip, none looked at
+            return write_at(task.fd, task.extents, pos, piece, sink)
         zero = self._zeros.learn(task.chunks[k][0], piece)
         if not task.reserved:
             return write_at(task.fd, task.extents, pos, piece, sink)

@@ -11,10 +11,11 @@ Zeros inside a chunk of data (runs shorter than a chunk, or a run's ends) are sk
 64 KiB block of the content at a time: blocks that size keep the writes around them large and
 aligned, and looking at one costs a byte or two unless it is zeros.
 
-A chunk once decoded to zeros is known by its id (the vault's keyed hash of its content, which
-the decoding verified): later references to it (dedup makes every 4 MiB of zeros the same
-chunk) are not read from the vault at all.  A file that cannot skip the write (no reserved
-extents) gets the zeros from memory instead of from a read.
+A chunk of a big file once decoded to zeros is known by its id (the vault's keyed hash of its
+content, which the decoding verified): later references to it (dedup makes every 4 MiB of
+zeros the same chunk) are not read from the vault at all.  A small file's pieces are not
+looked at (a restore of 50,000 of them would pay the test for nothing).  A file that cannot
+skip the write (no reserved extents) gets the zeros from memory instead of from a read.
 """
 
 from __future__ import annotations
