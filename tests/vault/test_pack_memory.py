@@ -35,3 +35,21 @@ def test_a_builder_keeps_its_entries_as_records() -> None:
     builder.start()
     builder.add(ids[0], 0, b"y", 0, 1)
     assert builder.abandon() == [ids[0]] and builder.count == 0
+
+
+def test_a_view_left_from_a_failed_upload_does_not_stop_the_next_pack() -> None:
+    """An upload that fails can leave a view of the builder's buffer alive (in its error's
+    traceback); the builder's next pack must still grow its buffer for a big blob."""
+    builder = PackBuilder(KEYS, 4096)
+    builder.start()
+    builder.add(KEYS.chunk_id(b"a"), 0, b"a" * 100, 0, 100)
+    view, _ = builder.finish()
+    left = view[10:20]  # what a failed write's frame still holds
+    view.release()
+    builder.start()
+    big = bytes(3 * 4096)
+    builder.add(KEYS.chunk_id(big), 0, big, 0, len(big))
+    data, entries = builder.finish()
+    assert entries.ids() == [KEYS.chunk_id(big)] and len(data) > len(big)
+    data.release()
+    left.release()

@@ -134,7 +134,10 @@ class PackBuilder:
         if need > len(self._buf):  # a blob larger than the buffer (pack or window): rarely
             bigger = _anonymous_map(max(need, 2 * len(self._buf)))
             bigger[: self._pos] = self._buf[: self._pos]
-            self._buf.close()
+            # dropped, not closed: a view of the old buffer may outlive its pack (a failed
+            # upload's traceback holds the slices it wrote), and closing a map with views
+            # raises BufferError, which then hid the upload's own error ("no space left");
+            # the map goes with its last view
             self._buf = bigger
 
     def add(
