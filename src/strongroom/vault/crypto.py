@@ -80,12 +80,6 @@ def random_bytes(n: int) -> bytes:
     return os.urandom(n)
 
 
-def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    """nonce || AES-256-GCM(plaintext) || tag."""
-    nonce = os.urandom(NONCE_SIZE)
-    return nonce + AesGcm(key).encrypt(nonce, plaintext, aad)
-
-
 def unseal(key: bytes, sealed: bytes | memoryview, aad: bytes, *, name: str) -> bytes:
     """Inverse of :func:`seal`; an :class:`IntegrityError` naming ``name`` on any mismatch."""
     if len(sealed) < NONCE_SIZE + TAG_SIZE:

@@ -18,6 +18,7 @@ BLAKE3 of these stored bytes, so a renamed or replayed copy fails the name check
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,8 +28,8 @@ import zstandard
 from strongroom.errors import IntegrityError, UnsupportedVersion
 from strongroom.storage.backend import Backend
 from strongroom.storage.names import content_digest
-from strongroom.vault.crypto import seal as _seal
-from strongroom.vault.crypto import unseal
+from strongroom.vault.aead import AesGcm
+from strongroom.vault.crypto import NONCE_SIZE, TAG_SIZE, unseal
 
 MAGIC_INDEX = b"SRIX"
 MAGIC_POINT = b"SRPT"
@@ -41,16 +42,35 @@ _ZSTD_LEVEL = 3
 T = TypeVar("T")
 
 
-def object_name_hash(stored: bytes | memoryview) -> str:
+def object_name_hash(stored: bytes | bytearray | memoryview) -> str:
     return content_digest(stored).hex()
 
 
-def seal_object(magic: bytes, key: bytes, vault_id: bytes, payload: bytes) -> bytes:
-    packed = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(payload)
+def seal_object(magic: bytes, key: bytes, vault_id: bytes, payload: bytes) -> bytearray:
+    """The stored bytes of an object (see the module's layout), sealed in one buffer.
+
+    A files backup writes its index objects at its end, while its worker processes still
+    run, so what sealing one holds at once is part of the backup's peak memory: the
+    compressor's tables are kept small (an index object is mostly random chunk ids, which
+    no match finder shortens) and the ciphertext goes straight into the output buffer."""
+    packed = _compressor().compress(payload)
     flags = _FLAG_ZSTD if len(packed) < len(payload) else 0
     body = packed if flags else payload
     prefix = _PREFIX.pack(magic, _VERSION, flags, 0)
-    return prefix + _seal(key, body, prefix + vault_id)
+    nonce = os.urandom(NONCE_SIZE)
+    head = len(prefix) + NONCE_SIZE
+    out = bytearray(head + len(body) + TAG_SIZE)
+    out[: len(prefix)] = prefix
+    out[len(prefix) : head] = nonce
+    AesGcm(key).encrypt_into(nonce, body, prefix + vault_id, out, head)
+    return out
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    params = zstandard.ZstdCompressionParameters.from_level(
+        _ZSTD_LEVEL, window_log=17, hash_log=14, chain_log=14
+    )
+    return zstandard.ZstdCompressor(compression_params=params)
 
 
 def open_object(magic: bytes, key: bytes, vault_id: bytes, stored: bytes, *, name: str) -> bytes:

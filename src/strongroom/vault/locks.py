@@ -86,7 +86,7 @@ class LockCodec:
     def __init__(self, key: bytes, vault_id: bytes) -> None:
         self._key, self._vault_id = key, vault_id
 
-    def encode(self, exclusive: bool) -> bytes:
+    def encode(self, exclusive: bool) -> bytearray:
         doc = {"exclusive": exclusive, "host": host_name(), "pid": os.getpid()}
         doc["time"] = time.time()
         return seal_object(MAGIC_LOCK, self._key, self._vault_id, json.dumps(doc).encode())

@@ -68,7 +68,7 @@ class Tombstone:
         """Whether the soft-delete window has ended (prune may now remove the point)."""
         return (now or utc_now()) >= self.purge_time
 
-    def seal(self, keys: VaultKeys, vault_id: bytes) -> bytes:
+    def seal(self, keys: VaultKeys, vault_id: bytes) -> bytearray:
         payload = json.dumps(asdict(self), sort_keys=True).encode("utf-8")
         return seal_object(MAGIC_DELETED, keys.point_key, vault_id, payload)
 

@@ -305,6 +305,7 @@ class ChunkWriter:
             with self._lock:
                 self._pending.difference_update(ids)
             data.release()
+            builder.release_memory()  # until its next pack (pack.py says why)
             self._builders.put(builder)
 
     def _write_index(self) -> None:
