@@ -18,13 +18,20 @@ from strongroom.files.reading import FileItem, FileOutcome, FileReader
 
 _BATCH_FILES = 128
 _BATCH_BYTES = 4 << 20
-# Reads stay on the walking thread until the walk has found more than this to read: the
-# reader threads' hand-offs (a futex and a queue a batch, the interpreter lock traded with the
-# walk) cost a small tree more than their parallelism gains it.  /etc (386 files to read,
-# 2 MiB) took 0.39 CPU s with two reader threads and 0.32 without, wall 0.34 -> 0.28 s
+# Big files' reads stay on the walking thread until the walk has found more than this to
+# read: the reader threads' hand-offs (a futex and a queue a task, the interpreter lock traded
+# with the walk) cost a small tree more than their parallelism gains it.  /etc (386 files to
+# read, 2 MiB) took 0.39 CPU s with two reader threads and 0.32 without, wall 0.34 -> 0.28 s
 # (docs/benchmarks.md, "Session 40").  A big file is past the bytes at once.
 _ALONE_FILES = 1000
 _ALONE_BYTES = 16 << 20
+# Small files are always read on the walking thread.  A small file's read, hash, compression
+# and encryption each release the interpreter lock for a few microseconds, and with a reader
+# thread on another core every release was a hand-over: with no worker processes on two
+# cores, 25,000 files in 12,500 folders took 5.3 s and 7.3 CPU s with two reader threads
+# (115,000 context switches) and 3.0 s and 3.0 CPU s without, and on one core 50,000 small
+# files took 10-15 % less (docs/benchmarks.md, "Session 41").  Only big files, whose chunks
+# keep a core busy between hand-overs, go to the threads.
 
 
 class FileReads:
@@ -102,9 +109,11 @@ class FileReads:
     def _submit_batch(self) -> None:
         if self.batch:
             items, self.batch, self.batch_bytes = self.batch, [], 0
-            self._submit(items)
+            self._submit(items, small=True)
 
-    def _submit(self, items: list[FileItem]) -> None:
+    def _submit(self, items: list[FileItem], small: bool = False) -> None:
+        """Read ``items`` (a batch of small files, or one big or sparse file) here, in a
+        worker process, or in a reader thread (only a big file: see _ALONE_FILES)."""
         while self.inflight >= self.max_inflight:
             self._drain(block=True)
         if not self.inline_reads:
@@ -114,7 +123,7 @@ class FileReads:
             if self._read_remote(items):
                 return
         self.inflight += 1
-        if self.inline_reads or self._alone():
+        if self.inline_reads or small or self._alone():
             self._work(items)
         else:
             self.pool.submit(self._work, items)
