@@ -71,7 +71,7 @@ def sample() -> tuple[Vault, dict[str, bytes]]:
             {k: getattr(stone, k) for k in ("point", "deleted_at", "purge_after")}
             | {"host": "h", "user": "u", "reason": "r"}
         ).encode(),
-        "lock": LockCodec(keys.lock_key, vault.vault_id).encode(False),
+        "lock": bytes(LockCodec(keys.lock_key, vault.vault_id).encode(False)),
         "lock-plain": b'{"exclusive": false, "host": "h", "pid": 1, "time": 1.5}',
         "pack": pack,
         "tree": vault.read_chunk(root),

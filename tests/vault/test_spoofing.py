@@ -30,7 +30,7 @@ def written(vault: Vault) -> Written:
     return write_point(vault, random_chunks(1, 3), source="real")
 
 
-def put_named(vault: Vault, prefix: str, stored: bytes) -> str:
+def put_named(vault: Vault, prefix: str, stored: bytes | bytearray) -> str:
     name = prefix + content_digest(stored).hex()
     vault.backend.put(name, stored)
     return name

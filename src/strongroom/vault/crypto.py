@@ -81,7 +81,8 @@ def random_bytes(n: int) -> bytes:
 
 
 def unseal(key: bytes, sealed: bytes | memoryview, aad: bytes, *, name: str) -> bytes:
-    """Inverse of :func:`seal`; an :class:`IntegrityError` naming ``name`` on any mismatch."""
+    """Open ``nonce || AES-256-GCM ciphertext || tag`` (a sealed object after its prefix,
+    ``envelope.seal_object``); an :class:`IntegrityError` naming ``name`` on any mismatch."""
     if len(sealed) < NONCE_SIZE + TAG_SIZE:
         raise IntegrityError(f"{name}: truncated (only {len(sealed)} bytes)", name=name)
     view = memoryview(sealed)

@@ -73,7 +73,9 @@ def _compressor() -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(compression_params=params)
 
 
-def open_object(magic: bytes, key: bytes, vault_id: bytes, stored: bytes, *, name: str) -> bytes:
+def open_object(
+    magic: bytes, key: bytes, vault_id: bytes, stored: bytes | bytearray, *, name: str
+) -> bytes:
     """Check and decrypt a sealed object; raise an error naming ``name`` on any problem."""
     if len(stored) < _PREFIX.size:
         raise IntegrityError(f"{name}: truncated ({len(stored)} bytes)", name=name)
@@ -82,7 +84,7 @@ def open_object(magic: bytes, key: bytes, vault_id: bytes, stored: bytes, *, nam
         raise IntegrityError(f"{name}: not a {magic.decode()} object", name=name)
     if version != _VERSION:
         raise UnsupportedVersion(f"{name}: object version {version} is not supported")
-    prefix = stored[: _PREFIX.size]
+    prefix = bytes(stored[: _PREFIX.size])
     body = unseal(key, memoryview(stored)[_PREFIX.size :], prefix + vault_id, name=name)
     if not flags & _FLAG_ZSTD:
         return body

@@ -91,7 +91,7 @@ class LockCodec:
         doc["time"] = time.time()
         return seal_object(MAGIC_LOCK, self._key, self._vault_id, json.dumps(doc).encode())
 
-    def decode(self, name: str, stored: bytes) -> LockInfo:
+    def decode(self, name: str, stored: bytes | bytearray) -> LockInfo:
         plain = open_object(MAGIC_LOCK, self._key, self._vault_id, stored, name=name)
         try:
             doc = json.loads(plain)

@@ -73,7 +73,9 @@ class Tombstone:
         return seal_object(MAGIC_DELETED, keys.point_key, vault_id, payload)
 
 
-def open_tombstone(keys: VaultKeys, vault_id: bytes, name: str, stored: bytes) -> Tombstone:
+def open_tombstone(
+    keys: VaultKeys, vault_id: bytes, name: str, stored: bytes | bytearray
+) -> Tombstone:
     """Authenticate and parse ``deleted/<point id>``; its content must name that point."""
     point_id = name[len(DELETED_PREFIX) :] if name.startswith(DELETED_PREFIX) else ""
     if not _POINT_ID.match(point_id):
