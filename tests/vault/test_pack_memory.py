@@ -67,8 +67,8 @@ def test_a_view_left_from_a_failed_upload_does_not_stop_the_next_pack() -> None:
 
 
 def _resident_pages(buf: mmap.mmap) -> int:
-    """How many of ``buf``'s pages are in memory (bit 63 of each page's /proc/self/pagemap
-    entry): the page cache's view, which a process's RSS counts."""
+    """How many of ``buf``'s pages are in memory: bit 63 ("present") of each page's entry in
+    /proc/self/pagemap, the pages a process's RSS counts."""
     anchor = ctypes.c_char.from_buffer(buf)
     try:
         start = ctypes.addressof(anchor) // mmap.PAGESIZE

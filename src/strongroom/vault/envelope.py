@@ -39,6 +39,10 @@ _PREFIX = struct.Struct("<4sBBH")
 _VERSION = 1
 _FLAG_ZSTD = 1
 _ZSTD_LEVEL = 3
+# level 3 with a 128 KiB window and 16 Ki-entry tables (seal_object says why)
+_SEAL_PARAMS = zstandard.ZstdCompressionParameters.from_level(
+    _ZSTD_LEVEL, window_log=17, hash_log=14, chain_log=14
+)
 T = TypeVar("T")
 
 
@@ -53,7 +57,7 @@ def seal_object(magic: bytes, key: bytes, vault_id: bytes, payload: bytes) -> by
     run, so what sealing one holds at once is part of the backup's peak memory: the
     compressor's tables are kept small (an index object is mostly random chunk ids, which
     no match finder shortens) and the ciphertext goes straight into the output buffer."""
-    packed = _compressor().compress(payload)
+    packed = zstandard.ZstdCompressor(compression_params=_SEAL_PARAMS).compress(payload)
     flags = _FLAG_ZSTD if len(packed) < len(payload) else 0
     body = packed if flags else payload
     prefix = _PREFIX.pack(magic, _VERSION, flags, 0)
@@ -64,13 +68,6 @@ def seal_object(magic: bytes, key: bytes, vault_id: bytes, payload: bytes) -> by
     out[len(prefix) : head] = nonce
     AesGcm(key).encrypt_into(nonce, body, prefix + vault_id, out, head)
     return out
-
-
-def _compressor() -> zstandard.ZstdCompressor:
-    params = zstandard.ZstdCompressionParameters.from_level(
-        _ZSTD_LEVEL, window_log=17, hash_log=14, chain_log=14
-    )
-    return zstandard.ZstdCompressor(compression_params=params)
 
 
 def open_object(
