@@ -1,17 +1,28 @@
-"""What a restore holds for each file it plans: the plan of a big tree sits in memory next to
-the rest of the restore, so its size per file bounds the restore's peak memory."""
+"""What a restore holds for each file it plans (the plan of a big tree sits in memory next to
+the rest of the restore, so its size per file bounds the restore's peak memory), and for each
+chunk it writes."""
 
 from __future__ import annotations
 
 import gc
+import os
 import random
 import tracemalloc
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import cast
 
+import pytest
+
+from strongroom.errors import StrongroomError
+from strongroom.files import BackupOptions, RestoreOptions, backup_files, restore_files
 from strongroom.files.nodes import DIR, FILE, Node, encode_dir
 from strongroom.files.plan import Planner
 from strongroom.files.tree import TreeReader
-from strongroom.vault import Vault
+from strongroom.storage import LocalBackend
+from strongroom.vault import Located, Vault
+from tests.conftest import FAST_KDF, PASSPHRASE
 
 Stored = dict[bytes, tuple[list[bytes], bytes]]
 
@@ -110,3 +121,44 @@ def test_a_reader_without_a_cache_keeps_no_folder_it_read() -> None:
     # the default reader keeps the last 256 folders decoded: here all 3,000 nodes
     assert cached > 3000 * 300
     assert once < 64 << 10
+
+
+class _Piece(bytearray):
+    """A chunk as a read hands it to the writer, but weakly referenceable."""
+
+
+def test_a_file_s_chunk_is_let_go_before_its_next_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore writes a chunk, then reads the next: holding the one written while the next
+    is fetched, decrypted and decompressed kept up to 4 MiB more in each writing thread."""
+    src = tmp_path / "src"
+    src.mkdir()
+    data = random.Random(6).randbytes(12 << 20)  # a dozen chunks or so
+    (src / "big.bin").write_bytes(data)
+    vault = Vault.init(LocalBackend(tmp_path / "v"), PASSPHRASE, kdf=FAST_KDF)
+    backup_files(vault, BackupOptions([str(src)], source="t"))
+
+    planned = Vault.read_planned
+    alive_at_next: list[bool] = []
+
+    def read_planned(
+        self: Vault, chunks: Sequence[Located], span: int | None = None
+    ) -> Iterator[bytes | memoryview | StrongroomError]:
+        last: weakref.ref[_Piece] | None = None
+        for got in planned(self, chunks, span):
+            if last is not None:
+                alive_at_next.append(last() is not None)
+            box = [_Piece(got) if isinstance(got, bytes) else got]
+            del got
+            last = weakref.ref(box[0]) if isinstance(box[0], _Piece) else None
+            yield box.pop()  # type: ignore[misc]  # a bytearray does what bytes would
+
+    monkeypatch.setattr(Vault, "read_planned", read_planned)
+    target = tmp_path / "out"
+    point = vault.resolve_point("latest", source="t")
+    summary = restore_files(vault, point, RestoreOptions(target, workers=1, processes=0))
+
+    assert summary.errors == []
+    assert (target / os.path.relpath(src / "big.bin", "/")).read_bytes() == data
+    assert len(alive_at_next) >= 5 and not any(alive_at_next)

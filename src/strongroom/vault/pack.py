@@ -283,7 +283,11 @@ def read_pack_header(keys: VaultKeys, data: bytes, name: str) -> PackContents:
 
 
 class BlobDecoder:
-    """Decrypts, decompresses and verifies blobs; one per thread (reuses its decompressor)."""
+    """Decrypts, decompresses and verifies blobs; one per thread (reuses its decompressor).
+
+    :meth:`decode` is :meth:`decrypt` then :meth:`finish`; a caller that holds the only
+    reference to the stored bytes calls them apart and lets the stored bytes go in between,
+    so a 4 MiB chunk is held twice at most while it decompresses, not three times."""
 
     def __init__(self, keys: VaultKeys) -> None:
         self._keys = keys
@@ -299,20 +303,38 @@ class BlobDecoder:
         raw: int,
         where: str,
     ) -> bytes:
+        payload = self.decrypt(cipher, stored, chunk_id, ctype, flags, raw, where)
+        return self.finish(payload, chunk_id, flags, raw, where)
+
+    @staticmethod
+    def decrypt(
+        cipher: AesGcm,
+        stored: bytes | bytearray | memoryview,
+        chunk_id: bytes,
+        ctype: int,
+        flags: int,
+        raw: int,
+        where: str,
+    ) -> bytes:
+        """The blob's payload (compressed where ``flags`` say so), authenticated."""
         view = memoryview(stored)
         if len(view) < BLOB_OVERHEAD:
             raise IntegrityError(f"{where}: chunk {chunk_id.hex()[:16]} truncated", name=where)
         try:
-            plain = cipher.decrypt(
+            return cipher.decrypt(
                 view[:NONCE_SIZE], view[NONCE_SIZE:], blob_aad(chunk_id, ctype, flags, raw)
             )
         except AuthenticationFailed:
             raise IntegrityError(
                 f"{where}: chunk {chunk_id.hex()[:16]} fails authentication (corrupted)", name=where
             ) from None
+
+    def finish(self, payload: bytes, chunk_id: bytes, flags: int, raw: int, where: str) -> bytes:
+        """The chunk from its decrypted payload, its size and id checked."""
+        plain = payload
         if flags & FLAG_ZSTD:
             try:
-                plain = self._dctx.decompress(plain, max_output_size=raw)
+                plain = self._dctx.decompress(payload, max_output_size=raw)
             except zstandard.ZstdError as exc:
                 raise IntegrityError(
                     f"{where}: chunk {chunk_id.hex()[:16]}: {exc}", name=where

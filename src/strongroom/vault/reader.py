@@ -109,7 +109,13 @@ class ChunkReader:
                     raise IntegrityError(
                         f"{name}: short read of chunk {chunk_id.hex()[:16]}", name=name
                     )
-                return self._decode(chunk_id, entry, stored, name)
+                cipher, dec = self._cipher(entry.pack), self._decoder()
+                payload = dec.decrypt(
+                    cipher, stored, chunk_id, entry.ctype, entry.flags, entry.raw, name
+                )
+                # the stored bytes let go before decompressing (up to 4 MiB: BlobDecoder)
+                del stored
+                return dec.finish(payload, chunk_id, entry.flags, entry.raw, name)
             except IntegrityError:
                 if attempt == attempts:
                     raise
