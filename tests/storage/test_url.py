@@ -8,9 +8,10 @@ import pytest
 
 from strongroom.errors import BackendConfigError
 from strongroom.storage import CachingBackend, LocalBackend, RetryingBackend, open_backend
+from strongroom.storage.cacheroot import default_cache_root
 from strongroom.storage.names import content_digest
 from strongroom.storage.objectstore import ObjectStoreBackend
-from strongroom.storage.url import cache_dir_for, default_cache_root
+from strongroom.storage.url import cache_dir_for
 from tests.emulators import Emulator
 from tests.storage.conftest import unique_prefix
 

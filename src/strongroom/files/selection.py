@@ -18,7 +18,7 @@ from strongroom.errors import FilesError
 from strongroom.files.cachepath import default_cache_dir
 from strongroom.files.vaultview import OnStorage
 from strongroom.records import dataclass
-from strongroom.storage import default_cache_root
+from strongroom.storage.cacheroot import default_cache_root
 
 
 @dataclass

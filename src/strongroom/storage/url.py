@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from strongroom.errors import BackendConfigError
 from strongroom.storage.backend import Backend
 from strongroom.storage.cache import CachingBackend
+from strongroom.storage.cacheroot import default_cache_root
 from strongroom.storage.local import LocalBackend
 from strongroom.storage.objectlock import split_location
 from strongroom.storage.retry import RetryingBackend
 
 REMOTE_SCHEMES = ("azure", "s3")
-
-
-def default_cache_root() -> Path:
-    """``$XDG_CACHE_HOME/strongroom``, or ``~/.cache/strongroom``."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "strongroom"
 
 
 def cache_dir_for(location: str, cache_root: Path | None = None) -> Path:
