@@ -324,8 +324,9 @@ def test_jobs_keep_small_files_whole_and_slice_big_ones(vault: Vault) -> None:
 
 def test_a_restore_of_small_files_runs_one_job_thread_on_local_storage() -> None:
     """Small files hold the interpreter lock for most of their work: one job thread; big
-    files decompress and decrypt in parallel while one waits for a write: three; object
-    storage waits on the network: its own count."""
+    files decompress and decrypt in parallel while one waits for a write: three, or two in
+    each process of a restore by several; object storage waits on the network: its own
+    count."""
     from strongroom.files.contents import job_workers
     from strongroom.files.nodes import FILE, Node
     from strongroom.files.plan import Entry
@@ -341,3 +342,6 @@ def test_a_restore_of_small_files_runs_one_job_thread_on_local_storage() -> None
     assert job_workers(files(4096, 1000) + files(1 << 30, 2), 2) == 3  # the average decides
     assert job_workers(files(4096, 1000), 4) == 4
     assert job_workers([], 2) == 2
+    assert job_workers(files(8 << 20, 10), 2, processes=True) == 2
+    assert job_workers(files(4096, 1000), 2, processes=True) == 1
+    assert job_workers(files(8 << 20, 10), 4, processes=True) == 4

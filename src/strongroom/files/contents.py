@@ -36,8 +36,13 @@ _SMALL_AVERAGE = 1 << 20  # bytes a file: below, one job thread on local storage
 # together.  512 MiB of text restored in 1.27 s instead of 1.52 (medians of 6, harness-style),
 # on one core 1.62-1.79 s instead of 1.88-1.94; peak RSS the same (53 MiB: the key's
 # derivation), PSS 45 MiB instead of 37; four threads 1.19 s but 60 MiB (docs/benchmarks.md,
-# "Session 40").
+# "Session 40").  Beside other processes of the same restore (worker processes, whose batches
+# are the parallelism) two: a copy of /usr restored with 91.5 MiB summed peak memory instead of
+# 85 (PSS 79 against 72.5) and in 3.96 s instead of 4.08 (CPU 5.51 s against 5.64; medians of 8
+# alternated runs, "Session 42"): a third thread's window and chunks in each process, on cores
+# the processes keep busy already.
 _BIG_LOCAL_JOBS = 3
+_BIG_LOCAL_JOBS_BESIDE_PROCESSES = 2
 
 
 class ContentSink(Protocol):
@@ -50,20 +55,23 @@ class ContentSink(Protocol):
     def placed(self, e: Entry) -> None: ...
 
 
-def job_workers(files: Sequence[Entry], storage_workers: int) -> int:
+def job_workers(files: Sequence[Entry], storage_workers: int, processes: bool = False) -> int:
     """How many threads run jobs: as many as the storage is worth (reads from object storage
     wait on the network), but on local storage (2) only one when the files are small on
     average.  Their per-file work holds the interpreter lock, and a second thread only trades
     it back and forth: restoring 50,000 files of under 4 KiB took 5.5-6.0 s with one and
     6.7-8.0 s (and 40 % more CPU) with two, 20,000 files of 1-64 KiB 4.4 s against 4.3-5.9 s
     (docs/benchmarks.md); big files get three (:data:`_BIG_LOCAL_JOBS`), which decompress
-    and decrypt in parallel while another's write waits for the disk.
+    and decrypt in parallel while another's write waits for the disk, or two in a restore
+    that runs in several ``processes``.
     """
     if storage_workers > 2 or not files:
         return storage_workers
     if average_size(files) < _SMALL_AVERAGE:
         return 1
-    return _BIG_LOCAL_JOBS if storage_workers == 2 else storage_workers
+    if storage_workers != 2:
+        return storage_workers
+    return _BIG_LOCAL_JOBS_BESIDE_PROCESSES if processes else _BIG_LOCAL_JOBS
 
 
 def average_size(files: Sequence[Entry]) -> float:

@@ -96,7 +96,8 @@ def write_files(
     written = Written(writer, setup, BatchResult(), [])
     result = written.result
     try:
-        threads = job_workers(entries, vault.capabilities.read_workers)
+        # only restores by several processes write here (restorework.py, restoretree.py)
+        threads = job_workers(entries, vault.capabilities.read_workers, processes=True)
         for task in _write(writer, entries, threads, between):
             i = at[id(task.entry)]
             result.issues += [(i, reason) for reason in task.issues or ()]
