@@ -54,5 +54,5 @@ def test_a_chunk_read_alone_lets_its_stored_bytes_go_before_it_decompresses(
 
     assert vault.reader.read(cid) == data
     assert alive_at_finish == [False]
-    # read with others (one span of several chunks), a chunk decodes from the span as before
+    # a planned read of a lone chunk reads it alone too
     assert list(vault.read_planned(vault.locate([cid]))) == [data]

@@ -262,13 +262,12 @@ class ContentWriter:
         end = written = 0
         sink = DirectSink(task.fd, task.direct_fd) if task.direct_fd >= 0 else None
         for k in range(lo, hi):
-            piece: Fetched | None = next(stream)
+            piece = next(stream)
             if task.failure is not None:
                 continue
             if isinstance(piece, StrongroomError):
                 task.failure = f"cannot read its data: {piece}"
                 continue
-            assert piece is not None
             try:
                 end = max(end, self._put(task, k, piece, sink))
             except OSError as exc:
@@ -277,7 +276,7 @@ class ContentWriter:
             written += len(piece)
             # let go of it before the next is read: up to 4 MiB a thread otherwise held while
             # the next chunk is fetched, decrypted and decompressed
-            piece = None
+            del piece
         if sink is not None and task.failure is None:
             try:
                 sink.flush()
