@@ -82,7 +82,8 @@ def _resident_pages(buf: mmap.mmap) -> int:
 
 
 def _buffers(builder: PackBuilder) -> list[mmap.mmap]:
-    return [b for b in (builder._buf, builder._spare) if b is not None]
+    spares = builder._spares.all() if builder._spares is not None else []
+    return [builder._buf, *spares]
 
 
 def test_an_idle_builder_gives_its_pages_back_and_builds_its_next_pack() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from strongroom.storage.names import TEMP_PREFIX, content_digest
 from strongroom.vault import Vault, VaultSettings
 from strongroom.vault.check import check_vault
 from strongroom.vault.pack import STREAM_WINDOW
+from strongroom.vault.packstream import MOST_BUFFERS
 from tests.conftest import FAST_KDF, PASSPHRASE
 
 MiB = 1 << 20
@@ -62,14 +65,22 @@ class _FailingStream(LocalStream):
         super().write(data)
 
 
-class _FailingBackend(LocalBackend):
+class _WrappedStreams(LocalBackend):
+    """The local backend, its packs streamed through ``stream`` (a LocalStream subclass)."""
+
+    stream: type[LocalStream] = LocalStream
+
     def open_stream(self, folder: str) -> LocalStream:
         super().open_stream(folder).abort()  # makes the folder
 
         def translate(err: OSError, what: str) -> Exception:
             return StorageError(f"{what}: {err}")
 
-        return _FailingStream(str(self.root / folder), self._publish, translate)
+        return self.stream(str(self.root / folder), self._publish, translate)
+
+
+class _FailingBackend(_WrappedStreams):
+    stream = _FailingStream
 
 
 def test_a_failed_stream_write_fails_the_backup_and_leaves_nothing(tmp_path: Path) -> None:
@@ -120,3 +131,58 @@ def test_writer_memory_does_not_grow_with_the_pack_size(tmp_path: Path) -> None:
     grown_mib = int(out.stdout) / 1024
     # whole 32 MiB packs would need two pack buffers (64 MiB); streamed, a few windows
     assert grown_mib < 24, f"the writer grew by {grown_mib:.0f} MiB"
+
+
+class _SlowStream(LocalStream):
+    """A disk that falls behind (a fault we cannot cause on demand): each write waits until
+    the test lets it go."""
+
+    gate = threading.Semaphore(0)
+    started = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        type(self).started += 1
+        type(self).gate.acquire()
+        super().write(data)
+
+
+class _SlowBackend(_WrappedStreams):
+    stream = _SlowStream
+
+
+def test_a_builder_fills_on_while_the_disk_is_behind_and_keeps_the_bytes_in_order(
+    tmp_path: Path,
+) -> None:
+    """With the first segment's write held, the writer queues three segments and fills a
+    fourth buffer instead of waiting under its pack lock; the pack is still its bytes in
+    order (named by them, every chunk read back)."""
+    vault = _vault(tmp_path, _SlowBackend(tmp_path), pack_mib=16)
+    writer = vault.writer()
+    chunks = [os.urandom(STREAM_WINDOW) for _ in range(4 * (MOST_BUFFERS - 1))]
+    ids: list[bytes] = []
+
+    def put_all() -> None:
+        ids.extend(writer.put(c).chunk_id for c in chunks[: MOST_BUFFERS - 1])
+
+    filler = threading.Thread(target=put_all, daemon=True)
+    filler.start()
+    try:
+        filler.join(timeout=10)
+        # three windows went out (one write started, two queued behind it) without a wait
+        assert not filler.is_alive(), "the writer waited for the disk with buffers to spare"
+        for _ in range(1000):  # the first write starts in the upload pool, in its own time
+            if _SlowStream.started:
+                break
+            time.sleep(0.01)
+        assert len(ids) == MOST_BUFFERS - 1 and _SlowStream.started == 1
+    finally:
+        for _ in range(1000):  # let every write go, as the disk catches up
+            _SlowStream.gate.release()
+    ids += [writer.put(c).chunk_id for c in chunks[MOST_BUFFERS - 1 :]]
+    writer.flush()
+    writer.close()
+    packs = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert packs and all(content_digest(p.read_bytes()).hex() == p.name for p in packs)
+    again = Vault.open(LocalBackend(tmp_path), PASSPHRASE)
+    assert [again.read_chunk(i) for i in ids] == chunks
+    assert check_vault(again, read_data=True).ok

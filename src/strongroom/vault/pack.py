@@ -28,7 +28,7 @@ from strongroom.storage.directio import ALIGN
 from strongroom.vault.aead import AesGcm, AuthenticationFailed
 from strongroom.vault.crypto import ID_SIZE, NONCE_SIZE, TAG_SIZE, VaultKeys
 from strongroom.vault.entries import ENTRY, ENTRY_SIZE, Entries
-from strongroom.vault.packstream import PackStream
+from strongroom.vault.packstream import PackStream, SegmentBuffers
 
 PACK_MAGIC = b"SRPK"
 PACK_END = b"SRPE"
@@ -60,9 +60,10 @@ def header_aad(salt: bytes) -> bytes:
 
 STREAM_WINDOW = 1 << 19
 """A streaming builder hands its bytes to the stream whenever it holds this much.  Each of a
-writer's builders touches two buffers of about a window plus a blob: 512 KiB rather than
-1 MiB took 3-5 MiB off a files backup's peak memory (two processes, two builders each at
-work) for a few more write calls (a 16 MiB pack in 32 of them)."""
+writer's builders touches two buffers of about a window plus a blob (up to four while the disk
+is behind: packstream.py): 512 KiB rather than 1 MiB took 3-5 MiB off a files backup's peak
+memory (two processes, two builders each at work) for a few more write calls (a 16 MiB pack
+in 32 of them)."""
 
 
 class PackBuilder:
@@ -70,7 +71,7 @@ class PackBuilder:
 
     With a :class:`PackStream` the pack streams: once the buffer holds
     :data:`STREAM_WINDOW` bytes, their aligned prefix goes to the stream and blobs continue
-    in a second buffer, so memory stays two windows whatever the pack size.  A pack that
+    in a spare buffer, so memory stays a few windows whatever the pack size.  A pack that
     never fills a window is returned whole by :meth:`finish` and written with one ``put``.
     """
 
@@ -82,7 +83,7 @@ class PackBuilder:
         # Anonymous mappings: page-aligned, so the local backend can write them with direct
         # I/O, and pages cost memory only once touched, so an idle builder costs none.
         self._buf = _anonymous_map(max(capacity, HEAD_SIZE))
-        self._spare = _anonymous_map(capacity) if stream is not None else None
+        self._spares = SegmentBuffers(capacity, _anonymous_map) if stream is not None else None
         # the entries as their 48-byte records: a tuple of ints per blob cost 280 bytes, and
         # a pack of small files' chunks holds 10,000 of them (2.8 MiB a builder)
         self._entries = bytearray()
@@ -103,6 +104,8 @@ class PackBuilder:
         self._base = 0
         if self.stream is not None:
             self.stream.reset()
+        if self._spares is not None:
+            self._spares.settle()  # the last pack's segments are written (or it was dropped)
         _PACK_HEAD.pack_into(self._buf, 0, PACK_MAGIC, 1, self.salt)
         self._pos = HEAD_SIZE
 
@@ -139,9 +142,9 @@ class PackBuilder:
         instead of 59 MiB summed over its two processes, two 512 MiB files at 62 instead of
         72, for about 1 % more CPU time on the latter (page faults; docs/benchmarks.md,
         "Session 41")."""
-        for buf in (self._buf, self._spare):
-            if buf is not None:
-                buf.madvise(mmap.MADV_DONTNEED)
+        spares = self._spares.all() if self._spares is not None else []
+        for buf in (self._buf, *spares):
+            buf.madvise(mmap.MADV_DONTNEED)
 
     def _reserve(self, n: int) -> None:
         need = self._pos + n
@@ -198,14 +201,14 @@ class PackBuilder:
             self._stream_out(self.stream)
 
     def _stream_out(self, stream: PackStream) -> None:
-        """Queue the buffer's aligned prefix and go on in the spare buffer with the rest."""
-        assert self._spare is not None
-        stream.wait()  # the spare's previous segment is on disk: it is free again
+        """Queue the buffer's aligned prefix and go on in a spare buffer with the rest."""
+        assert self._spares is not None
+        spare = self._spares.spare()
         n = self._pos // ALIGN * ALIGN
         rest = self._pos - n
-        self._spare[:rest] = self._buf[n : self._pos]
-        stream.write_segment(memoryview(self._buf)[:n])
-        self._buf, self._spare = self._spare, self._buf
+        spare[:rest] = self._buf[n : self._pos]
+        self._spares.queued(self._buf, stream.write_segment(memoryview(self._buf)[:n]))
+        self._buf = spare
         self._base += n
         self._pos = rest
 
