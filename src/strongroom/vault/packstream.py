@@ -21,7 +21,6 @@ import contextlib
 import mmap
 from collections import deque
 from collections.abc import Callable
-from concurrent import futures
 from concurrent.futures import Future
 from typing import Protocol
 
@@ -85,9 +84,11 @@ class PackStream:
         return done
 
     def wait(self) -> None:
-        """Until every queued segment is written; raises the first one's error, if any."""
+        """Until every queued segment is written; raises the first one's error, if any (those
+        behind it fail unwritten).  ``result`` one by one, not ``concurrent.futures.wait``: a
+        segment the upload pool's shutdown cancelled before it ran is never done for ``wait``,
+        which then waited for ever (an interrupted backup), while its ``result`` raises."""
         pending, self._pending = self._pending, deque()
-        futures.wait(pending)
         for done in pending:
             done.result()
 
