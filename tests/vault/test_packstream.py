@@ -156,6 +156,7 @@ def test_a_builder_fills_on_while_the_disk_is_behind_and_keeps_the_bytes_in_orde
     """With the first segment's write held, the writer queues three segments and fills a
     fourth buffer instead of waiting under its pack lock; the pack is still its bytes in
     order (named by them, every chunk read back)."""
+    _SlowStream.gate, _SlowStream.started = threading.Semaphore(0), 0  # this test's alone
     vault = _vault(tmp_path, _SlowBackend(tmp_path), pack_mib=16)
     writer = vault.writer()
     chunks = [os.urandom(STREAM_WINDOW) for _ in range(4 * (MOST_BUFFERS - 1))]

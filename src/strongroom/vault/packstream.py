@@ -12,7 +12,7 @@ time the next is full, and a builder touches two buffers as it always did.  With
 in flight a writer whose disk fell behind waited under its pack lock, and every thread
 putting a chunk with it: a first backup of the 2 GiB image waited 0.93-0.98 s there in all
 (741 segments) on a machine whose virtual disk takes 1-2 ms for a 512 KiB direct write, and
-took 3.2-3.5 s against 2.8 s with the vault in memory (docs/benchmarks.md, "Session 43").
+took 3.2-4.2 s against 2.8 s with the vault in memory (docs/benchmarks.md, "Session 43").
 """
 
 from __future__ import annotations
