@@ -182,6 +182,32 @@ def test_a_failing_handler_stops_the_reads(qcow2: tuple[Path, bytes]) -> None:
         disk.close()
 
 
+def _resident() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_read_ahead_buffers_cost_only_the_pages_read(qcow2: tuple[Path, bytes]) -> None:
+    """An incremental reads a few scattered chunks: its ``depth + workers`` windows of up
+    to 32 MiB must not be zero-filled up front (that was 0.05 CPU s of a live VM's 0.26)."""
+    image, content = qcow2
+    disk = open_disk(image, "qcow2")
+    assert isinstance(disk, NBDDisk)
+    grown: list[int] = []
+    before = _resident()
+
+    def handle(index: int, view: memoryview) -> None:
+        assert bytes(view) == content[index * CHUNK : (index + 1) * CHUNK]
+        grown.append(_resident() - before)
+
+    try:
+        span = disk.max_request
+        assert span >= 16 * MiB  # 8 windows of it would be 128 MiB or more if touched
+        scan(disk, CHUNK, [3], handle, workers=2, span=span, depth=6)
+    finally:
+        disk.close()
+    assert len(grown) == 1 and grown[0] < 12 * MiB
+
+
 def test_runs_group_adjacent_chunks_up_to_the_span() -> None:
     def listed(indexes: list[int], span: int, end: int) -> list[tuple[int, int, int, int]]:
         return list(runs(iter(indexes), MiB, span, end))

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Protocol, runtime_checkable
 
+from strongroom.anonmem import anonymous_map
+
 __all__ = ["AsyncReads", "read_ahead", "runs"]
 
 Handler = Callable[[int, memoryview], None]
@@ -59,7 +61,7 @@ class _Pipeline:
     def __init__(self, buffers: int, size: int, depth: int) -> None:
         self.free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         for _ in range(buffers):
-            self.free.put(memoryview(bytearray(size)))
+            self.free.put(memoryview(anonymous_map(size)))  # pages touched only as filled
         self.ready: queue.SimpleQueue[tuple[Run, memoryview, Future[int]] | None] = (
             queue.SimpleQueue()
         )

@@ -28,6 +28,7 @@ from array import array
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Literal
 
+from strongroom.anonmem import anonymous_map
 from strongroom.vault.entries import ENTRY, ENTRY_SIZE, Row
 
 if TYPE_CHECKING:
@@ -42,12 +43,6 @@ VECTOR_FROM = 1 << 16
 _KEY_BLOCK = 1 << 16  # rows per step when numpy builds keys: bounds the temporaries
 _WORDS = ENTRY_SIZE // 4  # a record in 32-bit words: the id's first word starts each
 _LOW32 = 0xFFFFFFFF
-
-
-def _anonymous_map(nbytes: int) -> mmap.mmap:
-    """Private anonymous memory (a shared one could not grow: mremap does not extend it)."""
-    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
-    return mmap.mmap(-1, nbytes, flags=flags) if flags else mmap.mmap(-1, nbytes)
 
 
 class _Column:
@@ -77,12 +72,12 @@ class _Column:
                 self.map.close()
             self.map = None
         elif self.map is None:
-            self.map = _anonymous_map(nbytes)
+            self.map = anonymous_map(nbytes)
         else:
             try:
                 self.map.resize(nbytes)
             except (SystemError, OSError):  # no mremap on this platform: copy once
-                grown = _anonymous_map(nbytes)
+                grown = anonymous_map(nbytes)
                 keep = min(nbytes, len(self.map))
                 grown[:keep] = self.map[:keep]
                 self.map.close()

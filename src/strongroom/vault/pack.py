@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import zstandard
 
+from strongroom.anonmem import anonymous_map
 from strongroom.errors import IntegrityError, UnsupportedVersion
 from strongroom.records import dataclass
 from strongroom.storage.directio import ALIGN
@@ -247,8 +248,7 @@ class PackBuilder:
 
 
 def _anonymous_map(size: int) -> mmap.mmap:
-    pages = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
-    return mmap.mmap(-1, pages, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return anonymous_map(-(-size // mmap.PAGESIZE) * mmap.PAGESIZE)
 
 
 @dataclass(frozen=True)
