@@ -187,8 +187,8 @@ def _resident() -> int:
 
 
 def test_read_ahead_buffers_cost_only_the_pages_read(qcow2: tuple[Path, bytes]) -> None:
-    """An incremental reads a few scattered chunks: its ``depth + workers`` windows of up
-    to 32 MiB must not be zero-filled up front (that was 0.05 CPU s of a live VM's 0.26)."""
+    """An incremental reads a few scattered chunks: its ``depth + workers`` windows (of up
+    to 32 MiB) must not be zero-filled up front (0.05 s of a live VM's incremental)."""
     image, content = qcow2
     disk = open_disk(image, "qcow2")
     assert isinstance(disk, NBDDisk)
