@@ -19,6 +19,8 @@ APT_PACKAGES+=(fuse3)
 # libvirt-python from PyPI needs (the test guest's kernel, busybox and qemu-ga are fetched
 # with `apt-get download` by tests/libvirt/guest.py and cached, not installed).
 APT_PACKAGES+=(qemu-system-x86 libvirt-daemon-system libvirt-dev pkg-config gcc)
+# Argon2id built for this CPU (below): argon2-cffi-bindings builds with CMake
+APT_PACKAGES+=(cmake)
 # the server's catalog on PostgreSQL: the tests start their own cluster with initdb + pg_ctl
 APT_PACKAGES+=(postgresql)
 
@@ -74,6 +76,25 @@ if [ ! -f "$stamp" ] || ((stale)); then
   .venv/bin/python -m pip install -q -e '.[test,libvirt,server,postgres]'
   touch "$stamp"
 fi
+# Argon2id for this CPU. PyPI's argon2-cffi-bindings wheel runs libargon2's SSE2 code on any
+# x86-64; built from the same source with AVX2, it derives a passphrase's key (every command
+# that opens a vault) in about 0.6x the CPU (docs/benchmarks.md, "Session 45"). Built on the
+# machine that runs it, only where the CPU has AVX2, kept only if it computes RFC 9106's test
+# vector, and built again when pip brings another version; otherwise PyPI's wheel stays.
+argon2_stamp=.venv/.argon2-built
+argon2_version=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("argon2-cffi-bindings"))')
+if grep -qw avx2 /proc/cpuinfo && [ "$(cat "$argon2_stamp" 2>/dev/null)" != "$argon2_version" ]; then
+  echo "setup: building argon2-cffi-bindings $argon2_version for AVX2"
+  argon2_pip=(.venv/bin/python -m pip install -q --no-cache-dir --no-deps --force-reinstall)
+  if ! CFLAGS="-O3 -mavx2" "${argon2_pip[@]}" --no-binary argon2-cffi-bindings \
+      "argon2-cffi-bindings==$argon2_version" >/dev/null 2>&1 ||
+    ! .venv/bin/python -c 'from strongroom.vault.kdf import check_build; exit(not check_build())'; then
+    echo "setup: that build failed or computed a wrong hash; keeping PyPI's wheel"
+    "${argon2_pip[@]}" --only-binary argon2-cffi-bindings "argon2-cffi-bindings==$argon2_version"
+  fi
+  echo "$argon2_version" >"$argon2_stamp"
+fi
+
 # Bytecode for the package's own modules: pip compiles what it installs, but an editable
 # install runs from src/, and where PYTHONDONTWRITEBYTECODE is set (as on these machines)
 # every command would compile its ~150 modules again (0.09 s of each command's start-up).

@@ -60,16 +60,16 @@ def loaded_by(
     script = textwrap.dedent(
         f"""
         import json, sys
-        import argon2.low_level
+        import strongroom.vault.kdf
         watched = {watched!r}
         at_kdf = []
-        derive = argon2.low_level.hash_secret_raw
+        derive = strongroom.vault.kdf.argon2id
 
         def spy(*args, **kwargs):
             at_kdf.extend(m for m in watched if m in sys.modules)
             return derive(*args, **kwargs)
 
-        argon2.low_level.hash_secret_raw = spy
+        strongroom.vault.kdf.argon2id = spy
         from strongroom.cli.main import main
         code = main({argv!r})
         done = [m for m in watched if m in sys.modules]

@@ -74,16 +74,14 @@ class KDFParams:
     def derive(self, passphrase: str, salt: bytes) -> bytes:
         # here: a worker process gets its keys handed over and derives none (argon2 and
         # cffi are 0.4 MiB of each worker)
-        from argon2.low_level import Type, hash_secret_raw
+        from strongroom.vault.kdf import argon2id
 
-        return hash_secret_raw(
+        return argon2id(
             passphrase.encode("utf-8"),
             salt,
             time_cost=self.time_cost,
-            memory_cost=self.memory_kib,
+            memory_kib=self.memory_kib,
             parallelism=self.parallelism,
-            hash_len=32,
-            type=Type.ID,
         )
 
 
