@@ -185,12 +185,13 @@ def test_a_command_loads_only_its_own_command_module(
     (tmp_path / "src" / "[red]a").write_text("alpha")
     # human output on a pipe, as from cron: no rich
     code, done, _ = loaded_by(["backup", "files", str(tmp_path / "src")], vault_env, ON_DEMAND)
-    assert code == 0
-    backup_side = {"files", "image", "stream", "vm"}  # the backup group; image uses vm's
-    assert done == {f"strongroom.cli.{m}" for m in backup_side}
+    assert code == 0 and done == {"strongroom.cli.files"}  # not the group's other commands
     target = str(tmp_path / "restored")
     code, done, _ = loaded_by(["restore", "files", "latest", "-t", target], vault_env, ON_DEMAND)
-    assert code == 0 and done == {f"strongroom.cli.{m}" for m in ("files", "image", "vm")}
+    assert code == 0 and done == {"strongroom.cli.files"}
+    code, done, _ = loaded_by(["backup", "--help"], None, ON_DEMAND)  # the whole group
+    backup_side = {"files", "image", "stream", "vm"}  # image uses vm's
+    assert code == 0 and done == {f"strongroom.cli.{m}" for m in backup_side} | {"rich"}
     code, done, _ = loaded_by(
         ["diff", "latest", "--live", str(tmp_path / "src")], vault_env, ON_DEMAND
     )
@@ -207,6 +208,20 @@ def test_every_command_has_its_modules_listed() -> None:
         assert set(only.commands) == {name}  # type: ignore[attr-defined]
         help_of = only.commands[name].help  # type: ignore[attr-defined]
         assert help_of == whole.commands[name].help  # type: ignore[attr-defined]
+
+
+def test_every_backup_and_restore_command_has_its_module_listed() -> None:
+    whole = typer.main.get_command(app)
+    for group, homes in cli_main._SUB_HOMES.items():
+        everything = whole.commands[group]  # type: ignore[attr-defined]
+        assert set(homes) == set(everything.commands)
+        for sub in homes:
+            only = typer.main.get_command(cli_main._app_for([group, sub, "--help"]))
+            (narrowed,) = only.commands.values()  # type: ignore[attr-defined]
+            assert set(narrowed.commands) == {sub}
+            got, want = narrowed.commands[sub], everything.commands[sub]
+            assert got.help == want.help
+            assert [p.name for p in got.params] == [p.name for p in want.params]
 
 
 def test_plain_table_lines_up_columns() -> None:
