@@ -1,7 +1,7 @@
 """Argon2id, computed by libargon2 in memory the kernel can back with huge pages.
 
 libargon2 takes its ``m_cost`` KiB from ``malloc``: for a slot's 32 MiB that is a fresh map
-faulted in 4 KiB pages, 8,192 faults that cost 0.03-0.05 s of system time per derivation on a
+faulted in 4 KiB pages, 8,192 faults that cost 0.04-0.06 s of system time per derivation on a
 VM (session 45: a quarter of the derivation's CPU, paid by every command that opens a vault
 with a passphrase).  Handing it an anonymous map aligned to 2 MiB and advised
 ``MADV_HUGEPAGE`` lets the kernel fault the same memory in 16 pieces.  Only where the memory
@@ -12,6 +12,7 @@ argon2-cffi documents for this), and any failure of the custom allocation falls 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import mmap
 from typing import Any
@@ -35,7 +36,8 @@ class _Maps:
 
         whole = mmap.mmap(-1, size + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         if hasattr(mmap, "MADV_HUGEPAGE"):
-            whole.madvise(mmap.MADV_HUGEPAGE)
+            with contextlib.suppress(OSError):  # a kernel without THP: small pages, as malloc's
+                whole.madvise(mmap.MADV_HUGEPAGE)
         view = ffi.from_buffer(whole)
         base = int(ffi.cast("uintptr_t", view))
         address = -(-base // _HUGE_PAGE) * _HUGE_PAGE
