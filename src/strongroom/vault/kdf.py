@@ -17,6 +17,8 @@ import functools
 import mmap
 from typing import Any
 
+from strongroom.anonmem import anonymous_map
+
 _HUGE_PAGE = 2 * 1024 * 1024
 # argon2.h: ARGON2_OK, ARGON2_MEMORY_ALLOCATION_ERROR, ARGON2_DEFAULT_FLAGS
 _OK = 0
@@ -34,7 +36,7 @@ class _Maps:
         """The address of ``size`` bytes of fresh memory, aligned to a huge page."""
         from argon2.low_level import ffi
 
-        whole = mmap.mmap(-1, size + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        whole = anonymous_map(size + _HUGE_PAGE)
         if hasattr(mmap, "MADV_HUGEPAGE"):
             with contextlib.suppress(OSError):  # a kernel without THP: small pages, as malloc's
                 whole.madvise(mmap.MADV_HUGEPAGE)
