@@ -83,19 +83,6 @@ class _FailingBackend(_WrappedStreams):
     stream = _FailingStream
 
 
-def test_a_failed_stream_write_fails_the_backup_and_leaves_nothing(tmp_path: Path) -> None:
-    vault = _vault(tmp_path, _FailingBackend(tmp_path))
-    writer = vault.writer()
-    with pytest.raises(StorageError, match="injected"):
-        for _ in range(40):
-            writer.put(os.urandom(500_000))
-        writer.flush()
-    writer.close()
-    assert _stray_temp_files(tmp_path) == []
-    assert not any(p.is_file() for p in (tmp_path / "data").rglob("*"))
-    assert len(vault.index) == 0, "nothing of the lost pack may be indexed"
-
-
 _MEASURE = """
 import os, sys
 from pathlib import Path
@@ -187,3 +174,117 @@ def test_a_builder_fills_on_while_the_disk_is_behind_and_keeps_the_bytes_in_orde
     again = Vault.open(LocalBackend(tmp_path), PASSPHRASE)
     assert [again.read_chunk(i) for i in ids] == chunks
     assert check_vault(again, read_data=True).ok
+
+
+class _HeldCommit(LocalStream):
+    """A disk whose flush is slow (a fault we cannot cause on demand): the first pack's
+    commit waits until the test lets it go; the bytes written are counted."""
+
+    release = threading.Event()
+    written = 0
+    commits = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        super().write(data)
+        type(self).written += len(memoryview(data))
+
+    def commit(self, name: str) -> None:
+        type(self).commits += 1
+        if type(self).commits == 1:
+            assert type(self).release.wait(30)
+        super().commit(name)
+
+
+class _HeldCommitBackend(_WrappedStreams):
+    stream = _HeldCommit
+
+
+def test_the_next_pack_is_written_while_the_last_one_is_made_durable(tmp_path: Path) -> None:
+    """The upload thread hands a written pack to the commit thread: while the first pack's
+    fsync hangs, the second pack's bytes still go to disk, no chunk of the first is indexed
+    before its commit, and flush waits for both."""
+    _HeldCommit.release, _HeldCommit.written, _HeldCommit.commits = threading.Event(), 0, 0
+    vault = _vault(tmp_path, _HeldCommitBackend(tmp_path), pack_mib=8)
+    writer = vault.writer()
+    first = [os.urandom(1 << 20) for _ in range(9)]  # a pack of 9 MiB: sealed at 8
+    ids = [writer.put(c).chunk_id for c in first]
+    for _ in range(1000):
+        if _HeldCommit.commits:
+            break
+        time.sleep(0.01)
+    assert _HeldCommit.commits == 1
+    before = _HeldCommit.written
+    second = [os.urandom(1 << 20) for _ in range(4)]
+    ids += [writer.put(c).chunk_id for c in second]
+    for _ in range(1000):  # the second pack's bytes go to disk meanwhile (all but a window)
+        if _HeldCommit.written >= before + 4 * MiB - STREAM_WINDOW:
+            break
+        time.sleep(0.01)
+    assert _HeldCommit.written >= before + 4 * MiB - STREAM_WINDOW
+    assert len(vault.index) == 0 and not any((tmp_path / "data").rglob("??/*"))
+    flushed = threading.Thread(target=writer.flush)
+    flushed.start()
+    time.sleep(0.3)
+    assert flushed.is_alive(), "flush returned before the first pack was durable"
+    _HeldCommit.release.set()
+    flushed.join(30)
+    writer.close()
+    assert not flushed.is_alive() and _HeldCommit.commits == 2
+    again = Vault.open(LocalBackend(tmp_path), PASSPHRASE)
+    assert [again.read_chunk(i) for i in ids] == first + second
+    assert check_vault(again, read_data=True).ok
+    assert _stray_temp_files(tmp_path) == []
+
+
+class _FailingCommit(LocalStream):
+    """The disk fails the pack's fsync (a fault we cannot cause on demand)."""
+
+    def commit(self, name: str) -> None:
+        self.abort()
+        raise StorageError("injected: fsync failed")
+
+
+class _FailingCommitBackend(_WrappedStreams):
+    stream = _FailingCommit
+
+
+@pytest.mark.parametrize(
+    ("backend", "error"),
+    [(_FailingBackend, "injected"), (_FailingCommitBackend, "fsync failed")],
+    ids=["write", "commit"],
+)
+def test_a_failed_stream_write_or_commit_fails_the_backup_and_leaves_nothing(
+    tmp_path: Path, backend: type[_WrappedStreams], error: str
+) -> None:
+    _FailingStream.writes = 0
+    vault = _vault(tmp_path, backend(tmp_path))
+    writer = vault.writer()
+    with pytest.raises(StorageError, match=error):
+        for _ in range(40):
+            writer.put(os.urandom(500_000))
+        writer.flush()
+    writer.close()
+    assert _stray_temp_files(tmp_path) == []
+    assert not any(p.is_file() for p in (tmp_path / "data").rglob("*"))
+    assert len(vault.index) == 0, "nothing of a lost pack may be indexed"
+
+
+def test_closing_with_a_commit_queued_removes_its_temporary_file(tmp_path: Path) -> None:
+    """An interrupt: close() without flush while the first commit hangs and the second waits
+    behind it; the second never runs, and its written temporary file is removed."""
+    _HeldCommit.release, _HeldCommit.written, _HeldCommit.commits = threading.Event(), 0, 0
+    vault = _vault(tmp_path, _HeldCommitBackend(tmp_path), pack_mib=8)
+    writer = vault.writer()
+    for _ in range(18):  # two packs sealed
+        writer.put(os.urandom(1 << 20))
+    for _ in range(1000):
+        if _HeldCommit.commits:
+            break
+        time.sleep(0.01)
+    closing = threading.Thread(target=writer.close)
+    closing.start()
+    time.sleep(0.3)
+    _HeldCommit.release.set()
+    closing.join(30)
+    assert not closing.is_alive()
+    assert _stray_temp_files(tmp_path) == []

@@ -92,16 +92,17 @@ class PackStream:
         for done in pending:
             done.result()
 
-    def finish(self, tail: memoryview, name_of: Callable[[bytes], str]) -> bytes:
-        """Write the pack's last bytes and name it; returns the pack id (its name hash)."""
+    def close_out(self, tail: memoryview) -> tuple[bytes, PackSink]:
+        """Write the pack's last bytes; returns its id (its name hash) and the sink, which the
+        caller commits under the pack's name (or aborts).  The stream is free for the next
+        pack: committing (fsync, rename, the folder's fsync) is left to the caller so that
+        it need not hold up the next pack's writes (writer.py)."""
         self.wait()
         assert self.sink is not None
         self.hasher.update(tail)
         self.sink.write(tail)
-        pack_id = self.hasher.digest()
-        self.sink.commit(name_of(pack_id))
-        self.sink = None
-        return pack_id
+        sink, self.sink = self.sink, None
+        return self.hasher.digest(), sink
 
     def abort(self) -> None:
         """Drop the pack: wait out any write in flight, remove the temporary file."""

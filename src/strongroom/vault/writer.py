@@ -2,7 +2,8 @@
 
 ``put`` is thread-safe: callers hash and compress in their own threads (blake3 and zstd release
 the GIL) and only the append into the current pack is serialized.  Finished packs upload on a
-small pool while the next pack fills; a pack's entries reach the index only after its upload
+small pool while the next pack fills (a streamed local pack is made durable and named on a
+commit thread behind it); a pack's entries reach the index only after its upload
 succeeded, so a failed upload never leaves a dedup entry that a later backup would trust.
 Index objects are written after the packs they list (commit order: packs, index, point).
 
@@ -23,14 +24,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple, Protocol, runtime_checkable
 
-import zstandard
-
 from strongroom import failpoints
 from strongroom.errors import StorageError, VaultError
 from strongroom.records import dataclass
 from strongroom.storage.backend import Backend
 from strongroom.storage.names import content_digest
 from strongroom.vault.claims import ChunkClaims
+from strongroom.vault.compress import ChunkCompressor
 from strongroom.vault.crypto import VaultKeys
 from strongroom.vault.entries import Entries
 from strongroom.vault.envelope import MAGIC_INDEX, object_name_hash, seal_object
@@ -43,7 +43,6 @@ CHUNK_TREE = 1
 INDEX_PREFIX = "index/"
 _INDEX_EVERY_PACKS = 64
 _INDEX_EVERY_ENTRIES = 1 << 15  # bounds an index object's size (and the memory to load it)
-_MAX_INCOMPRESSIBLE = 0.97
 _STREAM_FOLDER = "data"
 
 
@@ -148,8 +147,7 @@ class ChunkWriter:
         self._unindexed = unindexed if unindexed is not None else UnindexedPacks()
         self._on_index_written = on_index_written
         self._pack_size = pack_size
-        self._level = compression_level
-        self._local = threading.local()
+        self._compressor = ChunkCompressor(compression_level)
         self._lock = threading.Lock()
         self._pack_lock = threading.Lock()
         self._index_lock = threading.Lock()
@@ -159,6 +157,10 @@ class ChunkWriter:
         self._builders: queue.LifoQueue[PackBuilder] = queue.LifoQueue()
         self._current: PackBuilder | None = None
         self._uploads = ThreadPoolExecutor(upload_workers, thread_name_prefix="pack-upload")
+        # a streamed pack's commit (fsync, rename, the folder's fsync: tens of ms on a
+        # virtual disk) and its indexing, off the upload threads (see _upload)
+        self._commits = ThreadPoolExecutor(1, thread_name_prefix="pack-commit")
+        self._uncommitted: set[PackSink] = set()
         self._all_builders = [
             PackBuilder(keys, pack_size + pack_size // 4, self._stream())
             for _ in range(upload_workers + 1)
@@ -210,24 +212,16 @@ class ChunkWriter:
                 return PutResult(cid, False)
             self._pending.add(cid)
         try:
-            payload, flags = self._compress(data)
-            self._append(cid, ctype, payload, flags, len(data))
+            packed = self._compressor.compress(data)
+            if packed is None:
+                self._append(cid, ctype, data, 0, len(data))
+            else:
+                self._append(cid, ctype, packed, FLAG_ZSTD, len(data))
         except BaseException:
             with self._lock:
                 self._pending.discard(cid)
             raise
         return PutResult(cid, True)
-
-    def _compress(
-        self, data: bytes | bytearray | memoryview
-    ) -> tuple[bytes | bytearray | memoryview, int]:
-        cctx = getattr(self._local, "cctx", None)
-        if cctx is None:
-            cctx = self._local.cctx = zstandard.ZstdCompressor(level=self._level)
-        packed = cctx.compress(data)
-        if len(packed) < len(data) * _MAX_INCOMPRESSIBLE:
-            return packed, FLAG_ZSTD
-        return data, 0
 
     def _append(
         self, cid: bytes, ctype: int, payload: bytes | bytearray | memoryview, flags: int, raw: int
@@ -282,6 +276,11 @@ class ChunkWriter:
     def _upload(
         self, builder: PackBuilder, data: memoryview, entries: Entries, salt: bytes
     ) -> None:
+        """Write a sealed pack.  A streamed one is handed to the commit thread once its bytes
+        are written: its builder is free for the next pack right away, and this thread goes
+        on to the next pack's segments while the disk makes this one durable.  With both on
+        one thread the chunk threads waited for every pack's fsyncs (docs/benchmarks.md,
+        "Session 46")."""
         ids = entries.ids()
         stream = builder.stream if builder.streamed else None
         try:
@@ -289,24 +288,56 @@ class ChunkWriter:
                 pack_id = content_digest(data)
                 self._backend.put(pack_name(pack_id), data)
             else:
-                pack_id = stream.finish(data, pack_name)
-            self._index.add_pack(pack_id, salt, entries)
-            with self._lock:
-                self.stats.packs += 1
-            if self._unindexed.add(PackRecord(pack_id, salt, entries)):
-                self._write_index()
+                pack_id, sink = stream.close_out(data)
         except BaseException as exc:
             if stream is not None:
                 stream.abort()
-            with self._lock:
-                self._error = self._error or exc
+            self._failed(exc, ids)
             raise
         finally:
-            with self._lock:
-                self._pending.difference_update(ids)
             data.release()
             builder.release_memory()  # until its next pack (pack.py says why)
             self._builders.put(builder)
+        if stream is None:
+            self._indexed(PackRecord(pack_id, salt, entries), ids)
+            return
+        with self._lock:
+            self._uncommitted.add(sink)
+            run = contextvars.copy_context().run
+            record = PackRecord(pack_id, salt, entries)
+            fut = self._commits.submit(run, self._commit, sink, record, ids)
+            self._futures.append(fut)
+
+    def _commit(self, sink: PackSink, record: PackRecord, ids: list[bytes]) -> None:
+        try:
+            sink.commit(pack_name(record.pack_id))  # removes its file if it fails
+        except BaseException as exc:
+            self._failed(exc, ids)
+            raise
+        finally:
+            with self._lock:
+                self._uncommitted.discard(sink)
+        self._indexed(record, ids)
+
+    def _indexed(self, record: PackRecord, ids: list[bytes]) -> None:
+        """The pack is stored: its chunks go into the index (and an index object when enough
+        packs wait for one)."""
+        try:
+            self._index.add_pack(record.pack_id, record.salt, record.entries)
+            with self._lock:
+                self.stats.packs += 1
+            if self._unindexed.add(record):
+                self._write_index()
+        except BaseException as exc:
+            self._failed(exc, ids)
+            raise
+        with self._lock:
+            self._pending.difference_update(ids)
+
+    def _failed(self, exc: BaseException, ids: list[bytes]) -> None:
+        with self._lock:
+            self._error = self._error or exc
+            self._pending.difference_update(ids)
 
     def _write_index(self) -> None:
         with self._index_lock:
@@ -334,14 +365,23 @@ class ChunkWriter:
         self._raise_if_failed()
         with self._pack_lock:
             self._seal_current()
-        with self._lock:
-            futures = list(self._futures)
-        for fut in futures:
-            with contextlib.suppress(BaseException):
-                fut.result()
+        self._wait_all()
         self._raise_if_failed()
         failpoints.hit("after-packs")
         self._write_index()
+
+    def _wait_all(self) -> None:
+        """Until every upload and the commit each hands on are done (an upload adds its
+        commit's future before it finishes, so a pass that finds nothing left is the end)."""
+        while True:
+            with self._lock:
+                left = [f for f in self._futures if not f.done()]
+                self._futures = left
+            if not left:
+                return
+            for fut in left:
+                with contextlib.suppress(BaseException):
+                    fut.result()
 
     def close(self) -> None:
         """Stop the upload threads (call :meth:`flush` first to keep what was put).
@@ -351,6 +391,11 @@ class ChunkWriter:
         prune removes them).
         """
         self._uploads.shutdown(wait=True, cancel_futures=True)
+        self._commits.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            cancelled, self._uncommitted = list(self._uncommitted), set()
+        for sink in cancelled:  # packs written whose commit never ran: no temporary files
+            sink.abort()
         for builder in self._all_builders:
             stream = builder.stream
             if stream is not None and stream.sink is not None:
