@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from tests.bench._harness import bench_module
@@ -41,3 +43,19 @@ def test_without_the_sync_times_only_the_exit_wall_is_judged() -> None:
     ]
     mine = _row(vm.render(results, ["strongroom", "virtnbdbackup"], ["# t"]), "strongroom")
     assert "wall 0.67x (<= 0.7): met" in mine and "on disk" not in mine
+
+
+def _dirty_kib() -> int:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Dirty:"))
+
+
+def test_written_out_writes_the_backups_own_dirty_pages(tmp_path: Path) -> None:
+    vm = bench_module("libvirt_vs_virtnbdbackup")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "data").write_bytes(os.urandom(64 << 20))
+    (tmp_path / "link").symlink_to("sub/data")
+    before = _dirty_kib()
+    assert before >= 60 << 10  # the 64 MiB are in the page cache, not on the disk
+    assert vm.written_out(tmp_path) >= 0
+    assert _dirty_kib() < before - (60 << 10)

@@ -288,3 +288,27 @@ def test_closing_with_a_commit_queued_removes_its_temporary_file(tmp_path: Path)
     closing.join(30)
     assert not closing.is_alive()
     assert _stray_temp_files(tmp_path) == []
+
+
+def test_commits_falling_behind_hold_up_the_writer_not_a_queue(tmp_path: Path) -> None:
+    """With the first commit held, the writer stops taking chunks after a few packs: the
+    packs written and waiting for their commit (temporary files) stay bounded."""
+    _HeldCommit.release, _HeldCommit.written, _HeldCommit.commits = threading.Event(), 0, 0
+    vault = _vault(tmp_path, _HeldCommitBackend(tmp_path), pack_mib=8)
+    writer = vault.writer()
+    filler = threading.Thread(
+        target=lambda: [writer.put(os.urandom(1 << 20)) for _ in range(9 * 12)], daemon=True
+    )
+    filler.start()
+    filler.join(5)
+    try:
+        assert filler.is_alive(), "twelve packs went out while the first commit hung"
+        # those waiting for their commit, and at most one open stream per builder
+        assert len(_stray_temp_files(tmp_path)) <= 4 + 2
+    finally:
+        _HeldCommit.release.set()
+    filler.join(60)
+    writer.flush()
+    writer.close()
+    assert not filler.is_alive() and _HeldCommit.commits >= 12
+    assert _stray_temp_files(tmp_path) == []

@@ -44,6 +44,7 @@ INDEX_PREFIX = "index/"
 _INDEX_EVERY_PACKS = 64
 _INDEX_EVERY_ENTRIES = 1 << 15  # bounds an index object's size (and the memory to load it)
 _STREAM_FOLDER = "data"
+_COMMITS_QUEUED = 4  # packs written and waiting for (or in) their commit, at most
 
 
 @runtime_checkable
@@ -161,6 +162,9 @@ class ChunkWriter:
         # virtual disk) and its indexing, off the upload threads (see _upload)
         self._commits = ThreadPoolExecutor(1, thread_name_prefix="pack-commit")
         self._uncommitted: set[PackSink] = set()
+        # back-pressure: a disk whose fsyncs fall behind holds up the upload thread, not an
+        # ever longer queue of open files and their packs' entries
+        self._commit_slots = threading.BoundedSemaphore(_COMMITS_QUEUED)
         self._all_builders = [
             PackBuilder(keys, pack_size + pack_size // 4, self._stream())
             for _ in range(upload_workers + 1)
@@ -301,6 +305,7 @@ class ChunkWriter:
         if stream is None:
             self._indexed(PackRecord(pack_id, salt, entries), ids)
             return
+        self._commit_slots.acquire()
         with self._lock:
             self._uncommitted.add(sink)
             run = contextvars.copy_context().run
@@ -317,6 +322,7 @@ class ChunkWriter:
         finally:
             with self._lock:
                 self._uncommitted.discard(sink)
+            self._commit_slots.release()
         self._indexed(record, ids)
 
     def _indexed(self, record: PackRecord, ids: list[bytes]) -> None:
