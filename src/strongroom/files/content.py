@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
+from strongroom.anonmem import anonymous_map
 from strongroom.chunking import BytesLike, ContentChunker
 from strongroom.files.longpath import open_file
 from strongroom.files.metadata import ExtentReader, data_extents
@@ -98,7 +99,8 @@ class ContentReader:
         not small)."""
         view: memoryview | None = getattr(self._local, "view", None)
         if view is None:
-            view = self._local.view = memoryview(bytearray(self.small + 1))
+            # page-aligned, as the files read into it start (anonmem.py says why)
+            view = self._local.view = memoryview(anonymous_map(self.small + 1))
         return view
 
     def read(self, fd: int, st: os.stat_result) -> Content:

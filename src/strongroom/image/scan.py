@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final, Generic, TypeVar
 
+from strongroom.anonmem import anonymous_map
 from strongroom.image.disks import Disk
 from strongroom.image.readahead import AsyncReads, read_ahead
 
@@ -95,7 +96,10 @@ def run_parallel(
     shared: _Shared[T] = _Shared(items)
 
     def loop() -> None:
-        view = memoryview(bytearray(buf)) if buf else None
+        # page-aligned, as every chunk's offset in the disk is: a bytearray of this size
+        # starts 16 bytes into a page, and the kernel copied each read 5 times slower
+        # (anonmem.py says why; a raw image's first backup took 1 CPU s more)
+        view = memoryview(anonymous_map(buf)) if buf else None
         try:
             while True:
                 ok, item = shared.take()
